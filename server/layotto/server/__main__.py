@@ -1,0 +1,3 @@
+from layotto.server.cli import main
+
+raise SystemExit(main())

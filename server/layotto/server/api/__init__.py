@@ -1,0 +1,1 @@
+"""gRPC APIs: one module per building block, assembled into services in services.py."""

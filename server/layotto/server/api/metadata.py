@@ -1,0 +1,46 @@
+"""Dapr's GetMetadata and Shutdown: what Dapr SDKs poll for readiness and capabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import empty_pb2
+
+from layotto.proto.dapr.runtime.v1 import metadata_pb2
+from layotto.server.api.adapter import Context
+from layotto.server.components.loader import ComponentSet
+
+RUNTIME_NAME = "layotto-python"
+
+
+def registered_components(components: ComponentSet) -> list[metadata_pb2.RegisteredComponents]:
+    return [
+        metadata_pb2.RegisteredComponents(
+            name=component.name,
+            type=f"{block}.{component.spec.type}",
+            version=component.spec.version,
+            capabilities=sorted(f.value for f in component.spec.features),
+        )
+        for block, component in components
+    ]
+
+
+class MetadataApi:
+    def __init__(self, app_id: str, version: str, components: ComponentSet, shutdown: Callable[[], None]) -> None:
+        self._app_id = app_id
+        self._version = version
+        self._components = components
+        self._shutdown = shutdown
+
+    async def GetMetadata(self, request: Any, context: Context) -> metadata_pb2.GetMetadataResponse:
+        return metadata_pb2.GetMetadataResponse(
+            id=self._app_id,
+            registered_components=registered_components(self._components),
+            extended_metadata={"runtime": RUNTIME_NAME, "runtimeVersion": self._version},
+            runtime_version=self._version,
+        )
+
+    async def Shutdown(self, request: Any, context: Context) -> empty_pb2.Empty:
+        self._shutdown()
+        return empty_pb2.Empty()

@@ -1,0 +1,40 @@
+"""Assembles the building-block APIs into the gRPC services the runtime serves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from layotto.proto.dapr.runtime.v1 import dapr_pb2, state_pb2
+from layotto.proto.runtime.v1 import runtime_pb2
+from layotto.server.api.adapter import rpc_methods, service_handler
+from layotto.server.api.hello import HelloApi
+from layotto.server.api.metadata import MetadataApi
+from layotto.server.api.state import StateApi, StateMessages
+from layotto.server.components.loader import ComponentSet
+
+LAYOTTO_STATE = StateMessages(
+    get_state_response=runtime_pb2.GetStateResponse,
+    get_bulk_state_response=runtime_pb2.GetBulkStateResponse,
+    bulk_state_item=runtime_pb2.BulkStateItem,
+)
+DAPR_STATE = StateMessages(
+    get_state_response=state_pb2.GetStateResponse,
+    get_bulk_state_response=state_pb2.GetBulkStateResponse,
+    bulk_state_item=state_pb2.BulkStateItem,
+)
+
+RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
+DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
+
+
+def api_handlers(
+    components: ComponentSet, app_id: str, version: str, shutdown: Callable[[], None]
+) -> list[grpc.GenericRpcHandler]:
+    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components))
+    dapr = rpc_methods(StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown))
+    return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]
+
+
+SERVICE_NAMES = (RUNTIME_SERVICE.full_name, DAPR_SERVICE.full_name)

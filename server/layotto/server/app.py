@@ -1,0 +1,147 @@
+"""The runtime process: components, the gRPC server, the actuator, and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from layotto.server.actuator import Actuator
+from layotto.server.api.services import SERVICE_NAMES, api_handlers
+from layotto.server.components.base import ComponentContext, ConfigError
+from layotto.server.components.loader import ComponentSet, load_components
+from layotto.server.config import RuntimeConfig
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+def split_address(address: str, key: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+class Runtime:
+    """One runtime instance. ``async with Runtime(config) as rt`` starts and stops it."""
+
+    def __init__(self, config: RuntimeConfig) -> None:
+        self.config = config
+        self.components = ComponentSet()
+        self.grpc_port = 0
+        self.http_port = 0
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer()
+        self._actuator: Actuator | None = None
+        self._stop_requested = asyncio.Event()
+
+    async def start(self) -> None:
+        cfg = self.config
+        split_address(cfg.grpc_address, "grpc_address")
+        http_host, http_port = split_address(cfg.http_address, "http_address")
+        declared = {
+            block: {name: (c.type, c.metadata) for name, c in components.items()}
+            for block, components in cfg.components.items()
+        }
+        context = ComponentContext(app_id=cfg.app_id, data_dir=Path(cfg.data_dir).expanduser())
+        try:
+            self.components = await load_components(declared, context)
+        except ConfigError as error:
+            raise ConfigError(f"{cfg.source}: {error}") from None
+        try:
+            await self._start_servers(http_host, http_port)
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start_servers(self, http_host: str, http_port: int) -> None:
+        cfg = self.config
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(options=options)
+        server.add_generic_rpc_handlers(
+            api_handlers(self.components, cfg.app_id, VERSION, self.request_shutdown)
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        try:
+            self.grpc_port = server.add_insecure_port(cfg.grpc_address)
+        except RuntimeError as error:
+            raise ConfigError(f"grpc_address: cannot listen on {cfg.grpc_address}: {error}") from None
+        self._server = server
+        await server.start()
+        self._actuator = Actuator(self.components, self._info())
+        try:
+            await self._actuator.start(http_host, http_port)
+        except OSError as error:
+            raise ConfigError(f"http_address: cannot listen on {cfg.http_address}: {error.strerror}") from None
+        self.http_port = self._actuator.port
+        self._actuator.serving = True
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("layotto serving gRPC on %s:%d and HTTP on %s:%d", cfg.grpc_address.rpartition(":")[0],
+                 self.grpc_port, http_host, self.http_port)
+
+    def _info(self) -> dict[str, object]:
+        return {
+            "app": {"name": "Layotto for Python", "version": VERSION, "app_id": self.config.app_id,
+                    "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
+            "components": {f"{b}.{c.name}": {"type": c.spec.type, "features": sorted(f.value for f in c.spec.features)}
+                           for b, c in self.components},
+        }
+
+    def request_shutdown(self) -> None:
+        self._stop_requested.set()
+
+    async def wait_for_shutdown(self) -> None:
+        await self._stop_requested.wait()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls, let in-flight calls finish (up to grace), close components."""
+        grace = self.config.shutdown_grace_seconds if grace is None else grace
+        if self._actuator is not None:
+            self._actuator.serving = False
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self.components.aclose()
+        if self._actuator is not None:
+            await self._actuator.stop()
+            self._actuator = None
+
+    async def __aenter__(self) -> Runtime:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve(config: RuntimeConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    runtime = Runtime(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.request_shutdown)
+    await runtime.start()
+    try:
+        await runtime.wait_for_shutdown()
+        log.info("shutting down: draining in-flight calls")
+    finally:
+        await runtime.stop()
+    log.info("layotto stopped")

@@ -1,0 +1,55 @@
+"""The ``layotto`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from layotto.server.app import serve
+from layotto.server.components.base import ConfigError
+from layotto.server.config import RuntimeConfig, embedded_defaults, load
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="layotto", description="Layotto for Python: the application runtime.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="start the runtime (embedded defaults unless -c is given)")
+    run.add_argument("-c", "--config", help="YAML or JSON config file (also a Layotto runtime_config.json)")
+    run.add_argument("--grpc-address", help="HOST:PORT for the gRPC API (default 127.0.0.1:34904)")
+    run.add_argument("--http-address", help="HOST:PORT for the actuator (default 127.0.0.1:34999)")
+    run.add_argument("--data-dir", help="directory of embedded durable stores (default ~/.local/share/layotto)")
+    run.add_argument("--app-id", help="application id (namespaces keys where a building block does)")
+    run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
+    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def effective_config(args: argparse.Namespace) -> RuntimeConfig:
+    config = load(args.config) if args.config else embedded_defaults()
+    return config.with_overrides(
+        grpc_address=args.grpc_address, http_address=args.http_address, data_dir=args.data_dir, app_id=args.app_id
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = effective_config(args)
+        if args.print_config:
+            sys.stdout.write(json.dumps(config.to_dict(), indent=2) + "\n")
+            return 0
+        asyncio.run(serve(config))
+    except ConfigError as error:
+        sys.stderr.write(f"layotto: config error: {error}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

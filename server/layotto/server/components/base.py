@@ -1,0 +1,118 @@
+"""Base classes of the component model."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as one line naming where it is and what fits."""
+
+
+class Feature(str, enum.Enum):
+    """Optional capabilities a component may declare; the API layer checks them."""
+
+    ETAG = "ETAG"
+    FIRST_WRITE = "FIRST_WRITE"
+    TRANSACTIONAL = "TRANSACTIONAL"
+    TTL = "TTL"
+    BULK = "BULK"
+    QUERY = "QUERY_API"
+
+
+@dataclass(frozen=True)
+class MetadataField:
+    """One metadata key a component reads: documented and validated from here."""
+
+    name: str
+    description: str
+    type: type = str
+    default: Any = None
+    required: bool = False
+    example: str = ""
+
+    def parse(self, raw: str, where: str) -> Any:
+        if self.type is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("true", "1", "yes", "on"):
+                return True
+            if lowered in ("false", "0", "no", "off"):
+                return False
+            raise ConfigError(f"{where}.{self.name}: expected true or false, got {raw!r}")
+        if self.type in (int, float):
+            try:
+                return self.type(raw)
+            except ValueError:
+                raise ConfigError(f"{where}.{self.name}: expected a number, got {raw!r}") from None
+        return raw
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """What a component type is: its name, building block, features and metadata."""
+
+    type: str
+    building_block: str
+    description: str
+    features: frozenset[Feature] = frozenset()
+    metadata: tuple[MetadataField, ...] = ()
+    version: str = "v1"
+
+    def parse_metadata(self, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """Typed metadata with defaults applied; unknown or missing keys are errors."""
+        known = {f.name: f for f in self.metadata}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            choices = ", ".join(known) or "none"
+            raise ConfigError(f"{where}.{unknown[0]}: unknown metadata key for {self.type} (known: {choices})")
+        values: dict[str, Any] = {}
+        for name, spec in known.items():
+            if name in raw:
+                values[name] = spec.parse(str(raw[name]), where)
+            elif spec.required:
+                raise ConfigError(f"{where}.{name}: required by {self.type} ({spec.description})")
+            else:
+                values[name] = spec.default
+        return values
+
+
+@dataclass(frozen=True)
+class ComponentContext:
+    """What the runtime tells every component at init."""
+
+    app_id: str
+    data_dir: Path
+
+
+@dataclass(frozen=True)
+class Health:
+    """A component's health as the actuator reports it."""
+
+    up: bool
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class Component(ABC):  # noqa: B024 - an interface with optional hooks only
+    """Base of every component: built by its registry, then initialised with metadata."""
+
+    spec: ClassVar[ComponentSpec]
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        """Connect to the backend; ``metadata`` is already parsed by the spec."""
+
+    async def close(self) -> None:
+        """Release connections; called once at shutdown."""
+
+    async def health(self) -> Health:
+        return Health(up=True)
+
+    def supports(self, feature: Feature) -> bool:
+        return feature in self.spec.features

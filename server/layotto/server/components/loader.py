@@ -1,0 +1,84 @@
+"""Builds the configured components and finds them for the API handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
+
+from layotto.server.components.base import Component, ComponentContext, ConfigError
+from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
+from layotto.server.errors import ComponentNotFound, LayottoError, NoComponentsConfigured
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C", bound=Component)
+
+
+class ComponentSet:
+    """The runtime's initialised components, by building block and name."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[str, dict[str, Component]] = {}
+
+    def add(self, block: str, component: Component) -> None:
+        self._blocks.setdefault(block, {})[component.name] = component
+
+    def names(self, block: str) -> list[str]:
+        return sorted(self._blocks.get(block, {}))
+
+    def find(self, block: str, name: str, field: str, kind: type[C]) -> C:
+        """The component a request names, or the catalogued error for a bad name."""
+        components = self._blocks.get(block)
+        if not components:
+            raise NoComponentsConfigured(BUILDING_BLOCKS[block])
+        component = components.get(name)
+        if component is None:
+            raise ComponentNotFound(field, BUILDING_BLOCKS[block], name, sorted(components))
+        if not isinstance(component, kind):  # pragma: no cover - registries keep blocks apart
+            raise TypeError(f"{block}.{name} is not a {kind.__name__}")
+        return component
+
+    def __iter__(self) -> Iterator[tuple[str, Component]]:
+        for block, components in self._blocks.items():
+            for component in components.values():
+                yield block, component
+
+    async def aclose(self) -> None:
+        for block, component in reversed(list(self)):
+            try:
+                await component.close()
+            except Exception:
+                log.exception("closing %s %r failed", block, component.name)
+
+
+async def load_components(
+    declared: Mapping[str, Mapping[str, tuple[str, Mapping[str, str]]]],
+    context: ComponentContext,
+    init_timeout: float = 30.0,
+) -> ComponentSet:
+    """Create and initialise every declared component: block -> name -> (type, metadata)."""
+    loaded = ComponentSet()
+    try:
+        for block, components in declared.items():
+            registry = registry_for(block)
+            for name, (type_name, raw_metadata) in components.items():
+                where = f"{block}.{name}"
+                cls = registry.get(type_name, where)
+                metadata = cls.spec.parse_metadata(raw_metadata, f"{where}.metadata")
+                component = cls(name)
+                try:
+                    await asyncio.wait_for(component.init(metadata, context), init_timeout)
+                except (ConfigError, TimeoutError) as error:
+                    raise ConfigError(str(error) or f"{where}: init timed out after {init_timeout}s") from error
+                except LayottoError as error:
+                    raise ConfigError(f"{where}: {error.message}") from error
+                except OSError as error:
+                    raise ConfigError(f"{where}: cannot reach the backend: {error}") from error
+                loaded.add(block, component)
+                log.info("loaded %s %r (type %s)", BUILDING_BLOCKS[block], name, type_name)
+    except BaseException:
+        await loaded.aclose()
+        raise
+    return loaded

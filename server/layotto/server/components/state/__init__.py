@@ -1,0 +1,99 @@
+"""The State building block: the interface every state store implements."""
+
+from __future__ import annotations
+
+import enum
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from layotto.server.components.base import Component
+from layotto.server.errors import EtagInvalid, EtagMismatch, LayottoError
+
+
+class Concurrency(enum.Enum):
+    UNSPECIFIED = 0
+    FIRST_WRITE = 1
+    LAST_WRITE = 2
+
+
+@dataclass(frozen=True)
+class StateEntry:
+    key: str
+    value: bytes
+    etag: str
+    expire_at: float | None = None  # unix seconds
+
+
+@dataclass(frozen=True)
+class SetRequest:
+    key: str
+    value: bytes
+    etag: str | None = None
+    ttl_seconds: int | None = None  # None: the key never expires
+    concurrency: Concurrency = Concurrency.UNSPECIFIED
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    key: str
+    etag: str | None = None
+    concurrency: Concurrency = Concurrency.UNSPECIFIED
+
+
+WriteRequest = SetRequest | DeleteRequest
+
+
+def check_etag(request: WriteRequest, current_etag: int | None) -> None:
+    """Optimistic concurrency shared by the stores whose etags are version numbers.
+
+    A given etag must be one this store issued (digits) and equal the current one;
+    first-write without an etag requires the key not to exist yet.
+    """
+    if request.etag:
+        if not request.etag.isdigit():
+            raise EtagInvalid(request.key, request.etag)
+        if current_etag is None or int(request.etag) != current_etag:
+            raise EtagMismatch(request.key)
+    elif request.concurrency is Concurrency.FIRST_WRITE and isinstance(request, SetRequest):
+        if current_etag is not None:
+            raise EtagMismatch(request.key)
+
+
+class StateStore(Component):
+    """A key/value store with etags; bulk and transactional defaults build on get/set."""
+
+    @abstractmethod
+    async def get(self, key: str) -> StateEntry | None: ...
+
+    @abstractmethod
+    async def set(self, request: SetRequest) -> None: ...
+
+    @abstractmethod
+    async def delete(self, request: DeleteRequest) -> None: ...
+
+    async def bulk_get(self, keys: Sequence[str]) -> list[StateEntry | None | LayottoError]:
+        results: list[StateEntry | None | LayottoError] = []
+        for key in keys:
+            try:
+                results.append(await self.get(key))
+            except LayottoError as error:
+                results.append(error)
+        return results
+
+    async def bulk_write(self, requests: Sequence[WriteRequest]) -> dict[str, LayottoError]:
+        """Apply each request on its own; return the failures by key."""
+        failures: dict[str, LayottoError] = {}
+        for request in requests:
+            try:
+                if isinstance(request, SetRequest):
+                    await self.set(request)
+                else:
+                    await self.delete(request)
+            except (EtagMismatch, EtagInvalid) as error:
+                failures[request.key] = error
+        return failures
+
+    async def transact(self, requests: Sequence[WriteRequest]) -> None:
+        """Apply every request in order, atomically (stores declaring TRANSACTIONAL)."""
+        raise NotImplementedError

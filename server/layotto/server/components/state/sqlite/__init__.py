@@ -1,0 +1,192 @@
+"""SQLite state store: embedded and durable, state survives a runtime restart.
+
+All statements run on one dedicated thread that owns the connection, so the event
+loop never blocks on disk I/O and every transaction is serialised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, Health, MetadataField
+from layotto.server.components.state import (
+    DeleteRequest,
+    SetRequest,
+    StateEntry,
+    StateStore,
+    WriteRequest,
+    check_etag,
+)
+from layotto.server.errors import BackendError
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    etag INTEGER NOT NULL,
+    expire_at REAL
+);
+CREATE TABLE IF NOT EXISTS {table}_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO {table}_meta (name, value) VALUES ('last_etag', 0);
+"""
+
+
+class SqliteStateStore(StateStore):
+    spec = ComponentSpec(
+        type="sqlite",
+        building_block="state",
+        description="Keeps state in a SQLite file: durable across restarts, for one runtime at a time.",
+        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        metadata=(
+            MetadataField(
+                "connectionString",
+                "Path of the database file; relative paths are under the runtime's data directory.",
+                default="state.db",
+                example="/var/lib/layotto/state.db",
+            ),
+            MetadataField("tableName", "Table holding the state.", default="state"),
+            MetadataField(
+                "cleanupIntervalInSeconds",
+                "How often expired rows are deleted (reads never return them).",
+                type=float,
+                default=60.0,
+            ),
+            MetadataField("busyTimeoutInSeconds", "How long a write waits for a lock on the file.", type=float, default=5.0),
+        ),
+    )
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
+        self._conn: sqlite3.Connection | None = None
+        self._table = "state"
+        self._last_etag = 0
+        self._cleanup: asyncio.Task[None] | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            assert self._conn is not None
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as error:
+                if self._conn.in_transaction:
+                    self._conn.rollback()
+                raise BackendError(self.name, str(error)) from error
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        table = str(metadata["tableName"])
+        if not table.isidentifier():
+            raise ConfigError(f"state.{self.name}.metadata.tableName: {table!r} is not a valid table name")
+        self._table = table
+        path = Path(str(metadata["connectionString"]))
+        if not path.is_absolute():
+            path = context.data_dir / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def open_db() -> int:
+            conn = sqlite3.connect(path, timeout=float(metadata["busyTimeoutInSeconds"]), isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA.format(table=table))
+            self._conn = conn
+            row = conn.execute(f"SELECT value FROM {table}_meta WHERE name='last_etag'").fetchone()
+            return int(row[0])
+
+        try:
+            self._last_etag = await asyncio.get_running_loop().run_in_executor(self._executor, open_db)
+        except sqlite3.Error as error:
+            raise ConfigError(f"state.{self.name}.metadata.connectionString: cannot open {path}: {error}") from error
+        self._cleanup = asyncio.create_task(self._purge_expired(float(metadata["cleanupIntervalInSeconds"])))
+
+    async def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+        if self._conn is not None:
+            conn = self._conn
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def health(self) -> Health:
+        try:
+            await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        except BackendError as error:
+            return Health(up=False, details={"error": error.message})
+        return Health(up=True)
+
+    async def _purge_expired(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            now = time.time()
+            await self._run(lambda c: c.execute(f"DELETE FROM {self._table} WHERE expire_at <= ?", (now,)))
+
+    # -- statements (run on the store's thread) --------------------------------------
+
+    def _current_etag(self, conn: sqlite3.Connection, key: str, now: float) -> int | None:
+        row = conn.execute(
+            f"SELECT etag FROM {self._table} WHERE key = ? AND (expire_at IS NULL OR expire_at > ?)", (key, now)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _apply(self, conn: sqlite3.Connection, request: WriteRequest, now: float) -> None:
+        if isinstance(request, DeleteRequest):
+            conn.execute(f"DELETE FROM {self._table} WHERE key = ?", (request.key,))
+            return
+        self._last_etag += 1
+        expire_at = None if request.ttl_seconds is None else now + request.ttl_seconds
+        conn.execute(
+            f"INSERT INTO {self._table} (key, value, etag, expire_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value, etag=excluded.etag, expire_at=excluded.expire_at",
+            (request.key, request.value, self._last_etag, expire_at),
+        )
+
+    def _write_all(self, conn: sqlite3.Connection, requests: Sequence[WriteRequest]) -> None:
+        now = time.time()
+        last_etag = self._last_etag
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            after: dict[str, int | None] = {}
+            for request in requests:
+                current = after[request.key] if request.key in after else self._current_etag(conn, request.key, now)
+                check_etag(request, current)
+                self._apply(conn, request, now)
+                after[request.key] = None if isinstance(request, DeleteRequest) else self._last_etag
+            conn.execute(f"UPDATE {self._table}_meta SET value = ? WHERE name = 'last_etag'", (self._last_etag,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._last_etag = last_etag
+            raise
+
+    # -- the StateStore interface -----------------------------------------------------
+
+    async def get(self, key: str) -> StateEntry | None:
+        now = time.time()
+        row = await self._run(
+            lambda c: c.execute(
+                f"SELECT value, etag, expire_at FROM {self._table} WHERE key = ? AND (expire_at IS NULL OR expire_at > ?)",
+                (key, now),
+            ).fetchone()
+        )
+        if row is None:
+            return None
+        return StateEntry(key, bytes(row[0]), str(row[1]), row[2])
+
+    async def set(self, request: SetRequest) -> None:
+        await self._run(lambda c: self._write_all(c, [request]))
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await self._run(lambda c: self._write_all(c, [request]))
+
+    async def transact(self, requests: Sequence[WriteRequest]) -> None:
+        await self._run(lambda c: self._write_all(c, requests))
