@@ -25,7 +25,14 @@ from layotto.server.components.state import (
     StateStore,
     WriteRequest,
 )
-from layotto.server.errors import BulkPartialFailure, FeatureNotSupported, InvalidArgument, LayottoError
+from layotto.server.errors import (
+    BulkPartialFailure,
+    EtagInvalid,
+    EtagMismatch,
+    FeatureNotSupported,
+    InvalidArgument,
+    LayottoError,
+)
 
 TTL_KEY = "ttlInSeconds"
 TTL_EXPIRE_KEY = "ttlExpireTime"
@@ -104,6 +111,16 @@ def check_features(store: StateStore, request: WriteRequest) -> None:
         raise FeatureNotSupported(store.name, TTL_KEY)
 
 
+def locate_etag_error(error: LayottoError, write: WriteRequest, field: str) -> LayottoError:
+    """The same etag error, naming the request field it came from."""
+    etag_field = f"{field}.etag" if field else "etag"
+    if isinstance(error, EtagMismatch):
+        return EtagMismatch(write.key, etag_field)
+    if isinstance(error, EtagInvalid):
+        return EtagInvalid(write.key, write.etag or "", etag_field)
+    return error
+
+
 def to_write_request(operation: Any, field: str) -> WriteRequest:
     kind = operation.operationType
     if not operation.HasField("request"):
@@ -150,34 +167,38 @@ class StateApi:
         return item(key=key, data=result.value, etag=result.etag, metadata=entry_metadata(result))
 
     async def SaveState(self, request: Any, context: Context) -> empty_pb2.Empty:
-        writes = [to_set_request(item, f"states[{i}]") for i, item in enumerate(request.states)]
-        await self._write(self._store(request.store_name), writes)
+        fields = [f"states[{i}]" for i in range(len(request.states))]
+        writes = [to_set_request(item, f) for item, f in zip(request.states, fields, strict=True)]
+        await self._write(self._store(request.store_name), writes, fields)
         return empty_pb2.Empty()
 
     async def DeleteState(self, request: Any, context: Context) -> empty_pb2.Empty:
         delete = to_delete_request(request.key, request.etag, request.options, "")
-        store = self._store(request.store_name)
-        check_features(store, delete)
-        await store.delete(delete)
+        await self._write(self._store(request.store_name), [delete], [""])
         return empty_pb2.Empty()
 
     async def DeleteBulkState(self, request: Any, context: Context) -> empty_pb2.Empty:
+        fields = [f"states[{i}]" for i in range(len(request.states))]
         writes = [
-            to_delete_request(item.key, item.etag, item.options, f"states[{i}]") for i, item in enumerate(request.states)
+            to_delete_request(item.key, item.etag, item.options, f) for item, f in zip(request.states, fields, strict=True)
         ]
-        await self._write(self._store(request.store_name), writes)
+        await self._write(self._store(request.store_name), writes, fields)
         return empty_pb2.Empty()
 
-    async def _write(self, store: StateStore, writes: Sequence[WriteRequest]) -> None:
+    async def _write(self, store: StateStore, writes: Sequence[WriteRequest], fields: Sequence[str]) -> None:
         for write in writes:
             check_features(store, write)
         if len(writes) == 1:
             write = writes[0]
-            await (store.set(write) if isinstance(write, SetRequest) else store.delete(write))
+            try:
+                await (store.set(write) if isinstance(write, SetRequest) else store.delete(write))
+            except (EtagMismatch, EtagInvalid) as error:
+                raise locate_etag_error(error, write, fields[0]) from None
             return
         failures = await store.bulk_write(writes)
         if failures:
-            raise BulkPartialFailure(failures)
+            where = {w.key: (w, f) for w, f in zip(writes, fields, strict=True)}
+            raise BulkPartialFailure({k: locate_etag_error(e, *where[k]) for k, e in failures.items()})
 
     async def ExecuteStateTransaction(self, request: Any, context: Context) -> empty_pb2.Empty:
         writes = [to_write_request(op, f"operations[{i}]") for i, op in enumerate(request.operations)]

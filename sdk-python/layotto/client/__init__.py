@@ -1,0 +1,50 @@
+"""Layotto for Python: the asyncio SDK.
+
+``RuntimeClient`` is the entry point; the exception tree is documented in one place,
+:mod:`layotto.client` (see ``LayottoError``); ``layotto.client.testing`` starts an
+in-process runtime for application tests.
+"""
+
+from layotto.client._client import Hello, RuntimeClient
+from layotto.client._errors import (
+    BulkWriteError,
+    DeadlineExceeded,
+    EtagInvalid,
+    EtagMismatch,
+    FeatureNotSupported,
+    InvalidArgument,
+    LayottoError,
+    NoComponentsConfigured,
+    NotFound,
+    NotImplementedByRuntime,
+    RuntimeInternalError,
+    RuntimeUnavailable,
+    StoreNotFound,
+)
+from layotto.client._retry import NO_RETRY, RetryPolicy
+from layotto.client._state import Consistency, StateClient, StateDelete, StateItem, StateWrite
+
+__all__ = [
+    "NO_RETRY",
+    "BulkWriteError",
+    "Consistency",
+    "DeadlineExceeded",
+    "EtagInvalid",
+    "EtagMismatch",
+    "FeatureNotSupported",
+    "Hello",
+    "InvalidArgument",
+    "LayottoError",
+    "NoComponentsConfigured",
+    "NotFound",
+    "NotImplementedByRuntime",
+    "RetryPolicy",
+    "RuntimeClient",
+    "RuntimeInternalError",
+    "RuntimeUnavailable",
+    "StateClient",
+    "StateDelete",
+    "StateItem",
+    "StateWrite",
+    "StoreNotFound",
+]

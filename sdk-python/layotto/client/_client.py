@@ -1,0 +1,85 @@
+"""RuntimeClient: the entry point of the SDK."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+
+from layotto.client._retry import RetryPolicy
+from layotto.client._state import StateClient
+from layotto.client._transport import Transport
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+
+ADDRESS_ENV = "LAYOTTO_GRPC_ENDPOINT"
+DEFAULT_ADDRESS = "127.0.0.1:34904"
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Hello:
+    greeting: str
+    data: bytes
+
+
+class RuntimeClient:
+    """An asyncio client of a Layotto runtime.
+
+    ::
+
+        async with RuntimeClient() as client:
+            await client.state.save("sqlite", "greeting", {"text": "hi"})
+            item = await client.state.get("sqlite", "greeting")
+
+    The address comes from the argument, else ``LAYOTTO_GRPC_ENDPOINT``, else
+    127.0.0.1:34904. ``timeout`` is the default deadline of every call in seconds
+    (None: no deadline); each method also takes its own ``timeout``. Calls that find
+    the runtime unreachable are retried per ``retry``.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        channel_options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        address = address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+        self._transport = Transport(
+            address, timeout=timeout, retry=retry or RetryPolicy(), metadata=metadata,
+            interceptors=interceptors, options=channel_options,
+        )
+        self.state = StateClient(self._transport)
+
+    @property
+    def address(self) -> str:
+        return self._transport.address
+
+    async def say_hello(
+        self, name: str = "", *, service: str = "", data: bytes | None = None, timeout: float | None = None
+    ) -> Hello:
+        """Greets through a hello component; ``data`` is echoed back."""
+        request = pb.SayHelloRequest(service_name=service, name=name)
+        if data is not None:
+            request.data.CopyFrom(any_pb2.Any(value=data))
+        response = await self._transport.unary(self._transport.runtime.SayHello, request, timeout)
+        return Hello(greeting=response.hello, data=response.data.value)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> RuntimeClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,166 @@
+"""``client.state``: the State API with Python types."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from layotto.client._transport import Transport
+from layotto.client._values import Value, decode_json, encode
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+
+__all__ = ["Consistency", "StateClient", "StateDelete", "StateItem", "StateWrite"]
+
+TTL_KEY = "ttlInSeconds"
+TTL_EXPIRE_KEY = "ttlExpireTime"
+
+
+class Consistency:
+    EVENTUAL = pb.StateOptions.CONSISTENCY_EVENTUAL
+    STRONG = pb.StateOptions.CONSISTENCY_STRONG
+
+
+@dataclass(frozen=True)
+class StateItem:
+    """A key as read from a store. ``etag`` is None when the key does not exist."""
+
+    key: str
+    value: bytes
+    etag: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    error: str | None = None  # set on a bulk read item that failed
+
+    @property
+    def found(self) -> bool:
+        return self.etag is not None
+
+    @property
+    def expires_at(self) -> dt.datetime | None:
+        raw = self.metadata.get(TTL_EXPIRE_KEY)
+        return dt.datetime.fromisoformat(raw) if raw else None
+
+    def text(self) -> str:
+        return self.value.decode()
+
+    def json(self) -> Any:
+        return decode_json(self.value)
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """One key to save; also the 'upsert' step of a transaction."""
+
+    key: str
+    value: Value
+    etag: str | None = None
+    ttl: float | dt.timedelta | None = None
+    first_write: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StateDelete:
+    """One key to delete; also the 'delete' step of a transaction."""
+
+    key: str
+    etag: str | None = None
+    first_write: bool = False
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+def _ttl_seconds(ttl: float | dt.timedelta) -> str:
+    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
+    return str(max(1, round(seconds)))
+
+
+def _options(first_write: bool) -> pb.StateOptions | None:
+    return pb.StateOptions(concurrency=pb.StateOptions.CONCURRENCY_FIRST_WRITE) if first_write else None
+
+
+def _item(op: StateWrite | StateDelete) -> pb.StateItem:
+    metadata = dict(op.metadata)
+    value = b""
+    if isinstance(op, StateWrite):
+        value = encode(op.value)
+        if op.ttl is not None:
+            metadata[TTL_KEY] = _ttl_seconds(op.ttl)
+    return pb.StateItem(
+        key=op.key,
+        value=value,
+        etag=pb.Etag(value=op.etag) if op.etag is not None else None,
+        metadata=metadata,
+        options=_options(op.first_write),
+    )
+
+
+def _read(key: str, data: bytes, etag: str, metadata: Mapping[str, str], error: str = "") -> StateItem:
+    return StateItem(key=key, value=data, etag=etag or None, metadata=dict(metadata), error=error or None)
+
+
+class StateClient:
+    """State operations; every method takes a per-call ``timeout`` in seconds."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    async def get(
+        self, store: str, key: str, *, consistency: int | None = None,
+        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+    ) -> StateItem:
+        request = pb.GetStateRequest(store_name=store, key=key, consistency=consistency or 0, metadata=metadata)
+        response = await self._t.unary(self._t.runtime.GetState, request, timeout)
+        return _read(key, response.data, response.etag, response.metadata)
+
+    async def get_bulk(
+        self, store: str, keys: Sequence[str], *, parallelism: int = 0,
+        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+    ) -> list[StateItem]:
+        request = pb.GetBulkStateRequest(store_name=store, keys=keys, parallelism=parallelism, metadata=metadata)
+        response = await self._t.unary(self._t.runtime.GetBulkState, request, timeout)
+        return [_read(i.key, i.data, i.etag, i.metadata, i.error) for i in response.items]
+
+    async def save(
+        self, store: str, key: str, value: Value, *, etag: str | None = None,
+        ttl: float | dt.timedelta | None = None, first_write: bool = False,
+        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+    ) -> None:
+        write = StateWrite(key, value, etag=etag, ttl=ttl, first_write=first_write, metadata=metadata or {})
+        await self.save_bulk(store, [write], timeout=timeout)
+
+    async def save_bulk(self, store: str, writes: Iterable[StateWrite], *, timeout: float | None = None) -> None:
+        """Save several keys; each applies on its own (see BulkWriteError)."""
+        request = pb.SaveStateRequest(store_name=store, states=[_item(w) for w in writes])
+        await self._t.unary(self._t.runtime.SaveState, request, timeout)
+
+    async def delete(
+        self, store: str, key: str, *, etag: str | None = None, first_write: bool = False,
+        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+    ) -> None:
+        request = pb.DeleteStateRequest(
+            store_name=store, key=key, etag=pb.Etag(value=etag) if etag is not None else None,
+            options=_options(first_write), metadata=metadata,
+        )
+        await self._t.unary(self._t.runtime.DeleteState, request, timeout)
+
+    async def delete_bulk(
+        self, store: str, keys: Iterable[str | StateDelete], *, timeout: float | None = None
+    ) -> None:
+        deletes = [k if isinstance(k, StateDelete) else StateDelete(k) for k in keys]
+        request = pb.DeleteBulkStateRequest(store_name=store, states=[_item(d) for d in deletes])
+        await self._t.unary(self._t.runtime.DeleteBulkState, request, timeout)
+
+    async def transaction(
+        self, store: str, operations: Iterable[StateWrite | StateDelete], *,
+        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+    ) -> None:
+        """Apply the operations in order, atomically: all of them or none."""
+        ops = [
+            pb.TransactionalStateOperation(
+                operationType="upsert" if isinstance(op, StateWrite) else "delete", request=_item(op)
+            )
+            for op in operations
+        ]
+        request = pb.ExecuteStateTransactionRequest(storeName=store, operations=ops, metadata=metadata)
+        await self._t.unary(self._t.runtime.ExecuteStateTransaction, request, timeout)
