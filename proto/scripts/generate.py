@@ -25,8 +25,8 @@ GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi", "_pb2_grpc.pyi")
 
 
 def _include_dirs() -> list[str]:
-    import grpc_tools  # noqa: PLC0415 - only needed by the generator
-    import google.rpc  # noqa: PLC0415
+    import google.rpc
+    import grpc_tools
 
     bundled = Path(grpc_tools.__file__).parent / "_proto"
     common_protos = Path(next(iter(google.rpc.__path__))).parent.parent
@@ -46,18 +46,14 @@ def _generate(out_dir: Path) -> None:
     ]
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
-    done = subprocess.run(args, cwd=PROTO_ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, check=False, cwd=PROTO_ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(done.returncode)
 
 
 def _generated_files(root: Path) -> set[str]:
-    return {
-        str(p.relative_to(root))
-        for p in root.rglob("*")
-        if p.is_file() and p.name.endswith(GENERATED_SUFFIXES)
-    }
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name.endswith(GENERATED_SUFFIXES)}
 
 
 def _check(fresh: Path) -> int:
@@ -68,9 +64,7 @@ def _check(fresh: Path) -> int:
     for rel in sorted(committed & regenerated):
         new, old = fresh / "layotto" / rel, PROTO_ROOT / "layotto" / rel
         if not filecmp.cmp(new, old, shallow=False):
-            diff = difflib.unified_diff(
-                old.read_text().splitlines(), new.read_text().splitlines(), lineterm="", n=1
-            )
+            diff = difflib.unified_diff(old.read_text().splitlines(), new.read_text().splitlines(), lineterm="", n=1)
             problems.append(f"differs: layotto/{rel}\n" + "\n".join(list(diff)[:20]))
     for problem in problems:
         sys.stderr.write(problem + "\n")

@@ -41,11 +41,18 @@ def test_comparison_reports_drift() -> None:
     """The comparison itself must notice a renumbered field, a renamed RPC and an extra message."""
     text = (REFERENCE / "layotto-wire.txt").read_text()
     drifted = (
-        text.replace("string store_name=1; string key=2; spec.proto.runtime.v1.StateOptions", "string store_name=1; string key=9; spec.proto.runtime.v1.StateOptions")
+        text.replace(
+            "string store_name=1; string key=2; spec.proto.runtime.v1.StateOptions",
+            "string store_name=1; string key=9; spec.proto.runtime.v1.StateOptions",
+        )
         .replace("rpc GetBulkState(", "rpc GetStateBulk(")
         .replace("message spec.proto.runtime.v1.Etag { string value=1 }\n", "")
     )
-    files = [fd for p in ("layotto.proto.runtime", "layotto.proto.extension", "layotto.proto.pluggable") for fd in _file_descriptors(p)]
+    files = [
+        fd
+        for p in ("layotto.proto.runtime", "layotto.proto.extension", "layotto.proto.pluggable")
+        for fd in _file_descriptors(p)
+    ]
     problems = compare_with_descriptors(parse_listing(drifted), files)
     assert any("GetStateRequest.key" in p for p in problems)
     assert any("GetStateBulk is missing" in p for p in problems)

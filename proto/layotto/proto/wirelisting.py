@@ -41,8 +41,23 @@ _FIELD_RE = re.compile(r"^(?:(repeated|optional) )?(\S+) (\w+)=(\d+)(?: \(oneof 
 _RPC_RE = re.compile(r"^rpc (\w+)\((stream )?(\S+)\) returns \((stream )?(\S+)\)$")
 _FILE_RE = re.compile(r"^#### file (\S+)\s+package (\S+)$")
 _SCALARS = frozenset(
-    "double float int32 int64 uint32 uint64 sint32 sint64 fixed32 fixed64 "
-    "sfixed32 sfixed64 bool string bytes".split()
+    [
+        "double",
+        "float",
+        "int32",
+        "int64",
+        "uint32",
+        "uint64",
+        "sint32",
+        "sint64",
+        "fixed32",
+        "fixed64",
+        "sfixed32",
+        "sfixed64",
+        "bool",
+        "string",
+        "bytes",
+    ]
 )
 _WELL_KNOWN = {
     "google.protobuf.Any": "google/protobuf/any.proto",
@@ -341,7 +356,8 @@ class _Emitter:
         imports: set[str] = set()
         children: dict[str, list[WireMessage | WireEnum]] = defaultdict(list)
         top: list[WireMessage | WireEnum] = []
-        for item in [*wf.messages, *wf.enums]:
+        items: list[WireMessage | WireEnum] = [*wf.messages, *wf.enums]
+        for item in items:
             parent = item.full_name.rsplit(".", 1)[0]
             (children[parent] if parent in self.message_names else top).append(item)
         body: list[str] = []

@@ -54,8 +54,12 @@ class RuntimeClient:
     ) -> None:
         address = address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
         self._transport = Transport(
-            address, timeout=timeout, retry=retry or RetryPolicy(), metadata=metadata,
-            interceptors=interceptors, options=channel_options,
+            address,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            metadata=metadata,
+            interceptors=interceptors,
+            options=channel_options,
         )
         self.state = StateClient(self._transport)
 

@@ -19,6 +19,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import cast
+
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
@@ -42,7 +45,9 @@ __all__ = [
 class LayottoError(Exception):
     """Base of every error the SDK raises. ``code`` is the gRPC status name."""
 
-    def __init__(self, message: str, *, code: str = "UNKNOWN", reason: str = "", metadata: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, *, code: str = "UNKNOWN", reason: str = "", metadata: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
@@ -126,7 +131,8 @@ _BY_CODE: dict[grpc.StatusCode, type[LayottoError]] = {
 
 
 def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    for key, value in error.trailing_metadata() or ():
+    trailers = cast("Sequence[tuple[str, str | bytes]]", error.trailing_metadata() or ())
+    for key, value in trailers:
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)
             for detail in status.details:

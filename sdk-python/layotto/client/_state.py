@@ -106,25 +106,44 @@ class StateClient:
         self._t = transport
 
     async def get(
-        self, store: str, key: str, *, consistency: int | None = None,
-        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        store: str,
+        key: str,
+        *,
+        consistency: pb.StateOptions.StateConsistency.ValueType | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> StateItem:
-        request = pb.GetStateRequest(store_name=store, key=key, consistency=consistency or 0, metadata=metadata)
+        request = pb.GetStateRequest(store_name=store, key=key, metadata=metadata)
+        if consistency is not None:
+            request.consistency = consistency
         response = await self._t.unary(self._t.runtime.GetState, request, timeout)
         return _read(key, response.data, response.etag, response.metadata)
 
     async def get_bulk(
-        self, store: str, keys: Sequence[str], *, parallelism: int = 0,
-        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        store: str,
+        keys: Sequence[str],
+        *,
+        parallelism: int = 0,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> list[StateItem]:
         request = pb.GetBulkStateRequest(store_name=store, keys=keys, parallelism=parallelism, metadata=metadata)
         response = await self._t.unary(self._t.runtime.GetBulkState, request, timeout)
         return [_read(i.key, i.data, i.etag, i.metadata, i.error) for i in response.items]
 
     async def save(
-        self, store: str, key: str, value: Value, *, etag: str | None = None,
-        ttl: float | dt.timedelta | None = None, first_write: bool = False,
-        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        store: str,
+        key: str,
+        value: Value,
+        *,
+        etag: str | None = None,
+        ttl: float | dt.timedelta | None = None,
+        first_write: bool = False,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         write = StateWrite(key, value, etag=etag, ttl=ttl, first_write=first_write, metadata=metadata or {})
         await self.save_bulk(store, [write], timeout=timeout)
@@ -135,25 +154,36 @@ class StateClient:
         await self._t.unary(self._t.runtime.SaveState, request, timeout)
 
     async def delete(
-        self, store: str, key: str, *, etag: str | None = None, first_write: bool = False,
-        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        store: str,
+        key: str,
+        *,
+        etag: str | None = None,
+        first_write: bool = False,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         request = pb.DeleteStateRequest(
-            store_name=store, key=key, etag=pb.Etag(value=etag) if etag is not None else None,
-            options=_options(first_write), metadata=metadata,
+            store_name=store,
+            key=key,
+            etag=pb.Etag(value=etag) if etag is not None else None,
+            options=_options(first_write),
+            metadata=metadata,
         )
         await self._t.unary(self._t.runtime.DeleteState, request, timeout)
 
-    async def delete_bulk(
-        self, store: str, keys: Iterable[str | StateDelete], *, timeout: float | None = None
-    ) -> None:
+    async def delete_bulk(self, store: str, keys: Iterable[str | StateDelete], *, timeout: float | None = None) -> None:
         deletes = [k if isinstance(k, StateDelete) else StateDelete(k) for k in keys]
         request = pb.DeleteBulkStateRequest(store_name=store, states=[_item(d) for d in deletes])
         await self._t.unary(self._t.runtime.DeleteBulkState, request, timeout)
 
     async def transaction(
-        self, store: str, operations: Iterable[StateWrite | StateDelete], *,
-        metadata: Mapping[str, str] | None = None, timeout: float | None = None,
+        self,
+        store: str,
+        operations: Iterable[StateWrite | StateDelete],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Apply the operations in order, atomically: all of them or none."""
         ops = [

@@ -40,4 +40,4 @@ class Transport:
         return await call_with_retry(self.retry, attempt)
 
     async def aclose(self) -> None:
-        await self.channel.close()
+        await self.channel.close(grace=None)

@@ -43,7 +43,7 @@ class TestRuntime:
 async def test_runtime(config: Any = None) -> AsyncIterator[TestRuntime]:
     """Start a runtime (embedded defaults unless a ``RuntimeConfig`` is given)."""
     try:
-        from layotto.server import Runtime, embedded_defaults  # noqa: PLC0415
+        from layotto.server import Runtime, embedded_defaults
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError("layotto.client.testing needs the runtime: pip install 'layotto-sdk[testing]'") from error
     with tempfile.TemporaryDirectory(prefix="layotto-test-") as data_dir:

@@ -9,7 +9,8 @@ import signal
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from layotto.server.actuator import Actuator
@@ -35,11 +36,12 @@ class Runtime:
 
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
+        self._data_dir = Path(config.data_dir).expanduser()
         self.components = ComponentSet()
         self.grpc_port = 0
         self.http_port = 0
         self._server: grpc.aio.Server | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = HealthServicer()
         self._actuator: Actuator | None = None
         self._stop_requested = asyncio.Event()
 
@@ -51,7 +53,7 @@ class Runtime:
             block: {name: (c.type, c.metadata) for name, c in components.items()}
             for block, components in cfg.components.items()
         }
-        context = ComponentContext(app_id=cfg.app_id, data_dir=Path(cfg.data_dir).expanduser())
+        context = ComponentContext(app_id=cfg.app_id, data_dir=self._data_dir)
         try:
             self.components = await load_components(declared, context)
         except ConfigError as error:
@@ -70,9 +72,7 @@ class Runtime:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers(
-            api_handlers(self.components, cfg.app_id, VERSION, self.request_shutdown)
-        )
+        server.add_generic_rpc_handlers(api_handlers(self.components, cfg.app_id, VERSION, self.request_shutdown))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -93,15 +93,26 @@ class Runtime:
         self._actuator.serving = True
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("layotto serving gRPC on %s:%d and HTTP on %s:%d", cfg.grpc_address.rpartition(":")[0],
-                 self.grpc_port, http_host, self.http_port)
+        log.info(
+            "layotto serving gRPC on %s:%d and HTTP on %s:%d",
+            cfg.grpc_address.rpartition(":")[0],
+            self.grpc_port,
+            http_host,
+            self.http_port,
+        )
 
     def _info(self) -> dict[str, object]:
         return {
-            "app": {"name": "Layotto for Python", "version": VERSION, "app_id": self.config.app_id,
-                    "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")},
-            "components": {f"{b}.{c.name}": {"type": c.spec.type, "features": sorted(f.value for f in c.spec.features)}
-                           for b, c in self.components},
+            "app": {
+                "name": "Layotto for Python",
+                "version": VERSION,
+                "app_id": self.config.app_id,
+                "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            },
+            "components": {
+                f"{b}.{c.name}": {"type": c.spec.type, "features": sorted(f.value for f in c.spec.features)}
+                for b, c in self.components
+            },
         }
 
     def request_shutdown(self) -> None:

@@ -87,8 +87,22 @@ _SCALAR_KEYS: dict[str, type] = {
     "max_message_bytes": int,
 }
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
-_LAYOTTO_ONLY_SECTIONS = ("config_store", "rpcs", "pub_subs", "file", "oss", "lock", "sequencer",
-                          "bindings", "secret_store", "custom_component", "cryption", "email", "phone", "sms")
+_LAYOTTO_ONLY_SECTIONS = (
+    "config_store",
+    "rpcs",
+    "pub_subs",
+    "file",
+    "oss",
+    "lock",
+    "sequencer",
+    "bindings",
+    "secret_store",
+    "custom_component",
+    "cryption",
+    "email",
+    "phone",
+    "sms",
+)
 
 
 def _components(section: Any, where: str) -> dict[str, ComponentConfig]:

@@ -45,7 +45,9 @@ def _wrap_unary(method: str, fn: Callable[[Any, Context], Awaitable[Any]]) -> Ca
     return handle
 
 
-def _wrap_streaming(method: str, fn: Callable[[Any, Context], AsyncIterator[Any]]) -> Callable[[Any, Context], AsyncIterator[Any]]:
+def _wrap_streaming(
+    method: str, fn: Callable[[Any, Context], AsyncIterator[Any]]
+) -> Callable[[Any, Context], AsyncIterator[Any]]:
     async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
         try:
             async for item in fn(request, context):
@@ -83,8 +85,10 @@ def rpc_methods(*apis: object) -> dict[str, Callable[..., Any]]:
     return found
 
 
-def service_handler(service: _d.ServiceDescriptor, handlers_by_rpc: dict[str, Callable[..., Any]]) -> grpc.GenericRpcHandler:
-    handlers: dict[str, grpc.RpcMethodHandler] = {}
+def service_handler(
+    service: _d.ServiceDescriptor, handlers_by_rpc: dict[str, Callable[..., Any]]
+) -> grpc.GenericRpcHandler[Any, Any]:
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in service.methods:
         full = f"{service.full_name}/{method.name}"
         request_cls = message_factory.GetMessageClass(method.input_type)

@@ -19,7 +19,8 @@ class HelloApi:
         configured = self._components.names("hellos")
         if not name and len(configured) == 1:
             name = configured[0]
-        component = self._components.find("hellos", name, "service_name", HelloComponent)
+        component = self._components.find("hellos", name, "service_name")
+        assert isinstance(component, HelloComponent)
         greeting = await component.greet(request.name)
         response = runtime_pb2.SayHelloResponse(hello=greeting)
         if request.HasField("data"):

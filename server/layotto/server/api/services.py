@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -31,7 +32,7 @@ DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 
 def api_handlers(
     components: ComponentSet, app_id: str, version: str, shutdown: Callable[[], None]
-) -> list[grpc.GenericRpcHandler]:
+) -> list[grpc.GenericRpcHandler[Any, Any]]:
     layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components))
     dapr = rpc_methods(StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown))
     return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]

@@ -142,7 +142,9 @@ class StateApi:
         self._messages = messages
 
     def _store(self, name: str, field: str = "store_name") -> StateStore:
-        return self._components.find("state", name, field, StateStore)
+        store = self._components.find("state", name, field)
+        assert isinstance(store, StateStore)  # the state registry only holds state stores
+        return store
 
     async def GetState(self, request: Any, context: Context) -> Any:
         key = require_key(request.key, "key")
@@ -156,7 +158,9 @@ class StateApi:
         keys = [require_key(k, f"keys[{i}]") for i, k in enumerate(request.keys)]
         store = self._store(request.store_name)
         results = await store.bulk_get(keys)
-        return self._messages.get_bulk_state_response(items=[self._bulk_item(k, r) for k, r in zip(keys, results, strict=True)])
+        return self._messages.get_bulk_state_response(
+            items=[self._bulk_item(k, r) for k, r in zip(keys, results, strict=True)]
+        )
 
     def _bulk_item(self, key: str, result: StateEntry | LayottoError | None) -> Any:
         item = self._messages.bulk_state_item
@@ -180,7 +184,8 @@ class StateApi:
     async def DeleteBulkState(self, request: Any, context: Context) -> empty_pb2.Empty:
         fields = [f"states[{i}]" for i in range(len(request.states))]
         writes = [
-            to_delete_request(item.key, item.etag, item.options, f) for item, f in zip(request.states, fields, strict=True)
+            to_delete_request(item.key, item.etag, item.options, f)
+            for item, f in zip(request.states, fields, strict=True)
         ]
         await self._write(self._store(request.store_name), writes, fields)
         return empty_pb2.Empty()

@@ -14,7 +14,7 @@ class ConfigError(Exception):
     """A configuration problem, reported as one line naming where it is and what fits."""
 
 
-class Feature(str, enum.Enum):
+class Feature(enum.StrEnum):
     """Optional capabilities a component may declare; the API layer checks them."""
 
     ETAG = "ETAG"
@@ -97,7 +97,7 @@ class Health:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
-class Component(ABC):  # noqa: B024 - an interface with optional hooks only
+class Component(ABC):
     """Base of every component: built by its registry, then initialised with metadata."""
 
     spec: ClassVar[ComponentSpec]

@@ -56,7 +56,9 @@ class Registry:
     def get(self, type_name: str, where: str) -> type[Component]:
         self._load()
         if type_name not in self._types:
-            raise ConfigError(f"{where}.type: unknown {self.block} type {type_name!r} (available: {', '.join(self.types())})")
+            raise ConfigError(
+                f"{where}.type: unknown {self.block} type {type_name!r} (available: {', '.join(self.types())})"
+            )
         return self._types[type_name]
 
 

@@ -55,9 +55,10 @@ def check_etag(request: WriteRequest, current_etag: int | None) -> None:
             raise EtagInvalid(request.key, request.etag)
         if current_etag is None or int(request.etag) != current_etag:
             raise EtagMismatch(request.key)
-    elif request.concurrency is Concurrency.FIRST_WRITE and isinstance(request, SetRequest):
-        if current_etag is not None:
-            raise EtagMismatch(request.key)
+    elif (
+        request.concurrency is Concurrency.FIRST_WRITE and isinstance(request, SetRequest) and current_etag is not None
+    ):
+        raise EtagMismatch(request.key)
 
 
 class StateStore(Component):
@@ -72,8 +73,8 @@ class StateStore(Component):
     @abstractmethod
     async def delete(self, request: DeleteRequest) -> None: ...
 
-    async def bulk_get(self, keys: Sequence[str]) -> list[StateEntry | None | LayottoError]:
-        results: list[StateEntry | None | LayottoError] = []
+    async def bulk_get(self, keys: Sequence[str]) -> list[StateEntry | LayottoError | None]:
+        results: list[StateEntry | LayottoError | None] = []
         for key in keys:
             try:
                 results.append(await self.get(key))

@@ -19,7 +19,6 @@ from layotto.server.components.state import (
     check_etag,
 )
 
-
 #: the etag of a value written earlier in the same transaction, which no client can know yet
 _UNSEEN_ETAG = -1
 

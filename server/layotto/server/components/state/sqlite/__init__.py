@@ -59,7 +59,9 @@ class SqliteStateStore(StateStore):
                 type=float,
                 default=60.0,
             ),
-            MetadataField("busyTimeoutInSeconds", "How long a write waits for a lock on the file.", type=float, default=5.0),
+            MetadataField(
+                "busyTimeoutInSeconds", "How long a write waits for a lock on the file.", type=float, default=5.0
+            ),
         ),
     )
 
@@ -127,8 +129,7 @@ class SqliteStateStore(StateStore):
     async def _purge_expired(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            now = time.time()
-            await self._run(lambda c: c.execute(f"DELETE FROM {self._table} WHERE expire_at <= ?", (now,)))
+            await self._run(lambda c: c.execute(f"DELETE FROM {self._table} WHERE expire_at <= ?", (time.time(),)))
 
     # -- statements (run on the store's thread) --------------------------------------
 
@@ -174,7 +175,8 @@ class SqliteStateStore(StateStore):
         now = time.time()
         row = await self._run(
             lambda c: c.execute(
-                f"SELECT value, etag, expire_at FROM {self._table} WHERE key = ? AND (expire_at IS NULL OR expire_at > ?)",
+                f"SELECT value, etag, expire_at FROM {self._table} "
+                "WHERE key = ? AND (expire_at IS NULL OR expire_at > ?)",
                 (key, now),
             ).fetchone()
         )
