@@ -1,0 +1,1 @@
+"""Layotto for Python: a proto-driven conformance suite for runtimes serving the Layotto and Dapr APIs."""

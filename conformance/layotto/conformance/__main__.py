@@ -1,0 +1,3 @@
+from layotto.conformance.cli import main
+
+raise SystemExit(main())
