@@ -17,18 +17,11 @@ from layotto.server.actuator import Actuator
 from layotto.server.api.services import SERVICE_NAMES, api_handlers
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
-from layotto.server.config import RuntimeConfig
+from layotto.server.config import RuntimeConfig, split_address
 
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-
-
-def split_address(address: str, key: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"{key}: expected HOST:PORT, got {address!r}")
-    return host.strip("[]"), int(port)
 
 
 class Runtime:

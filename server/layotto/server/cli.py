@@ -10,7 +10,7 @@ import sys
 
 from layotto.server.app import serve
 from layotto.server.components.base import ConfigError
-from layotto.server.config import RuntimeConfig, embedded_defaults, load
+from layotto.server.config import RuntimeConfig, embedded_defaults, load, split_address
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def effective_config(args: argparse.Namespace) -> RuntimeConfig:
     config = load(args.config) if args.config else embedded_defaults()
+    for flag, value in (("--grpc-address", args.grpc_address), ("--http-address", args.http_address)):
+        if value is not None:
+            split_address(value, flag)
     return config.with_overrides(
         grpc_address=args.grpc_address, http_address=args.http_address, data_dir=args.data_dir, app_id=args.app_id
     )

@@ -127,6 +127,14 @@ def _components(section: Any, where: str) -> dict[str, ComponentConfig]:
     return out
 
 
+def split_address(address: str, key: str) -> tuple[str, int]:
+    """HOST and PORT of a listen address, or a ConfigError naming ``key``."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host or int(port) > 65535:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
 def from_mapping(raw: Any) -> RuntimeConfig:
     """Build a config from a parsed file; the file name is added by :func:`load`."""
     if not isinstance(raw, dict):
@@ -149,6 +157,9 @@ def from_mapping(raw: Any) -> RuntimeConfig:
         else:
             known = ", ".join([*_SCALAR_KEYS, *BUILDING_BLOCKS])
             raise ConfigError(f"{key}: unknown key (known: {known})")
+    for key in ("grpc_address", "http_address"):
+        if key in values:
+            split_address(values[key], key)
     return RuntimeConfig(**values, components=components)
 
 

@@ -57,7 +57,7 @@ class Registry:
         self._load()
         if type_name not in self._types:
             raise ConfigError(
-                f"{where}.type: unknown {self.block} type {type_name!r} (available: {', '.join(self.types())})"
+                f"{where}.type: unknown {BUILDING_BLOCKS[self.block]} type {type_name!r} (available: {', '.join(self.types())})"
             )
         return self._types[type_name]
 

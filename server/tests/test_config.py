@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layotto.server.cli import main
+from layotto.server.components.base import ConfigError
+from layotto.server.config import ComponentConfig, embedded_defaults, load
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_embedded_defaults_name_components_after_their_types() -> None:
+    config = embedded_defaults()
+    assert config.grpc_address == "127.0.0.1:34904"
+    assert config.http_address == "127.0.0.1:34999"
+    assert {n: c.type for n, c in config.components["state"].items()} == {"in-memory": "in-memory", "sqlite": "sqlite"}
+
+
+def test_yaml_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", """
+app_id: shop
+grpc_address: 0.0.0.0:5000
+state:
+  orders: {type: sqlite, metadata: {connectionString: orders.db, cleanupIntervalInSeconds: 5}}
+""")
+    config = load(path)
+    assert config.app_id == "shop"
+    assert config.grpc_address == "0.0.0.0:5000"
+    assert config.components["state"]["orders"] == ComponentConfig(
+        "sqlite", {"connectionString": "orders.db", "cleanupIntervalInSeconds": "5"}
+    )
+
+
+def test_layotto_grpc_config_json(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.json", json.dumps({"grpc_config": {
+        "app": {"app_id": "app1"},
+        "hellos": {"quick_start_demo": {"type": "helloworld", "hello": "greeting"}},
+        "state": {"redis-like": {"type": "in-memory", "metadata": {}}},
+    }}))
+    config = load(path)
+    assert config.app_id == "app1"
+    assert config.components["hellos"]["quick_start_demo"] == ComponentConfig("helloworld", {"hello": "greeting"})
+    assert "redis-like" in config.components["state"]
+
+
+def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> None:
+    mosn = {"servers": [{"default_log_path": "stdout", "listeners": [
+        {"name": "grpc", "address": "127.0.0.1:34905", "bind_port": True, "filter_chains": [{"filters": [
+            {"type": "grpc", "config": {"server_name": "runtime", "grpc_config": {
+                "hellos": {"quick_start_demo": {"type": "helloworld", "hello": "greeting"}},
+                "state": {"in-memory": {"type": "in-memory"}}}}}]}]}]}]}
+    config = load(write(tmp_path, "runtime_config.json", json.dumps(mosn)))
+    assert config.grpc_address == "127.0.0.1:34905"
+    assert set(config.components) == {"hellos", "state"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("colour: blue\n", "c.yaml: colour: unknown key (known: app_id, grpc_address"),
+        ("state: {s: {kind: sqlite}}\n", "c.yaml: state.s.kind: unknown key (known: type, metadata)"),
+        ("state: {s: {metadata: {}}}\n", "c.yaml: state.s.type: required"),
+        ("state: [1, 2]\n", "c.yaml: state: expected a mapping"),
+        ("lock: {l: {type: redis}}\n", "c.yaml: lock: this building block is not served yet"),
+        ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected int"),
+        ("state: {s: {type: [unclosed\n", "c.yaml: line"),
+    ],
+)
+def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load(write(tmp_path, "c.yaml", text))
+    assert str(error.value).startswith(str(tmp_path / expected.split(":")[0]) + ":")
+    assert expected.split(": ", 1)[1] in str(error.value)
+
+
+def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--print-config", "--grpc-address", "127.0.0.1:1234"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["grpc_address"] == "127.0.0.1:1234"
+    assert printed["state"]["sqlite"]["type"] == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("state: {s: {type: cassandra}}\n", "state.s.type: unknown state store type 'cassandra' (available: in-memory, sqlite)"),
+        ("state: {s: {type: sqlite, metadata: {colour: red}}}\n", "state.s.metadata.colour: unknown metadata key for sqlite"),
+        ("state: {s: {type: in-memory, metadata: {cleanupIntervalInSeconds: soon}}}\n", "expected a number, got 'soon'"),
+        ("grpc_address: nowhere\n", "grpc_address: expected HOST:PORT"),
+    ],
+)
+def test_bad_config_exits_non_zero_with_one_line(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, "bad.yaml", text)
+    addresses = [] if "address" in text else ["--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "layotto.server", "serve", "-c", str(path), "--data-dir", str(tmp_path), *addresses],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "config error" in line]
+    assert len(errors) == 1, done.stderr
+    assert str(path) in errors[0] and fragment in errors[0]
