@@ -58,8 +58,9 @@ async def check_target(address: str, config: RunnerConfig, only: set[str] | None
         components = []
         for (block, name), pinned in wanted.items():
             declared = discovered.get((block, name))
+            if declared is None and discovered:
+                problems.append(f"listed component {block}/{name} is not reported by the target")
             if declared is None and pinned is None:
-                problems.append(f"listed component {block}/{name} is not reported by the target and has no features")
                 continue
             if declared is not None and pinned is not None and declared != pinned:
                 problems.append(

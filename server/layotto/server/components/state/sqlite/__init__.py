@@ -120,6 +120,8 @@ class SqliteStateStore(StateStore):
         self._executor.shutdown(wait=True)
 
     async def health(self) -> Health:
+        if self._conn is None:
+            return Health(up=False, details={"error": "the database is closed"})
         try:
             await self._run(lambda c: c.execute("SELECT 1").fetchone())
         except BackendError as error:

@@ -1,0 +1,91 @@
+"""Retries, deadlines and error translation, against small gRPC servers in the test.
+
+These servers stand in for a misbehaving runtime (unreachable at first, or slow):
+they exercise the SDK's transport, not any backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from layotto.client import NO_RETRY, DeadlineExceeded, RetryPolicy, RuntimeClient, RuntimeUnavailable
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+
+
+async def serve(handler: Callable[[Any, Any], Any]) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    method = grpc.unary_unary_rpc_method_handler(
+        handler, request_deserializer=pb.GetStateRequest.FromString,
+        response_serializer=pb.GetStateResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"GetState": method}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def flaky() -> AsyncIterator[tuple[str, list[int]]]:
+    calls: list[int] = []
+
+    async def handler(request: pb.GetStateRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.GetStateResponse:
+        calls.append(1)
+        if len(calls) < 3:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        return pb.GetStateResponse(data=b"finally", etag="1")
+
+    server, address = await serve(handler)
+    yield address, calls
+    await server.stop(None)
+
+
+async def test_unavailable_is_retried_with_backoff(flaky: tuple[str, list[int]]) -> None:
+    address, calls = flaky
+    async with RuntimeClient(address, retry=RetryPolicy(attempts=4, initial_backoff=0.01)) as client:
+        item = await client.state.get("s", "k")
+    assert item.value == b"finally" and len(calls) == 3
+
+
+async def test_retries_give_up_with_runtime_unavailable(flaky: tuple[str, list[int]]) -> None:
+    address, calls = flaky
+    async with RuntimeClient(address, retry=RetryPolicy(attempts=2, initial_backoff=0.01)) as client:
+        with pytest.raises(RuntimeUnavailable, match="warming up"):
+            await client.state.get("s", "k")
+    assert len(calls) == 2
+
+
+async def test_nothing_listening_is_runtime_unavailable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with RuntimeClient(f"127.0.0.1:{port}", retry=RetryPolicy(attempts=2, initial_backoff=0.01)) as client:
+        with pytest.raises(RuntimeUnavailable):
+            await client.state.get("s", "k")
+
+
+async def test_per_call_timeout_raises_deadline_exceeded() -> None:
+    async def slow(request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
+        await asyncio.sleep(5)
+        return pb.GetStateResponse()
+
+    server, address = await serve(slow)
+    try:
+        async with RuntimeClient(address, retry=NO_RETRY) as client:
+            with pytest.raises(DeadlineExceeded) as caught:
+                await client.state.get("s", "k", timeout=0.2)
+            assert isinstance(caught.value, TimeoutError)
+    finally:
+        await server.stop(None)
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    delays = RetryPolicy(attempts=6, initial_backoff=0.1, max_backoff=0.5).delays()
+    assert len(delays) == 5
+    assert 0.1 <= delays[0] <= 0.12 and 0.2 <= delays[1] <= 0.24
+    assert all(d <= 0.6 for d in delays)

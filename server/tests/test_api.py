@@ -1,0 +1,138 @@
+"""The gRPC API of an in-process runtime: statuses, error details, Dapr metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime, RuntimeConfig
+from layotto.server.config import ComponentConfig
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            info = error_details_pb2.ErrorInfo()
+            status.details[0].Unpack(info)
+            return info
+    raise AssertionError("no rich error details")
+
+
+async def call_error(call: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call  # type: ignore[misc]
+    return caught.value
+
+
+@pytest.fixture
+async def stub(runtime: Runtime) -> runtime_pb2_grpc.RuntimeStub:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+    return runtime_pb2_grpc.RuntimeStub(channel)
+
+
+async def test_unknown_store_names_field_and_choices(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    error = await call_error(stub.GetState(pb.GetStateRequest(store_name="redis", key="k")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "store_name: state store 'redis' is not found (configured: in-memory, sqlite)"
+    info = error_info(error)
+    assert (info.reason, info.metadata["field"]) == ("COMPONENT_NOT_FOUND", "store_name")
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "field"),
+    [
+        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a"), pb.StateItem(key="")]),
+         grpc.StatusCode.INVALID_ARGUMENT, "states[1].key"),
+        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", metadata={"ttlInSeconds": "1.5"})]),
+         grpc.StatusCode.INVALID_ARGUMENT, "states[0].metadata.ttlInSeconds"),
+        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", metadata={"ttlInSeconds": "0"})]),
+         grpc.StatusCode.INVALID_ARGUMENT, "states[0].metadata.ttlInSeconds"),
+        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", etag=pb.Etag(value="x1"))]),
+         grpc.StatusCode.INVALID_ARGUMENT, "states[0].etag"),
+        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="new", etag=pb.Etag(value="77"))]),
+         grpc.StatusCode.ABORTED, "states[0].etag"),
+    ],
+)
+async def test_save_state_bad_input(
+    stub: runtime_pb2_grpc.RuntimeStub, request_: pb.SaveStateRequest, code: grpc.StatusCode, field: str
+) -> None:
+    error = await call_error(stub.SaveState(request_))
+    assert error.code() == code
+    assert error.details().startswith(field + ":")
+    assert error_info(error).metadata["field"] == field
+    assert (await stub.GetState(pb.GetStateRequest(store_name="sqlite", key="a"))).data == b""
+
+
+async def test_transaction_validation_names_the_operation(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    ops = [pb.TransactionalStateOperation(operationType="upsert", request=pb.StateItem(key="a", value=b"1")),
+           pb.TransactionalStateOperation(operationType="merge", request=pb.StateItem(key="b"))]
+    error = await call_error(stub.ExecuteStateTransaction(pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=ops)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("operations[1].operationType: must be 'upsert' or 'delete'")
+    missing = [pb.TransactionalStateOperation(operationType="upsert")]
+    error = await call_error(stub.ExecuteStateTransaction(pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=missing)))
+    assert error.details().startswith("operations[0].request: is missing")
+    assert (await stub.GetState(pb.GetStateRequest(store_name="in-memory", key="a"))).data == b""
+
+
+async def test_unserved_rpcs_answer_unimplemented_naming_the_rpc(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    error = await call_error(stub.TryLock(pb.TryLockRequest(store_name="x", resource_id="r", lock_owner="o", expire=1)))
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "spec.proto.runtime.v1.Runtime/TryLock" in error.details()
+    stream = stub.GetFile(pb.GetFileRequest(store_name="x", name="f"))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in stream:
+            pass
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "GetFile" in caught.value.details()
+
+
+async def test_say_hello_echoes_data_and_validates_service(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    request = pb.SayHelloRequest(name="you")
+    request.data.value = b"payload"
+    answer = await stub.SayHello(request)
+    assert (answer.hello, answer.data.value) == ("greetings from Layotto, you", b"payload")
+    error = await call_error(stub.SayHello(pb.SayHelloRequest(service_name="nope")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("service_name:")
+
+
+async def test_dapr_metadata_lists_components_with_capabilities(runtime: Runtime) -> None:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+    answer = await dapr_pb2_grpc.DaprStub(channel).GetMetadata(metadata_pb2.GetMetadataRequest())
+    components = {c.name: (c.type, list(c.capabilities)) for c in answer.registered_components}
+    assert components["sqlite"] == ("state.sqlite", ["ETAG", "FIRST_WRITE", "TRANSACTIONAL", "TTL"])
+    assert answer.id == "layotto"
+
+
+async def test_no_state_store_configured_is_failed_precondition(tmp_path: Path) -> None:
+    config = RuntimeConfig(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path),
+                           components={"hellos": {"helloworld": ComponentConfig("helloworld")}})
+    async with Runtime(config) as rt:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}")
+        error = await call_error(runtime_pb2_grpc.RuntimeStub(channel).GetState(pb.GetStateRequest(store_name="s", key="k")))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "no state store is configured" in error.details()
+
+
+async def test_readiness_reports_a_broken_component(runtime: Runtime) -> None:
+    import aiohttp  # noqa: PLC0415
+
+    url = f"http://127.0.0.1:{runtime.http_port}/actuator/health/readiness"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as response:
+            assert response.status == 200
+        sqlite = next(c for block, c in runtime.components if c.name == "sqlite")
+        await sqlite.close()  # the store loses its database
+        async with session.get(url) as response:
+            body = await response.json()
+            assert response.status == 503
+            assert body["status"] == "DOWN"
+            assert body["components"]["state.sqlite"]["status"] == "DOWN"
+            assert body["components"]["state.in-memory"]["status"] == "UP"
