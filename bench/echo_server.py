@@ -1,0 +1,38 @@
+"""The baseline: a bare grpc.aio server answering Runtime/GetState with a fixed value.
+
+It does what any Python sidecar must do for a GetState (decode the request, encode a
+response) and nothing else, so the runtime's figures can be read against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import grpc
+
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+
+RESPONSE = pb.GetStateResponse(data=b"v" * 100, etag="1")
+
+
+async def get_state(request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
+    return RESPONSE
+
+
+async def main(address: str) -> None:
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(
+        get_state, request_deserializer=pb.GetStateRequest.FromString,
+        response_serializer=pb.GetStateResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime",
+                                                                          {"GetState": handler}),))
+    server.add_insecure_port(address)
+    await server.start()
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
