@@ -24,8 +24,10 @@ class LoadResult:
         return self.requests / self.seconds
 
     def row(self) -> str:
-        return (f"| {self.name} | {self.concurrency} | {self.rps:,.0f} | {self.p50_ms:.3f} | "
-                f"{self.p90_ms:.3f} | {self.p99_ms:.3f} |")
+        return (
+            f"| {self.name} | {self.concurrency} | {self.rps:,.0f} | {self.p50_ms:.3f} | "
+            f"{self.p90_ms:.3f} | {self.p99_ms:.3f} |"
+        )
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -35,8 +37,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def closed_loop(name: str, call: Callable[[], Awaitable[object]], concurrency: int, seconds: float,
-                      warmup: float = 1.0) -> LoadResult:
+async def closed_loop(
+    name: str, call: Callable[[], Awaitable[object]], concurrency: int, seconds: float, warmup: float = 1.0
+) -> LoadResult:
     """``concurrency`` workers call back to back; latencies of the measured window only."""
     latencies: list[float] = []
     measuring = False
@@ -57,8 +60,9 @@ async def closed_loop(name: str, call: Callable[[], Awaitable[object]], concurre
     window = time.monotonic() - window_start
     latencies.sort()
     ms = [v * 1000 for v in latencies]
-    return LoadResult(name, concurrency, len(latencies), window, percentile(ms, 0.5), percentile(ms, 0.9),
-                      percentile(ms, 0.99))
+    return LoadResult(
+        name, concurrency, len(latencies), window, percentile(ms, 0.5), percentile(ms, 0.9), percentile(ms, 0.99)
+    )
 
 
 __all__ = ["LoadResult", "closed_loop", "percentile", "statistics"]

@@ -24,11 +24,13 @@ async def get_state(request: pb.GetStateRequest, context: Any) -> pb.GetStateRes
 async def main(address: str) -> None:
     server = grpc.aio.server()
     handler = grpc.unary_unary_rpc_method_handler(
-        get_state, request_deserializer=pb.GetStateRequest.FromString,
+        get_state,
+        request_deserializer=pb.GetStateRequest.FromString,
         response_serializer=pb.GetStateResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime",
-                                                                          {"GetState": handler}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"GetState": handler}),)
+    )
     server.add_insecure_port(address)
     await server.start()
     await server.wait_for_termination()

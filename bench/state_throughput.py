@@ -25,10 +25,10 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _load import LoadResult, closed_loop  # noqa: E402
+from _load import LoadResult, closed_loop
 
-from layotto.proto.runtime.v1 import runtime_pb2 as pb  # noqa: E402
-from layotto.proto.runtime.v1 import runtime_pb2_grpc  # noqa: E402
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
 HERE = Path(__file__).parent
 
@@ -62,8 +62,22 @@ async def run(seconds: float, concurrencies: list[int]) -> list[LoadResult]:
     echo_address, runtime_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory() as data_dir:
         echo = start([sys.executable, str(HERE / "echo_server.py"), echo_address])
-        runtime = start([sys.executable, "-m", "layotto.server", "serve", "--grpc-address", runtime_address,
-                         "--http-address", f"127.0.0.1:{free_port()}", "--data-dir", data_dir, "--log-level", "WARNING"])
+        runtime = start(
+            [
+                sys.executable,
+                "-m",
+                "layotto.server",
+                "serve",
+                "--grpc-address",
+                runtime_address,
+                "--http-address",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                data_dir,
+                "--log-level",
+                "WARNING",
+            ]
+        )
         try:
             await wait_ready(echo_address)
             await wait_ready(runtime_address)
@@ -86,8 +100,10 @@ def main() -> int:
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
     results = asyncio.run(run(args.seconds, args.concurrency))
-    print(f"GetState, {args.seconds:.0f} s per row, {started}, {platform.platform()}, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}, grpcio {grpc.__version__}")
+    print(
+        f"GetState, {args.seconds:.0f} s per row, {started}, {platform.platform()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, grpcio {grpc.__version__}"
+    )
     print("| server | concurrency | req/s | p50 ms | p90 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
     for result in results:

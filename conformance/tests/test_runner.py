@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from layotto.conformance.cases import ALL_CASES
 from layotto.conformance.cli import RunnerConfig, check_target
 from layotto.conformance.coverage import rpc_coverage
-from layotto.conformance.cases import ALL_CASES
 from layotto.conformance.model import Outcome
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.components.base import Feature
@@ -43,9 +43,16 @@ async def address(tmp_path: Path) -> AsyncIterator[str]:
     for cls in (PlainStore, EtagIgnoringStore):
         registry_for("state").register(cls)
     config = RuntimeConfig(
-        grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path),
-        components={"state": {"good": ComponentConfig("in-memory"), "plain": ComponentConfig("test-plain"),
-                              "broken": ComponentConfig("test-etag-ignoring")}},
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        components={
+            "state": {
+                "good": ComponentConfig("in-memory"),
+                "plain": ComponentConfig("test-plain"),
+                "broken": ComponentConfig("test-etag-ignoring"),
+            }
+        },
     )
     async with Runtime(config) as rt:
         yield f"127.0.0.1:{rt.grpc_port}"
@@ -82,7 +89,7 @@ async def test_a_store_that_ignores_etags_fails(address: str) -> None:
 
 async def test_missing_component_and_wrong_features_are_problems(address: str) -> None:
     config = RunnerConfig(components={("state", "absent"): None, ("state", "good"): frozenset({"ETAG"})})
-    results, problems = await check_target(address, config, {"get-missing"})
+    _, problems = await check_target(address, config, {"get-missing"})
     assert any("state/absent is not reported by the target" in p for p in problems)
     assert any("state/absent ran no case" in p for p in problems)
     assert any("good declares" in p and "the config expects ['ETAG']" in p for p in problems)
@@ -100,8 +107,18 @@ async def test_cli_prints_matrix_writes_report_and_fails_on_a_missing_component(
     config, report = tmp_path / "runner.yaml", tmp_path / "report.json"
     config.write_text("apis: [layotto]\ncomponents:\n  state:\n    good: {}\n    ghost: {features: [ETAG]}\n")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "layotto.conformance", "--target", address, "--config", str(config),
-        "--report", str(report), "--case", "get-missing", stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "layotto.conformance",
+        "--target",
+        address,
+        "--config",
+        str(config),
+        "--report",
+        str(report),
+        "--case",
+        "get-missing",
+        stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await process.communicate()
     assert process.returncode == 1

@@ -42,8 +42,15 @@ def store(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.parametrize(
     ("value", "stored"),
-    [(b"\x00\xff", b"\x00\xff"), ("héllo", "héllo".encode()), ("", b""), ({"a": [1, 2]}, b'{"a":[1,2]}'),
-     (7, b"7"), (None, b"null"), (True, b"true")],
+    [
+        (b"\x00\xff", b"\x00\xff"),
+        ("héllo", "héllo".encode()),
+        ("", b""),
+        ({"a": [1, 2]}, b'{"a":[1,2]}'),
+        (7, b"7"),
+        (None, b"null"),
+        (True, b"true"),
+    ],
 )
 async def test_values_round_trip(client: RuntimeClient, store: str, value: object, stored: bytes) -> None:
     await client.state.save(store, "k", value)  # type: ignore[arg-type]
@@ -129,7 +136,7 @@ async def test_say_hello(client: RuntimeClient) -> None:
 
 
 async def test_unserved_api_is_named(runtime: TestRuntime) -> None:
-    from layotto.proto.runtime.v1 import runtime_pb2 as pb  # noqa: PLC0415
+    from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
     async with runtime.client() as c:
         with pytest.raises(NotImplementedByRuntime):

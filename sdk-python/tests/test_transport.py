@@ -21,10 +21,13 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 async def serve(handler: Callable[[Any, Any], Any]) -> tuple[grpc.aio.Server, str]:
     server = grpc.aio.server()
     method = grpc.unary_unary_rpc_method_handler(
-        handler, request_deserializer=pb.GetStateRequest.FromString,
+        handler,
+        request_deserializer=pb.GetStateRequest.FromString,
         response_serializer=pb.GetStateResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"GetState": method}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"GetState": method}),)
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}"

@@ -8,6 +8,7 @@ from server_helpers import ServerProcess, start_server
 
 from layotto.server import Runtime, embedded_defaults
 
+
 @pytest.fixture
 def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     server = start_server(data_dir=tmp_path)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -43,10 +42,22 @@ class ServerProcess:
 
 def start_server(*args: str, data_dir: Path, ready: bool = True) -> ServerProcess:
     grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "layotto.server", "serve", "--grpc-address", grpc_address,
-               "--http-address", http_address, "--data-dir", str(data_dir), *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "layotto.server",
+        "serve",
+        "--grpc-address",
+        grpc_address,
+        "--http-address",
+        http_address,
+        "--data-dir",
+        str(data_dir),
+        *args,
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     server = ServerProcess(process, grpc_address, http_address)
     if ready:
         deadline = time.monotonic() + 30

@@ -48,16 +48,31 @@ async def test_unknown_store_names_field_and_choices(stub: runtime_pb2_grpc.Runt
 @pytest.mark.parametrize(
     ("request_", "code", "field"),
     [
-        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a"), pb.StateItem(key="")]),
-         grpc.StatusCode.INVALID_ARGUMENT, "states[1].key"),
-        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", metadata={"ttlInSeconds": "1.5"})]),
-         grpc.StatusCode.INVALID_ARGUMENT, "states[0].metadata.ttlInSeconds"),
-        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", metadata={"ttlInSeconds": "0"})]),
-         grpc.StatusCode.INVALID_ARGUMENT, "states[0].metadata.ttlInSeconds"),
-        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", etag=pb.Etag(value="x1"))]),
-         grpc.StatusCode.INVALID_ARGUMENT, "states[0].etag"),
-        (pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="new", etag=pb.Etag(value="77"))]),
-         grpc.StatusCode.ABORTED, "states[0].etag"),
+        (
+            pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a"), pb.StateItem(key="")]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "states[1].key",
+        ),
+        (
+            pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", metadata={"ttlInSeconds": "1.5"})]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "states[0].metadata.ttlInSeconds",
+        ),
+        (
+            pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", metadata={"ttlInSeconds": "0"})]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "states[0].metadata.ttlInSeconds",
+        ),
+        (
+            pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="a", etag=pb.Etag(value="x1"))]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "states[0].etag",
+        ),
+        (
+            pb.SaveStateRequest(store_name="sqlite", states=[pb.StateItem(key="new", etag=pb.Etag(value="77"))]),
+            grpc.StatusCode.ABORTED,
+            "states[0].etag",
+        ),
     ],
 )
 async def test_save_state_bad_input(
@@ -71,13 +86,19 @@ async def test_save_state_bad_input(
 
 
 async def test_transaction_validation_names_the_operation(stub: runtime_pb2_grpc.RuntimeStub) -> None:
-    ops = [pb.TransactionalStateOperation(operationType="upsert", request=pb.StateItem(key="a", value=b"1")),
-           pb.TransactionalStateOperation(operationType="merge", request=pb.StateItem(key="b"))]
-    error = await call_error(stub.ExecuteStateTransaction(pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=ops)))
+    ops = [
+        pb.TransactionalStateOperation(operationType="upsert", request=pb.StateItem(key="a", value=b"1")),
+        pb.TransactionalStateOperation(operationType="merge", request=pb.StateItem(key="b")),
+    ]
+    error = await call_error(
+        stub.ExecuteStateTransaction(pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=ops))
+    )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("operations[1].operationType: must be 'upsert' or 'delete'")
     missing = [pb.TransactionalStateOperation(operationType="upsert")]
-    error = await call_error(stub.ExecuteStateTransaction(pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=missing)))
+    error = await call_error(
+        stub.ExecuteStateTransaction(pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=missing))
+    )
     assert error.details().startswith("operations[0].request: is missing")
     assert (await stub.GetState(pb.GetStateRequest(store_name="in-memory", key="a"))).data == b""
 
@@ -112,17 +133,23 @@ async def test_dapr_metadata_lists_components_with_capabilities(runtime: Runtime
 
 
 async def test_no_state_store_configured_is_failed_precondition(tmp_path: Path) -> None:
-    config = RuntimeConfig(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path),
-                           components={"hellos": {"helloworld": ComponentConfig("helloworld")}})
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        components={"hellos": {"helloworld": ComponentConfig("helloworld")}},
+    )
     async with Runtime(config) as rt:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}")
-        error = await call_error(runtime_pb2_grpc.RuntimeStub(channel).GetState(pb.GetStateRequest(store_name="s", key="k")))
+        error = await call_error(
+            runtime_pb2_grpc.RuntimeStub(channel).GetState(pb.GetStateRequest(store_name="s", key="k"))
+        )
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "no state store is configured" in error.details()
 
 
 async def test_readiness_reports_a_broken_component(runtime: Runtime) -> None:
-    import aiohttp  # noqa: PLC0415
+    import aiohttp
 
     url = f"http://127.0.0.1:{runtime.http_port}/actuator/health/readiness"
     async with aiohttp.ClientSession() as session:

@@ -26,12 +26,16 @@ def test_embedded_defaults_name_components_after_their_types() -> None:
 
 
 def test_yaml_config(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.yaml", """
+    path = write(
+        tmp_path,
+        "c.yaml",
+        """
 app_id: shop
 grpc_address: 0.0.0.0:5000
 state:
   orders: {type: sqlite, metadata: {connectionString: orders.db, cleanupIntervalInSeconds: 5}}
-""")
+""",
+    )
     config = load(path)
     assert config.app_id == "shop"
     assert config.grpc_address == "0.0.0.0:5000"
@@ -41,11 +45,19 @@ state:
 
 
 def test_layotto_grpc_config_json(tmp_path: Path) -> None:
-    path = write(tmp_path, "c.json", json.dumps({"grpc_config": {
-        "app": {"app_id": "app1"},
-        "hellos": {"quick_start_demo": {"type": "helloworld", "hello": "greeting"}},
-        "state": {"redis-like": {"type": "in-memory", "metadata": {}}},
-    }}))
+    path = write(
+        tmp_path,
+        "c.json",
+        json.dumps(
+            {
+                "grpc_config": {
+                    "app": {"app_id": "app1"},
+                    "hellos": {"quick_start_demo": {"type": "helloworld", "hello": "greeting"}},
+                    "state": {"redis-like": {"type": "in-memory", "metadata": {}}},
+                }
+            }
+        ),
+    )
     config = load(path)
     assert config.app_id == "app1"
     assert config.components["hellos"]["quick_start_demo"] == ComponentConfig("helloworld", {"hello": "greeting"})
@@ -53,11 +65,38 @@ def test_layotto_grpc_config_json(tmp_path: Path) -> None:
 
 
 def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> None:
-    mosn = {"servers": [{"default_log_path": "stdout", "listeners": [
-        {"name": "grpc", "address": "127.0.0.1:34905", "bind_port": True, "filter_chains": [{"filters": [
-            {"type": "grpc", "config": {"server_name": "runtime", "grpc_config": {
-                "hellos": {"quick_start_demo": {"type": "helloworld", "hello": "greeting"}},
-                "state": {"in-memory": {"type": "in-memory"}}}}}]}]}]}]}
+    mosn = {
+        "servers": [
+            {
+                "default_log_path": "stdout",
+                "listeners": [
+                    {
+                        "name": "grpc",
+                        "address": "127.0.0.1:34905",
+                        "bind_port": True,
+                        "filter_chains": [
+                            {
+                                "filters": [
+                                    {
+                                        "type": "grpc",
+                                        "config": {
+                                            "server_name": "runtime",
+                                            "grpc_config": {
+                                                "hellos": {
+                                                    "quick_start_demo": {"type": "helloworld", "hello": "greeting"}
+                                                },
+                                                "state": {"in-memory": {"type": "in-memory"}},
+                                            },
+                                        },
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     config = load(write(tmp_path, "runtime_config.json", json.dumps(mosn)))
     assert config.grpc_address == "127.0.0.1:34905"
     assert set(config.components) == {"hellos", "state"}
@@ -78,7 +117,7 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
 def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as error:
         load(write(tmp_path, "c.yaml", text))
-    assert str(error.value).startswith(str(tmp_path / expected.split(":")[0]) + ":")
+    assert str(error.value).startswith(str(tmp_path / expected.split(":", maxsplit=1)[0]) + ":")
     assert expected.split(": ", 1)[1] in str(error.value)
 
 
@@ -92,9 +131,18 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("state: {s: {type: cassandra}}\n", "state.s.type: unknown state store type 'cassandra' (available: in-memory, sqlite)"),
-        ("state: {s: {type: sqlite, metadata: {colour: red}}}\n", "state.s.metadata.colour: unknown metadata key for sqlite"),
-        ("state: {s: {type: in-memory, metadata: {cleanupIntervalInSeconds: soon}}}\n", "expected a number, got 'soon'"),
+        (
+            "state: {s: {type: cassandra}}\n",
+            "state.s.type: unknown state store type 'cassandra' (available: in-memory, sqlite)",
+        ),
+        (
+            "state: {s: {type: sqlite, metadata: {colour: red}}}\n",
+            "state.s.metadata.colour: unknown metadata key for sqlite",
+        ),
+        (
+            "state: {s: {type: in-memory, metadata: {cleanupIntervalInSeconds: soon}}}\n",
+            "expected a number, got 'soon'",
+        ),
         ("grpc_address: nowhere\n", "grpc_address: expected HOST:PORT"),
     ],
 )
@@ -103,7 +151,10 @@ def test_bad_config_exits_non_zero_with_one_line(tmp_path: Path, text: str, frag
     addresses = [] if "address" in text else ["--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0"]
     done = subprocess.run(
         [sys.executable, "-m", "layotto.server", "serve", "-c", str(path), "--data-dir", str(tmp_path), *addresses],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if "config error" in line]

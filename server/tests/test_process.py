@@ -11,11 +11,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from server_helpers import ServerProcess, start_server
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
-
-from server_helpers import ServerProcess, start_server
 
 REFERENCE = Path(__file__).resolve().parents[2] / "proto" / "tests" / "reference" / "layotto-wire.txt"
 
@@ -26,7 +25,9 @@ def test_defaults_serve_health_reflection_and_stop_cleanly(server_process: Serve
     readiness = json.loads(body)
     assert status == 200 and readiness["status"] == "UP"
     assert readiness["components"]["state.sqlite"]["status"] == "UP"
-    assert json.loads(server_process.http_get("/actuator/info")[1])["components"]["state.in-memory"]["type"] == "in-memory"
+    assert (
+        json.loads(server_process.http_get("/actuator/info")[1])["components"]["state.in-memory"]["type"] == "in-memory"
+    )
     assert server_process.http_get("/v1.0/healthz/outbound")[0] == 204
     with grpc.insecure_channel(server_process.grpc_address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
@@ -67,7 +68,11 @@ def test_garbage_on_the_wire_does_not_hurt_the_runtime(server_process: ServerPro
             try:
                 raw(payload, timeout=5)
             except grpc.RpcError as error:
-                assert error.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN)
+                assert error.code() in (
+                    grpc.StatusCode.INTERNAL,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.UNKNOWN,
+                )
         stub = runtime_pb2_grpc.RuntimeStub(channel)
         stub.SaveState(pb.SaveStateRequest(store_name="in-memory", states=[pb.StateItem(key="after", value=b"ok")]))
         assert stub.GetState(pb.GetStateRequest(store_name="in-memory", key="after")).data == b"ok"
@@ -91,22 +96,31 @@ LAYOTTO_STYLE_CLIENT = textwrap.dedent('''
 
 
 def test_a_layotto_style_client_built_from_the_reference_listing(server_process: ServerProcess, tmp_path: Path) -> None:
-    from grpc_tools import protoc  # noqa: PLC0415
+    from grpc_tools import protoc
 
-    from layotto.proto.wirelisting import parse_listing, write_proto_files  # noqa: PLC0415
+    from layotto.proto.wirelisting import parse_listing, write_proto_files
 
     src, out = tmp_path / "src", tmp_path / "gen"
     out.mkdir()
     files = write_proto_files(parse_listing(REFERENCE.read_text()), src)
     runtime_files = [str(p.relative_to(src)) for p in files if "runtime/v1" in str(p)]
     include = str(Path(protoc.__file__).parent / "_proto")
-    assert protoc.main(["protoc", f"-I{src}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}",
-                        *runtime_files]) == 0
+    assert (
+        protoc.main(
+            ["protoc", f"-I{src}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}", *runtime_files]
+        )
+        == 0
+    )
     for folder in ("spec", "spec/proto", "spec/proto/runtime", "spec/proto/runtime/v1"):
         (out / folder / "__init__.py").touch()
     script = tmp_path / "client.py"
     script.write_text(LAYOTTO_STYLE_CLIENT)
-    done = subprocess.run([sys.executable, str(script), str(out), server_process.grpc_address],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), str(out), server_process.grpc_address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok greetings from Layotto, layotto"

@@ -63,9 +63,7 @@ async def check_target(address: str, config: RunnerConfig, only: set[str] | None
             if declared is None and pinned is None:
                 continue
             if declared is not None and pinned is not None and declared != pinned:
-                problems.append(
-                    f"{block}/{name} declares {sorted(declared)}, the config expects {sorted(pinned)}"
-                )
+                problems.append(f"{block}/{name} declares {sorted(declared)}, the config expects {sorted(pinned)}")
             components.append(Component(block, name, pinned if pinned is not None else declared or frozenset()))
         cases = [c for c in ALL_CASES if only is None or c.id in only]
         results = await run_suite(channel, components, cases, config.apis)
@@ -107,8 +105,9 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="layotto-conformance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="layotto-conformance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--target", help="HOST:PORT of a running runtime")
     where.add_argument("--serve", metavar="RUNNER_CONFIG", help="start `layotto serve` with the config's runtime")

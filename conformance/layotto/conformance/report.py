@@ -46,15 +46,23 @@ def summary(results: Sequence[CaseResult]) -> dict[str, int]:
     return {o.value: sum(1 for r in results if r.outcome is o) for o in Outcome}
 
 
-def write_json(path: Path, target: str, results: Sequence[CaseResult], coverage: dict[str, list[str]],
-               problems: Sequence[str]) -> None:
+def write_json(
+    path: Path, target: str, results: Sequence[CaseResult], coverage: dict[str, list[str]], problems: Sequence[str]
+) -> None:
     body: dict[str, Any] = {
         "target": target,
         "summary": summary(results),
         "problems": list(problems),
         "results": [
-            {"api": r.api, "block": r.block, "component": r.component, "case": r.case,
-             "outcome": r.outcome.value, "detail": r.detail, "seconds": r.seconds}
+            {
+                "api": r.api,
+                "block": r.block,
+                "component": r.component,
+                "case": r.case,
+                "outcome": r.outcome.value,
+                "detail": r.detail,
+                "seconds": r.seconds,
+            }
             for r in results
         ],
         "coverage": {rpc: {"covered": bool(cases), "cases": cases} for rpc, cases in coverage.items()},

@@ -34,10 +34,7 @@ async def discover(channel: grpc.aio.Channel, timeout: float = 10.0) -> dict[tup
         if error.code() == grpc.StatusCode.UNIMPLEMENTED:
             return {}
         raise
-    return {
-        (c.type.split(".", 1)[0], c.name): frozenset(c.capabilities)
-        for c in response.registered_components
-    }
+    return {(c.type.split(".", 1)[0], c.name): frozenset(c.capabilities) for c in response.registered_components}
 
 
 async def _run_case(case: Case, ctx: CaseContext) -> tuple[Outcome, str]:
@@ -71,8 +68,15 @@ async def run_suite(
                 started = time.monotonic()
                 outcome, detail = await _run_case(case, ctx)
                 results.append(
-                    CaseResult(api_name, component.block, component.name, case.id, outcome, detail,
-                               round(time.monotonic() - started, 3))
+                    CaseResult(
+                        api_name,
+                        component.block,
+                        component.name,
+                        case.id,
+                        outcome,
+                        detail,
+                        round(time.monotonic() - started, 3),
+                    )
                 )
     return results
 
@@ -86,7 +90,7 @@ def missing_runs(
     for api in apis:
         for component in components:
             for case in cases:
-                if case.block == component.block and api in case.apis:
-                    if (api, component.block, component.name, case.id) not in seen:
-                        missing.append(f"{api}:{component.block}/{component.name}:{case.id}")
+                applicable = case.block == component.block and api in case.apis
+                if applicable and (api, component.block, component.name, case.id) not in seen:
+                    missing.append(f"{api}:{component.block}/{component.name}:{case.id}")
     return missing

@@ -40,20 +40,31 @@ async def serve(config: Path) -> AsyncIterator[str]:
     grpc_port, http_port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="layotto-conformance-") as data_dir:
         process = await asyncio.create_subprocess_exec(
-            *program, "serve", "-c", str(config), "--grpc-address", f"127.0.0.1:{grpc_port}",
-            "--http-address", f"127.0.0.1:{http_port}", "--data-dir", data_dir,
+            *program,
+            "serve",
+            "-c",
+            str(config),
+            "--grpc-address",
+            f"127.0.0.1:{grpc_port}",
+            "--http-address",
+            f"127.0.0.1:{http_port}",
+            "--data-dir",
+            data_dir,
         )
         address = f"127.0.0.1:{grpc_port}"
         try:
             async with grpc.aio.insecure_channel(address) as channel:
                 ready = asyncio.ensure_future(channel.channel_ready())
                 exited = asyncio.ensure_future(process.wait())
-                done, _ = await asyncio.wait({ready, exited}, timeout=READY_TIMEOUT_SECONDS,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {ready, exited}, timeout=READY_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
                 ready.cancel()
                 exited.cancel()
                 if ready not in done or ready.cancelled():
-                    raise ServeFailed(f"layotto serve -c {config} did not become ready (exit code {process.returncode})")
+                    raise ServeFailed(
+                        f"layotto serve -c {config} did not become ready (exit code {process.returncode})"
+                    )
             yield address
         finally:
             if process.returncode is None:

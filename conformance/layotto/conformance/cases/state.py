@@ -38,12 +38,18 @@ def case(
 
 
 async def save(ctx: CaseContext, key: str, value: bytes, etag: str | None = None, **kw: Any) -> None:
-    await ctx.call("SaveState", ctx.api.SaveStateRequest(store_name=ctx.component, states=[item(ctx, key, value, etag, **kw)]))
+    await ctx.call(
+        "SaveState", ctx.api.SaveStateRequest(store_name=ctx.component, states=[item(ctx, key, value, etag, **kw)])
+    )
 
 
-def item(
-    ctx: CaseContext, key: str, value: bytes = b"", etag: str | None = None,
-    metadata: dict[str, str] | None = None, first_write: bool = False,
+def item(  # noqa: PLR0917 - mirrors StateItem's fields
+    ctx: CaseContext,
+    key: str,
+    value: bytes = b"",
+    etag: str | None = None,
+    metadata: dict[str, str] | None = None,
+    first_write: bool = False,
 ) -> Any:
     msg = ctx.api.StateItem(key=key, value=value, metadata=metadata or {})
     if etag is not None:
@@ -72,7 +78,10 @@ async def expect_value(ctx: CaseContext, key: str, value: bytes) -> Any:
 
 async def expect_absent(ctx: CaseContext, key: str) -> None:
     got = await get(ctx, key)
-    check(got.data == b"" and got.etag == "", f"GetState({key}) should be empty, got data={got.data[:40]!r} etag={got.etag!r}")
+    check(
+        got.data == b"" and got.etag == "",
+        f"GetState({key}) should be empty, got data={got.data[:40]!r} etag={got.etag!r}",
+    )
 
 
 def transaction(ctx: CaseContext, *ops: tuple[str, Any]) -> Any:
@@ -94,7 +103,9 @@ VALUES: dict[str, bytes] = {
 }
 
 
-@case("set-get", "values of every kind round-trip exactly (empty string and binary included)", ("SaveState", "GetState"))
+@case(
+    "set-get", "values of every kind round-trip exactly (empty string and binary included)", ("SaveState", "GetState")
+)
 async def set_get(ctx: CaseContext) -> None:
     for name, value in VALUES.items():
         key = ctx.key(f"value-{name}")
@@ -152,12 +163,19 @@ async def bulk_delete(ctx: CaseContext) -> None:
     keys = [ctx.key(f"bd-{i}") for i in range(3)]
     for k in keys:
         await save(ctx, k, b"x")
-    await ctx.call("DeleteBulkState", ctx.api.DeleteBulkStateRequest(store_name=ctx.component, states=[item(ctx, k) for k in keys]))
+    await ctx.call(
+        "DeleteBulkState", ctx.api.DeleteBulkStateRequest(store_name=ctx.component, states=[item(ctx, k) for k in keys])
+    )
     for k in keys:
         await expect_absent(ctx, k)
 
 
-@case("etag", "stale etags fail with ABORTED, current ones succeed and change the etag", ("SaveState", "DeleteState"), ("ETAG",))
+@case(
+    "etag",
+    "stale etags fail with ABORTED, current ones succeed and change the etag",
+    ("SaveState", "DeleteState"),
+    ("ETAG",),
+)
 async def etag_case(ctx: CaseContext) -> None:
     key = ctx.key("etag")
     await save(ctx, key, b"1")
@@ -183,7 +201,12 @@ async def etag_malformed(ctx: CaseContext) -> None:
     await expect_value(ctx, key, b"1")
 
 
-@case("bulk-etag-partial", "one stale etag in a bulk save fails only its own key", ("SaveState", "DeleteBulkState"), ("ETAG",))
+@case(
+    "bulk-etag-partial",
+    "one stale etag in a bulk save fails only its own key",
+    ("SaveState", "DeleteBulkState"),
+    ("ETAG",),
+)
 async def bulk_etag_partial(ctx: CaseContext) -> None:
     good, bad = ctx.key("bp-good"), ctx.key("bp-bad")
     await save(ctx, good, b"g1")
@@ -197,7 +220,9 @@ async def bulk_etag_partial(ctx: CaseContext) -> None:
     await expect_value(ctx, good, b"g2")
     await expect_value(ctx, bad, b"b2")
     current = (await get(ctx, bad)).etag
-    deletes = ctx.api.DeleteBulkStateRequest(store_name=ctx.component, states=[item(ctx, good), item(ctx, bad, etag=stale)])
+    deletes = ctx.api.DeleteBulkStateRequest(
+        store_name=ctx.component, states=[item(ctx, good), item(ctx, bad, etag=stale)]
+    )
     await ctx.expect_error("DeleteBulkState", deletes, grpc.StatusCode.ABORTED, mentions=bad)
     await expect_absent(ctx, good)
     await expect_value(ctx, bad, b"b2")
@@ -229,7 +254,12 @@ async def no_lost_update(ctx: CaseContext) -> None:
     await expect_value(ctx, key, str(workers * rounds).encode())
 
 
-@case("first-write", "first-write concurrency: only the first writer of a version wins", ("SaveState",), ("FIRST_WRITE", "ETAG"))
+@case(
+    "first-write",
+    "first-write concurrency: only the first writer of a version wins",
+    ("SaveState",),
+    ("FIRST_WRITE", "ETAG"),
+)
 async def first_write(ctx: CaseContext) -> None:
     key = ctx.key("first-write")
     await save(ctx, key, b"1", first_write=True)
@@ -242,7 +272,12 @@ async def first_write(ctx: CaseContext) -> None:
     await expect_value(ctx, key, b"3")
 
 
-@case("transaction-order", "a transaction applies its operations in order", ("ExecuteStateTransaction",), ("TRANSACTIONAL",))
+@case(
+    "transaction-order",
+    "a transaction applies its operations in order",
+    ("ExecuteStateTransaction",),
+    ("TRANSACTIONAL",),
+)
 async def transaction_order(ctx: CaseContext) -> None:
     k1, k2, k3 = ctx.key("tx-1"), ctx.key("tx-2"), ctx.key("tx-3")
     await save(ctx, k1, b"value1")
@@ -262,7 +297,12 @@ async def transaction_order(ctx: CaseContext) -> None:
     await expect_value(ctx, k3, b"value3")
 
 
-@case("transaction-atomic", "a transaction with one stale etag changes nothing", ("ExecuteStateTransaction",), ("TRANSACTIONAL", "ETAG"))
+@case(
+    "transaction-atomic",
+    "a transaction with one stale etag changes nothing",
+    ("ExecuteStateTransaction",),
+    ("TRANSACTIONAL", "ETAG"),
+)
 async def transaction_atomic(ctx: CaseContext) -> None:
     a, b = ctx.key("txa-a"), ctx.key("txa-b")
     await save(ctx, a, b"a1")
@@ -280,9 +320,16 @@ def _expire_time(metadata: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(raw) if raw else None
 
 
-@case("ttl", "ttlInSeconds expires keys, reports ttlExpireTime, -1 removes it, bad values are refused", ("SaveState", "GetState", "GetBulkState"), ("TTL",))
+@case(
+    "ttl",
+    "ttlInSeconds expires keys, reports ttlExpireTime, -1 removes it, bad values are refused",
+    ("SaveState", "GetState", "GetBulkState"),
+    ("TTL",),
+)
 async def ttl_case(ctx: CaseContext) -> None:
-    bad = ctx.api.SaveStateRequest(store_name=ctx.component, states=[item(ctx, ctx.key("ttl-bad"), b"x", metadata={"ttlInSeconds": "foo"})])
+    bad = ctx.api.SaveStateRequest(
+        store_name=ctx.component, states=[item(ctx, ctx.key("ttl-bad"), b"x", metadata={"ttlInSeconds": "foo"})]
+    )
     await ctx.expect_error("SaveState", bad, grpc.StatusCode.INVALID_ARGUMENT, mentions="ttlInSeconds")
     key, plain = ctx.key("ttl"), ctx.key("ttl-none")
     await save(ctx, plain, b"forever")
@@ -310,7 +357,11 @@ async def ttl_case(ctx: CaseContext) -> None:
     await expect_value(ctx, kept, b"v")
 
 
-@case("bad-input", "empty keys, unknown stores and unknown operations are INVALID_ARGUMENT naming the field", ("GetState", "SaveState", "ExecuteStateTransaction"))
+@case(
+    "bad-input",
+    "empty keys, unknown stores and unknown operations are INVALID_ARGUMENT naming the field",
+    ("GetState", "SaveState", "ExecuteStateTransaction"),
+)
 async def bad_input(ctx: CaseContext) -> None:
     code = grpc.StatusCode.INVALID_ARGUMENT
     await ctx.expect_error("GetState", ctx.api.GetStateRequest(store_name=ctx.component, key=""), code, mentions="key")
@@ -326,23 +377,37 @@ async def bad_input(ctx: CaseContext) -> None:
 # -- features a store does not declare must really be absent --------------------------------
 
 
-@case("no-transactions", "a store without TRANSACTIONAL refuses transactions and applies nothing", ("ExecuteStateTransaction",), absent=("TRANSACTIONAL",))
+@case(
+    "no-transactions",
+    "a store without TRANSACTIONAL refuses transactions and applies nothing",
+    ("ExecuteStateTransaction",),
+    absent=("TRANSACTIONAL",),
+)
 async def no_transactions(ctx: CaseContext) -> None:
     key = ctx.key("no-tx")
     request = transaction(ctx, ("upsert", item(ctx, key, b"x")))
-    await ctx.expect_error("ExecuteStateTransaction", request, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION)
+    await ctx.expect_error(
+        "ExecuteStateTransaction", request, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION
+    )
     await expect_absent(ctx, key)
 
 
 @case("no-ttl", "a store without TTL refuses ttlInSeconds instead of ignoring it", ("SaveState",), absent=("TTL",))
 async def no_ttl(ctx: CaseContext) -> None:
     key = ctx.key("no-ttl")
-    request = ctx.api.SaveStateRequest(store_name=ctx.component, states=[item(ctx, key, b"x", metadata={"ttlInSeconds": "5"})])
+    request = ctx.api.SaveStateRequest(
+        store_name=ctx.component, states=[item(ctx, key, b"x", metadata={"ttlInSeconds": "5"})]
+    )
     await ctx.expect_error("SaveState", request, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT)
     await expect_absent(ctx, key)
 
 
-@case("no-etag", "a store without ETAG issues no etags and refuses etag-guarded writes", ("SaveState", "GetState"), absent=("ETAG",))
+@case(
+    "no-etag",
+    "a store without ETAG issues no etags and refuses etag-guarded writes",
+    ("SaveState", "GetState"),
+    absent=("ETAG",),
+)
 async def no_etag(ctx: CaseContext) -> None:
     key = ctx.key("no-etag")
     await save(ctx, key, b"x")

@@ -56,9 +56,9 @@ class Registry:
     def get(self, type_name: str, where: str) -> type[Component]:
         self._load()
         if type_name not in self._types:
-            raise ConfigError(
-                f"{where}.type: unknown {BUILDING_BLOCKS[self.block]} type {type_name!r} (available: {', '.join(self.types())})"
-            )
+            available = ", ".join(self.types())
+            kind = BUILDING_BLOCKS[self.block]
+            raise ConfigError(f"{where}.type: unknown {kind} type {type_name!r} (available: {available})")
         return self._types[type_name]
 
 
