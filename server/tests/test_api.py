@@ -163,3 +163,38 @@ async def test_readiness_reports_a_broken_component(runtime: Runtime) -> None:
             assert body["status"] == "DOWN"
             assert body["components"]["state.sqlite"]["status"] == "DOWN"
             assert body["components"]["state.in-memory"]["status"] == "UP"
+
+
+async def test_stop_drains_in_flight_calls(tmp_path: Path) -> None:
+    """A call that is running when shutdown starts still completes."""
+    import asyncio
+    import dataclasses
+
+    from layotto.server.components.registry import registry_for
+    from layotto.server.components.state import StateEntry
+    from layotto.server.components.state.inmemory import InMemoryStateStore
+
+    class SlowStore(InMemoryStateStore):
+        spec = dataclasses.replace(InMemoryStateStore.spec, type="test-slow")
+
+        async def get(self, key: str) -> StateEntry | None:
+            await asyncio.sleep(1.0)
+            return StateEntry(key, b"slow", "1")
+
+    registry_for("state").register(SlowStore)
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        components={"state": {"slow": ComponentConfig("test-slow")}},
+    )
+    rt = Runtime(config)
+    await rt.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}")
+    call = asyncio.ensure_future(
+        runtime_pb2_grpc.RuntimeStub(channel).GetState(pb.GetStateRequest(store_name="slow", key="k"))
+    )
+    await asyncio.sleep(0.3)
+    await rt.stop(grace=5)
+    assert (await call).data == b"slow"
+    await channel.close()

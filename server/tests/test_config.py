@@ -144,6 +144,10 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
             "expected a number, got 'soon'",
         ),
         ("grpc_address: nowhere\n", "grpc_address: expected HOST:PORT"),
+        (
+            "state: {s: {type: sqlite, metadata: {connectionString: /proc/no/such/dir/x.db}}}\n",
+            "state.s.metadata.connectionString: cannot open /proc/no/such/dir/x.db",
+        ),
     ],
 )
 def test_bad_config_exits_non_zero_with_one_line(tmp_path: Path, text: str, fragment: str) -> None:

@@ -93,9 +93,9 @@ class SqliteStateStore(StateStore):
         path = Path(str(metadata["connectionString"]))
         if not path.is_absolute():
             path = context.data_dir / path
-        path.parent.mkdir(parents=True, exist_ok=True)
 
         def open_db() -> int:
+            path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=float(metadata["busyTimeoutInSeconds"]), isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -106,8 +106,9 @@ class SqliteStateStore(StateStore):
 
         try:
             self._last_etag = await asyncio.get_running_loop().run_in_executor(self._executor, open_db)
-        except sqlite3.Error as error:
-            raise ConfigError(f"state.{self.name}.metadata.connectionString: cannot open {path}: {error}") from error
+        except (OSError, sqlite3.Error) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise ConfigError(f"state.{self.name}.metadata.connectionString: cannot open {path}: {reason}") from error
         self._cleanup = asyncio.create_task(self._purge_expired(float(metadata["cleanupIntervalInSeconds"])))
 
     async def close(self) -> None:
