@@ -44,16 +44,24 @@ class DeleteRequest:
 WriteRequest = SetRequest | DeleteRequest
 
 
+def parse_etag(request: WriteRequest) -> int | None:
+    """The request's etag as the version number stores issue, or EtagInvalid."""
+    if not request.etag:
+        return None
+    if not request.etag.isdigit() or len(request.etag) > 19:
+        raise EtagInvalid(request.key, request.etag)
+    return int(request.etag)
+
+
 def check_etag(request: WriteRequest, current_etag: int | None) -> None:
     """Optimistic concurrency shared by the stores whose etags are version numbers.
 
     A given etag must be one this store issued (digits) and equal the current one;
     first-write without an etag requires the key not to exist yet.
     """
-    if request.etag:
-        if not request.etag.isdigit():
-            raise EtagInvalid(request.key, request.etag)
-        if current_etag is None or int(request.etag) != current_etag:
+    expected = parse_etag(request)
+    if expected is not None:
+        if current_etag is None or expected != current_etag:
             raise EtagMismatch(request.key)
     elif (
         request.concurrency is Concurrency.FIRST_WRITE and isinstance(request, SetRequest) and current_etag is not None

@@ -1,0 +1,163 @@
+"""etcd v3 state store: the etag is the key's mod revision (cluster-wide and never
+reused), TTL is a lease, compare-and-set and transactions are etcd Txns."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import grpc
+from aetcd import rpc
+
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.state import (
+    Concurrency,
+    DeleteRequest,
+    SetRequest,
+    StateEntry,
+    StateStore,
+    WriteRequest,
+    parse_etag,
+)
+from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch, InvalidArgument
+
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+_WRITTEN_IN_TXN = -1  # a key an earlier step of the same transaction wrote: its etag is unknowable
+
+
+def grpc_target(endpoints: str) -> str:
+    """A gRPC target for a comma-separated endpoint list (IPs are balanced, names use the first)."""
+    hosts = [e.strip().removeprefix("http://").removeprefix("https://") for e in endpoints.split(",") if e.strip()]
+    if len(hosts) > 1 and all(h.split(":")[0].replace(".", "").isdigit() for h in hosts):
+        return "ipv4:" + ",".join(hosts)
+    return hosts[0]
+
+
+class EtcdStateStore(StateStore):
+    spec = ComponentSpec(
+        type="etcd",
+        building_block="state",
+        description="Keeps state in etcd v3: shared by every runtime on the same cluster.",
+        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        metadata=(
+            MetadataField("endpoints", "Comma-separated HOST:PORT of etcd members.", required=True,
+                          example="127.0.0.1:2379"),
+            MetadataField("keyPrefixPath", "Prefix of every key, e.g. /myapp (keys become /myapp/KEY).", default=""),
+            MetadataField("timeoutInSeconds", "Deadline of each etcd request.", type=float, default=5.0),
+        ),
+    )
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._channel: grpc.aio.Channel | None = None
+        self._prefix = ""
+        self._timeout = 5.0
+
+    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        self._timeout = float(metadata["timeoutInSeconds"])
+        prefix = str(metadata["keyPrefixPath"]).rstrip("/")
+        self._prefix = f"{prefix}/" if prefix else ""
+        self._channel = grpc.aio.insecure_channel(grpc_target(str(metadata["endpoints"])))
+        self._kv = rpc.KVStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
+        async with self._errors():
+            await self._kv.Range(rpc.RangeRequest(key=b"\0", limit=1), timeout=self._timeout)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close(grace=None)
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except grpc.aio.AioRpcError as error:
+            if error.code() in _UNREACHABLE:
+                raise BackendUnavailable(self.name, error.details() or error.code().name) from error
+            raise BackendError(self.name, f"{error.code().name}: {error.details()}") from error
+
+    async def health(self) -> Health:
+        try:
+            async with self._errors():
+                await self._kv.Range(rpc.RangeRequest(key=b"\0", limit=1), timeout=self._timeout)
+        except (BackendUnavailable, BackendError) as error:
+            return Health(up=False, details={"error": error.message})
+        return Health(up=True)
+
+    def _key(self, key: str) -> bytes:
+        return (self._prefix + key).encode()
+
+    async def _grant(self, ttl_seconds: int) -> int:
+        async with self._errors():
+            lease = await self._lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl_seconds), timeout=self._timeout)
+        return int(lease.ID)
+
+    async def get(self, key: str) -> StateEntry | None:
+        async with self._errors():
+            found = await self._kv.Range(rpc.RangeRequest(key=self._key(key)), timeout=self._timeout)
+            if not found.kvs:
+                return None
+            kv = found.kvs[0]
+            expire_at = None
+            if kv.lease:
+                ttl = await self._lease.LeaseTimeToLive(rpc.LeaseTimeToLiveRequest(ID=kv.lease), timeout=self._timeout)
+                if ttl.TTL < 0:
+                    return None  # the lease has run out; etcd is about to delete the key
+                expire_at = time.time() + ttl.TTL
+        return StateEntry(key, bytes(kv.value), str(kv.mod_revision), expire_at)
+
+    async def set(self, request: SetRequest) -> None:
+        await self.transact([request])
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await self.transact([request])
+
+    async def transact(self, requests: Sequence[WriteRequest]) -> None:
+        """One etcd Txn: compares from the first step on each key, the last step's effect per key.
+
+        etcd refuses a Txn that writes one key twice, so steps on the same key are folded
+        into their final effect after checking them against the earlier steps.
+        """
+        compares: list[Any] = []
+        final: dict[str, WriteRequest] = {}
+        seen: dict[str, int | None] = {}  # key -> _WRITTEN_IN_TXN, or None when deleted in this txn
+        for request in requests:
+            etag = parse_etag(request)
+            first_write = isinstance(request, SetRequest) and request.concurrency is Concurrency.FIRST_WRITE
+            if request.key in seen:
+                state = seen[request.key]
+                if etag is not None or (first_write and state == _WRITTEN_IN_TXN):
+                    raise EtagMismatch(request.key)
+            elif etag is not None:
+                compares.append(rpc.Compare(key=self._key(request.key), result=rpc.Compare.EQUAL,
+                                            target=rpc.Compare.MOD, mod_revision=etag))
+            elif first_write:
+                compares.append(rpc.Compare(key=self._key(request.key), result=rpc.Compare.EQUAL,
+                                            target=rpc.Compare.CREATE, create_revision=0))
+            seen[request.key] = _WRITTEN_IN_TXN if isinstance(request, SetRequest) else None
+            final.pop(request.key, None)
+            final[request.key] = request
+        operations = [await self._operation(request) for request in final.values()]
+        async with self._errors():
+            result = await self._kv.Txn(rpc.TxnRequest(compare=compares, success=operations), timeout=self._timeout)
+        if not result.succeeded:
+            raise EtagMismatch(await self._first_mismatch(requests))
+
+    async def _operation(self, request: WriteRequest) -> Any:
+        if isinstance(request, DeleteRequest):
+            return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self._key(request.key)))
+        lease = await self._grant(request.ttl_seconds) if request.ttl_seconds else 0
+        return rpc.RequestOp(request_put=rpc.PutRequest(key=self._key(request.key), value=request.value, lease=lease))
+
+    async def _first_mismatch(self, requests: Sequence[WriteRequest]) -> str:
+        """The key whose check failed, for the error message."""
+        for request in requests:
+            if request.etag or (isinstance(request, SetRequest) and request.concurrency is Concurrency.FIRST_WRITE):
+                current = await self.get(request.key)
+                if request.etag and (current is None or current.etag != request.etag):
+                    return request.key
+                if not request.etag and current is not None:
+                    return request.key
+        raise InvalidArgument("operations", "etcd refused the transaction without a failed check")  # pragma: no cover

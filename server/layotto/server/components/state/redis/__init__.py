@@ -1,0 +1,180 @@
+"""Redis state store: a hash per key (fields ``data`` and ``version``, as Dapr's redis
+state store lays them out), etags from one global counter so an etag is never reused,
+compare-and-set and transactions in Lua, TTL by native key expiry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.state import (
+    DeleteRequest,
+    SetRequest,
+    StateEntry,
+    StateStore,
+    WriteRequest,
+    parse_etag,
+)
+from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch
+
+# ARGV per operation: kind ("set"/"del"), value, etag ("" for none), first_write ("1"/"0"), ttl_ms ("0" for none).
+# KEYS: the operations' keys, then the etag counter. Every check runs before any write,
+# against the state the earlier operations leave, so a transaction is all or nothing.
+_WRITE_SCRIPT = """
+local n = #KEYS - 1
+local seq = KEYS[#KEYS]
+local after = {}
+for i = 1, n do
+  local key, base = KEYS[i], (i - 1) * 5
+  local kind, etag, first = ARGV[base + 1], ARGV[base + 3], ARGV[base + 4]
+  local current = after[key]
+  if current == nil then current = redis.call('HGET', key, 'version') or false end
+  if etag ~= '' then
+    if current == false or current == 'new' or current ~= etag then return redis.error_reply('ETAG_MISMATCH ' .. i) end
+  elseif first == '1' and kind == 'set' and current ~= false then
+    return redis.error_reply('ETAG_MISMATCH ' .. i)
+  end
+  if kind == 'set' then after[key] = 'new' else after[key] = false end
+end
+for i = 1, n do
+  local key, base = KEYS[i], (i - 1) * 5
+  if ARGV[base + 1] == 'del' then
+    redis.call('DEL', key)
+  else
+    local version = redis.call('INCR', seq)
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'data', ARGV[base + 2], 'version', version)
+    local ttl = tonumber(ARGV[base + 5])
+    if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+end
+return n
+"""
+
+_GET_SCRIPT = """
+local found = redis.call('HMGET', KEYS[1], 'data', 'version')
+if not found[2] then return false end
+return {found[1], found[2], redis.call('PTTL', KEYS[1])}
+"""
+
+
+class RedisStateStore(StateStore):
+    spec = ComponentSpec(
+        type="redis",
+        building_block="state",
+        description="Keeps state in Redis (standalone): shared by every runtime that points at the same server.",
+        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        metadata=(
+            MetadataField("redisHost", "HOST:PORT of the Redis server.", default="127.0.0.1:6379", required=True),
+            MetadataField("redisUsername", "ACL user name.", default=""),
+            MetadataField("redisPassword", "Password.", default=""),
+            MetadataField("redisDB", "Database number.", type=int, default=0),
+            MetadataField("enableTLS", "Connect with TLS.", type=bool, default=False),
+            MetadataField("keyPrefix", "Prepended to every key (namespaces several apps on one server).", default=""),
+            MetadataField("timeoutInSeconds", "Connect and command timeout.", type=float, default=5.0),
+            MetadataField("poolSize", "Maximum connections.", type=int, default=32),
+        ),
+    )
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._client: aioredis.Redis | None = None
+        self._prefix = ""
+        self._seq_key = "layotto:state-etag-seq"
+
+    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        host, _, port = str(metadata["redisHost"]).rpartition(":")
+        timeout = float(metadata["timeoutInSeconds"])
+        pool = aioredis.BlockingConnectionPool(
+            connection_class=aioredis.SSLConnection if metadata["enableTLS"] else aioredis.Connection,
+            host=host or "127.0.0.1",
+            port=int(port or 6379),
+            db=int(metadata["redisDB"]),
+            username=metadata["redisUsername"] or None,
+            password=metadata["redisPassword"] or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=int(metadata["poolSize"]),
+            timeout=timeout,  # how long a call waits for a free connection
+        )
+        self._client = aioredis.Redis(connection_pool=pool)
+        self._prefix = str(metadata["keyPrefix"])
+        self._seq_key = f"{self._prefix}layotto:state-etag-seq"
+        self._write = self._client.register_script(_WRITE_SCRIPT)
+        self._get = self._client.register_script(_GET_SCRIPT)
+        async with self._errors():
+            await self._client.ping()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            raise BackendUnavailable(self.name, str(error) or type(error).__name__) from error
+        except RedisError as error:
+            raise BackendError(self.name, str(error)) from error
+
+    async def health(self) -> Health:
+        try:
+            async with self._errors():
+                assert self._client is not None
+                await self._client.ping()
+        except (BackendUnavailable, BackendError) as error:
+            return Health(up=False, details={"error": error.message})
+        return Health(up=True)
+
+    def _argv(self, request: WriteRequest) -> list[str | bytes]:
+        parse_etag(request)  # refuses malformed etags before the script runs
+        if isinstance(request, DeleteRequest):
+            return ["del", b"", request.etag or "", "0", "0"]
+        ttl_ms = str(request.ttl_seconds * 1000) if request.ttl_seconds else "0"
+        first = "1" if request.concurrency.name == "FIRST_WRITE" else "0"
+        return ["set", request.value, request.etag or "", first, ttl_ms]
+
+    async def _run_writes(self, requests: Sequence[WriteRequest]) -> None:
+        keys = [self._prefix + r.key for r in requests] + [self._seq_key]
+        argv: list[str | bytes] = []
+        for request in requests:
+            argv += self._argv(request)
+        try:
+            async with self._errors():
+                await self._write(keys=keys, args=argv)
+        except BackendError as error:
+            cause = error.__cause__
+            if isinstance(cause, ResponseError) and str(cause).startswith("ETAG_MISMATCH"):
+                index = int(str(cause).split()[1]) - 1
+                raise EtagMismatch(requests[index].key) from None
+            raise
+
+    async def get(self, key: str) -> StateEntry | None:
+        async with self._errors():
+            found = await self._get(keys=[self._prefix + key])
+        if not found:
+            return None
+        data, version, pttl = found
+        expire_at = None
+        if int(pttl) > 0:
+            expire_at = time.time() + int(pttl) / 1000
+        return StateEntry(key, bytes(data), version.decode() if isinstance(version, bytes) else str(version), expire_at)
+
+    async def set(self, request: SetRequest) -> None:
+        await self._run_writes([request])
+
+    async def delete(self, request: DeleteRequest) -> None:
+        await self._run_writes([request])
+
+    async def transact(self, requests: Sequence[WriteRequest]) -> None:
+        if requests:
+            await self._run_writes(requests)

@@ -1,0 +1,71 @@
+"""Where the tests find the real backends (scripts/backends starts them).
+
+Each backend's address comes from an environment variable with a loopback default.
+An unreachable backend skips its tests with the reason, unless LAYOTTO_REQUIRE_BACKENDS=1
+(as in CI), where it fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+
+import pytest
+
+ENV = {
+    "redis": ("LAYOTTO_TEST_REDIS", "127.0.0.1:6379"),
+    "postgresql": ("LAYOTTO_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=layotto password=layotto dbname=layotto"),
+    "mysql": ("LAYOTTO_TEST_MYSQL", "layotto:layotto@tcp(127.0.0.1:3306)/layotto"),
+    "etcd": ("LAYOTTO_TEST_ETCD", "127.0.0.1:2379"),
+}
+REAL_STATE_STORES = tuple(ENV)
+
+
+def address(backend: str) -> str:
+    variable, default = ENV[backend]
+    return os.environ.get(variable, default)
+
+
+def _host_port(backend: str) -> tuple[str, int]:
+    value = address(backend)
+    if backend == "postgresql":
+        host = re.search(r"host=(\S+)", value)
+        port = re.search(r"port=(\d+)", value)
+        return (host.group(1) if host else "127.0.0.1", int(port.group(1)) if port else 5432)
+    if backend == "mysql":
+        match = re.search(r"tcp\(([^:]+):(\d+)\)", value)
+        return (match.group(1), int(match.group(2))) if match else ("127.0.0.1", 3306)
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
+def reachable(backend: str) -> bool:
+    try:
+        with socket.create_connection(_host_port(backend), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require(backend: str) -> None:
+    """Skip (or, with LAYOTTO_REQUIRE_BACKENDS=1, fail) when the backend is unreachable."""
+    if reachable(backend):
+        return
+    message = f"{backend} is not reachable at {address(backend)} (start it with scripts/backends up)"
+    if os.environ.get("LAYOTTO_REQUIRE_BACKENDS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def state_metadata(backend: str, namespace: str) -> dict[str, str]:
+    """Metadata of a state component on this backend, isolated under ``namespace``."""
+    if backend == "redis":
+        return {"redisHost": address("redis"), "keyPrefix": f"{namespace}:"}
+    if backend == "postgresql":
+        return {"connectionString": address("postgresql"), "tableName": f"state_{namespace}"}
+    if backend == "mysql":
+        return {"connectionString": address("mysql"), "tableName": f"state_{namespace}"}
+    if backend == "etcd":
+        return {"endpoints": address("etcd"), "keyPrefixPath": f"/layotto-test/{namespace}"}
+    return {}
