@@ -133,7 +133,7 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
     [
         (
             "state: {s: {type: cassandra}}\n",
-            "state.s.type: unknown state store type 'cassandra' (available: in-memory, sqlite)",
+            "state.s.type: unknown state store type 'cassandra' (available: etcd, in-memory, mysql, postgresql, redis, sqlite)",
         ),
         (
             "state: {s: {type: sqlite, metadata: {colour: red}}}\n",
@@ -164,3 +164,61 @@ def test_bad_config_exits_non_zero_with_one_line(tmp_path: Path, text: str, frag
     errors = [line for line in done.stderr.splitlines() if "config error" in line]
     assert len(errors) == 1, done.stderr
     assert str(path) in errors[0] and fragment in errors[0]
+
+
+DAPR_REDIS = """
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: localhost:6379
+  - name: redisPassword
+    value: ""
+  - name: actorStateStore
+    value: "true"
+---
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: tracing
+"""
+
+
+def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    components = tmp_path / "components"
+    components.mkdir()
+    (components / "statestore.yaml").write_text(DAPR_REDIS)
+    (components / "pg.yml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: pg}\n"
+        "spec: {type: state.postgres, metadata: [{name: connectionString, value: 'host=db'}]}\n"
+    )
+    assert main(["serve", "--print-config", "--components-path", str(components)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["state"]["statestore"] == {"type": "redis", "metadata": {"redisHost": "localhost:6379", "redisPassword": ""}}
+    assert printed["state"]["pg"] == {"type": "postgresql", "metadata": {"connectionString": "host=db"}}
+    assert printed["state"]["sqlite"]["type"] == "sqlite"  # the embedded defaults stay
+
+
+@pytest.mark.parametrize(
+    ("manifest", "fragment"),
+    [
+        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: p}\nspec: {type: pubsub.redis}\n",
+         "spec.type: pubsub components are not served yet"),
+        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: redis}\n",
+         "spec.type: expected BLOCK.TYPE"),
+        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec:\n  type: state.redis\n"
+         "  metadata: [{name: redisPassword, secretKeyRef: {name: s, key: k}}]\n", "secretKeyRef is not supported yet"),
+    ],
+)
+def test_bad_dapr_manifests(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest: str, fragment: str
+) -> None:
+    (tmp_path / "c.yaml").write_text(manifest)
+    assert main(["serve", "--print-config", "--components-path", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"layotto: config error: {tmp_path / 'c.yaml'}: ") and fragment in error

@@ -10,7 +10,7 @@ import sys
 
 from layotto.server.app import serve
 from layotto.server.components.base import ConfigError
-from layotto.server.config import RuntimeConfig, embedded_defaults, load, split_address
+from layotto.server.config import RuntimeConfig, embedded_defaults, load, split_address, with_dapr_components
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http-address", help="HOST:PORT for the actuator (default 127.0.0.1:34999)")
     run.add_argument("--data-dir", help="directory of embedded durable stores (default ~/.local/share/layotto)")
     run.add_argument("--app-id", help="application id (namespaces keys where a building block does)")
+    run.add_argument("--components-path", help="directory of Dapr component manifests to load as well")
     run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
@@ -32,9 +33,14 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
     for flag, value in (("--grpc-address", args.grpc_address), ("--http-address", args.http_address)):
         if value is not None:
             split_address(value, flag)
-    return config.with_overrides(
-        grpc_address=args.grpc_address, http_address=args.http_address, data_dir=args.data_dir, app_id=args.app_id
+    config = config.with_overrides(
+        grpc_address=args.grpc_address,
+        http_address=args.http_address,
+        data_dir=args.data_dir,
+        app_id=args.app_id,
+        components_path=args.components_path,
     )
+    return with_dapr_components(config)
 
 
 def main(argv: list[str] | None = None) -> int:

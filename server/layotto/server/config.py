@@ -24,6 +24,7 @@ import yaml
 
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS
+from layotto.server.dapr_manifests import load_manifests
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:34904"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:34999"
@@ -49,6 +50,7 @@ class RuntimeConfig:
     shutdown_grace_seconds: float = 10.0
     max_message_bytes: int = 16 * 1024 * 1024
     components: dict[str, dict[str, ComponentConfig]] = field(default_factory=dict)
+    components_path: str | None = None  # a directory of Dapr component manifests
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -63,6 +65,8 @@ class RuntimeConfig:
             "shutdown_grace_seconds": self.shutdown_grace_seconds,
             "max_message_bytes": self.max_message_bytes,
         }
+        if self.components_path:
+            out["components_path"] = self.components_path
         for block, components in self.components.items():
             out[block] = {name: {"type": c.type, "metadata": dict(c.metadata)} for name, c in components.items()}
         return out
@@ -85,6 +89,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "data_dir": str,
     "shutdown_grace_seconds": float,
     "max_message_bytes": int,
+    "components_path": str,
 }
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
 _LAYOTTO_ONLY_SECTIONS = (
@@ -179,6 +184,18 @@ def _unwrap_layotto(raw: dict[str, Any]) -> dict[str, Any]:
                             unwrapped.setdefault("grpc_address", listener["address"])
                         return unwrapped
     raise ConfigError("servers: no listener with a grpc filter carrying grpc_config")
+
+
+def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
+    """The config plus the components of its Dapr manifests directory, if any."""
+    if not config.components_path:
+        return config
+    components = {block: dict(named) for block, named in config.components.items()}
+    for block, name, type_name, metadata in load_manifests(Path(config.components_path).expanduser()):
+        if name in components.get(block, {}):
+            raise ConfigError(f"components_path: {block} component {name!r} is defined twice")
+        components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata)
+    return replace(config, components=components)
 
 
 def load(path: str | Path) -> RuntimeConfig:

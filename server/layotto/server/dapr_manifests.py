@@ -1,0 +1,90 @@
+"""Dapr component manifests (apiVersion dapr.io/v1alpha1, kind Component) from a directory.
+
+Users bring the component files they run Dapr with::
+
+    apiVersion: dapr.io/v1alpha1
+    kind: Component
+    metadata: {name: statestore}
+    spec:
+      type: state.redis
+      version: v1
+      metadata:
+      - {name: redisHost, value: "localhost:6379"}
+
+Other kinds in the directory (Configuration, Subscription, Resiliency) are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from layotto.server.components.base import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Dapr's building-block prefix of spec.type -> this runtime's config section
+DAPR_BLOCKS = {"state": "state"}
+#: Dapr metadata keys that change nothing here and are accepted silently
+IGNORED_KEYS = frozenset({"actorStateStore"})
+#: Dapr's type names that differ from ours
+TYPE_ALIASES = {("state", "postgres"): "postgresql"}
+
+
+def _metadata(items: Any, where: str) -> dict[str, str]:
+    if items is None:
+        return {}
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: expected a list of {{name, value}}")
+    out = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"{where}[{i}]: expected {{name, value}}")
+        name = str(item["name"])
+        if "secretKeyRef" in item:
+            raise ConfigError(f"{where}[{i}] ({name}): secretKeyRef is not supported yet; put the value inline")
+        if name in IGNORED_KEYS:
+            continue
+        value = item.get("value", "")
+        out[name] = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _component(doc: dict[str, Any], where: str) -> tuple[str, str, str, dict[str, str]]:
+    name = (doc.get("metadata") or {}).get("name")
+    spec = doc.get("spec") or {}
+    if not name:
+        raise ConfigError(f"{where}: metadata.name is required")
+    dapr_type = str(spec.get("type", ""))
+    prefix, _, type_name = dapr_type.partition(".")
+    if not type_name:
+        raise ConfigError(f"{where}: spec.type: expected BLOCK.TYPE such as state.redis, got {dapr_type!r}")
+    block = DAPR_BLOCKS.get(prefix)
+    if block is None:
+        raise ConfigError(f"{where}: spec.type: {prefix} components are not served yet (served: {', '.join(DAPR_BLOCKS)})")
+    type_name = TYPE_ALIASES.get((block, type_name), type_name)
+    return block, str(name), type_name, _metadata(spec.get("metadata"), f"{where}: spec.metadata")
+
+
+def load_manifests(directory: Path) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(block, name, type, metadata) for every Component manifest under ``directory``."""
+    if not directory.is_dir():
+        raise ConfigError(f"components_path: {directory} is not a directory")
+    found = []
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {getattr(error, 'problem', error)}") from None
+        for index, doc in enumerate(d for d in docs if d):
+            where = f"{path}" + (f" (document {index + 1})" if len(docs) > 1 else "")
+            if not isinstance(doc, dict) or doc.get("kind") != "Component":
+                log.info("%s: skipping kind %s", where, doc.get("kind") if isinstance(doc, dict) else "?")
+                continue
+            if not str(doc.get("apiVersion", "")).startswith("dapr.io/"):
+                raise ConfigError(f"{where}: apiVersion: expected dapr.io/v1alpha1, got {doc.get('apiVersion')!r}")
+            found.append(_component(doc, where))
+    return found
