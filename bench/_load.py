@@ -66,3 +66,32 @@ async def closed_loop(
 
 
 __all__ = ["LoadResult", "closed_loop", "percentile", "statistics"]
+
+
+async def fixed_rate(name: str, call: Callable[[], Awaitable[object]], rate: float, seconds: float,
+                     warmup: float = 1.0) -> LoadResult:
+    """Open loop: start one call every 1/rate seconds regardless of completions."""
+    latencies: list[float] = []
+    interval = 1.0 / rate
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(record: bool) -> None:
+        started = time.perf_counter()
+        await call()
+        if record:
+            latencies.append(time.perf_counter() - started)
+
+    begin = time.perf_counter()
+    total = int((warmup + seconds) * rate)
+    for i in range(total):
+        target = begin + i * interval
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(record=i >= warmup * rate))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    await asyncio.gather(*pending)
+    latencies.sort()
+    ms = [v * 1000 for v in latencies]
+    return LoadResult(name, 0, len(latencies), seconds, percentile(ms, 0.5), percentile(ms, 0.9), percentile(ms, 0.99))

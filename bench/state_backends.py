@@ -1,0 +1,163 @@
+"""GetState and SaveState on Redis and PostgreSQL: the runtime against the same operation
+done directly with the same async driver, and against the floor for any Python sidecar
+(bench/minimal_sidecar.py), all measured in the same run.
+
+    scripts/backends up redis postgres
+    python bench/state_backends.py [--seconds 5] [--rate 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _load import LoadResult, closed_loop, fixed_rate
+from state_throughput import free_port, wait_ready
+
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+
+HERE = Path(__file__).parent
+PG_DSN = "host=127.0.0.1 port=5432 user=layotto password=layotto dbname=layotto"
+VALUE = b"v" * 100
+Call = Callable[[], Awaitable[object]]
+
+
+async def direct_calls(backend: str) -> tuple[Call, Call, Callable[[], Awaitable[None]]]:
+    """(get, save, close) doing the operation straight through the driver."""
+    if backend == "redis":
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool(max_connections=32))
+        await client.hset("bench:direct", "data", VALUE)
+        return (lambda: client.hget("bench:direct", "data"), lambda: client.hset("bench:direct", "data", VALUE),
+                client.aclose)
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(PG_DSN, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False)
+    await pool.open(wait=True)
+
+    async def get() -> object:
+        async with pool.connection() as conn:
+            return await (await conn.execute("SELECT value FROM bench_direct WHERE key = %s", ("k",))).fetchone()
+
+    async def save() -> object:
+        async with pool.connection() as conn:
+            return await conn.execute("INSERT INTO bench_direct (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+                                      "DO UPDATE SET value = EXCLUDED.value", ("k", VALUE))
+
+    async with pool.connection() as conn:
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_direct (key TEXT PRIMARY KEY, value BYTEA)")
+    await save()
+    return get, save, pool.close
+
+
+def grpc_calls(channel: grpc.aio.Channel, store: str, key: str) -> tuple[Call, Call]:
+    stub = runtime_pb2_grpc.RuntimeStub(channel)
+    get_request = pb.GetStateRequest(store_name=store, key=key)
+    save_request = pb.SaveStateRequest(store_name=store, states=[pb.StateItem(key=key, value=VALUE)])
+    return (lambda: stub.GetState(get_request)), (lambda: stub.SaveState(save_request))
+
+
+def runtime_config(directory: Path) -> Path:
+    namespace = uuid.uuid4().hex[:8]
+    config = {"state": {
+        "redis": {"type": "redis", "metadata": {"redisHost": "127.0.0.1:6379", "keyPrefix": f"bench-{namespace}:"}},
+        "postgresql": {"type": "postgresql", "metadata": {"connectionString": PG_DSN, "tableName": "bench_state"}},
+    }}
+    path = directory / "bench-runtime.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+async def run(seconds: float, rate: float, concurrencies: list[int]) -> list[LoadResult]:
+    results: list[LoadResult] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime_address = f"127.0.0.1:{free_port()}"
+        runtime = subprocess.Popen(
+            [sys.executable, "-m", "layotto.server", "serve", "-c", str(runtime_config(Path(tmp))), "--grpc-address",
+             runtime_address, "--http-address", f"127.0.0.1:{free_port()}", "--data-dir", tmp, "--log-level",
+             "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await wait_ready(runtime_address)
+            for backend in ("redis", "postgresql"):
+                sidecar_address = f"127.0.0.1:{free_port()}"
+                sidecar = subprocess.Popen([sys.executable, str(HERE / "minimal_sidecar.py"), sidecar_address, backend])
+                try:
+                    await wait_ready(sidecar_address)
+                    results += await measure_backend(backend, runtime_address, sidecar_address, seconds, rate,
+                                                     concurrencies)
+                finally:
+                    sidecar.send_signal(signal.SIGTERM)
+                    sidecar.wait(timeout=20)
+        finally:
+            runtime.send_signal(signal.SIGTERM)
+            runtime.wait(timeout=20)
+    return results
+
+
+async def measure_backend(backend: str, runtime_address: str, sidecar_address: str, seconds: float, rate: float,
+                          concurrencies: list[int]) -> list[LoadResult]:
+    results = []
+    direct_get, direct_save, close = await direct_calls(backend)
+    async with grpc.aio.insecure_channel(runtime_address) as rt, grpc.aio.insecure_channel(sidecar_address) as sc:
+        runtime_get, runtime_save = grpc_calls(rt, backend, "bench")
+        sidecar_get, sidecar_save = grpc_calls(sc, "", "k" if backend == "postgresql" else "bench:direct")
+        await runtime_save()
+        await sidecar_save()
+        for op, calls in (("GetState", (direct_get, sidecar_get, runtime_get)),
+                          ("SaveState", (direct_save, sidecar_save, runtime_save))):
+            names = (f"{backend} {op}: driver directly", f"{backend} {op}: minimal sidecar",
+                     f"{backend} {op}: runtime")
+            for concurrency in concurrencies:
+                for name, call in zip(names, calls, strict=True):
+                    results.append(await closed_loop(name, call, concurrency, seconds))
+            for name, call in ((names[0], calls[0]), (names[2], calls[2])):
+                results.append(await fixed_rate(name, call, rate, seconds))
+    await close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    results = asyncio.run(run(args.seconds, args.rate, args.concurrency))
+    print(f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"grpcio {grpc.__version__}, {args.seconds:.0f} s per row")
+    print("| what | concurrency (0: fixed rate) | req/s | p50 ms | p90 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for result in results:
+        print(result.row())
+    for backend in ("redis", "postgresql"):
+        for op in ("GetState", "SaveState"):
+            rows = [r for r in results if r.name.startswith(f"{backend} {op}")]
+            fixed = {r.name.rsplit(": ", 1)[1]: r for r in rows if r.concurrency == 0}
+            added = fixed["runtime"].p90_ms - fixed["driver directly"].p90_ms
+            c16 = {r.name.rsplit(": ", 1)[1]: r for r in rows if r.concurrency == max(args.concurrency)}
+            ratio = c16["runtime"].rps / c16["minimal sidecar"].rps
+            print(f"{backend} {op}: added p90 at {args.rate:.0f} req/s = {added:.3f} ms; at concurrency "
+                  f"{max(args.concurrency)} the runtime reaches {ratio:.0%} of the minimal sidecar's req/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
