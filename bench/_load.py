@@ -68,8 +68,9 @@ async def closed_loop(
 __all__ = ["LoadResult", "closed_loop", "percentile", "statistics"]
 
 
-async def fixed_rate(name: str, call: Callable[[], Awaitable[object]], rate: float, seconds: float,
-                     warmup: float = 1.0) -> LoadResult:
+async def fixed_rate(
+    name: str, call: Callable[[], Awaitable[object]], rate: float, seconds: float, warmup: float = 1.0
+) -> LoadResult:
     """Open loop: start one call every 1/rate seconds regardless of completions."""
     latencies: list[float] = []
     interval = 1.0 / rate

@@ -20,7 +20,7 @@ PG_DSN = "host=127.0.0.1 port=5432 user=layotto password=layotto dbname=layotto"
 
 async def main(address: str, backend: str) -> None:
     if backend == "redis":
-        import redis.asyncio as aioredis  # noqa: PLC0415
+        import redis.asyncio as aioredis
 
         client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool(max_connections=32))
 
@@ -32,7 +32,7 @@ async def main(address: str, backend: str) -> None:
             await client.hset(item.key, "data", item.value)
             return empty_pb2.Empty()
     else:
-        from psycopg_pool import AsyncConnectionPool  # noqa: PLC0415
+        from psycopg_pool import AsyncConnectionPool
 
         pool = AsyncConnectionPool(PG_DSN, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False)
         await pool.open(wait=True)
@@ -41,23 +41,29 @@ async def main(address: str, backend: str) -> None:
 
         async def get_state(request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
             async with pool.connection() as conn:
-                row = await (await conn.execute("SELECT value FROM bench_direct WHERE key = %s",
-                                                (request.key,))).fetchone()
+                row = await (
+                    await conn.execute("SELECT value FROM bench_direct WHERE key = %s", (request.key,))
+                ).fetchone()
             return pb.GetStateResponse(data=bytes(row[0]) if row else b"")
 
         async def save_state(request: pb.SaveStateRequest, context: Any) -> empty_pb2.Empty:
             item = request.states[0]
             async with pool.connection() as conn:
-                await conn.execute("INSERT INTO bench_direct (key, value) VALUES (%s, %s) ON CONFLICT (key) "
-                                   "DO UPDATE SET value = EXCLUDED.value", (item.key, item.value))
+                await conn.execute(
+                    "INSERT INTO bench_direct (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+                    "DO UPDATE SET value = EXCLUDED.value",
+                    (item.key, item.value),
+                )
             return empty_pb2.Empty()
 
     server = grpc.aio.server()
     handlers = {
         "GetState": grpc.unary_unary_rpc_method_handler(
-            get_state, pb.GetStateRequest.FromString, pb.GetStateResponse.SerializeToString),
+            get_state, pb.GetStateRequest.FromString, pb.GetStateResponse.SerializeToString
+        ),
         "SaveState": grpc.unary_unary_rpc_method_handler(
-            save_state, pb.SaveStateRequest.FromString, empty_pb2.Empty.SerializeToString),
+            save_state, pb.SaveStateRequest.FromString, empty_pb2.Empty.SerializeToString
+        ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", handlers),))
     server.add_insecure_port(address)

@@ -45,8 +45,11 @@ async def direct_calls(backend: str) -> tuple[Call, Call, Callable[[], Awaitable
 
         client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool(max_connections=32))
         await client.hset("bench:direct", "data", VALUE)
-        return (lambda: client.hget("bench:direct", "data"), lambda: client.hset("bench:direct", "data", VALUE),
-                client.aclose)
+        return (
+            lambda: client.hget("bench:direct", "data"),
+            lambda: client.hset("bench:direct", "data", VALUE),
+            client.aclose,
+        )
     from psycopg_pool import AsyncConnectionPool
 
     pool = AsyncConnectionPool(PG_DSN, min_size=4, max_size=16, kwargs={"autocommit": True}, open=False)
@@ -58,8 +61,11 @@ async def direct_calls(backend: str) -> tuple[Call, Call, Callable[[], Awaitable
 
     async def save() -> object:
         async with pool.connection() as conn:
-            return await conn.execute("INSERT INTO bench_direct (key, value) VALUES (%s, %s) ON CONFLICT (key) "
-                                      "DO UPDATE SET value = EXCLUDED.value", ("k", VALUE))
+            return await conn.execute(
+                "INSERT INTO bench_direct (key, value) VALUES (%s, %s) ON CONFLICT (key) "
+                "DO UPDATE SET value = EXCLUDED.value",
+                ("k", VALUE),
+            )
 
     async with pool.connection() as conn:
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_direct (key TEXT PRIMARY KEY, value BYTEA)")
@@ -76,10 +82,12 @@ def grpc_calls(channel: grpc.aio.Channel, store: str, key: str) -> tuple[Call, C
 
 def runtime_config(directory: Path) -> Path:
     namespace = uuid.uuid4().hex[:8]
-    config = {"state": {
-        "redis": {"type": "redis", "metadata": {"redisHost": "127.0.0.1:6379", "keyPrefix": f"bench-{namespace}:"}},
-        "postgresql": {"type": "postgresql", "metadata": {"connectionString": PG_DSN, "tableName": "bench_state"}},
-    }}
+    config = {
+        "state": {
+            "redis": {"type": "redis", "metadata": {"redisHost": "127.0.0.1:6379", "keyPrefix": f"bench-{namespace}:"}},
+            "postgresql": {"type": "postgresql", "metadata": {"connectionString": PG_DSN, "tableName": "bench_state"}},
+        }
+    }
     path = directory / "bench-runtime.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -90,9 +98,25 @@ async def run(seconds: float, rate: float, concurrencies: list[int]) -> list[Loa
     with tempfile.TemporaryDirectory() as tmp:
         runtime_address = f"127.0.0.1:{free_port()}"
         runtime = subprocess.Popen(
-            [sys.executable, "-m", "layotto.server", "serve", "-c", str(runtime_config(Path(tmp))), "--grpc-address",
-             runtime_address, "--http-address", f"127.0.0.1:{free_port()}", "--data-dir", tmp, "--log-level",
-             "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "layotto.server",
+                "serve",
+                "-c",
+                str(runtime_config(Path(tmp))),
+                "--grpc-address",
+                runtime_address,
+                "--http-address",
+                f"127.0.0.1:{free_port()}",
+                "--data-dir",
+                tmp,
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             await wait_ready(runtime_address)
             for backend in ("redis", "postgresql"):
@@ -100,8 +124,9 @@ async def run(seconds: float, rate: float, concurrencies: list[int]) -> list[Loa
                 sidecar = subprocess.Popen([sys.executable, str(HERE / "minimal_sidecar.py"), sidecar_address, backend])
                 try:
                     await wait_ready(sidecar_address)
-                    results += await measure_backend(backend, runtime_address, sidecar_address, seconds, rate,
-                                                     concurrencies)
+                    results += await measure_backend(
+                        backend, runtime_address, sidecar_address, seconds, rate, concurrencies
+                    )
                 finally:
                     sidecar.send_signal(signal.SIGTERM)
                     sidecar.wait(timeout=20)
@@ -111,8 +136,9 @@ async def run(seconds: float, rate: float, concurrencies: list[int]) -> list[Loa
     return results
 
 
-async def measure_backend(backend: str, runtime_address: str, sidecar_address: str, seconds: float, rate: float,
-                          concurrencies: list[int]) -> list[LoadResult]:
+async def measure_backend(
+    backend: str, runtime_address: str, sidecar_address: str, seconds: float, rate: float, concurrencies: list[int]
+) -> list[LoadResult]:
     results = []
     direct_get, direct_save, close = await direct_calls(backend)
     async with grpc.aio.insecure_channel(runtime_address) as rt, grpc.aio.insecure_channel(sidecar_address) as sc:
@@ -120,10 +146,11 @@ async def measure_backend(backend: str, runtime_address: str, sidecar_address: s
         sidecar_get, sidecar_save = grpc_calls(sc, "", "k" if backend == "postgresql" else "bench:direct")
         await runtime_save()
         await sidecar_save()
-        for op, calls in (("GetState", (direct_get, sidecar_get, runtime_get)),
-                          ("SaveState", (direct_save, sidecar_save, runtime_save))):
-            names = (f"{backend} {op}: driver directly", f"{backend} {op}: minimal sidecar",
-                     f"{backend} {op}: runtime")
+        for op, calls in (
+            ("GetState", (direct_get, sidecar_get, runtime_get)),
+            ("SaveState", (direct_save, sidecar_save, runtime_save)),
+        ):
+            names = (f"{backend} {op}: driver directly", f"{backend} {op}: minimal sidecar", f"{backend} {op}: runtime")
             for concurrency in concurrencies:
                 for name, call in zip(names, calls, strict=True):
                     results.append(await closed_loop(name, call, concurrency, seconds))
@@ -141,8 +168,10 @@ def main() -> int:
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
     results = asyncio.run(run(args.seconds, args.rate, args.concurrency))
-    print(f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"grpcio {grpc.__version__}, {args.seconds:.0f} s per row")
+    print(
+        f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"grpcio {grpc.__version__}, {args.seconds:.0f} s per row"
+    )
     print("| what | concurrency (0: fixed rate) | req/s | p50 ms | p90 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
     for result in results:
@@ -154,8 +183,10 @@ def main() -> int:
             added = fixed["runtime"].p90_ms - fixed["driver directly"].p90_ms
             c16 = {r.name.rsplit(": ", 1)[1]: r for r in rows if r.concurrency == max(args.concurrency)}
             ratio = c16["runtime"].rps / c16["minimal sidecar"].rps
-            print(f"{backend} {op}: added p90 at {args.rate:.0f} req/s = {added:.3f} ms; at concurrency "
-                  f"{max(args.concurrency)} the runtime reaches {ratio:.0%} of the minimal sidecar's req/s")
+            print(
+                f"{backend} {op}: added p90 at {args.rate:.0f} req/s = {added:.3f} ms; at concurrency "
+                f"{max(args.concurrency)} the runtime reaches {ratio:.0%} of the minimal sidecar's req/s"
+            )
     return 0
 
 

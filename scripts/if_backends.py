@@ -13,8 +13,16 @@ import socket
 import subprocess
 import sys
 
-PORTS = {"redis": 6379, "postgresql": 5432, "mysql": 3306, "etcd": 2379, "zookeeper": 2181, "nats": 4222,
-         "mosquitto": 1883, "rabbitmq": 5672}
+PORTS = {
+    "redis": 6379,
+    "postgresql": 5432,
+    "mysql": 3306,
+    "etcd": 2379,
+    "zookeeper": 2181,
+    "nats": 4222,
+    "mosquitto": 1883,
+    "rabbitmq": 5672,
+}
 
 
 def reachable(port: int) -> bool:

@@ -58,6 +58,14 @@ def require(backend: str) -> None:
     pytest.skip(message)
 
 
+def require_installed(what: str) -> None:
+    """Skip (or, with LAYOTTO_REQUIRE_BACKENDS=1, fail) when backend servers are not installed."""
+    message = f"needs {what} installed (scripts/backends up installs them)"
+    if os.environ.get("LAYOTTO_REQUIRE_BACKENDS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def state_metadata(backend: str, namespace: str) -> dict[str, str]:
     """Metadata of a state component on this backend, isolated under ``namespace``."""
     if backend == "redis":

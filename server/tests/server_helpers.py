@@ -85,7 +85,7 @@ class PrivateBackend:
         self.process: subprocess.Popen[bytes] | None = None
         if kind == "postgresql":
             # the postgres user must reach the directory: pytest's tmp_path is private to root
-            import tempfile  # noqa: PLC0415
+            import tempfile
 
             self.data_dir = Path(tempfile.mkdtemp(prefix="layotto-test-pg-"))
             self._initdb()
@@ -102,29 +102,53 @@ class PrivateBackend:
 
     def _initdb(self) -> None:
         if os.getuid() == 0:
-            import shutil  # noqa: PLC0415
+            import shutil
 
             shutil.chown(self.data_dir, "postgres")
         subprocess.run(
             self._as_postgres(self._pg_bin("initdb"), "-D", str(self.data_dir), "-U", "layotto", "--auth=trust"),
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
 
     @property
     def metadata(self) -> dict[str, str]:
         if self.kind == "redis":
             return {"redisHost": f"127.0.0.1:{self.port}", "timeoutInSeconds": "2"}
-        return {"connectionString": f"host=127.0.0.1 port={self.port} user=layotto dbname=postgres",
-                "timeoutInSeconds": "2"}
+        return {
+            "connectionString": f"host=127.0.0.1 port={self.port} user=layotto dbname=postgres",
+            "timeoutInSeconds": "2",
+        }
 
     def start(self) -> None:
         if self.kind == "redis":
-            command = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                       "--appendonly", "no", "--dir", str(self.data_dir)]
+            command = [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.data_dir),
+            ]
         else:
-            command = self._as_postgres(self._pg_bin("postgres"), "-D", str(self.data_dir), "-p", str(self.port),
-                                        "-k", str(self.data_dir), "-c", "listen_addresses=127.0.0.1",
-                                        "-c", "fsync=off")
+            command = self._as_postgres(
+                self._pg_bin("postgres"),
+                "-D",
+                str(self.data_dir),
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            )
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -139,8 +163,12 @@ class PrivateBackend:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             if self.kind == "postgresql":  # runuser does not pass signals on: ask pg_ctl
-                subprocess.run(self._as_postgres(self._pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate",
-                                                 "stop"), check=True, capture_output=True, timeout=30)
+                subprocess.run(
+                    self._as_postgres(self._pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"),
+                    check=True,
+                    capture_output=True,
+                    timeout=30,
+                )
             else:
                 self.process.send_signal(signal.SIGTERM)
             self.process.wait(timeout=30)

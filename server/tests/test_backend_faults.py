@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+import backends
 import pytest
 import yaml
 from server_helpers import PrivateBackend, start_server
@@ -18,10 +19,13 @@ from layotto.client import NO_RETRY, RetryPolicy, RuntimeClient, RuntimeUnavaila
 BINARIES = {"redis": "redis-server", "postgresql": "/usr/lib/postgresql"}
 
 
+SERVERS_INSTALLED = bool(shutil.which("redis-server")) and Path("/usr/lib/postgresql").is_dir()
+
+
 @pytest.mark.parametrize("kind", ["redis", "postgresql"])
 async def test_backend_down_then_back(tmp_path: Path, kind: str) -> None:
-    if not shutil.which("redis-server") or not Path("/usr/lib/postgresql").is_dir():
-        pytest.skip("needs Debian's redis-server and postgresql (scripts/backends up installs them)")
+    if not SERVERS_INSTALLED:
+        backends.require_installed("redis-server and postgresql")
     backend = PrivateBackend(kind, tmp_path / kind)
     backend.start()
     config = tmp_path / "runtime.yaml"
@@ -45,8 +49,9 @@ async def test_backend_down_then_back(tmp_path: Path, kind: str) -> None:
             assert json.loads(body)["components"]["state.shared"]["status"] == "DOWN"
 
             backend.start()
-            recovered = RuntimeClient(server.grpc_address, retry=RetryPolicy(attempts=20, initial_backoff=0.2,
-                                                                              max_backoff=1.0), timeout=8)
+            recovered = RuntimeClient(
+                server.grpc_address, retry=RetryPolicy(attempts=20, initial_backoff=0.2, max_backoff=1.0), timeout=8
+            )
             deadline = time.monotonic() + 30
             while True:
                 try:

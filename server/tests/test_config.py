@@ -199,7 +199,10 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
     )
     assert main(["serve", "--print-config", "--components-path", str(components)]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["state"]["statestore"] == {"type": "redis", "metadata": {"redisHost": "localhost:6379", "redisPassword": ""}}
+    assert printed["state"]["statestore"] == {
+        "type": "redis",
+        "metadata": {"redisHost": "localhost:6379", "redisPassword": ""},
+    }
     assert printed["state"]["pg"] == {"type": "postgresql", "metadata": {"connectionString": "host=db"}}
     assert printed["state"]["sqlite"]["type"] == "sqlite"  # the embedded defaults stay
 
@@ -207,17 +210,22 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
 @pytest.mark.parametrize(
     ("manifest", "fragment"),
     [
-        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: p}\nspec: {type: pubsub.redis}\n",
-         "spec.type: pubsub components are not served yet"),
-        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: redis}\n",
-         "spec.type: expected BLOCK.TYPE"),
-        ("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec:\n  type: state.redis\n"
-         "  metadata: [{name: redisPassword, secretKeyRef: {name: s, key: k}}]\n", "secretKeyRef is not supported yet"),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: p}\nspec: {type: pubsub.redis}\n",
+            "spec.type: pubsub components are not served yet",
+        ),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: redis}\n",
+            "spec.type: expected BLOCK.TYPE",
+        ),
+        (
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec:\n  type: state.redis\n"
+            "  metadata: [{name: redisPassword, secretKeyRef: {name: s, key: k}}]\n",
+            "secretKeyRef is not supported yet",
+        ),
     ],
 )
-def test_bad_dapr_manifests(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest: str, fragment: str
-) -> None:
+def test_bad_dapr_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest: str, fragment: str) -> None:
     (tmp_path / "c.yaml").write_text(manifest)
     assert main(["serve", "--print-config", "--components-path", str(tmp_path)]) == 2
     error = capsys.readouterr().err

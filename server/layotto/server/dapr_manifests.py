@@ -64,7 +64,9 @@ def _component(doc: dict[str, Any], where: str) -> tuple[str, str, str, dict[str
         raise ConfigError(f"{where}: spec.type: expected BLOCK.TYPE such as state.redis, got {dapr_type!r}")
     block = DAPR_BLOCKS.get(prefix)
     if block is None:
-        raise ConfigError(f"{where}: spec.type: {prefix} components are not served yet (served: {', '.join(DAPR_BLOCKS)})")
+        raise ConfigError(
+            f"{where}: spec.type: {prefix} components are not served yet (served: {', '.join(DAPR_BLOCKS)})"
+        )
     type_name = TYPE_ALIASES.get((block, type_name), type_name)
     return block, str(name), type_name, _metadata(spec.get("metadata"), f"{where}: spec.metadata")
 

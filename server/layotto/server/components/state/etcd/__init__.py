@@ -42,8 +42,9 @@ class EtcdStateStore(StateStore):
         description="Keeps state in etcd v3: shared by every runtime on the same cluster.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
         metadata=(
-            MetadataField("endpoints", "Comma-separated HOST:PORT of etcd members.", required=True,
-                          example="127.0.0.1:2379"),
+            MetadataField(
+                "endpoints", "Comma-separated HOST:PORT of etcd members.", required=True, example="127.0.0.1:2379"
+            ),
             MetadataField("keyPrefixPath", "Prefix of every key, e.g. /myapp (keys become /myapp/KEY).", default=""),
             MetadataField("timeoutInSeconds", "Deadline of each etcd request.", type=float, default=5.0),
         ),
@@ -131,11 +132,20 @@ class EtcdStateStore(StateStore):
                 if etag is not None or (first_write and state == _WRITTEN_IN_TXN):
                     raise EtagMismatch(request.key)
             elif etag is not None:
-                compares.append(rpc.Compare(key=self._key(request.key), result=rpc.Compare.EQUAL,
-                                            target=rpc.Compare.MOD, mod_revision=etag))
+                compares.append(
+                    rpc.Compare(
+                        key=self._key(request.key), result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, mod_revision=etag
+                    )
+                )
             elif first_write:
-                compares.append(rpc.Compare(key=self._key(request.key), result=rpc.Compare.EQUAL,
-                                            target=rpc.Compare.CREATE, create_revision=0))
+                compares.append(
+                    rpc.Compare(
+                        key=self._key(request.key),
+                        result=rpc.Compare.EQUAL,
+                        target=rpc.Compare.CREATE,
+                        create_revision=0,
+                    )
+                )
             seen[request.key] = _WRITTEN_IN_TXN if isinstance(request, SetRequest) else None
             final.pop(request.key, None)
             final[request.key] = request

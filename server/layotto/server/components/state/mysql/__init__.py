@@ -35,7 +35,9 @@ from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch
 _LIVE = "(expire_at IS NULL OR expire_at > UTC_TIMESTAMP(6))"
 _DUPLICATE_KEY = 1062
 _CONNECTION_ERRORS = {2003, 2006, 2013, 2055}
-_GO_DSN = re.compile(r"^(?P<user>[^:@]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^:)]+)(?::(?P<port>\d+))?\)/(?P<db>[^?]*)")
+_GO_DSN = re.compile(
+    r"^(?P<user>[^:@]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^:)]+)(?::(?P<port>\d+))?\)/(?P<db>[^?]*)"
+)
 
 
 def parse_connection_string(value: str) -> dict[str, Any]:
@@ -102,8 +104,12 @@ class MysqlStateStore(StateStore):
         try:
             self._pool = await asyncio.wait_for(
                 aiomysql.create_pool(
-                    minsize=1, maxsize=int(metadata["maxConns"]), autocommit=True, connect_timeout=self._timeout,
-                    pool_recycle=300, **params,
+                    minsize=1,
+                    maxsize=int(metadata["maxConns"]),
+                    autocommit=True,
+                    connect_timeout=self._timeout,
+                    pool_recycle=300,
+                    **params,
                 ),
                 self._timeout,
             )
@@ -179,7 +185,10 @@ class MysqlStateStore(StateStore):
         if isinstance(request, DeleteRequest):
             if etag is None:
                 await cur.execute(f"DELETE FROM {table} WHERE id = %s", (request.key,))
-            elif await cur.execute(f"DELETE FROM {table} WHERE id = %s AND etag = %s AND {_LIVE}", (request.key, etag)) == 0:
+            elif (
+                await cur.execute(f"DELETE FROM {table} WHERE id = %s AND etag = %s AND {_LIVE}", (request.key, etag))
+                == 0
+            ):
                 raise EtagMismatch(request.key)
             return
         new_etag = secrets.randbits(63)
@@ -239,4 +248,3 @@ class MysqlStateStore(StateStore):
         async with self._cursor(transaction=True) as cur:
             for request in requests:
                 await self._apply(cur, request)
-
