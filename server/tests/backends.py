@@ -18,8 +18,10 @@ ENV = {
     "postgresql": ("LAYOTTO_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=layotto password=layotto dbname=layotto"),
     "mysql": ("LAYOTTO_TEST_MYSQL", "layotto:layotto@tcp(127.0.0.1:3306)/layotto"),
     "etcd": ("LAYOTTO_TEST_ETCD", "127.0.0.1:2379"),
+    "zookeeper": ("LAYOTTO_TEST_ZOOKEEPER", "127.0.0.1:2181"),
 }
-REAL_STATE_STORES = tuple(ENV)
+REAL_STATE_STORES = ("redis", "postgresql", "mysql", "etcd")
+REAL_LOCK_STORES = ("redis", "etcd", "postgresql", "zookeeper")
 
 
 def address(backend: str) -> str:
@@ -64,6 +66,21 @@ def require_installed(what: str) -> None:
     if os.environ.get("LAYOTTO_REQUIRE_BACKENDS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+def lock_metadata(backend: str, namespace: str) -> dict[str, str]:
+    """Metadata of a lock or sequencer component on this backend, isolated under ``namespace``."""
+    if backend == "redis":
+        return {"redisHost": address("redis")}
+    if backend == "postgresql":
+        return {"connectionString": address("postgresql"), "tableName": f"locks_{namespace}"}
+    if backend == "mysql":
+        return {"connectionString": address("mysql"), "tableName": f"seq_{namespace}"}
+    if backend == "etcd":
+        return {"endpoints": address("etcd")}
+    if backend == "zookeeper":
+        return {"zookeeperHosts": address("zookeeper"), "basePath": f"/layotto-test/{namespace}"}
+    return {}
 
 
 def state_metadata(backend: str, namespace: str) -> dict[str, str]:

@@ -23,6 +23,8 @@ class Feature(enum.StrEnum):
     TTL = "TTL"
     BULK = "BULK"
     QUERY = "QUERY_API"
+    LOCK_KEEP_ALIVE = "KEEP_ALIVE"
+    SEQUENCER_SEGMENTS = "SEGMENTS"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,15 @@ class MetadataField:
             except ValueError:
                 raise ConfigError(f"{where}.{self.name}: expected a number, got {raw!r}") from None
         return raw
+
+
+#: the runtime-level key namespacing of lock and sequencer keys, as in Layotto
+KEY_PREFIX = MetadataField(
+    "keyPrefix",
+    "How keys are namespaced: appid (default: by the runtime's app id), name (by the component's name), "
+    "none, or any other string (used as the namespace).",
+    default="appid",
+)
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,8 @@ class Component(ABC):
 
     def __init__(self, name: str) -> None:
         self.name = name
+        #: the parsed metadata the component was initialised with (set by the loader)
+        self.metadata: Mapping[str, Any] = {}
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         """Connect to the backend; ``metadata`` is already parsed by the spec."""

@@ -63,6 +63,7 @@ async def load_components(
                 cls = registry.get(type_name, where)
                 metadata = cls.spec.parse_metadata(raw_metadata, f"{where}.metadata")
                 component = cls(name)
+                component.metadata = metadata
                 try:
                     await asyncio.wait_for(component.init(metadata, context), init_timeout)
                 except (ConfigError, TimeoutError) as error:

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 BUILDING_BLOCKS: dict[str, str] = {
     "state": "state store",
     "hellos": "hello component",
+    "lock": "lock store",
+    "sequencer": "sequencer",
 }
 
 

@@ -4,14 +4,13 @@ reused), TTL is a lease, compare-and-set and transactions are etcd Txns."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import grpc
 from aetcd import rpc
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
 from layotto.server.components.state import (
     Concurrency,
     DeleteRequest,
@@ -21,18 +20,9 @@ from layotto.server.components.state import (
     WriteRequest,
     parse_etag,
 )
-from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch, InvalidArgument
+from layotto.server.errors import EtagMismatch, InvalidArgument
 
-_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 _WRITTEN_IN_TXN = -1  # a key an earlier step of the same transaction wrote: its etag is unknowable
-
-
-def grpc_target(endpoints: str) -> str:
-    """A gRPC target for a comma-separated endpoint list (IPs are balanced, names use the first)."""
-    hosts = [e.strip().removeprefix("http://").removeprefix("https://") for e in endpoints.split(",") if e.strip()]
-    if len(hosts) > 1 and all(h.split(":")[0].replace(".", "").isdigit() for h in hosts):
-        return "ipv4:" + ",".join(hosts)
-    return hosts[0]
 
 
 class EtcdStateStore(StateStore):
@@ -42,61 +32,33 @@ class EtcdStateStore(StateStore):
         description="Keeps state in etcd v3: shared by every runtime on the same cluster.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
         metadata=(
-            MetadataField(
-                "endpoints", "Comma-separated HOST:PORT of etcd members.", required=True, example="127.0.0.1:2379"
-            ),
+            *ETCD_METADATA,
             MetadataField("keyPrefixPath", "Prefix of every key, e.g. /myapp (keys become /myapp/KEY).", default=""),
-            MetadataField("timeoutInSeconds", "Deadline of each etcd request.", type=float, default=5.0),
         ),
     )
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._channel: grpc.aio.Channel | None = None
+        self._etcd = EtcdConnection(name)
         self._prefix = ""
-        self._timeout = 5.0
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
-        self._timeout = float(metadata["timeoutInSeconds"])
         prefix = str(metadata["keyPrefixPath"]).rstrip("/")
         self._prefix = f"{prefix}/" if prefix else ""
-        self._channel = grpc.aio.insecure_channel(grpc_target(str(metadata["endpoints"])))
-        self._kv = rpc.KVStub(self._channel)
-        self._lease = rpc.LeaseStub(self._channel)
-        async with self._errors():
-            await self._kv.Range(rpc.RangeRequest(key=b"\0", limit=1), timeout=self._timeout)
+        await self._etcd.open(metadata)
+        self._kv, self._lease, self._timeout = self._etcd.kv, self._etcd.lease, self._etcd.timeout
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close(grace=None)
-
-    @asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
-        try:
-            yield
-        except grpc.aio.AioRpcError as error:
-            if error.code() in _UNREACHABLE:
-                raise BackendUnavailable(self.name, error.details() or error.code().name) from error
-            raise BackendError(self.name, f"{error.code().name}: {error.details()}") from error
+        await self._etcd.close()
 
     async def health(self) -> Health:
-        try:
-            async with self._errors():
-                await self._kv.Range(rpc.RangeRequest(key=b"\0", limit=1), timeout=self._timeout)
-        except (BackendUnavailable, BackendError) as error:
-            return Health(up=False, details={"error": error.message})
-        return Health(up=True)
+        return await self._etcd.health()
 
     def _key(self, key: str) -> bytes:
         return (self._prefix + key).encode()
 
-    async def _grant(self, ttl_seconds: int) -> int:
-        async with self._errors():
-            lease = await self._lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl_seconds), timeout=self._timeout)
-        return int(lease.ID)
-
     async def get(self, key: str) -> StateEntry | None:
-        async with self._errors():
+        async with self._etcd.errors():
             found = await self._kv.Range(rpc.RangeRequest(key=self._key(key)), timeout=self._timeout)
             if not found.kvs:
                 return None
@@ -150,7 +112,7 @@ class EtcdStateStore(StateStore):
             final.pop(request.key, None)
             final[request.key] = request
         operations = [await self._operation(request) for request in final.values()]
-        async with self._errors():
+        async with self._etcd.errors():
             result = await self._kv.Txn(rpc.TxnRequest(compare=compares, success=operations), timeout=self._timeout)
         if not result.succeeded:
             raise EtagMismatch(await self._first_mismatch(requests))
@@ -158,7 +120,7 @@ class EtcdStateStore(StateStore):
     async def _operation(self, request: WriteRequest) -> Any:
         if isinstance(request, DeleteRequest):
             return rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self._key(request.key)))
-        lease = await self._grant(request.ttl_seconds) if request.ttl_seconds else 0
+        lease = await self._etcd.grant(request.ttl_seconds) if request.ttl_seconds else 0
         return rpc.RequestOp(request_put=rpc.PutRequest(key=self._key(request.key), value=request.value, lease=lease))
 
     async def _first_mismatch(self, requests: Sequence[WriteRequest]) -> str:

@@ -5,16 +5,13 @@ compare-and-set and transactions in Lua, TTL by native key expiry."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import ResponseError
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.components.state import (
     DeleteRequest,
     SetRequest,
@@ -23,7 +20,7 @@ from layotto.server.components.state import (
     WriteRequest,
     parse_etag,
 )
-from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch
+from layotto.server.errors import BackendError, EtagMismatch
 
 # ARGV per operation: kind ("set"/"del"), value, etag ("" for none), first_write ("1"/"0"), ttl_ms ("0" for none).
 # KEYS: the operations' keys, then the etag counter. Every check runs before any write,
@@ -73,67 +70,29 @@ class RedisStateStore(StateStore):
         description="Keeps state in Redis (standalone): shared by every runtime that points at the same server.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
         metadata=(
-            MetadataField("redisHost", "HOST:PORT of the Redis server.", default="127.0.0.1:6379", required=True),
-            MetadataField("redisUsername", "ACL user name.", default=""),
-            MetadataField("redisPassword", "Password.", default=""),
-            MetadataField("redisDB", "Database number.", type=int, default=0),
-            MetadataField("enableTLS", "Connect with TLS.", type=bool, default=False),
+            *REDIS_METADATA,
             MetadataField("keyPrefix", "Prepended to every key (namespaces several apps on one server).", default=""),
-            MetadataField("timeoutInSeconds", "Connect and command timeout.", type=float, default=5.0),
-            MetadataField("poolSize", "Maximum connections.", type=int, default=32),
         ),
     )
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._client: aioredis.Redis | None = None
+        self._redis = RedisConnection(name)
         self._prefix = ""
         self._seq_key = "layotto:state-etag-seq"
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
-        host, _, port = str(metadata["redisHost"]).rpartition(":")
-        timeout = float(metadata["timeoutInSeconds"])
-        pool = aioredis.BlockingConnectionPool(
-            connection_class=aioredis.SSLConnection if metadata["enableTLS"] else aioredis.Connection,
-            host=host or "127.0.0.1",
-            port=int(port or 6379),
-            db=int(metadata["redisDB"]),
-            username=metadata["redisUsername"] or None,
-            password=metadata["redisPassword"] or None,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            max_connections=int(metadata["poolSize"]),
-            timeout=timeout,  # how long a call waits for a free connection
-        )
-        self._client = aioredis.Redis(connection_pool=pool)
+        await self._redis.open(metadata)
         self._prefix = str(metadata["keyPrefix"])
         self._seq_key = f"{self._prefix}layotto:state-etag-seq"
-        self._write = self._client.register_script(_WRITE_SCRIPT)
-        self._get = self._client.register_script(_GET_SCRIPT)
-        async with self._errors():
-            await self._client.ping()
+        self._write = self._redis.client.register_script(_WRITE_SCRIPT)
+        self._get = self._redis.client.register_script(_GET_SCRIPT)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-
-    @asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
-        try:
-            yield
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-            raise BackendUnavailable(self.name, str(error) or type(error).__name__) from error
-        except RedisError as error:
-            raise BackendError(self.name, str(error)) from error
+        await self._redis.close()
 
     async def health(self) -> Health:
-        try:
-            async with self._errors():
-                assert self._client is not None
-                await self._client.ping()
-        except (BackendUnavailable, BackendError) as error:
-            return Health(up=False, details={"error": error.message})
-        return Health(up=True)
+        return await self._redis.health()
 
     def _argv(self, request: WriteRequest) -> list[str | bytes]:
         parse_etag(request)  # refuses malformed etags before the script runs
@@ -149,7 +108,7 @@ class RedisStateStore(StateStore):
         for request in requests:
             argv += self._argv(request)
         try:
-            async with self._errors():
+            async with self._redis.errors():
                 await self._write(keys=keys, args=argv)
         except BackendError as error:
             cause = error.__cause__
@@ -159,7 +118,7 @@ class RedisStateStore(StateStore):
             raise
 
     async def get(self, key: str) -> StateEntry | None:
-        async with self._errors():
+        async with self._redis.errors():
             found = await self._get(keys=[self._prefix + key])
         if not found:
             return None

@@ -1,0 +1,85 @@
+"""The PostgreSQL connection pool shared by the PostgreSQL components, with error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from layotto.server.components.base import ConfigError, Health, MetadataField
+from layotto.server.errors import BackendError, BackendUnavailable
+
+POSTGRES_METADATA = (
+    MetadataField(
+        "connectionString",
+        "libpq connection string or URL.",
+        required=True,
+        example="host=127.0.0.1 user=layotto password=layotto dbname=layotto",
+    ),
+    MetadataField("timeoutInSeconds", "Longest wait for a connection or a statement.", type=float, default=5.0),
+    MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16),
+)
+
+
+def table_name(value: str, where: str) -> str:
+    if not value.replace("_", "").isalnum() or value != value.lower():
+        raise ConfigError(f"{where}: {value!r} must be lower-case letters, digits and _")
+    return value
+
+
+class PostgresConnection:
+    def __init__(self, component: str) -> None:
+        self.component = component
+        self.timeout = 5.0
+        self._pool: AsyncConnectionPool | None = None
+
+    async def open(self, metadata: Mapping[str, Any]) -> None:
+        self.timeout = float(metadata["timeoutInSeconds"])
+        self._pool = AsyncConnectionPool(
+            str(metadata["connectionString"]),
+            min_size=1,
+            max_size=int(metadata["maxConns"]),
+            timeout=self.timeout,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+            open=False,
+            reconnect_timeout=0,
+        )
+        try:
+            await self._pool.open(wait=True, timeout=self.timeout)
+        except PoolTimeout as error:
+            raise BackendUnavailable(self.component, f"cannot connect: {error}") from error
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        assert self._pool is not None, "open() first"
+        try:
+            async with self._pool.connection(timeout=self.timeout) as conn:
+                yield conn
+        except PoolTimeout as error:
+            raise BackendUnavailable(self.component, f"no connection within {self.timeout}s: {error}") from error
+        except psycopg.OperationalError as error:
+            raise BackendUnavailable(self.component, str(error).strip()) from error
+        except psycopg.Error as error:
+            raise BackendError(self.component, str(error).strip()) from error
+
+    async def create_schema(self, lock_name: str, *statements: Any) -> None:
+        """Run CREATE … IF NOT EXISTS statements, serialised across runtimes starting at once."""
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_name,))
+            for statement in statements:
+                await conn.execute(statement)
+
+    async def health(self) -> Health:
+        try:
+            async with self.connection() as conn:
+                await conn.execute("SELECT 1")
+        except (BackendUnavailable, BackendError) as error:
+            return Health(up=False, details={"error": error.message})
+        return Health(up=True)
