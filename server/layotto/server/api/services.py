@@ -11,6 +11,7 @@ from layotto.proto.dapr.runtime.v1 import dapr_pb2, state_pb2
 from layotto.proto.runtime.v1 import runtime_pb2
 from layotto.server.api.adapter import rpc_methods, service_handler
 from layotto.server.api.hello import HelloApi
+from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.state import StateApi, StateMessages
 from layotto.server.components.loader import ComponentSet
@@ -33,8 +34,9 @@ DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 def api_handlers(
     components: ComponentSet, app_id: str, version: str, shutdown: Callable[[], None]
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
-    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components))
-    dapr = rpc_methods(StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown))
+    lock = LockApi(components, app_id)
+    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock)
+    dapr = rpc_methods(StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown), lock)
     return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]
 
 

@@ -50,7 +50,8 @@ class PostgresLockStore(LockStore):
         await self._pg.create_schema(
             f"layotto-lock-{table}",
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expire_at TIMESTAMPTZ NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS {} "
+                "(key TEXT PRIMARY KEY, owner TEXT NOT NULL, expire_at TIMESTAMPTZ NOT NULL)"
             ).format(self._table),
         )
 

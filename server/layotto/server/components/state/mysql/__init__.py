@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import aiomysql
 import pymysql
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, Health, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
 from layotto.server.components.state import (
     Concurrency,
     DeleteRequest,
@@ -34,33 +33,6 @@ from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch
 
 _LIVE = "(expire_at IS NULL OR expire_at > UTC_TIMESTAMP(6))"
 _DUPLICATE_KEY = 1062
-_CONNECTION_ERRORS = {2003, 2006, 2013, 2055}
-_GO_DSN = re.compile(
-    r"^(?P<user>[^:@]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^:)]+)(?::(?P<port>\d+))?\)/(?P<db>[^?]*)"
-)
-
-
-def parse_connection_string(value: str) -> dict[str, Any]:
-    """Dapr's Go DSN (user:pass@tcp(host:port)/db) or a mysql:// URL, as aiomysql arguments."""
-    match = _GO_DSN.match(value)
-    if match:
-        return {
-            "user": match["user"],
-            "password": match["password"] or "",
-            "host": match["host"],
-            "port": int(match["port"] or 3306),
-            "db": match["db"],
-        }
-    url = urlparse(value)
-    if url.scheme in ("mysql", "mariadb") and url.hostname:
-        return {
-            "user": unquote(url.username or ""),
-            "password": unquote(url.password or ""),
-            "host": url.hostname,
-            "port": url.port or 3306,
-            "db": url.path.lstrip("/"),
-        }
-    raise ValueError("expected user:password@tcp(host:port)/database or mysql://user:password@host:port/database")
 
 
 class MysqlStateStore(StateStore):
@@ -70,52 +42,23 @@ class MysqlStateStore(StateStore):
         description="Keeps state in a MySQL or MariaDB table: shared by every runtime on the same database.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
         metadata=(
-            MetadataField(
-                "connectionString",
-                "Go-style DSN as in Dapr (user:password@tcp(host:port)/database) or a mysql:// URL.",
-                required=True,
-                example="layotto:layotto@tcp(127.0.0.1:3306)/layotto",
-            ),
+            *MYSQL_METADATA,
             MetadataField("tableName", "Table holding the state (created if missing).", default="state"),
-            MetadataField("timeoutInSeconds", "Longest wait for a connection or a statement.", type=float, default=5.0),
-            MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16),
             MetadataField("cleanupIntervalInSeconds", "How often expired rows are deleted.", type=float, default=60.0),
         ),
     )
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._pool: aiomysql.Pool | None = None
-        self._timeout = 5.0
-        self._table = "state"
+        self._db = MysqlConnection(name)
+        self._table = "`state`"
         self._cleanup: asyncio.Task[None] | None = None
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         where = f"state.{self.name}.metadata"
-        table = str(metadata["tableName"])
-        if not table.replace("_", "").isalnum():
-            raise ConfigError(f"{where}.tableName: {table!r} must be letters, digits and _")
-        try:
-            params = parse_connection_string(str(metadata["connectionString"]))
-        except ValueError as error:
-            raise ConfigError(f"{where}.connectionString: {error}") from None
-        self._table = f"`{table}`"
-        self._timeout = float(metadata["timeoutInSeconds"])
-        try:
-            self._pool = await asyncio.wait_for(
-                aiomysql.create_pool(
-                    minsize=1,
-                    maxsize=int(metadata["maxConns"]),
-                    autocommit=True,
-                    connect_timeout=self._timeout,
-                    pool_recycle=300,
-                    **params,
-                ),
-                self._timeout,
-            )
-        except (TimeoutError, pymysql.err.OperationalError, OSError) as error:
-            raise BackendUnavailable(self.name, f"cannot connect: {error}") from error
-        async with self._cursor() as cur:
+        self._table = table_name(str(metadata["tableName"]), f"{where}.tableName")
+        await self._db.open(metadata, where)
+        async with self._db.cursor() as cur:
             await cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._table} ("
                 "id VARCHAR(700) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
@@ -129,54 +72,17 @@ class MysqlStateStore(StateStore):
             self._cleanup.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
-        if self._pool is not None:
-            self._pool.close()
-            await self._pool.wait_closed()
+        await self._db.close()
 
     async def _purge_expired(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(BackendUnavailable, BackendError):
-                async with self._cursor() as cur:
+                async with self._db.cursor() as cur:
                     await cur.execute(f"DELETE FROM {self._table} WHERE expire_at <= UTC_TIMESTAMP(6)")
 
-    @contextlib.asynccontextmanager
-    async def _cursor(self, transaction: bool = False) -> AsyncIterator[aiomysql.Cursor]:
-        assert self._pool is not None
-        try:
-            conn = await asyncio.wait_for(self._pool.acquire(), self._timeout)
-        except (TimeoutError, pymysql.err.OperationalError, OSError) as error:
-            raise BackendUnavailable(self.name, f"no connection within {self._timeout}s: {error}") from error
-        try:
-            async with conn.cursor() as cur:
-                if transaction:
-                    await conn.begin()
-                try:
-                    yield cur
-                    if transaction:
-                        await conn.commit()
-                except BaseException:
-                    if transaction:
-                        with contextlib.suppress(Exception):
-                            await conn.rollback()
-                    raise
-        except pymysql.err.OperationalError as error:
-            conn.close()  # the connection may be broken: never hand it out again
-            if error.args and error.args[0] in _CONNECTION_ERRORS:
-                raise BackendUnavailable(self.name, str(error)) from error
-            raise BackendError(self.name, str(error)) from error
-        except pymysql.err.MySQLError as error:
-            raise BackendError(self.name, str(error)) from error
-        finally:
-            self._pool.release(conn)
-
     async def health(self) -> Health:
-        try:
-            async with self._cursor() as cur:
-                await cur.execute("SELECT 1")
-        except (BackendUnavailable, BackendError) as error:
-            return Health(up=False, details={"error": error.message})
-        return Health(up=True)
+        return await self._db.health()
 
     # -- statements ------------------------------------------------------------------
 
@@ -223,7 +129,7 @@ class MysqlStateStore(StateStore):
     # -- the StateStore interface ------------------------------------------------------
 
     async def get(self, key: str) -> StateEntry | None:
-        async with self._cursor() as cur:
+        async with self._db.cursor() as cur:
             await cur.execute(
                 f"SELECT value, etag, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expire_at) FROM {self._table} "
                 f"WHERE id = %s AND {_LIVE}",
@@ -237,14 +143,14 @@ class MysqlStateStore(StateStore):
         return StateEntry(key, bytes(row[0]), str(row[1]), expire_at)
 
     async def set(self, request: SetRequest) -> None:
-        async with self._cursor() as cur:
+        async with self._db.cursor() as cur:
             await self._apply(cur, request)
 
     async def delete(self, request: DeleteRequest) -> None:
-        async with self._cursor() as cur:
+        async with self._db.cursor() as cur:
             await self._apply(cur, request)
 
     async def transact(self, requests: Sequence[WriteRequest]) -> None:
-        async with self._cursor(transaction=True) as cur:
+        async with self._db.cursor(transaction=True) as cur:
             for request in requests:
                 await self._apply(cur, request)

@@ -1,0 +1,133 @@
+"""The MySQL/MariaDB connection pool shared by the MySQL components, with error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import aiomysql
+import pymysql
+
+from layotto.server.components.base import ConfigError, Health, MetadataField
+from layotto.server.errors import BackendError, BackendUnavailable
+
+MYSQL_METADATA = (
+    MetadataField(
+        "connectionString",
+        "Go-style DSN as in Dapr (user:password@tcp(host:port)/database) or a mysql:// URL.",
+        required=True,
+        example="layotto:layotto@tcp(127.0.0.1:3306)/layotto",
+    ),
+    MetadataField("timeoutInSeconds", "Longest wait for a connection or a statement.", type=float, default=5.0),
+    MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16),
+)
+_CONNECTION_ERRORS = {2003, 2006, 2013, 2055}
+_GO_DSN = re.compile(
+    r"^(?P<user>[^:@]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^:)]+)(?::(?P<port>\d+))?\)/(?P<db>[^?]*)"
+)
+
+
+def parse_connection_string(value: str) -> dict[str, Any]:
+    """Dapr's Go DSN (user:pass@tcp(host:port)/db) or a mysql:// URL, as aiomysql arguments."""
+    match = _GO_DSN.match(value)
+    if match:
+        return {
+            "user": match["user"],
+            "password": match["password"] or "",
+            "host": match["host"],
+            "port": int(match["port"] or 3306),
+            "db": match["db"],
+        }
+    url = urlparse(value)
+    if url.scheme in ("mysql", "mariadb") and url.hostname:
+        return {
+            "user": unquote(url.username or ""),
+            "password": unquote(url.password or ""),
+            "host": url.hostname,
+            "port": url.port or 3306,
+            "db": url.path.lstrip("/"),
+        }
+    raise ValueError("expected user:password@tcp(host:port)/database or mysql://user:password@host:port/database")
+
+
+def table_name(value: str, where: str) -> str:
+    if not value.replace("_", "").isalnum():
+        raise ConfigError(f"{where}: {value!r} must be letters, digits and _")
+    return f"`{value}`"
+
+
+class MysqlConnection:
+    def __init__(self, component: str) -> None:
+        self.component = component
+        self.timeout = 5.0
+        self._pool: aiomysql.Pool | None = None
+
+    async def open(self, metadata: Mapping[str, Any], where: str) -> None:
+        try:
+            params = parse_connection_string(str(metadata["connectionString"]))
+        except ValueError as error:
+            raise ConfigError(f"{where}.connectionString: {error}") from None
+        self.timeout = float(metadata["timeoutInSeconds"])
+        try:
+            self._pool = await asyncio.wait_for(
+                aiomysql.create_pool(
+                    minsize=1,
+                    maxsize=int(metadata["maxConns"]),
+                    autocommit=True,
+                    connect_timeout=self.timeout,
+                    pool_recycle=300,
+                    **params,
+                ),
+                self.timeout,
+            )
+        except (TimeoutError, pymysql.err.OperationalError, OSError) as error:
+            raise BackendUnavailable(self.component, f"cannot connect: {error}") from error
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            await self._pool.wait_closed()
+
+    @contextlib.asynccontextmanager
+    async def cursor(self, transaction: bool = False) -> AsyncIterator[aiomysql.Cursor]:
+        assert self._pool is not None, "open() first"
+        try:
+            conn = await asyncio.wait_for(self._pool.acquire(), self.timeout)
+        except (TimeoutError, pymysql.err.OperationalError, OSError) as error:
+            raise BackendUnavailable(self.component, f"no connection within {self.timeout}s: {error}") from error
+        try:
+            async with conn.cursor() as cur:
+                if transaction:
+                    await conn.begin()
+                try:
+                    yield cur
+                    if transaction:
+                        await conn.commit()
+                except BaseException:
+                    if transaction:
+                        with contextlib.suppress(Exception):
+                            await conn.rollback()
+                    raise
+        except pymysql.err.OperationalError as error:
+            conn.close()  # the connection may be broken: never hand it out again
+            if error.args and error.args[0] in _CONNECTION_ERRORS:
+                raise BackendUnavailable(self.component, str(error)) from error
+            raise BackendError(self.component, str(error)) from error
+        except pymysql.err.MySQLError as error:
+            if isinstance(error, pymysql.err.IntegrityError):
+                raise
+            raise BackendError(self.component, str(error)) from error
+        finally:
+            self._pool.release(conn)
+
+    async def health(self) -> Health:
+        try:
+            async with self.cursor() as cur:
+                await cur.execute("SELECT 1")
+        except (BackendUnavailable, BackendError) as error:
+            return Health(up=False, details={"error": error.message})
+        return Health(up=True)
