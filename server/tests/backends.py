@@ -22,6 +22,7 @@ ENV = {
 }
 REAL_STATE_STORES = ("redis", "postgresql", "mysql", "etcd")
 REAL_LOCK_STORES = ("redis", "etcd", "postgresql", "zookeeper")
+REAL_SEQUENCERS = ("redis", "etcd", "postgresql", "mysql", "zookeeper")
 
 
 def address(backend: str) -> str:

@@ -13,6 +13,7 @@ from layotto.server.api.adapter import rpc_methods, service_handler
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
+from layotto.server.api.sequencer import SequencerApi
 from layotto.server.api.state import StateApi, StateMessages
 from layotto.server.components.loader import ComponentSet
 
@@ -35,7 +36,8 @@ def api_handlers(
     components: ComponentSet, app_id: str, version: str, shutdown: Callable[[], None]
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     lock = LockApi(components, app_id)
-    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock)
+    sequencer = SequencerApi(components, app_id)
+    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock, sequencer)
     dapr = rpc_methods(StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown), lock)
     return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]
 

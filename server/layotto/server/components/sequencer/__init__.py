@@ -1,0 +1,25 @@
+"""The Sequencer building block: distributed ids, unique and increasing per key.
+
+A component hands out blocks: ``next_block(key, size)`` reserves ``size`` new ids and
+returns the last one, so the block is ``last - size + 1 .. last``. STRONG requests take
+blocks of one, straight from the store; WEAK requests are served by the runtime from a
+cached block (see the Sequencer API), which is why every store must reserve blocks
+atomically. Ids start at 1 and a reserved id is never handed out again, even after a
+restart: a runtime that stops loses the rest of its cached block, it never reuses it.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+from layotto.server.components.base import Component, MetadataField
+
+SEGMENT_SIZE = MetadataField(
+    "segmentSize", "How many ids a runtime reserves at once for WEAK requests.", type=int, default=1000
+)
+
+
+class Sequencer(Component):
+    @abstractmethod
+    async def next_block(self, key: str, size: int) -> int:
+        """Reserve ``size`` consecutive new ids for ``key``; return the last of them."""
