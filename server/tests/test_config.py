@@ -109,7 +109,7 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
         ("state: {s: {kind: sqlite}}\n", "c.yaml: state.s.kind: unknown key (known: type, metadata)"),
         ("state: {s: {metadata: {}}}\n", "c.yaml: state.s.type: required"),
         ("state: [1, 2]\n", "c.yaml: state: expected a mapping"),
-        ("lock: {l: {type: redis}}\n", "c.yaml: lock: this building block is not served yet"),
+        ("pub_subs: {p: {type: redis}}\n", "c.yaml: pub_subs: this building block is not served yet"),
         ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected int"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
     ],

@@ -78,6 +78,8 @@ def embedded_defaults() -> RuntimeConfig:
         components={
             "state": {"in-memory": ComponentConfig("in-memory"), "sqlite": ComponentConfig("sqlite")},
             "hellos": {"helloworld": ComponentConfig("helloworld")},
+            "lock": {"in-memory": ComponentConfig("in-memory")},
+            "sequencer": {"in-memory": ComponentConfig("in-memory")},
         }
     )
 
