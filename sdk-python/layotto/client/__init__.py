@@ -14,6 +14,8 @@ from layotto.client._errors import (
     FeatureNotSupported,
     InvalidArgument,
     LayottoError,
+    LockLost,
+    LockNotAcquired,
     NoComponentsConfigured,
     NotFound,
     NotImplementedByRuntime,
@@ -21,6 +23,7 @@ from layotto.client._errors import (
     RuntimeUnavailable,
     StoreNotFound,
 )
+from layotto.client._lock import Lease, LockClient, LockStatus, SequencerClient
 from layotto.client._retry import NO_RETRY, RetryPolicy
 from layotto.client._state import Consistency, StateClient, StateDelete, StateItem, StateWrite
 
@@ -35,6 +38,11 @@ __all__ = [
     "Hello",
     "InvalidArgument",
     "LayottoError",
+    "Lease",
+    "LockClient",
+    "LockLost",
+    "LockNotAcquired",
+    "LockStatus",
     "NoComponentsConfigured",
     "NotFound",
     "NotImplementedByRuntime",
@@ -42,6 +50,7 @@ __all__ = [
     "RuntimeClient",
     "RuntimeInternalError",
     "RuntimeUnavailable",
+    "SequencerClient",
     "StateClient",
     "StateDelete",
     "StateItem",

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 
+from layotto.client._lock import LockClient, SequencerClient
 from layotto.client._retry import RetryPolicy
 from layotto.client._state import StateClient
 from layotto.client._transport import Transport
@@ -62,6 +63,8 @@ class RuntimeClient:
             options=channel_options,
         )
         self.state = StateClient(self._transport)
+        self.lock = LockClient(self._transport)
+        self.sequencer = SequencerClient(self._transport)
 
     @property
     def address(self) -> str:

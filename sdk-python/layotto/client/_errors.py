@@ -14,7 +14,9 @@
     ├── FeatureNotSupported         the component lacks the feature (etag, ttl, ...)
     ├── NotFound                    the named thing does not exist
     ├── NotImplementedByRuntime     the runtime does not serve this API
-    └── RuntimeInternalError        the runtime or its backend failed
+    ├── RuntimeInternalError        the runtime or its backend failed
+    ├── LockNotAcquired             lock.acquire found the lock held by someone else
+    └── LockLost                    a held lock expired or was taken before the block ended
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ __all__ = [
     "FeatureNotSupported",
     "InvalidArgument",
     "LayottoError",
+    "LockLost",
+    "LockNotAcquired",
     "NoComponentsConfigured",
     "NotFound",
     "NotImplementedByRuntime",
@@ -108,6 +112,14 @@ class NotImplementedByRuntime(LayottoError):
 
 class RuntimeInternalError(LayottoError):
     pass
+
+
+class LockNotAcquired(LayottoError):
+    """``lock.acquire`` found the lock held by someone else (for longer than ``wait``)."""
+
+
+class LockLost(LayottoError):
+    """A lock held by ``lock.acquire`` expired or was taken before the block ended."""
 
 
 _BY_REASON: dict[str, type[LayottoError]] = {
