@@ -20,7 +20,7 @@ from layotto.server.components.state import (
     WriteRequest,
     parse_etag,
 )
-from layotto.server.errors import BackendError, EtagMismatch
+from layotto.server.errors import BackendError, EtagMismatch, LayottoError
 
 # ARGV per operation: kind ("set"/"del"), value, etag ("" for none), first_write ("1"/"0"), ttl_ms ("0" for none).
 # KEYS: the operations' keys, then the etag counter. Every check runs before any write,
@@ -117,16 +117,41 @@ class RedisStateStore(StateStore):
                 raise EtagMismatch(requests[index].key) from None
             raise
 
-    async def get(self, key: str) -> StateEntry | None:
-        async with self._redis.errors():
-            found = await self._get(keys=[self._prefix + key])
+    @staticmethod
+    def _entry(key: str, found: Any) -> StateEntry | None:
         if not found:
             return None
         data, version, pttl = found
-        expire_at = None
-        if int(pttl) > 0:
-            expire_at = time.time() + int(pttl) / 1000
+        expire_at = time.time() + int(pttl) / 1000 if int(pttl) > 0 else None
         return StateEntry(key, bytes(data), version.decode() if isinstance(version, bytes) else str(version), expire_at)
+
+    async def get(self, key: str) -> StateEntry | None:
+        async with self._redis.errors():
+            return self._entry(key, await self._get(keys=[self._prefix + key]))
+
+    async def bulk_get(self, keys: Sequence[str]) -> list[StateEntry | LayottoError | None]:
+        """All keys in one pipelined round trip."""
+        async with self._redis.errors(), self._redis.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._get(keys=[self._prefix + key], client=pipe)
+            found = await pipe.execute()
+        return [self._entry(key, result) for key, result in zip(keys, found, strict=True)]
+
+    async def bulk_write(self, requests: Sequence[WriteRequest]) -> dict[str, LayottoError]:
+        """Every write its own compare-and-set, all in one pipelined round trip."""
+        async with self._redis.errors(), self._redis.client.pipeline(transaction=False) as pipe:
+            for request in requests:
+                await self._write(
+                    keys=[self._prefix + request.key, self._seq_key], args=self._argv(request), client=pipe
+                )
+            outcomes = await pipe.execute(raise_on_error=False)
+        failures: dict[str, LayottoError] = {}
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if isinstance(outcome, ResponseError) and str(outcome).startswith("ETAG_MISMATCH"):
+                failures[request.key] = EtagMismatch(request.key)
+            elif isinstance(outcome, Exception):
+                raise BackendError(self.name, str(outcome)) from outcome
+        return failures
 
     async def set(self, request: SetRequest) -> None:
         await self._run_writes([request])
