@@ -109,7 +109,7 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
         ("state: {s: {kind: sqlite}}\n", "c.yaml: state.s.kind: unknown key (known: type, metadata)"),
         ("state: {s: {metadata: {}}}\n", "c.yaml: state.s.type: required"),
         ("state: [1, 2]\n", "c.yaml: state: expected a mapping"),
-        ("pub_subs: {p: {type: redis}}\n", "c.yaml: pub_subs: this building block is not served yet"),
+        ("config_store: {p: {type: etcd}}\n", "c.yaml: config_store: this building block is not served yet"),
         ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected int"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
     ],
@@ -211,8 +211,8 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
     ("manifest", "fragment"),
     [
         (
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: p}\nspec: {type: pubsub.redis}\n",
-            "spec.type: pubsub components are not served yet",
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: p}\nspec: {type: bindings.redis}\n",
+            "spec.type: bindings components are not served yet",
         ),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: redis}\n",

@@ -80,6 +80,7 @@ def embedded_defaults() -> RuntimeConfig:
             "hellos": {"helloworld": ComponentConfig("helloworld")},
             "lock": {"in-memory": ComponentConfig("in-memory")},
             "sequencer": {"in-memory": ComponentConfig("in-memory")},
+            "pubsub": {"in-memory": ComponentConfig("in-memory")},
         }
     )
 
@@ -97,7 +98,6 @@ _SCALAR_KEYS: dict[str, type] = {
 _LAYOTTO_ONLY_SECTIONS = (
     "config_store",
     "rpcs",
-    "pub_subs",
     "file",
     "oss",
     "lock",
@@ -157,6 +157,8 @@ def from_mapping(raw: Any) -> RuntimeConfig:
                 raise ConfigError(f"{key}: expected {_SCALAR_KEYS[key].__name__}, got {value!r}") from None
         elif key in BUILDING_BLOCKS:
             components[key] = _components(value, key)
+        elif key == "pub_subs":  # Layotto's name for the pubsub section
+            components["pubsub"] = _components(value, key)
         elif key == "app" and isinstance(value, dict):
             values["app_id"] = str(value.get("app_id", "layotto"))
         elif key in _LAYOTTO_ONLY_SECTIONS:

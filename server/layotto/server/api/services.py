@@ -7,12 +7,15 @@ from typing import Any
 
 import grpc
 
+from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
 from layotto.proto.dapr.runtime.v1 import dapr_pb2, state_pb2
-from layotto.proto.runtime.v1 import runtime_pb2
+from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
+from layotto.proto.runtime.v1 import appcallback_pb2, runtime_pb2
 from layotto.server.api.adapter import rpc_methods, service_handler
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
+from layotto.server.api.pubsub import PubSubApi, PubSubMessages
 from layotto.server.api.sequencer import SequencerApi
 from layotto.server.api.state import StateApi, StateMessages
 from layotto.server.components.loader import ComponentSet
@@ -28,6 +31,19 @@ DAPR_STATE = StateMessages(
     bulk_state_item=state_pb2.BulkStateItem,
 )
 
+LAYOTTO_PUBSUB = PubSubMessages(
+    topic_event_request=appcallback_pb2.TopicEventRequest,
+    stream_response=runtime_pb2.SubscribeTopicEventsResponse,
+    initial_response=runtime_pb2.SubscribeTopicEventsResponseInitial,
+    has_metadata=True,
+)
+DAPR_PUBSUB = PubSubMessages(
+    topic_event_request=dapr_appcallback_pb2.TopicEventRequest,
+    stream_response=dapr_pubsub_pb2.SubscribeTopicEventsResponseAlpha1,
+    initial_response=dapr_pubsub_pb2.SubscribeTopicEventsResponseInitialAlpha1,
+    has_metadata=False,
+)
+
 RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
 DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 
@@ -37,8 +53,13 @@ def api_handlers(
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     lock = LockApi(components, app_id)
     sequencer = SequencerApi(components, app_id)
-    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock, sequencer)
-    dapr = rpc_methods(StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown), lock)
+    topics: dict[tuple[str, str], Any] = {}  # shared: streams of both APIs compete for one topic's messages
+    layotto_pubsub = PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics)
+    dapr_pubsub = PubSubApi(components, app_id, DAPR_PUBSUB, topics)
+    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock, sequencer, layotto_pubsub)
+    dapr = rpc_methods(
+        StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown), lock, dapr_pubsub
+    )
     return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]
 
 

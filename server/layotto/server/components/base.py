@@ -25,6 +25,7 @@ class Feature(enum.StrEnum):
     QUERY = "QUERY_API"
     LOCK_KEEP_ALIVE = "KEEP_ALIVE"
     SEQUENCER_SEGMENTS = "SEGMENTS"
+    ORDERED = "ORDERED"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "hellos": "hello component",
     "lock": "lock store",
     "sequencer": "sequencer",
+    "pubsub": "pubsub",
 }
 
 

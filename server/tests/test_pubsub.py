@@ -1,0 +1,177 @@
+"""PublishEvent and SubscribeTopicEvents through the gRPC API, on in-memory and on Redis Streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import backends
+import grpc
+import pytest
+
+from layotto.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime, RuntimeConfig
+from layotto.server.config import ComponentConfig
+
+SUCCESS, RETRY, DROP = cb.TopicEventResponse.SUCCESS, cb.TopicEventResponse.RETRY, cb.TopicEventResponse.DROP
+
+
+@pytest.fixture(params=["in-memory", "redis"])
+async def stub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
+    metadata: dict[str, str] = {}
+    if request.param == "redis":
+        backends.require("redis")
+        metadata = {
+            "redisHost": backends.address("redis"),
+            "redeliverIntervalInSeconds": "0.5",
+            "processingTimeoutInSeconds": "1",
+        }
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_id=f"app-{uuid.uuid4().hex[:8]}",
+        components={"pubsub": {"bus": ComponentConfig(request.param, metadata)}},
+    )
+    async with Runtime(config) as runtime:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+        yield runtime_pb2_grpc.RuntimeStub(channel)
+        await channel.close()
+
+
+class Subscriber:
+    """One SubscribeTopicEvents stream that answers each event with the status ``decide`` picks."""
+
+    def __init__(
+        self, stub: runtime_pb2_grpc.RuntimeStub, topic: str, decide: Any = None, dead_letter: str | None = None
+    ) -> None:
+        self.events: list[cb.TopicEventRequest] = []
+        self._decide = decide or (lambda event, count: SUCCESS)
+        self._acks: asyncio.Queue[pb.SubscribeTopicEventsRequest | None] = asyncio.Queue()
+        initial = pb.SubscribeTopicEventsRequestInitial(
+            pubsub_name="bus", topic=topic, metadata={"maxDeliveryAttempts": "3"}
+        )
+        if dead_letter:
+            initial.dead_letter_topic = dead_letter
+        self._acks.put_nowait(pb.SubscribeTopicEventsRequest(initial_request=initial))
+        self._call = stub.SubscribeTopicEvents(self._requests())
+        self._task: asyncio.Task[None] | None = None
+
+    async def _requests(self) -> AsyncIterator[pb.SubscribeTopicEventsRequest]:
+        while (request := await self._acks.get()) is not None:
+            yield request
+
+    async def start(self) -> Subscriber:
+        first = await self._call.read()
+        assert first.WhichOneof("subscribe_topic_events_response_type") == "initial_response"
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def _loop(self) -> None:
+        while True:
+            response = await self._call.read()
+            if response is grpc.aio.EOF:
+                return
+            event = response.event_message
+            self.events.append(event)
+            status = self._decide(event, sum(1 for e in self.events if e.id == event.id))
+            processed = pb.SubscribeTopicEventsRequestProcessed(
+                id=event.id, status=cb.TopicEventResponse(status=status)
+            )
+            self._acks.put_nowait(pb.SubscribeTopicEventsRequest(event_processed=processed))
+
+    async def stop(self) -> None:
+        self._acks.put_nowait(None)
+        self._call.cancel()
+        if self._task is not None:
+            with pytest.raises(asyncio.CancelledError):
+                await self._task
+
+
+async def publish(
+    stub: runtime_pb2_grpc.RuntimeStub, topic: str, data: bytes, content_type: str = "", **metadata: str
+) -> None:
+    await stub.PublishEvent(
+        pb.PublishEventRequest(
+            pubsub_name="bus", topic=topic, data=data, data_content_type=content_type, metadata=metadata
+        )
+    )
+
+
+async def wait_for(condition: Any, seconds: float = 15) -> None:
+    for _ in range(int(seconds * 20)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+async def test_publish_is_delivered_as_a_cloudevent(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    topic = f"orders-{uuid.uuid4().hex[:6]}"
+    sub = await Subscriber(stub, topic).start()
+    await publish(stub, topic, b'{"n": 1}', "application/json")
+    await publish(stub, topic, b"\x00\xff", "application/octet-stream")
+    await publish(stub, topic, b"raw bytes", rawPayload="true")
+    await wait_for(lambda: len(sub.events) == 3)
+    first, binary, raw = sub.events
+    assert json.loads(first.data) == {"n": 1} and first.data_content_type == "application/json"
+    assert first.spec_version == "1.0" and first.id and first.topic == topic and first.pubsub_name == "bus"
+    assert binary.data == b"\x00\xff"
+    assert raw.data == b"raw bytes" and raw.metadata["rawPayload"] == "true"
+    await sub.stop()
+
+
+async def test_retry_redelivers_then_dead_letters(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    topic, dead = f"jobs-{uuid.uuid4().hex[:6]}", f"dead-{uuid.uuid4().hex[:6]}"
+    graveyard = await Subscriber(stub, dead).start()
+    flaky = await Subscriber(
+        stub, topic, decide=lambda e, n: RETRY if e.data == b"always" or n < 2 else SUCCESS, dead_letter=dead
+    ).start()
+    await publish(stub, topic, b"once", "text/plain")
+    await publish(stub, topic, b"always", "text/plain")
+    await wait_for(lambda: len(graveyard.events) == 1)
+    assert [e.data for e in flaky.events].count(b"once") == 2
+    assert [e.data for e in flaky.events].count(b"always") == 3  # maxDeliveryAttempts
+    assert graveyard.events[0].data == b"always"
+    await flaky.stop()
+    await graveyard.stop()
+
+
+async def test_streams_on_one_topic_compete(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    topic = f"work-{uuid.uuid4().hex[:6]}"
+    a, b = await Subscriber(stub, topic).start(), await Subscriber(stub, topic).start()
+    for i in range(20):
+        await publish(stub, topic, str(i).encode(), "text/plain")
+    await wait_for(lambda: len(a.events) + len(b.events) == 20)
+    await asyncio.sleep(0.3)
+    got = sorted(int(e.data) for e in a.events + b.events)
+    assert got == list(range(20)), "each message goes to exactly one stream"
+    assert a.events and b.events
+    await a.stop()
+    await b.stop()
+
+
+async def test_bad_input(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    for request, code, field in (
+        (pb.PublishEventRequest(pubsub_name="nope", topic="t"), grpc.StatusCode.INVALID_ARGUMENT, "pubsub_name"),
+        (pb.PublishEventRequest(pubsub_name="bus", topic=""), grpc.StatusCode.INVALID_ARGUMENT, "topic"),
+        (
+            pb.PublishEventRequest(pubsub_name="bus", topic="t", data=b"x" * (4 * 1024 * 1024 + 1)),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "data",
+        ),
+        (
+            pb.PublishEventRequest(pubsub_name="bus", topic="t", data=b"{", data_content_type="application/json"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "data",
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.PublishEvent(request)
+        assert caught.value.code() == code and caught.value.details().startswith(field)
