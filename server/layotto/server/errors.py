@@ -107,6 +107,14 @@ class BulkPartialFailure(LayottoError):
         self.code = codes.pop() if len(codes) == 1 else grpc.StatusCode.ABORTED
 
 
+class PayloadTooLarge(LayottoError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(f"{field}: {size} bytes is over the {limit}-byte limit", metadata={"field": field})
+
+
 class BackendUnavailable(LayottoError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "BACKEND_UNAVAILABLE"

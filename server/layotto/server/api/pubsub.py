@@ -27,7 +27,7 @@ from layotto.server.api.adapter import Context
 from layotto.server.api.state import parse_ttl
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import BrokerMessage, PubSub, Subscription
-from layotto.server.errors import InvalidArgument, LayottoError
+from layotto.server.errors import InvalidArgument, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +36,6 @@ RAW_PAYLOAD = "rawPayload"
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_BACKOFF_SECONDS = 0.1
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
-
-
-class PayloadTooLarge(LayottoError):
-    import grpc as _grpc
-
-    code = _grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = "PAYLOAD_TOO_LARGE"
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(
-            f"data: {size} bytes is over the {limit}-byte limit for a published message", metadata={"field": "data"}
-        )
 
 
 @dataclass(frozen=True)
@@ -124,7 +112,7 @@ class PubSubApi:
         if not request.topic:
             raise InvalidArgument("topic", "is empty")
         if len(request.data) > MAX_PAYLOAD_BYTES:
-            raise PayloadTooLarge(len(request.data), MAX_PAYLOAD_BYTES)
+            raise PayloadTooLarge("data", len(request.data), MAX_PAYLOAD_BYTES)
         metadata = dict(request.metadata)
         ttl = parse_ttl(metadata, "metadata")
         if metadata.get(RAW_PAYLOAD, "").lower() == "true":

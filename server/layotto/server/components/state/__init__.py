@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
+import logging
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from layotto.server.components.base import Component
-from layotto.server.errors import EtagInvalid, EtagMismatch, LayottoError
+from layotto.server.errors import BackendError, BackendUnavailable, EtagInvalid, EtagMismatch, LayottoError
+
+log = logging.getLogger(__name__)
 
 
 class Concurrency(enum.Enum):
@@ -67,6 +72,36 @@ def check_etag(request: WriteRequest, current_etag: int | None) -> None:
         request.concurrency is Concurrency.FIRST_WRITE and isinstance(request, SetRequest) and current_etag is not None
     ):
         raise EtagMismatch(request.key)
+
+
+class ExpiryPurger:
+    """Runs a store's purge of expired keys every ``interval`` seconds until stopped.
+
+    Reads never return expired keys; the purge only frees their space. A purge that
+    fails because the backend is down is retried at the next tick.
+    """
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, interval: float, purge: Callable[[], Awaitable[None]]) -> None:
+        self._task = asyncio.create_task(self._run(interval, purge))
+
+    @staticmethod
+    async def _run(interval: float, purge: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await purge()
+            except (BackendUnavailable, BackendError) as error:
+                log.debug("purging expired keys failed, retrying in %ss: %s", interval, error.message)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 class StateStore(Component):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +10,7 @@ from typing import Any
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.state import (
     DeleteRequest,
+    ExpiryPurger,
     SetRequest,
     StateEntry,
     StateStore,
@@ -53,23 +52,18 @@ class InMemoryStateStore(StateStore):
         super().__init__(name)
         self._data: dict[str, _Record] = {}
         self._last_etag = 0
-        self._sweeper: asyncio.Task[None] | None = None
+        self._purger = ExpiryPurger()
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
-        self._sweeper = asyncio.create_task(self._sweep(float(metadata["cleanupIntervalInSeconds"])))
+        self._purger.start(float(metadata["cleanupIntervalInSeconds"]), self._purge)
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await self._purger.stop()
 
-    async def _sweep(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            now = time.time()
-            for key in [k for k, r in self._data.items() if r.expired(now)]:
-                del self._data[key]
+    async def _purge(self) -> None:
+        now = time.time()
+        for key in [k for k, r in self._data.items() if r.expired(now)]:
+            del self._data[key]
 
     def _live(self, key: str) -> _Record | None:
         record = self._data.get(key)

@@ -8,8 +8,6 @@ the background; transactions are real SQL transactions.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -23,13 +21,14 @@ from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnecti
 from layotto.server.components.state import (
     Concurrency,
     DeleteRequest,
+    ExpiryPurger,
     SetRequest,
     StateEntry,
     StateStore,
     WriteRequest,
     parse_etag,
 )
-from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch
+from layotto.server.errors import EtagMismatch
 
 _LIVE = "(expire_at IS NULL OR expire_at > UTC_TIMESTAMP(6))"
 _DUPLICATE_KEY = 1062
@@ -52,7 +51,7 @@ class MysqlStateStore(StateStore):
         super().__init__(name)
         self._db = MysqlConnection(name)
         self._table = "`state`"
-        self._cleanup: asyncio.Task[None] | None = None
+        self._purger = ExpiryPurger()
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         where = f"state.{self.name}.metadata"
@@ -65,21 +64,15 @@ class MysqlStateStore(StateStore):
                 "value LONGBLOB NOT NULL, etag BIGINT UNSIGNED NOT NULL, expire_at DATETIME(6) NULL, "
                 "updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), INDEX (expire_at)) ENGINE=InnoDB"
             )
-        self._cleanup = asyncio.create_task(self._purge_expired(float(metadata["cleanupIntervalInSeconds"])))
+        self._purger.start(float(metadata["cleanupIntervalInSeconds"]), self._purge_expired)
 
     async def close(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
+        await self._purger.stop()
         await self._db.close()
 
-    async def _purge_expired(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(BackendUnavailable, BackendError):
-                async with self._db.cursor() as cur:
-                    await cur.execute(f"DELETE FROM {self._table} WHERE expire_at <= UTC_TIMESTAMP(6)")
+    async def _purge_expired(self) -> None:
+        async with self._db.cursor() as cur:
+            await cur.execute(f"DELETE FROM {self._table} WHERE expire_at <= UTC_TIMESTAMP(6)")
 
     async def health(self) -> Health:
         return await self._db.health()

@@ -5,8 +5,6 @@ so runtimes with skewed clocks agree."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,13 +16,14 @@ from layotto.server.components.postgres_client import POSTGRES_METADATA, Postgre
 from layotto.server.components.state import (
     Concurrency,
     DeleteRequest,
+    ExpiryPurger,
     SetRequest,
     StateEntry,
     StateStore,
     WriteRequest,
     parse_etag,
 )
-from layotto.server.errors import BackendError, BackendUnavailable, EtagMismatch
+from layotto.server.errors import EtagMismatch
 
 _LIVE = "(expire_at IS NULL OR expire_at > now())"
 
@@ -45,7 +44,7 @@ class PostgresStateStore(StateStore):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._pg = PostgresConnection(name)
-        self._cleanup: asyncio.Task[None] | None = None
+        self._purger = ExpiryPurger()
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         table = table_name(str(metadata["tableName"]), f"state.{self.name}.metadata.tableName")
@@ -60,21 +59,15 @@ class PostgresStateStore(StateStore):
                 "etag BIGINT NOT NULL, expire_at TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             ).format(self._table),
         )
-        self._cleanup = asyncio.create_task(self._purge_expired(float(metadata["cleanupIntervalInSeconds"])))
+        self._purger.start(float(metadata["cleanupIntervalInSeconds"]), self._purge_expired)
 
     async def close(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._cleanup
+        await self._purger.stop()
         await self._pg.close()
 
-    async def _purge_expired(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(BackendUnavailable, BackendError):
-                async with self._pg.connection() as conn:
-                    await conn.execute(sql.SQL("DELETE FROM {} WHERE expire_at <= now()").format(self._table))
+    async def _purge_expired(self) -> None:
+        async with self._pg.connection() as conn:
+            await conn.execute(sql.SQL("DELETE FROM {} WHERE expire_at <= now()").format(self._table))
 
     async def health(self) -> Health:
         return await self._pg.health()

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, Health, MetadataField
 from layotto.server.components.state import (
     DeleteRequest,
+    ExpiryPurger,
     SetRequest,
     StateEntry,
     StateStore,
@@ -71,7 +72,7 @@ class SqliteStateStore(StateStore):
         self._conn: sqlite3.Connection | None = None
         self._table = "state"
         self._last_etag = 0
-        self._cleanup: asyncio.Task[None] | None = None
+        self._purger = ExpiryPurger()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -109,11 +110,10 @@ class SqliteStateStore(StateStore):
         except (OSError, sqlite3.Error) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise ConfigError(f"state.{self.name}.metadata.connectionString: cannot open {path}: {reason}") from error
-        self._cleanup = asyncio.create_task(self._purge_expired(float(metadata["cleanupIntervalInSeconds"])))
+        self._purger.start(float(metadata["cleanupIntervalInSeconds"]), self._purge_expired)
 
     async def close(self) -> None:
-        if self._cleanup is not None:
-            self._cleanup.cancel()
+        await self._purger.stop()
         if self._conn is not None:
             conn = self._conn
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
@@ -129,10 +129,8 @@ class SqliteStateStore(StateStore):
             return Health(up=False, details={"error": error.message})
         return Health(up=True)
 
-    async def _purge_expired(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            await self._run(lambda c: c.execute(f"DELETE FROM {self._table} WHERE expire_at <= ?", (time.time(),)))
+    async def _purge_expired(self) -> None:
+        await self._run(lambda c: c.execute(f"DELETE FROM {self._table} WHERE expire_at <= ?", (time.time(),)))
 
     # -- statements (run on the store's thread) --------------------------------------
 
