@@ -14,6 +14,8 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from layotto.server.actuator import Actuator
+from layotto.server.api.appcallback import AppSubscriptions
+from layotto.server.api.delivery import Topics
 from layotto.server.api.services import SERVICE_NAMES, api_handlers
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
@@ -37,6 +39,8 @@ class Runtime:
         self._health = HealthServicer()
         self._actuator: Actuator | None = None
         self._stop_requested = asyncio.Event()
+        self.topics = Topics()
+        self.app_subscriptions: AppSubscriptions | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -65,7 +69,8 @@ class Runtime:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(options=options)
-        server.add_generic_rpc_handlers(api_handlers(self.components, cfg.app_id, VERSION, self.request_shutdown))
+        handlers = api_handlers(self.components, cfg.app_id, VERSION, self.request_shutdown, self.topics)
+        server.add_generic_rpc_handlers(handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -86,6 +91,16 @@ class Runtime:
         self._actuator.serving = True
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if cfg.app_callback_address:
+            self.app_subscriptions = AppSubscriptions(
+                self.components,
+                self.topics,
+                app_id=cfg.app_id,
+                address=cfg.app_callback_address,
+                protocol=cfg.app_callback_protocol,
+                refresh_seconds=cfg.subscriptions_refresh_seconds,
+            )
+            self.app_subscriptions.start()
         log.info(
             "layotto serving gRPC on %s:%d and HTTP on %s:%d",
             cfg.grpc_address.rpartition(":")[0],
@@ -120,6 +135,9 @@ class Runtime:
         if self._actuator is not None:
             self._actuator.serving = False
         await self._health.enter_graceful_shutdown()
+        if self.app_subscriptions is not None:
+            await self.app_subscriptions.aclose()
+            self.app_subscriptions = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http-address", help="HOST:PORT for the actuator (default 127.0.0.1:34999)")
     run.add_argument("--data-dir", help="directory of embedded durable stores (default ~/.local/share/layotto)")
     run.add_argument("--app-id", help="application id (namespaces keys where a building block does)")
+    run.add_argument("--app-callback", help="HOST:PORT of the app's AppCallback server (subscriptions)")
     run.add_argument("--components-path", help="directory of Dapr component manifests to load as well")
     run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -30,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def effective_config(args: argparse.Namespace) -> RuntimeConfig:
     config = load(args.config) if args.config else embedded_defaults()
-    for flag, value in (("--grpc-address", args.grpc_address), ("--http-address", args.http_address)):
+    flags = (
+        ("--grpc-address", args.grpc_address),
+        ("--http-address", args.http_address),
+        ("--app-callback", args.app_callback),
+    )
+    for flag, value in flags:
         if value is not None:
             split_address(value, flag)
     config = config.with_overrides(
@@ -39,6 +45,7 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
         data_dir=args.data_dir,
         app_id=args.app_id,
         components_path=args.components_path,
+        app_callback_address=args.app_callback,
     )
     return with_dapr_components(config)
 

@@ -51,6 +51,9 @@ class RuntimeConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     components: dict[str, dict[str, ComponentConfig]] = field(default_factory=dict)
     components_path: str | None = None  # a directory of Dapr component manifests
+    app_callback_address: str | None = None  # HOST:PORT of the app's AppCallback server
+    app_callback_protocol: str = "layotto"  # whose AppCallback the app serves: layotto or dapr
+    subscriptions_refresh_seconds: float = 30.0  # how often ListTopicSubscriptions is asked again
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -67,6 +70,10 @@ class RuntimeConfig:
         }
         if self.components_path:
             out["components_path"] = self.components_path
+        if self.app_callback_address:
+            out["app_callback_address"] = self.app_callback_address
+            out["app_callback_protocol"] = self.app_callback_protocol
+            out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
         for block, components in self.components.items():
             out[block] = {name: {"type": c.type, "metadata": dict(c.metadata)} for name, c in components.items()}
         return out
@@ -93,7 +100,11 @@ _SCALAR_KEYS: dict[str, type] = {
     "shutdown_grace_seconds": float,
     "max_message_bytes": int,
     "components_path": str,
+    "app_callback_address": str,
+    "app_callback_protocol": str,
+    "subscriptions_refresh_seconds": float,
 }
+CALLBACK_PROTOCOLS = ("layotto", "dapr")
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
 _LAYOTTO_ONLY_SECTIONS = (
     "config_store",
@@ -160,16 +171,32 @@ def from_mapping(raw: Any) -> RuntimeConfig:
         elif key == "pub_subs":  # Layotto's name for the pubsub section
             components["pubsub"] = _components(value, key)
         elif key == "app" and isinstance(value, dict):
-            values["app_id"] = str(value.get("app_id", "layotto"))
+            values.update(_app_section(value))
         elif key in _LAYOTTO_ONLY_SECTIONS:
             raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
         else:
             known = ", ".join([*_SCALAR_KEYS, *BUILDING_BLOCKS])
             raise ConfigError(f"{key}: unknown key (known: {known})")
-    for key in ("grpc_address", "http_address"):
+    for key in ("grpc_address", "http_address", "app_callback_address"):
         if key in values:
             split_address(values[key], key)
+    if values.get("app_callback_protocol", "layotto") not in CALLBACK_PROTOCOLS:
+        raise ConfigError(
+            f"app_callback_protocol: expected one of {', '.join(CALLBACK_PROTOCOLS)}, "
+            f"got {values['app_callback_protocol']!r}"
+        )
     return RuntimeConfig(**values, components=components)
+
+
+def _app_section(app: dict[str, Any]) -> dict[str, Any]:
+    """Layotto's ``app`` block: app_id, and the callback at grpc_callback_host:grpc_callback_port."""
+    values: dict[str, Any] = {"app_id": str(app.get("app_id", "layotto"))}
+    port = app.get("grpc_callback_port") or 0
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"app.grpc_callback_port: expected a port number, got {port!r}")
+    if port:
+        values["app_callback_address"] = f"{app.get('grpc_callback_host') or '127.0.0.1'}:{port}"
+    return values
 
 
 def _unwrap_layotto(raw: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from layotto.proto.dapr.runtime.v1 import dapr_pb2, state_pb2
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2, runtime_pb2
 from layotto.server.api.adapter import rpc_methods, service_handler
+from layotto.server.api.delivery import Topics
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
@@ -49,11 +50,11 @@ DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 
 
 def api_handlers(
-    components: ComponentSet, app_id: str, version: str, shutdown: Callable[[], None]
+    components: ComponentSet, app_id: str, version: str, shutdown: Callable[[], None], topics: Topics
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
+    """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
     lock = LockApi(components, app_id)
     sequencer = SequencerApi(components, app_id)
-    topics: dict[tuple[str, str], Any] = {}  # shared: streams of both APIs compete for one topic's messages
     layotto_pubsub = PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics)
     dapr_pubsub = PubSubApi(components, app_id, DAPR_PUBSUB, topics)
     layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock, sequencer, layotto_pubsub)

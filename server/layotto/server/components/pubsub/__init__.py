@@ -9,8 +9,10 @@ the Pub/Sub API), so they behave the same on every broker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
 from layotto.server.components.base import Component
@@ -28,10 +30,48 @@ Deliver = Callable[[BrokerMessage], Awaitable[None]]
 
 
 class Subscription:
-    """A running subscription; ``aclose()`` stops it (un-acked messages stay with the broker)."""
+    """A running subscription: the tasks consuming it. ``aclose()`` stops them (un-acked
+    messages stay with the broker), then runs ``on_close`` if given."""
 
-    async def aclose(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def __init__(self, tasks: list[asyncio.Task[None]], on_close: Callable[[], Awaitable[None]] | None = None) -> None:
+        self._tasks = tasks
+        self._on_close = on_close
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._on_close is not None:
+            with contextlib.suppress(Exception):
+                await self._on_close()
+
+
+class InFlight:
+    """At most ``limit`` message handlers running at once for one subscription."""
+
+    def __init__(self, limit: int) -> None:
+        self._slots = asyncio.Semaphore(limit)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def start(self, handler: Coroutine[None, None, None]) -> None:
+        """Wait for a free slot, then run ``handler`` in the background."""
+        await self._slots.acquire()
+        task = asyncio.create_task(handler)
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._slots.release()
+
+    async def cancel(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        for task in list(self._running):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 class PubSub(Component):

@@ -4,7 +4,6 @@ before a group subscribes are not kept for it; nothing survives a restart)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Mapping
@@ -14,16 +13,6 @@ from layotto.server.components.base import ComponentContext, ComponentSpec, Feat
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
 
 log = logging.getLogger(__name__)
-
-
-class _GroupSubscription(Subscription):
-    def __init__(self, task: asyncio.Task[None]) -> None:
-        self._task = task
-
-    async def aclose(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
 
 class InMemoryPubSub(PubSub):
@@ -55,7 +44,7 @@ class InMemoryPubSub(PubSub):
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
         queue = self._groups.setdefault(topic, {}).setdefault(group, asyncio.Queue())
-        return _GroupSubscription(asyncio.create_task(self._consume(queue, deliver)))
+        return Subscription([asyncio.create_task(self._consume(queue, deliver))])
 
     async def _consume(self, queue: asyncio.Queue[BrokerMessage], deliver: Deliver) -> None:
         while True:

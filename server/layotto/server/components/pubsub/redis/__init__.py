@@ -9,7 +9,6 @@ so nothing published is lost while Redis keeps the stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
@@ -18,24 +17,12 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Health, MetadataField
-from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
+from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 _META = b"meta:"
-
-
-class _StreamSubscription(Subscription):
-    def __init__(self, tasks: list[asyncio.Task[None]]) -> None:
-        self._tasks = tasks
-
-    async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 class RedisStreamsPubSub(PubSub):
@@ -93,12 +80,12 @@ class RedisStreamsPubSub(PubSub):
             except ResponseError as error:
                 if "BUSYGROUP" not in str(error):
                     raise
-        slots = asyncio.Semaphore(self._concurrency)
+        in_flight = InFlight(self._concurrency)
         tasks = [
-            asyncio.create_task(self._read_new(topic, group, deliver, slots)),
-            asyncio.create_task(self._reclaim(topic, group, deliver, slots)),
+            asyncio.create_task(self._read_new(topic, group, deliver, in_flight)),
+            asyncio.create_task(self._reclaim(topic, group, deliver, in_flight)),
         ]
-        return _StreamSubscription(tasks)
+        return Subscription(tasks, on_close=in_flight.cancel)
 
     @staticmethod
     def _message(topic: str, entry_id: bytes, fields: Mapping[bytes, bytes]) -> BrokerMessage:
@@ -106,13 +93,7 @@ class RedisStreamsPubSub(PubSub):
         return BrokerMessage(topic, fields.get(b"data", b""), metadata, entry_id.decode())
 
     async def _handle(
-        self,
-        topic: str,
-        group: str,
-        entry: tuple[bytes, Mapping[bytes, bytes]],
-        *,
-        deliver: Deliver,
-        slots: asyncio.Semaphore,
+        self, topic: str, group: str, entry: tuple[bytes, Mapping[bytes, bytes]], deliver: Deliver
     ) -> None:
         entry_id, fields = entry
         try:
@@ -121,11 +102,8 @@ class RedisStreamsPubSub(PubSub):
                 await self._redis.client.xack(topic, group, entry_id)
         except Exception:
             log.debug("message %s on %s stays pending for redelivery", entry_id, topic, exc_info=True)
-        finally:
-            slots.release()
 
-    async def _read_new(self, topic: str, group: str, deliver: Deliver, slots: asyncio.Semaphore) -> None:
-        running: set[asyncio.Task[None]] = set()
+    async def _read_new(self, topic: str, group: str, deliver: Deliver, in_flight: InFlight) -> None:
         while True:
             try:
                 async with self._redis.errors():
@@ -136,15 +114,10 @@ class RedisStreamsPubSub(PubSub):
                 await asyncio.sleep(1.0)
                 continue
             for _, entries in batches or []:
-                for entry_id, fields in entries:
-                    await slots.acquire()
-                    task = asyncio.create_task(
-                        self._handle(topic, group, (entry_id, fields), deliver=deliver, slots=slots)
-                    )
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                for entry in entries:
+                    await in_flight.start(self._handle(topic, group, entry, deliver))
 
-    async def _reclaim(self, topic: str, group: str, deliver: Deliver, slots: asyncio.Semaphore) -> None:
+    async def _reclaim(self, topic: str, group: str, deliver: Deliver, in_flight: InFlight) -> None:
         while True:
             await asyncio.sleep(self._interval)
             try:
@@ -161,7 +134,5 @@ class RedisStreamsPubSub(PubSub):
                 continue
             entries: list[Any] = list(claimed[1]) if len(claimed) > 1 else []
             for entry_id, fields in entries:
-                if fields is None:  # deleted from the stream meanwhile
-                    continue
-                await slots.acquire()
-                await self._handle(topic, group, (entry_id, fields), deliver=deliver, slots=slots)
+                if fields is not None:  # None: deleted from the stream meanwhile
+                    await in_flight.start(self._handle(topic, group, (entry_id, fields), deliver))

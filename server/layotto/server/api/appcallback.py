@@ -1,0 +1,154 @@
+"""Delivery to the application through its AppCallback server.
+
+The runtime asks the app's ``ListTopicSubscriptions`` when it starts and again every
+``subscriptions_refresh_seconds`` (every second while the app is unreachable), so an app
+that starts after the runtime, or changes its subscriptions, is picked up; Layotto asks
+once and caches the answer forever. Each subscription is one subscriber of the delivery
+engine; its events go to ``OnTopicEvent``. Subscriptions naming an unknown pubsub are
+logged and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
+from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
+from layotto.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc
+from layotto.server.api.delivery import Delivery, Subscriber, Topics, parse_max_attempts
+from layotto.server.api.pubsub import PubSubMessages, consumer_group, find_pubsub, to_event_request
+from layotto.server.components.loader import ComponentSet
+from layotto.server.errors import LayottoError
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_SECONDS = 30.0
+UNREACHABLE_RETRY_SECONDS = 1.0
+DEAD_LETTER_METADATA = "deadLetterTopic"
+
+LAYOTTO_CALLBACK = PubSubMessages(appcallback_pb2.TopicEventRequest, None, None, has_metadata=True)
+DAPR_CALLBACK = PubSubMessages(dapr_appcallback_pb2.TopicEventRequest, None, None, has_metadata=False)
+
+
+@dataclass(frozen=True)
+class TopicSubscription:
+    """One entry of the app's ListTopicSubscriptions answer, protocol-neutral."""
+
+    pubsub: str
+    topic: str
+    metadata: tuple[tuple[str, str], ...]
+    dead_letter_topic: str = ""
+    path: str = ""
+
+
+def from_listing(response: Any) -> list[TopicSubscription]:
+    out = []
+    for sub in response.subscriptions:
+        metadata = dict(sub.metadata)
+        dead_letter = getattr(sub, "dead_letter_topic", "") or metadata.get(DEAD_LETTER_METADATA, "")
+        path = sub.routes.default if hasattr(sub, "routes") else ""
+        out.append(TopicSubscription(sub.pubsub_name, sub.topic, tuple(sorted(metadata.items())), dead_letter, path))
+    return out
+
+
+class CallbackSubscriber(Subscriber):
+    def __init__(
+        self,
+        on_topic_event: Callable[..., Awaitable[Any]],
+        messages: PubSubMessages,
+        subscription: TopicSubscription,
+    ) -> None:
+        metadata = dict(subscription.metadata)
+        super().__init__(
+            max_attempts=parse_max_attempts(metadata, "subscription.metadata"),
+            dead_letter_topic=subscription.dead_letter_topic,
+        )
+        self._on_topic_event = on_topic_event
+        self._messages = messages
+        self._path = subscription.path
+
+    async def offer(self, delivery: Delivery) -> int:
+        request = to_event_request(self._messages, delivery, self._path)
+        response = await self._on_topic_event(request, timeout=CALL_TIMEOUT_SECONDS)
+        return int(response.status)
+
+
+class AppSubscriptions:
+    """Keeps the runtime subscribed to what the app's ListTopicSubscriptions answers."""
+
+    def __init__(
+        self,
+        components: ComponentSet,
+        topics: Topics,
+        *,
+        app_id: str,
+        address: str,
+        protocol: str,
+        refresh_seconds: float,
+    ) -> None:
+        self._components = components
+        self._topics = topics
+        self._app_id = app_id
+        self._refresh_seconds = refresh_seconds
+        self._channel = grpc.aio.insecure_channel(address)
+        if protocol == "dapr":
+            self._stub: Any = dapr_appcallback_grpc.AppCallbackStub(self._channel)
+            self._messages = DAPR_CALLBACK
+        else:
+            self._stub = appcallback_pb2_grpc.AppCallbackStub(self._channel)
+            self._messages = LAYOTTO_CALLBACK
+        self._active: dict[TopicSubscription, CallbackSubscriber] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.listed = asyncio.Event()  # set after the first successful listing
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_subscribed())
+
+    async def _keep_subscribed(self) -> None:
+        while True:
+            try:
+                response = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
+            except grpc.aio.AioRpcError as error:
+                log.info("app callback not reachable (%s); asking again", error.code().name)
+                await asyncio.sleep(UNREACHABLE_RETRY_SECONDS)
+                continue
+            await self.apply(from_listing(response))
+            self.listed.set()
+            await asyncio.sleep(self._refresh_seconds)
+
+    async def apply(self, wanted: list[TopicSubscription]) -> None:
+        """Subscribe to what is new in ``wanted`` and unsubscribe from what left it."""
+        for subscription in [s for s in self._active if s not in wanted]:
+            await self._topics.detach(subscription.pubsub, subscription.topic, self._active.pop(subscription))
+            log.info("app unsubscribed from %s/%s", subscription.pubsub, subscription.topic)
+        for subscription in wanted:
+            if subscription not in self._active:
+                await self._subscribe(subscription)
+
+    async def _subscribe(self, subscription: TopicSubscription) -> None:
+        metadata = dict(subscription.metadata)
+        try:
+            pubsub = find_pubsub(self._components, subscription.pubsub, "subscription.pubsub_name")
+            subscriber = CallbackSubscriber(self._stub.OnTopicEvent, self._messages, subscription)
+            await self._topics.attach(pubsub, subscription.topic, consumer_group(metadata, self._app_id), subscriber)
+        except LayottoError as error:
+            log.warning("ignoring the app's subscription to %s/%s: %s", subscription.pubsub, subscription.topic, error)
+            return
+        self._active[subscription] = subscriber
+        log.info("app subscribed to %s/%s", subscription.pubsub, subscription.topic)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.apply([])
+        await self._channel.close(None)

@@ -1,0 +1,164 @@
+"""Delivering broker messages to subscribers, the same way on every broker.
+
+A subscriber is a streaming subscription (SubscribeTopicEvents) or the app's
+AppCallback. The runtime holds one broker subscription per (pubsub, topic) in the
+app's consumer group and hands each message to one live subscriber of it, in turn.
+SUCCESS and DROP acknowledge the message to the broker; RETRY, an error or a
+subscriber that goes away offers it again with exponential backoff, up to the
+subscriber's ``max_attempts``, after which it goes to the subscription's dead-letter
+topic if it has one, else it is dropped and logged.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from layotto.server.api import cloudevents
+from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
+from layotto.server.errors import InvalidArgument
+
+log = logging.getLogger(__name__)
+
+SUCCESS, RETRY, DROP = 0, 1, 2
+RAW_PAYLOAD = "rawPayload"
+DEFAULT_MAX_ATTEMPTS = 5
+FIRST_BACKOFF_SECONDS = 0.1
+MAX_BACKOFF_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message as subscribers see it, before conversion to a wire message."""
+
+    event: cloudevents.Event
+    topic: str
+    pubsub: str
+    metadata: Mapping[str, str]
+
+
+class Subscriber(abc.ABC):
+    """Something that takes deliveries of a topic and answers SUCCESS, RETRY or DROP."""
+
+    def __init__(self, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, dead_letter_topic: str = "") -> None:
+        self.max_attempts = max_attempts
+        self.dead_letter_topic = dead_letter_topic
+        self.closed = False
+
+    @abc.abstractmethod
+    async def offer(self, delivery: Delivery) -> int:
+        """The subscriber's answer; raising counts as RETRY."""
+
+
+class _Topic:
+    def __init__(self) -> None:
+        self.subscribers: list[Subscriber] = []
+        self.subscription: Subscription | None = None
+        self.turn = itertools.count()
+        self.lock = asyncio.Lock()
+
+
+class Topics:
+    """Every subscribed (pubsub, topic) of the runtime and the broker subscription feeding it."""
+
+    def __init__(self) -> None:
+        self._topics: dict[tuple[str, str], _Topic] = {}
+
+    async def attach(self, pubsub: PubSub, topic_name: str, group: str, subscriber: Subscriber) -> None:
+        key = (pubsub.name, topic_name)
+        topic = self._topics.setdefault(key, _Topic())
+        async with topic.lock:
+            topic.subscribers.append(subscriber)
+            if topic.subscription is None:
+                try:
+                    topic.subscription = await pubsub.subscribe(topic_name, group, self._deliverer(key, pubsub))
+                except BaseException:
+                    topic.subscribers.remove(subscriber)
+                    raise
+
+    async def detach(self, pubsub_name: str, topic_name: str, subscriber: Subscriber) -> None:
+        subscriber.closed = True
+        topic = self._topics.get((pubsub_name, topic_name))
+        if topic is None:
+            return
+        async with topic.lock:
+            if subscriber in topic.subscribers:
+                topic.subscribers.remove(subscriber)
+            if not topic.subscribers and topic.subscription is not None:
+                subscription, topic.subscription = topic.subscription, None
+                with contextlib.suppress(Exception):
+                    await subscription.aclose()
+
+    def _pick(self, key: tuple[str, str]) -> Subscriber | None:
+        topic = self._topics.get(key)
+        if topic is None:
+            return None
+        live = [s for s in topic.subscribers if not s.closed]
+        return live[next(topic.turn) % len(live)] if live else None
+
+    def _deliverer(self, key: tuple[str, str], pubsub: PubSub) -> Deliver:
+        async def deliver(message: BrokerMessage) -> None:
+            raw = message.metadata.get(RAW_PAYLOAD, "").lower() == "true"
+            event = cloudevents.unwrap(message.data, raw=raw)
+            if event.expired():
+                log.info("dropping expired message %s on %s/%s", event.id, *key)
+                return
+            delivery = Delivery(event, key[1], key[0], message.metadata)
+            await self._deliver(pubsub, key, message, delivery)
+
+        return deliver
+
+    async def _deliver(self, pubsub: PubSub, key: tuple[str, str], message: BrokerMessage, delivery: Delivery) -> None:
+        delay = FIRST_BACKOFF_SECONDS
+        for attempt in itertools.count(1):
+            subscriber = self._pick(key)
+            if subscriber is None:
+                raise RuntimeError("no subscriber: the broker keeps the message")
+            status = await _answer(subscriber, delivery)
+            if status == SUCCESS:
+                return
+            if status == DROP:
+                log.warning("subscriber dropped message %s on %s/%s", delivery.event.id, *key)
+                return
+            if attempt >= subscriber.max_attempts:
+                await _give_up(pubsub, subscriber, message, delivery)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+async def _answer(subscriber: Subscriber, delivery: Delivery) -> int:
+    try:
+        status = await subscriber.offer(delivery)
+    except Exception as error:  # an unreachable or failing subscriber: offered again later
+        log.warning("delivering %s on %s failed: %s", delivery.event.id, delivery.topic, error)
+        return RETRY
+    return status if status in (SUCCESS, RETRY, DROP) else RETRY
+
+
+async def _give_up(pubsub: PubSub, subscriber: Subscriber, message: BrokerMessage, delivery: Delivery) -> None:
+    where = f"{delivery.pubsub}/{delivery.topic}"
+    if subscriber.dead_letter_topic:
+        await pubsub.publish(subscriber.dead_letter_topic, message.data, message.metadata)
+        topic = subscriber.dead_letter_topic
+        log.warning("message %s on %s went to dead-letter topic %s", delivery.event.id, where, topic)
+    else:
+        log.error(
+            "message %s on %s dropped after %d attempts (no dead-letter topic)",
+            delivery.event.id,
+            where,
+            subscriber.max_attempts,
+        )
+
+
+def parse_max_attempts(metadata: Mapping[str, str], field: str) -> int:
+    """``maxDeliveryAttempts`` from subscription metadata (default 5)."""
+    raw = metadata.get("maxDeliveryAttempts", str(DEFAULT_MAX_ATTEMPTS))
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidArgument(f"{field}.maxDeliveryAttempts", f"expected a positive integer, got {raw!r}")
+    return int(raw)
