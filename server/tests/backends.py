@@ -19,10 +19,29 @@ ENV = {
     "mysql": ("LAYOTTO_TEST_MYSQL", "layotto:layotto@tcp(127.0.0.1:3306)/layotto"),
     "etcd": ("LAYOTTO_TEST_ETCD", "127.0.0.1:2379"),
     "zookeeper": ("LAYOTTO_TEST_ZOOKEEPER", "127.0.0.1:2181"),
+    "nats": ("LAYOTTO_TEST_NATS", "nats://127.0.0.1:4222"),
+    "rabbitmq": ("LAYOTTO_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/"),
+    "mqtt": ("LAYOTTO_TEST_MQTT", "tcp://127.0.0.1:1883"),
 }
 REAL_STATE_STORES = ("redis", "postgresql", "mysql", "etcd")
 REAL_LOCK_STORES = ("redis", "etcd", "postgresql", "zookeeper")
 REAL_SEQUENCERS = ("redis", "etcd", "postgresql", "mysql", "zookeeper")
+REAL_BROKERS = ("redis", "nats", "rabbitmq", "mqtt")
+
+
+def pubsub_metadata(broker: str, **extra: str) -> dict[str, str]:
+    """Component metadata pointing a pubsub component at the test broker (quick redelivery)."""
+    if broker == "redis":
+        base = {"redisHost": address("redis"), "redeliverIntervalInSeconds": "0.5", "processingTimeoutInSeconds": "1"}
+    elif broker == "nats":
+        base = {"natsURL": address("nats"), "ackWaitInSeconds": "2"}
+    elif broker == "rabbitmq":
+        base = {"connectionString": address("rabbitmq")}
+    elif broker == "mqtt":
+        base = {"url": address("mqtt")}
+    else:
+        base = {}
+    return {**base, **extra}
 
 
 def address(backend: str) -> str:
@@ -39,7 +58,10 @@ def _host_port(backend: str) -> tuple[str, int]:
     if backend == "mysql":
         match = re.search(r"tcp\(([^:]+):(\d+)\)", value)
         return (match.group(1), int(match.group(2))) if match else ("127.0.0.1", 3306)
-    host, _, port = value.rpartition(":")
+    if backend == "rabbitmq":
+        match = re.search(r"@([^:/]+):(\d+)", value)
+        return (match.group(1), int(match.group(2))) if match else ("127.0.0.1", 5672)
+    host, _, port = value.split("://")[-1].rpartition(":")
     return host, int(port)
 
 

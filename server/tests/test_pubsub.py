@@ -22,16 +22,11 @@ from layotto.server.config import ComponentConfig
 SUCCESS, RETRY, DROP = cb.TopicEventResponse.SUCCESS, cb.TopicEventResponse.RETRY, cb.TopicEventResponse.DROP
 
 
-@pytest.fixture(params=["in-memory", "redis"])
+@pytest.fixture(params=["in-memory", *backends.REAL_BROKERS])
 async def stub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
-    metadata: dict[str, str] = {}
-    if request.param == "redis":
-        backends.require("redis")
-        metadata = {
-            "redisHost": backends.address("redis"),
-            "redeliverIntervalInSeconds": "0.5",
-            "processingTimeoutInSeconds": "1",
-        }
+    if request.param != "in-memory":
+        backends.require(request.param)
+    metadata = backends.pubsub_metadata(request.param)
     config = RuntimeConfig(
         grpc_address="127.0.0.1:0",
         http_address="127.0.0.1:0",

@@ -144,10 +144,10 @@ class PubSubApi:
             dead_letter_topic=initial.dead_letter_topic if initial.HasField("dead_letter_topic") else "",
         )
         group = consumer_group(initial.metadata, self._app_id)
-        yield self._messages.stream_response(initial_response=self._messages.initial_response())
-        await self._topics.attach(pubsub, initial.topic, group, stream)
+        await self._topics.attach(pubsub, initial.topic, group, stream)  # live before the client hears so
         reader = asyncio.create_task(_read_answers(requests, stream))
         try:
+            yield self._messages.stream_response(initial_response=self._messages.initial_response())
             while True:
                 getter = asyncio.ensure_future(stream.outbox.get())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)

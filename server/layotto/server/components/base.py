@@ -26,6 +26,7 @@ class Feature(enum.StrEnum):
     LOCK_KEEP_ALIVE = "KEEP_ALIVE"
     SEQUENCER_SEGMENTS = "SEGMENTS"
     ORDERED = "ORDERED"
+    DEAD_LETTER = "DEAD_LETTER"  # the broker itself dead-letters expired or rejected messages
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,193 @@
+"""MQTT pub/sub (MQTT 5, QoS 1), tested on Mosquitto.
+
+Members of a consumer group share a topic through the shared subscription
+``$share/{group}/{topic}``. Messages are acknowledged (PUBACK) by hand, only after the
+runtime's delivery returns; a message that fails is offered again in the runtime. MQTT
+has no negative acknowledgement: what is unacknowledged when the connection drops is
+redelivered when the same session resumes, which needs a stable ``clientID`` and a
+``sessionExpiryInSeconds`` longer than the outage. paho-mqtt runs its network loop in
+its own thread; callbacks hop onto the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
+from layotto.server.errors import BackendError, BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Route:
+    topic: str
+    filter: str
+    deliver: Deliver
+    queue: asyncio.Queue[mqtt.MQTTMessage] = field(default_factory=asyncio.Queue)
+
+
+class MqttPubSub(PubSub):
+    spec = ComponentSpec(
+        type="mqtt",
+        building_block="pubsub",
+        description="MQTT 5 at QoS 1 (Mosquitto): shared subscriptions per app, manual acknowledgement. "
+        "Redelivery after a runtime restart needs a stable clientID and a session expiry.",
+        features=frozenset({Feature.ORDERED}),
+        metadata=(
+            MetadataField("url", "Broker address: tcp://HOST:PORT or ssl://HOST:PORT.", default="tcp://127.0.0.1:1883"),
+            MetadataField("username", "User name.", default=""),
+            MetadataField("password", "Password.", default=""),
+            MetadataField("clientID", "MQTT client id (default: random per runtime).", default=""),
+            MetadataField(
+                "sessionExpiryInSeconds", "How long the broker keeps the session after a disconnect.", type=int
+            ),
+            MetadataField("keepAliveInSeconds", "MQTT keep-alive.", type=int, default=30),
+            MetadataField("timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0),
+        ),
+    )
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._routes: dict[str, _Route] = {}
+        self._published: dict[int, asyncio.Future[None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeout = float(metadata["timeoutInSeconds"])
+        scheme, _, address = str(metadata["url"]).rpartition("://")
+        host, _, port = address.rpartition(":")
+        client_id = str(metadata["clientID"]) or f"{context.app_id}-{uuid.uuid4().hex[:12]}"
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+        if metadata["username"]:
+            client.username_pw_set(str(metadata["username"]), str(metadata["password"]) or None)
+        if scheme in ("ssl", "tls", "mqtts"):
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect_properties.SessionExpiryInterval = int(metadata["sessionExpiryInSeconds"] or 0)
+        self._client = client
+        try:
+            await asyncio.to_thread(
+                client.connect,
+                host or "127.0.0.1",
+                int(port or 1883),
+                keepalive=int(metadata["keepAliveInSeconds"]),
+                clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                properties=connect_properties,
+            )
+        except OSError as error:
+            raise BackendUnavailable(self.name, f"cannot connect to {metadata['url']}: {error}") from error
+        client.loop_start()
+
+    async def close(self) -> None:
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+
+    async def health(self) -> Health:
+        if not self._client.is_connected():
+            return Health(up=False, details={"error": "not connected to the MQTT broker"})
+        return Health(up=True)
+
+    # -- paho's thread -------------------------------------------------------------------------
+
+    def _call_soon(self, callback: Any, *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        for route in list(self._routes.values()):  # a new session forgets subscriptions
+            client.subscribe(route.filter, qos=1)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._call_soon(self._dispatch, message)
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._call_soon(self._published_ack, mid, reason)
+
+    # -- the event loop ----------------------------------------------------------------------
+
+    def _published_ack(self, mid: int, reason: Any) -> None:
+        future = self._published.pop(mid, None)
+        if future is not None and not future.done():
+            if getattr(reason, "is_failure", False):
+                future.set_exception(BackendError(self.name, f"publish refused: {reason}"))
+            else:
+                future.set_result(None)
+
+    def _dispatch(self, message: mqtt.MQTTMessage) -> None:
+        route = self._routes.get(message.topic) or next(
+            (r for r in self._routes.values() if mqtt.topic_matches_sub(r.topic, message.topic)), None
+        )
+        if route is None:
+            return  # unsubscribed meanwhile: not acknowledged, the session keeps it
+        route.queue.put_nowait(message)
+
+    async def _consume(self, route: _Route) -> None:
+        while True:
+            await self._handle(route, await route.queue.get())
+
+    async def _handle(self, route: _Route, message: mqtt.MQTTMessage) -> None:
+        user = getattr(message.properties, "UserProperty", None) or []
+        broker_message = BrokerMessage(message.topic, bytes(message.payload), dict(user), str(message.mid))
+        while True:
+            try:
+                await route.deliver(broker_message)
+                break
+            except asyncio.CancelledError:
+                raise  # not acknowledged: redelivered when the session resumes
+            except Exception:
+                log.debug("message %s on %s not delivered; offering it again", message.mid, route.topic)
+                await asyncio.sleep(1.0)
+        self._client.ack(message.mid, message.qos)
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        if not self._client.is_connected():
+            raise BackendUnavailable(self.name, "not connected to the MQTT broker")
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if metadata:
+            properties.UserProperty = list(metadata.items())
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # the PUBACK is reported through the event loop, so it cannot overtake this registration
+        info = self._client.publish(topic, data, qos=1, properties=properties)
+        self._published[info.mid] = future
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self._published.pop(info.mid, None)
+            raise BackendUnavailable(self.name, mqtt.error_string(info.rc))
+        try:
+            await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            self._published.pop(info.mid, None)
+            raise BackendUnavailable(self.name, f"no PUBACK within {self._timeout}s") from None
+
+    async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
+        route = _Route(topic, f"$share/{group}/{topic}", deliver)
+        self._routes[topic] = route
+        result, _ = self._client.subscribe(route.filter, qos=1)
+        if result != mqtt.MQTT_ERR_SUCCESS and self._client.is_connected():
+            del self._routes[topic]
+            raise BackendUnavailable(self.name, mqtt.error_string(result))
+
+        async def stop() -> None:
+            self._routes.pop(topic, None)
+            with contextlib.suppress(Exception):
+                self._client.unsubscribe(route.filter)
+
+        return Subscription([asyncio.create_task(self._consume(route))], on_close=stop)

@@ -1,0 +1,164 @@
+"""RabbitMQ pub/sub (AMQP 0-9-1): a durable fanout exchange per topic, a durable queue
+``{group}-{topic}`` per subscribing app, named as Dapr's rabbitmq component names them.
+
+Publishing waits for the broker's confirm; messages are persistent. A message is
+acknowledged only after the runtime's delivery returns; one that fails is requeued, and
+the broker requeues every unacknowledged message of a connection that drops (a runtime
+killed mid-delivery). With ``enableDeadLetter`` each queue gets the dead-letter exchange
+``dlx-{queue}`` and queue ``dlq-{queue}``, where the broker puts expired messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aio_pika
+import aio_pika.exceptions
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
+
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
+from layotto.server.errors import BackendError, BackendUnavailable
+
+log = logging.getLogger(__name__)
+TTL_METADATA = "ttlInSeconds"
+
+
+class RabbitMqPubSub(PubSub):
+    spec = ComponentSpec(
+        type="rabbitmq",
+        building_block="pubsub",
+        description="RabbitMQ: fanout exchange per topic, durable queue per app, publisher confirms, "
+        "per-message expiry and an optional dead-letter exchange. Not ordered once messages are requeued.",
+        features=frozenset({Feature.TTL, Feature.DEAD_LETTER}),
+        metadata=(
+            MetadataField("connectionString", "AMQP URL of the broker.", default="amqp://guest:guest@127.0.0.1:5672/"),
+            MetadataField("durable", "Declare exchanges and queues durable.", type=bool, default=True),
+            MetadataField("deletedWhenUnused", "Auto-delete queues with no consumer.", type=bool, default=False),
+            MetadataField("deliveryMode", "1: transient, 2: persistent messages.", type=int, default=2),
+            MetadataField("prefetchCount", "Messages in flight per subscription.", type=int, default=10),
+            MetadataField(
+                "enableDeadLetter", "Give each queue a dead-letter exchange and queue.", type=bool, default=False
+            ),
+            MetadataField("timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0),
+        ),
+    )
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchanges: dict[str, AbstractExchange] = {}
+
+    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        self._durable = bool(metadata["durable"])
+        self._auto_delete = bool(metadata["deletedWhenUnused"])
+        self._delivery_mode = aio_pika.DeliveryMode(int(metadata["deliveryMode"]))
+        self._prefetch = int(metadata["prefetchCount"])
+        self._dead_letter = bool(metadata["enableDeadLetter"])
+        self._timeout = float(metadata["timeoutInSeconds"])
+        async with self._errors():
+            self._connection = await aio_pika.connect_robust(str(metadata["connectionString"]), timeout=self._timeout)
+            self._channel = await self._connection.channel(publisher_confirms=True)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+
+    async def health(self) -> Health:
+        if self._connection is None or self._connection.is_closed or not self._connection.connected.is_set():
+            return Health(up=False, details={"error": "not connected to RabbitMQ"})
+        return Health(up=True)
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except (TimeoutError, aiormq.exceptions.AMQPConnectionError, ConnectionError, OSError) as error:
+            raise BackendUnavailable(self.name, str(error) or type(error).__name__) from error
+        except (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException) as error:
+            raise BackendError(self.name, str(error) or type(error).__name__) from error
+
+    @property
+    def channel(self) -> AbstractChannel:
+        assert self._channel is not None, "init() first"
+        return self._channel
+
+    async def _exchange(self, channel: AbstractChannel, topic: str) -> AbstractExchange:
+        return await channel.declare_exchange(
+            topic, aio_pika.ExchangeType.FANOUT, durable=self._durable, timeout=self._timeout
+        )
+
+    async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        async with self._errors():
+            exchange = self._exchanges.get(topic)
+            if exchange is None:
+                exchange = self._exchanges[topic] = await self._exchange(self.channel, topic)
+            ttl = metadata.get(TTL_METADATA)
+            message = aio_pika.Message(
+                data,
+                headers=dict(metadata),
+                delivery_mode=self._delivery_mode,
+                expiration=float(ttl) if ttl else None,
+            )
+            await exchange.publish(message, routing_key="", timeout=self._timeout)
+
+    async def _queue(self, channel: AbstractChannel, topic: str, group: str) -> AbstractQueue:
+        name = f"{group}-{topic}"
+        arguments: dict[str, Any] = {}
+        if self._dead_letter:
+            dlx = await channel.declare_exchange(f"dlx-{name}", aio_pika.ExchangeType.FANOUT, durable=self._durable)
+            dlq = await channel.declare_queue(f"dlq-{name}", durable=self._durable)
+            await dlq.bind(dlx)
+            arguments["x-dead-letter-exchange"] = dlx.name
+        queue = await channel.declare_queue(
+            name, durable=self._durable, auto_delete=self._auto_delete, arguments=arguments
+        )
+        await queue.bind(await self._exchange(channel, topic))
+        return queue
+
+    async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
+        assert self._connection is not None, "init() first"
+        async with self._errors():
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self._prefetch)
+            queue = await self._queue(channel, topic, group)
+        in_flight = InFlight(self._prefetch)
+        task = asyncio.create_task(self._consume(queue, topic, deliver, in_flight))
+
+        async def stop() -> None:
+            await in_flight.cancel()
+            await channel.close()  # what is unacknowledged goes back to the queue
+
+        return Subscription([task], on_close=stop)
+
+    async def _consume(self, queue: AbstractQueue, topic: str, deliver: Deliver, in_flight: InFlight) -> None:
+        async with queue.iterator() as messages:
+            async for message in messages:
+                await in_flight.start(self._handle(topic, message, deliver))
+
+    @staticmethod
+    async def _handle(topic: str, message: AbstractIncomingMessage, deliver: Deliver) -> None:
+        metadata = {str(k): str(v) for k, v in (message.headers or {}).items()}
+        broker_id = str(message.delivery_tag or "")
+        try:
+            await deliver(BrokerMessage(topic, message.body, metadata, broker_id))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            raise
+        except Exception:
+            log.debug("message %s on %s not delivered; requeued", broker_id, topic, exc_info=True)
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        with contextlib.suppress(Exception):
+            await message.ack()
