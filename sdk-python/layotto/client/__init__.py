@@ -5,6 +5,7 @@
 in-process runtime for application tests.
 """
 
+from layotto.client._app import Handler, SubscriberApp
 from layotto.client._client import Hello, RuntimeClient
 from layotto.client._errors import (
     BulkWriteError,
@@ -24,6 +25,7 @@ from layotto.client._errors import (
     StoreNotFound,
 )
 from layotto.client._lock import Lease, LockClient, LockStatus, SequencerClient
+from layotto.client._pubsub import Message, PubSubClient, ReceivedMessage, Subscription, TopicStatus
 from layotto.client._retry import NO_RETRY, RetryPolicy
 from layotto.client._state import Consistency, StateClient, StateDelete, StateItem, StateWrite
 
@@ -35,6 +37,7 @@ __all__ = [
     "EtagInvalid",
     "EtagMismatch",
     "FeatureNotSupported",
+    "Handler",
     "Hello",
     "InvalidArgument",
     "LayottoError",
@@ -43,9 +46,12 @@ __all__ = [
     "LockLost",
     "LockNotAcquired",
     "LockStatus",
+    "Message",
     "NoComponentsConfigured",
     "NotFound",
     "NotImplementedByRuntime",
+    "PubSubClient",
+    "ReceivedMessage",
     "RetryPolicy",
     "RuntimeClient",
     "RuntimeInternalError",
@@ -56,4 +62,7 @@ __all__ = [
     "StateItem",
     "StateWrite",
     "StoreNotFound",
+    "SubscriberApp",
+    "Subscription",
+    "TopicStatus",
 ]

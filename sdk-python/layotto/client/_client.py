@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import any_pb2
 
 from layotto.client._lock import LockClient, SequencerClient
+from layotto.client._pubsub import PubSubClient
 from layotto.client._retry import RetryPolicy
 from layotto.client._state import StateClient
 from layotto.client._transport import Transport
@@ -65,6 +66,7 @@ class RuntimeClient:
         self.state = StateClient(self._transport)
         self.lock = LockClient(self._transport)
         self.sequencer = SequencerClient(self._transport)
+        self.pubsub = PubSubClient(self._transport)
 
     @property
     def address(self) -> str:

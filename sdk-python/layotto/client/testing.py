@@ -40,15 +40,16 @@ class TestRuntime:
 
 
 @asynccontextmanager
-async def test_runtime(config: Any = None) -> AsyncIterator[TestRuntime]:
-    """Start a runtime (embedded defaults unless a ``RuntimeConfig`` is given)."""
+async def test_runtime(config: Any = None, *, port: int = 0) -> AsyncIterator[TestRuntime]:
+    """Start a runtime (embedded defaults unless a ``RuntimeConfig`` is given) on loopback
+    ``port`` (0: a free one; give one to restart a runtime where clients expect it)."""
     try:
         from layotto.server import Runtime, embedded_defaults
     except ImportError as error:  # pragma: no cover - depends on the install
         raise ImportError("layotto.client.testing needs the runtime: pip install 'layotto-sdk[testing]'") from error
     with tempfile.TemporaryDirectory(prefix="layotto-test-") as data_dir:
         base = config if config is not None else embedded_defaults()
-        cfg = base.with_overrides(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=data_dir)
+        cfg = base.with_overrides(grpc_address=f"127.0.0.1:{port}", http_address="127.0.0.1:0", data_dir=data_dir)
         runtime = Runtime(cfg)
         await runtime.start()
         try:

@@ -1,0 +1,269 @@
+"""``client.pubsub``: publishing, and subscribing over the runtime's event stream.
+
+::
+
+    await client.pubsub.publish("redis", "orders", {"id": 7})
+
+    async with client.pubsub.subscribe("redis", "orders") as subscription:
+        async for message in subscription:
+            handle(message.json())
+            await message.ack()
+
+A subscription that loses the runtime (UNAVAILABLE) opens a new stream with backoff;
+messages it had not settled are delivered again, so handlers must be idempotent (the
+delivery guarantee is at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from layotto.client._errors import RuntimeUnavailable, translate
+from layotto.client._transport import Transport
+from layotto.client._values import Value, encode
+from layotto.proto.runtime.v1 import appcallback_pb2 as cb
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+
+_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+__all__ = ["Message", "PubSubClient", "ReceivedMessage", "Subscription", "TopicStatus"]
+
+
+class TopicStatus(enum.IntEnum):
+    """A subscriber's answer to a message."""
+
+    SUCCESS = cb.TopicEventResponse.SUCCESS  # handled: never delivered again
+    RETRY = cb.TopicEventResponse.RETRY  # delivered again later, then dead-lettered
+    DROP = cb.TopicEventResponse.DROP  # discarded (and logged by the runtime)
+
+    def to_response(self) -> cb.TopicEventResponse:
+        return cb.TopicEventResponse(status=cb.TopicEventResponse.TopicEventResponseStatus.Value(self.name))
+
+
+@dataclass(frozen=True)
+class Message:
+    """A delivered event: its CloudEvent attributes and payload."""
+
+    id: str
+    topic: str
+    pubsub: str
+    data: bytes
+    content_type: str
+    source: str = ""
+    type: str = ""
+    spec_version: str = "1.0"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return self.data.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass(frozen=True)
+class ReceivedMessage(Message):
+    """A message from a streaming subscription; settle it with ack(), retry() or drop()."""
+
+    _settle: Callable[[str, TopicStatus], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
+
+    async def ack(self) -> None:
+        await self._answer(TopicStatus.SUCCESS)
+
+    async def retry(self) -> None:
+        await self._answer(TopicStatus.RETRY)
+
+    async def drop(self) -> None:
+        await self._answer(TopicStatus.DROP)
+
+    async def _answer(self, status: TopicStatus) -> None:
+        if self._settle is not None:
+            await self._settle(self.id, status)
+
+
+def message_from_event(event: Any, settle: Callable[[str, TopicStatus], Awaitable[None]] | None = None) -> Any:
+    fields = {
+        "id": event.id,
+        "topic": event.topic,
+        "pubsub": event.pubsub_name,
+        "data": bytes(event.data),
+        "content_type": event.data_content_type,
+        "source": event.source,
+        "type": event.type,
+        "spec_version": event.spec_version,
+        "metadata": dict(event.metadata),
+    }
+    return ReceivedMessage(**fields, _settle=settle) if settle is not None else Message(**fields)
+
+
+def content_type_for(data: Value) -> str:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return "application/octet-stream"
+    if isinstance(data, str):
+        return "text/plain"
+    return "application/json"
+
+
+class PubSubClient:
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def publish(
+        self,
+        pubsub: str,
+        topic: str,
+        data: Value,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        ttl: float | None = None,
+        raw: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Publish ``data`` (bytes as is, str as text, anything else as JSON) to ``topic``.
+
+        The runtime wraps it in a CloudEvent unless ``raw``; ``ttl`` (seconds) expires it.
+        """
+        meta = dict(metadata or {})
+        if ttl is not None:
+            meta["ttlInSeconds"] = str(int(ttl))
+        if raw:
+            meta["rawPayload"] = "true"
+        request = pb.PublishEventRequest(
+            pubsub_name=pubsub,
+            topic=topic,
+            data=encode(data),
+            data_content_type=content_type or content_type_for(data),
+            metadata=meta,
+        )
+        await self._transport.unary(self._transport.runtime.PublishEvent, request, timeout)
+
+    def subscribe(
+        self,
+        pubsub: str,
+        topic: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        dead_letter_topic: str | None = None,
+        max_delivery_attempts: int | None = None,
+    ) -> Subscription:
+        """A streaming subscription; use it with ``async with`` and iterate it."""
+        meta = dict(metadata or {})
+        if max_delivery_attempts is not None:
+            meta["maxDeliveryAttempts"] = str(max_delivery_attempts)
+        initial = pb.SubscribeTopicEventsRequestInitial(pubsub_name=pubsub, topic=topic, metadata=meta)
+        if dead_letter_topic:
+            initial.dead_letter_topic = dead_letter_topic
+        return Subscription(self._transport, initial)
+
+
+class Subscription:
+    """One topic's messages, over SubscribeTopicEvents; reconnects when the runtime goes away."""
+
+    def __init__(self, transport: Transport, initial: pb.SubscribeTopicEventsRequestInitial) -> None:
+        self._transport = transport
+        self._initial = initial
+        self._call: Any = None
+        self._answers: asyncio.Queue[pb.SubscribeTopicEventsRequest | None] = asyncio.Queue()
+        self._generation = 0
+        self._closed = False
+
+    async def __aenter__(self) -> Subscription:
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _requests(self, answers: asyncio.Queue[pb.SubscribeTopicEventsRequest | None]) -> AsyncIterator[Any]:
+        yield pb.SubscribeTopicEventsRequest(initial_request=self._initial)
+        while (answer := await answers.get()) is not None:
+            yield answer
+
+    async def _open(self, *, forever: bool = False) -> None:
+        """Open a stream, retrying UNAVAILABLE per the client's retry policy; ``forever``
+        (after losing a stream): until it works or the subscription is closed."""
+        policy = self._transport.retry
+        delays: Iterator[float | None] = (
+            itertools.chain(policy.delays(), itertools.repeat(policy.max_backoff))
+            if forever
+            else iter([*policy.delays(), None])
+        )
+        for delay in delays:
+            if self._closed:
+                return
+            self._answers = asyncio.Queue()
+            self._generation += 1
+            self._call = self._transport.runtime.SubscribeTopicEvents(
+                self._requests(self._answers), metadata=self._transport.metadata
+            )
+            try:
+                first = await self._call.read()
+            except grpc.aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.UNAVAILABLE or delay is None:
+                    raise translate(error) from None
+                await asyncio.sleep(delay)
+                continue
+            if first is _EOF:
+                raise RuntimeUnavailable("the runtime closed the stream before answering", code="UNAVAILABLE")
+            return
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> ReceivedMessage:
+        while not self._closed:
+            try:
+                response = await self._call.read()
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if self._closed and task is not None and not task.cancelling():
+                    break  # aclose() cancelled the call under us
+                raise
+            except grpc.aio.AioRpcError as error:
+                if self._closed:
+                    break
+                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                    raise translate(error) from None
+                await self._open(forever=True)  # un-acked messages come again
+                continue
+            if response is _EOF:
+                if self._closed:
+                    break
+                await self._open(forever=True)
+                continue
+            event = response.event_message
+            result: ReceivedMessage = message_from_event(event, self._settler(self._generation))
+            return result
+        raise StopAsyncIteration
+
+    def _settler(self, generation: int) -> Callable[[str, TopicStatus], Awaitable[None]]:
+        async def settle(event_id: str, status: TopicStatus) -> None:
+            if generation != self._generation:
+                return  # that stream is gone; the runtime delivers the message again
+            processed = pb.SubscribeTopicEventsRequestProcessed(
+                id=event_id,
+                status=cb.TopicEventResponse(status=cb.TopicEventResponse.TopicEventResponseStatus.Value(status.name)),
+            )
+            self._answers.put_nowait(pb.SubscribeTopicEventsRequest(event_processed=processed))
+
+        return settle
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._answers.put_nowait(None)
+        if self._call is not None:
+            self._call.cancel()
