@@ -127,7 +127,8 @@ class AppSubscriptions:
     async def apply(self, wanted: list[TopicSubscription]) -> None:
         """Subscribe to what is new in ``wanted`` and unsubscribe from what left it."""
         for subscription in [s for s in self._active if s not in wanted]:
-            await self._topics.detach(subscription.pubsub, subscription.topic, self._active.pop(subscription))
+            group = consumer_group(dict(subscription.metadata), self._app_id)
+            await self._topics.detach(subscription.pubsub, subscription.topic, group, self._active.pop(subscription))
             log.info("app unsubscribed from %s/%s", subscription.pubsub, subscription.topic)
         for subscription in wanted:
             if subscription not in self._active:

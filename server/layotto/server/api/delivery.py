@@ -63,14 +63,18 @@ class _Topic:
         self.lock = asyncio.Lock()
 
 
+_Key = tuple[str, str, str]  # pubsub, topic, consumer group
+
+
 class Topics:
-    """Every subscribed (pubsub, topic) of the runtime and the broker subscription feeding it."""
+    """Every subscribed (pubsub, topic, consumer group) of the runtime and the one broker
+    subscription feeding it; subscribers of one key compete, different groups each get all."""
 
     def __init__(self) -> None:
-        self._topics: dict[tuple[str, str], _Topic] = {}
+        self._topics: dict[_Key, _Topic] = {}
 
     async def attach(self, pubsub: PubSub, topic_name: str, group: str, subscriber: Subscriber) -> None:
-        key = (pubsub.name, topic_name)
+        key = (pubsub.name, topic_name, group)
         topic = self._topics.setdefault(key, _Topic())
         async with topic.lock:
             topic.subscribers.append(subscriber)
@@ -81,9 +85,9 @@ class Topics:
                     topic.subscribers.remove(subscriber)
                     raise
 
-    async def detach(self, pubsub_name: str, topic_name: str, subscriber: Subscriber) -> None:
+    async def detach(self, pubsub_name: str, topic_name: str, group: str, subscriber: Subscriber) -> None:
         subscriber.closed = True
-        topic = self._topics.get((pubsub_name, topic_name))
+        topic = self._topics.get((pubsub_name, topic_name, group))
         if topic is None:
             return
         async with topic.lock:
@@ -94,26 +98,26 @@ class Topics:
                 with contextlib.suppress(Exception):
                     await subscription.aclose()
 
-    def _pick(self, key: tuple[str, str]) -> Subscriber | None:
+    def _pick(self, key: _Key) -> Subscriber | None:
         topic = self._topics.get(key)
         if topic is None:
             return None
         live = [s for s in topic.subscribers if not s.closed]
         return live[next(topic.turn) % len(live)] if live else None
 
-    def _deliverer(self, key: tuple[str, str], pubsub: PubSub) -> Deliver:
+    def _deliverer(self, key: _Key, pubsub: PubSub) -> Deliver:
         async def deliver(message: BrokerMessage) -> None:
             raw = message.metadata.get(RAW_PAYLOAD, "").lower() == "true"
             event = cloudevents.unwrap(message.data, raw=raw)
             if event.expired():
-                log.info("dropping expired message %s on %s/%s", event.id, *key)
+                log.info("dropping expired message %s on %s/%s", event.id, key[0], key[1])
                 return
             delivery = Delivery(event, key[1], key[0], message.metadata)
             await self._deliver(pubsub, key, message, delivery)
 
         return deliver
 
-    async def _deliver(self, pubsub: PubSub, key: tuple[str, str], message: BrokerMessage, delivery: Delivery) -> None:
+    async def _deliver(self, pubsub: PubSub, key: _Key, message: BrokerMessage, delivery: Delivery) -> None:
         delay = FIRST_BACKOFF_SECONDS
         for attempt in itertools.count(1):
             subscriber = self._pick(key)
@@ -123,7 +127,7 @@ class Topics:
             if status == SUCCESS:
                 return
             if status == DROP:
-                log.warning("subscriber dropped message %s on %s/%s", delivery.event.id, *key)
+                log.warning("subscriber dropped message %s on %s/%s", delivery.event.id, key[0], key[1])
                 return
             if attempt >= subscriber.max_attempts:
                 await _give_up(pubsub, subscriber, message, delivery)

@@ -158,7 +158,7 @@ class PubSubApi:
         finally:
             reader.cancel()
             stream.close()
-            await self._topics.detach(pubsub.name, initial.topic, stream)
+            await self._topics.detach(pubsub.name, initial.topic, group, stream)
 
     async def SubscribeTopicEvents(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async for response in self._stream(requests, context):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Route:
+    id: int  # the MQTT 5 subscription identifier: incoming messages name the subscription they matched
     topic: str
     filter: str
     deliver: Deliver
@@ -61,7 +63,8 @@ class MqttPubSub(PubSub):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._routes: dict[str, _Route] = {}
+        self._routes: dict[int, _Route] = {}
+        self._route_ids = itertools.count(1)
         self._published: dict[int, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -114,7 +117,7 @@ class MqttPubSub(PubSub):
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         for route in list(self._routes.values()):  # a new session forgets subscriptions
-            client.subscribe(route.filter, qos=1)
+            self._subscribe_route(route)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._call_soon(self._dispatch, message)
@@ -133,9 +136,8 @@ class MqttPubSub(PubSub):
                 future.set_result(None)
 
     def _dispatch(self, message: mqtt.MQTTMessage) -> None:
-        route = self._routes.get(message.topic) or next(
-            (r for r in self._routes.values() if mqtt.topic_matches_sub(r.topic, message.topic)), None
-        )
+        ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
+        route = next((self._routes[i] for i in ids if i in self._routes), None)
         if route is None:
             return  # unsubscribed meanwhile: not acknowledged, the session keeps it
         route.queue.put_nowait(message)
@@ -158,6 +160,12 @@ class MqttPubSub(PubSub):
                 await asyncio.sleep(1.0)
         self._client.ack(message.mid, message.qos)
 
+    def _subscribe_route(self, route: _Route) -> MQTTErrorCode:
+        properties = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
+        properties.SubscriptionIdentifier = route.id
+        result, _ = self._client.subscribe(route.filter, qos=1, properties=properties)
+        return result
+
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         if not self._client.is_connected():
             raise BackendUnavailable(self.name, "not connected to the MQTT broker")
@@ -178,15 +186,15 @@ class MqttPubSub(PubSub):
             raise BackendUnavailable(self.name, f"no PUBACK within {self._timeout}s") from None
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
-        route = _Route(topic, f"$share/{group}/{topic}", deliver)
-        self._routes[topic] = route
-        result, _ = self._client.subscribe(route.filter, qos=1)
+        route = _Route(next(self._route_ids), topic, f"$share/{group}/{topic}", deliver)
+        self._routes[route.id] = route
+        result = self._subscribe_route(route)
         if result != mqtt.MQTT_ERR_SUCCESS and self._client.is_connected():
-            del self._routes[topic]
+            del self._routes[route.id]
             raise BackendUnavailable(self.name, mqtt.error_string(result))
 
         async def stop() -> None:
-            self._routes.pop(topic, None)
+            self._routes.pop(route.id, None)
             with contextlib.suppress(Exception):
                 self._client.unsubscribe(route.filter)
 
