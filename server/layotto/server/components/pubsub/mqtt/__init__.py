@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import hashlib
 import logging
 import uuid
 from collections.abc import Mapping
@@ -30,6 +30,12 @@ from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Sub
 from layotto.server.errors import BackendError, BackendUnavailable
 
 log = logging.getLogger(__name__)
+
+
+def subscription_id(topic_filter: str) -> int:
+    """The same MQTT 5 subscription identifier for a filter in every runtime process, so
+    messages a resumed session redelivers find their subscription again."""
+    return int.from_bytes(hashlib.sha256(topic_filter.encode()).digest()[:4]) % 268_435_455 + 1
 
 
 @dataclass
@@ -64,7 +70,7 @@ class MqttPubSub(PubSub):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._routes: dict[int, _Route] = {}
-        self._route_ids = itertools.count(1)
+        self._unrouted: dict[int, list[mqtt.MQTTMessage]] = {}  # resumed-session messages before their route
         self._published: dict[int, asyncio.Future[None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -91,7 +97,7 @@ class MqttPubSub(PubSub):
                 host or "127.0.0.1",
                 int(port or 1883),
                 keepalive=int(metadata["keepAliveInSeconds"]),
-                clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                clean_start=not metadata["clientID"],  # a named client resumes its session
                 properties=connect_properties,
             )
         except OSError as error:
@@ -138,9 +144,10 @@ class MqttPubSub(PubSub):
     def _dispatch(self, message: mqtt.MQTTMessage) -> None:
         ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
         route = next((self._routes[i] for i in ids if i in self._routes), None)
-        if route is None:
-            return  # unsubscribed meanwhile: not acknowledged, the session keeps it
-        route.queue.put_nowait(message)
+        if route is not None:
+            route.queue.put_nowait(message)
+        elif ids:  # a resumed session redelivers before the app subscribes again: held for its route
+            self._unrouted.setdefault(ids[0], []).append(message)
 
     async def _consume(self, route: _Route) -> None:
         while True:
@@ -186,8 +193,11 @@ class MqttPubSub(PubSub):
             raise BackendUnavailable(self.name, f"no PUBACK within {self._timeout}s") from None
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
-        route = _Route(next(self._route_ids), topic, f"$share/{group}/{topic}", deliver)
+        shared = f"$share/{group}/{topic}"
+        route = _Route(subscription_id(shared), topic, shared, deliver)
         self._routes[route.id] = route
+        for message in self._unrouted.pop(route.id, []):
+            route.queue.put_nowait(message)
         result = self._subscribe_route(route)
         if result != mqtt.MQTT_ERR_SUCCESS and self._client.is_connected():
             del self._routes[route.id]
