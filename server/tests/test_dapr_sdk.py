@@ -10,8 +10,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from server_helpers import ServerProcess
+from server_helpers import ServerProcess, free_port, start_server
 
 DAPR_APP = textwrap.dedent("""
     import asyncio
@@ -60,3 +61,60 @@ def test_dapr_python_sdk_state_and_metadata(server_process: ServerProcess) -> No
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("dapr sdk ok")
+
+
+DAPR_SUBSCRIBER = textwrap.dedent("""
+    import asyncio, json, sys, threading
+    from dapr.clients import DaprClient
+    from dapr.ext.grpc import App, SubscriptionMessage
+
+    app = App()
+    got = threading.Event()
+    seen = []
+
+    @app.subscribe("bus", "orders")
+    def on_order(message: SubscriptionMessage) -> None:
+        seen.append((message.topic(), message.data(), message.data_content_type()))
+        got.set()
+
+    threading.Thread(target=app.run, args=(int(sys.argv[1]),), daemon=True).start()
+    with DaprClient() as client:
+        for _ in range(300):  # until the runtime has asked this app for its subscriptions
+            client.publish_event("bus", "orders", json.dumps({"id": 7}), data_content_type="application/json")
+            if got.wait(0.2):
+                break
+    assert seen and seen[0][0] == "orders" and seen[0][1] == {"id": 7}, seen  # the SDK decodes JSON
+    print("dapr app callback ok")
+""")
+
+
+def test_dapr_python_sdk_app_receives_events_through_its_app_callback(tmp_path: Path) -> None:
+    app_port = free_port()
+    config = tmp_path / "runtime.yaml"
+    config.write_text(
+        f"app_callback_address: 127.0.0.1:{app_port}\n"
+        "app_callback_protocol: dapr\n"
+        "subscriptions_refresh_seconds: 1\n"
+        "pubsub: {bus: {type: in-memory}}\n"
+    )
+    server = start_server("-c", str(config), data_dir=tmp_path)
+    try:
+        env = {
+            **os.environ,
+            "DAPR_GRPC_ENDPOINT": server.grpc_address,
+            "DAPR_HTTP_ENDPOINT": f"http://{server.http_address}",
+            "DAPR_HEALTH_TIMEOUT": "10",
+        }
+        done = subprocess.run(
+            [sys.executable, "-c", DAPR_SUBSCRIBER, str(app_port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip().endswith("dapr app callback ok")
+    finally:
+        code, stderr = server.terminate()
+        assert code == 0, stderr

@@ -48,13 +48,12 @@ async def test_an_unacked_message_survives_a_sigkilled_runtime(tmp_path: Path, b
     topic = f"precious-{uuid.uuid4().hex[:8]}"
     first = start_server("-c", str(config), data_dir=tmp_path / "first")
     try:
-        async with RuntimeClient(first.grpc_address) as client:
-            async with client.pubsub.subscribe("bus", topic) as subscription:
-                await client.pubsub.publish("bus", topic, "do not lose me")
-                received = await next_message(subscription, 20)  # and never acked
-                assert received.text() == "do not lose me"
-                first.process.send_signal(signal.SIGKILL)
-                first.process.wait(10)
+        async with RuntimeClient(first.grpc_address) as client, client.pubsub.subscribe("bus", topic) as subscription:
+            await client.pubsub.publish("bus", topic, "do not lose me")
+            received = await next_message(subscription, 20)  # and never acked
+            assert received.text() == "do not lose me"
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait(10)
     finally:
         first.process.kill()
         first.process.communicate()
