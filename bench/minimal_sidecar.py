@@ -1,7 +1,7 @@
-"""The floor for any Python sidecar: a bare grpc.aio server whose GetState and SaveState
-handlers make the one driver call the operation needs, nothing else.
+"""The floor for any Python sidecar: a bare grpc.aio server whose GetState, SaveState and
+PublishEvent handlers make the one driver call the operation needs, nothing else.
 
-    python bench/minimal_sidecar.py ADDRESS redis|postgresql
+    python bench/minimal_sidecar.py ADDRESS redis|postgresql|nats
 """
 
 from __future__ import annotations
@@ -18,8 +18,33 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 PG_DSN = "host=127.0.0.1 port=5432 user=layotto password=layotto dbname=layotto"
 
 
+async def nats_publisher() -> Any:
+    import nats
+
+    nc = await nats.connect("nats://127.0.0.1:4222")
+    js = nc.jetstream()
+    streams: set[str] = set()
+
+    async def publish_event(request: pb.PublishEventRequest, context: Any) -> empty_pb2.Empty:
+        if request.topic not in streams:  # the same one-time stream setup the runtime does
+            await js.add_stream(name=f"minimal-{request.topic.replace('.', '_')}", subjects=[request.topic])
+            streams.add(request.topic)
+        await js.publish(request.topic, request.data)
+        return empty_pb2.Empty()
+
+    return publish_event
+
+
 async def main(address: str, backend: str) -> None:
-    if backend == "redis":
+    publish_event: Any = None
+    if backend == "nats":
+        publish_event = await nats_publisher()
+
+        async def get_state(request: pb.GetStateRequest, context: Any) -> pb.GetStateResponse:
+            raise NotImplementedError
+
+        save_state = get_state  # type: ignore[assignment]
+    elif backend == "redis":
         import redis.asyncio as aioredis
 
         client = aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool(max_connections=32))
@@ -30,6 +55,10 @@ async def main(address: str, backend: str) -> None:
         async def save_state(request: pb.SaveStateRequest, context: Any) -> empty_pb2.Empty:
             item = request.states[0]
             await client.hset(item.key, "data", item.value)
+            return empty_pb2.Empty()
+
+        async def publish_event(request: pb.PublishEventRequest, context: Any) -> empty_pb2.Empty:
+            await client.xadd(request.topic, {b"data": request.data})
             return empty_pb2.Empty()
     else:
         from psycopg_pool import AsyncConnectionPool
@@ -65,6 +94,10 @@ async def main(address: str, backend: str) -> None:
             save_state, pb.SaveStateRequest.FromString, empty_pb2.Empty.SerializeToString
         ),
     }
+    if publish_event is not None:
+        handlers["PublishEvent"] = grpc.unary_unary_rpc_method_handler(
+            publish_event, pb.PublishEventRequest.FromString, empty_pb2.Empty.SerializeToString
+        )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", handlers),))
     server.add_insecure_port(address)
     await server.start()
