@@ -111,8 +111,6 @@ _LAYOTTO_ONLY_SECTIONS = (
     "rpcs",
     "file",
     "oss",
-    "lock",
-    "sequencer",
     "bindings",
     "secret_store",
     "custom_component",

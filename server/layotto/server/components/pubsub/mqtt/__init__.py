@@ -60,7 +60,10 @@ class MqttPubSub(PubSub):
             MetadataField("password", "Password.", default=""),
             MetadataField("clientID", "MQTT client id (default: random per runtime).", default=""),
             MetadataField(
-                "sessionExpiryInSeconds", "How long the broker keeps the session after a disconnect.", type=int
+                "sessionExpiryInSeconds",
+                "How long the broker keeps the session after a disconnect (0: it ends with the connection).",
+                type=int,
+                default=0,
             ),
             MetadataField("keepAliveInSeconds", "MQTT keep-alive.", type=int, default=30),
             MetadataField("timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0),
