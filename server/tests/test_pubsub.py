@@ -170,3 +170,20 @@ async def test_bad_input(stub: runtime_pb2_grpc.RuntimeStub) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.PublishEvent(request)
         assert caught.value.code() == code and caught.value.details().startswith(field)
+
+
+async def test_the_publish_size_limit_is_configurable(tmp_path: Path) -> None:
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        max_publish_bytes=1024,
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+    )
+    async with Runtime(config) as runtime, grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        stub = runtime_pb2_grpc.RuntimeStub(channel)
+        await publish(stub, "t", b"x" * 1024)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await publish(stub, "t", b"x" * 1025)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert caught.value.details().startswith("data") and "1024" in caught.value.details()

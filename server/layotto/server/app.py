@@ -69,7 +69,14 @@ class Runtime:
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(options=options)
-        handlers = api_handlers(self.components, cfg.app_id, VERSION, self.request_shutdown, self.topics)
+        handlers = api_handlers(
+            self.components,
+            app_id=cfg.app_id,
+            version=VERSION,
+            shutdown=self.request_shutdown,
+            topics=self.topics,
+            max_publish_bytes=cfg.max_publish_bytes,
+        )
         server.add_generic_rpc_handlers(handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

@@ -49,6 +49,7 @@ class RuntimeConfig:
     data_dir: str = field(default_factory=default_data_dir)
     shutdown_grace_seconds: float = 10.0
     max_message_bytes: int = 16 * 1024 * 1024
+    max_publish_bytes: int = 4 * 1024 * 1024  # largest event payload PublishEvent accepts
     components: dict[str, dict[str, ComponentConfig]] = field(default_factory=dict)
     components_path: str | None = None  # a directory of Dapr component manifests
     app_callback_address: str | None = None  # HOST:PORT of the app's AppCallback server
@@ -67,6 +68,7 @@ class RuntimeConfig:
             "data_dir": self.data_dir,
             "shutdown_grace_seconds": self.shutdown_grace_seconds,
             "max_message_bytes": self.max_message_bytes,
+            "max_publish_bytes": self.max_publish_bytes,
         }
         if self.components_path:
             out["components_path"] = self.components_path
@@ -99,6 +101,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "data_dir": str,
     "shutdown_grace_seconds": float,
     "max_message_bytes": int,
+    "max_publish_bytes": int,
     "components_path": str,
     "app_callback_address": str,
     "app_callback_protocol": str,

@@ -25,7 +25,7 @@ from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import PubSub
 from layotto.server.errors import InvalidArgument, PayloadTooLarge
 
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_PUBLISH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,15 @@ class StreamSubscriber(Subscriber):
 
 
 class PubSubApi:
-    def __init__(self, components: ComponentSet, app_id: str, messages: PubSubMessages, topics: Topics) -> None:
+    def __init__(
+        self,
+        components: ComponentSet,
+        app_id: str,
+        messages: PubSubMessages,
+        topics: Topics,
+        max_publish_bytes: int = DEFAULT_MAX_PUBLISH_BYTES,
+    ) -> None:
+        self._max_publish_bytes = max_publish_bytes
         self._components = components
         self._app_id = app_id
         self._messages = messages
@@ -110,8 +118,8 @@ class PubSubApi:
         pubsub = self._pubsub(request.pubsub_name)
         if not request.topic:
             raise InvalidArgument("topic", "is empty")
-        if len(request.data) > MAX_PAYLOAD_BYTES:
-            raise PayloadTooLarge("data", len(request.data), MAX_PAYLOAD_BYTES)
+        if len(request.data) > self._max_publish_bytes:
+            raise PayloadTooLarge("data", len(request.data), self._max_publish_bytes)
         metadata = dict(request.metadata)
         ttl = parse_ttl(metadata, "metadata")
         if metadata.get(RAW_PAYLOAD, "").lower() == "true":

@@ -50,13 +50,19 @@ DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 
 
 def api_handlers(
-    components: ComponentSet, app_id: str, version: str, shutdown: Callable[[], None], topics: Topics
+    components: ComponentSet,
+    *,
+    app_id: str,
+    version: str,
+    shutdown: Callable[[], None],
+    topics: Topics,
+    max_publish_bytes: int,
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
     lock = LockApi(components, app_id)
     sequencer = SequencerApi(components, app_id)
-    layotto_pubsub = PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics)
-    dapr_pubsub = PubSubApi(components, app_id, DAPR_PUBSUB, topics)
+    layotto_pubsub = PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics, max_publish_bytes)
+    dapr_pubsub = PubSubApi(components, app_id, DAPR_PUBSUB, topics, max_publish_bytes)
     layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock, sequencer, layotto_pubsub)
     dapr = rpc_methods(
         StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown), lock, dapr_pubsub
