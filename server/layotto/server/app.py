@@ -20,6 +20,7 @@ from layotto.server.api.services import SERVICE_NAMES, api_handlers
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.config import RuntimeConfig, split_address
+from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Runtime:
         self._actuator: Actuator | None = None
         self._stop_requested = asyncio.Event()
         self.topics = Topics()
+        self.tracing: Tracing | None = None
         self.app_subscriptions: AppSubscriptions | None = None
 
     async def start(self) -> None:
@@ -51,6 +53,9 @@ class Runtime:
             for block, components in cfg.components.items()
         }
         context = ComponentContext(app_id=cfg.app_id, data_dir=self._data_dir)
+        if cfg.tracing.enabled:
+            self.tracing = Tracing(cfg.tracing)
+            self.tracing.trace_backends()
         try:
             self.components = await load_components(declared, context)
         except ConfigError as error:
@@ -68,7 +73,8 @@ class Runtime:
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(options=options)
+        interceptors = [self.tracing.server_interceptor()] if self.tracing is not None else []
+        server = grpc.aio.server(options=options, interceptors=interceptors)
         handlers = api_handlers(
             self.components,
             app_id=cfg.app_id,
@@ -106,6 +112,7 @@ class Runtime:
                 address=cfg.app_callback_address,
                 protocol=cfg.app_callback_protocol,
                 refresh_seconds=cfg.subscriptions_refresh_seconds,
+                tracing=self.tracing,
             )
             self.app_subscriptions.start()
         log.info(
@@ -149,6 +156,9 @@ class Runtime:
             await self._server.stop(grace)
             self._server = None
         await self.components.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)  # flushes what is still buffered
+            self.tracing = None
         if self._actuator is not None:
             await self._actuator.stop()
             self._actuator = None

@@ -7,10 +7,12 @@ import asyncio
 import json
 import logging
 import sys
+from dataclasses import replace
 
 from layotto.server.app import serve
 from layotto.server.components.base import ConfigError
 from layotto.server.config import RuntimeConfig, embedded_defaults, load, split_address, with_dapr_components
+from layotto.tracing import TracingConfigError, with_environment
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +49,10 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
         components_path=args.components_path,
         app_callback_address=args.app_callback,
     )
+    try:
+        config = replace(config, tracing=with_environment(config.tracing))
+    except TracingConfigError as error:
+        raise ConfigError(str(error)) from None
     return with_dapr_components(config)
 
 

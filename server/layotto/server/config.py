@@ -25,6 +25,8 @@ import yaml
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.dapr_manifests import load_manifests
+from layotto.tracing import TracingConfigError, TracingSettings
+from layotto.tracing import from_mapping as tracing_from_mapping
 
 DEFAULT_GRPC_ADDRESS = "127.0.0.1:34904"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:34999"
@@ -55,6 +57,7 @@ class RuntimeConfig:
     app_callback_address: str | None = None  # HOST:PORT of the app's AppCallback server
     app_callback_protocol: str = "layotto"  # whose AppCallback the app serves: layotto or dapr
     subscriptions_refresh_seconds: float = 30.0  # how often ListTopicSubscriptions is asked again
+    tracing: TracingSettings = field(default_factory=TracingSettings)  # off unless an exporter is named
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -76,6 +79,8 @@ class RuntimeConfig:
             out["app_callback_address"] = self.app_callback_address
             out["app_callback_protocol"] = self.app_callback_protocol
             out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
+        if self.tracing.enabled:
+            out["tracing"] = self.tracing.to_dict()
         for block, components in self.components.items():
             out[block] = {name: {"type": c.type, "metadata": dict(c.metadata)} for name, c in components.items()}
         return out
@@ -158,26 +163,13 @@ def from_mapping(raw: Any) -> RuntimeConfig:
     """Build a config from a parsed file; the file name is added by :func:`load`."""
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping")
-    raw = _unwrap_layotto(raw)
     values: dict[str, Any] = {}
     components: dict[str, dict[str, ComponentConfig]] = {}
-    for key, value in raw.items():
-        if key in _SCALAR_KEYS:
-            try:
-                values[key] = _SCALAR_KEYS[key](value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{key}: expected {_SCALAR_KEYS[key].__name__}, got {value!r}") from None
-        elif key in BUILDING_BLOCKS:
-            components[key] = _components(value, key)
-        elif key == "pub_subs":  # Layotto's name for the pubsub section
-            components["pubsub"] = _components(value, key)
-        elif key == "app" and isinstance(value, dict):
-            values.update(_app_section(value))
-        elif key in _LAYOTTO_ONLY_SECTIONS:
-            raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
+    for key, value in _unwrap_layotto(raw).items():
+        if key in BUILDING_BLOCKS or key == "pub_subs":  # pub_subs: Layotto's name for pubsub
+            components["pubsub" if key == "pub_subs" else key] = _components(value, key)
         else:
-            known = ", ".join([*_SCALAR_KEYS, *BUILDING_BLOCKS])
-            raise ConfigError(f"{key}: unknown key (known: {known})")
+            values.update(_top_level_key(key, value))
     for key in ("grpc_address", "http_address", "app_callback_address"):
         if key in values:
             split_address(values[key], key)
@@ -187,6 +179,31 @@ def from_mapping(raw: Any) -> RuntimeConfig:
             f"got {values['app_callback_protocol']!r}"
         )
     return RuntimeConfig(**values, components=components)
+
+
+def _top_level_key(key: str, value: Any) -> dict[str, Any]:
+    if key in _SCALAR_KEYS:
+        try:
+            return {key: _SCALAR_KEYS[key](value)}
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {_SCALAR_KEYS[key].__name__}, got {value!r}") from None
+    if key == "tracing":
+        return {"tracing": _tracing_section(value)}
+    if key == "app" and isinstance(value, dict):
+        return _app_section(value)
+    if key in _LAYOTTO_ONLY_SECTIONS:
+        raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
+    known = ", ".join([*_SCALAR_KEYS, "tracing", *BUILDING_BLOCKS])
+    raise ConfigError(f"{key}: unknown key (known: {known})")
+
+
+def _tracing_section(raw: Any) -> TracingSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("tracing: expected a mapping (exporters, service_name, sampling_ratio, ...)")
+    try:
+        return tracing_from_mapping(raw)
+    except TracingConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _app_section(app: dict[str, Any]) -> dict[str, Any]:

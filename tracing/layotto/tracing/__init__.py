@@ -1,7 +1,39 @@
-"""Layotto for Python: tracing across the SDK, the runtime and its backends.
+"""Layotto for Python: tracing.
 
-Not implemented yet: this package reserves the distribution and the import path.
-The tracing issue brings OpenTelemetry and SkyWalking propagation and exporters.
+One OpenTelemetry tracer provider per process (:class:`Tracing`), exporting over OTLP/gRPC
+and to SkyWalking's native collector, propagating W3C ``traceparent`` and SkyWalking
+``sw8``; explicit grpc.aio interceptors for clients and servers, and
+:func:`backend_span` for components' backend calls. Settings come from config and from
+the standard ``OTEL_*`` / ``SW_*`` environment variables (see :mod:`layotto.tracing._settings`).
 """
 
-__all__: list[str] = []
+from layotto.tracing._backend import (
+    backend_span,
+    backends_traced,
+    current_traceparent,
+    delivery_span,
+    set_backend_tracer,
+    statement_operation,
+)
+from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
+from layotto.tracing._settings import TracingConfigError, TracingSettings, from_mapping, with_environment
+from layotto.tracing._setup import Tracing
+from layotto.tracing._sw8 import Sw8, Sw8Propagator
+
+__all__ = [
+    "SegmentTracker",
+    "SkyWalkingExporter",
+    "Sw8",
+    "Sw8Propagator",
+    "Tracing",
+    "TracingConfigError",
+    "TracingSettings",
+    "backend_span",
+    "backends_traced",
+    "current_traceparent",
+    "delivery_span",
+    "from_mapping",
+    "set_backend_tracer",
+    "statement_operation",
+    "with_environment",
+]

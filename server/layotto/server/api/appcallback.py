@@ -27,6 +27,7 @@ from layotto.server.api.delivery import Delivery, Subscriber, Topics, parse_max_
 from layotto.server.api.pubsub import PubSubMessages, consumer_group, find_pubsub, to_event_request
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
+from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,14 @@ class AppSubscriptions:
         address: str,
         protocol: str,
         refresh_seconds: float,
+        tracing: Tracing | None = None,
     ) -> None:
         self._components = components
         self._topics = topics
         self._app_id = app_id
         self._refresh_seconds = refresh_seconds
-        self._channel = grpc.aio.insecure_channel(address)
+        interceptors = tracing.client_interceptors(address) if tracing is not None else None
+        self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
         if protocol == "dapr":
             self._stub: Any = dapr_appcallback_grpc.AppCallbackStub(self._channel)
             self._messages = DAPR_CALLBACK

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from layotto.server.api import cloudevents
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
 from layotto.server.errors import InvalidArgument
+from layotto.tracing import delivery_span
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ class Topics:
                 log.info("dropping expired message %s on %s/%s", event.id, key[0], key[1])
                 return
             delivery = Delivery(event, key[1], key[0], message.metadata)
-            await self._deliver(pubsub, key, message, delivery)
+            with delivery_span(pubsub.spec.type, key[1], str(event.extensions.get("traceparent", ""))):
+                await self._deliver(pubsub, key, message, delivery)
 
         return deliver
 

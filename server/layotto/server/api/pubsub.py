@@ -24,6 +24,7 @@ from layotto.server.api.state import parse_ttl
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import PubSub
 from layotto.server.errors import InvalidArgument, PayloadTooLarge
+from layotto.tracing import current_traceparent
 
 DEFAULT_MAX_PUBLISH_BYTES = 4 * 1024 * 1024
 
@@ -132,6 +133,7 @@ class PubSubApi:
                 pubsub=request.pubsub_name,
                 source=self._app_id,
                 ttl_seconds=ttl,
+                traceparent=current_traceparent(),
             )
         await pubsub.publish(request.topic, body, metadata)
         return empty_pb2.Empty()

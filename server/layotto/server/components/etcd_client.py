@@ -11,6 +11,7 @@ from aetcd import rpc
 
 from layotto.server.components.base import Health, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span
 
 ETCD_METADATA = (
     MetadataField("endpoints", "Comma-separated HOST:PORT of etcd members.", required=True, example="127.0.0.1:2379"),
@@ -31,11 +32,13 @@ class EtcdConnection:
     def __init__(self, component: str) -> None:
         self.component = component
         self.timeout = 5.0
+        self.target = ""
         self._channel: grpc.aio.Channel | None = None
 
     async def open(self, metadata: Mapping[str, Any]) -> None:
         self.timeout = float(metadata["timeoutInSeconds"])
-        self._channel = grpc.aio.insecure_channel(grpc_target(str(metadata["endpoints"])))
+        self.target = grpc_target(str(metadata["endpoints"]))
+        self._channel = grpc.aio.insecure_channel(self.target)
         self.kv = rpc.KVStub(self._channel)
         self.lease = rpc.LeaseStub(self._channel)
         async with self.errors():
@@ -46,21 +49,23 @@ class EtcdConnection:
             await self._channel.close(grace=None)
 
     @asynccontextmanager
-    async def errors(self) -> AsyncIterator[None]:
+    async def errors(self, operation: str = "Range") -> AsyncIterator[None]:
+        """Map gRPC errors to the runtime's, in a backend span named after ``operation``."""
         try:
-            yield
+            with backend_span("etcd", operation, peer=self.target):
+                yield
         except grpc.aio.AioRpcError as error:
             if error.code() in _UNREACHABLE:
                 raise BackendUnavailable(self.component, error.details() or error.code().name) from error
             raise BackendError(self.component, f"{error.code().name}: {error.details()}") from error
 
     async def grant(self, ttl_seconds: int) -> int:
-        async with self.errors():
+        async with self.errors("LeaseGrant"):
             lease = await self.lease.LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl_seconds), timeout=self.timeout)
         return int(lease.ID)
 
     async def revoke(self, lease_id: int) -> None:
-        async with self.errors():
+        async with self.errors("LeaseRevoke"):
             try:
                 await self.lease.LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id), timeout=self.timeout)
             except grpc.aio.AioRpcError as error:

@@ -14,6 +14,7 @@ import pymysql
 
 from layotto.server.components.base import ConfigError, Health, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span, backends_traced, statement_operation
 
 MYSQL_METADATA = (
     MetadataField(
@@ -52,6 +53,17 @@ def parse_connection_string(value: str) -> dict[str, Any]:
             "db": url.path.lstrip("/"),
         }
     raise ValueError("expected user:password@tcp(host:port)/database or mysql://user:password@host:port/database")
+
+
+class TracedCursor(aiomysql.Cursor):  # type: ignore[misc]
+    """A cursor whose statements each get a backend span when tracing is on."""
+
+    async def execute(self, query: str, args: Any = None) -> int:
+        if not backends_traced():
+            return int(await super().execute(query, args))
+        peer, port = self.connection.host, self.connection.port
+        with backend_span("mysql", statement_operation(query), statement=query, peer=peer, port=port):
+            return int(await super().execute(query, args))
 
 
 def table_name(value: str, where: str) -> str:
@@ -100,7 +112,7 @@ class MysqlConnection:
         except (TimeoutError, pymysql.err.OperationalError, OSError) as error:
             raise BackendUnavailable(self.component, f"no connection within {self.timeout}s: {error}") from error
         try:
-            async with conn.cursor() as cur:
+            async with conn.cursor(TracedCursor) as cur:
                 if transaction:
                     await conn.begin()
                 try:

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from layotto.server.components.base import ConfigError, Health, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span, backends_traced, statement_operation
 
 POSTGRES_METADATA = (
     MetadataField(
@@ -22,6 +23,20 @@ POSTGRES_METADATA = (
     MetadataField("timeoutInSeconds", "Longest wait for a connection or a statement.", type=float, default=5.0),
     MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16),
 )
+
+
+class TracedCursor(psycopg.AsyncCursor[Any]):
+    """A cursor whose statements each get a backend span when tracing is on."""
+
+    async def execute(self, query: Any, params: Any = None, **options: Any) -> TracedCursor:
+        if not backends_traced():
+            await super().execute(query, params, **options)
+            return self
+        text = query if isinstance(query, str) else query.decode() if isinstance(query, bytes) else str(query)
+        info = self.connection.info
+        with backend_span("postgresql", statement_operation(text), statement=text, peer=info.host, port=info.port):
+            await super().execute(query, params, **options)
+        return self
 
 
 def table_name(value: str, where: str) -> str:
@@ -43,7 +58,11 @@ class PostgresConnection:
             min_size=1,
             max_size=int(metadata["maxConns"]),
             timeout=self.timeout,
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout))},
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, int(self.timeout)),
+                "cursor_factory": TracedCursor,
+            },
             open=False,
             reconnect_timeout=0,
         )

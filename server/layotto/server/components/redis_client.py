@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from layotto.server.components.base import Health, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span
 
 #: connection settings, named as in Dapr's redis components
 REDIS_METADATA = (
@@ -30,6 +31,7 @@ class RedisConnection:
     def __init__(self, component: str) -> None:
         self.component = component
         self._client: aioredis.Redis | None = None
+        self._host, self._port = "", 0
 
     @property
     def client(self) -> aioredis.Redis:
@@ -38,6 +40,7 @@ class RedisConnection:
 
     async def open(self, metadata: Mapping[str, Any]) -> None:
         host, _, port = str(metadata["redisHost"]).rpartition(":")
+        self._host, self._port = host or "127.0.0.1", int(port or 6379)
         timeout = float(metadata["timeoutInSeconds"])
         pool = aioredis.BlockingConnectionPool(
             connection_class=aioredis.SSLConnection if metadata["enableTLS"] else aioredis.Connection,
@@ -60,9 +63,11 @@ class RedisConnection:
             await self._client.aclose()
 
     @asynccontextmanager
-    async def errors(self) -> AsyncIterator[None]:
+    async def errors(self, operation: str = "PING") -> AsyncIterator[None]:
+        """Map redis-py's errors to the runtime's, in a backend span named after ``operation``."""
         try:
-            yield
+            with backend_span("redis", operation, peer=self._host, port=self._port):
+                yield
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             raise BackendUnavailable(self.component, str(error) or type(error).__name__) from error
         except RedisError as error:

@@ -13,6 +13,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from layotto.server.components.base import Health, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span
 
 T = TypeVar("T")
 
@@ -44,11 +45,10 @@ class ZookeeperConnection:
         return self._zk
 
     async def open(self, metadata: Mapping[str, Any], folder: str) -> None:
+        self._hosts = str(metadata["zookeeperHosts"])
         self.base = f"{str(metadata['basePath']).rstrip('/')}/{folder}"
         auth = [("digest", str(metadata["zookeeperPassword"]))] if metadata["zookeeperPassword"] else None
-        self._zk = KazooClient(
-            hosts=str(metadata["zookeeperHosts"]), timeout=float(metadata["sessionTimeout"]), auth_data=auth
-        )
+        self._zk = KazooClient(hosts=self._hosts, timeout=float(metadata["sessionTimeout"]), auth_data=auth)
         await self.run(lambda zk: zk.start(timeout=float(metadata["sessionTimeout"])))
         await self.run(lambda zk: zk.ensure_path(self.base))
 
@@ -58,8 +58,9 @@ class ZookeeperConnection:
             await asyncio.to_thread(zk.stop)
             await asyncio.to_thread(zk.close)
 
-    async def run(self, call: Callable[[KazooClient], T]) -> T:
-        """Run a kazoo call on a worker thread, mapping failures to the runtime's errors."""
+    async def run(self, call: Callable[[KazooClient], T], operation: str = "request") -> T:
+        """Run a kazoo call on a worker thread, mapping failures to the runtime's errors, in a
+        backend span named after ``operation``."""
         zk = self.zk
 
         def guarded() -> T:
@@ -69,7 +70,8 @@ class ZookeeperConnection:
                 raise BackendUnavailable(self.component, f"{type(error).__name__}: {error}") from error
 
         try:
-            return await asyncio.to_thread(guarded)
+            with backend_span("zookeeper", operation, peer=self._hosts):
+                return await asyncio.to_thread(guarded)
         except (BackendUnavailable, BackendError):
             raise
         except KazooException:

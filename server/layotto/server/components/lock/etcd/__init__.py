@@ -42,7 +42,7 @@ class EtcdLockStore(LockStore):
         return await self._etcd.health()
 
     async def _txn(self, compares: list[Any], success: list[Any], failure: list[Any] | None = None) -> Any:
-        async with self._etcd.errors():
+        async with self._etcd.errors("Txn"):
             return await self._etcd.kv.Txn(
                 rpc.TxnRequest(compare=compares, success=success, failure=failure or []), timeout=self._etcd.timeout
             )

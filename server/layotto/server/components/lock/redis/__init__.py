@@ -52,13 +52,13 @@ class RedisLockStore(LockStore):
         return await self._redis.health()
 
     async def try_lock(self, key: str, owner: str, expire_seconds: int) -> bool:
-        async with self._redis.errors():
+        async with self._redis.errors("SET NX PX"):
             return bool(await self._redis.client.set(key, owner, nx=True, px=expire_seconds * 1000))
 
     async def unlock(self, key: str, owner: str) -> LockStatus:
-        async with self._redis.errors():
+        async with self._redis.errors("EVALSHA unlock"):
             return LockStatus(int(await self._unlock(keys=[key], args=[owner])))
 
     async def keep_alive(self, key: str, owner: str, expire_seconds: int) -> LockStatus:
-        async with self._redis.errors():
+        async with self._redis.errors("EVALSHA keep-alive"):
             return LockStatus(int(await self._keep_alive(keys=[key], args=[owner, expire_seconds * 1000])))

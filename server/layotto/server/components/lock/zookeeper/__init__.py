@@ -105,12 +105,14 @@ class ZookeeperLockStore(LockStore):
 
     async def try_lock(self, key: str, owner: str, expire_seconds: int) -> bool:
         path = self._zoo.path(key)
-        return await self._zoo.run(lambda zk: self._try_lock(zk, path, owner, expire_seconds * 1000))
+        return await self._zoo.run(lambda zk: self._try_lock(zk, path, owner, expire_seconds * 1000), "create lock")
 
     async def unlock(self, key: str, owner: str) -> LockStatus:
         path = self._zoo.path(key)
-        return await self._zoo.run(lambda zk: self._release_or_extend(zk, path, owner, None))
+        return await self._zoo.run(lambda zk: self._release_or_extend(zk, path, owner, None), "release lock")
 
     async def keep_alive(self, key: str, owner: str, expire_seconds: int) -> LockStatus:
         path = self._zoo.path(key)
-        return await self._zoo.run(lambda zk: self._release_or_extend(zk, path, owner, expire_seconds * 1000))
+        return await self._zoo.run(
+            lambda zk: self._release_or_extend(zk, path, owner, expire_seconds * 1000), "extend lock"
+        )

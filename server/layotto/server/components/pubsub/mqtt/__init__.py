@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +178,10 @@ class MqttPubSub(PubSub):
         return result
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        with backend_span("mqtt", "publish", statement=topic):
+            await self._publish(topic, data, metadata)
+
+    async def _publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         if not self._client.is_connected():
             raise BackendUnavailable(self.name, "not connected to the MQTT broker")
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

@@ -28,6 +28,7 @@ from nats.js.api import ConsumerConfig, StorageType, StreamConfig
 from layotto.server.components.base import ComponentContext, ComponentSpec, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -132,7 +133,8 @@ class NatsJetStreamPubSub(PubSub):
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         stream = await self._stream_for(topic)
         async with self._errors():
-            await self.js.publish(topic, data, stream=stream, headers=dict(metadata) or None)
+            with backend_span("nats", "publish", statement=topic):
+                await self.js.publish(topic, data, stream=stream, headers=dict(metadata) or None)
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
         stream = await self._stream_for(topic)

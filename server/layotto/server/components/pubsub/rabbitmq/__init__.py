@@ -25,6 +25,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
 TTL_METADATA = "ttlInSeconds"
@@ -108,7 +109,8 @@ class RabbitMqPubSub(PubSub):
                 delivery_mode=self._delivery_mode,
                 expiration=float(ttl) if ttl else None,
             )
-            await exchange.publish(message, routing_key="", timeout=self._timeout)
+            with backend_span("rabbitmq", "publish", statement=topic):
+                await exchange.publish(message, routing_key="", timeout=self._timeout)
 
     async def _queue(self, channel: AbstractChannel, topic: str, group: str) -> AbstractQueue:
         name = f"{group}-{topic}"

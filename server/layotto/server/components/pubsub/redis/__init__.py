@@ -70,11 +70,11 @@ class RedisStreamsPubSub(PubSub):
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         fields: dict[Any, Any] = {b"data": data}
         fields.update({_META + k.encode(): v for k, v in metadata.items()})
-        async with self._redis.errors():
+        async with self._redis.errors("XADD"):
             await self._redis.client.xadd(topic, fields, maxlen=self._maxlen or None, approximate=True)
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
-        async with self._redis.errors():
+        async with self._redis.errors("XGROUP CREATE"):
             try:
                 await self._redis.client.xgroup_create(topic, group, id="$", mkstream=True)
             except ResponseError as error:
@@ -98,7 +98,7 @@ class RedisStreamsPubSub(PubSub):
         entry_id, fields = entry
         try:
             await deliver(self._message(topic, entry_id, fields))
-            async with self._redis.errors():
+            async with self._redis.errors("XACK"):
                 await self._redis.client.xack(topic, group, entry_id)
         except Exception:
             log.debug("message %s on %s stays pending for redelivery", entry_id, topic, exc_info=True)
@@ -106,7 +106,7 @@ class RedisStreamsPubSub(PubSub):
     async def _read_new(self, topic: str, group: str, deliver: Deliver, in_flight: InFlight) -> None:
         while True:
             try:
-                async with self._redis.errors():
+                async with self._redis.errors("XREADGROUP"):
                     batches: Any = await self._redis.client.xreadgroup(
                         group, self._consumer, {topic: ">"}, count=self._concurrency, block=1000
                     )
@@ -121,7 +121,7 @@ class RedisStreamsPubSub(PubSub):
         while True:
             await asyncio.sleep(self._interval)
             try:
-                async with self._redis.errors():
+                async with self._redis.errors("XAUTOCLAIM"):
                     claimed = await self._redis.client.xautoclaim(
                         topic,
                         group,

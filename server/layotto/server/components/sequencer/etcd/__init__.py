@@ -40,7 +40,7 @@ class EtcdSequencer(Sequencer):
     async def next_block(self, key: str, size: int) -> int:
         raw = key.encode()
         for _ in range(MAX_ATTEMPTS):
-            async with self._etcd.errors():
+            async with self._etcd.errors("Range"):
                 found = await self._etcd.kv.Range(rpc.RangeRequest(key=raw), timeout=self._etcd.timeout)
             if found.kvs:
                 current, revision = int(found.kvs[0].value), found.kvs[0].mod_revision
@@ -50,7 +50,7 @@ class EtcdSequencer(Sequencer):
                 guard = rpc.Compare(key=raw, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0)
             last = current + size
             put = rpc.RequestOp(request_put=rpc.PutRequest(key=raw, value=str(last).encode()))
-            async with self._etcd.errors():
+            async with self._etcd.errors("Txn"):
                 result = await self._etcd.kv.Txn(
                     rpc.TxnRequest(compare=[guard], success=[put]), timeout=self._etcd.timeout
                 )

@@ -34,5 +34,5 @@ class RedisSequencer(Sequencer):
         return await self._redis.health()
 
     async def next_block(self, key: str, size: int) -> int:
-        async with self._redis.errors():
+        async with self._redis.errors("INCRBY"):
             return int(await self._redis.client.incrby(key, size))

@@ -121,7 +121,7 @@ class SnowflakeSequencer(Sequencer):
         return max(100, self._lease_ms // 3)
 
     async def _release(self, worker: int, mark: int) -> None:
-        async with self._redis.errors():
+        async with self._redis.errors("EVAL release"):
             await self._redis.client.eval(
                 _RELEASE, 2, self._lease_key(worker), self._mark_key(worker), self._instance, mark
             )
@@ -133,7 +133,7 @@ class SnowflakeSequencer(Sequencer):
         for patient in (False, True):
             for offset in range(MAX_WORKERS):
                 worker = (first + offset) % MAX_WORKERS
-                async with self._redis.errors():
+                async with self._redis.errors("SET NX"):
                     if not await client.set(self._lease_key(worker), self._instance, nx=True, px=self._lease_ms):
                         continue
                     previous = int(await client.get(self._mark_key(worker)) or 0)
@@ -150,7 +150,7 @@ class SnowflakeSequencer(Sequencer):
     async def _renew(self) -> bool:
         assert self.worker_id is not None
         mark = max(self._now_ms(), self._last_ms) + 2 * self._renewal_interval_ms()
-        async with self._redis.errors():
+        async with self._redis.errors("EVALSHA renew"):
             kept = await self._renew_script(
                 keys=[self._lease_key(self.worker_id), self._mark_key(self.worker_id)],
                 args=[self._instance, self._lease_ms, mark],

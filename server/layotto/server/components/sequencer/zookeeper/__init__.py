@@ -60,4 +60,4 @@ class ZookeeperSequencer(Sequencer):
 
     async def next_block(self, key: str, size: int) -> int:
         path = self._zoo.path(key)
-        return await self._zoo.run(lambda zk: self._advance(zk, path, size))
+        return await self._zoo.run(lambda zk: self._advance(zk, path, size), "advance counter")

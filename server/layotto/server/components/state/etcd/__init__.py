@@ -58,7 +58,7 @@ class EtcdStateStore(StateStore):
         return (self._prefix + key).encode()
 
     async def get(self, key: str) -> StateEntry | None:
-        async with self._etcd.errors():
+        async with self._etcd.errors("Range"):
             found = await self._kv.Range(rpc.RangeRequest(key=self._key(key)), timeout=self._timeout)
             if not found.kvs:
                 return None
@@ -112,7 +112,7 @@ class EtcdStateStore(StateStore):
             final.pop(request.key, None)
             final[request.key] = request
         operations = [await self._operation(request) for request in final.values()]
-        async with self._etcd.errors():
+        async with self._etcd.errors("Txn"):
             result = await self._kv.Txn(rpc.TxnRequest(compare=compares, success=operations), timeout=self._timeout)
         if not result.succeeded:
             raise EtagMismatch(await self._first_mismatch(requests))

@@ -108,7 +108,7 @@ class RedisStateStore(StateStore):
         for request in requests:
             argv += self._argv(request)
         try:
-            async with self._redis.errors():
+            async with self._redis.errors("EVALSHA save"):
                 await self._write(keys=keys, args=argv)
         except BackendError as error:
             cause = error.__cause__
@@ -126,12 +126,12 @@ class RedisStateStore(StateStore):
         return StateEntry(key, bytes(data), version.decode() if isinstance(version, bytes) else str(version), expire_at)
 
     async def get(self, key: str) -> StateEntry | None:
-        async with self._redis.errors():
+        async with self._redis.errors("EVALSHA get"):
             return self._entry(key, await self._get(keys=[self._prefix + key]))
 
     async def bulk_get(self, keys: Sequence[str]) -> list[StateEntry | LayottoError | None]:
         """All keys in one pipelined round trip."""
-        async with self._redis.errors(), self._redis.client.pipeline(transaction=False) as pipe:
+        async with self._redis.errors("PIPELINE get"), self._redis.client.pipeline(transaction=False) as pipe:
             for key in keys:
                 await self._get(keys=[self._prefix + key], client=pipe)
             found = await pipe.execute()
@@ -139,7 +139,7 @@ class RedisStateStore(StateStore):
 
     async def bulk_write(self, requests: Sequence[WriteRequest]) -> dict[str, LayottoError]:
         """Every write its own compare-and-set, all in one pipelined round trip."""
-        async with self._redis.errors(), self._redis.client.pipeline(transaction=False) as pipe:
+        async with self._redis.errors("PIPELINE save"), self._redis.client.pipeline(transaction=False) as pipe:
             for request in requests:
                 await self._write(
                     keys=[self._prefix + request.key, self._seq_key], args=self._argv(request), client=pipe

@@ -1,0 +1,97 @@
+"""The span helper components use for their backend calls.
+
+Shared connection code calls ``backend_span("redis", "HGET", peer=...)`` around each
+command, statement or request, so component authors get spans without tracing code of
+their own. With tracing off it returns one shared no-op context manager: a function call
+and a global read, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_NOOP = contextlib.nullcontext()
+_TARGET: list[Tracer] = []  # the tracer backend spans go to, when tracing is on
+_W3C = TraceContextTextMapPropagator()
+_MESSAGING = frozenset({"nats", "rabbitmq", "mqtt", "kafka"})
+
+
+def set_backend_tracer(tracer: Tracer | None) -> None:
+    """Where backend spans go (None: nowhere). The runtime sets it when tracing starts."""
+    _TARGET[:] = [tracer] if tracer is not None else []
+
+
+def backends_traced() -> bool:
+    """Whether a backend call made now would get a span (for callers with costly attributes)."""
+    return bool(_TARGET) and trace.get_current_span().is_recording()
+
+
+def statement_operation(statement: str) -> str:
+    """The SQL verb of a statement (``SELECT``, ``INSERT``, ...), its span's operation name."""
+    return statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+
+
+def current_traceparent() -> str:
+    """The W3C traceparent of the current span, or "" outside a traced request."""
+    span = trace.get_current_span()
+    context = span.get_span_context()
+    if not _TARGET or not span.is_recording() or not context.is_valid:
+        return ""
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def delivery_span(system: str, topic: str, traceparent: str = "") -> contextlib.AbstractContextManager[Any]:
+    """A CONSUMER span for delivering one message, continuing the publisher's trace when the
+    message carries its ``traceparent``."""
+    if not _TARGET:
+        return _NOOP
+    parent = _W3C.extract({"traceparent": traceparent}) if traceparent else None
+    attributes = {
+        "messaging.system": system,
+        "messaging.destination.name": topic,
+        "messaging.operation.name": "process",
+    }
+    return _TARGET[0].start_as_current_span(
+        f"{topic} process", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+    )
+
+
+def backend_span(
+    system: str,
+    operation: str,
+    *,
+    statement: str | None = None,
+    peer: str | None = None,
+    port: int | None = None,
+) -> contextlib.AbstractContextManager[Any]:
+    """A CLIENT span ``"{system} {operation}"`` with db.* (or messaging.*) attributes, child of
+    the current span; outside a traced request (background loops) there is none."""
+    if not _TARGET or not trace.get_current_span().is_recording():
+        return _NOOP
+    return _span(_TARGET[0], system, operation, statement=statement, peer=peer, port=port)
+
+
+@contextlib.contextmanager
+def _span(
+    tracer: Tracer, system: str, operation: str, *, statement: str | None, peer: str | None, port: int | None
+) -> Iterator[trace.Span]:
+    if system in _MESSAGING:
+        attributes: dict[str, Any] = {"messaging.system": system, "messaging.operation.name": operation}
+        if statement:
+            attributes["messaging.destination.name"] = statement
+    else:
+        attributes = {"db.system": system, "db.operation.name": operation}
+        if statement:
+            attributes["db.query.text"] = statement[:2048]
+    if peer:
+        attributes["server.address"] = peer
+    if port:
+        attributes["server.port"] = port
+    with tracer.start_as_current_span(f"{system} {operation}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+        yield span

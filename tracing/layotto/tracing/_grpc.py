@@ -1,0 +1,197 @@
+"""Explicit grpc.aio interceptors: a CLIENT span per outgoing call carrying ``traceparent``
+and ``sw8``, and a SERVER span per incoming call continuing the caller's trace. Streaming
+calls are traced for their whole life."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
+
+from layotto.tracing._sw8 import PEER, decode_header
+
+UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+def rpc_attributes(method: str) -> dict[str, Any]:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
+
+
+def _peer_attributes(target: str) -> dict[str, Any]:
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return {PEER: target}
+    return {PEER: host.split("///")[-1].strip("[]"), "server.port": int(port)}
+
+
+def _set_code(span: trace.Span, code: grpc.StatusCode) -> None:
+    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    if code is not grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, code.name))
+
+
+class _ClientInterceptor:
+    def __init__(self, tracer: Tracer, propagator: TextMapPropagator, target: str) -> None:
+        self._tracer = tracer
+        self._propagator = propagator
+        self._peer = _peer_attributes(target)
+
+    def _start(self, details: grpc.aio.ClientCallDetails) -> tuple[trace.Span, grpc.aio.ClientCallDetails]:
+        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
+        span = self._tracer.start_span(
+            method.lstrip("/"), kind=SpanKind.CLIENT, attributes={**rpc_attributes(method), **self._peer}
+        )
+        metadata = list(details.metadata or [])
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier, context=trace.set_span_in_context(span))
+        metadata.extend(carrier.items())
+        traced = grpc.aio.ClientCallDetails(
+            details.method, details.timeout, grpc.aio.Metadata(*metadata), details.credentials, details.wait_for_ready
+        )
+        return span, traced
+
+    @staticmethod
+    def _end_when_done(call: Any, span: trace.Span) -> None:
+        def done(finished: Any) -> None:
+            task = asyncio.ensure_future(finished.code())
+            task.add_done_callback(lambda t: _finish(span, t))
+
+        call.add_done_callback(done)
+
+    async def _call(self, continuation: Callable[..., Awaitable[Any]], details: Any, request: Any) -> Any:
+        span, traced = self._start(details)
+        try:
+            call = await continuation(traced, request)
+        except BaseException as error:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            span.end()
+            raise
+        self._end_when_done(call, span)
+        return call
+
+
+def _finish(span: trace.Span, task: asyncio.Future[grpc.StatusCode]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        _set_code(span, task.result())
+    span.end()
+
+
+class ClientUnaryUnary(_ClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self._call(continuation, client_call_details, request)
+
+
+class ClientUnaryStream(_ClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
+        return await self._call(continuation, client_call_details, request)
+
+
+class ClientStreamUnary(_ClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._call(continuation, client_call_details, request_iterator)
+
+
+class ClientStreamStream(_ClientInterceptor, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
+        return await self._call(continuation, client_call_details, request_iterator)
+
+
+def client_interceptors(tracer: Tracer, propagator: TextMapPropagator, target: str) -> list[Any]:
+    """One interceptor per call shape, for ``grpc.aio.insecure_channel(..., interceptors=...)``."""
+    return [
+        cls(tracer, propagator, target)
+        for cls in (ClientUnaryUnary, ClientUnaryStream, ClientStreamUnary, ClientStreamStream)
+    ]
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """A SERVER span around every call, child of the caller's span when it sent one."""
+
+    def __init__(self, tracer: Tracer, propagator: TextMapPropagator) -> None:
+        self._tracer = tracer
+        self._propagator = propagator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(UNTRACED_PREFIXES):
+            return handler
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        parent = self._propagator.extract(metadata)
+        attributes = rpc_attributes(method)
+        raw_sw8 = metadata.get("sw8")
+        sw8 = decode_header([raw_sw8] if isinstance(raw_sw8, str) else None)
+        if sw8 is not None:
+            attributes.update(sw8.reference_attributes())
+        start = (self._tracer, method.lstrip("/"), parent, attributes)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, *start), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _streaming(handler.unary_stream, *start), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _unary(handler.stream_unary, *start), handler.request_deserializer, handler.response_serializer
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _streaming(handler.stream_stream, *start), handler.request_deserializer, handler.response_serializer
+        )
+
+
+def _unary(behavior: Any, tracer: Tracer, name: str, parent: Any, attributes: dict[str, Any]) -> Any:
+    async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        with tracer.start_as_current_span(
+            name, context=parent, kind=SpanKind.SERVER, attributes=attributes, set_status_on_exception=False
+        ) as span:
+            try:
+                response = await behavior(request, context)
+            except BaseException:
+                _set_code(span, _code(context, grpc.StatusCode.UNKNOWN))
+                raise
+            _set_code(span, _code(context, grpc.StatusCode.OK))
+            return response
+
+    return traced
+
+
+def _streaming(behavior: Any, tracer: Tracer, name: str, parent: Any, attributes: dict[str, Any]) -> Any:
+    async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        code = grpc.StatusCode.OK
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except BaseException:
+            code = grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            _set_code(span, _code(context, code))
+            span.end()
+            with contextlib.suppress(ValueError):  # the generator was closed from another context
+                otel_context.detach(token)
+
+    return traced
+
+
+def _code(context: Any, fallback: grpc.StatusCode) -> grpc.StatusCode:
+    code = context.code() if hasattr(context, "code") else None
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return fallback

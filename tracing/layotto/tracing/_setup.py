@@ -1,0 +1,68 @@
+"""``Tracing``: one tracer provider with its exporters, propagators and interceptors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from layotto.tracing._backend import set_backend_tracer
+from layotto.tracing._grpc import ServerInterceptor, client_interceptors
+from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
+from layotto.tracing._settings import TracingSettings
+from layotto.tracing._sw8 import Sw8Propagator
+
+
+def _exporter(name: str, settings: TracingSettings) -> SpanExporter:
+    if name == "skywalking":
+        return SkyWalkingExporter(settings.skywalking_address, settings.service_name, settings.instance)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    endpoint = settings.otlp_endpoint
+    return OTLPSpanExporter(endpoint=endpoint, insecure=not endpoint.startswith("https://"))
+
+
+class Tracing:
+    """Traces of one process. ``Tracing(settings)`` starts it; ``shutdown()`` flushes and stops.
+
+    Extraction tries ``sw8`` and then W3C ``traceparent`` (which wins when both came, being
+    exact for OpenTelemetry); injection writes both.
+    """
+
+    def __init__(self, settings: TracingSettings, *, extra_exporters: tuple[SpanExporter, ...] = ()) -> None:
+        self.settings = settings
+        resource = Resource.create({"service.name": settings.service_name, "service.instance.id": settings.instance})
+        self.provider = TracerProvider(
+            resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio))
+        )
+        self.provider.add_span_processor(SegmentTracker())
+        for exporter in (*(_exporter(n, settings) for n in settings.exporters), *extra_exporters):
+            self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
+        self.tracer: Tracer = self.provider.get_tracer("layotto")
+        self.propagator = CompositePropagator(
+            [Sw8Propagator(settings.service_name, settings.instance), TraceContextTextMapPropagator()]
+        )
+
+    def client_interceptors(self, target: str) -> list[Any]:
+        """Interceptors for a grpc.aio channel to ``target``: a CLIENT span per call."""
+        return client_interceptors(self.tracer, self.propagator, target)
+
+    def server_interceptor(self) -> ServerInterceptor:
+        return ServerInterceptor(self.tracer, self.propagator)
+
+    def trace_backends(self) -> None:
+        """Send the components' backend spans to this provider."""
+        set_backend_tracer(self.tracer)
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        return self.provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        set_backend_tracer(None)
+        self.provider.shutdown()
