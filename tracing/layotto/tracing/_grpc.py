@@ -66,7 +66,9 @@ class _ClientInterceptor:
 
         call.add_done_callback(done)
 
-    async def _call(self, continuation: Callable[..., Awaitable[Any]], details: Any, request: Any) -> Any:
+    async def _call(
+        self, continuation: Callable[..., Awaitable[Any]], details: Any, request: Any, *, unary_response: bool
+    ) -> Any:
         span, traced = self._start(details)
         try:
             call = await continuation(traced, request)
@@ -75,7 +77,19 @@ class _ClientInterceptor:
             span.set_status(Status(StatusCode.ERROR, type(error).__name__))
             span.end()
             raise
-        self._end_when_done(call, span)
+        if not unary_response:
+            self._end_when_done(call, span)  # a stream: the span lasts until it ends
+            return call
+        try:
+            await call  # the caller awaits the same call next and gets the cached outcome
+        except grpc.aio.AioRpcError as error:
+            _set_code(span, error.code())
+        except BaseException:
+            span.set_status(Status(StatusCode.ERROR))
+        else:
+            _set_code(span, grpc.StatusCode.OK)
+        finally:
+            span.end()
         return call
 
 
@@ -87,22 +101,22 @@ def _finish(span: trace.Span, task: asyncio.Future[grpc.StatusCode]) -> None:
 
 class ClientUnaryUnary(_ClientInterceptor, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await self._call(continuation, client_call_details, request)
+        return await self._call(continuation, client_call_details, request, unary_response=True)
 
 
 class ClientUnaryStream(_ClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        return await self._call(continuation, client_call_details, request)
+        return await self._call(continuation, client_call_details, request, unary_response=False)
 
 
 class ClientStreamUnary(_ClientInterceptor, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_unary(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        return await self._call(continuation, client_call_details, request_iterator)
+        return await self._call(continuation, client_call_details, request_iterator, unary_response=True)
 
 
 class ClientStreamStream(_ClientInterceptor, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
     async def intercept_stream_stream(self, continuation: Any, client_call_details: Any, request_iterator: Any) -> Any:
-        return await self._call(continuation, client_call_details, request_iterator)
+        return await self._call(continuation, client_call_details, request_iterator, unary_response=False)
 
 
 def client_interceptors(tracer: Tracer, propagator: TextMapPropagator, target: str) -> list[Any]:

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, StatusCode
 
-from layotto.tracing._sw8 import ENDPOINT, PARENT_SPAN_ID, PEER, REF_PREFIX, SEGMENT_ID, SPAN_ID, sw_trace_id
+from layotto.tracing._sw8 import ENDPOINT, PARENT_SPAN_ID, REF_PREFIX, SEGMENT_ID, SPAN_ID, peer_of, sw_trace_id
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,7 @@ def to_span_object(span: ReadableSpan, tracing_pb2: Any, common_pb2: Any) -> Any
     component, layer = _COMPONENTS.get(system, (GENERAL_COMPONENT, "Unknown"))
     if attributes.get("rpc.system") == "grpc" and not system:
         component, layer = GRPC_COMPONENT, "RPCFramework"
-    peer = str(attributes.get(PEER, ""))
-    if peer and "server.port" in attributes:
-        peer = f"{peer}:{attributes['server.port']}"
+    peer = peer_of(attributes)
     kind = _span_type(span.kind)
     out = tracing_pb2.SpanObject(
         spanId=int(attributes.get(SPAN_ID, 0)),  # type: ignore[arg-type]

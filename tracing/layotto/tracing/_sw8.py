@@ -96,6 +96,13 @@ class Sw8:
         }
 
 
+def peer_of(attributes: Any) -> str:
+    """HOST:PORT from a span's server.address and server.port (HOST alone without a port)."""
+    host = str(attributes.get(PEER, ""))
+    port = attributes.get("server.port")
+    return f"{host}:{port}" if host and port else host
+
+
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
@@ -173,7 +180,7 @@ class Sw8Propagator(TextMapPropagator):
             service=self.service,
             instance=self.instance,
             endpoint=str(attributes.get(ENDPOINT, "")),
-            peer=str(attributes.get(PEER, "")),
+            peer=peer_of(attributes),
         )
         setter.set(carrier, HEADER, header.encode())
 
