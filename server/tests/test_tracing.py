@@ -4,6 +4,7 @@ Python agent's app joining the runtime's trace through sw8."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -167,3 +168,45 @@ def test_a_skywalking_agent_app_joins_the_runtimes_trace(
     assert ref.parentTraceSegmentId == agent_segment.traceSegmentId and ref.parentSpanId == agent_exit.spanId
     assert ref.parentService == "agent-app" and ref.parentServiceInstance == "agent-app-1"
     assert any(s.spanType == 1 and s.componentId == 7 for s in runtime_segment.spans), "the Redis call is in it"
+
+
+async def test_a_published_event_is_delivered_in_the_publishers_trace(tmp_path: Path) -> None:
+    from layotto.client import Message, SubscriberApp
+    from layotto.client.testing import test_runtime
+    from layotto.server import RuntimeConfig
+    from layotto.server.config import ComponentConfig
+
+    received: list[str] = []
+    app = SubscriberApp()
+
+    @app.subscribe("bus", "orders")
+    async def on_order(message: Message) -> None:
+        received.append(message.text())
+
+    with OtlpReceiver() as otlp:
+        async with app.serve("127.0.0.1:0") as app_port:
+            config = RuntimeConfig(
+                components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+                app_callback_address=f"127.0.0.1:{app_port}",
+                tracing=TracingSettings(exporters=("otlp",), otlp_endpoint=otlp.endpoint, service_name=RUNTIME_SERVICE),
+            )
+            async with test_runtime(config) as rt:
+                assert rt.runtime.app_subscriptions is not None
+                await rt.runtime.app_subscriptions.listed.wait()
+                tracing = Tracing(
+                    TracingSettings(service_name=APP_SERVICE, otlp_endpoint=otlp.endpoint, exporters=("otlp",))
+                )
+                async with RuntimeClient(rt.address, interceptors=tracing.client_interceptors(rt.address)) as client:
+                    await client.pubsub.publish("bus", "orders", "order 7")
+                tracing.shutdown()
+                for _ in range(100):
+                    if received:
+                        break
+                    await asyncio.sleep(0.05)
+        spans = otlp.wait_for(lambda got: any(s.name.endswith("AppCallback/OnTopicEvent") for s in got))
+    assert received == ["order 7"]
+    publish = one(spans, name="spec.proto.runtime.v1.Runtime/PublishEvent", kind=SERVER)
+    consumer = one(spans, name="orders process")
+    callback = one(spans, name="spec.proto.runtime.v1.AppCallback/OnTopicEvent", kind=CLIENT)
+    assert consumer.trace_id == callback.trace_id == publish.trace_id, "delivery continues the publisher's trace"
+    assert consumer.parent_span_id == publish.span_id and callback.parent_span_id == consumer.span_id

@@ -39,9 +39,11 @@ def statement_operation(statement: str) -> str:
 
 def current_traceparent() -> str:
     """The W3C traceparent of the current span, or "" outside a traced request."""
+    if not _TARGET:
+        return ""
     span = trace.get_current_span()
     context = span.get_span_context()
-    if not _TARGET or not span.is_recording() or not context.is_valid:
+    if not span.is_recording() or not context.is_valid:
         return ""
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 

@@ -128,51 +128,69 @@ def client_interceptors(tracer: Tracer, propagator: TextMapPropagator, target: s
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """A SERVER span around every call, child of the caller's span when it sent one."""
+    """A SERVER span around every call, child of the caller's span when it sent one.
+
+    Each method's handler is wrapped once; the caller's context is read per call from the
+    call's metadata.
+    """
 
     def __init__(self, tracer: Tracer, propagator: TextMapPropagator) -> None:
         self._tracer = tracer
         self._propagator = propagator
+        self._wrapped: dict[str, Any] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
         if handler is None or method.startswith(UNTRACED_PREFIXES):
             return handler
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        parent = self._propagator.extract(metadata)
-        attributes = rpc_attributes(method)
-        raw_sw8 = metadata.get("sw8")
-        sw8 = decode_header([raw_sw8] if isinstance(raw_sw8, str) else None)
-        if sw8 is not None:
-            attributes.update(sw8.reference_attributes())
-        start = (self._tracer, method.lstrip("/"), parent, attributes)
+        wrapped = self._wrapped[method] = self._wrap(handler, _SpanStarter(self._tracer, self._propagator, method))
+        return wrapped
+
+    @staticmethod
+    def _wrap(handler: Any, starter: _SpanStarter) -> Any:
+        codecs = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary(handler.unary_unary, *start), handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, starter), *codecs)
         if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, *start), handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_stream_rpc_method_handler(_streaming(handler.unary_stream, starter), *codecs)
         if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                _unary(handler.stream_unary, *start), handler.request_deserializer, handler.response_serializer
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _streaming(handler.stream_stream, *start), handler.request_deserializer, handler.response_serializer
-        )
+            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, starter), *codecs)
+        return grpc.stream_stream_rpc_method_handler(_streaming(handler.stream_stream, starter), *codecs)
 
 
-def _unary(behavior: Any, tracer: Tracer, name: str, parent: Any, attributes: dict[str, Any]) -> Any:
+class _SpanStarter:
+    """Starts the SERVER span of one method's calls, continuing the caller's trace."""
+
+    def __init__(self, tracer: Tracer, propagator: TextMapPropagator, method: str) -> None:
+        self.tracer = tracer
+        self.propagator = propagator
+        self.name = method.lstrip("/")
+        self.attributes = rpc_attributes(method)
+
+    def start(self, context: Any) -> trace.Span:
+        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+        attributes = self.attributes
+        raw_sw8 = metadata.get("sw8")
+        if isinstance(raw_sw8, str):
+            sw8 = decode_header([raw_sw8])
+            if sw8 is not None:
+                attributes = {**attributes, **sw8.reference_attributes()}
+        parent = self.propagator.extract(metadata) if metadata else None
+        return self.tracer.start_span(self.name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+
+
+def _unary(behavior: Any, starter: _SpanStarter) -> Any:
     async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        with tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, attributes=attributes, set_status_on_exception=False
-        ) as span:
+        span = starter.start(context)
+        with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
             try:
                 response = await behavior(request, context)
             except BaseException:
@@ -184,9 +202,9 @@ def _unary(behavior: Any, tracer: Tracer, name: str, parent: Any, attributes: di
     return traced
 
 
-def _streaming(behavior: Any, tracer: Tracer, name: str, parent: Any, attributes: dict[str, Any]) -> Any:
+def _streaming(behavior: Any, starter: _SpanStarter) -> Any:
     async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-        span = tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        span = starter.start(context)
         token = otel_context.attach(trace.set_span_in_context(span))
         code = grpc.StatusCode.OK
         try:

@@ -15,7 +15,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from layotto.tracing._backend import set_backend_tracer
 from layotto.tracing._grpc import ServerInterceptor, client_interceptors
 from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
-from layotto.tracing._settings import TracingSettings
+from layotto.tracing._settings import TracingSettings, with_environment
 from layotto.tracing._sw8 import Sw8Propagator
 
 
@@ -32,7 +32,8 @@ class Tracing:
     """Traces of one process. ``Tracing(settings)`` starts it; ``shutdown()`` flushes and stops.
 
     Extraction tries ``sw8`` and then W3C ``traceparent`` (which wins when both came, being
-    exact for OpenTelemetry); injection writes both.
+    exact for OpenTelemetry); injection writes ``traceparent``, and ``sw8`` when the
+    SkyWalking exporter is on (sw8 names segments that only SkyWalking receives).
     """
 
     def __init__(self, settings: TracingSettings, *, extra_exporters: tuple[SpanExporter, ...] = ()) -> None:
@@ -41,13 +42,19 @@ class Tracing:
         self.provider = TracerProvider(
             resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio))
         )
-        self.provider.add_span_processor(SegmentTracker())
+        if "skywalking" in settings.exporters:  # segments and sw8 mean something only to SkyWalking
+            self.provider.add_span_processor(SegmentTracker())
         for exporter in (*(_exporter(n, settings) for n in settings.exporters), *extra_exporters):
             self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
         self.tracer: Tracer = self.provider.get_tracer("layotto")
         self.propagator = CompositePropagator(
             [Sw8Propagator(settings.service_name, settings.instance), TraceContextTextMapPropagator()]
         )
+
+    @classmethod
+    def from_environment(cls, service_name: str) -> Tracing:
+        """Tracing set up by the standard OTEL_* / SW_* variables alone (off when none is set)."""
+        return cls(with_environment(TracingSettings(service_name=service_name)))
 
     def client_interceptors(self, target: str) -> list[Any]:
         """Interceptors for a grpc.aio channel to ``target``: a CLIENT span per call."""

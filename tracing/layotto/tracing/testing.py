@@ -45,6 +45,8 @@ class ReceivedSpan:
     parent_span_id: str
     attributes: dict[str, Any]
     status_code: int
+    start_ns: int = 0
+    end_ns: int = 0
 
 
 class _Receiver(Generic[T]):
@@ -120,6 +122,8 @@ class OtlpReceiver(_Receiver[ReceivedSpan], trace_service_pb2_grpc.TraceServiceS
                         parent_span_id=span.parent_span_id.hex(),
                         attributes={a.key: _value(a.value) for a in span.attributes},
                         status_code=span.status.code,
+                        start_ns=span.start_time_unix_nano,
+                        end_ns=span.end_time_unix_nano,
                     )
                     for span in scope_spans.spans
                 )

@@ -1,0 +1,133 @@
+"""GetState throughput through `layotto serve` with tracing off and with tracing on at a
+sampling ratio of 1.0 (OTLP to a collector in another process), in the same run, rounds
+alternating; plus the cost of the tracing hooks that stay in the request path when
+tracing is off.
+
+    python bench/tracing_overhead.py [--seconds 5] [--rounds 2] [--store in-memory|redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import timeit
+from pathlib import Path
+
+import grpc
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _load import LoadResult, closed_loop
+from state_throughput import free_port, wait_ready
+
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.tracing import backend_span, current_traceparent
+
+COLLECTOR = textwrap.dedent("""
+    import sys, time
+    from layotto.tracing.testing import OtlpReceiver
+    with OtlpReceiver() as receiver:
+        print(receiver.port, flush=True)
+        while True:
+            time.sleep(5)
+            receiver.clear()
+""")
+
+
+def runtime_config(directory: Path, store: str, otlp: str | None) -> Path:
+    metadata = {"redisHost": "127.0.0.1:6379"} if store == "redis" else {}
+    body: dict[str, object] = {"state": {"bench": {"type": store, "metadata": metadata}}}
+    if otlp:
+        body["tracing"] = {"exporters": ["otlp"], "otlp_endpoint": otlp, "sampling_ratio": 1.0, "service_name": "bench"}
+    path = directory / f"{'on' if otlp else 'off'}.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def start_runtime(config: Path, data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
+    address = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "layotto.server", "serve", "-c", str(config), "--grpc-address", address]
+    command += ["--http-address", f"127.0.0.1:{free_port()}", "--data-dir", data_dir, "--log-level", "WARNING"]
+    return subprocess.Popen(command), address
+
+
+async def measure(address: str, name: str, concurrency: int, seconds: float) -> LoadResult:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = runtime_pb2_grpc.RuntimeStub(channel)
+        await stub.SaveState(pb.SaveStateRequest(store_name="bench", states=[pb.StateItem(key="k", value=b"v")]))
+        request = pb.GetStateRequest(store_name="bench", key="k")
+        return await closed_loop(name, lambda: stub.GetState(request), concurrency, seconds)
+
+
+def off_path_nanoseconds() -> float:
+    """What a request pays for tracing when it is off: the hooks the runtime keeps in its path."""
+
+    def hooks() -> None:
+        with backend_span("redis", "HGET", peer="127.0.0.1", port=6379):
+            pass
+        current_traceparent()
+
+    runs = 200_000
+    return timeit.timeit(hooks, number=runs) / runs * 1e9
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--store", default="in-memory", choices=["in-memory", "redis"])
+    args = parser.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M")
+    collector = subprocess.Popen([sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True)
+    assert collector.stdout is not None
+    otlp = f"http://127.0.0.1:{collector.stdout.readline().strip()}"
+    results: dict[str, list[LoadResult]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        off, off_address = start_runtime(runtime_config(Path(tmp), args.store, None), tmp)
+        on, on_address = start_runtime(runtime_config(Path(tmp), args.store, otlp), tmp)
+        try:
+            asyncio.run(wait_ready(off_address))
+            asyncio.run(wait_ready(on_address))
+            for _ in range(args.rounds):
+                for mode, address in (("off", off_address), ("on", on_address)):
+                    name = f"GetState ({args.store}), tracing {mode}" + (", ratio 1.0" if mode == "on" else "")
+                    results[mode].append(asyncio.run(measure(address, name, args.concurrency, args.seconds)))
+        finally:
+            for process in (off, on):
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=20)
+            collector.kill()
+    print(
+        f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{args.seconds:.0f} s per row, concurrency {args.concurrency}, {args.rounds} alternating rounds"
+    )
+    print("| operation | concurrency | req/s | p50 ms | p90 ms | p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for pair in zip(results["off"], results["on"], strict=True):
+        for result in pair:
+            print(result.row())
+    off_rps = sum(r.rps for r in results["off"]) / args.rounds
+    on_rps = sum(r.rps for r in results["on"]) / args.rounds
+    hooks_ns = off_path_nanoseconds()
+    per_request_ns = 1e9 / off_rps  # the server is CPU-bound: each request costs 1/throughput of CPU
+    print(f"tracing on (ratio 1.0) costs {1 - on_rps / off_rps:.1%} of throughput")
+    print(
+        f"tracing off: the hooks left in the path cost {hooks_ns:.0f} ns per request, "
+        f"{hooks_ns / per_request_ns:.2%} of the {per_request_ns / 1000:.0f} µs of CPU a request takes"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
