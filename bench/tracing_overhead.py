@@ -33,14 +33,24 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.tracing import backend_span, current_traceparent
 
+# A collector that accepts OTLP exports without decoding them: the spans' cost on this box is
+# then the runtime's own (a real collector runs elsewhere).
 COLLECTOR = textwrap.dedent("""
-    import sys, time
-    from layotto.tracing.testing import OtlpReceiver
-    with OtlpReceiver() as receiver:
-        print(receiver.port, flush=True)
-        while True:
-            time.sleep(5)
-            receiver.clear()
+    import time
+    from concurrent import futures
+    import grpc
+    def export(request, context):
+        return b""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    handler = grpc.unary_unary_rpc_method_handler(export)  # raw bytes in, empty response out
+    service = grpc.method_handlers_generic_handler(
+        "opentelemetry.proto.collector.trace.v1.TraceService", {"Export": handler})
+    server.add_generic_rpc_handlers((service,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    while True:
+        time.sleep(60)
 """)
 
 

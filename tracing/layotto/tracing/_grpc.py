@@ -18,6 +18,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from layotto.tracing._sw8 import PEER, decode_header
 
 UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+_CARRIED = frozenset({"traceparent", "tracestate", "sw8"})  # the metadata propagation reads
 
 
 def rpc_attributes(method: str) -> dict[str, Any]:
@@ -176,28 +177,32 @@ class _SpanStarter:
         self.attributes = rpc_attributes(method)
 
     def start(self, context: Any) -> trace.Span:
-        metadata = {m.key: m.value for m in context.invocation_metadata() or ()}
+        carried = {key: value for key, value in context.invocation_metadata() or () if key in _CARRIED}
+        if not carried:  # an untraced caller: a new trace, nothing to extract
+            return self.tracer.start_span(self.name, kind=SpanKind.SERVER, attributes=self.attributes)
         attributes = self.attributes
-        raw_sw8 = metadata.get("sw8")
+        raw_sw8 = carried.get("sw8")
         if isinstance(raw_sw8, str):
             sw8 = decode_header([raw_sw8])
             if sw8 is not None:
                 attributes = {**attributes, **sw8.reference_attributes()}
-        parent = self.propagator.extract(metadata) if metadata else None
+        parent = self.propagator.extract(carried)
         return self.tracer.start_span(self.name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
 
 
 def _unary(behavior: Any, starter: _SpanStarter) -> Any:
     async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         span = starter.start(context)
-        with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-            try:
-                response = await behavior(request, context)
-            except BaseException:
-                _set_code(span, _code(context, grpc.StatusCode.UNKNOWN))
-                raise
-            _set_code(span, _code(context, grpc.StatusCode.OK))
+        token = otel_context.attach(trace.set_span_in_context(span))
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            response = await behavior(request, context)
+            code = grpc.StatusCode.OK
             return response
+        finally:
+            _set_code(span, _code(context, code))
+            span.end()
+            otel_context.detach(token)
 
     return traced
 

@@ -8,7 +8,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -17,6 +17,20 @@ from layotto.tracing._grpc import ServerInterceptor, client_interceptors
 from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
 from layotto.tracing._settings import TracingSettings, with_environment
 from layotto.tracing._sw8 import Sw8Propagator
+
+
+class _StableResource(Resource):
+    """The process's resource, hashed once: the OTLP encoder hashes it for every span it sends."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(dict(resource.attributes), resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return super().__eq__(other)
 
 
 def _exporter(name: str, settings: TracingSettings) -> SpanExporter:
@@ -38,10 +52,12 @@ class Tracing:
 
     def __init__(self, settings: TracingSettings, *, extra_exporters: tuple[SpanExporter, ...] = ()) -> None:
         self.settings = settings
-        resource = Resource.create({"service.name": settings.service_name, "service.instance.id": settings.instance})
-        self.provider = TracerProvider(
-            resource=resource, sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio))
+        resource = _StableResource(
+            Resource.create({"service.name": settings.service_name, "service.instance.id": settings.instance})
         )
+        ratio = settings.sampling_ratio
+        sampler = ParentBased(ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio))
+        self.provider = TracerProvider(resource=resource, sampler=sampler)
         if "skywalking" in settings.exporters:  # segments and sw8 mean something only to SkyWalking
             self.provider.add_span_processor(SegmentTracker())
         for exporter in (*(_exporter(n, settings) for n in settings.exporters), *extra_exporters):
