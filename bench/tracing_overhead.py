@@ -54,11 +54,11 @@ COLLECTOR = textwrap.dedent("""
 """)
 
 
-def runtime_config(directory: Path, store: str, otlp: str | None) -> Path:
+def runtime_config(directory: Path, store: str, otlp: str | None, ratio: float = 1.0) -> Path:
     metadata = {"redisHost": "127.0.0.1:6379"} if store == "redis" else {}
     body: dict[str, object] = {"state": {"bench": {"type": store, "metadata": metadata}}}
     if otlp:
-        body["tracing"] = {"exporters": ["otlp"], "otlp_endpoint": otlp, "sampling_ratio": 1.0, "service_name": "bench"}
+        body["tracing"] = {"exporters": ["otlp"], "otlp_endpoint": otlp, "sampling_ratio": ratio}
     path = directory / f"{'on' if otlp else 'off'}.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
@@ -97,6 +97,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--store", default="in-memory", choices=["in-memory", "redis"])
+    parser.add_argument("--ratio", type=float, default=1.0, help="sampling ratio of the traced runtime")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
     collector = subprocess.Popen([sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True)
@@ -105,13 +106,14 @@ def main() -> int:
     results: dict[str, list[LoadResult]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
         off, off_address = start_runtime(runtime_config(Path(tmp), args.store, None), tmp)
-        on, on_address = start_runtime(runtime_config(Path(tmp), args.store, otlp), tmp)
+        on, on_address = start_runtime(runtime_config(Path(tmp), args.store, otlp, args.ratio), tmp)
         try:
             asyncio.run(wait_ready(off_address))
             asyncio.run(wait_ready(on_address))
             for _ in range(args.rounds):
                 for mode, address in (("off", off_address), ("on", on_address)):
-                    name = f"GetState ({args.store}), tracing {mode}" + (", ratio 1.0" if mode == "on" else "")
+                    suffix = f", ratio {args.ratio}" if mode == "on" else ""
+                    name = f"GetState ({args.store}), tracing {mode}{suffix}"
                     results[mode].append(asyncio.run(measure(address, name, args.concurrency, args.seconds)))
         finally:
             for process in (off, on):
@@ -131,7 +133,7 @@ def main() -> int:
     on_rps = sum(r.rps for r in results["on"]) / args.rounds
     hooks_ns = off_path_nanoseconds()
     per_request_ns = 1e9 / off_rps  # the server is CPU-bound: each request costs 1/throughput of CPU
-    print(f"tracing on (ratio 1.0) costs {1 - on_rps / off_rps:.1%} of throughput")
+    print(f"tracing on (ratio {args.ratio}) costs {1 - on_rps / off_rps:.1%} of throughput")
     print(
         f"tracing off: the hooks left in the path cost {hooks_ns:.0f} ns per request, "
         f"{hooks_ns / per_request_ns:.2%} of the {per_request_ns / 1000:.0f} µs of CPU a request takes"
