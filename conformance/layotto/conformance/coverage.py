@@ -11,9 +11,10 @@ from google.protobuf import descriptor as _d
 import layotto.proto
 from layotto.conformance.model import Case, CaseResult, Outcome
 
-#: services implemented by applications or out-of-process components, not by a runtime
+#: services implemented by applications, out-of-process components or trace collectors, not by a runtime
 NOT_SERVED_BY_RUNTIMES = frozenset(
     {
+        "skywalking.v3.TraceSegmentReportService",
         "spec.proto.runtime.v1.AppCallback",
         "dapr.proto.runtime.v1.AppCallback",
         "dapr.proto.runtime.v1.AppCallbackAlpha",

@@ -31,13 +31,15 @@ def case(
     description: str,
     rpcs: tuple[str, ...] = ("PublishEvent", "SubscribeTopicEvents"),
     requires: tuple[str, ...] = (),
+    apis: tuple[str, ...] = ("layotto", "dapr"),
 ) -> Callable[[Callable[[CaseContext], Awaitable[None]]], Any]:
     def register(fn: Callable[[CaseContext], Awaitable[None]]) -> Callable[[CaseContext], Awaitable[None]]:
-        full = tuple(f"spec.proto.runtime.v1.Runtime/{r}" for r in rpcs) + tuple(
+        layotto = tuple(f"spec.proto.runtime.v1.Runtime/{r}" for r in rpcs) if "layotto" in apis else ()
+        dapr = tuple(
             f"dapr.proto.runtime.v1.Dapr/{'SubscribeTopicEventsAlpha1' if r == 'SubscribeTopicEvents' else r}"
             for r in rpcs
         )
-        PUBSUB_CASES.append(Case(id, "pubsub", description, full, fn, frozenset(requires)))
+        PUBSUB_CASES.append(Case(id, "pubsub", description, layotto + dapr, fn, frozenset(requires), apis=apis))
         return fn
 
     return register
@@ -269,3 +271,27 @@ async def bad_input(ctx: CaseContext) -> None:
         pubsub_name=ctx.component, topic=ctx.key("big"), data=b"x" * (4 * 1024 * 1024 + 1)
     )
     await ctx.expect_error("PublishEvent", big, grpc.StatusCode.RESOURCE_EXHAUSTED, invalid, mentions="data")
+
+
+@case(
+    "pubsub-bulk-publish",
+    "Dapr's BulkPublishEvent publishes every entry; duplicate or empty entry ids are refused naming the entry",
+    rpcs=("BulkPublishEvent", "SubscribeTopicEvents"),
+    apis=("dapr",),
+)
+async def bulk_publish(ctx: CaseContext) -> None:
+    topic = ctx.key("bulk")
+    expected = payloads(ctx, "b", 5)
+    entries = [
+        dapr_pubsub.BulkPublishRequestEntry(
+            entry_id=str(i), event=data, content_type="text/plain", metadata={"n": str(i)}
+        )
+        for i, data in enumerate(expected)
+    ]
+    async with Stream(ctx, topic) as stream:
+        request = dapr_pubsub.BulkPublishRequest(pubsub_name=ctx.component, topic=topic, entries=entries)
+        response = await ctx.call("BulkPublishEvent", request)
+        check(not response.failedEntries, f"entries failed: {list(response.failedEntries)}")
+        await eventually(lambda: set(expected) <= set(stream.handled), "every entry delivered")
+    twice = dapr_pubsub.BulkPublishRequest(pubsub_name=ctx.component, topic=topic, entries=[entries[0], entries[0]])
+    await ctx.expect_error("BulkPublishEvent", twice, grpc.StatusCode.INVALID_ARGUMENT, mentions="entries[1].entry_id")

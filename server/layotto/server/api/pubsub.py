@@ -17,13 +17,14 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
+from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.server.api import cloudevents
 from layotto.server.api.adapter import Context
 from layotto.server.api.delivery import RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics, parse_max_attempts
 from layotto.server.api.state import parse_ttl
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import PubSub
-from layotto.server.errors import InvalidArgument, PayloadTooLarge
+from layotto.server.errors import InvalidArgument, LayottoError, PayloadTooLarge
 from layotto.tracing import current_traceparent
 
 DEFAULT_MAX_PUBLISH_BYTES = 4 * 1024 * 1024
@@ -119,24 +120,57 @@ class PubSubApi:
         pubsub = self._pubsub(request.pubsub_name)
         if not request.topic:
             raise InvalidArgument("topic", "is empty")
-        if len(request.data) > self._max_publish_bytes:
-            raise PayloadTooLarge("data", len(request.data), self._max_publish_bytes)
         metadata = dict(request.metadata)
-        ttl = parse_ttl(metadata, "metadata")
-        if metadata.get(RAW_PAYLOAD, "").lower() == "true":
-            body = bytes(request.data)
-        else:
-            body = cloudevents.wrap(
-                request.data,
-                request.data_content_type,
-                topic=request.topic,
-                pubsub=request.pubsub_name,
-                source=self._app_id,
-                ttl_seconds=ttl,
-                traceparent=current_traceparent(),
-            )
+        body = self._envelope(request.data, request.data_content_type, request, metadata, "data")
         await pubsub.publish(request.topic, body, metadata)
         return empty_pb2.Empty()
+
+    async def BulkPublishEventAlpha1(self, request: Any, context: Context) -> Any:
+        return await self.BulkPublishEvent(request, context)
+
+    async def BulkPublishEvent(self, request: Any, context: Context) -> Any:
+        """Dapr's bulk publish: every entry published on its own; the ones that fail are listed."""
+        pubsub = self._pubsub(request.pubsub_name)
+        if not request.topic:
+            raise InvalidArgument("topic", "is empty")
+        if not request.entries:
+            raise InvalidArgument("entries", "is empty")
+        seen: set[str] = set()
+        bodies = []
+        for i, entry in enumerate(request.entries):
+            if not entry.entry_id or entry.entry_id in seen:
+                problem = "is empty" if not entry.entry_id else f"{entry.entry_id!r} is not unique"
+                raise InvalidArgument(f"entries[{i}].entry_id", problem)
+            seen.add(entry.entry_id)
+            metadata = {**request.metadata, **entry.metadata}
+            field = f"entries[{i}].event"
+            bodies.append(
+                (entry.entry_id, self._envelope(entry.event, entry.content_type, request, metadata, field), metadata)
+            )
+        failed = []
+        for entry_id, body, metadata in bodies:
+            try:
+                await pubsub.publish(request.topic, body, metadata)
+            except LayottoError as error:
+                failed.append(dapr_pubsub_pb2.BulkPublishResponseFailedEntry(entry_id=entry_id, error=error.message))
+        return dapr_pubsub_pb2.BulkPublishResponse(failedEntries=failed)
+
+    def _envelope(self, data: bytes, content_type: str, request: Any, metadata: dict[str, str], field: str) -> bytes:
+        """The bytes a publish sends: the payload in a CloudEvent, or as it is with rawPayload."""
+        if len(data) > self._max_publish_bytes:
+            raise PayloadTooLarge(field, len(data), self._max_publish_bytes)
+        ttl = parse_ttl(metadata, "metadata")
+        if metadata.get(RAW_PAYLOAD, "").lower() == "true":
+            return bytes(data)
+        return cloudevents.wrap(
+            data,
+            content_type,
+            topic=request.topic,
+            pubsub=request.pubsub_name,
+            source=self._app_id,
+            ttl_seconds=ttl,
+            traceparent=current_traceparent(),
+        )
 
     # -- streaming subscriptions ------------------------------------------------------------
 
