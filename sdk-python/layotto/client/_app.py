@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto.client._pubsub import Message, TopicStatus, message_from_event
+from layotto.client._pubsub import Message, TopicStatus, message_from_event, subscription_metadata
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import appcallback_pb2_grpc
 
@@ -63,11 +63,9 @@ class SubscriberApp:
         max_delivery_attempts: int | None = None,
     ) -> Callable[[Handler], Handler]:
         """Decorate an async function to handle ``topic`` of ``pubsub``."""
-        meta = dict(metadata or {})
+        meta = subscription_metadata(metadata, max_delivery_attempts)
         if dead_letter_topic:
             meta["deadLetterTopic"] = dead_letter_topic
-        if max_delivery_attempts is not None:
-            meta["maxDeliveryAttempts"] = str(max_delivery_attempts)
 
         def register(handler: Handler) -> Handler:
             if (pubsub, topic) in self._routes:

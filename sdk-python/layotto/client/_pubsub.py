@@ -105,6 +105,14 @@ def message_from_event(event: Any, settle: Callable[[str, TopicStatus], Awaitabl
     return ReceivedMessage(**fields, _settle=settle) if settle is not None else Message(**fields)
 
 
+def subscription_metadata(metadata: Mapping[str, str] | None, max_delivery_attempts: int | None) -> dict[str, str]:
+    """A subscription's metadata, with ``maxDeliveryAttempts`` when one is given."""
+    meta = dict(metadata or {})
+    if max_delivery_attempts is not None:
+        meta["maxDeliveryAttempts"] = str(max_delivery_attempts)
+    return meta
+
+
 def content_type_for(data: Value) -> str:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return "application/octet-stream"
@@ -157,9 +165,7 @@ class PubSubClient:
         max_delivery_attempts: int | None = None,
     ) -> Subscription:
         """A streaming subscription; use it with ``async with`` and iterate it."""
-        meta = dict(metadata or {})
-        if max_delivery_attempts is not None:
-            meta["maxDeliveryAttempts"] = str(max_delivery_attempts)
+        meta = subscription_metadata(metadata, max_delivery_attempts)
         initial = pb.SubscribeTopicEventsRequestInitial(pubsub_name=pubsub, topic=topic, metadata=meta)
         if dead_letter_topic:
             initial.dead_letter_topic = dead_letter_topic
