@@ -230,3 +230,20 @@ def test_bad_dapr_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     assert main(["serve", "--print-config", "--components-path", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"layotto: config error: {tmp_path / 'c.yaml'}: ") and fragment in error
+
+
+def test_layotto_sequencer_bigger_than_and_app_callback(tmp_path: Path) -> None:
+    path = tmp_path / "runtime_config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "grpc_config": {
+                    "app": {"app_id": "shop", "grpc_callback_port": 9999},
+                    "sequencer": {"ids": {"type": "in-memory", "biggerThan": {"orders": 1000}}},
+                }
+            }
+        )
+    )
+    config = load(path)
+    assert config.components["sequencer"]["ids"].metadata["biggerThan"] == '{"orders": 1000}'
+    assert config.app_id == "shop" and config.app_callback_address == "127.0.0.1:9999"

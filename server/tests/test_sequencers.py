@@ -84,3 +84,32 @@ async def test_weak_cache_hands_out_unique_increasing_ids(tmp_path: Path) -> Non
     assert not set(more) & set(ids) | set(concurrent) & set(more)
     await cache.aclose()
     await other.aclose()
+
+
+@pytest.mark.parametrize("backend", ["in-memory", "redis"])
+async def test_bigger_than_floors_each_listed_key_before_its_first_id(tmp_path: Path, backend: str) -> None:
+    from layotto.client.testing import test_runtime
+    from layotto.server import RuntimeConfig
+    from layotto.server.config import ComponentConfig
+
+    if backend != "in-memory":
+        backends.require(backend)
+    metadata = backends.lock_metadata(backend, uuid.uuid4().hex[:10]) if backend != "in-memory" else {}
+    metadata["biggerThan"] = '{"orders": 100000, "invoices": 5}'
+    config = RuntimeConfig(components={"sequencer": {"ids": ComponentConfig(backend, metadata)}})
+    async with test_runtime(config) as rt, rt.client() as client:
+        first = await client.sequencer.next_id("ids", "orders")
+        weak = await client.sequencer.next_id("ids", "orders", strong=False)
+        assert first == 100001, "the first id is just above the floor"
+        assert weak > first
+        assert await client.sequencer.next_id("ids", "invoices") == 6
+        assert await client.sequencer.next_id("ids", "unlisted") == 1
+
+
+def test_bigger_than_must_map_keys_to_integers() -> None:
+    from layotto.server.components.base import ConfigError
+
+    cls = registry_for("sequencer").get("in-memory", "sequencer.ids")
+    with pytest.raises(ConfigError) as caught:
+        cls.spec.parse_metadata({"biggerThan": '{"orders": "lots"}'}, "sequencer.ids.metadata")
+    assert str(caught.value).startswith("sequencer.ids.metadata.biggerThan.orders: expected int")

@@ -136,7 +136,7 @@ def _components(section: Any, where: str) -> dict[str, ComponentConfig]:
     for name, body in section.items():
         if not isinstance(body, dict):
             raise ConfigError(f"{where}.{name}: expected {{type, metadata}}, got {type(body).__name__}")
-        unknown = sorted(set(body) - {"type", "metadata", "hello"})
+        unknown = sorted(set(body) - {"type", "metadata", "hello", "biggerThan"})
         if unknown:
             raise ConfigError(f"{where}.{name}.{unknown[0]}: unknown key (known: type, metadata)")
         if not isinstance(body.get("type"), str) or not body["type"]:
@@ -147,6 +147,8 @@ def _components(section: Any, where: str) -> dict[str, ComponentConfig]:
         metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
         if "hello" in body:  # Layotto's helloworld keeps its greeting beside the type
             metadata.setdefault("hello", str(body["hello"]))
+        if "biggerThan" in body:  # so do Layotto's sequencers their starting floors
+            metadata.setdefault("biggerThan", json.dumps(body["biggerThan"]))
         out[str(name)] = ComponentConfig(body["type"], metadata)
     return out
 

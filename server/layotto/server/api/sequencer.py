@@ -20,7 +20,7 @@ from layotto.server.api.lock import require_resource
 from layotto.server.components.base import Feature
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.lock import namespaced_key
-from layotto.server.components.sequencer import Sequencer
+from layotto.server.components.sequencer import Sequencer, floors
 from layotto.server.errors import LayottoError
 
 WEAK = pb.SequencerOptions.WEAK
@@ -72,6 +72,21 @@ class SequencerApi:
         self._components = components
         self._app_id = app_id
         self.cache = SegmentCache()
+        self._floored: set[tuple[str, str]] = set()  # keys whose biggerThan floor this runtime applied
+
+    async def _apply_floor(self, store: Sequencer, key: str, full_key: str) -> None:
+        """Before a key's first id, jump its counter past the component's biggerThan for it.
+
+        Reserving the missing ids as one block is atomic in every store, so runtimes starting
+        together all end above the floor (the ids they skip are never handed out).
+        """
+        floor = floors(store.metadata).get(key)
+        if floor is None or (store.name, full_key) in self._floored:
+            return
+        last = await store.next_block(full_key, 1)
+        if last < floor:
+            await store.next_block(full_key, floor - last)  # the counter now stands at the floor
+        self._floored.add((store.name, full_key))
 
     async def GetNextId(self, request: pb.GetNextIdRequest, context: Context) -> pb.GetNextIdResponse:
         key = require_resource(request.key, "key")
@@ -79,6 +94,7 @@ class SequencerApi:
         assert isinstance(store, Sequencer)
         strategy = str(store.metadata.get("keyPrefix", "appid"))
         full_key = namespaced_key("sequencer", strategy, self._app_id, store.name, key)
+        await self._apply_floor(store, key, full_key)
         weak = request.HasField("options") and request.options.increment == WEAK
         if weak and store.supports(Feature.SEQUENCER_SEGMENTS):
             size = int(store.metadata.get("segmentSize", 1000))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class MetadataField:
     default: Any = None
     required: bool = False
     example: str = ""
+    value_type: Any = None  # for a JSON object (type=dict): the type every value must have
 
     def parse(self, raw: str, where: str) -> Any:
         if self.type is bool:
@@ -48,6 +50,18 @@ class MetadataField:
             if lowered in ("false", "0", "no", "off"):
                 return False
             raise ConfigError(f"{where}.{self.name}: expected true or false, got {raw!r}")
+        if self.type is dict:
+            try:
+                value = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                raise ConfigError(f"{where}.{self.name}: expected a JSON object, got {raw!r}") from None
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{self.name}: expected a JSON object, got {raw!r}")
+            wanted = self.value_type
+            for key, item in value.items():
+                if wanted is not None and (not isinstance(item, wanted) or isinstance(item, bool)):
+                    raise ConfigError(f"{where}.{self.name}.{key}: expected {wanted.__name__}, got {item!r}")
+            return value
         if self.type in (int, float):
             try:
                 return self.type(raw)

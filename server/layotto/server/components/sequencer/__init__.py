@@ -11,12 +11,29 @@ restart: a runtime that stops loses the rest of its cached block, it never reuse
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
 
 from layotto.server.components.base import Component, MetadataField
 
 SEGMENT_SIZE = MetadataField(
     "segmentSize", "How many ids a runtime reserves at once for WEAK requests.", type=int, default=1000
 )
+
+
+BIGGER_THAN = MetadataField(
+    "biggerThan",
+    "Keys whose ids must start above a value, as a JSON object (Layotto's biggerThan), "
+    'e.g. {"orders": 100000}; applied to each key before its first id.',
+    type=dict,
+    default={},
+    value_type=int,
+)
+
+
+def floors(metadata: Mapping[str, Any]) -> dict[str, int]:
+    """The biggerThan floors of a component's parsed metadata (checked to be integers at load)."""
+    return dict(metadata.get("biggerThan") or {})
 
 
 class Sequencer(Component):

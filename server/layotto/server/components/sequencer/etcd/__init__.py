@@ -9,7 +9,7 @@ from aetcd import rpc
 
 from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature, Health
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
-from layotto.server.components.sequencer import SEGMENT_SIZE, Sequencer
+from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 from layotto.server.errors import BackendError
 
 MAX_ATTEMPTS = 200
@@ -21,7 +21,7 @@ class EtcdSequencer(Sequencer):
         building_block="sequencer",
         description="Counters in etcd v3, advanced by compare-and-set: durable and shared by every runtime.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
-        metadata=(*ETCD_METADATA, KEY_PREFIX, SEGMENT_SIZE),
+        metadata=(*ETCD_METADATA, KEY_PREFIX, SEGMENT_SIZE, BIGGER_THAN),
     )
 
     def __init__(self, name: str) -> None:

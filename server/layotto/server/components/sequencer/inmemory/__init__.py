@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from layotto.server.components.base import KEY_PREFIX, ComponentSpec, Feature
-from layotto.server.components.sequencer import SEGMENT_SIZE, Sequencer
+from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 
 
 class InMemorySequencer(Sequencer):
@@ -12,7 +12,7 @@ class InMemorySequencer(Sequencer):
         building_block="sequencer",
         description="Counters in the runtime's memory: for tests and single-process use; a restart starts over.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
-        metadata=(KEY_PREFIX, SEGMENT_SIZE),
+        metadata=(KEY_PREFIX, SEGMENT_SIZE, BIGGER_THAN),
     )
 
     def __init__(self, name: str) -> None:

@@ -15,7 +15,7 @@ from layotto.server.components.base import (
     MetadataField,
 )
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
-from layotto.server.components.sequencer import SEGMENT_SIZE, Sequencer
+from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 
 
 class MysqlSequencer(Sequencer):
@@ -29,6 +29,7 @@ class MysqlSequencer(Sequencer):
             MetadataField("tableName", "Table holding the counters (created if missing).", default="layotto_sequences"),
             KEY_PREFIX,
             SEGMENT_SIZE,
+            BIGGER_THAN,
         ),
     )
 

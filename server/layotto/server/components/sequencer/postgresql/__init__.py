@@ -16,7 +16,7 @@ from layotto.server.components.base import (
     MetadataField,
 )
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, table_name
-from layotto.server.components.sequencer import SEGMENT_SIZE, Sequencer
+from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 
 
 class PostgresSequencer(Sequencer):
@@ -30,6 +30,7 @@ class PostgresSequencer(Sequencer):
             MetadataField("tableName", "Table holding the counters (created if missing).", default="layotto_sequences"),
             KEY_PREFIX,
             SEGMENT_SIZE,
+            BIGGER_THAN,
         ),
     )
 

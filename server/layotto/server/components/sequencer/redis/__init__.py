@@ -7,7 +7,7 @@ from typing import Any
 
 from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature, Health
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
-from layotto.server.components.sequencer import SEGMENT_SIZE, Sequencer
+from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 
 
 class RedisSequencer(Sequencer):
@@ -17,7 +17,7 @@ class RedisSequencer(Sequencer):
         description="Counters in Redis, one INCRBY per block. Ids survive runtime restarts; configure Redis "
         "persistence (AOF) for them to survive a Redis restart.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
-        metadata=(*REDIS_METADATA, KEY_PREFIX, SEGMENT_SIZE),
+        metadata=(*REDIS_METADATA, KEY_PREFIX, SEGMENT_SIZE, BIGGER_THAN),
     )
 
     def __init__(self, name: str) -> None:

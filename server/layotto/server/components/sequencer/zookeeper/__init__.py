@@ -11,7 +11,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
 from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature, Health
-from layotto.server.components.sequencer import SEGMENT_SIZE, Sequencer
+from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 from layotto.server.components.zookeeper_client import ZOOKEEPER_METADATA, ZookeeperConnection
 from layotto.server.errors import BackendError
 
@@ -24,7 +24,7 @@ class ZookeeperSequencer(Sequencer):
         building_block="sequencer",
         description="Counters in persistent ZooKeeper znodes, advanced by compare-and-set: durable and shared.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
-        metadata=(*ZOOKEEPER_METADATA, KEY_PREFIX, SEGMENT_SIZE),
+        metadata=(*ZOOKEEPER_METADATA, KEY_PREFIX, SEGMENT_SIZE, BIGGER_THAN),
     )
 
     def __init__(self, name: str) -> None:
