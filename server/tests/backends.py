@@ -23,6 +23,17 @@ ENV = {
     "rabbitmq": ("LAYOTTO_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/"),
     "mqtt": ("LAYOTTO_TEST_MQTT", "tcp://127.0.0.1:1883"),
 }
+#: the CA (here: the self-signed certificate) of the TLS-enabled MariaDB that scripts/backends starts
+MYSQL_CA = os.environ.get(
+    "LAYOTTO_TEST_MYSQL_CA",
+    os.path.join(os.environ.get("LAYOTTO_BACKENDS_DIR", "/tmp/layotto-backends"), "mariadb-tls", "cert.pem"),
+)
+
+
+def mysql_ca_present() -> bool:
+    return os.path.exists(MYSQL_CA)
+
+
 REAL_STATE_STORES = ("redis", "postgresql", "mysql", "etcd")
 REAL_LOCK_STORES = ("redis", "etcd", "postgresql", "zookeeper")
 REAL_SEQUENCERS = ("redis", "etcd", "postgresql", "mysql", "zookeeper")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import aiomysql
 import pymysql
@@ -25,7 +26,15 @@ MYSQL_METADATA = (
     ),
     MetadataField("timeoutInSeconds", "Longest wait for a connection or a statement.", type=float, default=5.0),
     MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16),
+    MetadataField(
+        "pemPath",
+        "CA certificate (PEM) that signs the server's certificate; turns on verified TLS. Without it, "
+        "?tls=true in the connection string verifies against the system's CAs and ?tls=skip-verify "
+        "encrypts without verifying.",
+        default="",
+    ),
 )
+_TLS_MODES = ("true", "false", "skip-verify", "preferred", "custom")
 _CONNECTION_ERRORS = {2003, 2006, 2013, 2055}
 _GO_DSN = re.compile(
     r"^(?P<user>[^:@]*)(?::(?P<password>[^@]*))?@tcp\((?P<host>[^:)]+)(?::(?P<port>\d+))?\)/(?P<db>[^?]*)"
@@ -33,7 +42,12 @@ _GO_DSN = re.compile(
 
 
 def parse_connection_string(value: str) -> dict[str, Any]:
-    """Dapr's Go DSN (user:pass@tcp(host:port)/db) or a mysql:// URL, as aiomysql arguments."""
+    """Dapr's Go DSN (user:pass@tcp(host:port)/db?tls=...) or a mysql:// URL, as aiomysql
+    arguments plus ``tls`` (the DSN's tls parameter, "false" when absent)."""
+    query = parse_qs(value.partition("?")[2])
+    tls = (query.get("tls") or query.get("ssl") or ["false"])[0].lower()
+    if tls not in _TLS_MODES:
+        raise ValueError(f"tls={tls!r} is not one of {', '.join(_TLS_MODES)}")
     match = _GO_DSN.match(value)
     if match:
         return {
@@ -42,6 +56,7 @@ def parse_connection_string(value: str) -> dict[str, Any]:
             "host": match["host"],
             "port": int(match["port"] or 3306),
             "db": match["db"],
+            "tls": tls,
         }
     url = urlparse(value)
     if url.scheme in ("mysql", "mariadb") and url.hostname:
@@ -51,8 +66,24 @@ def parse_connection_string(value: str) -> dict[str, Any]:
             "host": url.hostname,
             "port": url.port or 3306,
             "db": url.path.lstrip("/"),
+            "tls": tls,
         }
     raise ValueError("expected user:password@tcp(host:port)/database or mysql://user:password@host:port/database")
+
+
+def tls_context(mode: str, ca_file: str) -> ssl.SSLContext | None:
+    """The TLS a connection uses: verified against ``ca_file`` (or the system's CAs), encrypted
+    without verification (skip-verify, preferred), or none."""
+    if ca_file:
+        return ssl.create_default_context(cafile=ca_file)
+    if mode in ("true", "custom"):
+        return ssl.create_default_context()
+    if mode in ("skip-verify", "preferred"):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return None
 
 
 class TracedCursor(aiomysql.Cursor):  # type: ignore[misc]
@@ -83,6 +114,10 @@ class MysqlConnection:
             params = parse_connection_string(str(metadata["connectionString"]))
         except ValueError as error:
             raise ConfigError(f"{where}.connectionString: {error}") from None
+        try:
+            params["ssl"] = tls_context(params.pop("tls"), str(metadata["pemPath"]))
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigError(f"{where}.pemPath: cannot load {metadata['pemPath']!r}: {error}") from None
         self.timeout = float(metadata["timeoutInSeconds"])
         try:
             self._pool = await asyncio.wait_for(
@@ -97,7 +132,8 @@ class MysqlConnection:
                 self.timeout,
             )
         except (TimeoutError, pymysql.err.OperationalError, OSError) as error:
-            raise BackendUnavailable(self.component, f"cannot connect: {error}") from error
+            cause = f" ({error.__cause__})" if error.__cause__ is not None else ""  # e.g. a TLS failure
+            raise BackendUnavailable(self.component, f"cannot connect: {error}{cause}") from error
 
     async def close(self) -> None:
         if self._pool is not None:
