@@ -210,3 +210,29 @@ async def test_a_published_event_is_delivered_in_the_publishers_trace(tmp_path: 
     callback = one(spans, name="spec.proto.runtime.v1.AppCallback/OnTopicEvent", kind=CLIENT)
     assert consumer.trace_id == callback.trace_id == publish.trace_id, "delivery continues the publisher's trace"
     assert consumer.parent_span_id == publish.span_id and callback.parent_span_id == consumer.span_id
+
+
+async def test_a_streaming_subscription_is_one_traced_call() -> None:
+    from layotto.client.testing import test_runtime
+    from layotto.server import RuntimeConfig
+    from layotto.server.config import ComponentConfig
+
+    with OtlpReceiver() as otlp:
+        settings = TracingSettings(exporters=("otlp",), otlp_endpoint=otlp.endpoint, service_name=RUNTIME_SERVICE)
+        config = RuntimeConfig(components={"pubsub": {"bus": ComponentConfig("in-memory")}}, tracing=settings)
+        async with test_runtime(config) as rt:
+            tracing = Tracing(
+                TracingSettings(exporters=("otlp",), otlp_endpoint=otlp.endpoint, service_name=APP_SERVICE)
+            )
+            async with RuntimeClient(rt.address, interceptors=tracing.client_interceptors(rt.address)) as client:
+                async with client.pubsub.subscribe("bus", "streamed") as subscription:
+                    await client.pubsub.publish("bus", "streamed", "hello")
+                    message = await asyncio.wait_for(anext(subscription), 10)
+                    await message.ack()
+                await asyncio.sleep(0.2)  # the stream's client span ends once its status is read
+            tracing.shutdown()
+        name = "spec.proto.runtime.v1.Runtime/SubscribeTopicEvents"
+        spans = otlp.wait_for(lambda got: sum(1 for s in got if s.name == name) >= 2)
+    client_span = one(spans, name=name, kind=CLIENT)
+    server_span = one(spans, name=name, kind=SERVER)
+    assert server_span.trace_id == client_span.trace_id and server_span.parent_span_id == client_span.span_id
