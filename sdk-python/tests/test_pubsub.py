@@ -175,3 +175,23 @@ async def test_the_runtime_subscribes_an_app_that_starts_after_it() -> None:
             await asyncio.wait_for(rt.runtime.app_subscriptions.listed.wait(), 10)
             await client.pubsub.publish("in-memory", topic, "hello late app")
             assert await asyncio.wait_for(got.get(), 10) == "hello late app"
+
+
+async def test_topics_are_forgotten_when_their_last_subscription_closes(runtime: TestRuntime) -> None:
+    async with runtime.client() as client:
+        for i in range(5):
+            async with (
+                client.pubsub.subscribe("in-memory", f"short-lived-{i}"),
+                client.pubsub.subscribe("in-memory", f"short-lived-{i}"),
+            ):
+                assert len(runtime.runtime.topics) == 1
+            for _ in range(100):  # the runtime sees the streams end a moment later
+                if not len(runtime.runtime.topics):
+                    break
+                await asyncio.sleep(0.02)
+            assert len(runtime.runtime.topics) == 0
+        async with client.pubsub.subscribe("in-memory", "again") as subscription:  # and a topic comes back
+            await client.pubsub.publish("in-memory", "again", "still works")
+            message = await next_message(subscription)
+            assert message.text() == "still works"
+            await message.ack()

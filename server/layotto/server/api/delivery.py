@@ -76,28 +76,40 @@ class Topics:
 
     async def attach(self, pubsub: PubSub, topic_name: str, group: str, subscriber: Subscriber) -> None:
         key = (pubsub.name, topic_name, group)
-        topic = self._topics.setdefault(key, _Topic())
-        async with topic.lock:
-            topic.subscribers.append(subscriber)
-            if topic.subscription is None:
-                try:
-                    topic.subscription = await pubsub.subscribe(topic_name, group, self._deliverer(key, pubsub))
-                except BaseException:
-                    topic.subscribers.remove(subscriber)
-                    raise
+        while True:
+            topic = self._topics.setdefault(key, _Topic())
+            async with topic.lock:
+                if self._topics.get(key) is not topic:
+                    continue  # its last subscriber left while this one waited: start afresh
+                topic.subscribers.append(subscriber)
+                if topic.subscription is None:
+                    try:
+                        topic.subscription = await pubsub.subscribe(topic_name, group, self._deliverer(key, pubsub))
+                    except BaseException:
+                        topic.subscribers.remove(subscriber)
+                        raise
+                return
 
     async def detach(self, pubsub_name: str, topic_name: str, group: str, subscriber: Subscriber) -> None:
         subscriber.closed = True
-        topic = self._topics.get((pubsub_name, topic_name, group))
+        key = (pubsub_name, topic_name, group)
+        topic = self._topics.get(key)
         if topic is None:
             return
         async with topic.lock:
             if subscriber in topic.subscribers:
                 topic.subscribers.remove(subscriber)
-            if not topic.subscribers and topic.subscription is not None:
+            if topic.subscribers:
+                return
+            if self._topics.get(key) is topic:
+                del self._topics[key]  # forgotten, so topics that come and go do not pile up
+            if topic.subscription is not None:
                 subscription, topic.subscription = topic.subscription, None
                 with contextlib.suppress(Exception):
                     await subscription.aclose()
+
+    def __len__(self) -> int:
+        return len(self._topics)
 
     def _pick(self, key: _Key) -> Subscriber | None:
         topic = self._topics.get(key)
