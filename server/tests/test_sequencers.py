@@ -96,6 +96,7 @@ async def test_bigger_than_floors_each_listed_key_before_its_first_id(tmp_path: 
         backends.require(backend)
     metadata = backends.lock_metadata(backend, uuid.uuid4().hex[:10]) if backend != "in-memory" else {}
     metadata["biggerThan"] = '{"orders": 100000, "invoices": 5}'
+    metadata["keyPrefix"] = f"bigger-{uuid.uuid4().hex[:8]}"  # fresh counters on a shared server
     config = RuntimeConfig(components={"sequencer": {"ids": ComponentConfig(backend, metadata)}})
     async with test_runtime(config) as rt, rt.client() as client:
         first = await client.sequencer.next_id("ids", "orders")
