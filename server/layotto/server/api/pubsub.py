@@ -190,16 +190,18 @@ class PubSubApi:
         group = consumer_group(initial.metadata, self._app_id)
         await self._topics.attach(pubsub, initial.topic, group, stream)  # live before the client hears so
         reader = asyncio.create_task(_read_answers(requests, stream))
+        getter: asyncio.Future[Any] | None = None
         try:
             yield self._messages.stream_response(initial_response=self._messages.initial_response())
             while True:
                 getter = asyncio.ensure_future(stream.outbox.get())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
-                    getter.cancel()
                     break  # the client half-closed or went away
                 yield self._messages.stream_response(event_message=getter.result())
         finally:
+            if getter is not None:
+                getter.cancel()  # no-op when it is done; never left pending
             reader.cancel()
             stream.close()
             await self._topics.detach(pubsub.name, initial.topic, group, stream)
