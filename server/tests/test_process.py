@@ -80,7 +80,7 @@ def test_garbage_on_the_wire_does_not_hurt_the_runtime(server_process: ServerPro
 
 LAYOTTO_STYLE_CLIENT = textwrap.dedent('''
     """A client built the way Layotto's SDKs are: from spec/proto/runtime/v1/runtime.proto."""
-    import sys, grpc
+    import queue, sys, grpc
     sys.path.insert(0, sys.argv[1])
     from spec.proto.runtime.v1 import runtime_pb2 as pb, runtime_pb2_grpc as rpc
     assert pb.DESCRIPTOR.name == "spec/proto/runtime/v1/runtime.proto"
@@ -91,6 +91,28 @@ LAYOTTO_STYLE_CLIENT = textwrap.dedent('''
     stub.ExecuteStateTransaction(pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=[
         pb.TransactionalStateOperation(operationType="delete", request=pb.StateItem(key="hello"))]))
     assert stub.GetState(pb.GetStateRequest(store_name="in-memory", key="hello")).data == b""
+
+    # locks and ids, as the Go SDK's TryLock / Unlock / GetNextId send them
+    lock = dict(store_name="in-memory", resource_id="job", lock_owner="me")
+    assert stub.TryLock(pb.TryLockRequest(expire=10, **lock)).success
+    assert stub.Unlock(pb.UnlockRequest(**lock)).status == pb.UnlockResponse.SUCCESS
+    assert stub.GetNextId(pb.GetNextIdRequest(store_name="in-memory", key="ids")).next_id == 1
+
+    # a streaming subscription (blocking gRPC, as the Java and Go stubs are), then a publish
+    from spec.proto.runtime.v1 import appcallback_pb2 as cb
+    answers = queue.Queue()
+    answers.put(pb.SubscribeTopicEventsRequest(
+        initial_request=pb.SubscribeTopicEventsRequestInitial(pubsub_name="in-memory", topic="orders")))
+    responses = stub.SubscribeTopicEvents(iter(answers.get, None))
+    assert next(responses).HasField("initial_response")
+    stub.PublishEvent(pb.PublishEventRequest(pubsub_name="in-memory", topic="orders", data=b'{"id":7}',
+                                             data_content_type="application/json"))
+    event = next(responses).event_message
+    assert event.topic == "orders" and event.data == b'{"id":7}' and event.spec_version == "1.0", event
+    answers.put(pb.SubscribeTopicEventsRequest(event_processed=pb.SubscribeTopicEventsRequestProcessed(
+        id=event.id, status=cb.TopicEventResponse(status=cb.TopicEventResponse.SUCCESS))))
+    answers.put(None)
+    responses.cancel()
     print("ok", stub.SayHello(pb.SayHelloRequest(service_name="helloworld", name="layotto")).hello)
 ''')
 
