@@ -12,8 +12,6 @@ import asyncio
 import itertools
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _load import LoadResult, closed_loop
-from state_throughput import free_port, wait_ready
+from _runtime import start_runtime, stop, wait_ready
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
@@ -82,31 +80,12 @@ def main() -> int:
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
     with tempfile.TemporaryDirectory() as tmp:
-        address = f"127.0.0.1:{free_port()}"
-        runtime = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "layotto.server",
-                "serve",
-                "-c",
-                str(config(Path(tmp))),
-                "--grpc-address",
-                address,
-                "--http-address",
-                f"127.0.0.1:{free_port()}",
-                "--data-dir",
-                tmp,
-                "--log-level",
-                "WARNING",
-            ]
-        )
+        runtime, address = start_runtime(tmp, config(Path(tmp)))
         try:
             asyncio.run(wait_ready(address))
             results = asyncio.run(measure(address, args.seconds, args.concurrency))
         finally:
-            runtime.send_signal(signal.SIGTERM)
-            runtime.wait(timeout=20)
+            stop(runtime)
     print(
         f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{args.seconds:.0f} s per row, concurrency {args.concurrency}"

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _load import LoadResult, closed_loop, fixed_rate, percentile
-from state_throughput import free_port, wait_ready
+from _runtime import free_port, start_runtime, stop, wait_ready
 
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -225,11 +224,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
     with tempfile.TemporaryDirectory() as tmp:
-        address = f"127.0.0.1:{free_port()}"
-        command = [sys.executable, "-m", "layotto.server", "serve", "-c", str(config(Path(tmp)))]
-        command += ["--grpc-address", address, "--http-address", f"127.0.0.1:{free_port()}"]
-        command += ["--data-dir", tmp, "--log-level", "WARNING"]
-        runtime = subprocess.Popen(command)
+        runtime, address = start_runtime(tmp, config(Path(tmp)))
         minimal = {broker: f"127.0.0.1:{free_port()}" for broker in ("redis", "nats")}
         sidecars = [
             subprocess.Popen([sys.executable, str(Path(__file__).parent / "minimal_sidecar.py"), where, broker])
@@ -239,8 +234,7 @@ def main() -> int:
             asyncio.run(wait_ready(address))
             results = asyncio.run(measure(address, minimal, args.seconds, args.concurrency))
         finally:
-            runtime.send_signal(signal.SIGTERM)
-            runtime.wait(timeout=20)
+            stop(runtime)
             for sidecar in sidecars:
                 sidecar.kill()
     print(

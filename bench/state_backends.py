@@ -27,7 +27,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _load import LoadResult, closed_loop, fixed_rate
-from state_throughput import free_port, wait_ready
+from _runtime import free_port, start_runtime, wait_ready
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
@@ -96,27 +96,7 @@ def runtime_config(directory: Path) -> Path:
 async def run(seconds: float, rate: float, concurrencies: list[int]) -> list[LoadResult]:
     results: list[LoadResult] = []
     with tempfile.TemporaryDirectory() as tmp:
-        runtime_address = f"127.0.0.1:{free_port()}"
-        runtime = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "layotto.server",
-                "serve",
-                "-c",
-                str(runtime_config(Path(tmp))),
-                "--grpc-address",
-                runtime_address,
-                "--http-address",
-                f"127.0.0.1:{free_port()}",
-                "--data-dir",
-                tmp,
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        runtime, runtime_address = start_runtime(tmp, runtime_config(Path(tmp)))
         try:
             await wait_ready(runtime_address)
             for backend in ("redis", "postgresql"):

@@ -14,8 +14,6 @@ import asyncio
 import os
 import platform
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,26 +24,12 @@ import grpc
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _load import LoadResult, closed_loop
+from _runtime import free_port, start, start_runtime, wait_ready
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def wait_ready(address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        await asyncio.wait_for(channel.channel_ready(), 30)
-
-
-def start(command: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def measure(name: str, address: str, store: str, concurrency: int, seconds: float) -> LoadResult:
@@ -59,25 +43,10 @@ async def measure(name: str, address: str, store: str, concurrency: int, seconds
 
 
 async def run(seconds: float, concurrencies: list[int]) -> list[LoadResult]:
-    echo_address, runtime_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    echo_address = f"127.0.0.1:{free_port()}"
     with tempfile.TemporaryDirectory() as data_dir:
         echo = start([sys.executable, str(HERE / "echo_server.py"), echo_address])
-        runtime = start(
-            [
-                sys.executable,
-                "-m",
-                "layotto.server",
-                "serve",
-                "--grpc-address",
-                runtime_address,
-                "--http-address",
-                f"127.0.0.1:{free_port()}",
-                "--data-dir",
-                data_dir,
-                "--log-level",
-                "WARNING",
-            ]
-        )
+        runtime, runtime_address = start_runtime(data_dir)
         try:
             await wait_ready(echo_address)
             await wait_ready(runtime_address)

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _load import LoadResult, closed_loop
-from state_throughput import free_port, wait_ready
+from _runtime import start_runtime, stop, wait_ready
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
@@ -64,13 +63,6 @@ def runtime_config(directory: Path, store: str, otlp: str | None, ratio: float =
     return path
 
 
-def start_runtime(config: Path, data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
-    address = f"127.0.0.1:{free_port()}"
-    command = [sys.executable, "-m", "layotto.server", "serve", "-c", str(config), "--grpc-address", address]
-    command += ["--http-address", f"127.0.0.1:{free_port()}", "--data-dir", data_dir, "--log-level", "WARNING"]
-    return subprocess.Popen(command), address
-
-
 async def measure(address: str, name: str, concurrency: int, seconds: float) -> LoadResult:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = runtime_pb2_grpc.RuntimeStub(channel)
@@ -105,8 +97,8 @@ def main() -> int:
     otlp = f"http://127.0.0.1:{collector.stdout.readline().strip()}"
     results: dict[str, list[LoadResult]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
-        off, off_address = start_runtime(runtime_config(Path(tmp), args.store, None), tmp)
-        on, on_address = start_runtime(runtime_config(Path(tmp), args.store, otlp, args.ratio), tmp)
+        off, off_address = start_runtime(tmp, runtime_config(Path(tmp), args.store, None))
+        on, on_address = start_runtime(tmp, runtime_config(Path(tmp), args.store, otlp, args.ratio))
         try:
             asyncio.run(wait_ready(off_address))
             asyncio.run(wait_ready(on_address))
@@ -117,8 +109,7 @@ def main() -> int:
                     results[mode].append(asyncio.run(measure(address, name, args.concurrency, args.seconds)))
         finally:
             for process in (off, on):
-                process.send_signal(signal.SIGTERM)
-                process.wait(timeout=20)
+                stop(process)
             collector.kill()
     print(
         f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
