@@ -118,3 +118,37 @@ def test_dapr_python_sdk_app_receives_events_through_its_app_callback(tmp_path: 
     finally:
         code, stderr = server.terminate()
         assert code == 0, stderr
+
+
+DAPR_STREAM = textwrap.dedent("""
+    import json
+    from dapr.clients import DaprClient
+
+    with DaprClient() as client:
+        subscription = client.subscribe(pubsub_name="in-memory", topic="stream-orders", dead_letter_topic="dead")
+        client.publish_event("in-memory", "stream-orders", json.dumps({"id": 9}), data_content_type="application/json")
+        message = None
+        for _ in range(50):
+            message = subscription.next_message()
+            if message is not None:
+                break
+        assert message is not None and message.topic() == "stream-orders", message
+        assert message.data() == {"id": 9}, message.data()
+        subscription.respond_success(message)
+        subscription.close()
+    print("dapr stream ok")
+""")
+
+
+def test_dapr_python_sdk_streaming_subscription(server_process: ServerProcess) -> None:
+    env = {
+        **os.environ,
+        "DAPR_GRPC_ENDPOINT": server_process.grpc_address,
+        "DAPR_HTTP_ENDPOINT": f"http://{server_process.http_address}",
+        "DAPR_HEALTH_TIMEOUT": "10",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", DAPR_STREAM], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("dapr stream ok")
