@@ -8,7 +8,7 @@ from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 
 class ConfigError(Exception):
@@ -124,6 +124,17 @@ class Health:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
+class Backend(Protocol):
+    """A shared connection helper (RedisConnection, PostgresConnection, ...) a component uses."""
+
+    async def close(self) -> None: ...
+
+    async def health(self) -> Health: ...
+
+
+B = TypeVar("B", bound=Backend)
+
+
 class Component(ABC):
     """Base of every component: built by its registry, then initialised with metadata."""
 
@@ -133,15 +144,23 @@ class Component(ABC):
         self.name = name
         #: the parsed metadata the component was initialised with (set by the loader)
         self.metadata: Mapping[str, Any] = {}
+        self._backend: Backend | None = None
+
+    def connect(self, backend: B) -> B:
+        """Make ``backend`` the connection that ``close()`` closes and ``health()`` asks."""
+        self._backend = backend
+        return backend
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         """Connect to the backend; ``metadata`` is already parsed by the spec."""
 
     async def close(self) -> None:
         """Release connections; called once at shutdown."""
+        if self._backend is not None:
+            await self._backend.close()
 
     async def health(self) -> Health:
-        return Health(up=True)
+        return await self._backend.health() if self._backend is not None else Health(up=True)
 
     def supports(self, feature: Feature) -> bool:
         return feature in self.spec.features

@@ -19,7 +19,6 @@ from layotto.server.components.base import (
     ComponentContext,
     ComponentSpec,
     Feature,
-    Health,
     MetadataField,
 )
 from layotto.server.components.lock import LockStatus, LockStore
@@ -41,7 +40,7 @@ class PostgresLockStore(LockStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._pg = PostgresConnection(name)
+        self._pg = self.connect(PostgresConnection(name))
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         table = table_name(str(metadata["tableName"]), f"lock.{self.name}.metadata.tableName")
@@ -54,12 +53,6 @@ class PostgresLockStore(LockStore):
                 "(key TEXT PRIMARY KEY, owner TEXT NOT NULL, expire_at TIMESTAMPTZ NOT NULL)"
             ).format(self._table),
         )
-
-    async def close(self) -> None:
-        await self._pg.close()
-
-    async def health(self) -> Health:
-        return await self._pg.health()
 
     async def try_lock(self, key: str, owner: str, expire_seconds: int) -> bool:
         query = sql.SQL(

@@ -38,18 +38,12 @@ class RedisLockStore(LockStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._redis = RedisConnection(name)
+        self._redis = self.connect(RedisConnection(name))
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         await self._redis.open(metadata)
         self._unlock = self._redis.client.register_script(_UNLOCK)
         self._keep_alive = self._redis.client.register_script(_KEEP_ALIVE)
-
-    async def close(self) -> None:
-        await self._redis.close()
-
-    async def health(self) -> Any:
-        return await self._redis.health()
 
     async def try_lock(self, key: str, owner: str, expire_seconds: int) -> bool:
         async with self._redis.errors("SET NX PX"):

@@ -17,7 +17,7 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
-from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature, Health
+from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature
 from layotto.server.components.lock import LockStatus, LockStore
 from layotto.server.components.zookeeper_client import ZOOKEEPER_METADATA, ZookeeperConnection
 
@@ -42,18 +42,12 @@ class ZookeeperLockStore(LockStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._zoo = ZookeeperConnection(name)
+        self._zoo = self.connect(ZookeeperConnection(name))
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         await self._zoo.open(metadata, "locks")
         self._clock = f"{self._zoo.base}.clock"
         await self._zoo.run(lambda zk: zk.ensure_path(self._clock))
-
-    async def close(self) -> None:
-        await self._zoo.close()
-
-    async def health(self) -> Health:
-        return await self._zoo.health()
 
     def _server_now(self, zk: KazooClient) -> int:
         return int(zk.set(self._clock, b"").mtime)

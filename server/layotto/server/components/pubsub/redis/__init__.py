@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Health, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.errors import BackendUnavailable
@@ -51,7 +51,7 @@ class RedisStreamsPubSub(PubSub):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._redis = RedisConnection(name)
+        self._redis = self.connect(RedisConnection(name))
         self._consumer = f"layotto-{uuid.uuid4().hex[:12]}"
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
@@ -60,12 +60,6 @@ class RedisStreamsPubSub(PubSub):
         self._idle_ms = int(float(metadata["processingTimeoutInSeconds"]) * 1000)
         self._interval = float(metadata["redeliverIntervalInSeconds"])
         self._concurrency = int(metadata["concurrency"])
-
-    async def close(self) -> None:
-        await self._redis.close()
-
-    async def health(self) -> Health:
-        return await self._redis.health()
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         fields: dict[Any, Any] = {b"data": data}

@@ -7,7 +7,7 @@ from typing import Any
 
 from aetcd import rpc
 
-from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature, Health
+from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
 from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 from layotto.server.errors import BackendError
@@ -26,16 +26,10 @@ class EtcdSequencer(Sequencer):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._etcd = EtcdConnection(name)
+        self._etcd = self.connect(EtcdConnection(name))
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         await self._etcd.open(metadata)
-
-    async def close(self) -> None:
-        await self._etcd.close()
-
-    async def health(self) -> Health:
-        return await self._etcd.health()
 
     async def next_block(self, key: str, size: int) -> int:
         raw = key.encode()

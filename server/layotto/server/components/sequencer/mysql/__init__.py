@@ -11,7 +11,6 @@ from layotto.server.components.base import (
     ComponentContext,
     ComponentSpec,
     Feature,
-    Health,
     MetadataField,
 )
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
@@ -35,7 +34,7 @@ class MysqlSequencer(Sequencer):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._db = MysqlConnection(name)
+        self._db = self.connect(MysqlConnection(name))
         self._table = "`layotto_sequences`"
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
@@ -48,12 +47,6 @@ class MysqlSequencer(Sequencer):
                 "id VARCHAR(700) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
                 "value BIGINT NOT NULL) ENGINE=InnoDB"
             )
-
-    async def close(self) -> None:
-        await self._db.close()
-
-    async def health(self) -> Health:
-        return await self._db.health()
 
     async def next_block(self, key: str, size: int) -> int:
         async with self._db.cursor() as cur:

@@ -12,7 +12,6 @@ from layotto.server.components.base import (
     ComponentContext,
     ComponentSpec,
     Feature,
-    Health,
     MetadataField,
 )
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, table_name
@@ -36,7 +35,7 @@ class PostgresSequencer(Sequencer):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._pg = PostgresConnection(name)
+        self._pg = self.connect(PostgresConnection(name))
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         table = table_name(str(metadata["tableName"]), f"sequencer.{self.name}.metadata.tableName")
@@ -46,12 +45,6 @@ class PostgresSequencer(Sequencer):
             f"layotto-sequencer-{table}",
             sql.SQL("CREATE TABLE IF NOT EXISTS {} (key TEXT PRIMARY KEY, value BIGINT NOT NULL)").format(self._table),
         )
-
-    async def close(self) -> None:
-        await self._pg.close()
-
-    async def health(self) -> Health:
-        return await self._pg.health()
 
     async def next_block(self, key: str, size: int) -> int:
         query = sql.SQL(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature, Health
+from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 
@@ -22,16 +22,10 @@ class RedisSequencer(Sequencer):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._redis = RedisConnection(name)
+        self._redis = self.connect(RedisConnection(name))
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         await self._redis.open(metadata)
-
-    async def close(self) -> None:
-        await self._redis.close()
-
-    async def health(self) -> Health:
-        return await self._redis.health()
 
     async def next_block(self, key: str, size: int) -> int:
         async with self._redis.errors("INCRBY"):

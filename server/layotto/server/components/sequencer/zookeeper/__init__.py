@@ -10,7 +10,7 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
-from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature, Health
+from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Feature
 from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 from layotto.server.components.zookeeper_client import ZOOKEEPER_METADATA, ZookeeperConnection
 from layotto.server.errors import BackendError
@@ -29,16 +29,10 @@ class ZookeeperSequencer(Sequencer):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._zoo = ZookeeperConnection(name)
+        self._zoo = self.connect(ZookeeperConnection(name))
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         await self._zoo.open(metadata, "sequences")
-
-    async def close(self) -> None:
-        await self._zoo.close()
-
-    async def health(self) -> Health:
-        return await self._zoo.health()
 
     def _advance(self, zk: KazooClient, path: str, size: int) -> int:
         for _ in range(MAX_ATTEMPTS):

@@ -9,7 +9,7 @@ from typing import Any
 
 from aetcd import rpc
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
 from layotto.server.components.state import (
     Concurrency,
@@ -39,7 +39,7 @@ class EtcdStateStore(StateStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._etcd = EtcdConnection(name)
+        self._etcd = self.connect(EtcdConnection(name))
         self._prefix = ""
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
@@ -47,12 +47,6 @@ class EtcdStateStore(StateStore):
         self._prefix = f"{prefix}/" if prefix else ""
         await self._etcd.open(metadata)
         self._kv, self._lease, self._timeout = self._etcd.kv, self._etcd.lease, self._etcd.timeout
-
-    async def close(self) -> None:
-        await self._etcd.close()
-
-    async def health(self) -> Health:
-        return await self._etcd.health()
 
     def _key(self, key: str) -> bytes:
         return (self._prefix + key).encode()

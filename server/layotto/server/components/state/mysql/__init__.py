@@ -16,7 +16,7 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
 from layotto.server.components.state import (
     Concurrency,
@@ -49,7 +49,7 @@ class MysqlStateStore(StateStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._db = MysqlConnection(name)
+        self._db = self.connect(MysqlConnection(name))
         self._table = "`state`"
         self._purger = ExpiryPurger()
 
@@ -68,14 +68,11 @@ class MysqlStateStore(StateStore):
 
     async def close(self) -> None:
         await self._purger.stop()
-        await self._db.close()
+        await super().close()
 
     async def _purge_expired(self) -> None:
         async with self._db.cursor() as cur:
             await cur.execute(f"DELETE FROM {self._table} WHERE expire_at <= UTC_TIMESTAMP(6)")
-
-    async def health(self) -> Health:
-        return await self._db.health()
 
     # -- statements ------------------------------------------------------------------
 

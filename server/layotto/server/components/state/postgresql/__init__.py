@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, table_name
 from layotto.server.components.state import (
     Concurrency,
@@ -43,7 +43,7 @@ class PostgresStateStore(StateStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._pg = PostgresConnection(name)
+        self._pg = self.connect(PostgresConnection(name))
         self._purger = ExpiryPurger()
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
@@ -63,14 +63,11 @@ class PostgresStateStore(StateStore):
 
     async def close(self) -> None:
         await self._purger.stop()
-        await self._pg.close()
+        await super().close()
 
     async def _purge_expired(self) -> None:
         async with self._pg.connection() as conn:
             await conn.execute(sql.SQL("DELETE FROM {} WHERE expire_at <= now()").format(self._table))
-
-    async def health(self) -> Health:
-        return await self._pg.health()
 
     # -- statements ------------------------------------------------------------------
 

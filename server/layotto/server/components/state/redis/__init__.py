@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.components.state import (
     DeleteRequest,
@@ -77,7 +77,7 @@ class RedisStateStore(StateStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._redis = RedisConnection(name)
+        self._redis = self.connect(RedisConnection(name))
         self._prefix = ""
         self._seq_key = "layotto:state-etag-seq"
 
@@ -87,12 +87,6 @@ class RedisStateStore(StateStore):
         self._seq_key = f"{self._prefix}layotto:state-etag-seq"
         self._write = self._redis.client.register_script(_WRITE_SCRIPT)
         self._get = self._redis.client.register_script(_GET_SCRIPT)
-
-    async def close(self) -> None:
-        await self._redis.close()
-
-    async def health(self) -> Health:
-        return await self._redis.health()
 
     def _argv(self, request: WriteRequest) -> list[str | bytes]:
         parse_etag(request)  # refuses malformed etags before the script runs
