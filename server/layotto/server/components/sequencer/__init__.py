@@ -31,9 +31,10 @@ BIGGER_THAN = MetadataField(
 )
 
 
-def floors(metadata: Mapping[str, Any]) -> dict[str, int]:
+def floors(metadata: Mapping[str, Any]) -> Mapping[str, int]:
     """The biggerThan floors of a component's parsed metadata (checked to be integers at load)."""
-    return dict(metadata.get("biggerThan") or {})
+    found: Mapping[str, int] = metadata.get("biggerThan") or {}
+    return found
 
 
 class Sequencer(Component):
