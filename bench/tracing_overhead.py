@@ -63,12 +63,22 @@ def runtime_config(directory: Path, store: str, otlp: str | None, ratio: float =
     return path
 
 
-async def measure(address: str, name: str, concurrency: int, seconds: float) -> LoadResult:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(pid: int, address: str, name: str, concurrency: int, seconds: float) -> tuple[LoadResult, float]:
+    """The load result and the server's CPU microseconds per request over the measured window."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = runtime_pb2_grpc.RuntimeStub(channel)
         await stub.SaveState(pb.SaveStateRequest(store_name="bench", states=[pb.StateItem(key="k", value=b"v")]))
         request = pb.GetStateRequest(store_name="bench", key="k")
-        return await closed_loop(name, lambda: stub.GetState(request), concurrency, seconds)
+        await closed_loop(name, lambda: stub.GetState(request), concurrency, 1.0, warmup=0.0)
+        cpu_before = cpu_seconds(pid)
+        result = await closed_loop(name, lambda: stub.GetState(request), concurrency, seconds, warmup=0.0)
+        return result, (cpu_seconds(pid) - cpu_before) / result.requests * 1e6
 
 
 def off_path_nanoseconds() -> float:
@@ -96,6 +106,7 @@ def main() -> int:
     assert collector.stdout is not None
     otlp = f"http://127.0.0.1:{collector.stdout.readline().strip()}"
     results: dict[str, list[LoadResult]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as tmp:
         off, off_address = start_runtime(tmp, runtime_config(Path(tmp), args.store, None))
         on, on_address = start_runtime(tmp, runtime_config(Path(tmp), args.store, otlp, args.ratio))
@@ -103,10 +114,12 @@ def main() -> int:
             asyncio.run(wait_ready(off_address))
             asyncio.run(wait_ready(on_address))
             for _ in range(args.rounds):
-                for mode, address in (("off", off_address), ("on", on_address)):
+                for mode, process, address in (("off", off, off_address), ("on", on, on_address)):
                     suffix = f", ratio {args.ratio}" if mode == "on" else ""
                     name = f"GetState ({args.store}), tracing {mode}{suffix}"
-                    results[mode].append(asyncio.run(measure(address, name, args.concurrency, args.seconds)))
+                    result, micros = asyncio.run(measure(process.pid, address, name, args.concurrency, args.seconds))
+                    results[mode].append(result)
+                    cpu[mode].append(micros)
         finally:
             for process in (off, on):
                 stop(process)
@@ -115,16 +128,21 @@ def main() -> int:
         f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{args.seconds:.0f} s per row, concurrency {args.concurrency}, {args.rounds} alternating rounds"
     )
-    print("| operation | concurrency | req/s | p50 ms | p90 ms | p99 ms |")
-    print("|---|---|---|---|---|---|")
-    for pair in zip(results["off"], results["on"], strict=True):
-        for result in pair:
-            print(result.row())
+    print("| operation | concurrency | req/s | p50 ms | p90 ms | p99 ms | runtime CPU µs/request |")
+    print("|---|---|---|---|---|---|---|")
+    for index in range(args.rounds):
+        for mode in ("off", "on"):
+            print(f"{results[mode][index].row()} {cpu[mode][index]:.0f} |")
     off_rps = sum(r.rps for r in results["off"]) / args.rounds
     on_rps = sum(r.rps for r in results["on"]) / args.rounds
     hooks_ns = off_path_nanoseconds()
     per_request_ns = 1e9 / off_rps  # the server is CPU-bound: each request costs 1/throughput of CPU
     print(f"tracing on (ratio {args.ratio}) costs {1 - on_rps / off_rps:.1%} of throughput")
+    off_cpu, on_cpu = sum(cpu["off"]) / args.rounds, sum(cpu["on"]) / args.rounds
+    print(
+        f"tracing on (ratio {args.ratio}) costs the runtime {on_cpu - off_cpu:.0f} µs more CPU per request: "
+        f"{on_cpu / off_cpu - 1:.1%} over {off_cpu:.0f} µs"
+    )
     print(
         f"tracing off: the hooks left in the path cost {hooks_ns:.0f} ns per request, "
         f"{hooks_ns / per_request_ns:.2%} of the {per_request_ns / 1000:.0f} µs of CPU a request takes"

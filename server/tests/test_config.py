@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from layotto.server.cli import main
+from layotto.server.cli import loop_factory, main
 from layotto.server.components.base import ConfigError
 from layotto.server.config import ComponentConfig, embedded_defaults, load
 
@@ -112,6 +112,7 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
         ("config_store: {p: {type: etcd}}\n", "c.yaml: config_store: this building block is not served yet"),
         ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected int"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
+        ("event_loop: trio\n", "c.yaml: event_loop: expected one of auto, uvloop, asyncio, got 'trio'"),
     ],
 )
 def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -119,6 +120,32 @@ def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -
         load(write(tmp_path, "c.yaml", text))
     assert str(error.value).startswith(str(tmp_path / expected.split(":", maxsplit=1)[0]) + ":")
     assert expected.split(": ", 1)[1] in str(error.value)
+
+
+def test_event_loop_choice() -> None:
+    import uvloop
+
+    assert loop_factory("auto") is uvloop.new_event_loop  # installed with the server on Linux
+    assert loop_factory("uvloop") is uvloop.new_event_loop
+    assert loop_factory("asyncio") is None
+
+
+def test_serving_logs_the_event_loop_it_runs_on(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", "event_loop: asyncio\n")
+    for config, loop in (([], "uvloop"), (["-c", str(path)], "asyncio")):
+        addresses = ["--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0"]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "layotto.server", "serve", *config, "--data-dir", str(tmp_path), *addresses],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        try:
+            line = next(line for line in process.stderr if "serving gRPC" in line)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        assert line.rstrip().endswith(f"(event loop: {loop})")
 
 
 def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]) -> None:

@@ -116,11 +116,12 @@ class Runtime:
             )
             self.app_subscriptions.start()
         log.info(
-            "layotto serving gRPC on %s:%d and HTTP on %s:%d",
+            "layotto serving gRPC on %s:%d and HTTP on %s:%d (event loop: %s)",
             cfg.grpc_address.rpartition(":")[0],
             self.grpc_port,
             http_host,
             self.http_port,
+            type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
     def _info(self) -> dict[str, object]:

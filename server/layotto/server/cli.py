@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 
 from layotto.server.app import serve
@@ -56,6 +57,19 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
     return with_dapr_components(config)
 
 
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop for ``auto`` (when installed) and ``uvloop``; None means asyncio's own."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("event_loop: uvloop is not installed (pip install uvloop)") from None
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -64,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             sys.stdout.write(json.dumps(config.to_dict(), indent=2) + "\n")
             return 0
-        asyncio.run(serve(config))
+        with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
+            runner.run(serve(config))
     except ConfigError as error:
         sys.stderr.write(f"layotto: config error: {error}\n")
         return 2

@@ -58,6 +58,7 @@ class RuntimeConfig:
     app_callback_protocol: str = "layotto"  # whose AppCallback the app serves: layotto or dapr
     subscriptions_refresh_seconds: float = 30.0  # how often ListTopicSubscriptions is asked again
     tracing: TracingSettings = field(default_factory=TracingSettings)  # off unless an exporter is named
+    event_loop: str = "auto"  # uvloop when it is installed (the default on Linux and macOS), else asyncio's
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -72,6 +73,7 @@ class RuntimeConfig:
             "shutdown_grace_seconds": self.shutdown_grace_seconds,
             "max_message_bytes": self.max_message_bytes,
             "max_publish_bytes": self.max_publish_bytes,
+            "event_loop": self.event_loop,
         }
         if self.components_path:
             out["components_path"] = self.components_path
@@ -111,8 +113,10 @@ _SCALAR_KEYS: dict[str, type] = {
     "app_callback_address": str,
     "app_callback_protocol": str,
     "subscriptions_refresh_seconds": float,
+    "event_loop": str,
 }
 CALLBACK_PROTOCOLS = ("layotto", "dapr")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
 _LAYOTTO_ONLY_SECTIONS = (
     "config_store",
@@ -180,6 +184,8 @@ def from_mapping(raw: Any) -> RuntimeConfig:
             f"app_callback_protocol: expected one of {', '.join(CALLBACK_PROTOCOLS)}, "
             f"got {values['app_callback_protocol']!r}"
         )
+    if values.get("event_loop", "auto") not in EVENT_LOOPS:
+        raise ConfigError(f"event_loop: expected one of {', '.join(EVENT_LOOPS)}, got {values['event_loop']!r}")
     return RuntimeConfig(**values, components=components)
 
 

@@ -9,7 +9,6 @@ and a global read, nothing else.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from opentelemetry import trace
@@ -76,13 +75,6 @@ def backend_span(
     the current span; outside a traced request (background loops) there is none."""
     if not _TARGET or not trace.get_current_span().is_recording():
         return _NOOP
-    return _span(_TARGET[0], system, operation, statement=statement, peer=peer, port=port)
-
-
-@contextlib.contextmanager
-def _span(
-    tracer: Tracer, system: str, operation: str, *, statement: str | None, peer: str | None, port: int | None
-) -> Iterator[trace.Span]:
     if system in _MESSAGING:
         attributes: dict[str, Any] = {"messaging.system": system, "messaging.operation.name": operation}
         if statement:
@@ -95,5 +87,4 @@ def _span(
         attributes["server.address"] = peer
     if port:
         attributes["server.port"] = port
-    with tracer.start_as_current_span(f"{system} {operation}", kind=SpanKind.CLIENT, attributes=attributes) as span:
-        yield span
+    return _TARGET[0].start_as_current_span(f"{system} {operation}", kind=SpanKind.CLIENT, attributes=attributes)

@@ -2,44 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from layotto.tracing._backend import set_backend_tracer
+from layotto.tracing._batch import BatchProcessor, Exporter
 from layotto.tracing._grpc import ServerInterceptor, client_interceptors
+from layotto.tracing._otlp import OtlpExporter, parse_headers
 from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
 from layotto.tracing._settings import TracingSettings, with_environment
+from layotto.tracing._spans import LeanTracer
 from layotto.tracing._sw8 import Sw8Propagator
 
 
-class _StableResource(Resource):
-    """The process's resource, hashed once: the OTLP encoder hashes it for every span it sends."""
-
-    def __init__(self, resource: Resource) -> None:
-        super().__init__(dict(resource.attributes), resource.schema_url)
-        self._hash = super().__hash__()
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: object) -> bool:
-        return super().__eq__(other)
-
-
-def _exporter(name: str, settings: TracingSettings) -> SpanExporter:
+def _exporter(name: str, settings: TracingSettings, resource: Resource) -> Exporter:
     if name == "skywalking":
         return SkyWalkingExporter(settings.skywalking_address, settings.service_name, settings.instance)
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-    endpoint = settings.otlp_endpoint
-    return OTLPSpanExporter(endpoint=endpoint, insecure=not endpoint.startswith("https://"))
+    headers = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or os.environ.get("OTEL_EXPORTER_OTLP_HEADERS", "")
+    return OtlpExporter(settings.otlp_endpoint, dict(resource.attributes), headers=parse_headers(headers))
 
 
 class Tracing:
@@ -50,19 +34,14 @@ class Tracing:
     SkyWalking exporter is on (sw8 names segments that only SkyWalking receives).
     """
 
-    def __init__(self, settings: TracingSettings, *, extra_exporters: tuple[SpanExporter, ...] = ()) -> None:
+    def __init__(self, settings: TracingSettings, *, extra_exporters: tuple[Exporter, ...] = ()) -> None:
         self.settings = settings
-        resource = _StableResource(
-            Resource.create({"service.name": settings.service_name, "service.instance.id": settings.instance})
-        )
-        ratio = settings.sampling_ratio
-        sampler = ParentBased(ALWAYS_ON if ratio >= 1.0 else TraceIdRatioBased(ratio))
-        self.provider = TracerProvider(resource=resource, sampler=sampler)
+        resource = Resource.create({"service.name": settings.service_name, "service.instance.id": settings.instance})
+        self.tracer = LeanTracer(settings.sampling_ratio, resource)
         if "skywalking" in settings.exporters:  # segments and sw8 mean something only to SkyWalking
-            self.provider.add_span_processor(SegmentTracker())
-        for exporter in (*(_exporter(n, settings) for n in settings.exporters), *extra_exporters):
-            self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=500))
-        self.tracer: Tracer = self.provider.get_tracer("layotto")
+            self.tracer.add_span_processor(SegmentTracker())
+        exporters = [*(_exporter(n, settings, resource) for n in settings.exporters), *extra_exporters]
+        self.tracer.add_span_processor(BatchProcessor(exporters))
         self.propagator = CompositePropagator(
             [Sw8Propagator(settings.service_name, settings.instance), TraceContextTextMapPropagator()]
         )
@@ -84,8 +63,8 @@ class Tracing:
         set_backend_tracer(self.tracer)
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
-        return self.provider.force_flush(timeout_millis)
+        return self.tracer.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
         set_backend_tracer(None)
-        self.provider.shutdown()
+        self.tracer.shutdown()
