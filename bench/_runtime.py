@@ -7,9 +7,20 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import grpc
+
+from layotto.server.cli import loop_factory
+
+
+def serve_like_the_runtime(main: Coroutine[Any, Any, None]) -> None:
+    """Run a baseline server on the event loop `layotto serve` picks (uvloop when installed),
+    so runtime and baseline differ only in what their handlers do."""
+    with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
+        runner.run(main)
 
 
 def free_port() -> int:

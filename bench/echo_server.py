@@ -6,11 +6,11 @@ response) and nothing else, so the runtime's figures can be read against it.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
 import grpc
+from _runtime import serve_like_the_runtime
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
@@ -37,4 +37,4 @@ async def main(address: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    serve_like_the_runtime(main(sys.argv[1]))

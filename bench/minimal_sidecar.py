@@ -6,11 +6,11 @@ PublishEvent handlers make the one driver call the operation needs, nothing else
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
 import grpc
+from _runtime import serve_like_the_runtime
 from google.protobuf import empty_pb2
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -105,4 +105,4 @@ async def main(address: str, backend: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    serve_like_the_runtime(main(sys.argv[1], sys.argv[2]))
