@@ -4,6 +4,7 @@ back with opentelemetry-proto), batching, and export to a real gRPC receiver."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -243,3 +244,17 @@ def test_otlp_export_to_nothing_gives_up_without_raising() -> None:
 
 def test_otlp_headers_are_parsed_like_the_sdk() -> None:
     assert parse_headers("Api-Key=a%20b, x=1,,broken") == [("api-key", "a b"), ("x", "1")]
+
+
+def test_half_a_batch_wakes_the_exporter_before_its_delay() -> None:
+    keeping = Keeping()
+    processor = BatchProcessor([keeping], delay=60.0, max_batch=4)
+    lean, _ = tracer()
+    lean.add_span_processor(processor)
+    lean.start_span("a").end()
+    lean.start_span("b").end()
+    deadline = time.monotonic() + 10
+    while not keeping.batches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [s.name for batch in keeping.batches for s in batch] == ["a", "b"]  # not after 60 s
+    processor.shutdown()

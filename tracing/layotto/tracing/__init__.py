@@ -1,8 +1,9 @@
 """Layotto for Python: tracing.
 
-One OpenTelemetry tracer provider per process (:class:`Tracing`), exporting over OTLP/gRPC
-and to SkyWalking's native collector, propagating W3C ``traceparent`` and SkyWalking
-``sw8``; explicit grpc.aio interceptors for clients and servers, and
+One tracer per process (:class:`Tracing`): our own lean implementation of OpenTelemetry's
+tracing API, exporting over OTLP/gRPC and to SkyWalking's native collector, propagating
+W3C ``traceparent`` and SkyWalking ``sw8``; explicit grpc.aio interceptors for clients and
+servers, and
 :func:`backend_span` for components' backend calls. Settings come from config and from
 the standard ``OTEL_*`` / ``SW_*`` environment variables (see :mod:`layotto.tracing._settings`).
 """

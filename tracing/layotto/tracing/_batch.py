@@ -38,6 +38,7 @@ class BatchProcessor:
         self._exporters = list(exporters)
         self._queue: collections.deque[Any] = collections.deque()
         self._delay, self._max_batch, self._max_queue = delay, max_batch, max_queue
+        self._wake_at = max(1, max_batch // 2)
         self._wake = threading.Event()
         self._flushed = threading.Condition()
         self._flush_requests = self._flushes_done = 0
@@ -55,7 +56,7 @@ class BatchProcessor:
             self.dropped += 1
             return
         queue.append(span)
-        if len(queue) == self._max_batch // 2:
+        if len(queue) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
 
     def _run(self) -> None:

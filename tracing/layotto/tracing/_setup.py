@@ -1,4 +1,4 @@
-"""``Tracing``: one tracer provider with its exporters, propagators and interceptors."""
+"""``Tracing``: one lean tracer with its batch exporter thread, propagators and interceptors."""
 
 from __future__ import annotations
 
