@@ -258,3 +258,23 @@ def test_half_a_batch_wakes_the_exporter_before_its_delay() -> None:
         time.sleep(0.01)
     assert [s.name for batch in keeping.batches for s in batch] == ["a", "b"]  # not after 60 s
     processor.shutdown()
+
+
+def test_processors_see_starts_unless_they_say_they_do_not_watch_them() -> None:
+    class Starts(Collect):
+        def __init__(self) -> None:
+            super().__init__()
+            self.started: list[str] = []
+
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            self.started.append(span.name)
+
+    class Blind(Starts):
+        watches_starts = False
+
+    lean, watching, blind = LeanTracer(1.0), Starts(), Blind()
+    lean.add_span_processor(watching)
+    lean.add_span_processor(blind)
+    lean.start_span("s").end()
+    assert watching.started == ["s"] and blind.started == []
+    assert [s.name for s in blind.spans] == ["s"]  # ends still reach it

@@ -32,6 +32,8 @@ class Exporter(Protocol):
 class BatchProcessor:
     """A span processor feeding exporters from a daemon thread."""
 
+    watches_starts = False  # the tracer need not call on_start
+
     def __init__(
         self, exporters: Sequence[Exporter], *, delay: float = 1.0, max_batch: int = 1024, max_queue: int = 16384
     ) -> None:

@@ -198,9 +198,12 @@ class LeanTracer(trace.Tracer):
         self._bound = round(max(0.0, min(1.0, sampling_ratio)) * (1 << 64))
         self.resource = resource
         self.processors: list[SpanProcessor] = []
+        self._start_processors: list[SpanProcessor] = []
 
     def add_span_processor(self, processor: SpanProcessor) -> None:
         self.processors.append(processor)
+        if getattr(processor, "watches_starts", True):  # most only want finished spans
+            self._start_processors.append(processor)
 
     def _root_sampled(self, trace_id: int) -> bool:
         return (trace_id & 0xFFFFFFFFFFFFFFFF) < self._bound
@@ -235,7 +238,7 @@ class LeanTracer(trace.Tracer):
             links=links or (),
             start_time=start_time or _time_ns(),
         )
-        for processor in self.processors:
+        for processor in self._start_processors:
             processor.on_start(span, context)
         return span
 
