@@ -18,6 +18,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from layotto.tracing._sw8 import PEER, decode_header
 
 UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+_CODE_NUMBERS = {code: code.value[0] for code in grpc.StatusCode}
+_NO_PARENT = otel_context.Context()
 _CARRIED = frozenset({"traceparent", "tracestate", "sw8"})  # the metadata propagation reads
 
 
@@ -34,7 +36,7 @@ def _peer_attributes(target: str) -> dict[str, Any]:
 
 
 def _set_code(span: trace.Span, code: grpc.StatusCode) -> None:
-    span.set_attribute("rpc.grpc.status_code", code.value[0])
+    span.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS[code])
     if code is not grpc.StatusCode.OK:
         span.set_status(Status(StatusCode.ERROR, code.name))
 
@@ -178,8 +180,8 @@ class _SpanStarter:
 
     def start(self, context: Any) -> trace.Span:
         carried = {key: value for key, value in context.invocation_metadata() or () if key in _CARRIED}
-        if not carried:  # an untraced caller: a new trace, nothing to extract
-            return self.tracer.start_span(self.name, kind=SpanKind.SERVER, attributes=self.attributes)
+        if not carried:  # an untraced caller: a new trace (a server span's parent is only ever remote)
+            return self.tracer.start_span(self.name, _NO_PARENT, SpanKind.SERVER, self.attributes)
         attributes = self.attributes
         raw_sw8 = carried.get("sw8")
         if isinstance(raw_sw8, str):
@@ -228,7 +230,5 @@ def _streaming(behavior: Any, starter: _SpanStarter) -> Any:
 
 
 def _code(context: Any, fallback: grpc.StatusCode) -> grpc.StatusCode:
-    code = context.code() if hasattr(context, "code") else None
-    if isinstance(code, grpc.StatusCode):
-        return code
-    return fallback
+    code = context.code()  # what the handler set or aborted with; None when it just returned
+    return code if isinstance(code, grpc.StatusCode) else fallback

@@ -224,7 +224,7 @@ class LeanTracer(trace.Tracer):
             trace_id, sampled, state = parent.trace_id, parent.trace_flags.sampled, parent.trace_state
         else:
             parent, trace_id, state = None, _getrandbits(128) or 1, _EMPTY_STATE
-            sampled = self._root_sampled(trace_id)
+            sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < self._bound  # as _root_sampled, inlined
         span_context = SpanContext(trace_id, _getrandbits(64) or 1, False, _SAMPLED if sampled else _NOT_SAMPLED, state)
         if not sampled:
             return NonRecordingSpan(span_context)
