@@ -100,8 +100,8 @@ class RecordedSpan(trace.Span):
         self.start_time = start_time
         self.end_time: int | None = None
         self.attributes = attributes
-        self.events: list[Event] = []
-        self.links = list(links)
+        self.events: list[Event] | tuple[()] = ()  # most spans have none: a list only once one comes
+        self.links: Sequence[Link] = tuple(links)
         self.status = _UNSET
         self._tracer = tracer
 
@@ -125,11 +125,13 @@ class RecordedSpan(trace.Span):
 
     def add_event(self, name: str, attributes: Attributes = None, timestamp: int | None = None) -> None:
         if self.end_time is None:
+            if not self.events:
+                self.events = []
             self.events.append(Event(name, timestamp or _time_ns(), dict(attributes or {})))
 
     def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
         if self.end_time is None and context.is_valid:
-            self.links.append(Link(context, attributes))
+            self.links = (*self.links, Link(context, attributes))
 
     def update_name(self, name: str) -> None:
         if self.end_time is None:
