@@ -68,25 +68,29 @@ class RecordedSpan(trace.Span):
     """A sampled span, recording until it ends."""
 
     __slots__ = (
+        "_context",
         "_tracer",
         "attributes",
-        "context",
         "end_time",
         "events",
         "kind",
         "links",
         "name",
         "parent",
+        "span_id",
         "start_time",
         "status",
+        "trace_id",
+        "trace_state",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917  # positional on purpose: this runs on every request
         self,
         tracer: LeanTracer,
         name: str,
-        context: SpanContext,
-        *,
+        trace_id: int,
+        span_id: int,
+        trace_state: TraceState,
         parent: SpanContext | None,
         kind: SpanKind,
         attributes: dict[str, AttributeValue],
@@ -95,22 +99,33 @@ class RecordedSpan(trace.Span):
     ) -> None:
         self.name = name
         self.kind = kind
-        self.context = context
+        self.trace_id, self.span_id, self.trace_state = trace_id, span_id, trace_state
+        self._context: SpanContext | None = None  # built when first asked for (often only by the exporter)
         self.parent = parent
         self.start_time = start_time
         self.end_time: int | None = None
         self.attributes = attributes
         self.events: list[Event] | tuple[()] = ()  # most spans have none: a list only once one comes
-        self.links: Sequence[Link] = tuple(links)
+        self.links: Sequence[Link] = tuple(links) if links else ()
         self.status = _UNSET
         self._tracer = tracer
+
+    @property
+    def context(self) -> SpanContext:
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(self.trace_id, self.span_id, False, _SAMPLED, self.trace_state)
+        return context
 
     @property
     def resource(self) -> Any:
         return self._tracer.resource
 
     def get_span_context(self) -> SpanContext:
-        return self.context
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(self.trace_id, self.span_id, False, _SAMPLED, self.trace_state)
+        return context
 
     def is_recording(self) -> bool:
         return self.end_time is None
@@ -227,18 +242,19 @@ class LeanTracer(trace.Tracer):
         else:
             parent, trace_id, state = None, _getrandbits(128) or 1, _EMPTY_STATE
             sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < self._bound  # as _root_sampled, inlined
-        span_context = SpanContext(trace_id, _getrandbits(64) or 1, False, _SAMPLED if sampled else _NOT_SAMPLED, state)
         if not sampled:
-            return NonRecordingSpan(span_context)
+            return NonRecordingSpan(SpanContext(trace_id, _getrandbits(64) or 1, False, _NOT_SAMPLED, state))
         span = RecordedSpan(
             self,
             name,
-            span_context,
-            parent=parent,
-            kind=kind,
-            attributes=dict(attributes or {}),
-            links=links or (),
-            start_time=start_time or _time_ns(),
+            trace_id,
+            _getrandbits(64) or 1,
+            state,
+            parent,
+            kind,
+            dict(attributes) if attributes else {},
+            links or (),
+            start_time or _time_ns(),
         )
         for processor in self._start_processors:
             processor.on_start(span, context)
