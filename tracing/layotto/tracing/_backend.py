@@ -75,6 +75,20 @@ def backend_span(
     the current span; outside a traced request (background loops) there is none."""
     if not _TARGET or not trace.get_current_span().is_recording():
         return _NOOP
+    key = (system, operation, statement, peer, port)
+    described = _DESCRIBED.get(key) or _describe(*key)
+    return _TARGET[0].start_as_current_span(described[0], kind=SpanKind.CLIENT, attributes=described[1])
+
+
+_DESCRIBED: dict[tuple[str, str, str | None, str | None, int | None], tuple[str, dict[str, Any]]] = {}
+_DESCRIBED_LIMIT = 1024  # statements vary; names, peers and operations mostly do not
+
+
+def _describe(
+    system: str, operation: str, statement: str | None, peer: str | None, port: int | None
+) -> tuple[str, dict[str, Any]]:
+    """A backend span's name and attributes, kept for the next call with the same ones (spans
+    copy their attributes, so the shared dict is never changed)."""
     if system in _MESSAGING:
         attributes: dict[str, Any] = {"messaging.system": system, "messaging.operation.name": operation}
         if statement:
@@ -87,4 +101,7 @@ def backend_span(
         attributes["server.address"] = peer
     if port:
         attributes["server.port"] = port
-    return _TARGET[0].start_as_current_span(f"{system} {operation}", kind=SpanKind.CLIENT, attributes=attributes)
+    if len(_DESCRIBED) >= _DESCRIBED_LIMIT:
+        _DESCRIBED.clear()
+    described = _DESCRIBED[(system, operation, statement, peer, port)] = (f"{system} {operation}", attributes)
+    return described
