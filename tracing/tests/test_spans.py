@@ -3,6 +3,7 @@ back with opentelemetry-proto), batching, and export to a real gRPC receiver."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from opentelemetry.trace import (
 
 from layotto.tracing import Tracing, TracingSettings
 from layotto.tracing._batch import BatchProcessor
+from layotto.tracing._loop_batch import LoopBatchProcessor
 from layotto.tracing._otlp import OtlpExporter, SpanEncoder, parse_headers
 from layotto.tracing._spans import LeanTracer, RecordedSpan
 from layotto.tracing.testing import OtlpReceiver
@@ -278,3 +280,38 @@ def test_processors_see_starts_unless_they_say_they_do_not_watch_them() -> None:
     lean.start_span("s").end()
     assert watching.started == ["s"] and blind.started == []
     assert [s.name for s in blind.spans] == ["s"]  # ends still reach it
+
+
+async def test_on_the_loop_batches_go_out_without_a_thread_and_flush_from_another_thread() -> None:
+    with OtlpReceiver() as receiver:
+        loop = asyncio.get_running_loop()
+        settings = TracingSettings(exporters=("otlp",), service_name="looped", otlp_endpoint=receiver.endpoint)
+        keeping, failing = Keeping(), Failing()
+        tracing = Tracing(settings, extra_exporters=(failing, keeping), loop=loop)
+        (processor,) = tracing.tracer.processors
+        assert isinstance(processor, LoopBatchProcessor)
+        with tracing.tracer.start_as_current_span("outer"):
+            tracing.tracer.start_span("inner").end()
+        with pytest.raises(RuntimeError, match="await flush_async"):
+            tracing.force_flush()  # it would block the very loop that exports
+        assert await asyncio.to_thread(tracing.force_flush)
+        spans = await asyncio.to_thread(receiver.wait_for, lambda got: len(got) >= 2)
+        assert {s.name for s in spans} == {"outer", "inner"} and spans[0].service == "looped"
+        assert [s.name for batch in keeping.batches for s in batch] == ["inner", "outer"]  # sync exporters too
+        tracing.tracer.start_span("last").end()
+        await asyncio.to_thread(tracing.shutdown)  # what is still queued goes out first
+        await asyncio.to_thread(receiver.wait_for, lambda got: any(s.name == "last" for s in got))
+
+
+async def test_the_loop_exporter_sends_on_its_own_schedule() -> None:
+    keeping = Keeping()
+    processor = LoopBatchProcessor([keeping], asyncio.get_running_loop(), delay=0.05)
+    lean, _ = tracer()
+    lean.add_span_processor(processor)
+    lean.start_span("a").end()
+    for _ in range(200):
+        if keeping.batches:
+            break
+        await asyncio.sleep(0.01)
+    assert [s.name for batch in keeping.batches for s in batch] == ["a"]
+    await asyncio.to_thread(processor.shutdown)

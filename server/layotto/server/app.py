@@ -54,7 +54,7 @@ class Runtime:
         }
         context = ComponentContext(app_id=cfg.app_id, data_dir=self._data_dir)
         if cfg.tracing.enabled:
-            self.tracing = Tracing(cfg.tracing)
+            self.tracing = Tracing(cfg.tracing, loop=asyncio.get_running_loop())
             self.tracing.trace_backends()
         try:
             self.components = await load_components(declared, context)

@@ -10,6 +10,7 @@ ever built. Wire format: opentelemetry/proto/trace/v1/trace.proto.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -205,35 +206,65 @@ class OtlpExporter:
         retries: int = 3,
     ) -> None:
         scheme, _, target = endpoint.rpartition("://")
-        target = target or endpoint
-        if scheme == "https":
-            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+        self._target, self._secure = target or endpoint, scheme == "https"
+        if self._secure:
+            self._channel = grpc.secure_channel(self._target, grpc.ssl_channel_credentials())
         else:
-            self._channel = grpc.insecure_channel(target)
+            self._channel = grpc.insecure_channel(self._target)
         self._export = self._channel.unary_unary(EXPORT_METHOD, None, None)  # bytes in, bytes out
+        self._aio_channel: grpc.aio.Channel | None = None
         self._encoder = SpanEncoder(resource)
         self._headers = tuple(headers)
         self._timeout, self._retries = timeout, retries
         self.endpoint = endpoint
 
+    def _failed(self, spans: Sequence[Any], error: grpc.RpcError, attempt: int) -> bool:
+        """Whether to try again; raises ExportError once it is no use."""
+        code = error.code() if isinstance(error, (grpc.Call, grpc.aio.AioRpcError)) else None
+        retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        if not retryable or attempt == self._retries:
+            raise ExportError(f"OTLP export of {len(spans)} spans to {self.endpoint} failed: {code}") from None
+        return True
+
     def export(self, spans: Sequence[Any]) -> None:
+        """Send from a thread (blocking)."""
         if not spans:
             return
         request = self._encoder.request(spans)
-        delay = 0.5
         for attempt in range(self._retries + 1):
             try:
                 self._export(request, timeout=self._timeout, metadata=self._headers or None)
                 return
             except grpc.RpcError as error:
-                code = error.code() if isinstance(error, grpc.Call) else None
-                retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
-                if not retryable or attempt == self._retries:
-                    raise ExportError(f"OTLP export of {len(spans)} spans to {self.endpoint} failed: {code}") from None
-                time.sleep(delay)
-                delay *= 2
+                self._failed(spans, error, attempt)
+                time.sleep(0.5 * 2**attempt)
+
+    async def export_async(self, spans: Sequence[Any]) -> None:
+        """Send from an event loop (grpc.aio, created on first use on that loop)."""
+        if not spans:
+            return
+        if self._aio_channel is None:
+            self._aio_channel = (
+                grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials())
+                if self._secure
+                else grpc.aio.insecure_channel(self._target)
+            )
+        send = self._aio_channel.unary_unary(EXPORT_METHOD, None, None)
+        request = self._encoder.request(spans)
+        for attempt in range(self._retries + 1):
+            try:
+                await send(request, timeout=self._timeout, metadata=self._headers or None)
+                return
+            except grpc.aio.AioRpcError as error:
+                self._failed(spans, error, attempt)
+                await asyncio.sleep(0.5 * 2**attempt)
 
     def shutdown(self) -> None:
+        self._channel.close()
+
+    async def aclose(self) -> None:
+        if self._aio_channel is not None:
+            await self._aio_channel.close(None)
         self._channel.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -12,6 +13,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from layotto.tracing._backend import set_backend_tracer
 from layotto.tracing._batch import BatchProcessor, Exporter
 from layotto.tracing._grpc import ServerInterceptor, client_interceptors
+from layotto.tracing._loop_batch import LoopBatchProcessor
 from layotto.tracing._otlp import OtlpExporter, parse_headers
 from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
 from layotto.tracing._settings import TracingSettings, with_environment
@@ -34,14 +36,21 @@ class Tracing:
     SkyWalking exporter is on (sw8 names segments that only SkyWalking receives).
     """
 
-    def __init__(self, settings: TracingSettings, *, extra_exporters: tuple[Exporter, ...] = ()) -> None:
+    def __init__(
+        self,
+        settings: TracingSettings,
+        *,
+        extra_exporters: tuple[Exporter, ...] = (),
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.settings = settings
         resource = Resource.create({"service.name": settings.service_name, "service.instance.id": settings.instance})
         self.tracer = LeanTracer(settings.sampling_ratio, resource)
         if "skywalking" in settings.exporters:  # segments and sw8 mean something only to SkyWalking
             self.tracer.add_span_processor(SegmentTracker())
         exporters = [*(_exporter(n, settings, resource) for n in settings.exporters), *extra_exporters]
-        self.tracer.add_span_processor(BatchProcessor(exporters))
+        # on the loop that serves the requests when the caller names it (the runtime does), else a thread
+        self.tracer.add_span_processor(LoopBatchProcessor(exporters, loop) if loop else BatchProcessor(exporters))
         self.propagator = CompositePropagator(
             [Sw8Propagator(settings.service_name, settings.instance), TraceContextTextMapPropagator()]
         )

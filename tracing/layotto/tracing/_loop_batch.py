@@ -1,0 +1,121 @@
+"""Finished spans exported from the event loop that serves the requests.
+
+A process whose requests all run on one asyncio loop (the runtime) is better served by
+exporting on that loop than from a thread: a background thread that wakes, encodes and
+makes a blocking gRPC call takes the GIL from the loop at arbitrary points and hands it
+back only after the switch interval, several times per export. On the loop, a batch is
+encoded between requests and sent with grpc.aio without blocking anything. Exporters
+with an ``export_async`` coroutine are awaited; others run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+
+from layotto.tracing._batch import Exporter
+
+log = logging.getLogger(__name__)
+
+
+class LoopBatchProcessor:
+    """A span processor feeding exporters from a task on ``loop`` (create it on that loop)."""
+
+    watches_starts = False  # the tracer need not call on_start
+
+    def __init__(
+        self,
+        exporters: Sequence[Exporter],
+        loop: asyncio.AbstractEventLoop,
+        *,
+        delay: float = 1.0,
+        max_batch: int = 1024,
+        max_queue: int = 16384,
+    ) -> None:
+        self._exporters = list(exporters)
+        self._loop = loop
+        self._queue: collections.deque[Any] = collections.deque()
+        self._delay, self._max_batch, self._max_queue = delay, max_batch, max_queue
+        self._loop_thread = threading.get_ident()
+        self.dropped = 0
+        self._pump = loop.create_task(self._run(), name="layotto-tracing-export")
+
+    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        if len(self._queue) >= self._max_queue:
+            self.dropped += 1
+            return
+        self._queue.append(span)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._delay)
+            await self.flush_async()
+
+    async def flush_async(self) -> None:
+        """Export what is queued now."""
+        waiting = len(self._queue)
+        while waiting > 0:
+            size = min(self._max_batch, waiting)
+            waiting -= size
+            batch = [self._queue.popleft() for _ in range(size)]
+            for exporter in self._exporters:
+                try:
+                    await _export(exporter, batch)
+                except Exception as error:  # an exporter must never stop the others, nor the pump
+                    log.warning("trace export failed: %s", error)
+
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """From another thread; on the loop's own thread, ``await flush_async()`` instead."""
+        if self._on_loop_thread():
+            raise RuntimeError("force_flush() would block the loop that exports: await flush_async()")
+        if self._loop.is_closed():
+            return not self._queue
+        future = asyncio.run_coroutine_threadsafe(self.flush_async(), self._loop)
+        try:
+            future.result(timeout_millis / 1000)
+        except TimeoutError:
+            return False
+        return True
+
+    def shutdown(self) -> None:
+        """Stop the pump, export what is left and close the exporters (from another thread)."""
+        if self._loop.is_closed():
+            return
+        if self._on_loop_thread():
+            self._pump.cancel()
+            log.warning("tracing shut down on its own loop: %d queued spans not exported", len(self._queue))
+            return
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(30)
+
+    async def _close(self) -> None:
+        self._pump.cancel()
+        await self.flush_async()
+        for exporter in self._exporters:
+            try:
+                closing = getattr(exporter, "aclose", None)
+                if closing is not None:
+                    await closing()
+                else:
+                    await asyncio.to_thread(exporter.shutdown)
+            except Exception as error:
+                log.warning("trace exporter shutdown failed: %s", error)
+
+
+async def _export(exporter: Exporter, batch: list[Any]) -> None:
+    send = getattr(exporter, "export_async", None)
+    if send is not None:
+        await send(batch)
+    else:
+        await asyncio.to_thread(exporter.export, batch)
