@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from opentelemetry.context import Context
@@ -29,36 +29,54 @@ class Exporter(Protocol):
     def shutdown(self) -> None: ...
 
 
-class BatchProcessor:
-    """A span processor feeding exporters from a daemon thread."""
+class SpanQueue:
+    """What both batch processors share: a bounded queue of finished spans, taken in batches."""
 
     watches_starts = False  # the tracer need not call on_start
 
-    def __init__(
-        self, exporters: Sequence[Exporter], *, delay: float = 1.0, max_batch: int = 1024, max_queue: int = 16384
-    ) -> None:
+    def __init__(self, exporters: Sequence[Exporter], *, delay: float, max_batch: int, max_queue: int) -> None:
         self._exporters = list(exporters)
         self._queue: collections.deque[Any] = collections.deque()
         self._delay, self._max_batch, self._max_queue = delay, max_batch, max_queue
-        self._wake_at = max(1, max_batch // 2)
-        self._wake = threading.Event()
-        self._flushed = threading.Condition()
-        self._flush_requests = self._flushes_done = 0
-        self._stopping = False
         self.dropped = 0
-        self._thread = threading.Thread(target=self._run, name="layotto-tracing-export", daemon=True)
-        self._thread.start()
 
     def on_start(self, span: Any, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: Any) -> None:
-        queue = self._queue
-        if len(queue) >= self._max_queue:
+        if len(self._queue) >= self._max_queue:
             self.dropped += 1
             return
-        queue.append(span)
-        if len(queue) >= self._wake_at and not self._wake.is_set():
+        self._queue.append(span)
+
+    def _batches(self) -> Iterator[list[Any]]:
+        """Batches of what is queued now; spans ending meanwhile wait for the next round, so
+        batches stay large under load instead of shrinking to whatever arrived during an export."""
+        waiting = len(self._queue)
+        while waiting > 0:
+            size = min(self._max_batch, waiting)
+            waiting -= size
+            yield [self._queue.popleft() for _ in range(size)]
+
+
+class BatchProcessor(SpanQueue):
+    """A span processor feeding exporters from a daemon thread."""
+
+    def __init__(
+        self, exporters: Sequence[Exporter], *, delay: float = 1.0, max_batch: int = 1024, max_queue: int = 16384
+    ) -> None:
+        super().__init__(exporters, delay=delay, max_batch=max_batch, max_queue=max_queue)
+        self._wake_at = max(1, max_batch // 2)
+        self._wake = threading.Event()
+        self._flushed = threading.Condition()
+        self._flush_requests = self._flushes_done = 0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="layotto-tracing-export", daemon=True)
+        self._thread.start()
+
+    def on_end(self, span: Any) -> None:
+        super().on_end(span)
+        if len(self._queue) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
 
     def _run(self) -> None:
@@ -74,13 +92,7 @@ class BatchProcessor:
             self._drain()
 
     def _drain(self) -> None:
-        """Export what is queued now; spans ending meanwhile wait for the next wake-up, so
-        batches stay large under load instead of shrinking to whatever arrived during an export."""
-        waiting = len(self._queue)
-        while waiting > 0:
-            size = min(self._max_batch, waiting)
-            waiting -= size
-            batch = [self._queue.popleft() for _ in range(size)]
+        for batch in self._batches():
             for exporter in self._exporters:
                 try:
                     exporter.export(batch)

@@ -11,23 +11,18 @@ with an ``export_async`` coroutine are awaited; others run in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import threading
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry.context import Context
-
-from layotto.tracing._batch import Exporter
+from layotto.tracing._batch import Exporter, SpanQueue
 
 log = logging.getLogger(__name__)
 
 
-class LoopBatchProcessor:
+class LoopBatchProcessor(SpanQueue):
     """A span processor feeding exporters from a task on ``loop`` (create it on that loop)."""
-
-    watches_starts = False  # the tracer need not call on_start
 
     def __init__(
         self,
@@ -38,22 +33,10 @@ class LoopBatchProcessor:
         max_batch: int = 1024,
         max_queue: int = 16384,
     ) -> None:
-        self._exporters = list(exporters)
+        super().__init__(exporters, delay=delay, max_batch=max_batch, max_queue=max_queue)
         self._loop = loop
-        self._queue: collections.deque[Any] = collections.deque()
-        self._delay, self._max_batch, self._max_queue = delay, max_batch, max_queue
         self._loop_thread = threading.get_ident()
-        self.dropped = 0
         self._pump = loop.create_task(self._run(), name="layotto-tracing-export")
-
-    def on_start(self, span: Any, parent_context: Context | None = None) -> None:
-        pass
-
-    def on_end(self, span: Any) -> None:
-        if len(self._queue) >= self._max_queue:
-            self.dropped += 1
-            return
-        self._queue.append(span)
 
     async def _run(self) -> None:
         while True:
@@ -62,11 +45,7 @@ class LoopBatchProcessor:
 
     async def flush_async(self) -> None:
         """Export what is queued now."""
-        waiting = len(self._queue)
-        while waiting > 0:
-            size = min(self._max_batch, waiting)
-            waiting -= size
-            batch = [self._queue.popleft() for _ in range(size)]
+        for batch in self._batches():
             for exporter in self._exporters:
                 try:
                     await _export(exporter, batch)

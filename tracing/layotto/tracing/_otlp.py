@@ -11,7 +11,6 @@ ever built. Wire format: opentelemetry/proto/trace/v1/trace.proto.
 from __future__ import annotations
 
 import asyncio
-import logging
 import struct
 import time
 from collections.abc import Mapping, Sequence
@@ -20,8 +19,6 @@ from typing import Any
 import grpc
 
 from layotto.tracing._batch import ExportError
-
-log = logging.getLogger(__name__)
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _CACHE_LIMIT = 4096
@@ -63,6 +60,19 @@ def any_value(value: Any) -> bytes:  # noqa: PLR0911  # one return per value typ
     return field_bytes(1, str(value).encode())
 
 
+def key_value(key: str, value: Any) -> bytes:
+    """A ``KeyValue`` message body."""
+    return field_bytes(1, key.encode()) + field_bytes(2, any_value(value))
+
+
+def _remember(cache: dict[Any, bytes], key: Any, encoded: bytes) -> bytes:
+    """Keep ``encoded`` under ``key``; a full cache starts over rather than growing."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = encoded
+    return encoded
+
+
 class _Cache:
     """Encoded bytes of recurring strings and attributes, bounded (cleared when full)."""
 
@@ -76,31 +86,18 @@ class _Cache:
             cache_key = (key, type(value), value)
             encoded = self.pairs.get(cache_key)
         except TypeError:  # an unhashable value (a list): encode it every time
-            return field_bytes(9, field_bytes(1, key.encode()) + field_bytes(2, any_value(value)))
-        if encoded is None:
-            if len(self.pairs) >= _CACHE_LIMIT:
-                self.pairs.clear()
-            encoded = self.pairs[cache_key] = field_bytes(
-                9, field_bytes(1, key.encode()) + field_bytes(2, any_value(value))
-            )
-        return encoded
+            return field_bytes(9, key_value(key, value))
+        return encoded or _remember(self.pairs, cache_key, field_bytes(9, key_value(key, value)))
 
     def name(self, name: str) -> bytes:
-        encoded = self.names.get(name)
-        if encoded is None:
-            if len(self.names) >= _CACHE_LIMIT:
-                self.names.clear()
-            encoded = self.names[name] = field_bytes(5, name.encode())
-        return encoded
+        return self.names.get(name) or _remember(self.names, name, field_bytes(5, name.encode()))
 
 
 def _attributes(attributes: Mapping[str, Any] | None, number: int) -> bytes:
     """Attributes as repeated KeyValue field ``number`` (not cached: events and links)."""
     if not attributes:
         return b""
-    return b"".join(
-        field_bytes(number, field_bytes(1, k.encode()) + field_bytes(2, any_value(v))) for k, v in attributes.items()
-    )
+    return b"".join(field_bytes(number, key_value(k, v)) for k, v in attributes.items())
 
 
 def _status(status: Any) -> bytes:
@@ -131,10 +128,7 @@ class SpanEncoder:
     def __init__(self, resource: Mapping[str, Any], scope: str = "layotto") -> None:
         self._cache = _Cache()
         self._statics: dict[tuple[Any, ...], bytes] = {}
-        resource_body = b"".join(
-            field_bytes(1, field_bytes(1, k.encode()) + field_bytes(2, any_value(v))) for k, v in resource.items()
-        )
-        self._resource = field_bytes(1, resource_body)
+        self._resource = field_bytes(1, _attributes(resource, 1))  # ResourceSpans.resource, its attributes
         self._scope = field_bytes(1, field_bytes(1, scope.encode()))
 
     def _static(self, span: Any) -> bytes:
@@ -153,9 +147,7 @@ class SpanEncoder:
                 + [attribute(k, v) for k, v in attributes.items()]
             )
             if key is not None:
-                if len(self._statics) >= _CACHE_LIMIT:
-                    self._statics.clear()
-                self._statics[key] = encoded
+                _remember(self._statics, key, encoded)
         return encoded
 
     def span(self, span: Any) -> bytes:
@@ -207,36 +199,41 @@ class OtlpExporter:
     ) -> None:
         scheme, _, target = endpoint.rpartition("://")
         self._target, self._secure = target or endpoint, scheme == "https"
-        if self._secure:
-            self._channel = grpc.secure_channel(self._target, grpc.ssl_channel_credentials())
-        else:
-            self._channel = grpc.insecure_channel(self._target)
-        self._export = self._channel.unary_unary(EXPORT_METHOD, None, None)  # bytes in, bytes out
+        # each opened on first use: a thread sends on the blocking one, an event loop on the other
+        self._channel: grpc.Channel | None = None
         self._aio_channel: grpc.aio.Channel | None = None
         self._encoder = SpanEncoder(resource)
         self._headers = tuple(headers)
         self._timeout, self._retries = timeout, retries
         self.endpoint = endpoint
 
-    def _failed(self, spans: Sequence[Any], error: grpc.RpcError, attempt: int) -> bool:
-        """Whether to try again; raises ExportError once it is no use."""
+    def _open(self, api: Any) -> Any:
+        """A channel to the collector from ``grpc`` or ``grpc.aio`` (they take the same arguments)."""
+        if self._secure:
+            return api.secure_channel(self._target, grpc.ssl_channel_credentials())
+        return api.insecure_channel(self._target)
+
+    def _raise_unless_retryable(self, spans: Sequence[Any], error: grpc.RpcError, attempt: int) -> None:
+        """Raise ExportError when another attempt is no use (a permanent error, or the last try)."""
         code = error.code() if isinstance(error, (grpc.Call, grpc.aio.AioRpcError)) else None
         retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
         if not retryable or attempt == self._retries:
             raise ExportError(f"OTLP export of {len(spans)} spans to {self.endpoint} failed: {code}") from None
-        return True
 
     def export(self, spans: Sequence[Any]) -> None:
         """Send from a thread (blocking)."""
         if not spans:
             return
+        if self._channel is None:
+            self._channel = self._open(grpc)
+        send = self._channel.unary_unary(EXPORT_METHOD, None, None)  # bytes in, bytes out
         request = self._encoder.request(spans)
         for attempt in range(self._retries + 1):
             try:
-                self._export(request, timeout=self._timeout, metadata=self._headers or None)
+                send(request, timeout=self._timeout, metadata=self._headers or None)
                 return
             except grpc.RpcError as error:
-                self._failed(spans, error, attempt)
+                self._raise_unless_retryable(spans, error, attempt)
                 time.sleep(0.5 * 2**attempt)
 
     async def export_async(self, spans: Sequence[Any]) -> None:
@@ -244,11 +241,7 @@ class OtlpExporter:
         if not spans:
             return
         if self._aio_channel is None:
-            self._aio_channel = (
-                grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials())
-                if self._secure
-                else grpc.aio.insecure_channel(self._target)
-            )
+            self._aio_channel = self._open(grpc.aio)
         send = self._aio_channel.unary_unary(EXPORT_METHOD, None, None)
         request = self._encoder.request(spans)
         for attempt in range(self._retries + 1):
@@ -256,16 +249,17 @@ class OtlpExporter:
                 await send(request, timeout=self._timeout, metadata=self._headers or None)
                 return
             except grpc.aio.AioRpcError as error:
-                self._failed(spans, error, attempt)
+                self._raise_unless_retryable(spans, error, attempt)
                 await asyncio.sleep(0.5 * 2**attempt)
 
     def shutdown(self) -> None:
-        self._channel.close()
+        if self._channel is not None:
+            self._channel.close()
 
     async def aclose(self) -> None:
         if self._aio_channel is not None:
             await self._aio_channel.close(None)
-        self._channel.close()
+        self.shutdown()
 
 
 def parse_headers(raw: str) -> list[tuple[str, str]]:

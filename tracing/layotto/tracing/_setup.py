@@ -1,4 +1,5 @@
-"""``Tracing``: one lean tracer with its batch exporter thread, propagators and interceptors."""
+"""``Tracing``: one lean tracer with its batch exporter (on the runtime's loop, or a thread),
+propagators and interceptors."""
 
 from __future__ import annotations
 

@@ -110,22 +110,17 @@ class RecordedSpan(trace.Span):
         self.status = _UNSET
         self._tracer = tracer
 
-    @property
-    def context(self) -> SpanContext:
-        context = self._context
-        if context is None:
-            context = self._context = SpanContext(self.trace_id, self.span_id, False, _SAMPLED, self.trace_state)
-        return context
-
-    @property
-    def resource(self) -> Any:
-        return self._tracer.resource
-
     def get_span_context(self) -> SpanContext:
         context = self._context
         if context is None:
             context = self._context = SpanContext(self.trace_id, self.span_id, False, _SAMPLED, self.trace_state)
         return context
+
+    context = property(get_span_context)  # the name exporters read, as on the SDK's ReadableSpan
+
+    @property
+    def resource(self) -> Any:
+        return self._tracer.resource
 
     def is_recording(self) -> bool:
         return self.end_time is None
@@ -197,7 +192,7 @@ class _CurrentSpan:
 
     def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
         try:
-            if error is not None and isinstance(error, Exception) and self.span.is_recording():
+            if isinstance(error, Exception) and self.span.is_recording():
                 if self._record:
                     self.span.record_exception(error, escaped=True)
                 if self._set_status:
@@ -241,7 +236,7 @@ class LeanTracer(trace.Tracer):
             trace_id, sampled, state = parent.trace_id, parent.trace_flags.sampled, parent.trace_state
         else:
             parent, trace_id, state = None, _getrandbits(128) or 1, _EMPTY_STATE
-            sampled = (trace_id & 0xFFFFFFFFFFFFFFFF) < self._bound  # as _root_sampled, inlined
+            sampled = self._root_sampled(trace_id)
         if not sampled:
             return NonRecordingSpan(SpanContext(trace_id, _getrandbits(64) or 1, False, _NOT_SAMPLED, state))
         span = RecordedSpan(
