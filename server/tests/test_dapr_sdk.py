@@ -152,3 +152,39 @@ def test_dapr_python_sdk_streaming_subscription(server_process: ServerProcess) -
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("dapr stream ok")
+
+
+DAPR_SECRETS_APP = textwrap.dedent("""
+    from dapr.clients import DaprClient
+
+    with DaprClient() as client:
+        assert client.get_secret("local-secrets", "conftestsecret").secret == {"conftestsecret": "abcd"}
+        bulk = client.get_bulk_secret("local-secrets").secrets
+        assert bulk == {"conftestsecret": {"conftestsecret": "abcd"}, "secondsecret": {"secondsecret": "efgh"}}, bulk
+        try:
+            client.get_secret("local-secrets", "missing")
+            raise SystemExit("a missing secret was answered")
+        except Exception as error:
+            assert "has no secret 'missing'" in str(error), error
+    print("dapr secrets ok")
+""")
+
+
+def test_dapr_python_sdk_secrets(tmp_path: Path) -> None:
+    (tmp_path / "secrets.json").write_text('{"conftestsecret": "abcd", "secondsecret": "efgh"}')
+    config = tmp_path / "runtime.yaml"
+    config.write_text(
+        "secret_store:\n  local-secrets:\n    type: local.file\n"
+        f"    metadata: {{secretsFile: {tmp_path / 'secrets.json'}}}\n"
+    )
+    server = start_server("-c", str(config), data_dir=tmp_path)
+    try:
+        env = {**os.environ, "DAPR_GRPC_ENDPOINT": server.grpc_address, "DAPR_HEALTH_TIMEOUT": "10"}
+        env["DAPR_HTTP_ENDPOINT"] = f"http://{server.http_address}"
+        done = subprocess.run(
+            [sys.executable, "-c", DAPR_SECRETS_APP], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip().endswith("dapr secrets ok")
+    finally:
+        server.terminate()

@@ -34,6 +34,7 @@ class RunnerConfig:
     components: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)
     apis: tuple[str, ...] = ("layotto", "dapr")
     runtime: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # set for the runtime --serve starts
 
 
 def load_config(path: Path) -> RunnerConfig:
@@ -47,6 +48,7 @@ def load_config(path: Path) -> RunnerConfig:
         config.apis = tuple(raw["apis"])
     if raw.get("runtime"):
         config.runtime = (path.parent / raw["runtime"]).resolve()
+    config.env = {str(k): str(v) for k, v in (raw.get("env") or {}).items()}
     return config
 
 
@@ -87,7 +89,7 @@ async def _main(args: argparse.Namespace) -> int:
             sys.stderr.write(f"{args.serve}: --serve needs a 'runtime:' entry naming the runtime config\n")
             return 2
         try:
-            async with serve(config.runtime) as address:
+            async with serve(config.runtime, config.env) as address:
                 results, problems = await check_target(address, config, only)
         except ServeFailed as error:
             sys.stderr.write(f"layotto-conformance: {error}\n")

@@ -25,6 +25,10 @@ class Component:
     features: frozenset[str]
 
 
+#: GetMetadata reports secret stores under Dapr's name of the block
+BLOCK_OF_DAPR_PREFIX = {"secretstores": "secret_store"}
+
+
 async def discover(channel: grpc.aio.Channel, timeout: float = 10.0) -> dict[tuple[str, str], frozenset[str]]:
     """(block, name) -> declared features, from Dapr's GetMetadata; empty if not served."""
     stub = dapr_pb2_grpc.DaprStub(channel)
@@ -34,7 +38,11 @@ async def discover(channel: grpc.aio.Channel, timeout: float = 10.0) -> dict[tup
         if error.code() == grpc.StatusCode.UNIMPLEMENTED:
             return {}
         raise
-    return {(c.type.split(".", 1)[0], c.name): frozenset(c.capabilities) for c in response.registered_components}
+    return {
+        (BLOCK_OF_DAPR_PREFIX.get(prefix, prefix), c.name): frozenset(c.capabilities)
+        for c in response.registered_components
+        for prefix in [c.type.split(".", 1)[0]]
+    }
 
 
 async def _run_case(case: Case, ctx: CaseContext) -> tuple[Outcome, str]:

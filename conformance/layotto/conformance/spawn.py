@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import grpc
@@ -29,8 +30,9 @@ class ServeFailed(Exception):
 
 
 @contextlib.asynccontextmanager
-async def serve(config: Path) -> AsyncIterator[str]:
-    """Run the runtime on free loopback ports; yield its gRPC address.
+async def serve(config: Path, env: Mapping[str, str] | None = None) -> AsyncIterator[str]:
+    """Run the runtime on free loopback ports, in the config's directory (so relative paths in
+    it resolve there) with ``env`` added to its environment; yield its gRPC address.
 
     On exit the runtime gets SIGTERM and must exit 0 (graceful shutdown), else
     :class:`ServeFailed` is raised.
@@ -50,6 +52,8 @@ async def serve(config: Path) -> AsyncIterator[str]:
             f"127.0.0.1:{http_port}",
             "--data-dir",
             data_dir,
+            cwd=config.parent,
+            env={**os.environ, **(env or {})},
         )
         address = f"127.0.0.1:{grpc_port}"
         try:

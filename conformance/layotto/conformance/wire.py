@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from layotto.proto.dapr.common.v1 import common_pb2 as dapr_common
-from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, state_pb2
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, secret_pb2, state_pb2
 from layotto.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 
 
@@ -28,6 +28,8 @@ class WireApi:
     StateItem: Any
     Etag: Any
     StateOptions: Any
+    GetSecretRequest: Any
+    GetBulkSecretRequest: Any
 
 
 def layotto_api(channel: grpc.aio.Channel) -> WireApi:
@@ -45,6 +47,8 @@ def layotto_api(channel: grpc.aio.Channel) -> WireApi:
         pb.StateItem,
         pb.Etag,
         pb.StateOptions,
+        pb.GetSecretRequest,
+        pb.GetBulkSecretRequest,
     )
 
 
@@ -62,6 +66,8 @@ def dapr_api(channel: grpc.aio.Channel) -> WireApi:
         dapr_common.StateItem,
         dapr_common.Etag,
         dapr_common.StateOptions,
+        secret_pb2.GetSecretRequest,
+        secret_pb2.GetBulkSecretRequest,
     )
 
 

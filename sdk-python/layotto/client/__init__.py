@@ -22,11 +22,13 @@ from layotto.client._errors import (
     NotImplementedByRuntime,
     RuntimeInternalError,
     RuntimeUnavailable,
+    SecretNotFound,
     StoreNotFound,
 )
 from layotto.client._lock import Lease, LockClient, LockStatus, SequencerClient
 from layotto.client._pubsub import Message, PubSubClient, ReceivedMessage, Subscription, TopicStatus
 from layotto.client._retry import NO_RETRY, RetryPolicy
+from layotto.client._secrets import SecretsClient
 from layotto.client._state import Consistency, StateClient, StateDelete, StateItem, StateWrite
 
 __all__ = [
@@ -56,6 +58,8 @@ __all__ = [
     "RuntimeClient",
     "RuntimeInternalError",
     "RuntimeUnavailable",
+    "SecretNotFound",
+    "SecretsClient",
     "SequencerClient",
     "StateClient",
     "StateDelete",

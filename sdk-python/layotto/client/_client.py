@@ -14,6 +14,7 @@ from google.protobuf import any_pb2
 from layotto.client._lock import LockClient, SequencerClient
 from layotto.client._pubsub import PubSubClient
 from layotto.client._retry import RetryPolicy
+from layotto.client._secrets import SecretsClient
 from layotto.client._state import StateClient
 from layotto.client._transport import Transport
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -67,6 +68,7 @@ class RuntimeClient:
         self.lock = LockClient(self._transport)
         self.sequencer = SequencerClient(self._transport)
         self.pubsub = PubSubClient(self._transport)
+        self.secrets = SecretsClient(self._transport)
 
     @property
     def address(self) -> str:

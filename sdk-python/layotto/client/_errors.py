@@ -13,6 +13,7 @@
     ├── NoComponentsConfigured      the runtime has no component of that building block
     ├── FeatureNotSupported         the component lacks the feature (etag, ttl, ...)
     ├── NotFound                    the named thing does not exist
+    │   └── SecretNotFound          the secret store has no secret of that name
     ├── NotImplementedByRuntime     the runtime does not serve this API
     ├── RuntimeInternalError        the runtime or its backend failed
     ├── LockNotAcquired             lock.acquire found the lock held by someone else
@@ -42,6 +43,7 @@ __all__ = [
     "NotImplementedByRuntime",
     "RuntimeInternalError",
     "RuntimeUnavailable",
+    "SecretNotFound",
     "StoreNotFound",
 ]
 
@@ -106,6 +108,10 @@ class NotFound(LayottoError):
     pass
 
 
+class SecretNotFound(NotFound):
+    pass
+
+
 class NotImplementedByRuntime(LayottoError):
     pass
 
@@ -124,6 +130,7 @@ class LockLost(LayottoError):
 
 _BY_REASON: dict[str, type[LayottoError]] = {
     "COMPONENT_NOT_FOUND": StoreNotFound,
+    "SECRET_NOT_FOUND": SecretNotFound,
     "ETAG_INVALID": EtagInvalid,
     "ETAG_MISMATCH": EtagMismatch,
     "BULK_PARTIAL_FAILURE": BulkWriteError,

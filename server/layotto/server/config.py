@@ -124,7 +124,6 @@ _LAYOTTO_ONLY_SECTIONS = (
     "file",
     "oss",
     "bindings",
-    "secret_store",
     "custom_component",
     "cryption",
     "email",

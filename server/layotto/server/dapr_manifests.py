@@ -27,7 +27,7 @@ from layotto.server.components.base import ConfigError
 log = logging.getLogger(__name__)
 
 #: Dapr's building-block prefix of spec.type -> this runtime's config section
-DAPR_BLOCKS = {"state": "state", "pubsub": "pubsub", "lock": "lock"}
+DAPR_BLOCKS = {"state": "state", "pubsub": "pubsub", "lock": "lock", "secretstores": "secret_store"}
 #: Dapr metadata keys that change nothing here and are accepted silently
 IGNORED_KEYS = frozenset({"actorStateStore"})
 #: Dapr's type names that differ from ours

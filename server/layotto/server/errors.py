@@ -107,6 +107,14 @@ class BulkPartialFailure(LayottoError):
         self.code = codes.pop() if len(codes) == 1 else grpc.StatusCode.ABORTED
 
 
+class SecretNotFound(LayottoError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "SECRET_NOT_FOUND"
+
+    def __init__(self, store: str, name: str) -> None:
+        super().__init__(f"key: secret store {store!r} has no secret {name!r}", metadata={"field": "key"})
+
+
 class PayloadTooLarge(LayottoError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "PAYLOAD_TOO_LARGE"

@@ -3,9 +3,10 @@
 from layotto.conformance.cases.hello import HELLO_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
 from layotto.conformance.cases.pubsub import PUBSUB_CASES
+from layotto.conformance.cases.secrets import SECRET_CASES
 from layotto.conformance.cases.sequencer import SEQUENCER_CASES
 from layotto.conformance.cases.state import STATE_CASES
 
-ALL_CASES = (*STATE_CASES, *LOCK_CASES, *SEQUENCER_CASES, *PUBSUB_CASES, *HELLO_CASES)
+ALL_CASES = (*STATE_CASES, *LOCK_CASES, *SEQUENCER_CASES, *PUBSUB_CASES, *SECRET_CASES, *HELLO_CASES)
 
-__all__ = ["ALL_CASES", "HELLO_CASES", "LOCK_CASES", "PUBSUB_CASES", "SEQUENCER_CASES", "STATE_CASES"]
+__all__ = ["ALL_CASES", "HELLO_CASES", "LOCK_CASES", "PUBSUB_CASES", "SECRET_CASES", "SEQUENCER_CASES", "STATE_CASES"]

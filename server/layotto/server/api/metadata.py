@@ -12,13 +12,15 @@ from layotto.server.api.adapter import Context
 from layotto.server.components.loader import ComponentSet
 
 RUNTIME_NAME = "layotto-python"
+#: Dapr's name of a building block, where it differs from this runtime's config section
+DAPR_TYPE_PREFIX = {"secret_store": "secretstores"}
 
 
 def registered_components(components: ComponentSet) -> list[metadata_pb2.RegisteredComponents]:
     return [
         metadata_pb2.RegisteredComponents(
             name=component.name,
-            type=f"{block}.{component.spec.type}",
+            type=f"{DAPR_TYPE_PREFIX.get(block, block)}.{component.spec.type}",
             version=component.spec.version,
             capabilities=sorted(f.value for f in component.spec.features),
         )

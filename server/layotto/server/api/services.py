@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
-from layotto.proto.dapr.runtime.v1 import dapr_pb2, state_pb2
+from layotto.proto.dapr.runtime.v1 import dapr_pb2, secret_pb2, state_pb2
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2, runtime_pb2
 from layotto.server.api.adapter import rpc_methods, service_handler
@@ -17,6 +17,7 @@ from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
+from layotto.server.api.secrets import SecretMessages, SecretsApi
 from layotto.server.api.sequencer import SequencerApi
 from layotto.server.api.state import StateApi, StateMessages
 from layotto.server.components.loader import ComponentSet
@@ -45,6 +46,17 @@ DAPR_PUBSUB = PubSubMessages(
     has_metadata=False,
 )
 
+LAYOTTO_SECRETS = SecretMessages(
+    get_secret_response=runtime_pb2.GetSecretResponse,
+    get_bulk_secret_response=runtime_pb2.GetBulkSecretResponse,
+    secret_response=runtime_pb2.SecretResponse,
+)
+DAPR_SECRETS = SecretMessages(
+    get_secret_response=secret_pb2.GetSecretResponse,
+    get_bulk_secret_response=secret_pb2.GetBulkSecretResponse,
+    secret_response=secret_pb2.SecretResponse,
+)
+
 RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
 DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 
@@ -63,9 +75,20 @@ def api_handlers(
     sequencer = SequencerApi(components, app_id)
     layotto_pubsub = PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics, max_publish_bytes)
     dapr_pubsub = PubSubApi(components, app_id, DAPR_PUBSUB, topics, max_publish_bytes)
-    layotto = rpc_methods(StateApi(components, LAYOTTO_STATE), HelloApi(components), lock, sequencer, layotto_pubsub)
+    layotto = rpc_methods(
+        StateApi(components, LAYOTTO_STATE),
+        HelloApi(components),
+        lock,
+        sequencer,
+        layotto_pubsub,
+        SecretsApi(components, LAYOTTO_SECRETS),
+    )
     dapr = rpc_methods(
-        StateApi(components, DAPR_STATE), MetadataApi(app_id, version, components, shutdown), lock, dapr_pubsub
+        StateApi(components, DAPR_STATE),
+        MetadataApi(app_id, version, components, shutdown),
+        lock,
+        dapr_pubsub,
+        SecretsApi(components, DAPR_SECRETS),
     )
     return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]
 

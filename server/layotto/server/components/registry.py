@@ -22,6 +22,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "lock": "lock store",
     "sequencer": "sequencer",
     "pubsub": "pubsub",
+    "secret_store": "secret store",
 }
 
 

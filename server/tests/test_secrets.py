@@ -1,0 +1,152 @@
+"""The Secrets building block: local.file and local.env stores, and GetSecret / GetBulkSecret
+on both wire APIs of a running runtime."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from test_api import call_error, error_info
+
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, secret_pb2
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime, RuntimeConfig
+from layotto.server.components.base import ComponentContext, ConfigError
+from layotto.server.components.loader import load_components
+from layotto.server.components.secretstore import SecretStore
+from layotto.server.config import ComponentConfig, from_mapping
+from layotto.server.dapr_manifests import load_manifests
+
+SECRETS = {"conftestsecret": "abcd", "db": {"user": "app", "port": 5432, "tls": {"ca": "pem"}}}
+
+
+async def store(tmp_path: Path, type_name: str, **metadata: str) -> SecretStore:
+    loaded = await load_components({"secret_store": {"s": (type_name, metadata)}}, ComponentContext("app", tmp_path))
+    found = loaded.find("secret_store", "s", "store_name")
+    assert isinstance(found, SecretStore)
+    return found
+
+
+def secrets_file(tmp_path: Path) -> Path:
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps(SECRETS))
+    return path
+
+
+async def test_local_file_flattens_nested_keys_into_one_secret_per_leaf(tmp_path: Path) -> None:
+    secrets = await store(tmp_path, "local.file", secretsFile=str(secrets_file(tmp_path)))
+    assert await secrets.get("conftestsecret") == {"conftestsecret": "abcd"}
+    assert await secrets.get("db:tls:ca") == {"db:tls:ca": "pem"}
+    assert await secrets.get("db:port") == {"db:port": "5432"}  # non-string leaves as JSON spells them
+    assert await secrets.get("db") is None
+    assert sorted(await secrets.bulk_get()) == ["conftestsecret", "db:port", "db:tls:ca", "db:user"]
+
+
+async def test_local_file_separator_and_multi_valued_secrets(tmp_path: Path) -> None:
+    path = str(secrets_file(tmp_path))
+    dotted = await store(tmp_path, "local.file", secretsFile=path, nestedSeparator=".")
+    assert await dotted.get("db.tls.ca") == {"db.tls.ca": "pem"}
+    multi = await store(tmp_path, "local.file", secretsFile=path, multiValued="true")
+    assert await multi.get("db") == {"user": "app", "port": "5432", "tls:ca": "pem"}
+    assert await multi.get("conftestsecret") == {"conftestsecret": "abcd"}
+    assert sorted(await multi.bulk_get()) == ["conftestsecret", "db"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "cannot read"), ("{not json", "is not valid JSON"), ("[1]", "must hold a JSON object")],
+)
+async def test_local_file_bad_file_is_one_config_error_naming_the_key(
+    tmp_path: Path, content: str | None, problem: str
+) -> None:
+    path = tmp_path / "secrets.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=rf"^secret_store\.s\.metadata\.secretsFile: .*{problem}"):
+        await store(tmp_path, "local.file", secretsFile=str(path))
+
+
+async def test_local_env_serves_variables_under_the_prefix_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TESTAPP_SECRET_token", "t0k")
+    monkeypatch.setenv("TESTAPP_SECRET_other", "o")
+    monkeypatch.setenv("UNRELATED_token", "no")
+    secrets = await store(tmp_path, "local.env", prefix="TESTAPP_SECRET_")
+    assert await secrets.get("token") == {"token": "t0k"}
+    assert await secrets.get("UNRELATED_token") is None
+    assert await secrets.bulk_get() == {"token": {"token": "t0k"}, "other": {"other": "o"}}
+    unprefixed = await store(tmp_path, "local.env")
+    assert await unprefixed.get("UNRELATED_token") == {"UNRELATED_token": "no"}
+
+
+def test_secret_store_section_and_dapr_manifest_load(tmp_path: Path) -> None:
+    config = from_mapping({"secret_store": {"vault": {"type": "local.file", "metadata": {"secretsFile": "s.json"}}}})
+    assert config.components["secret_store"]["vault"] == ComponentConfig("local.file", {"secretsFile": "s.json"})
+    (tmp_path / "secrets.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: local-secrets}\n"
+        "spec:\n  type: secretstores.local.file\n  version: v1\n"
+        "  metadata:\n  - {name: secretsFile, value: /run/secrets.json}\n  - {name: multiValued, value: true}\n"
+    )
+    assert load_manifests(tmp_path) == [
+        ("secret_store", "local-secrets", "local.file", {"secretsFile": "/run/secrets.json", "multiValued": "true"})
+    ]
+
+
+@pytest.fixture
+async def runtime_with_secrets(tmp_path: Path) -> AsyncIterator[Runtime]:
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        components={
+            "secret_store": {"files": ComponentConfig("local.file", {"secretsFile": str(secrets_file(tmp_path))})}
+        },
+    )
+    async with Runtime(config) as rt:
+        yield rt
+
+
+async def test_get_secret_on_both_wire_apis(runtime_with_secrets: Runtime) -> None:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime_with_secrets.grpc_port}")
+    layotto = runtime_pb2_grpc.RuntimeStub(channel)
+    dapr = dapr_pb2_grpc.DaprStub(channel)
+    got = await layotto.GetSecret(pb.GetSecretRequest(store_name="files", key="db:user"))
+    assert dict(got.data) == {"db:user": "app"}
+    got_dapr = await dapr.GetSecret(secret_pb2.GetSecretRequest(store_name="files", key="conftestsecret"))
+    assert dict(got_dapr.data) == {"conftestsecret": "abcd"}
+    for stub, request in (
+        (layotto.GetBulkSecret, pb.GetBulkSecretRequest(store_name="files")),
+        (dapr.GetBulkSecret, secret_pb2.GetBulkSecretRequest(store_name="files")),
+    ):
+        bulk = await stub(request)
+        assert {name: dict(s.secrets) for name, s in bulk.data.items()} == {
+            "conftestsecret": {"conftestsecret": "abcd"},
+            "db:user": {"db:user": "app"},
+            "db:port": {"db:port": "5432"},
+            "db:tls:ca": {"db:tls:ca": "pem"},
+        }
+
+
+async def test_get_secret_bad_input_names_the_field(runtime_with_secrets: Runtime) -> None:
+    stub = runtime_pb2_grpc.RuntimeStub(grpc.aio.insecure_channel(f"127.0.0.1:{runtime_with_secrets.grpc_port}"))
+    missing = await call_error(stub.GetSecret(pb.GetSecretRequest(store_name="files", key="nope")))
+    assert missing.code() == grpc.StatusCode.NOT_FOUND
+    assert missing.details() == "key: secret store 'files' has no secret 'nope'"
+    assert error_info(missing).reason == "SECRET_NOT_FOUND"
+    empty = await call_error(stub.GetSecret(pb.GetSecretRequest(store_name="files", key="")))
+    assert (empty.code(), error_info(empty).metadata["field"]) == (grpc.StatusCode.INVALID_ARGUMENT, "key")
+    unknown = await call_error(stub.GetBulkSecret(pb.GetBulkSecretRequest(store_name="vault")))
+    assert unknown.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert unknown.details() == "store_name: secret store 'vault' is not found (configured: files)"
+
+
+async def test_no_secret_store_configured_is_failed_precondition(runtime: Runtime) -> None:
+    stub = runtime_pb2_grpc.RuntimeStub(grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}"))
+    error = await call_error(stub.GetSecret(pb.GetSecretRequest(store_name="s", key="k")))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.details() == "no secret store is configured in this runtime"
