@@ -140,8 +140,8 @@ async def test_unserved_api_is_named(runtime: TestRuntime) -> None:
 
     async with runtime.client() as c:
         with pytest.raises(NotImplementedByRuntime):
-            request = pb.GetConfigurationRequest(store_name="s", keys=["k"])
-            await c._transport.unary(c._transport.runtime.GetConfiguration, request, None)
+            request = pb.InvokeBindingRequest(name="s", operation="create")
+            await c._transport.unary(c._transport.runtime.InvokeBinding, request, None)
 
 
 async def test_address_from_environment(monkeypatch: pytest.MonkeyPatch, runtime: TestRuntime) -> None:

@@ -104,9 +104,9 @@ async def test_transaction_validation_names_the_operation(stub: runtime_pb2_grpc
 
 
 async def test_unserved_rpcs_answer_unimplemented_naming_the_rpc(stub: runtime_pb2_grpc.RuntimeStub) -> None:
-    error = await call_error(stub.GetConfiguration(pb.GetConfigurationRequest(store_name="x", keys=["k"])))
+    error = await call_error(stub.InvokeBinding(pb.InvokeBindingRequest(name="x", operation="create")))
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "spec.proto.runtime.v1.Runtime/GetConfiguration" in error.details()
+    assert "spec.proto.runtime.v1.Runtime/InvokeBinding" in error.details()
     stream = stub.GetFile(pb.GetFileRequest(store_name="x", name="f"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in stream:

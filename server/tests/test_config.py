@@ -106,10 +106,10 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
     ("text", "expected"),
     [
         ("colour: blue\n", "c.yaml: colour: unknown key (known: app_id, grpc_address"),
-        ("state: {s: {kind: sqlite}}\n", "c.yaml: state.s.kind: unknown key (known: type, metadata)"),
+        ("state: {s: {kind: sqlite}}\n", "c.yaml: state.s.kind: unknown key (known: type, metadata, secret_ref)"),
         ("state: {s: {metadata: {}}}\n", "c.yaml: state.s.type: required"),
         ("state: [1, 2]\n", "c.yaml: state: expected a mapping"),
-        ("config_store: {p: {type: etcd}}\n", "c.yaml: config_store: this building block is not served yet"),
+        ("file: {p: {type: minio}}\n", "c.yaml: file: this building block is not served yet"),
         ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected int"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
         ("event_loop: trio\n", "c.yaml: event_loop: expected one of auto, uvloop, asyncio, got 'trio'"),
@@ -248,7 +248,7 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec:\n  type: state.redis\n"
             "  metadata: [{name: redisPassword, secretKeyRef: {name: s, key: k}}]\n",
-            "secretKeyRef is not supported yet",
+            "redisPassword).secretKeyRef: needs the manifest's auth.secretStore naming a secret store",
         ),
     ],
 )

@@ -188,3 +188,63 @@ def test_dapr_python_sdk_secrets(tmp_path: Path) -> None:
         assert done.stdout.strip().endswith("dapr secrets ok")
     finally:
         server.terminate()
+
+
+DAPR_CONFIGURATION_APP = textwrap.dedent("""
+    import queue, sys
+    import grpc
+    from dapr.clients import DaprClient
+    from layotto_save import save
+
+    seen = queue.Queue()
+    with DaprClient() as client:
+        got = client.get_configuration("config", ["color"])
+        assert {k: v.value for k, v in got.items.items()} == {"color": "red"}, got.items
+        sub = client.subscribe_configuration("config", ["color"], lambda i, r: seen.put((i, dict(r.items))))
+        assert sub, "no subscription id"
+        save("blue")
+        sub_id, items = seen.get(timeout=10)
+        assert sub_id == sub and items["color"].value == "blue", items
+        assert client.unsubscribe_configuration("config", sub)
+    print("dapr configuration ok")
+""")
+
+
+def test_dapr_python_sdk_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "runtime.yaml"
+    config.write_text("config_store:\n  config:\n    type: in-memory\n")
+    server = start_server("-c", str(config), data_dir=tmp_path)
+    (tmp_path / "layotto_save.py").write_text(
+        textwrap.dedent(f'''
+        import grpc
+        from layotto.proto.runtime.v1 import runtime_pb2 as pb, runtime_pb2_grpc
+
+        def save(value):
+            with grpc.insecure_channel("{server.grpc_address}") as channel:
+                item = pb.ConfigurationItem(key="color", content=value)
+                runtime_pb2_grpc.RuntimeStub(channel).SaveConfiguration(
+                    pb.SaveConfigurationRequest(store_name="config", items=[item]))
+        ''')
+    )
+    try:
+        env = {**os.environ, "DAPR_GRPC_ENDPOINT": server.grpc_address, "DAPR_HEALTH_TIMEOUT": "10"}
+        env["DAPR_HTTP_ENDPOINT"] = f"http://{server.http_address}"
+        env["PYTHONPATH"] = str(tmp_path)
+        save = [
+            sys.executable,
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import layotto_save; layotto_save.save('red')",
+        ]
+        subprocess.run(save, check=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, "-c", DAPR_CONFIGURATION_APP],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip().endswith("dapr configuration ok")
+    finally:
+        server.terminate()

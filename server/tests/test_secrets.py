@@ -18,14 +18,16 @@ from layotto.server import Runtime, RuntimeConfig
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import load_components
 from layotto.server.components.secretstore import SecretStore
-from layotto.server.config import ComponentConfig, from_mapping
+from layotto.server.config import ComponentConfig, from_mapping, with_dapr_components
 from layotto.server.dapr_manifests import load_manifests
 
 SECRETS = {"conftestsecret": "abcd", "db": {"user": "app", "port": 5432, "tls": {"ca": "pem"}}}
 
 
 async def store(tmp_path: Path, type_name: str, **metadata: str) -> SecretStore:
-    loaded = await load_components({"secret_store": {"s": (type_name, metadata)}}, ComponentContext("app", tmp_path))
+    loaded = await load_components(
+        {"secret_store": {"s": (type_name, metadata, ())}}, ComponentContext("app", tmp_path)
+    )
     found = loaded.find("secret_store", "s", "store_name")
     assert isinstance(found, SecretStore)
     return found
@@ -93,7 +95,7 @@ def test_secret_store_section_and_dapr_manifest_load(tmp_path: Path) -> None:
         "  metadata:\n  - {name: secretsFile, value: /run/secrets.json}\n  - {name: multiValued, value: true}\n"
     )
     assert load_manifests(tmp_path) == [
-        ("secret_store", "local-secrets", "local.file", {"secretsFile": "/run/secrets.json", "multiValued": "true"})
+        ("secret_store", "local-secrets", "local.file", {"secretsFile": "/run/secrets.json", "multiValued": "true"}, ())
     ]
 
 
@@ -150,3 +152,102 @@ async def test_no_secret_store_configured_is_failed_precondition(runtime: Runtim
     error = await call_error(stub.GetSecret(pb.GetSecretRequest(store_name="s", key="k")))
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error.details() == "no secret store is configured in this runtime"
+
+
+def greeter_config(tmp_path: Path, secret_ref: list[dict[str, str]]) -> RuntimeConfig:
+    (tmp_path / "secrets.json").write_text(json.dumps({"greeting": "hello from a secret", "db": {"path": "x.db"}}))
+    return from_mapping(
+        {
+            "data_dir": str(tmp_path),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "secret_store": {
+                "files": {"type": "local.file", "metadata": {"secretsFile": str(tmp_path / "secrets.json")}}
+            },
+            "hellos": {"greeter": {"type": "helloworld", "secret_ref": secret_ref}},
+        }
+    )
+
+
+async def test_layotto_secret_ref_fills_metadata_before_init(tmp_path: Path) -> None:
+    config = greeter_config(tmp_path, [{"store_name": "files", "key": "greeting", "inject_as": "hello"}])
+    assert config.to_dict()["hellos"]["greeter"]["secret_ref"] == [
+        {"store_name": "files", "key": "greeting", "sub_key": "greeting", "inject_as": "hello"}
+    ]
+    async with Runtime(config) as rt:
+        stub = runtime_pb2_grpc.RuntimeStub(grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}"))
+        answer = await stub.SayHello(pb.SayHelloRequest(service_name="greeter", name="app"))
+        assert answer.hello == "hello from a secret, app"
+
+
+@pytest.mark.parametrize(
+    ("ref", "problem"),
+    [
+        ({"store_name": "vault", "key": "greeting", "inject_as": "hello"}, "secret store 'vault' is not configured"),
+        ({"store_name": "files", "key": "nope", "inject_as": "hello"}, "secret store 'files' has no secret 'nope'"),
+        (
+            {"store_name": "files", "key": "greeting", "sub_key": "other", "inject_as": "hello"},
+            "secret 'greeting' of 'files' has no key 'other'",
+        ),
+    ],
+)
+async def test_an_unresolvable_secret_ref_is_one_config_error_naming_the_key(
+    tmp_path: Path, ref: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf": hellos\.greeter\.metadata\.hello: {problem}$"):
+        async with Runtime(greeter_config(tmp_path, [ref])):
+            pass
+
+
+def test_malformed_secret_ref_names_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"^hellos\.g\.secret_ref\[0\]\.store_name: required"):
+        from_mapping({"hellos": {"g": {"type": "helloworld", "secret_ref": [{"key": "k"}]}}})
+
+
+async def test_dapr_secret_key_ref_reads_the_auth_secret_store(tmp_path: Path) -> None:
+    manifests = tmp_path / "components"
+    manifests.mkdir()
+    (tmp_path / "secrets.json").write_text(json.dumps({"sqlite": {"file": str(tmp_path / "from-secret.db")}}))
+    (manifests / "secrets.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: files}\n"
+        f"spec:\n  type: secretstores.local.file\n  metadata:\n  - {{name: secretsFile, value: {tmp_path}/secrets.json}}\n"
+        "  - {name: multiValued, value: true}\n"
+    )
+    (manifests / "state.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: db}\n"
+        "spec:\n  type: state.sqlite\n  metadata:\n  - {name: connectionString, secretKeyRef: {name: sqlite, key: file}}\n"
+        "auth: {secretStore: files}\n"
+    )
+    config = with_dapr_components(
+        RuntimeConfig(
+            grpc_address="127.0.0.1:0",
+            http_address="127.0.0.1:0",
+            data_dir=str(tmp_path),
+            components_path=str(manifests),
+            components={},
+        )
+    )
+    async with Runtime(config) as rt:
+        stub = runtime_pb2_grpc.RuntimeStub(grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}"))
+        await stub.SaveState(pb.SaveStateRequest(store_name="db", states=[pb.StateItem(key="k", value=b"v")]))
+        assert (await stub.GetState(pb.GetStateRequest(store_name="db", key="k"))).data == b"v"
+    assert (tmp_path / "from-secret.db").exists()
+
+
+async def test_a_secret_store_cannot_take_secret_refs(tmp_path: Path) -> None:
+    config = from_mapping(
+        {
+            "data_dir": str(tmp_path),
+            "secret_store": {
+                "env": {
+                    "type": "local.env",
+                    "secret_ref": [{"store_name": "env", "key": "PREFIX", "inject_as": "prefix"}],
+                }
+            },
+        }
+    ).with_overrides(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0")
+    with pytest.raises(
+        ConfigError, match=r": secret_store\.env: a secret store cannot take its metadata from secret stores$"
+    ):
+        async with Runtime(config):
+            pass

@@ -26,7 +26,7 @@ class Component:
 
 
 #: GetMetadata reports secret stores under Dapr's name of the block
-BLOCK_OF_DAPR_PREFIX = {"secretstores": "secret_store"}
+BLOCK_OF_DAPR_PREFIX = {"secretstores": "secret_store", "configuration": "config_store"}
 
 
 async def discover(channel: grpc.aio.Channel, timeout: float = 10.0) -> dict[tuple[str, str], frozenset[str]]:

@@ -49,7 +49,7 @@ class Runtime:
         split_address(cfg.grpc_address, "grpc_address")
         http_host, http_port = split_address(cfg.http_address, "http_address")
         declared = {
-            block: {name: (c.type, c.metadata) for name, c in components.items()}
+            block: {name: (c.type, c.metadata, c.secret_refs) for name, c in components.items()}
             for block, components in cfg.components.items()
         }
         context = ComponentContext(app_id=cfg.app_id, data_dir=self._data_dir)

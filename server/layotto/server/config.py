@@ -24,6 +24,7 @@ import yaml
 
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS
+from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
 from layotto.server.dapr_manifests import load_manifests
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
@@ -41,6 +42,17 @@ def default_data_dir() -> str:
 class ComponentConfig:
     type: str
     metadata: dict[str, str] = field(default_factory=dict)
+    #: metadata read from secret stores at start-up
+    secret_refs: tuple[SecretRef, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "metadata": dict(self.metadata)}
+        if self.secret_refs:
+            out["secret_ref"] = [
+                {"store_name": r.store, "key": r.secret, "sub_key": r.key, "inject_as": r.metadata_key}
+                for r in self.secret_refs
+            ]
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ class RuntimeConfig:
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
         for block, components in self.components.items():
-            out[block] = {name: {"type": c.type, "metadata": dict(c.metadata)} for name, c in components.items()}
+            out[block] = {name: c.to_dict() for name, c in components.items()}
         return out
 
 
@@ -119,7 +131,6 @@ CALLBACK_PROTOCOLS = ("layotto", "dapr")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
 _LAYOTTO_ONLY_SECTIONS = (
-    "config_store",
     "rpcs",
     "file",
     "oss",
@@ -139,9 +150,9 @@ def _components(section: Any, where: str) -> dict[str, ComponentConfig]:
     for name, body in section.items():
         if not isinstance(body, dict):
             raise ConfigError(f"{where}.{name}: expected {{type, metadata}}, got {type(body).__name__}")
-        unknown = sorted(set(body) - {"type", "metadata", "hello", "biggerThan"})
+        unknown = sorted(set(body) - {"type", "metadata", "hello", "biggerThan", "secret_ref"})
         if unknown:
-            raise ConfigError(f"{where}.{name}.{unknown[0]}: unknown key (known: type, metadata)")
+            raise ConfigError(f"{where}.{name}.{unknown[0]}: unknown key (known: type, metadata, secret_ref)")
         if not isinstance(body.get("type"), str) or not body["type"]:
             raise ConfigError(f"{where}.{name}.type: required, a component type name")
         metadata = body.get("metadata") or {}
@@ -152,7 +163,8 @@ def _components(section: Any, where: str) -> dict[str, ComponentConfig]:
             metadata.setdefault("hello", str(body["hello"]))
         if "biggerThan" in body:  # so do Layotto's sequencers their starting floors
             metadata.setdefault("biggerThan", json.dumps(body["biggerThan"]))
-        out[str(name)] = ComponentConfig(body["type"], metadata)
+        refs = layotto_secret_refs(body["secret_ref"], f"{where}.{name}.secret_ref") if "secret_ref" in body else ()
+        out[str(name)] = ComponentConfig(body["type"], metadata, refs)
     return out
 
 
@@ -247,10 +259,10 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
     if not config.components_path:
         return config
     components = {block: dict(named) for block, named in config.components.items()}
-    for block, name, type_name, metadata in load_manifests(Path(config.components_path).expanduser()):
+    for block, name, type_name, metadata, refs in load_manifests(Path(config.components_path).expanduser()):
         if name in components.get(block, {}):
             raise ConfigError(f"components_path: {block} component {name!r} is defined twice")
-        components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata)
+        components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata, refs)
     return replace(config, components=components)
 
 

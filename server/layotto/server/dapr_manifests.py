@@ -23,37 +23,49 @@ from typing import Any
 import yaml
 
 from layotto.server.components.base import ConfigError
+from layotto.server.components.secretrefs import SecretRef, dapr_secret_ref
 
 log = logging.getLogger(__name__)
 
 #: Dapr's building-block prefix of spec.type -> this runtime's config section
-DAPR_BLOCKS = {"state": "state", "pubsub": "pubsub", "lock": "lock", "secretstores": "secret_store"}
+DAPR_BLOCKS = {
+    "state": "state",
+    "pubsub": "pubsub",
+    "lock": "lock",
+    "secretstores": "secret_store",
+    "configuration": "config_store",
+}
 #: Dapr metadata keys that change nothing here and are accepted silently
 IGNORED_KEYS = frozenset({"actorStateStore"})
 #: Dapr's type names that differ from ours
 TYPE_ALIASES = {("state", "postgres"): "postgresql"}
 
 
-def _metadata(items: Any, where: str) -> dict[str, str]:
+def _metadata(items: Any, secret_store: Any, where: str) -> tuple[dict[str, str], tuple[SecretRef, ...]]:
+    """Inline values, and the values to read from ``secret_store`` (the manifest's auth.secretStore)."""
     if items is None:
-        return {}
+        return {}, ()
     if not isinstance(items, list):
         raise ConfigError(f"{where}: expected a list of {{name, value}}")
-    out = {}
+    out, refs = {}, []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{where}[{i}]: expected {{name, value}}")
         name = str(item["name"])
-        if "secretKeyRef" in item:
-            raise ConfigError(f"{where}[{i}] ({name}): secretKeyRef is not supported yet; put the value inline")
         if name in IGNORED_KEYS:
+            continue
+        if "secretKeyRef" in item:
+            refs.append(dapr_secret_ref(name, item["secretKeyRef"], secret_store, f"{where}[{i}] ({name})"))
             continue
         value = item.get("value", "")
         out[name] = value if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
-    return out
+    return out, tuple(refs)
 
 
-def _component(doc: dict[str, Any], where: str) -> tuple[str, str, str, dict[str, str]]:
+Manifest = tuple[str, str, str, dict[str, str], tuple[SecretRef, ...]]
+
+
+def _component(doc: dict[str, Any], where: str) -> Manifest:
     name = (doc.get("metadata") or {}).get("name")
     spec = doc.get("spec") or {}
     if not name:
@@ -68,11 +80,13 @@ def _component(doc: dict[str, Any], where: str) -> tuple[str, str, str, dict[str
             f"{where}: spec.type: {prefix} components are not served yet (served: {', '.join(DAPR_BLOCKS)})"
         )
     type_name = TYPE_ALIASES.get((block, type_name), type_name)
-    return block, str(name), type_name, _metadata(spec.get("metadata"), f"{where}: spec.metadata")
+    secret_store = (doc.get("auth") or {}).get("secretStore")
+    metadata, refs = _metadata(spec.get("metadata"), secret_store, f"{where}: spec.metadata")
+    return block, str(name), type_name, metadata, refs
 
 
-def load_manifests(directory: Path) -> list[tuple[str, str, str, dict[str, str]]]:
-    """(block, name, type, metadata) for every Component manifest under ``directory``."""
+def load_manifests(directory: Path) -> list[Manifest]:
+    """(block, name, type, metadata, secret references) for every Component manifest under ``directory``."""
     if not directory.is_dir():
         raise ConfigError(f"components_path: {directory} is not a directory")
     found = []

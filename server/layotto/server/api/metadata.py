@@ -13,7 +13,7 @@ from layotto.server.components.loader import ComponentSet
 
 RUNTIME_NAME = "layotto-python"
 #: Dapr's name of a building block, where it differs from this runtime's config section
-DAPR_TYPE_PREFIX = {"secret_store": "secretstores"}
+DAPR_TYPE_PREFIX = {"secret_store": "secretstores", "config_store": "configuration"}
 
 
 def registered_components(components: ComponentSet) -> list[metadata_pb2.RegisteredComponents]:

@@ -12,6 +12,7 @@ from layotto.proto.dapr.runtime.v1 import dapr_pb2, secret_pb2, state_pb2
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2, runtime_pb2
 from layotto.server.api.adapter import rpc_methods, service_handler
+from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
 from layotto.server.api.delivery import Topics
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
@@ -82,6 +83,7 @@ def api_handlers(
         sequencer,
         layotto_pubsub,
         SecretsApi(components, LAYOTTO_SECRETS),
+        LayottoConfigurationApi(components, app_id),
     )
     dapr = rpc_methods(
         StateApi(components, DAPR_STATE),
@@ -89,6 +91,7 @@ def api_handlers(
         lock,
         dapr_pubsub,
         SecretsApi(components, DAPR_SECRETS),
+        DaprConfigurationApi(components, app_id),
     )
     return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]
 

@@ -40,6 +40,7 @@ class EtcdConnection:
         self.target = grpc_target(str(metadata["endpoints"]))
         self._channel = grpc.aio.insecure_channel(self.target)
         self.kv = rpc.KVStub(self._channel)
+        self.watch = rpc.WatchStub(self._channel)
         self.lease = rpc.LeaseStub(self._channel)
         async with self.errors():
             await self.kv.Range(rpc.RangeRequest(key=b"\0", limit=1), timeout=self.timeout)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from layotto.server.components.base import Component, ComponentContext, ConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
+from layotto.server.components.secretrefs import SecretRef, resolve
 from layotto.server.errors import ComponentNotFound, LayottoError, NoComponentsConfigured
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,22 @@ class ComponentSet:
 
 
 async def load_components(
-    declared: Mapping[str, Mapping[str, tuple[str, Mapping[str, str]]]],
+    declared: Mapping[str, Mapping[str, tuple[str, Mapping[str, str], Sequence[SecretRef]]]],
     context: ComponentContext,
     init_timeout: float = 30.0,
 ) -> ComponentSet:
-    """Create and initialise every declared component: block -> name -> (type, metadata)."""
+    """Create and initialise every declared component: block -> name -> (type, metadata, secret
+    references). Secret stores come first, so the others' references can be read from them."""
     loaded = ComponentSet()
     try:
-        for block, components in declared.items():
+        for block in sorted(declared, key=lambda b: b != "secret_store"):
             registry = registry_for(block)
-            for name, (type_name, raw_metadata) in components.items():
+            for name, (type_name, inline, refs) in declared[block].items():
                 where = f"{block}.{name}"
                 cls = registry.get(type_name, where)
+                if refs and block == "secret_store":
+                    raise ConfigError(f"{where}: a secret store cannot take its metadata from secret stores")
+                raw_metadata = {**inline, **await resolve(refs, loaded, where)}
                 metadata = cls.spec.parse_metadata(raw_metadata, f"{where}.metadata")
                 component = cls(name)
                 component.metadata = metadata

@@ -23,6 +23,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "sequencer": "sequencer",
     "pubsub": "pubsub",
     "secret_store": "secret store",
+    "config_store": "configuration store",
 }
 
 
