@@ -7,6 +7,7 @@ in-process runtime for application tests.
 
 from layotto.client._app import Handler, SubscriberApp
 from layotto.client._client import Hello, RuntimeClient
+from layotto.client._configuration import ConfigurationClient, ConfigurationItem, ConfigurationWatch
 from layotto.client._errors import (
     BulkWriteError,
     DeadlineExceeded,
@@ -34,6 +35,9 @@ from layotto.client._state import Consistency, StateClient, StateDelete, StateIt
 __all__ = [
     "NO_RETRY",
     "BulkWriteError",
+    "ConfigurationClient",
+    "ConfigurationItem",
+    "ConfigurationWatch",
     "Consistency",
     "DeadlineExceeded",
     "EtagInvalid",

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 
+from layotto.client._configuration import ConfigurationClient
 from layotto.client._lock import LockClient, SequencerClient
 from layotto.client._pubsub import PubSubClient
 from layotto.client._retry import RetryPolicy
@@ -69,6 +70,7 @@ class RuntimeClient:
         self.sequencer = SequencerClient(self._transport)
         self.pubsub = PubSubClient(self._transport)
         self.secrets = SecretsClient(self._transport)
+        self.configuration = ConfigurationClient(self._transport)
 
     @property
     def address(self) -> str:

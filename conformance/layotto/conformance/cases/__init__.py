@@ -1,5 +1,6 @@
 """Conformance cases, by building block."""
 
+from layotto.conformance.cases.configuration import CONFIGURATION_CASES
 from layotto.conformance.cases.hello import HELLO_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
 from layotto.conformance.cases.pubsub import PUBSUB_CASES
@@ -7,6 +8,23 @@ from layotto.conformance.cases.secrets import SECRET_CASES
 from layotto.conformance.cases.sequencer import SEQUENCER_CASES
 from layotto.conformance.cases.state import STATE_CASES
 
-ALL_CASES = (*STATE_CASES, *LOCK_CASES, *SEQUENCER_CASES, *PUBSUB_CASES, *SECRET_CASES, *HELLO_CASES)
+ALL_CASES = (
+    *STATE_CASES,
+    *LOCK_CASES,
+    *SEQUENCER_CASES,
+    *PUBSUB_CASES,
+    *SECRET_CASES,
+    *CONFIGURATION_CASES,
+    *HELLO_CASES,
+)
 
-__all__ = ["ALL_CASES", "HELLO_CASES", "LOCK_CASES", "PUBSUB_CASES", "SECRET_CASES", "SEQUENCER_CASES", "STATE_CASES"]
+__all__ = [
+    "ALL_CASES",
+    "CONFIGURATION_CASES",
+    "HELLO_CASES",
+    "LOCK_CASES",
+    "PUBSUB_CASES",
+    "SECRET_CASES",
+    "SEQUENCER_CASES",
+    "STATE_CASES",
+]

@@ -1,8 +1,9 @@
 """The Configuration API: Layotto's Get/Save/Delete/SubscribeConfiguration and Dapr's
 Get/Subscribe/UnsubscribeConfiguration (and their Alpha1 names) over one set of stores.
 
-A subscription first reports the current items (Layotto's stream; Dapr's first message carries
-only the subscription id, as its SDKs expect), then every change; a deleted item is reported
+A subscription first reports the current items (Layotto's stream, even when there are none, so the
+client knows its watch is established; Dapr's first message carries only the subscription id, as its
+SDKs expect), then every change; a deleted item is reported
 with empty content and the metadata ``deleted: "true"``.
 """
 
@@ -95,14 +96,14 @@ class _Stores:
 async def _report(
     store: ConfigurationStore, scope: Scope, keys: list[str], out: asyncio.Queue[Any], *, current: bool
 ) -> None:
-    """Put (store name, changes) on ``out``: the current items first if ``current``, then every change;
+    """Put (store name, app id, changes) on ``out``: the current items first if ``current``, then every change;
     an error ends the feed and is put there too."""
     try:
         async with store.watch(scope, keys) as changes:
-            if current and (items := await store.get(scope, keys)):
-                await out.put((store.name, [ConfigChange(i) for i in items]))
+            if current:  # sent even when empty: the client learns its watch is established
+                await out.put((store.name, scope.app_id, [ConfigChange(i) for i in await store.get(scope, keys)]))
             async for change in changes:
-                await out.put((store.name, [change]))
+                await out.put((store.name, scope.app_id, [change]))
     except Exception as error:  # handed to the stream, which ends with its status
         await out.put(error)
 
@@ -158,11 +159,9 @@ class LayottoConfigurationApi:
                 got = await out.get()
                 if isinstance(got, Exception):
                     raise got
-                store_name, changes = got
+                store_name, app_id, changes = got
                 yield pb.SubscribeConfigurationResponse(
-                    store_name=store_name,
-                    app_id=changes[0].item.scope.app_id,
-                    items=[layotto_item(c) for c in changes],
+                    store_name=store_name, app_id=app_id, items=[layotto_item(c) for c in changes]
                 )
         finally:
             for task in (reader, *feeds):
@@ -203,7 +202,7 @@ class DaprConfigurationApi:
                 result = got.result()
                 if isinstance(result, Exception):
                     raise result
-                yield dapr_pb.SubscribeConfigurationResponse(id=subscription, items=dapr_items(result[1]))
+                yield dapr_pb.SubscribeConfigurationResponse(id=subscription, items=dapr_items(result[2]))
         finally:
             feed.cancel()
             ended.cancel()

@@ -1,0 +1,132 @@
+"""Configuration: items an app reads, writes and watches, at (app id, group, label, key)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from layotto.client._errors import RuntimeUnavailable, translate
+from layotto.client._transport import Transport
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+
+_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class ConfigurationItem:
+    """One item; ``deleted`` marks a watch's report of an item that was removed."""
+
+    key: str
+    content: str
+    group: str = "default"
+    label: str = "default"
+    tags: Mapping[str, str] = field(default_factory=dict)
+    deleted: bool = False
+
+
+def _from_wire(item: pb.ConfigurationItem) -> ConfigurationItem:
+    return ConfigurationItem(
+        item.key, item.content, item.group, item.label, dict(item.tags), item.metadata.get("deleted") == "true"
+    )
+
+
+class ConfigurationClient:
+    """Reads, writes and watches configuration items; ``app_id`` defaults to the runtime's."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    async def get(
+        self,
+        store: str,
+        keys: Sequence[str] = (),
+        *,
+        group: str = "",
+        label: str = "",
+        app_id: str = "",
+        timeout: float | None = None,
+    ) -> list[ConfigurationItem]:
+        """The items of ``keys`` that exist; every item of the group and label when ``keys`` is empty."""
+        request = pb.GetConfigurationRequest(store_name=store, app_id=app_id, group=group, label=label, keys=keys)
+        response = await self._t.unary(self._t.runtime.GetConfiguration, request, timeout)
+        return [_from_wire(item) for item in response.items]
+
+    async def save(
+        self, store: str, items: Sequence[ConfigurationItem], *, app_id: str = "", timeout: float | None = None
+    ) -> None:
+        wire = [
+            pb.ConfigurationItem(key=i.key, content=i.content, group=i.group, label=i.label, tags=i.tags) for i in items
+        ]
+        request = pb.SaveConfigurationRequest(store_name=store, app_id=app_id, items=wire)
+        await self._t.unary(self._t.runtime.SaveConfiguration, request, timeout)
+
+    async def delete(
+        self,
+        store: str,
+        keys: Sequence[str],
+        *,
+        group: str = "",
+        label: str = "",
+        app_id: str = "",
+        timeout: float | None = None,
+    ) -> None:
+        request = pb.DeleteConfigurationRequest(store_name=store, app_id=app_id, group=group, label=label, keys=keys)
+        await self._t.unary(self._t.runtime.DeleteConfiguration, request, timeout)
+
+    def watch(
+        self, store: str, keys: Sequence[str] = (), *, group: str = "", label: str = "", app_id: str = ""
+    ) -> ConfigurationWatch:
+        """``async with client.configuration.watch(store, keys) as items:`` — the current items, then
+        every change (``deleted`` for removals), until the block ends."""
+        request = pb.SubscribeConfigurationRequest(store_name=store, app_id=app_id, group=group, label=label, keys=keys)
+        return ConfigurationWatch(self._t, request)
+
+
+class ConfigurationWatch:
+    """A watch over SubscribeConfiguration; entering it waits until the runtime has established it."""
+
+    def __init__(self, transport: Transport, request: pb.SubscribeConfigurationRequest) -> None:
+        self._t = transport
+        self._request = request
+        self._call: Any = None
+        self._pending: list[ConfigurationItem] = []
+
+    async def __aenter__(self) -> ConfigurationWatch:
+        async def requests() -> AsyncIterator[pb.SubscribeConfigurationRequest]:
+            yield self._request
+            await asyncio.Event().wait()  # keep the stream open: a half-closed stream would end the watch
+
+        self._call = self._t.runtime.SubscribeConfiguration(requests(), metadata=self._t.metadata)
+        self._pending = await self._read()  # the current items: the watch is established
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._call is not None:
+            self._call.cancel()
+
+    async def _read(self) -> list[ConfigurationItem]:
+        try:
+            response = await self._call.read()
+        except grpc.aio.AioRpcError as error:
+            raise translate(error) from None
+        if response is _EOF:
+            raise RuntimeUnavailable("the runtime ended the configuration watch", code="UNAVAILABLE")
+        return [_from_wire(item) for item in response.items]
+
+    def __aiter__(self) -> ConfigurationWatch:
+        return self
+
+    async def __anext__(self) -> ConfigurationItem:
+        while not self._pending:
+            self._pending = await self._read()
+        return self._pending.pop(0)
