@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,10 +31,13 @@ def store_metadata(type_name: str, namespace: str) -> dict[str, str]:
     if type_name == "etcd":
         require("etcd")
         return {"endpoints": address("etcd"), "keyPrefixPath": f"/layotto-test/{namespace}"}
+    if type_name == "redis":
+        require("redis")
+        return {"redisHost": address("redis"), "keyPrefix": f"layotto-test:{namespace}:"}
     return {}
 
 
-@pytest.fixture(params=["in-memory", "etcd"])
+@pytest.fixture(params=["in-memory", "etcd", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConfigurationStore]:
     metadata = store_metadata(request.param, uuid.uuid4().hex)
     loaded: ComponentSet = await load_components(
@@ -238,12 +242,15 @@ async def test_dapr_subscription_id_first_then_changes_until_unsubscribed(runtim
     assert await asyncio.wait_for(stream.read(), 5) is grpc.aio.EOF  # type: ignore[attr-defined]
 
 
-async def test_a_change_saved_through_one_runtime_reaches_subscribers_of_the_others(tmp_path: Path) -> None:
-    """Three `layotto serve` processes on one etcd: a subscriber on each sees a save made through another."""
+@pytest.mark.parametrize("backend", ["etcd", "redis"])
+async def test_a_change_saved_through_one_runtime_reaches_subscribers_of_the_others(
+    tmp_path: Path, backend: str
+) -> None:
+    """Three `layotto serve` processes on one store: a subscriber on each sees a save made through another."""
     namespace = uuid.uuid4().hex[:10]
     config = {
         "app_id": "shop",
-        "config_store": {"shared": {"type": "etcd", "metadata": store_metadata("etcd", namespace)}},
+        "config_store": {"shared": {"type": backend, "metadata": store_metadata(backend, namespace)}},
     }
     path = tmp_path / "runtime.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -277,3 +284,16 @@ async def test_a_change_saved_through_one_runtime_reaches_subscribers_of_the_oth
         for server in servers:
             code, stderr = server.terminate()
             assert code == 0, stderr
+
+
+async def test_redis_watches_do_not_take_the_connections_reads_need(tmp_path: Path) -> None:
+    metadata = {**store_metadata("redis", uuid.uuid4().hex), "poolSize": "2"}
+    loaded = await load_components({"config_store": {"c": ("redis", metadata, ())}}, ComponentContext("app", tmp_path))
+    store = loaded.find("config_store", "c", "store_name")
+    assert isinstance(store, ConfigurationStore)
+    async with contextlib.AsyncExitStack() as watches:
+        for _ in range(5):  # more watches than the pool has connections
+            await watches.enter_async_context(store.watch(APP, ["k"]))
+        await asyncio.wait_for(store.save([ConfigItem(APP, "k", "v")]), 5)
+        assert [i.content for i in await asyncio.wait_for(store.get(APP, ["k"]), 5)] == ["v"]
+    await loaded.aclose()

@@ -1,9 +1,9 @@
 """The Configuration API: Layotto's Get/Save/Delete/SubscribeConfiguration and Dapr's
 Get/Subscribe/UnsubscribeConfiguration (and their Alpha1 names) over one set of stores.
 
-A subscription first reports the current items (Layotto's stream, even when there are none, so the
-client knows its watch is established; Dapr's first message carries only the subscription id, as its
-SDKs expect), then every change; a deleted item is reported
+A subscription answers once its watch is established, so no change after the answer is missed:
+Layotto's stream with the current items (even none), Dapr's with a message carrying only the
+subscription id, as its SDKs expect. Then every change follows; a deleted item is reported
 with empty content and the metadata ``deleted: "true"``.
 """
 
@@ -96,12 +96,13 @@ class _Stores:
 async def _report(
     store: ConfigurationStore, scope: Scope, keys: list[str], out: asyncio.Queue[Any], *, current: bool
 ) -> None:
-    """Put (store name, app id, changes) on ``out``: the current items first if ``current``, then every change;
+    """Put (store name, app id, changes) on ``out``: once the watch is established, the current items
+    (none unless ``current``: the first batch also says the watch is in place), then every change;
     an error ends the feed and is put there too."""
     try:
         async with store.watch(scope, keys) as changes:
-            if current:  # sent even when empty: the client learns its watch is established
-                await out.put((store.name, scope.app_id, [ConfigChange(i) for i in await store.get(scope, keys)]))
+            items = await store.get(scope, keys) if current else []
+            await out.put((store.name, scope.app_id, [ConfigChange(i) for i in items]))
             async for change in changes:
                 await out.put((store.name, scope.app_id, [change]))
     except Exception as error:  # handed to the stream, which ends with its status
@@ -192,6 +193,9 @@ class DaprConfigurationApi:
         feed = asyncio.ensure_future(_report(store, Scope(self._stores.app_id), keys, out, current=False))
         ended = asyncio.ensure_future(done.wait())
         try:
+            established = await out.get()  # the id goes out once changes can no longer be missed
+            if isinstance(established, Exception):
+                raise established
             yield dapr_pb.SubscribeConfigurationResponse(id=subscription)
             while True:
                 got = asyncio.ensure_future(out.get())
