@@ -14,7 +14,7 @@ import pytest
 import yaml
 from server_helpers import PrivateBackend, start_server
 
-from layotto.client import NO_RETRY, RetryPolicy, RuntimeClient, RuntimeUnavailable
+from layotto.client import NO_RETRY, ConfigurationItem, RetryPolicy, RuntimeClient, RuntimeUnavailable
 
 BINARIES = {"redis": "redis-server", "postgresql": "/usr/lib/postgresql"}
 
@@ -63,6 +63,39 @@ async def test_backend_down_then_back(tmp_path: Path, kind: str) -> None:
             assert (await recovered.state.get("shared", "after")).value == b"ok"
             await recovered.aclose()
             assert server.http_get("/actuator/health/readiness")[0] == 200
+        assert server.process.poll() is None, "the runtime died while its backend was down"
+    finally:
+        code, stderr = server.terminate()
+        backend.stop()
+    assert code == 0, stderr
+
+
+async def test_configuration_watch_ends_with_unavailable_when_redis_goes_and_works_again_after(tmp_path: Path) -> None:
+    if not SERVERS_INSTALLED:
+        backends.require_installed("redis-server and postgresql")
+    backend = PrivateBackend("redis", tmp_path / "redis")
+    backend.start()
+    config = tmp_path / "runtime.yaml"
+    config.write_text(yaml.safe_dump({"config_store": {"shared": {"type": "redis", "metadata": backend.metadata}}}))
+    server = start_server("-c", str(config), data_dir=tmp_path / "rt")
+    try:
+        async with RuntimeClient(server.grpc_address, retry=NO_RETRY, timeout=8) as client:
+            async with client.configuration.watch("shared", ["flag"]) as changes:
+                backend.stop()
+                with pytest.raises(RuntimeUnavailable) as lost:
+                    await asyncio.wait_for(anext(changes), 15)  # ends, never hangs
+                assert "'shared'" in lost.value.message
+            backend.start()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    async with client.configuration.watch("shared", ["flag"]) as changes:
+                        await client.configuration.save("shared", [ConfigurationItem("flag", "on")])
+                        assert (await asyncio.wait_for(anext(changes), 10)).content == "on"
+                    break
+                except RuntimeUnavailable:
+                    assert time.monotonic() < deadline, "configuration watches did not work again"
+                    await asyncio.sleep(0.5)
         assert server.process.poll() is None, "the runtime died while its backend was down"
     finally:
         code, stderr = server.terminate()
