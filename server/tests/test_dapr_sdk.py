@@ -49,18 +49,23 @@ DAPR_APP = textwrap.dedent("""
 """)
 
 
-def test_dapr_python_sdk_state_and_metadata(server_process: ServerProcess) -> None:
+def run_dapr_app(server: ServerProcess, code: str, done_line: str, *args: str, **extra_env: str) -> None:
+    """Run ``code`` (using Dapr's SDK) in a child process pointed at ``server``; it must print ``done_line``."""
     env = {
         **os.environ,
-        "DAPR_GRPC_ENDPOINT": server_process.grpc_address,
-        "DAPR_HTTP_ENDPOINT": f"http://{server_process.http_address}",
+        "DAPR_GRPC_ENDPOINT": server.grpc_address,
+        "DAPR_HTTP_ENDPOINT": f"http://{server.http_address}",
         "DAPR_HEALTH_TIMEOUT": "10",
+        **extra_env,
     }
-    done = subprocess.run(
-        [sys.executable, "-c", DAPR_APP], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    command = [sys.executable, "-c", code, *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().endswith("dapr sdk ok")
+    assert done.stdout.strip().endswith(done_line)
+
+
+def test_dapr_python_sdk_state_and_metadata(server_process: ServerProcess) -> None:
+    run_dapr_app(server_process, DAPR_APP, "dapr sdk ok")
 
 
 DAPR_SUBSCRIBER = textwrap.dedent("""
@@ -99,22 +104,7 @@ def test_dapr_python_sdk_app_receives_events_through_its_app_callback(tmp_path: 
     )
     server = start_server("-c", str(config), data_dir=tmp_path)
     try:
-        env = {
-            **os.environ,
-            "DAPR_GRPC_ENDPOINT": server.grpc_address,
-            "DAPR_HTTP_ENDPOINT": f"http://{server.http_address}",
-            "DAPR_HEALTH_TIMEOUT": "10",
-        }
-        done = subprocess.run(
-            [sys.executable, "-c", DAPR_SUBSCRIBER, str(app_port)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.strip().endswith("dapr app callback ok")
+        run_dapr_app(server, DAPR_SUBSCRIBER, "dapr app callback ok", str(app_port))
     finally:
         code, stderr = server.terminate()
         assert code == 0, stderr
@@ -141,17 +131,7 @@ DAPR_STREAM = textwrap.dedent("""
 
 
 def test_dapr_python_sdk_streaming_subscription(server_process: ServerProcess) -> None:
-    env = {
-        **os.environ,
-        "DAPR_GRPC_ENDPOINT": server_process.grpc_address,
-        "DAPR_HTTP_ENDPOINT": f"http://{server_process.http_address}",
-        "DAPR_HEALTH_TIMEOUT": "10",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", DAPR_STREAM], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.strip().endswith("dapr stream ok")
+    run_dapr_app(server_process, DAPR_STREAM, "dapr stream ok")
 
 
 DAPR_SECRETS_APP = textwrap.dedent("""
@@ -179,13 +159,7 @@ def test_dapr_python_sdk_secrets(tmp_path: Path) -> None:
     )
     server = start_server("-c", str(config), data_dir=tmp_path)
     try:
-        env = {**os.environ, "DAPR_GRPC_ENDPOINT": server.grpc_address, "DAPR_HEALTH_TIMEOUT": "10"}
-        env["DAPR_HTTP_ENDPOINT"] = f"http://{server.http_address}"
-        done = subprocess.run(
-            [sys.executable, "-c", DAPR_SECRETS_APP], env=env, capture_output=True, text=True, timeout=60, check=False
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.strip().endswith("dapr secrets ok")
+        run_dapr_app(server, DAPR_SECRETS_APP, "dapr secrets ok")
     finally:
         server.terminate()
 
@@ -227,24 +201,8 @@ def test_dapr_python_sdk_configuration(tmp_path: Path) -> None:
         ''')
     )
     try:
-        env = {**os.environ, "DAPR_GRPC_ENDPOINT": server.grpc_address, "DAPR_HEALTH_TIMEOUT": "10"}
-        env["DAPR_HTTP_ENDPOINT"] = f"http://{server.http_address}"
-        env["PYTHONPATH"] = str(tmp_path)
-        save = [
-            sys.executable,
-            "-c",
-            f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import layotto_save; layotto_save.save('red')",
-        ]
-        subprocess.run(save, check=True, timeout=30)
-        done = subprocess.run(
-            [sys.executable, "-c", DAPR_CONFIGURATION_APP],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout.strip().endswith("dapr configuration ok")
+        save_red = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import layotto_save; layotto_save.save('red')"
+        subprocess.run([sys.executable, "-c", save_red], check=True, timeout=30)
+        run_dapr_app(server, DAPR_CONFIGURATION_APP, "dapr configuration ok", PYTHONPATH=str(tmp_path))
     finally:
         server.terminate()

@@ -15,6 +15,7 @@ from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, secret_pb2
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
+from layotto.server.api.secret_scopes import SecretScope
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import load_components
 from layotto.server.components.secretstore import SecretStore
@@ -251,3 +252,66 @@ async def test_a_secret_store_cannot_take_secret_refs(tmp_path: Path) -> None:
     ):
         async with Runtime(config):
             pass
+
+
+# -- secret scopes -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("scope", "readable"),
+    [
+        (SecretScope("s"), {"a", "b", "c"}),
+        (SecretScope("s", default_allow=False), set()),
+        (SecretScope("s", denied=frozenset({"b"})), {"a", "c"}),
+        (SecretScope("s", default_allow=False, allowed=frozenset({"a"})), {"a"}),
+        (SecretScope("s", allowed=frozenset({"a"}), denied=frozenset({"a", "b"})), {"a"}),  # allowed comes first
+    ],
+)
+def test_a_scope_decides_like_dapr(scope: SecretScope, readable: set[str]) -> None:
+    assert {name for name in ("a", "b", "c") if scope.allows(name)} == readable
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"defaultAccess": "deny"}, r"secret_scopes\[0\]\.storeName: required"),
+        ({"storeName": "s", "defaultAccess": "maybe"}, r"secret_scopes\[0\]\.defaultAccess: expected allow or deny"),
+        ({"storeName": "s", "allowedSecrets": "a"}, r"secret_scopes\[0\]\.allowedSecrets: expected a list"),
+        ({"storeName": "s", "allowed": ["a"]}, r"secret_scopes\[0\]\.allowed: unknown key"),
+    ],
+)
+def test_bad_secret_scopes_name_the_key(raw: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{problem}"):
+        from_mapping({"secret_scopes": [raw]})
+
+
+async def test_scoped_store_answers_permission_denied_and_hides_the_rest_from_bulk(tmp_path: Path) -> None:
+    path = secrets_file(tmp_path)
+    config = from_mapping(
+        {
+            "secret_store": {"files": {"type": "local.file", "metadata": {"secretsFile": str(path)}}},
+            "secret_scopes": [{"storeName": "files", "defaultAccess": "deny", "allowedSecrets": ["conftestsecret"]}],
+        }
+    ).with_overrides(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path))
+    assert config.to_dict()["secret_scopes"][0]["allowedSecrets"] == ["conftestsecret"]
+    async with Runtime(config) as rt:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}")
+        layotto, dapr = runtime_pb2_grpc.RuntimeStub(channel), dapr_pb2_grpc.DaprStub(channel)
+        allowed = await layotto.GetSecret(pb.GetSecretRequest(store_name="files", key="conftestsecret"))
+        assert dict(allowed.data) == {"conftestsecret": "abcd"}
+        denied = await call_error(dapr.GetSecret(secret_pb2.GetSecretRequest(store_name="files", key="db:user")))
+        assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert denied.details() == "key: secret 'db:user' of secret store 'files' is not allowed by its secret scope"
+        assert error_info(denied).reason == "SECRET_ACCESS_DENIED"
+        bulk = await layotto.GetBulkSecret(pb.GetBulkSecretRequest(store_name="files"))
+        assert list(bulk.data) == ["conftestsecret"]
+
+
+def test_dapr_configuration_manifest_scopes_secrets(tmp_path: Path) -> None:
+    (tmp_path / "appconfig.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata: {name: appconfig}\n"
+        "spec:\n  tracing: {samplingRate: '1'}\n  secrets:\n    scopes:\n"
+        "    - {storeName: vault, defaultAccess: deny, allowedSecrets: [db-password]}\n"
+    )
+    config = with_dapr_components(RuntimeConfig(components_path=str(tmp_path)))
+    assert config.secret_scopes == (SecretScope("vault", default_allow=False, allowed=frozenset({"db-password"})),)

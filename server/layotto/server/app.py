@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from layotto.server.actuator import Actuator
 from layotto.server.api.appcallback import AppSubscriptions
 from layotto.server.api.delivery import Topics
+from layotto.server.api.secret_scopes import SecretPolicy
 from layotto.server.api.services import SERVICE_NAMES, api_handlers
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
@@ -82,6 +83,7 @@ class Runtime:
             shutdown=self.request_shutdown,
             topics=self.topics,
             max_publish_bytes=cfg.max_publish_bytes,
+            secret_policy=SecretPolicy(cfg.secret_scopes),
         )
         server.add_generic_rpc_handlers(handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

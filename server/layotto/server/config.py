@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
+from layotto.server.api.secret_scopes import SecretScope, parse_scopes
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
-from layotto.server.dapr_manifests import load_manifests
+from layotto.server.dapr_manifests import load_manifests, load_secret_scopes
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
 
@@ -71,6 +72,7 @@ class RuntimeConfig:
     subscriptions_refresh_seconds: float = 30.0  # how often ListTopicSubscriptions is asked again
     tracing: TracingSettings = field(default_factory=TracingSettings)  # off unless an exporter is named
     event_loop: str = "auto"  # uvloop when it is installed (the default on Linux and macOS), else asyncio's
+    secret_scopes: tuple[SecretScope, ...] = ()  # which secrets of which store the app may read
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -95,6 +97,8 @@ class RuntimeConfig:
             out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
+        if self.secret_scopes:
+            out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():
             out[block] = {name: c.to_dict() for name, c in components.items()}
         return out
@@ -208,11 +212,13 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             raise ConfigError(f"{key}: expected {_SCALAR_KEYS[key].__name__}, got {value!r}") from None
     if key == "tracing":
         return {"tracing": _tracing_section(value)}
+    if key == "secret_scopes":
+        return {"secret_scopes": parse_scopes(value, key)}
     if key == "app" and isinstance(value, dict):
         return _app_section(value)
     if key in _LAYOTTO_ONLY_SECTIONS:
         raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
-    known = ", ".join([*_SCALAR_KEYS, "tracing", *BUILDING_BLOCKS])
+    known = ", ".join([*_SCALAR_KEYS, "tracing", "secret_scopes", *BUILDING_BLOCKS])
     raise ConfigError(f"{key}: unknown key (known: {known})")
 
 
@@ -258,12 +264,19 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
     """The config plus the components of its Dapr manifests directory, if any."""
     if not config.components_path:
         return config
+    directory = Path(config.components_path).expanduser()
     components = {block: dict(named) for block, named in config.components.items()}
-    for block, name, type_name, metadata, refs in load_manifests(Path(config.components_path).expanduser()):
+    for block, name, type_name, metadata, refs in load_manifests(directory):
         if name in components.get(block, {}):
             raise ConfigError(f"components_path: {block} component {name!r} is defined twice")
         components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata, refs)
-    return replace(config, components=components)
+    scopes = {scope.store: scope for scope in config.secret_scopes}
+    for where, raw in load_secret_scopes(directory):
+        for scope in parse_scopes(raw, where):
+            if scope.store in scopes:
+                raise ConfigError(f"{where}: secret store {scope.store!r} has a scope already")
+            scopes[scope.store] = scope
+    return replace(config, components=components, secret_scopes=tuple(scopes.values()))
 
 
 def load(path: str | Path) -> RuntimeConfig:

@@ -11,7 +11,8 @@ Users bring the component files they run Dapr with::
       metadata:
       - {name: redisHost, value: "localhost:6379"}
 
-Other kinds in the directory (Configuration, Subscription, Resiliency) are skipped.
+A Configuration manifest's ``spec.secrets.scopes`` (which secrets the app may read) is honoured;
+the rest of it, and other kinds (Subscription, Resiliency), are skipped.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ def _component(doc: dict[str, Any], where: str) -> Manifest:
     return block, str(name), type_name, metadata, refs
 
 
-def load_manifests(directory: Path) -> list[Manifest]:
-    """(block, name, type, metadata, secret references) for every Component manifest under ``directory``."""
+def _documents(directory: Path) -> list[tuple[str, Any]]:
+    """(where, document) of every YAML document of the directory's manifests."""
     if not directory.is_dir():
         raise ConfigError(f"components_path: {directory} is not a directory")
     found = []
@@ -96,11 +97,31 @@ def load_manifests(directory: Path) -> list[Manifest]:
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {getattr(error, 'problem', error)}") from None
         for index, doc in enumerate(d for d in docs if d):
-            where = f"{path}" + (f" (document {index + 1})" if len(docs) > 1 else "")
-            if not isinstance(doc, dict) or doc.get("kind") != "Component":
-                log.info("%s: skipping kind %s", where, doc.get("kind") if isinstance(doc, dict) else "?")
-                continue
-            if not str(doc.get("apiVersion", "")).startswith("dapr.io/"):
-                raise ConfigError(f"{where}: apiVersion: expected dapr.io/v1alpha1, got {doc.get('apiVersion')!r}")
-            found.append(_component(doc, where))
+            found.append((f"{path}" + (f" (document {index + 1})" if len(docs) > 1 else ""), doc))
     return found
+
+
+def load_manifests(directory: Path) -> list[Manifest]:
+    """(block, name, type, metadata, secret references) for every Component manifest under ``directory``."""
+    found = []
+    for where, doc in _documents(directory):
+        if not isinstance(doc, dict) or doc.get("kind") != "Component":
+            log.info("%s: skipping kind %s", where, doc.get("kind") if isinstance(doc, dict) else "?")
+            continue
+        if not str(doc.get("apiVersion", "")).startswith("dapr.io/"):
+            raise ConfigError(f"{where}: apiVersion: expected dapr.io/v1alpha1, got {doc.get('apiVersion')!r}")
+        found.append(_component(doc, where))
+    return found
+
+
+def load_secret_scopes(directory: Path) -> list[tuple[str, Any]]:
+    """(where, raw ``spec.secrets.scopes``) of every Dapr Configuration manifest under ``directory``."""
+    return [
+        (f"{where}: spec.secrets.scopes", doc["spec"]["secrets"]["scopes"])
+        for where, doc in _documents(directory)
+        if isinstance(doc, dict)
+        and doc.get("kind") == "Configuration"
+        and isinstance(doc.get("spec"), dict)
+        and isinstance(doc["spec"].get("secrets"), dict)
+        and "scopes" in doc["spec"]["secrets"]
+    ]

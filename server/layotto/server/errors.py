@@ -115,6 +115,17 @@ class SecretNotFound(LayottoError):
         super().__init__(f"key: secret store {store!r} has no secret {name!r}", metadata={"field": "key"})
 
 
+class SecretAccessDenied(LayottoError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "SECRET_ACCESS_DENIED"
+
+    def __init__(self, store: str, name: str) -> None:
+        super().__init__(
+            f"key: secret {name!r} of secret store {store!r} is not allowed by its secret scope",
+            metadata={"field": "key"},
+        )
+
+
 class PayloadTooLarge(LayottoError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "PAYLOAD_TOO_LARGE"

@@ -11,7 +11,6 @@ logged and ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from google.protobuf import empty_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
 from layotto.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc
+from layotto.server.aio import stop_task
 from layotto.server.api.delivery import Delivery, Subscriber, Topics, parse_max_attempts
 from layotto.server.api.pubsub import PubSubMessages, consumer_group, find_pubsub, to_event_request
 from layotto.server.components.loader import ComponentSet
@@ -151,8 +151,6 @@ class AppSubscriptions:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
         await self.apply([])
         await self._channel.close(None)

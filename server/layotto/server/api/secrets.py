@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from layotto.server.api.adapter import Context
+from layotto.server.api.secret_scopes import SecretPolicy
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.secretstore import SecretStore
-from layotto.server.errors import InvalidArgument, SecretNotFound
+from layotto.server.errors import InvalidArgument, SecretAccessDenied, SecretNotFound
 
 
 @dataclass(frozen=True)
@@ -21,9 +22,10 @@ class SecretMessages:
 
 
 class SecretsApi:
-    def __init__(self, components: ComponentSet, messages: SecretMessages) -> None:
+    def __init__(self, components: ComponentSet, messages: SecretMessages, policy: SecretPolicy) -> None:
         self._components = components
         self._messages = messages
+        self._policy = policy
 
     def _store(self, name: str) -> SecretStore:
         store = self._components.find("secret_store", name, "store_name")
@@ -34,13 +36,20 @@ class SecretsApi:
         if not request.key:
             raise InvalidArgument("key", "the secret's name is empty")
         store = self._store(request.store_name)
+        if not self._policy.allows(store.name, request.key):
+            raise SecretAccessDenied(store.name, request.key)
         secret = await store.get(request.key)
         if secret is None:
             raise SecretNotFound(store.name, request.key)
         return self._messages.get_secret_response(data=secret)
 
     async def GetBulkSecret(self, request: Any, context: Context) -> Any:
-        secrets = await self._store(request.store_name).bulk_get()
+        store = self._store(request.store_name)
+        secrets = await store.bulk_get()
         return self._messages.get_bulk_secret_response(
-            data={name: self._messages.secret_response(secrets=values) for name, values in secrets.items()}
+            data={
+                name: self._messages.secret_response(secrets=values)
+                for name, values in secrets.items()
+                if self._policy.allows(store.name, name)  # what the scope hides is left out
+            }
         )

@@ -18,6 +18,7 @@ from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
+from layotto.server.api.secret_scopes import SecretPolicy
 from layotto.server.api.secrets import SecretMessages, SecretsApi
 from layotto.server.api.sequencer import SequencerApi
 from layotto.server.api.state import StateApi, StateMessages
@@ -70,6 +71,7 @@ def api_handlers(
     shutdown: Callable[[], None],
     topics: Topics,
     max_publish_bytes: int,
+    secret_policy: SecretPolicy,
 ) -> list[grpc.GenericRpcHandler[Any, Any]]:
     """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
     lock = LockApi(components, app_id)
@@ -82,7 +84,7 @@ def api_handlers(
         lock,
         sequencer,
         layotto_pubsub,
-        SecretsApi(components, LAYOTTO_SECRETS),
+        SecretsApi(components, LAYOTTO_SECRETS, secret_policy),
         LayottoConfigurationApi(components, app_id),
     )
     dapr = rpc_methods(
@@ -90,7 +92,7 @@ def api_handlers(
         MetadataApi(app_id, version, components, shutdown),
         lock,
         dapr_pubsub,
-        SecretsApi(components, DAPR_SECRETS),
+        SecretsApi(components, DAPR_SECRETS, secret_policy),
         DaprConfigurationApi(components, app_id),
     )
     return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]

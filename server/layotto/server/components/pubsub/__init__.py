@@ -15,6 +15,7 @@ from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
+from layotto.server.aio import stop_task
 from layotto.server.components.base import Component
 
 
@@ -41,8 +42,7 @@ class Subscription:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         if self._on_close is not None:
             with contextlib.suppress(Exception):
                 await self._on_close()
@@ -70,8 +70,8 @@ class InFlight:
         for task in list(self._running):
             task.cancel()
         for task in list(self._running):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            with contextlib.suppress(Exception):
+                await stop_task(task)
 
 
 class PubSub(Component):

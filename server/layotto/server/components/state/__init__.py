@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from layotto.server.aio import stop_task
 from layotto.server.components.base import Component
 from layotto.server.errors import BackendError, BackendUnavailable, EtagInvalid, EtagMismatch, LayottoError
 
@@ -98,9 +98,7 @@ class ExpiryPurger:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
 

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from layotto.server.aio import stop_task
 from layotto.server.components.base import KEY_PREFIX, ComponentContext, ComponentSpec, Health, MetadataField
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.components.sequencer import Sequencer
@@ -89,9 +90,7 @@ class SnowflakeSequencer(Sequencer):
 
     async def close(self) -> None:
         if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+            await stop_task(self._renewer)
         if self.worker_id is not None:
             with contextlib.suppress(Exception):
                 await self._redis.client.eval(
