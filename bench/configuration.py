@@ -59,8 +59,9 @@ async def direct_reads(
     kv = rpc.KVStub(channel)
     prefix = f"/{namespace}/bench/default/default/".encode()
 
-    async def etcd_read() -> object:
-        return await asyncio.gather(*(kv.Range(rpc.RangeRequest(key=prefix + k.encode())) for k in KEYS))
+    async def etcd_read() -> object:  # as the component reads: the ranges in one transaction
+        ranges = [rpc.RequestOp(request_range=rpc.RangeRequest(key=prefix + k.encode())) for k in KEYS]
+        return await kv.Txn(rpc.TxnRequest(success=ranges))
 
     async def close_etcd() -> None:
         await channel.close()

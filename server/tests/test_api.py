@@ -132,6 +132,17 @@ async def test_dapr_metadata_lists_components_with_capabilities(runtime: Runtime
     assert answer.id == "layotto"
 
 
+async def test_dapr_set_metadata_attributes_show_in_get_metadata(runtime: Runtime) -> None:
+    stub = dapr_pb2_grpc.DaprStub(grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}"))
+    await stub.SetMetadata(metadata_pb2.SetMetadataRequest(key="owner", value="checkout-team"))
+    await stub.SetMetadata(metadata_pb2.SetMetadataRequest(key="owner", value="payments-team"))
+    extended = (await stub.GetMetadata(metadata_pb2.GetMetadataRequest())).extended_metadata
+    assert extended["owner"] == "payments-team" and extended["runtime"] == "layotto-python"
+    for key in ("", "runtime"):
+        error = await call_error(stub.SetMetadata(metadata_pb2.SetMetadataRequest(key=key, value="x")))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).metadata["field"] == "key"
+
+
 async def test_no_state_store_configured_is_failed_precondition(tmp_path: Path) -> None:
     config = RuntimeConfig(
         grpc_address="127.0.0.1:0",

@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2
 from layotto.proto.dapr.runtime.v1 import metadata_pb2
 from layotto.server.api.adapter import Context
 from layotto.server.components.loader import ComponentSet
+from layotto.server.errors import InvalidArgument
 
 RUNTIME_NAME = "layotto-python"
 #: Dapr's name of a building block, where it differs from this runtime's config section
@@ -34,14 +35,24 @@ class MetadataApi:
         self._version = version
         self._components = components
         self._shutdown = shutdown
+        self._attributes: dict[str, str] = {}  # what apps set with SetMetadata, for as long as the runtime runs
 
     async def GetMetadata(self, request: Any, context: Context) -> metadata_pb2.GetMetadataResponse:
         return metadata_pb2.GetMetadataResponse(
             id=self._app_id,
             registered_components=registered_components(self._components),
-            extended_metadata={"runtime": RUNTIME_NAME, "runtimeVersion": self._version},
+            extended_metadata={**self._attributes, "runtime": RUNTIME_NAME, "runtimeVersion": self._version},
             runtime_version=self._version,
         )
+
+    async def SetMetadata(self, request: Any, context: Context) -> empty_pb2.Empty:
+        """An attribute GetMetadata reports in ``extended_metadata`` (the runtime's own keys stay its own)."""
+        if not request.key:
+            raise InvalidArgument("key", "the attribute's name is empty")
+        if request.key in ("runtime", "runtimeVersion"):
+            raise InvalidArgument("key", f"{request.key!r} is reported by the runtime itself")
+        self._attributes[request.key] = request.value
+        return empty_pb2.Empty()
 
     async def Shutdown(self, request: Any, context: Context) -> empty_pb2.Empty:
         self._shutdown()

@@ -75,10 +75,13 @@ class EtcdConfigurationStore(ConfigurationStore):
             if not keys:
                 found = await kv.Range(rpc.RangeRequest(key=prefix, range_end=prefix_end(prefix)), timeout=timeout)
                 return [decode(scope, bytes(k.key)[len(prefix) :].decode(), k) for k in found.kvs]
-            ranges = await asyncio.gather(
-                *(kv.Range(rpc.RangeRequest(key=prefix + key.encode()), timeout=timeout) for key in keys)
-            )
-        return [decode(scope, key, r.kvs[0]) for key, r in zip(keys, ranges, strict=True) if r.kvs]
+            ranges = [rpc.RequestOp(request_range=rpc.RangeRequest(key=prefix + key.encode())) for key in keys]
+            found = await kv.Txn(rpc.TxnRequest(success=ranges), timeout=timeout)  # one round trip, one revision
+        return [
+            decode(scope, key, r.response_range.kvs[0])
+            for key, r in zip(keys, found.responses, strict=True)
+            if r.response_range.kvs
+        ]
 
     async def save(self, items: Sequence[ConfigItem]) -> None:
         puts = [
