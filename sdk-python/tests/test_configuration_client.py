@@ -6,7 +6,14 @@ import asyncio
 
 import pytest
 
-from layotto.client import ConfigurationItem, InvalidArgument, StoreNotFound
+from layotto.client import (
+    ConfigurationItem,
+    InvalidArgument,
+    RetryPolicy,
+    RuntimeClient,
+    RuntimeUnavailable,
+    StoreNotFound,
+)
 from layotto.client.testing import test_runtime
 from layotto.server import embedded_defaults
 from layotto.server.config import ComponentConfig, RuntimeConfig
@@ -54,3 +61,25 @@ async def test_errors_are_named() -> None:
         with pytest.raises(StoreNotFound):
             async with client.configuration.watch("nacos"):
                 pass
+
+
+async def test_a_watch_is_established_again_when_the_runtime_restarts() -> None:
+    async with test_runtime(with_configuration()) as first:
+        retry = RetryPolicy(attempts=3, initial_backoff=0.05, max_backoff=0.2)
+        client = RuntimeClient(first.address, retry=retry)
+        watch = client.configuration.watch("config", ["flag"])
+        await watch.__aenter__()
+        waiting = asyncio.ensure_future(anext(watch))
+    port = int(first.address.rsplit(":", 1)[1])
+    await asyncio.sleep(0.5)  # the first runtime lets go of its port
+    async with test_runtime(with_configuration(), port=port) as second, second.client(retry=retry) as writer:
+        for _ in range(50):  # until the new runtime answers
+            try:
+                await writer.configuration.save("config", [ConfigurationItem("flag", "back")])
+                break
+            except RuntimeUnavailable:
+                await asyncio.sleep(0.2)
+        # saved before the watch is back: its first report, the items as they are; after: a change
+        assert await asyncio.wait_for(waiting, 30) == ConfigurationItem("flag", "back")
+        await watch.aclose()
+        await client.aclose()

@@ -8,13 +8,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import grpc
-
-from layotto.client._errors import RuntimeUnavailable, translate
+from layotto.client._stream import ResumableStream
 from layotto.client._transport import Transport
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
-
-_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -87,22 +83,19 @@ class ConfigurationClient:
         return ConfigurationWatch(self._t, request)
 
 
-class ConfigurationWatch:
-    """A watch over SubscribeConfiguration; entering it waits until the runtime has established it."""
+class ConfigurationWatch(ResumableStream):
+    """A watch over SubscribeConfiguration. Entering it waits until the runtime has established
+    it; when the runtime or its store goes away, it is established again, and reports the items
+    as they are then before the changes that follow."""
 
     def __init__(self, transport: Transport, request: pb.SubscribeConfigurationRequest) -> None:
-        self._t = transport
+        super().__init__(transport)
         self._request = request
-        self._call: Any = None
         self._pending: list[ConfigurationItem] = []
 
     async def __aenter__(self) -> ConfigurationWatch:
-        async def requests() -> AsyncIterator[pb.SubscribeConfigurationRequest]:
-            yield self._request
-            await asyncio.Event().wait()  # keep the stream open: a half-closed stream would end the watch
-
-        self._call = self._t.runtime.SubscribeConfiguration(requests(), metadata=self._t.metadata)
-        self._pending = await self._read()  # the current items: the watch is established
+        first = await self._open()
+        self._pending = [_from_wire(item) for item in first.items] if first is not None else []
         return self
 
     async def __aexit__(
@@ -110,23 +103,20 @@ class ConfigurationWatch:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        if self._call is not None:
-            self._call.cancel()
+    def _start(self) -> Any:
+        async def requests() -> AsyncIterator[pb.SubscribeConfigurationRequest]:
+            yield self._request
+            await asyncio.Event().wait()  # keep the stream open: a half-closed stream would end the watch
 
-    async def _read(self) -> list[ConfigurationItem]:
-        try:
-            response = await self._call.read()
-        except grpc.aio.AioRpcError as error:
-            raise translate(error) from None
-        if response is _EOF:
-            raise RuntimeUnavailable("the runtime ended the configuration watch", code="UNAVAILABLE")
-        return [_from_wire(item) for item in response.items]
+        return self._transport.runtime.SubscribeConfiguration(requests(), metadata=self._transport.metadata)
 
     def __aiter__(self) -> ConfigurationWatch:
         return self
 
     async def __anext__(self) -> ConfigurationItem:
         while not self._pending:
-            self._pending = await self._read()
+            response = await self._read()  # after a lost stream: the items as they are now
+            if response is None:
+                raise StopAsyncIteration
+            self._pending = [_from_wire(item) for item in response.items]
         return self._pending.pop(0)

@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import grpc
-
-from layotto.client._errors import RuntimeUnavailable, translate
+from layotto.client._stream import ResumableStream
 from layotto.client._transport import Transport
 from layotto.client._values import Value, encode
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
-
-_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 
 __all__ = ["Message", "PubSubClient", "ReceivedMessage", "Subscription", "TopicStatus"]
 
@@ -172,16 +167,14 @@ class PubSubClient:
         return Subscription(self._transport, initial)
 
 
-class Subscription:
+class Subscription(ResumableStream):
     """One topic's messages, over SubscribeTopicEvents; reconnects when the runtime goes away."""
 
     def __init__(self, transport: Transport, initial: pb.SubscribeTopicEventsRequestInitial) -> None:
-        self._transport = transport
+        super().__init__(transport)
         self._initial = initial
-        self._call: Any = None
         self._answers: asyncio.Queue[pb.SubscribeTopicEventsRequest | None] = asyncio.Queue()
         self._generation = 0
-        self._closed = False
 
     async def __aenter__(self) -> Subscription:
         await self._open()
@@ -197,61 +190,21 @@ class Subscription:
         while (answer := await answers.get()) is not None:
             yield answer
 
-    async def _open(self, *, forever: bool = False) -> None:
-        """Open a stream, retrying UNAVAILABLE per the client's retry policy; ``forever``
-        (after losing a stream): until it works or the subscription is closed."""
-        policy = self._transport.retry
-        delays: Iterator[float | None] = (
-            itertools.chain(policy.delays(), itertools.repeat(policy.max_backoff))
-            if forever
-            else iter([*policy.delays(), None])
+    def _start(self) -> Any:
+        self._answers = asyncio.Queue()
+        self._generation += 1
+        return self._transport.runtime.SubscribeTopicEvents(
+            self._requests(self._answers), metadata=self._transport.metadata
         )
-        for delay in delays:
-            if self._closed:
-                return
-            self._answers = asyncio.Queue()
-            self._generation += 1
-            self._call = self._transport.runtime.SubscribeTopicEvents(
-                self._requests(self._answers), metadata=self._transport.metadata
-            )
-            try:
-                first = await self._call.read()
-            except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE or delay is None:
-                    raise translate(error) from None
-                await asyncio.sleep(delay)
-                continue
-            if first is _EOF:
-                raise RuntimeUnavailable("the runtime closed the stream before answering", code="UNAVAILABLE")
-            return
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> ReceivedMessage:
-        while not self._closed:
-            try:
-                response = await self._call.read()
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if self._closed and task is not None and not task.cancelling():
-                    break  # aclose() cancelled the call under us
-                raise
-            except grpc.aio.AioRpcError as error:
-                if self._closed:
-                    break
-                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                    raise translate(error) from None
-                await self._open(forever=True)  # un-acked messages come again
-                continue
-            if response is _EOF:
-                if self._closed:
-                    break
-                await self._open(forever=True)
-                continue
-            event = response.event_message
-            result: ReceivedMessage = message_from_event(event, self._settler(self._generation))
-            return result
+        while (response := await self._read()) is not None:  # un-acked messages come again on a new stream
+            if response.HasField("event_message"):  # not a new stream's initial response
+                result: ReceivedMessage = message_from_event(response.event_message, self._settler(self._generation))
+                return result
         raise StopAsyncIteration
 
     def _settler(self, generation: int) -> Callable[[str, TopicStatus], Awaitable[None]]:
@@ -266,10 +219,5 @@ class Subscription:
 
         return settle
 
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _closing(self) -> None:
         self._answers.put_nowait(None)
-        if self._call is not None:
-            self._call.cancel()
