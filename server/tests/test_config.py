@@ -23,6 +23,8 @@ def test_embedded_defaults_name_components_after_their_types() -> None:
     assert config.grpc_address == "127.0.0.1:34904"
     assert config.http_address == "127.0.0.1:34999"
     assert {n: c.type for n, c in config.components["state"].items()} == {"in-memory": "in-memory", "sqlite": "sqlite"}
+    assert {n: c.type for n, c in config.components["config_store"].items()} == {"in-memory": "in-memory"}
+    assert "secret_store" not in config.components
 
 
 def test_yaml_config(tmp_path: Path) -> None:

@@ -113,6 +113,7 @@ def embedded_defaults() -> RuntimeConfig:
             "lock": {"in-memory": ComponentConfig("in-memory")},
             "sequencer": {"in-memory": ComponentConfig("in-memory")},
             "pubsub": {"in-memory": ComponentConfig("in-memory")},
+            "config_store": {"in-memory": ComponentConfig("in-memory")},
         }
     )
 
