@@ -61,30 +61,32 @@ class ConfigurationStore(Component):
         """Delete the items of ``keys``; missing ones are no error."""
 
     @abstractmethod
-    def watch(self, scope: Scope, keys: Sequence[str]) -> Watch:
-        """Changes to ``keys`` (every key of the scope when empty) from the moment the context is entered."""
-
-
-def watched(change: ConfigChange, scope: Scope, keys: frozenset[str]) -> bool:
-    return change.item.scope == scope and (not keys or change.item.key in keys)
-
-
-class ChangeFeed:
-    """In-process fan-out of changes to the watches of one store (the in-memory store's, and each
-    runtime's own view of a backend's watch stream)."""
-
-    def __init__(self) -> None:
-        self._watchers: set[tuple[Scope, frozenset[str], asyncio.Queue[ConfigChange]]] = set()
-
-    def publish(self, change: ConfigChange) -> None:
-        for scope, keys, queue in self._watchers:
-            if watched(change, scope, keys):
-                queue.put_nowait(change)
+    def watch_scope(self, scope: Scope) -> Watch:
+        """Every change in ``scope`` from the moment the context is entered."""
 
     @asynccontextmanager
     async def watch(self, scope: Scope, keys: Sequence[str]) -> AsyncIterator[AsyncIterator[ConfigChange]]:
+        """Changes to ``keys`` (every key of the scope when empty) from the moment the context is entered."""
+        wanted = frozenset(keys)
+        async with self.watch_scope(scope) as changes:
+            yield (change async for change in changes if not wanted or change.item.key in wanted)
+
+
+class ChangeFeed:
+    """In-process fan-out of changes to the watches of each scope (the in-memory store's)."""
+
+    def __init__(self) -> None:
+        self._watchers: set[tuple[Scope, asyncio.Queue[ConfigChange]]] = set()
+
+    def publish(self, change: ConfigChange) -> None:
+        for scope, queue in self._watchers:
+            if change.item.scope == scope:
+                queue.put_nowait(change)
+
+    @asynccontextmanager
+    async def watch(self, scope: Scope) -> AsyncIterator[AsyncIterator[ConfigChange]]:
         queue: asyncio.Queue[ConfigChange] = asyncio.Queue()
-        entry = (scope, frozenset(keys), queue)
+        entry = (scope, queue)
         self._watchers.add(entry)
 
         async def changes() -> AsyncIterator[ConfigChange]:

@@ -13,7 +13,7 @@ import grpc
 from aetcd import rpc
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
-from layotto.server.components.configuration import ConfigChange, ConfigItem, ConfigurationStore, Scope, Watch
+from layotto.server.components.configuration import ConfigChange, ConfigItem, ConfigurationStore, Scope
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
 from layotto.server.errors import BackendUnavailable
 
@@ -97,11 +97,8 @@ class EtcdConfigurationStore(ConfigurationStore):
         async with self._etcd.errors("Txn delete"):
             await self._etcd.kv.Txn(rpc.TxnRequest(success=deletes), timeout=self._etcd.timeout)
 
-    def watch(self, scope: Scope, keys: Sequence[str]) -> Watch:
-        return self._watch(scope, frozenset(keys))
-
     @asynccontextmanager
-    async def _watch(self, scope: Scope, keys: frozenset[str]) -> AsyncIterator[AsyncIterator[ConfigChange]]:
+    async def watch_scope(self, scope: Scope) -> AsyncIterator[AsyncIterator[ConfigChange]]:
         prefix = self._scope_prefix(scope)
         create = rpc.WatchRequest(create_request=rpc.WatchCreateRequest(key=prefix, range_end=prefix_end(prefix)))
         stream = self._etcd.watch.Watch(iter([create]))
@@ -110,13 +107,11 @@ class EtcdConfigurationStore(ConfigurationStore):
                 created = await asyncio.wait_for(stream.read(), self._etcd.timeout)
             if created is EOF or not created.created:
                 raise BackendUnavailable(self.name, "etcd did not create the watch")
-            yield self._changes(stream, scope, prefix, keys)
+            yield self._changes(stream, scope, prefix)
         finally:
             stream.cancel()
 
-    async def _changes(
-        self, stream: Any, scope: Scope, prefix: bytes, keys: frozenset[str]
-    ) -> AsyncIterator[ConfigChange]:
+    async def _changes(self, stream: Any, scope: Scope, prefix: bytes) -> AsyncIterator[ConfigChange]:
         while True:
             async with self._etcd.errors("Watch"):
                 response = await stream.read()
@@ -124,8 +119,6 @@ class EtcdConfigurationStore(ConfigurationStore):
                 raise BackendUnavailable(self.name, "etcd ended the watch")
             for event in response.events:
                 key = bytes(event.kv.key)[len(prefix) :].decode()
-                if keys and key not in keys:
-                    continue
                 if event.type == rpc.Event.EventType.DELETE:
                     yield ConfigChange(ConfigItem(scope, key, "", {}, str(event.kv.mod_revision)), deleted=True)
                 else:

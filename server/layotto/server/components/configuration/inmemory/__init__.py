@@ -45,5 +45,5 @@ class InMemoryConfigurationStore(ConfigurationStore):
             if self._items.pop((scope, key), None) is not None:
                 self._feed.publish(ConfigChange(ConfigItem(scope, key, ""), deleted=True))
 
-    def watch(self, scope: Scope, keys: Sequence[str]) -> Watch:
-        return self._feed.watch(scope, keys)
+    def watch_scope(self, scope: Scope) -> Watch:
+        return self._feed.watch(scope)

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
-from layotto.server.components.configuration import ConfigChange, ConfigItem, ConfigurationStore, Scope, Watch
+from layotto.server.components.configuration import ConfigChange, ConfigItem, ConfigurationStore, Scope
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.errors import BackendUnavailable
 
@@ -110,11 +110,8 @@ class RedisConfigurationStore(ConfigurationStore):
         async with self._redis.errors("EVALSHA delete"):
             await self._write(keys=self._keys(scope), args=["del", *keys])
 
-    def watch(self, scope: Scope, keys: Sequence[str]) -> Watch:
-        return self._watch(scope, frozenset(keys))
-
     @asynccontextmanager
-    async def _watch(self, scope: Scope, keys: frozenset[str]) -> AsyncIterator[AsyncIterator[ConfigChange]]:
+    async def watch_scope(self, scope: Scope) -> AsyncIterator[AsyncIterator[ConfigChange]]:
         pubsub = PubSub(self._watch_pool)
         try:
             async with self._redis.errors("SUBSCRIBE"):
@@ -122,11 +119,11 @@ class RedisConfigurationStore(ConfigurationStore):
                 confirmed = await pubsub.get_message(timeout=5.0)  # the subscription is in place
             if not confirmed or confirmed.get("type") != "subscribe":
                 raise BackendUnavailable(self.name, "Redis did not confirm the subscription")
-            yield self._changes(pubsub, scope, keys)
+            yield self._changes(pubsub, scope)
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]
 
-    async def _changes(self, pubsub: Any, scope: Scope, keys: frozenset[str]) -> AsyncIterator[ConfigChange]:
+    async def _changes(self, pubsub: Any, scope: Scope) -> AsyncIterator[ConfigChange]:
         while True:
             try:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
@@ -136,8 +133,6 @@ class RedisConfigurationStore(ConfigurationStore):
                 await asyncio.sleep(0)
                 continue
             change = json.loads(message["data"])
-            if keys and change["key"] not in keys:
-                continue
             if change.get("deleted"):
                 yield ConfigChange(ConfigItem(scope, change["key"], ""), deleted=True)
             else:
