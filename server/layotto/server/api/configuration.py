@@ -20,6 +20,7 @@ from layotto.proto.dapr.common.v1 import common_pb2 as dapr_common
 from layotto.proto.dapr.runtime.v1 import configuration_pb2 as dapr_pb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
+from layotto.server.api.state import require_key
 from layotto.server.components.configuration import (
     DEFAULT_GROUP,
     DEFAULT_LABEL,
@@ -47,10 +48,7 @@ def path_part(value: str, field: str, default: str) -> str:
 def require_keys(keys: Sequence[str], field: str, *, at_least_one: bool) -> list[str]:
     if at_least_one and not keys:
         raise InvalidArgument(field, "name at least one key")
-    for i, key in enumerate(keys):
-        if not key:
-            raise InvalidArgument(f"{field}[{i}]", "key is empty")
-    return list(keys)
+    return [require_key(key, f"{field}[{i}]") for i, key in enumerate(keys)]
 
 
 def layotto_item(change: ConfigChange) -> pb.ConfigurationItem:
@@ -123,14 +121,13 @@ class LayottoConfigurationApi:
         app_id = path_part(request.app_id, "app_id", self._stores.app_id)
         items = []
         for i, item in enumerate(request.items):
-            if not item.key:
-                raise InvalidArgument(f"items[{i}].key", "key is empty")
+            key = require_key(item.key, f"items[{i}].key")
             scope = Scope(
                 app_id,
                 path_part(item.group, f"items[{i}].group", DEFAULT_GROUP),
                 path_part(item.label, f"items[{i}].label", DEFAULT_LABEL),
             )
-            items.append(ConfigItem(scope, item.key, item.content, dict(item.tags)))
+            items.append(ConfigItem(scope, key, item.content, dict(item.tags)))
         await store.save(items)
         return empty_pb2.Empty()
 
