@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from layotto.server.components.base import ConfigError
+from layotto.server.components.base import ConfigError, config_entries
 
 ACCESS = ("allow", "deny")
 
@@ -49,18 +49,8 @@ def _names(value: Any, where: str) -> frozenset[str]:
 
 def parse_scopes(raw: Any, where: str) -> tuple[SecretScope, ...]:
     """Dapr's list of ``{storeName, defaultAccess, allowedSecrets, deniedSecrets}``."""
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: expected a list of {{storeName, defaultAccess, allowedSecrets, deniedSecrets}}")
     scopes: dict[str, SecretScope] = {}
-    for i, item in enumerate(raw):
-        at = f"{where}[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{at}: expected {{storeName, defaultAccess, allowedSecrets, deniedSecrets}}")
-        unknown = sorted(set(item) - {"storeName", "defaultAccess", "allowedSecrets", "deniedSecrets"})
-        if unknown:
-            raise ConfigError(
-                f"{at}.{unknown[0]}: unknown key (known: storeName, defaultAccess, allowedSecrets, deniedSecrets)"
-            )
+    for at, item in config_entries(raw, where, ("storeName", "defaultAccess", "allowedSecrets", "deniedSecrets")):
         store = item.get("storeName")
         if not isinstance(store, str) or not store:
             raise ConfigError(f"{at}.storeName: required, the name of a secret store")

@@ -15,6 +15,23 @@ class ConfigError(Exception):
     """A configuration problem, reported as one line naming where it is and what fits."""
 
 
+def config_entries(raw: Any, where: str, known: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """A config list of mappings using only the ``known`` keys: (where each one is, the mapping)."""
+    shape = "{" + ", ".join(known) + "}"
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: expected a list of {shape}")
+    entries = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{at}: expected {shape}")
+        unknown = sorted(set(item) - set(known))
+        if unknown:
+            raise ConfigError(f"{at}.{unknown[0]}: unknown key (known: {', '.join(known)})")
+        entries.append((at, item))
+    return entries
+
+
 class Feature(enum.StrEnum):
     """Optional capabilities a component may declare; the API layer checks them."""
 

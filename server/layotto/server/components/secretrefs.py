@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from layotto.server.components.base import ConfigError
+from layotto.server.components.base import ConfigError, config_entries
 from layotto.server.components.secretstore import SecretStore
 from layotto.server.errors import LayottoError
 
@@ -40,16 +40,8 @@ def _text(value: Any, where: str) -> str:
 
 def layotto_secret_refs(items: Any, where: str) -> tuple[SecretRef, ...]:
     """Layotto's ``secret_ref`` list; ``sub_key`` defaults to the secret's name, ``inject_as`` to ``sub_key``."""
-    if not isinstance(items, list):
-        raise ConfigError(f"{where}: expected a list of {{store_name, key, sub_key, inject_as}}")
     refs = []
-    for i, item in enumerate(items):
-        at = f"{where}[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{at}: expected {{store_name, key, sub_key, inject_as}}")
-        unknown = sorted(set(item) - {"store_name", "key", "sub_key", "inject_as"})
-        if unknown:
-            raise ConfigError(f"{at}.{unknown[0]}: unknown key (known: store_name, key, sub_key, inject_as)")
+    for at, item in config_entries(items, where, ("store_name", "key", "sub_key", "inject_as")):
         store, secret = _text(item.get("store_name"), f"{at}.store_name"), _text(item.get("key"), f"{at}.key")
         key = _text(item.get("sub_key", secret), f"{at}.sub_key")
         refs.append(SecretRef(_text(item.get("inject_as", key), f"{at}.inject_as"), store, secret, key))
