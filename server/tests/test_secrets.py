@@ -15,12 +15,12 @@ from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, secret_pb2
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
-from layotto.server.api.secret_scopes import SecretScope
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import load_components
 from layotto.server.components.secretstore import SecretStore
 from layotto.server.config import ComponentConfig, from_mapping, with_dapr_components
 from layotto.server.dapr_manifests import load_manifests
+from layotto.server.runtime.secret_scopes import SecretScope
 
 SECRETS = {"conftestsecret": "abcd", "db": {"user": "app", "port": 5432, "tls": {"ca": "pem"}}}
 

@@ -15,12 +15,12 @@ from grpc_reflection.v1alpha import reflection
 
 from layotto.server.actuator import Actuator
 from layotto.server.api.appcallback import AppSubscriptions
-from layotto.server.api.delivery import Topics
-from layotto.server.api.secret_scopes import SecretPolicy
 from layotto.server.api.services import SERVICE_NAMES, api_handlers
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.config import RuntimeConfig, split_address
+from layotto.server.runtime.delivery import Topics
+from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)

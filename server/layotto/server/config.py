@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from layotto.server.api.secret_scopes import SecretScope, parse_scopes
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
 from layotto.server.dapr_manifests import load_manifests, load_secret_scopes
+from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
 

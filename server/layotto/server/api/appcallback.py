@@ -23,10 +23,10 @@ from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
 from layotto.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc
 from layotto.server.aio import stop_task
-from layotto.server.api.delivery import Delivery, Subscriber, Topics, parse_max_attempts
 from layotto.server.api.pubsub import PubSubMessages, consumer_group, find_pubsub, to_event_request
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
+from layotto.server.runtime.delivery import Delivery, Subscriber, Topics, parse_max_attempts
 from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from layotto.proto.dapr.common.v1 import common_pb2 as dapr_common
 from layotto.proto.dapr.runtime.v1 import configuration_pb2 as dapr_pb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
-from layotto.server.api.state import require_key
 from layotto.server.components.configuration import (
     DEFAULT_GROUP,
     DEFAULT_LABEL,
@@ -31,6 +30,7 @@ from layotto.server.components.configuration import (
 )
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import InvalidArgument
+from layotto.server.runtime.validation import require_key
 
 DELETED = {"deleted": "true"}
 

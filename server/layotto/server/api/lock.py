@@ -11,31 +11,8 @@ from layotto.proto.dapr.runtime.v1 import lock_pb2 as dapr_lock
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
 from layotto.server.components.loader import ComponentSet
-from layotto.server.components.lock import SEPARATOR, LockStore, namespaced_key
-from layotto.server.errors import InvalidArgument
-
-MAX_EXPIRE_SECONDS = 7 * 24 * 3600
-
-
-def require_text(value: str, field: str) -> str:
-    if not value:
-        raise InvalidArgument(field, "is empty")
-    return value
-
-
-def require_resource(resource: str, field: str = "resource_id") -> str:
-    require_text(resource, field)
-    if SEPARATOR in resource:
-        raise InvalidArgument(field, f"must not contain the reserved separator {SEPARATOR!r}")
-    return resource
-
-
-def require_expire(expire: int, field: str) -> int:
-    if expire <= 0:
-        raise InvalidArgument(field, f"must be a positive number of seconds, got {expire}")
-    if expire > MAX_EXPIRE_SECONDS:
-        raise InvalidArgument(field, f"must be at most {MAX_EXPIRE_SECONDS} seconds, got {expire}")
-    return expire
+from layotto.server.components.lock import LockStore, namespaced_key
+from layotto.server.runtime.validation import require_expire, require_resource, require_text
 
 
 class LockApi:

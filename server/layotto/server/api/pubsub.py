@@ -2,7 +2,7 @@
 PublishEvent and SubscribeTopicEventsAlpha1 (Dapr).
 
 A stream is one subscriber of its (pubsub, topic) for the delivery engine
-(:mod:`layotto.server.api.delivery`): streams of one topic, of either API, and the app's
+(:mod:`layotto.server.runtime.delivery`): streams of one topic, of either API, and the app's
 AppCallback compete for its messages. Each event is sent on the stream as
 ``event_message`` and settled by the ``event_processed`` answer with its id.
 """
@@ -18,13 +18,13 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
-from layotto.server.api import cloudevents
 from layotto.server.api.adapter import Context
-from layotto.server.api.delivery import RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics, parse_max_attempts
-from layotto.server.api.state import parse_ttl
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import PubSub
 from layotto.server.errors import InvalidArgument, LayottoError, PayloadTooLarge
+from layotto.server.runtime import cloudevents
+from layotto.server.runtime.delivery import RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics, parse_max_attempts
+from layotto.server.runtime.validation import parse_ttl
 from layotto.tracing import current_traceparent
 
 DEFAULT_MAX_PUBLISH_BYTES = 4 * 1024 * 1024

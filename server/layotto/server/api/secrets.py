@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from layotto.server.api.adapter import Context
-from layotto.server.api.secret_scopes import SecretPolicy
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.secretstore import SecretStore
 from layotto.server.errors import InvalidArgument, SecretAccessDenied, SecretNotFound
+from layotto.server.runtime.secret_scopes import SecretPolicy
 
 
 @dataclass(frozen=True)

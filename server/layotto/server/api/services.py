@@ -13,16 +13,16 @@ from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2, runtime_pb2
 from layotto.server.api.adapter import rpc_methods, service_handler
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
-from layotto.server.api.delivery import Topics
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
-from layotto.server.api.secret_scopes import SecretPolicy
 from layotto.server.api.secrets import SecretMessages, SecretsApi
 from layotto.server.api.sequencer import SequencerApi
 from layotto.server.api.state import StateApi, StateMessages
 from layotto.server.components.loader import ComponentSet
+from layotto.server.runtime.delivery import Topics
+from layotto.server.runtime.secret_scopes import SecretPolicy
 
 LAYOTTO_STATE = StateMessages(
     get_state_response=runtime_pb2.GetStateResponse,

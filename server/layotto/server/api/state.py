@@ -8,7 +8,7 @@ Each handler reads: validate -> find the store -> convert -> call -> convert bac
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +33,9 @@ from layotto.server.errors import (
     InvalidArgument,
     LayottoError,
 )
+from layotto.server.runtime.validation import TTL_KEY, parse_ttl, require_key
 
-TTL_KEY = "ttlInSeconds"
 TTL_EXPIRE_KEY = "ttlExpireTime"
-NO_TTL = -1
 
 
 @dataclass(frozen=True)
@@ -49,28 +48,6 @@ class StateMessages:
 
 
 # -- conversions: small pure functions -------------------------------------------------
-
-
-def require_key(key: str, field: str) -> str:
-    if not key:
-        raise InvalidArgument(field, "key is empty")
-    return key
-
-
-def parse_ttl(metadata: Mapping[str, str], field: str) -> int | None:
-    """ttlInSeconds: a positive number of seconds, or -1 (and absent) for no TTL."""
-    raw = metadata.get(TTL_KEY)
-    if raw is None:
-        return None
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise InvalidArgument(f"{field}.{TTL_KEY}", f"expected an integer number of seconds, got {raw!r}") from None
-    if seconds == NO_TTL:
-        return None
-    if seconds <= 0:
-        raise InvalidArgument(f"{field}.{TTL_KEY}", f"must be a positive number of seconds or -1, got {seconds}")
-    return seconds
 
 
 def concurrency_of(options: Any) -> Concurrency:

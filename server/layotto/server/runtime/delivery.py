@@ -19,9 +19,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from layotto.server.api import cloudevents
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
 from layotto.server.errors import InvalidArgument
+from layotto.server.runtime import cloudevents
 from layotto.tracing import delivery_span
 
 log = logging.getLogger(__name__)
