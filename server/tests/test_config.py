@@ -150,6 +150,24 @@ def test_serving_logs_the_event_loop_it_runs_on(tmp_path: Path) -> None:
         assert line.rstrip().endswith(f"(event loop: {loop})")
 
 
+def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"layotto {version('layotto-server')}"
+
+
+def test_a_relative_config_path_is_read_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mine.yaml").write_text("grpc_address: 127.0.0.1:4321\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["serve", "-c", "mine.yaml", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["grpc_address"] == "127.0.0.1:4321"
+
+
 def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--print-config", "--grpc-address", "127.0.0.1:1234"]) == 0
     printed = json.loads(capsys.readouterr().out)

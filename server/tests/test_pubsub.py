@@ -187,3 +187,40 @@ async def test_the_publish_size_limit_is_configurable(tmp_path: Path) -> None:
             await publish(stub, "t", b"x" * 1025)
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert caught.value.details().startswith("data") and "1024" in caught.value.details()
+
+
+async def test_an_unreachable_app_callback_is_logged_once_and_picked_up_when_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from layotto.client import Message, SubscriberApp
+    from layotto.server.api import appcallback
+    from server_helpers import free_port
+
+    monkeypatch.setattr(appcallback, "UNREACHABLE_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(appcallback, "UNREACHABLE_MAX_RETRY_SECONDS", 0.04)
+    caplog.set_level("DEBUG", logger=appcallback.log.name)
+    app_port = free_port()
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_callback_address=f"127.0.0.1:{app_port}",
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+    )
+
+    def lines(level: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == appcallback.log.name and r.levelname == level]
+
+    app = SubscriberApp()
+
+    @app.subscribe("bus", "orders")
+    async def on_order(message: Message) -> None:
+        pass
+
+    async with Runtime(config) as runtime:
+        await wait_for(lambda: len(lines("DEBUG")) >= 4)  # it kept asking...
+        assert len(lines("INFO")) == 1 and "not reachable" in lines("INFO")[0]  # ...and said so once
+        async with app.serve(f"127.0.0.1:{app_port}"):
+            assert runtime.app_subscriptions is not None
+            await asyncio.wait_for(runtime.app_subscriptions.listed.wait(), 15)
+    assert "answers again" in lines("INFO")[1]

@@ -128,6 +128,15 @@ async def test_sqlite_state_survives_reopen_and_keeps_etag_sequence(tmp_path: Pa
     await second.close()
 
 
+async def test_sqlite_names_its_file_in_one_log_line_at_start(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The default file lives in a per-user data directory that separate checkouts share: say which file it is.
+    caplog.set_level("INFO", logger="layotto.server.components.state.sqlite")
+    store = await make_store("sqlite", tmp_path)
+    await store.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "layotto.server.components.state.sqlite"]
+    assert len(lines) == 1 and str(tmp_path / "state.db") in lines[0]
+
+
 async def test_concurrent_writes_serialise(store: StateStore) -> None:
     await store.set(SetRequest("n", b"0"))
 

@@ -16,11 +16,24 @@ from layotto.server.config import RuntimeConfig, embedded_defaults, load, split_
 from layotto.tracing import TracingConfigError, with_environment
 
 
+def _version() -> str:
+    """The installed layotto-server distribution's version, e.g. ``0.1.0``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("layotto-server")
+    except PackageNotFoundError:
+        return "unknown (layotto-server is not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="layotto", description="Layotto for Python: the application runtime.")
+    parser.add_argument("--version", action="version", version=f"layotto {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("serve", help="start the runtime (embedded defaults unless -c is given)")
-    run.add_argument("-c", "--config", help="YAML or JSON config file (also a Layotto runtime_config.json)")
+    run.add_argument(
+        "-c", "--config", help="YAML or JSON config file, relative to the current directory (also runtime_config.json)"
+    )
     run.add_argument("--grpc-address", help="HOST:PORT for the gRPC API (default 127.0.0.1:34904)")
     run.add_argument("--http-address", help="HOST:PORT for the actuator (default 127.0.0.1:34999)")
     run.add_argument("--data-dir", help="directory of embedded durable stores (default ~/.local/share/layotto)")

@@ -1,7 +1,8 @@
 """Delivery to the application through its AppCallback server.
 
 The runtime asks the app's ``ListTopicSubscriptions`` when it starts and again every
-``subscriptions_refresh_seconds`` (every second while the app is unreachable), so an app
+``subscriptions_refresh_seconds`` (while the app is unreachable: after 1 s, doubling up to 30 s,
+logged once until it answers), so an app
 that starts after the runtime, or changes its subscriptions, is picked up; Layotto asks
 once and caches the answer forever. Each subscription is one subscriber of the delivery
 engine; its events go to ``OnTopicEvent``. Subscriptions naming an unknown pubsub are
@@ -32,7 +33,8 @@ from layotto.tracing import Tracing
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_SECONDS = 30.0
-UNREACHABLE_RETRY_SECONDS = 1.0
+UNREACHABLE_RETRY_SECONDS = 1.0  # first wait after the app did not answer; doubles up to the max
+UNREACHABLE_MAX_RETRY_SECONDS = 30.0
 DEAD_LETTER_METADATA = "deadLetterTopic"
 
 LAYOTTO_CALLBACK = PubSubMessages(appcallback_pb2.TopicEventRequest, None, None, has_metadata=True)
@@ -99,6 +101,7 @@ class AppSubscriptions:
         self._components = components
         self._topics = topics
         self._app_id = app_id
+        self._address = address
         self._refresh_seconds = refresh_seconds
         interceptors = tracing.client_interceptors(address) if tracing is not None else None
         self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
@@ -116,16 +119,35 @@ class AppSubscriptions:
         self._task = asyncio.create_task(self._keep_subscribed())
 
     async def _keep_subscribed(self) -> None:
+        retry = UNREACHABLE_RETRY_SECONDS
+        reachable = True  # until an attempt fails; an unreachable app is logged once, not at every retry
         while True:
             try:
                 response = await self._stub.ListTopicSubscriptions(empty_pb2.Empty(), timeout=5.0)
             except grpc.aio.AioRpcError as error:
-                log.info("app callback not reachable (%s); asking again", error.code().name)
-                await asyncio.sleep(UNREACHABLE_RETRY_SECONDS)
+                self._log_unreachable(error, first=reachable)
+                reachable = False
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, UNREACHABLE_MAX_RETRY_SECONDS)
                 continue
+            if not reachable:
+                log.info("app callback at %s answers again", self._address)
+            reachable, retry = True, UNREACHABLE_RETRY_SECONDS
             await self.apply(from_listing(response))
             self.listed.set()
             await asyncio.sleep(self._refresh_seconds)
+
+    def _log_unreachable(self, error: grpc.aio.AioRpcError, *, first: bool) -> None:
+        if first:
+            log.info(
+                "app callback at %s not reachable (%s); asking again every %g-%g s (not logged until it answers)",
+                self._address,
+                error.code().name,
+                UNREACHABLE_RETRY_SECONDS,
+                UNREACHABLE_MAX_RETRY_SECONDS,
+            )
+        else:
+            log.debug("app callback at %s still not reachable (%s)", self._address, error.code().name)
 
     async def apply(self, wanted: list[TopicSubscription]) -> None:
         """Subscribe to what is new in ``wanted`` and unsubscribe from what left it."""

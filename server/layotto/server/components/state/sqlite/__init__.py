@@ -7,6 +7,7 @@ loop never blocks on disk I/O and every transaction is serialised.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from layotto.server.components.state import (
 from layotto.server.errors import BackendError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -110,6 +112,12 @@ class SqliteStateStore(StateStore):
         except (OSError, sqlite3.Error) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise ConfigError(f"state.{self.name}.metadata.connectionString: cannot open {path}: {reason}") from error
+        log.info(
+            "state store %r keeps its data in %s (every runtime given this data directory shares it;"
+            " --data-dir or connectionString to choose another)",
+            self.name,
+            path,
+        )
         self._purger.start(float(metadata["cleanupIntervalInSeconds"]), self._purge_expired)
 
     async def close(self) -> None:
