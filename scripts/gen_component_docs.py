@@ -11,9 +11,24 @@ import argparse
 import sys
 from pathlib import Path
 
+from layotto.server.components.base import MetadataField
 from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "components"
+
+
+def row(field: MetadataField) -> str:
+    """One metadata key's table row. A required key has no default (a config must give it), so its
+    default column stays empty and a value it could take is shown as an example instead."""
+    if field.required:
+        default = ""
+        example = field.example or ("" if field.default is None else str(field.default))
+        description = f"{field.description} Example: `{example}`." if example else field.description
+    else:
+        default = "" if field.default is None else f"`{field.default}`"
+        description = field.description
+    required = "yes" if field.required else "no"
+    return f"| `{field.name}` | {field.type.__name__} | {default} | {required} | {description} |"
 
 
 def page(block: str) -> str:
@@ -30,12 +45,7 @@ def page(block: str) -> str:
         lines += [f"## `{spec.type}`", "", spec.description, "", f"Features: {features}", ""]
         if spec.metadata:
             lines += ["| metadata key | type | default | required | description |", "|---|---|---|---|---|"]
-            for field in spec.metadata:
-                default = "" if field.default is None else f"`{field.default}`"
-                lines.append(
-                    f"| `{field.name}` | {field.type.__name__} | {default} | "
-                    f"{'yes' if field.required else 'no'} | {field.description} |"
-                )
+            lines += [row(field) for field in spec.metadata]
             lines.append("")
         else:
             lines += ["No metadata.", ""]

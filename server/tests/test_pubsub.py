@@ -192,9 +192,10 @@ async def test_the_publish_size_limit_is_configurable(tmp_path: Path) -> None:
 async def test_an_unreachable_app_callback_is_logged_once_and_picked_up_when_it_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from server_helpers import free_port
+
     from layotto.client import Message, SubscriberApp
     from layotto.server.api import appcallback
-    from server_helpers import free_port
 
     monkeypatch.setattr(appcallback, "UNREACHABLE_RETRY_SECONDS", 0.01)
     monkeypatch.setattr(appcallback, "UNREACHABLE_MAX_RETRY_SECONDS", 0.04)

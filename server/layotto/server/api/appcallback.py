@@ -1,7 +1,7 @@
 """Delivery to the application through its AppCallback server.
 
 The runtime asks the app's ``ListTopicSubscriptions`` when it starts and again every
-``subscriptions_refresh_seconds`` (while the app is unreachable: after 1 s, doubling up to 30 s,
+``subscriptions_refresh_seconds`` (while the app is unreachable: after 1 s, doubling up to 10 s,
 logged once until it answers), so an app
 that starts after the runtime, or changes its subscriptions, is picked up; Layotto asks
 once and caches the answer forever. Each subscription is one subscriber of the delivery
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_SECONDS = 30.0
 UNREACHABLE_RETRY_SECONDS = 1.0  # first wait after the app did not answer; doubles up to the max
-UNREACHABLE_MAX_RETRY_SECONDS = 30.0
+UNREACHABLE_MAX_RETRY_SECONDS = 10.0
 DEAD_LETTER_METADATA = "deadLetterTopic"
 
 LAYOTTO_CALLBACK = PubSubMessages(appcallback_pb2.TopicEventRequest, None, None, has_metadata=True)

@@ -1,0 +1,286 @@
+"""Every code block of README.md and docs/ runs (or loads) as written.
+
+* ```python blocks run as scripts, each against a ``layotto serve`` of its own on free ports, reached
+  through ``LAYOTTO_GRPC_ENDPOINT``: the embedded defaults, or the config named by a marker line
+  ``<!-- snippet: config=docs/examples/x.yaml -->`` just before the block (paths are relative to
+  the repository's root, where the runtime and the scripts run). ``backends=redis,etcd`` in the
+  marker names the real backends the config needs: skipped when one is unreachable, failed instead
+  with LAYOTTO_REQUIRE_BACKENDS=1 (as in CI).
+* ```yaml blocks are loaded: a runtime config by the config loader, each of its components' type
+  and metadata checked by the component registry; a Dapr manifest by the manifest loader.
+* ```toml blocks are parsed.
+* ```sh blocks are not run (they start the runtime or install things): each must carry
+  ``<!-- snippet: not-run: REASON -->``, and test_blocks_not_run_say_why lists them.
+* ```text blocks are output, not code.
+
+A block in any other language, or a sh block without its marker, fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from layotto.server.components.base import ConfigError
+from layotto.server.components.registry import registry_for
+from layotto.server.config import load
+from layotto.server.dapr_manifests import load_manifests
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w-]*)\s*$")
+MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(?P<body>.*?)\s*-->\s*$")
+BACKEND_PORTS = {
+    "redis": 6379,
+    "postgresql": 5432,
+    "mysql": 3306,
+    "etcd": 2379,
+    "zookeeper": 2181,
+    "nats": 4222,
+    "mosquitto": 1883,
+    "rabbitmq": 5672,
+}
+NOT_CODE = {"text"}
+SNIPPET_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Snippet:
+    path: Path
+    line: int  # of the opening fence, 1-based
+    lang: str
+    code: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+
+def _options(marker: str) -> dict[str, str]:
+    if marker.startswith("not-run:"):
+        return {"not-run": marker.removeprefix("not-run:").strip()}
+    return dict(item.split("=", 1) for item in marker.split())
+
+
+def extract(path: Path) -> Iterator[Snippet]:
+    """Every fenced block of ``path``, with the options of the marker line just before it."""
+    lines = path.read_text().splitlines()
+    index = 0
+    while index < len(lines):
+        opening = FENCE.match(lines[index])
+        if not opening:
+            index += 1
+            continue
+        indent, start = len(opening["indent"]), index
+        body: list[str] = []
+        index += 1
+        while index < len(lines) and lines[index].strip() != "```":
+            body.append(lines[index][indent:])
+            index += 1
+        marker = MARKER.match(lines[start - 1]) if start > 0 else None
+        options = _options(marker["body"]) if marker else {}
+        yield Snippet(path, start + 1, opening["lang"], "\n".join(body) + "\n", options)
+        index += 1
+
+
+ALL_BLOCKS = [s for document in DOCUMENTS for s in extract(document) if s.lang not in NOT_CODE]
+SNIPPETS = [s for s in ALL_BLOCKS if "not-run" not in s.options]
+NOT_RUN = [s for s in ALL_BLOCKS if "not-run" in s.options]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _require_backends(snippet: Snippet) -> None:
+    names = [n for n in snippet.options.get("backends", "").split(",") if n]
+    missing = [n for n in names if not _reachable(BACKEND_PORTS[n])]
+    if missing:
+        message = f"{snippet.where} needs {', '.join(missing)} (start them with scripts/backends up)"
+        if os.environ.get("LAYOTTO_REQUIRE_BACKENDS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+class Runtime:
+    """A ``layotto serve`` of its own for one snippet, as a new user would start it."""
+
+    def __init__(self, config: str | None, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        grpc_port = _free_port()
+        args = [
+            str(Path(sys.executable).parent / "layotto"),
+            "serve",
+            "--grpc-address",
+            f"127.0.0.1:{grpc_port}",
+            "--http-address",
+            f"127.0.0.1:{_free_port()}",
+            "--data-dir",
+            str(data_dir),
+            *(["-c", config] if config else []),
+        ]
+        self.endpoint = f"127.0.0.1:{grpc_port}"
+        with (data_dir / "runtime.log").open("wb") as log:
+            self._process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not _reachable(grpc_port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"layotto serve ({config or 'defaults'}) did not start:\n{_tail(data_dir)}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _tail(data_dir: Path) -> str:
+    return "\n".join((data_dir / "runtime.log").read_text(errors="replace").splitlines()[-20:])
+
+
+def _run_python(snippet: Snippet, data_dir: Path) -> None:
+    config = snippet.options.get("config")
+    if config is not None:
+        assert (ROOT / config).is_file(), f"{snippet.where}: the marker names {config}, which does not exist"
+    _require_backends(snippet)
+    runtime = Runtime(config, data_dir)
+    try:
+        _run_script(snippet, data_dir / "snippet.py", {**os.environ, "LAYOTTO_GRPC_ENDPOINT": runtime.endpoint})
+    finally:
+        runtime.stop()
+
+
+def _run_script(snippet: Snippet, script: Path, env: dict[str, str]) -> None:
+    script.write_text(snippet.code)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SNIPPET_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{snippet.where}: the snippet ran longer than {SNIPPET_TIMEOUT_SECONDS} s")
+    if done.returncode != 0:
+        pytest.fail(f"{snippet.where}: the snippet failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+def _check_runtime_config(snippet: Snippet, text: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "config.yaml"
+        path.write_text(text)
+        try:
+            config = load(path)
+            for block, components in config.components.items():
+                for name, component in components.items():
+                    cls = registry_for(block).get(component.type, f"{block}.{name}")
+                    if not component.secret_refs:  # referenced metadata arrives at start-up
+                        cls.spec.parse_metadata(component.metadata, f"{block}.{name}.metadata")
+        except ConfigError as error:
+            pytest.fail(f"{snippet.where}: the config block does not load: {error}")
+
+
+def _check_yaml(snippet: Snippet) -> None:
+    document = yaml.safe_load(snippet.code)
+    assert isinstance(document, dict), f"{snippet.where}: a yaml block is a mapping"
+    if "apiVersion" not in document:
+        _check_runtime_config(snippet, snippet.code)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "manifest.yaml").write_text(snippet.code)
+        try:
+            load_manifests(Path(directory))
+        except ConfigError as error:
+            pytest.fail(f"{snippet.where}: the Dapr manifest does not load: {error}")
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.where for s in SNIPPETS])
+def test_snippet(snippet: Snippet, tmp_path: Path) -> None:
+    if snippet.lang == "python":
+        _run_python(snippet, tmp_path)
+    elif snippet.lang == "yaml":
+        _check_yaml(snippet)
+    elif snippet.lang == "toml":
+        tomllib.loads(snippet.code)
+    else:
+        pytest.fail(
+            f"{snippet.where}: a ```{snippet.lang or '(no language)'} block is neither run nor loaded;"
+            " mark it <!-- snippet: not-run: REASON --> or give it a language the test knows"
+        )
+
+
+def test_blocks_not_run_say_why() -> None:
+    """The blocks that are not run are only sh blocks, each with its reason (printed with -v)."""
+    for snippet in NOT_RUN:
+        assert snippet.lang == "sh", f"{snippet.where}: only sh blocks may be marked not-run"
+        assert snippet.options["not-run"], f"{snippet.where}: a not-run marker gives its reason"
+        print(f"not run: {snippet.where}: {snippet.options['not-run']}")
+
+
+def test_the_example_configs_load() -> None:
+    """Every config under docs/examples/ is one a snippet or a page names; each loads."""
+    examples = sorted((ROOT / "docs" / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        snippet = Snippet(path, 1, "yaml", path.read_text())
+        _check_runtime_config(snippet, snippet.code)
+
+
+def test_the_configuration_page_agrees_with_the_code(tmp_path: Path) -> None:
+    """Its error examples are what `layotto serve` prints; its section and manifest lists are the code's."""
+    from layotto.server.config import _LAYOTTO_ONLY_SECTIONS
+    from layotto.server.dapr_manifests import DAPR_BLOCKS
+
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    configs = {
+        "cassandra": "state:\n  orders:\n    type: cassandra\n",
+        "colour": "state:\n  orders:\n    type: sqlite\n    metadata: {colour: red}\n",
+    }
+    for text in configs.values():
+        (tmp_path / "my.yaml").write_text(text)
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "layotto"), "serve", "-c", "my.yaml", "--data-dir", str(tmp_path)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.count("\n") == 1, "a config error is one line"
+        assert done.stderr.strip() in page, f"docs/configuration.md should show: {done.stderr.strip()}"
+    assert "`config_store`" in page and "(`config_store`" not in page
+    for section in _LAYOTTO_ONLY_SECTIONS:
+        assert f"`{section}`" in page, f"docs/configuration.md should list the refused section {section}"
+    for prefix in DAPR_BLOCKS:
+        assert f"`{prefix}.*`" in page, f"docs/configuration.md should list the Dapr manifest type {prefix}.*"
