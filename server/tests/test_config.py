@@ -153,10 +153,11 @@ def test_serving_logs_the_event_loop_it_runs_on(tmp_path: Path) -> None:
 def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 
-    with pytest.raises(SystemExit) as exited:
-        main(["--version"])
-    assert exited.value.code == 0
-    assert capsys.readouterr().out.strip() == f"layotto {version('layotto-server')}"
+    for argv in (["--version"], ["serve", "--version"]):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)
+        assert exited.value.code == 0
+        assert capsys.readouterr().out == f"layotto {version('layotto-server')}\n"
 
 
 def test_a_relative_config_path_is_read_from_the_current_directory(

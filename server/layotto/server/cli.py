@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--app-callback", help="HOST:PORT of the app's AppCallback server (subscriptions)")
     run.add_argument("--components-path", help="directory of Dapr component manifests to load as well")
     run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
+    run.add_argument("--version", action="version", version=f"layotto {_version()}")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
