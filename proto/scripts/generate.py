@@ -5,6 +5,11 @@
 
 Generated files (*_pb2.py, *_pb2_grpc.py, *.pyi) are committed so that installing
 layotto-proto needs no protoc; the --check mode is what `tox -e proto` runs.
+
+The modules of Dapr's contract (layotto/proto/dapr/**/*_pb2.py) are rewritten after protoc
+to build their descriptors in the private pool of layotto.proto.dapr.pool instead of the
+default one, so that they coexist in one process with Dapr's own SDK, which registers the
+same names (see that module).
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from pathlib import Path
 PROTO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIR = PROTO_ROOT / "layotto" / "proto"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi", "_pb2_grpc.pyi")
+PRIVATE_POOL_PACKAGE = Path("layotto") / "proto" / "dapr"
+DEFAULT_POOL_CALL = "_descriptor_pool.Default().AddSerializedFile("
+PRIVATE_POOL_CALL = "_dapr_pool.add_serialized_file("
+IMPORTS_END = "# @@protoc_insertion_point(imports)\n"
+PRIVATE_POOL_IMPORT = "from layotto.proto.dapr import pool as _dapr_pool  # added by proto/scripts/generate.py\n"
 
 
 def _include_dirs() -> list[str]:
@@ -50,6 +60,18 @@ def _generate(out_dir: Path) -> None:
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(done.returncode)
+    _use_private_pool(out_dir / PRIVATE_POOL_PACKAGE)
+
+
+def _use_private_pool(package_dir: Path) -> None:
+    """Make every *_pb2.py under ``package_dir`` add its file to the private pool of Dapr's contract."""
+    for module in sorted(package_dir.rglob("*_pb2.py")):
+        code = module.read_text()
+        if code.count(DEFAULT_POOL_CALL) != 1 or code.count(IMPORTS_END) != 1:
+            raise SystemExit(f"{module}: protoc's output changed shape, cannot move it to the private pool")
+        code = code.replace(DEFAULT_POOL_CALL, PRIVATE_POOL_CALL)
+        code = code.replace(IMPORTS_END, IMPORTS_END + PRIVATE_POOL_IMPORT)
+        module.write_text(code)
 
 
 def _generated_files(root: Path) -> set[str]:

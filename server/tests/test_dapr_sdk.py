@@ -1,7 +1,7 @@
 """Dapr's own Python SDK (the `dapr` package) against a running `layotto serve`.
 
-The SDK runs in a child process: it registers dapr.proto.* descriptors of its own,
-which must not meet this project's copies in one process.
+The SDK runs in a child process, as an app next to the runtime does (one process with
+both is tested in test_dapr_coexistence.py).
 """
 
 from __future__ import annotations

@@ -11,14 +11,14 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
 
 from layotto.server.actuator import Actuator
 from layotto.server.api.appcallback import AppSubscriptions
-from layotto.server.api.services import SERVICE_NAMES, api_handlers
+from layotto.server.api.services import DAPR_SERVICE, RUNTIME_SERVICE, SERVICE_NAMES, api_handlers
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.config import RuntimeConfig, split_address
+from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.tracing import Tracing
@@ -87,10 +87,7 @@ class Runtime:
         )
         server.add_generic_rpc_handlers(handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection(server, (RUNTIME_SERVICE, DAPR_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"]))
         try:
             self.grpc_port = server.add_insecure_port(cfg.grpc_address)
         except RuntimeError as error:

@@ -18,6 +18,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
     'layotto/proto/dapr/runtime/v1/binarystore.proto'
 )
 # @@protoc_insertion_point(imports)
+from layotto.proto.dapr import pool as _dapr_pool  # added by proto/scripts/generate.py
 
 _sym_db = _symbol_database.Default()
 
@@ -25,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from layotto.proto.dapr.common.v1 import common_pb2 as layotto_dot_proto_dot_dapr_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n/layotto/proto/dapr/runtime/v1/binarystore.proto\x12\x15\x64\x61pr.proto.runtime.v1\x1a)layotto/proto/dapr/common/v1/common.proto\"\xc9\x01\n\x1aSetBinaryFileRequestAlpha1\x12S\n\x0finitial_request\x18\x01 \x01(\x0b\x32\x38.dapr.proto.runtime.v1.SetBinaryFileRequestInitialAlpha1H\x00\x12\x36\n\x07payload\x18\x02 \x01(\x0b\x32#.dapr.proto.common.v1.StreamPayloadH\x00\x42\x1e\n\x1cset_binary_file_request_type\"t\n!SetBinaryFileRequestInitialAlpha1\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x16\n\toverwrite\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x0c\n\n_overwrite\"\x1d\n\x1bSetBinaryFileResponseAlpha1\"G\n\x1aGetBinaryFileRequestAlpha1\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\"S\n\x1bGetBinaryFileResponseAlpha1\x12\x34\n\x07payload\x18\x01 \x01(\x0b\x32#.dapr.proto.common.v1.StreamPayload\"J\n\x1d\x44\x65leteBinaryFileRequestAlpha1\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\" \n\x1e\x44\x65leteBinaryFileResponseAlpha1b\x06proto3')
+DESCRIPTOR = _dapr_pool.add_serialized_file(b'\n/layotto/proto/dapr/runtime/v1/binarystore.proto\x12\x15\x64\x61pr.proto.runtime.v1\x1a)layotto/proto/dapr/common/v1/common.proto\"\xc9\x01\n\x1aSetBinaryFileRequestAlpha1\x12S\n\x0finitial_request\x18\x01 \x01(\x0b\x32\x38.dapr.proto.runtime.v1.SetBinaryFileRequestInitialAlpha1H\x00\x12\x36\n\x07payload\x18\x02 \x01(\x0b\x32#.dapr.proto.common.v1.StreamPayloadH\x00\x42\x1e\n\x1cset_binary_file_request_type\"t\n!SetBinaryFileRequestInitialAlpha1\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x16\n\toverwrite\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x0c\n\n_overwrite\"\x1d\n\x1bSetBinaryFileResponseAlpha1\"G\n\x1aGetBinaryFileRequestAlpha1\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\"S\n\x1bGetBinaryFileResponseAlpha1\x12\x34\n\x07payload\x18\x01 \x01(\x0b\x32#.dapr.proto.common.v1.StreamPayload\"J\n\x1d\x44\x65leteBinaryFileRequestAlpha1\x12\x16\n\x0e\x63omponent_name\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\" \n\x1e\x44\x65leteBinaryFileResponseAlpha1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

@@ -18,6 +18,7 @@ _runtime_version.ValidateProtobufRuntimeVersion(
     'layotto/proto/dapr/runtime/v1/invoke.proto'
 )
 # @@protoc_insertion_point(imports)
+from layotto.proto.dapr import pool as _dapr_pool  # added by proto/scripts/generate.py
 
 _sym_db = _symbol_database.Default()
 
@@ -25,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from layotto.proto.dapr.common.v1 import common_pb2 as layotto_dot_proto_dot_dapr_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*layotto/proto/dapr/runtime/v1/invoke.proto\x12\x15\x64\x61pr.proto.runtime.v1\x1a)layotto/proto/dapr/common/v1/common.proto\"X\n\x14InvokeServiceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x07message\x18\x03 \x01(\x0b\x32#.dapr.proto.common.v1.InvokeRequestb\x06proto3')
+DESCRIPTOR = _dapr_pool.add_serialized_file(b'\n*layotto/proto/dapr/runtime/v1/invoke.proto\x12\x15\x64\x61pr.proto.runtime.v1\x1a)layotto/proto/dapr/common/v1/common.proto\"X\n\x14InvokeServiceRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x34\n\x07message\x18\x03 \x01(\x0b\x32#.dapr.proto.common.v1.InvokeRequestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

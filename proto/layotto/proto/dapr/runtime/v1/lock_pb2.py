@@ -18,13 +18,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
     'layotto/proto/dapr/runtime/v1/lock.proto'
 )
 # @@protoc_insertion_point(imports)
+from layotto.proto.dapr import pool as _dapr_pool  # added by proto/scripts/generate.py
 
 _sym_db = _symbol_database.Default()
 
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(layotto/proto/dapr/runtime/v1/lock.proto\x12\x15\x64\x61pr.proto.runtime.v1\"h\n\x0eTryLockRequest\x12\x12\n\nstore_name\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\x12\n\nlock_owner\x18\x03 \x01(\t\x12\x19\n\x11\x65xpiry_in_seconds\x18\x04 \x01(\x05\"\"\n\x0fTryLockResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\"L\n\rUnlockRequest\x12\x12\n\nstore_name\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\x12\n\nlock_owner\x18\x03 \x01(\t\"\xae\x01\n\x0eUnlockResponse\x12<\n\x06status\x18\x01 \x01(\x0e\x32,.dapr.proto.runtime.v1.UnlockResponse.Status\"^\n\x06Status\x12\x0b\n\x07SUCCESS\x10\x00\x12\x17\n\x13LOCK_DOES_NOT_EXIST\x10\x01\x12\x1a\n\x16LOCK_BELONGS_TO_OTHERS\x10\x02\x12\x12\n\x0eINTERNAL_ERROR\x10\x03\x62\x06proto3')
+DESCRIPTOR = _dapr_pool.add_serialized_file(b'\n(layotto/proto/dapr/runtime/v1/lock.proto\x12\x15\x64\x61pr.proto.runtime.v1\"h\n\x0eTryLockRequest\x12\x12\n\nstore_name\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\x12\n\nlock_owner\x18\x03 \x01(\t\x12\x19\n\x11\x65xpiry_in_seconds\x18\x04 \x01(\x05\"\"\n\x0fTryLockResponse\x12\x0f\n\x07success\x18\x01 \x01(\x08\"L\n\rUnlockRequest\x12\x12\n\nstore_name\x18\x01 \x01(\t\x12\x13\n\x0bresource_id\x18\x02 \x01(\t\x12\x12\n\nlock_owner\x18\x03 \x01(\t\"\xae\x01\n\x0eUnlockResponse\x12<\n\x06status\x18\x01 \x01(\x0e\x32,.dapr.proto.runtime.v1.UnlockResponse.Status\"^\n\x06Status\x12\x0b\n\x07SUCCESS\x10\x00\x12\x17\n\x13LOCK_DOES_NOT_EXIST\x10\x01\x12\x1a\n\x16LOCK_BELONGS_TO_OTHERS\x10\x02\x12\x12\n\x0eINTERNAL_ERROR\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
