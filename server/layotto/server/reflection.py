@@ -10,6 +10,7 @@ the default pool, also keeps an SDK's copy of ``dapr.proto.*`` out of the answer
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import grpc
@@ -17,10 +18,12 @@ from google.protobuf import descriptor, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 
-def services_pool(services: Iterable[descriptor.ServiceDescriptor]) -> descriptor_pool.DescriptorPool:
-    """A new pool holding the files that declare ``services`` and, transitively, their imports.
+@functools.cache
+def services_pool(services: tuple[descriptor.ServiceDescriptor, ...]) -> descriptor_pool.DescriptorPool:
+    """A pool holding the files that declare ``services`` and, transitively, their imports.
 
-    Raises ``TypeError`` when two different files declare the same name.
+    Built once per tuple of services (runtimes of one process share it: reflection only reads
+    it). Raises ``TypeError`` when two different files declare the same name.
     """
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
