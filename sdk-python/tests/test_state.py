@@ -141,7 +141,7 @@ async def test_unserved_api_is_named(runtime: TestRuntime) -> None:
     async with runtime.client() as c:
         with pytest.raises(NotImplementedByRuntime):
             request = pb.InvokeBindingRequest(name="s", operation="create")
-            await c._transport.unary(c._transport.runtime.InvokeBinding, request, None)
+            await c._transport.unary("InvokeBinding", request, None)
 
 
 async def test_address_from_environment(monkeypatch: pytest.MonkeyPatch, runtime: TestRuntime) -> None:

@@ -9,7 +9,10 @@ from layotto.client._app import Handler, SubscriberApp
 from layotto.client._client import Hello, RuntimeClient
 from layotto.client._configuration import ConfigurationClient, ConfigurationItem, ConfigurationWatch
 from layotto.client._errors import (
+    BackendError,
+    BackendUnavailable,
     BulkWriteError,
+    ClientClosed,
     DeadlineExceeded,
     EtagInvalid,
     EtagMismatch,
@@ -18,9 +21,12 @@ from layotto.client._errors import (
     LayottoError,
     LockLost,
     LockNotAcquired,
+    MalformedRequest,
     NoComponentsConfigured,
     NotFound,
     NotImplementedByRuntime,
+    PayloadTooLarge,
+    PermissionDenied,
     RuntimeInternalError,
     RuntimeUnavailable,
     SecretNotFound,
@@ -31,8 +37,18 @@ from layotto.client._pubsub import Message, PubSubClient, ReceivedMessage, Subsc
 from layotto.client._retry import NO_RETRY, RetryPolicy
 from layotto.client._secrets import SecretsClient
 from layotto.client._state import Consistency, StateClient, StateDelete, StateItem, StateWrite
+from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, StreamCall, Transport
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "StreamCall",
+    "Transport",
+    "BackendError",
+    "BackendUnavailable",
+    "ClientClosed",
+    "MalformedRequest",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "NO_RETRY",
     "BulkWriteError",
     "ConfigurationClient",

@@ -17,7 +17,7 @@ from layotto.client._pubsub import PubSubClient
 from layotto.client._retry import RetryPolicy
 from layotto.client._secrets import SecretsClient
 from layotto.client._state import StateClient
-from layotto.client._transport import Transport
+from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, GrpcTransport, Transport
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 ADDRESS_ENV = "LAYOTTO_GRPC_ENDPOINT"
@@ -43,7 +43,11 @@ class RuntimeClient:
     The address comes from the argument, else ``LAYOTTO_GRPC_ENDPOINT``, else
     127.0.0.1:34904. ``timeout`` is the default deadline of every call in seconds
     (None: no deadline); each method also takes its own ``timeout``. Calls that find
-    the runtime unreachable are retried per ``retry``.
+    the runtime unreachable or restarting are retried per ``retry``, within their deadline.
+    ``max_message_bytes`` bounds what is sent and received (the runtime's default, 16 MiB);
+    a larger message raises :class:`PayloadTooLarge`. ``transport`` replaces the gRPC
+    connection (and the options that configure it), e.g. with
+    ``layotto.client.testing.MockTransport`` in tests.
     """
 
     def __init__(
@@ -55,15 +59,18 @@ class RuntimeClient:
         metadata: Sequence[tuple[str, str]] = (),
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        transport: Transport | None = None,
     ) -> None:
         address = address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
-        self._transport = Transport(
+        self._transport: Transport = transport or GrpcTransport(
             address,
             timeout=timeout,
             retry=retry or RetryPolicy(),
             metadata=metadata,
             interceptors=interceptors,
             options=channel_options,
+            max_message_bytes=max_message_bytes,
         )
         self.state = StateClient(self._transport)
         self.lock = LockClient(self._transport)
@@ -83,7 +90,7 @@ class RuntimeClient:
         request = pb.SayHelloRequest(service_name=service, name=name)
         if data is not None:
             request.data.CopyFrom(any_pb2.Any(value=data))
-        response = await self._transport.unary(self._transport.runtime.SayHello, request, timeout)
+        response = await self._transport.unary("SayHello", request, timeout, idempotent=True)
         return Hello(greeting=response.hello, data=response.data.value)
 
     async def aclose(self) -> None:

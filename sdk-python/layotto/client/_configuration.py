@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
 
 from layotto.client._stream import ResumableStream
-from layotto.client._transport import Transport
+from layotto.client._transport import StreamCall, Transport
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 
@@ -49,7 +47,7 @@ class ConfigurationClient:
     ) -> list[ConfigurationItem]:
         """The items of ``keys`` that exist; every item of the group and label when ``keys`` is empty."""
         request = pb.GetConfigurationRequest(store_name=store, app_id=app_id, group=group, label=label, keys=keys)
-        response = await self._t.unary(self._t.runtime.GetConfiguration, request, timeout)
+        response = await self._t.unary("GetConfiguration", request, timeout, idempotent=True)
         return [_from_wire(item) for item in response.items]
 
     async def save(
@@ -59,7 +57,7 @@ class ConfigurationClient:
             pb.ConfigurationItem(key=i.key, content=i.content, group=i.group, label=i.label, tags=i.tags) for i in items
         ]
         request = pb.SaveConfigurationRequest(store_name=store, app_id=app_id, items=wire)
-        await self._t.unary(self._t.runtime.SaveConfiguration, request, timeout)
+        await self._t.unary("SaveConfiguration", request, timeout, idempotent=True)
 
     async def delete(
         self,
@@ -72,7 +70,7 @@ class ConfigurationClient:
         timeout: float | None = None,
     ) -> None:
         request = pb.DeleteConfigurationRequest(store_name=store, app_id=app_id, group=group, label=label, keys=keys)
-        await self._t.unary(self._t.runtime.DeleteConfiguration, request, timeout)
+        await self._t.unary("DeleteConfiguration", request, timeout, idempotent=True)
 
     def watch(
         self, store: str, keys: Sequence[str] = (), *, group: str = "", label: str = "", app_id: str = ""
@@ -103,12 +101,10 @@ class ConfigurationWatch(ResumableStream):
     ) -> None:
         await self.aclose()
 
-    def _start(self) -> Any:
-        async def requests() -> AsyncIterator[pb.SubscribeConfigurationRequest]:
-            yield self._request
-            await asyncio.Event().wait()  # keep the stream open: a half-closed stream would end the watch
-
-        return self._transport.runtime.SubscribeConfiguration(requests(), metadata=self._transport.metadata)
+    async def _start(self) -> StreamCall:
+        call = self._transport.stream("SubscribeConfiguration")
+        await call.write(self._request)  # never half-closed: a half-closed stream would end the watch
+        return call
 
     def __aiter__(self) -> ConfigurationWatch:
         return self

@@ -1,13 +1,18 @@
-"""The SDK's one exception tree, and the one place gRPC errors are translated into it.
+"""The SDK's one exception tree, and the one place foreign errors are translated into it.
 
 ::
 
     LayottoError
-    ├── RuntimeUnavailable          the runtime cannot be reached (after retries)
+    ├── RuntimeUnavailable          the runtime cannot be reached, or is shutting down (after retries)
+    ├── BackendUnavailable          the runtime is up, its component's backend is not (not retried)
+    ├── ClientClosed                the client was used after aclose()
     ├── DeadlineExceeded            the call's timeout passed (also a TimeoutError)
     ├── InvalidArgument             the request was refused; .field names what was wrong
+    │   ├── MalformedRequest        the runtime could not decode the request
     │   ├── StoreNotFound           no component of that name is configured
-    │   └── EtagInvalid             the etag is not one the store issued
+    │   ├── EtagInvalid             the etag is not one the store issued
+    │   └── PayloadTooLarge         a request, response or field is over a size limit
+    ├── PermissionDenied            the runtime's scopes do not allow it (a secret outside its scope)
     ├── EtagMismatch                the etag is stale: someone else wrote first
     ├── BulkWriteError              some items of a bulk write failed; .failed_keys
     ├── NoComponentsConfigured      the runtime has no component of that building block
@@ -15,7 +20,8 @@
     ├── NotFound                    the named thing does not exist
     │   └── SecretNotFound          the secret store has no secret of that name
     ├── NotImplementedByRuntime     the runtime does not serve this API
-    ├── RuntimeInternalError        the runtime or its backend failed
+    ├── RuntimeInternalError        the runtime failed unexpectedly
+    │   └── BackendError            the component's backend answered with an error
     ├── LockNotAcquired             lock.acquire found the lock held by someone else
     └── LockLost                    a held lock expired or was taken before the block ended
 """
@@ -28,8 +34,13 @@ from typing import cast
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from layotto.proto.reasons import ERROR_DOMAIN
+
 __all__ = [
+    "BackendError",
+    "BackendUnavailable",
     "BulkWriteError",
+    "ClientClosed",
     "DeadlineExceeded",
     "EtagInvalid",
     "EtagMismatch",
@@ -38,9 +49,12 @@ __all__ = [
     "LayottoError",
     "LockLost",
     "LockNotAcquired",
+    "MalformedRequest",
     "NoComponentsConfigured",
     "NotFound",
     "NotImplementedByRuntime",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "RuntimeInternalError",
     "RuntimeUnavailable",
     "SecretNotFound",
@@ -49,7 +63,9 @@ __all__ = [
 
 
 class LayottoError(Exception):
-    """Base of every error the SDK raises. ``code`` is the gRPC status name."""
+    """Base of every error the SDK raises. ``code`` is the gRPC status name, ``reason`` the
+    runtime's reason (a key of :data:`layotto.proto.reasons.REASONS`, "" when it sent none),
+    ``metadata`` its details (``field``, ``key``, ...)."""
 
     def __init__(
         self, message: str, *, code: str = "UNKNOWN", reason: str = "", metadata: dict[str, str] | None = None
@@ -62,34 +78,63 @@ class LayottoError(Exception):
 
 
 class RuntimeUnavailable(LayottoError):
-    pass
+    """The runtime could not be reached, or answered that it is shutting down, on every attempt
+    the retry policy and the call's deadline allowed."""
+
+
+class BackendUnavailable(LayottoError):
+    """The runtime is up but the component's backend (Redis, a broker, ...) cannot be reached.
+    Not retried by the SDK: the runtime has already retried its connection."""
+
+
+class ClientClosed(LayottoError):
+    """The client was used after ``aclose()`` (or after its ``async with`` block)."""
 
 
 class DeadlineExceeded(LayottoError, TimeoutError):
-    pass
+    """The call's timeout passed before the runtime answered."""
 
 
 class InvalidArgument(LayottoError):
+    """The runtime refused the request; ``field`` names the offending request field."""
+
     @property
     def field(self) -> str | None:
         return self.metadata.get("field")
 
 
+class MalformedRequest(InvalidArgument):
+    """The runtime could not decode the request bytes as the RPC's message."""
+
+
 class StoreNotFound(InvalidArgument):
-    pass
+    """No component of that name is configured; ``metadata["component"]`` names it."""
 
 
 class EtagInvalid(InvalidArgument):
-    pass
+    """The etag is not one the store issued."""
+
+
+class PayloadTooLarge(InvalidArgument):
+    """A request, a response or one of its fields is over a size limit (the runtime's or the
+    client's ``max_message_bytes``)."""
+
+
+class PermissionDenied(LayottoError):
+    """The runtime's scopes do not allow the call (a secret outside the store's scope)."""
 
 
 class EtagMismatch(LayottoError):
+    """The etag is stale: someone else wrote first; ``key`` names the key."""
+
     @property
     def key(self) -> str | None:
         return self.metadata.get("key")
 
 
 class BulkWriteError(LayottoError):
+    """Some items of a bulk write failed (``failed_keys``); the others were applied."""
+
     @property
     def failed_keys(self) -> list[str]:
         keys = self.metadata.get("failed_keys", "")
@@ -97,27 +142,31 @@ class BulkWriteError(LayottoError):
 
 
 class NoComponentsConfigured(LayottoError):
-    pass
+    """The runtime has no component of the building block the call needs."""
 
 
 class FeatureNotSupported(LayottoError):
-    pass
+    """The component lacks the feature the request needs (etag, ttl, transactions, ...)."""
 
 
 class NotFound(LayottoError):
-    pass
+    """The named thing does not exist."""
 
 
 class SecretNotFound(NotFound):
-    pass
+    """The secret store has no secret of that name."""
 
 
 class NotImplementedByRuntime(LayottoError):
-    pass
+    """The runtime does not serve this RPC."""
 
 
 class RuntimeInternalError(LayottoError):
-    pass
+    """The runtime failed unexpectedly (it logs the cause)."""
+
+
+class BackendError(RuntimeInternalError):
+    """The component's backend answered with an error."""
 
 
 class LockNotAcquired(LayottoError):
@@ -128,20 +177,33 @@ class LockLost(LayottoError):
     """A lock held by ``lock.acquire`` expired or was taken before the block ended."""
 
 
-_BY_REASON: dict[str, type[LayottoError]] = {
+#: the exception of each reason of the contract (``layotto.proto.reasons.REASONS``)
+BY_REASON: dict[str, type[LayottoError]] = {
+    "INTERNAL": RuntimeInternalError,
+    "INVALID_ARGUMENT": InvalidArgument,
+    "MALFORMED_REQUEST": MalformedRequest,
     "COMPONENT_NOT_FOUND": StoreNotFound,
-    "SECRET_NOT_FOUND": SecretNotFound,
-    "ETAG_INVALID": EtagInvalid,
-    "ETAG_MISMATCH": EtagMismatch,
-    "BULK_PARTIAL_FAILURE": BulkWriteError,
     "NO_COMPONENTS_CONFIGURED": NoComponentsConfigured,
     "FEATURE_NOT_SUPPORTED": FeatureNotSupported,
+    "ETAG_MISMATCH": EtagMismatch,
+    "ETAG_INVALID": EtagInvalid,
+    "BULK_PARTIAL_FAILURE": BulkWriteError,
+    "SECRET_NOT_FOUND": SecretNotFound,
+    "SECRET_ACCESS_DENIED": PermissionDenied,
+    "PAYLOAD_TOO_LARGE": PayloadTooLarge,
+    "BACKEND_UNAVAILABLE": BackendUnavailable,
+    "BACKEND_ERROR": BackendError,
+    "RPC_NOT_IMPLEMENTED": NotImplementedByRuntime,
+    "RUNTIME_SHUTTING_DOWN": RuntimeUnavailable,
 }
 
-_BY_CODE: dict[grpc.StatusCode, type[LayottoError]] = {
+#: the exception of a status that carries no reason (another server, a proxy, gRPC itself)
+BY_CODE: dict[grpc.StatusCode, type[LayottoError]] = {
     grpc.StatusCode.UNAVAILABLE: RuntimeUnavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: PayloadTooLarge,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.ABORTED: EtagMismatch,
     grpc.StatusCode.FAILED_PRECONDITION: NoComponentsConfigured,
     grpc.StatusCode.NOT_FOUND: NotFound,
@@ -149,7 +211,8 @@ _BY_CODE: dict[grpc.StatusCode, type[LayottoError]] = {
 }
 
 
-def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The runtime's ``ErrorInfo`` detail of a failed call, if it sent one."""
     trailers = cast("Sequence[tuple[str, str | bytes]]", error.trailing_metadata() or ())
     for key, value in trailers:
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
@@ -162,11 +225,26 @@ def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | No
     return None
 
 
-def translate(error: grpc.aio.AioRpcError) -> LayottoError:
-    """The SDK exception for a failed call (the one translation boundary)."""
+def reason_of(error: grpc.aio.AioRpcError) -> str:
+    """The reason of the runtime's ErrorInfo ("" when there is none, or it is another domain's)."""
+    info = error_info(error)
+    return info.reason if info is not None and info.domain in (ERROR_DOMAIN, "") else ""
+
+
+def translate_rpc_error(error: grpc.aio.AioRpcError) -> LayottoError:
+    """The SDK exception for a failed call: by the runtime's reason, else by the status code."""
     code = error.code()
-    info = _error_info(error)
-    reason = info.reason if info is not None else ""
+    info = error_info(error)
+    reason = reason_of(error)
     metadata = dict(info.metadata) if info is not None else {}
-    cls = _BY_REASON.get(reason) or _BY_CODE.get(code, RuntimeInternalError)
+    cls = BY_REASON.get(reason) or BY_CODE.get(code, RuntimeInternalError)
     return cls(error.details() or code.name, code=code.name, reason=reason, metadata=metadata)
+
+
+def translate(error: BaseException) -> BaseException:
+    """The one boundary for foreign errors: gRPC's become the SDK's; others pass unchanged."""
+    if isinstance(error, grpc.aio.AioRpcError):
+        return translate_rpc_error(error)
+    if isinstance(error, grpc.aio.UsageError):
+        return ClientClosed(f"the client is closed: {error}", code="CANCELLED")
+    return error

@@ -98,11 +98,11 @@ class LockClient:
         self, store: str, resource: str, owner: str, *, ttl: float | dt.timedelta, timeout: float | None = None
     ) -> bool:
         request = pb.TryLockRequest(store_name=store, resource_id=resource, lock_owner=owner, expire=_seconds(ttl))
-        return bool((await self._t.unary(self._t.runtime.TryLock, request, timeout)).success)
+        return bool((await self._t.unary("TryLock", request, timeout)).success)
 
     async def unlock(self, store: str, resource: str, owner: str, *, timeout: float | None = None) -> LockStatus:
         request = pb.UnlockRequest(store_name=store, resource_id=resource, lock_owner=owner)
-        return LockStatus((await self._t.unary(self._t.runtime.Unlock, request, timeout)).status)
+        return LockStatus((await self._t.unary("Unlock", request, timeout)).status)
 
     async def keep_alive(
         self, store: str, resource: str, owner: str, *, ttl: float | dt.timedelta, timeout: float | None = None
@@ -110,7 +110,7 @@ class LockClient:
         request = pb.LockKeepAliveRequest(
             store_name=store, resource_id=resource, lock_owner=owner, expire=_seconds(ttl)
         )
-        return LockStatus((await self._t.unary(self._t.runtime.LockKeepAlive, request, timeout)).status)
+        return LockStatus((await self._t.unary("LockKeepAlive", request, timeout, idempotent=True)).status)
 
     def acquire(
         self,
@@ -170,4 +170,4 @@ class SequencerClient:
         unique, increasing within one runtime."""
         increment = pb.SequencerOptions.STRONG if strong else pb.SequencerOptions.WEAK
         request = pb.GetNextIdRequest(store_name=store, key=key, options=pb.SequencerOptions(increment=increment))
-        return int((await self._t.unary(self._t.runtime.GetNextId, request, timeout)).next_id)
+        return int((await self._t.unary("GetNextId", request, timeout, idempotent=True)).next_id)

@@ -17,20 +17,25 @@ delivery guarantee is at least once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from layotto.client._errors import LayottoError
 from layotto.client._stream import ResumableStream
-from layotto.client._transport import Transport
+from layotto.client._transport import StreamCall, Transport
 from layotto.client._values import Value, encode
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 __all__ = ["Message", "PubSubClient", "ReceivedMessage", "Subscription", "TopicStatus"]
+
+#: how long closing a subscription waits for the runtime when the client has no timeout (seconds)
+DEFAULT_CLOSE_SECONDS = 10.0
 
 
 class TopicStatus(enum.IntEnum):
@@ -72,12 +77,15 @@ class ReceivedMessage(Message):
     _settle: Callable[[str, TopicStatus], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
 
     async def ack(self) -> None:
+        """Handled: never delivered again. Returns once the answer is written to the stream."""
         await self._answer(TopicStatus.SUCCESS)
 
     async def retry(self) -> None:
+        """Deliver it again later (then dead-letter it). Returns once the answer is written."""
         await self._answer(TopicStatus.RETRY)
 
     async def drop(self) -> None:
+        """Discard it (the runtime logs it). Returns once the answer is written."""
         await self._answer(TopicStatus.DROP)
 
     async def _answer(self, status: TopicStatus) -> None:
@@ -148,7 +156,7 @@ class PubSubClient:
             data_content_type=content_type or content_type_for(data),
             metadata=meta,
         )
-        await self._transport.unary(self._transport.runtime.PublishEvent, request, timeout)
+        await self._transport.unary("PublishEvent", request, timeout)
 
     def subscribe(
         self,
@@ -168,12 +176,18 @@ class PubSubClient:
 
 
 class Subscription(ResumableStream):
-    """One topic's messages, over SubscribeTopicEvents; reconnects when the runtime goes away."""
+    """One topic's messages, over SubscribeTopicEvents; reconnects when the runtime goes away.
+
+    ``await message.ack()`` (or ``retry()``, ``drop()``) returns once the answer is written to
+    the stream. Leaving the ``async with`` block (or ``aclose()``) half-closes the stream and
+    waits for the runtime to end it, up to the client's timeout (10 s when it has none), so
+    every awaited answer reaches the runtime; messages not yet answered are delivered again.
+    """
 
     def __init__(self, transport: Transport, initial: pb.SubscribeTopicEventsRequestInitial) -> None:
         super().__init__(transport)
         self._initial = initial
-        self._answers: asyncio.Queue[pb.SubscribeTopicEventsRequest | None] = asyncio.Queue()
+        self._writing = asyncio.Lock()  # one write at a time on the stream
         self._generation = 0
 
     async def __aenter__(self) -> Subscription:
@@ -185,17 +199,11 @@ class Subscription(ResumableStream):
     ) -> None:
         await self.aclose()
 
-    async def _requests(self, answers: asyncio.Queue[pb.SubscribeTopicEventsRequest | None]) -> AsyncIterator[Any]:
-        yield pb.SubscribeTopicEventsRequest(initial_request=self._initial)
-        while (answer := await answers.get()) is not None:
-            yield answer
-
-    def _start(self) -> Any:
-        self._answers = asyncio.Queue()
+    async def _start(self) -> StreamCall:
         self._generation += 1
-        return self._transport.runtime.SubscribeTopicEvents(
-            self._requests(self._answers), metadata=self._transport.metadata
-        )
+        call = self._transport.stream("SubscribeTopicEvents")
+        await call.write(pb.SubscribeTopicEventsRequest(initial_request=self._initial))
+        return call
 
     def __aiter__(self) -> Subscription:
         return self
@@ -209,15 +217,29 @@ class Subscription(ResumableStream):
 
     def _settler(self, generation: int) -> Callable[[str, TopicStatus], Awaitable[None]]:
         async def settle(event_id: str, status: TopicStatus) -> None:
-            if generation != self._generation:
-                return  # that stream is gone; the runtime delivers the message again
-            processed = pb.SubscribeTopicEventsRequestProcessed(
-                id=event_id,
-                status=cb.TopicEventResponse(status=cb.TopicEventResponse.TopicEventResponseStatus.Value(status.name)),
-            )
-            self._answers.put_nowait(pb.SubscribeTopicEventsRequest(event_processed=processed))
+            processed = pb.SubscribeTopicEventsRequestProcessed(id=event_id, status=status.to_response())
+            async with self._writing:
+                if generation != self._generation or self._call is None or self._ended:
+                    return  # that stream is gone; the runtime delivers the message again
+                with contextlib.suppress(LayottoError):  # a lost stream: delivered again too
+                    await self._call.write(pb.SubscribeTopicEventsRequest(event_processed=processed))
 
         return settle
 
-    def _closing(self) -> None:
-        self._answers.put_nowait(None)
+    async def aclose(self) -> None:
+        """Half-close the stream and wait (bounded) for the runtime to end it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        call = self._call
+        if call is None:
+            return
+        try:
+            async with asyncio.timeout(self._transport.timeout or DEFAULT_CLOSE_SECONDS):
+                async with self._writing:  # answers being written go first
+                    await call.done_writing()
+                await self._drain()
+        except (TimeoutError, LayottoError):
+            pass  # the runtime is gone or slow: what it did not hear is delivered again
+        finally:
+            call.cancel()  # no-op once the call has ended

@@ -1,4 +1,13 @@
-"""Retries with exponential backoff, for UNAVAILABLE only."""
+"""Retries with exponential backoff, for a runtime that is unreachable or restarting.
+
+What is retried, within the call's deadline and the policy's attempts:
+
+* ``UNAVAILABLE`` with reason ``RUNTIME_SHUTTING_DOWN`` (the runtime did not start the call),
+  and a connection that could not be made: every call, since none reached the runtime;
+* any other ``UNAVAILABLE`` without a reason (the connection broke, perhaps mid-call): idempotent
+  calls only (reads, plain saves and deletes, keep-alives, ...);
+* never ``BACKEND_UNAVAILABLE``: the runtime is up and has retried its backend; the app decides.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +19,21 @@ from typing import TypeVar
 
 import grpc
 
-from layotto.client._errors import translate
+from layotto.client._errors import reason_of, translate
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How calls are retried when the runtime is unreachable (gRPC UNAVAILABLE).
+    """How calls are retried when the runtime is unreachable or restarting.
 
-    ``attempts`` counts the first try; delays grow from ``initial_backoff`` by
-    ``multiplier`` up to ``max_backoff``, each with up to 20% random jitter. Other
-    errors are never retried: the runtime answered, and its answer stands.
+    ``attempts`` counts the first try; delays grow from ``initial_backoff`` by ``multiplier``
+    up to ``max_backoff`` (seconds), each with up to 20% random jitter, and stop at the call's
+    deadline. Other errors are never retried: the runtime answered, and its answer stands.
     """
 
-    attempts: int = 4
+    attempts: int = 10
     initial_backoff: float = 0.1
     max_backoff: float = 2.0
     multiplier: float = 2.0
@@ -40,13 +49,35 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-async def call_with_retry(policy: RetryPolicy, attempt: Callable[[], Awaitable[T]]) -> T:
-    """Run ``attempt``, retrying UNAVAILABLE per policy; translate the final error."""
+def never_reached_the_runtime(error: grpc.aio.AioRpcError) -> bool:
+    """The call was not started by the runtime: it is shutting down, or no connection was made."""
+    if reason_of(error) == "RUNTIME_SHUTTING_DOWN":
+        return True
+    details = (error.details() or "").lower()
+    return error.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in details
+
+
+def retryable(error: grpc.aio.AioRpcError, idempotent: bool) -> bool:
+    if never_reached_the_runtime(error):
+        return True
+    return idempotent and error.code() is grpc.StatusCode.UNAVAILABLE and reason_of(error) == ""
+
+
+async def call_with_retry(
+    policy: RetryPolicy,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    idempotent: bool = False,
+    ends_at: float | None = None,
+) -> T:
+    """Run ``attempt``, retrying per policy until ``ends_at`` (loop time); translate the final error."""
+    loop = asyncio.get_running_loop()
     for delay in [*policy.delays(), None]:
         try:
             return await attempt()
         except grpc.aio.AioRpcError as error:
-            if error.code() is not grpc.StatusCode.UNAVAILABLE or delay is None:
+            out_of_time = ends_at is not None and delay is not None and loop.time() + delay >= ends_at
+            if delay is None or out_of_time or not retryable(error, idempotent):
                 raise translate(error) from None
         await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -15,11 +15,10 @@ class SecretsClient:
     async def get(self, store: str, name: str, *, timeout: float | None = None) -> dict[str, str]:
         """The secret's key/value pairs; raises SecretNotFound when the store has no such secret."""
         request = pb.GetSecretRequest(store_name=store, key=name)
-        return dict((await self._t.unary(self._t.runtime.GetSecret, request, timeout)).data)
+        return dict((await self._t.unary("GetSecret", request, timeout, idempotent=True)).data)
 
     async def get_bulk(self, store: str, *, timeout: float | None = None) -> dict[str, dict[str, str]]:
         """Every secret of the store, by name."""
-        response = await self._t.unary(
-            self._t.runtime.GetBulkSecret, pb.GetBulkSecretRequest(store_name=store), timeout
-        )
+        request = pb.GetBulkSecretRequest(store_name=store)
+        response = await self._t.unary("GetBulkSecret", request, timeout, idempotent=True)
         return {name: dict(secret.secrets) for name, secret in response.data.items()}

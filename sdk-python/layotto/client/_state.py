@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,16 @@ TTL_KEY = "ttlInSeconds"
 TTL_EXPIRE_KEY = "ttlExpireTime"
 
 
-class Consistency:
-    EVENTUAL = pb.StateOptions.CONSISTENCY_EVENTUAL
-    STRONG = pb.StateOptions.CONSISTENCY_STRONG
+class Consistency(enum.Enum):
+    """How fresh a read must be (stores that cannot choose ignore it)."""
+
+    EVENTUAL = "eventual"  # any replica may answer
+    STRONG = "strong"  # the read sees every write acknowledged before it
+
+    def to_wire(self) -> pb.StateOptions.StateConsistency.ValueType:
+        if self is Consistency.STRONG:
+            return pb.StateOptions.CONSISTENCY_STRONG
+        return pb.StateOptions.CONSISTENCY_EVENTUAL
 
 
 @dataclass(frozen=True)
@@ -95,6 +103,11 @@ def _item(op: StateWrite | StateDelete) -> pb.StateItem:
     )
 
 
+def _replayable(items: Iterable[Any]) -> bool:
+    """Writes without an etag or first-write check give the same result when applied twice."""
+    return not any(item.HasField("etag") or item.HasField("options") for item in items)
+
+
 def _read(key: str, data: bytes, etag: str, metadata: Mapping[str, str], error: str = "") -> StateItem:
     return StateItem(key=key, value=data, etag=etag or None, metadata=dict(metadata), error=error or None)
 
@@ -110,14 +123,15 @@ class StateClient:
         store: str,
         key: str,
         *,
-        consistency: pb.StateOptions.StateConsistency.ValueType | None = None,
+        consistency: Consistency | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> StateItem:
+        """The key's value and etag (``etag`` None when it does not exist)."""
         request = pb.GetStateRequest(store_name=store, key=key, metadata=metadata)
         if consistency is not None:
-            request.consistency = consistency
-        response = await self._t.unary(self._t.runtime.GetState, request, timeout)
+            request.consistency = Consistency(consistency).to_wire()
+        response = await self._t.unary("GetState", request, timeout, idempotent=True)
         return _read(key, response.data, response.etag, response.metadata)
 
     async def get_bulk(
@@ -130,7 +144,7 @@ class StateClient:
         timeout: float | None = None,
     ) -> list[StateItem]:
         request = pb.GetBulkStateRequest(store_name=store, keys=keys, parallelism=parallelism, metadata=metadata)
-        response = await self._t.unary(self._t.runtime.GetBulkState, request, timeout)
+        response = await self._t.unary("GetBulkState", request, timeout, idempotent=True)
         return [_read(i.key, i.data, i.etag, i.metadata, i.error) for i in response.items]
 
     async def save(
@@ -151,7 +165,7 @@ class StateClient:
     async def save_bulk(self, store: str, writes: Iterable[StateWrite], *, timeout: float | None = None) -> None:
         """Save several keys; each applies on its own (see BulkWriteError)."""
         request = pb.SaveStateRequest(store_name=store, states=[_item(w) for w in writes])
-        await self._t.unary(self._t.runtime.SaveState, request, timeout)
+        await self._t.unary("SaveState", request, timeout, idempotent=_replayable(request.states))
 
     async def delete(
         self,
@@ -170,12 +184,12 @@ class StateClient:
             options=_options(first_write),
             metadata=metadata,
         )
-        await self._t.unary(self._t.runtime.DeleteState, request, timeout)
+        await self._t.unary("DeleteState", request, timeout, idempotent=_replayable([request]))
 
     async def delete_bulk(self, store: str, keys: Iterable[str | StateDelete], *, timeout: float | None = None) -> None:
         deletes = [k if isinstance(k, StateDelete) else StateDelete(k) for k in keys]
         request = pb.DeleteBulkStateRequest(store_name=store, states=[_item(d) for d in deletes])
-        await self._t.unary(self._t.runtime.DeleteBulkState, request, timeout)
+        await self._t.unary("DeleteBulkState", request, timeout, idempotent=_replayable(request.states))
 
     async def transaction(
         self,
@@ -193,4 +207,5 @@ class StateClient:
             for op in operations
         ]
         request = pb.ExecuteStateTransactionRequest(storeName=store, operations=ops, metadata=metadata)
-        await self._t.unary(self._t.runtime.ExecuteStateTransaction, request, timeout)
+        replayable = _replayable([op.request for op in request.operations])
+        await self._t.unary("ExecuteStateTransaction", request, timeout, idempotent=replayable)

@@ -14,24 +14,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
+from layotto.client._errors import LayottoError, RuntimeUnavailable
+from layotto.client._transport import EOF, StreamCall, Transport
 
-from layotto.client._errors import RuntimeUnavailable, translate
-from layotto.client._transport import Transport
-
-EOF_: Any = grpc.aio.EOF  # type: ignore[attr-defined]
-_LOST = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+_LOST = ("UNAVAILABLE", "CANCELLED")
 
 
 class ResumableStream(ABC):
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
-        self._call: Any = None
+        self._call: StreamCall | None = None
         self._closed = False
+        self._ended = False  # the current call has answered EOF
+        self._reading = asyncio.Lock()  # one read at a time: the app's, or aclose()'s drain
 
     @abstractmethod
-    def _start(self) -> Any:
-        """Start a new call (a fresh request stream included)."""
+    async def _start(self) -> StreamCall:
+        """Open a new call and write its first request(s)."""
 
     async def _open(self, *, forever: bool = False) -> Any | None:
         """Open a stream, retrying UNAVAILABLE per the client's retry policy; ``forever``
@@ -46,15 +45,15 @@ class ResumableStream(ABC):
         for delay in delays:
             if self._closed:
                 return None
-            self._call = self._start()
             try:
+                self._call, self._ended = await self._start(), False
                 first = await self._call.read()
-            except grpc.aio.AioRpcError as error:
-                if error.code() is not grpc.StatusCode.UNAVAILABLE or delay is None:
-                    raise translate(error) from None
+            except LayottoError as error:
+                if error.code != "UNAVAILABLE" or delay is None:
+                    raise
                 await asyncio.sleep(delay)
                 continue
-            if first is EOF_:
+            if first is EOF:
                 raise RuntimeUnavailable("the runtime closed the stream before answering", code="UNAVAILABLE")
             return first
         return None  # pragma: no cover - the delays only run out by raising
@@ -62,33 +61,40 @@ class ResumableStream(ABC):
     async def _read(self) -> Any | None:
         """The next response — after a lost stream, the first of the new one; None once closed."""
         while not self._closed:
+            assert self._call is not None
             try:
-                response = await self._call.read()
+                async with self._reading:
+                    response = EOF if self._ended else await self._call.read()
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if self._closed and task is not None and not task.cancelling():
                     break  # aclose() cancelled the call under us
                 raise
-            except grpc.aio.AioRpcError as error:
+            except LayottoError as error:
                 if self._closed:
                     break
-                if error.code() not in _LOST:
-                    raise translate(error) from None
+                if error.code not in _LOST:
+                    raise
                 return await self._open(forever=True)
-            if response is EOF_:
+            if response is EOF:
+                self._ended = True
                 if self._closed:
                     break
                 return await self._open(forever=True)
+            if self._closed:
+                continue  # closing: what the runtime still sends is delivered again to others
             return response
         return None
+
+    async def _drain(self) -> None:
+        """Read the current call to its end (what arrives is dropped: the runtime offers it again)."""
+        async with self._reading:
+            while self._call is not None and not self._ended:
+                self._ended = await self._call.read() is EOF
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._closing()
         if self._call is not None:
             self._call.cancel()
-
-    def _closing(self) -> None:
-        """Let the request stream end (called once, by aclose)."""

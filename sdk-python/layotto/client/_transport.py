@@ -1,19 +1,89 @@
-"""The channel, stubs, deadlines and retries shared by every building block client."""
+"""How the building-block clients reach a runtime: the ``Transport`` interface and its gRPC
+implementation (channel, stubs, deadlines, retries, error translation).
+
+Clients name RPCs of ``spec.proto.runtime.v1.Runtime`` by their short name (``"GetState"``);
+a transport answers with the decoded response message or raises a :class:`LayottoError`.
+``layotto.client.testing.MockTransport`` is the other implementation.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import grpc
 
+from layotto.client._errors import ClientClosed, translate
 from layotto.client._retry import RetryPolicy, call_with_retry
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
-R = TypeVar("R")
+#: the runtime's default message size limit (``max_message_bytes`` of its config), in bytes
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVICE = "spec.proto.runtime.v1.Runtime"
+EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 
 
-class Transport:
+class StreamCall(Protocol):
+    """One bidirectional stream: ``write`` returns once the message is handed to the connection;
+    ``read`` answers the next response or ``EOF``; both raise :class:`LayottoError`."""
+
+    async def write(self, request: Any) -> None: ...
+    async def done_writing(self) -> None: ...
+    async def read(self) -> Any: ...
+    def cancel(self) -> None: ...
+
+
+class Transport(ABC):
+    """What a client needs of a runtime connection."""
+
+    address: str
+    timeout: float | None  # the default deadline of a call, in seconds
+    retry: RetryPolicy
+
+    @abstractmethod
+    async def unary(self, method: str, request: Any, timeout: float | None, *, idempotent: bool = False) -> Any:
+        """Call ``method``; ``timeout`` None: the transport's default. ``idempotent`` calls may be
+        retried after an outage that may have reached the runtime."""
+
+    @abstractmethod
+    def stream(self, method: str) -> StreamCall:
+        """Open the bidirectional stream ``method`` (no deadline)."""
+
+    @abstractmethod
+    async def aclose(self) -> None: ...
+
+
+class GrpcStreamCall:
+    """A grpc.aio stream-stream call whose errors are the SDK's."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    async def write(self, request: Any) -> None:
+        try:
+            await self._call.write(request)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+            raise translate(error) from None
+
+    async def done_writing(self) -> None:
+        try:
+            await self._call.done_writing()
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+            raise translate(error) from None
+
+    async def read(self) -> Any:
+        try:
+            return await self._call.read()
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+            raise translate(error) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class GrpcTransport(Transport):
     def __init__(
         self,
         address: str,
@@ -23,21 +93,43 @@ class Transport:
         metadata: Sequence[tuple[str, str]] = (),
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.retry = retry
         self.metadata = tuple(metadata)
-        self.channel = grpc.aio.insecure_channel(address, options=list(options), interceptors=list(interceptors))
-        self.runtime = runtime_pb2_grpc.RuntimeStub(self.channel)
+        limits = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        self.channel = grpc.aio.insecure_channel(address, options=[*limits, *options], interceptors=list(interceptors))
+        self._stub = runtime_pb2_grpc.RuntimeStub(self.channel)
+        self._closed = False
 
-    async def unary(self, method: Any, request: Any, timeout: float | None) -> Any:
+    def _method(self, method: str) -> Any:
+        if self._closed:
+            raise ClientClosed(f"the client is closed: cannot call {method}", code="CANCELLED")
+        return getattr(self._stub, method)
+
+    async def unary(self, method: str, request: Any, timeout: float | None, *, idempotent: bool = False) -> Any:
+        stub_method = self._method(method)
         deadline = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        ends_at = None if deadline is None else loop.time() + deadline
 
         async def attempt() -> Any:
-            return await method(request, timeout=deadline, metadata=self.metadata)
+            remaining = None if ends_at is None else max(0.0, ends_at - loop.time())
+            try:
+                return await stub_method(request, timeout=remaining, metadata=self.metadata)
+            except grpc.aio.UsageError as error:
+                raise translate(error) from None
 
-        return await call_with_retry(self.retry, attempt)
+        return await call_with_retry(self.retry, attempt, idempotent=idempotent, ends_at=ends_at)
+
+    def stream(self, method: str) -> StreamCall:
+        return GrpcStreamCall(self._method(method)(metadata=self.metadata))
 
     async def aclose(self) -> None:
+        self._closed = True
         await self.channel.close(grace=None)

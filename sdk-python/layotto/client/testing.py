@@ -1,6 +1,20 @@
-"""An in-process runtime for application tests (needs ``layotto-sdk[testing]``).
+"""Test doubles for applications: ``MockTransport`` (no runtime at all) and an in-process
+runtime (``test_runtime``, needs ``layotto-sdk[testing]``).
 
-::
+``MockTransport`` answers each call with what a handler returns, like httpx's MockTransport::
+
+    from layotto.client import RuntimeClient, StoreNotFound
+    from layotto.client.testing import MockTransport
+    from layotto.proto.runtime.v1 import runtime_pb2 as pb
+
+    def handler(method: str, request: Any) -> Any:
+        if method == "spec.proto.runtime.v1.Runtime.GetState":
+            return pb.GetStateResponse(data=b"42", etag="1")
+        raise StoreNotFound("no such store")
+
+    client = RuntimeClient(transport=MockTransport(handler))
+
+``test_runtime`` serves a real runtime::
 
     from layotto.client.testing import test_runtime
 
@@ -14,15 +28,102 @@ the latter in a temporary directory) on free loopback ports, and stops on exit.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from layotto.client._client import RuntimeClient
+from google.protobuf import message_factory
 
-__all__ = ["TestRuntime", "test_runtime"]
+from layotto.client._client import RuntimeClient
+from layotto.client._errors import ClientClosed, NotImplementedByRuntime
+from layotto.client._retry import NO_RETRY
+from layotto.client._transport import EOF, SERVICE, StreamCall, Transport
+from layotto.proto.runtime.v1 import runtime_pb2
+
+__all__ = ["MockHandler", "MockTransport", "TestRuntime", "test_runtime"]
+
+#: ``handler(method, request)``: ``method`` is the RPC's full name
+#: (``"spec.proto.runtime.v1.Runtime.GetState"``), ``request`` the decoded request message.
+#: A unary RPC's handler returns its response message (None: an empty one) or raises a
+#: ``LayottoError``; a stream's handler gets the first request and returns the responses
+#: to send (an iterable), after which the stream stays open until the client closes it.
+#: Handlers may be ``async``.
+MockHandler = Callable[[str, Any], Any]
+
+_METHODS = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].methods_by_name
+
+
+def _copy(message: Any) -> Any:
+    """The message as the other side decodes it (a round trip through bytes)."""
+    return type(message).FromString(message.SerializeToString())
+
+
+async def _call(handler: MockHandler, method: str, request: Any) -> Any:
+    result = handler(f"{SERVICE}.{method}", _copy(request))
+    return await result if inspect.isawaitable(result) else result
+
+
+class MockTransport(Transport):
+    """A transport that needs no runtime: ``handler`` answers every call.
+
+    ``requests`` lists every request the client sent, in order, as ``(method, message)``
+    (a stream's answers, such as a subscription's acks, included). No retries, no deadlines.
+    """
+
+    def __init__(self, handler: MockHandler, *, address: str = "mock") -> None:
+        self.address = address
+        self.timeout = None
+        self.retry = NO_RETRY
+        self.requests: list[tuple[str, Any]] = []
+        self._handler = handler
+        self._closed = False
+
+    def _check(self, method: str) -> None:
+        if self._closed:
+            raise ClientClosed(f"the client is closed: cannot call {method}", code="CANCELLED")
+        if method not in _METHODS:
+            raise NotImplementedByRuntime(f"{SERVICE}.{method} is not an RPC", code="UNIMPLEMENTED")
+
+    async def unary(self, method: str, request: Any, timeout: float | None, *, idempotent: bool = False) -> Any:
+        self._check(method)
+        self.requests.append((f"{SERVICE}.{method}", _copy(request)))
+        response = await _call(self._handler, method, request)
+        output = message_factory.GetMessageClass(_METHODS[method].output_type)
+        return _copy(response) if response is not None else output()
+
+    def stream(self, method: str) -> StreamCall:
+        self._check(method)
+        return _MockStream(self, method)
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+
+class _MockStream:
+    def __init__(self, transport: MockTransport, method: str) -> None:
+        self._transport, self._method = transport, method
+        self._responses: asyncio.Queue[Any] = asyncio.Queue()
+        self._started = False
+
+    async def write(self, request: Any) -> None:
+        self._transport.requests.append((f"{SERVICE}.{self._method}", _copy(request)))
+        if not self._started:
+            self._started = True
+            for response in await _call(self._transport._handler, self._method, request) or ():
+                self._responses.put_nowait(_copy(response))
+
+    async def done_writing(self) -> None:
+        self._responses.put_nowait(EOF)
+
+    async def read(self) -> Any:
+        return await self._responses.get()
+
+    def cancel(self) -> None:
+        self._responses.put_nowait(EOF)
 
 
 @dataclass(frozen=True)
