@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from layotto.client._errors import ClientClosed, translate
+from layotto.client._errors import ClientClosed, RuntimeUnavailable, translate
 from layotto.client._retry import RetryPolicy, call_with_retry
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
@@ -78,6 +78,12 @@ class GrpcStreamCall:
             return await self._call.read()
         except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
             raise translate(error) from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self._call.cancelled() and task is not None and not task.cancelling():
+                # an earlier read was cancelled (a wait_for timeout), which cancels the call
+                raise RuntimeUnavailable("the stream was cancelled", code="CANCELLED") from None
+            raise
 
     def cancel(self) -> None:
         self._call.cancel()

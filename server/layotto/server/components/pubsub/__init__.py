@@ -48,6 +48,11 @@ class Subscription:
                 await self._on_close()
 
 
+#: how long closing a subscription lets running handlers finish (an ack already decided is
+#: still being sent to the broker) before cancelling them, in seconds
+FINISH_SECONDS = 0.5
+
+
 class InFlight:
     """At most ``limit`` message handlers running at once for one subscription."""
 
@@ -66,7 +71,11 @@ class InFlight:
         self._running.discard(task)
         self._slots.release()
 
-    async def cancel(self) -> None:
+    async def cancel(self, *, finish: float = FINISH_SECONDS) -> None:
+        """Stop the handlers: those that end within ``finish`` seconds (a subscriber's answer
+        being acknowledged to the broker) end on their own, the others are cancelled."""
+        if self._running:
+            await asyncio.wait(set(self._running), timeout=finish)
         for task in list(self._running):
             task.cancel()
         for task in list(self._running):
