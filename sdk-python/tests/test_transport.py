@@ -13,8 +13,18 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import any_pb2, empty_pb2
+from google.rpc import error_details_pb2, status_pb2
 
-from layotto.client import NO_RETRY, DeadlineExceeded, RetryPolicy, RuntimeClient, RuntimeUnavailable
+from layotto.client import (
+    NO_RETRY,
+    BackendUnavailable,
+    DeadlineExceeded,
+    RetryPolicy,
+    RuntimeClient,
+    RuntimeUnavailable,
+)
+from layotto.proto.reasons import ERROR_DOMAIN
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 
@@ -92,3 +102,80 @@ def test_retry_delays_grow_and_are_capped() -> None:
     assert len(delays) == 5
     assert 0.1 <= delays[0] <= 0.12 and 0.2 <= delays[1] <= 0.24
     assert all(d <= 0.6 for d in delays)
+
+
+def status_details(reason: str) -> tuple[tuple[str, bytes], ...]:
+    """The trailer carrying an ErrorInfo with ``reason``, as the runtime sends it."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    status = status_pb2.Status(code=grpc.StatusCode.UNAVAILABLE.value[0], message=reason, details=[info])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+async def serve_publish(fail_times: int, reason: str) -> tuple[grpc.aio.Server, str, list[int]]:
+    """A PublishEvent that answers UNAVAILABLE (with ``reason``, "" for none) ``fail_times`` times."""
+    calls: list[int] = []
+
+    async def handler(request: pb.PublishEventRequest, context: Any) -> empty_pb2.Empty:
+        calls.append(1)
+        if len(calls) <= fail_times:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, reason, trailing_metadata=status_details(reason) if reason else ()
+            )
+        return empty_pb2.Empty()
+
+    server = grpc.aio.server()
+    method = grpc.unary_unary_rpc_method_handler(
+        handler,
+        request_deserializer=pb.PublishEventRequest.FromString,
+        response_serializer=empty_pb2.Empty.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"PublishEvent": method}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}", calls
+
+
+FAST = RetryPolicy(attempts=4, initial_backoff=0.01)
+
+
+async def test_a_runtime_shutting_down_is_retried_even_for_a_publish() -> None:
+    server, address, calls = await serve_publish(2, "RUNTIME_SHUTTING_DOWN")
+    try:
+        async with RuntimeClient(address, retry=FAST) as client:
+            await client.pubsub.publish("bus", "t", "x")
+    finally:
+        await server.stop(None)
+    assert len(calls) == 3, "the runtime did not start the call: safe to send again"
+
+
+async def test_a_publish_that_may_have_reached_the_runtime_is_not_retried() -> None:
+    server, address, calls = await serve_publish(2, "")
+    try:
+        async with RuntimeClient(address, retry=FAST) as client:
+            with pytest.raises(RuntimeUnavailable):
+                await client.pubsub.publish("bus", "t", "x")
+    finally:
+        await server.stop(None)
+    assert len(calls) == 1
+
+
+async def test_a_backend_outage_is_raised_at_once_not_retried() -> None:
+    server, address, calls = await serve_publish(2, "BACKEND_UNAVAILABLE")
+    try:
+        async with RuntimeClient(address, retry=FAST) as client:
+            with pytest.raises(BackendUnavailable) as caught:
+                await client.pubsub.publish("bus", "t", "x")
+    finally:
+        await server.stop(None)
+    assert len(calls) == 1 and not isinstance(caught.value, RuntimeUnavailable)
+
+
+async def test_retries_stop_at_the_deadline(flaky: tuple[str, list[int]]) -> None:
+    address, calls = flaky
+    async with RuntimeClient(address, retry=RetryPolicy(attempts=4, initial_backoff=1.0)) as client:
+        with pytest.raises(RuntimeUnavailable):
+            await client.state.get("s", "k", timeout=0.5)  # the first backoff would pass the deadline
+    assert len(calls) == 1

@@ -33,7 +33,7 @@ class RetryPolicy:
     deadline. Other errors are never retried: the runtime answered, and its answer stands.
     """
 
-    attempts: int = 10
+    attempts: int = 20
     initial_backoff: float = 0.1
     max_backoff: float = 2.0
     multiplier: float = 2.0
