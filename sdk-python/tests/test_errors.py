@@ -21,8 +21,8 @@ from layotto.client._errors import BY_REASON
 from layotto.client.testing import test_runtime
 from layotto.proto.reasons import REASONS
 from layotto.server import embedded_defaults
-from layotto.server.runtime.secret_scopes import SecretScope
 from layotto.server.config import ComponentConfig, RuntimeConfig
+from layotto.server.runtime.secret_scopes import SecretScope
 
 MiB = 1024 * 1024
 

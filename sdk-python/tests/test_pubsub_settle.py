@@ -9,7 +9,7 @@ import uuid
 import brokers
 import pytest
 
-from layotto.client import ReceivedMessage, RuntimeClient, Subscription
+from layotto.client import BackendUnavailable, ReceivedMessage, RuntimeClient, Subscription
 from layotto.client.testing import test_runtime
 
 
@@ -17,12 +17,24 @@ async def next_message(subscription: Subscription, seconds: float = 15) -> Recei
     return await asyncio.wait_for(anext(subscription), seconds)
 
 
+async def publish(client: RuntimeClient, topic: str, text: str) -> None:
+    """Publish, waiting for a broker the runtime is still connecting to (MQTT connects in the
+    background): BackendUnavailable is the app's to retry."""
+    for _ in range(100):
+        try:
+            await client.pubsub.publish("bus", topic, text)
+            return
+        except BackendUnavailable:
+            await asyncio.sleep(0.1)
+    await client.pubsub.publish("bus", topic, text)
+
+
 async def received_for(client: RuntimeClient, topic: str, seconds: float) -> list[str]:
     """What a new subscriber of ``topic`` receives (acking each) within ``seconds``, after it
     publishes a marker (so it is known to be receiving)."""
     texts: list[str] = []
     async with client.pubsub.subscribe("bus", topic) as subscription:
-        await client.pubsub.publish("bus", topic, "marker")
+        await publish(client, topic, "marker")
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + seconds
         while (left := ends_at - loop.time()) > 0:
@@ -42,7 +54,7 @@ async def test_an_answer_then_leaving_the_subscription_is_never_redelivered(brok
     topic = f"settle-{uuid.uuid4().hex[:8]}"
     async with test_runtime(brokers.config(broker)) as runtime, runtime.client() as client:
         async with client.pubsub.subscribe("bus", topic) as subscription:
-            await client.pubsub.publish("bus", topic, "once")
+            await publish(client, topic, "once")
             async for message in subscription:
                 assert message.text() == "once"
                 await getattr(message, answer)()
@@ -59,7 +71,7 @@ async def test_an_unanswered_message_is_delivered_again_after_the_subscription_c
     topic = f"settle-{uuid.uuid4().hex[:8]}"
     async with test_runtime(brokers.config(broker)) as runtime, runtime.client() as client:
         async with client.pubsub.subscribe("bus", topic) as subscription:
-            await client.pubsub.publish("bus", topic, "unanswered")
+            await publish(client, topic, "unanswered")
             assert (await next_message(subscription)).text() == "unanswered"
         texts = await received_for(client, topic, brokers.REDELIVERY_SECONDS + 2)
     assert "unanswered" in texts, "closing without an answer leaves the message to be delivered again"

@@ -241,10 +241,17 @@ def translate_rpc_error(error: grpc.aio.AioRpcError) -> LayottoError:
     return cls(error.details() or code.name, code=code.name, reason=reason, metadata=metadata)
 
 
+#: the errors of grpc.aio that ``translate`` turns into the SDK's
+GRPC_ERRORS = (grpc.aio.AioRpcError, grpc.aio.BaseError)
+
+
 def translate(error: BaseException) -> BaseException:
-    """The one boundary for foreign errors: gRPC's become the SDK's; others pass unchanged."""
+    """The one boundary for foreign errors: gRPC's become the SDK's; others pass unchanged.
+    (grpc.aio raises ``UsageError`` for a call on a closed channel: :class:`ClientClosed`.)"""
     if isinstance(error, grpc.aio.AioRpcError):
         return translate_rpc_error(error)
     if isinstance(error, grpc.aio.UsageError):
         return ClientClosed(f"the client is closed: {error}", code="CANCELLED")
+    if isinstance(error, grpc.aio.BaseError):
+        return RuntimeInternalError(f"gRPC failed: {error}", code="INTERNAL")
     return error

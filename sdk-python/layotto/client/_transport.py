@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from layotto.client._errors import ClientClosed, RuntimeUnavailable, translate
+from layotto.client._errors import GRPC_ERRORS, ClientClosed, RuntimeUnavailable, translate
 from layotto.client._retry import RetryPolicy, call_with_retry
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
@@ -64,19 +64,19 @@ class GrpcStreamCall:
     async def write(self, request: Any) -> None:
         try:
             await self._call.write(request)
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+        except GRPC_ERRORS as error:
             raise translate(error) from None
 
     async def done_writing(self) -> None:
         try:
             await self._call.done_writing()
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+        except GRPC_ERRORS as error:
             raise translate(error) from None
 
     async def read(self) -> Any:
         try:
             return await self._call.read()
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError) as error:
+        except GRPC_ERRORS as error:
             raise translate(error) from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -128,7 +128,7 @@ class GrpcTransport(Transport):
             remaining = None if ends_at is None else max(0.0, ends_at - loop.time())
             try:
                 return await stub_method(request, timeout=remaining, metadata=self.metadata)
-            except grpc.aio.UsageError as error:
+            except grpc.aio.BaseError as error:
                 raise translate(error) from None
 
         return await call_with_retry(self.retry, attempt, idempotent=idempotent, ends_at=ends_at)
