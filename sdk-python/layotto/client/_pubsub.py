@@ -77,7 +77,8 @@ class ReceivedMessage(Message):
     _settle: Callable[[str, TopicStatus], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
 
     async def ack(self) -> None:
-        """Handled: never delivered again. Returns once the answer is written to the stream."""
+        """Handled: never delivered again. Returns once the answer is written to the stream
+        (after the subscription closed, it does nothing: the message is delivered again)."""
         await self._answer(TopicStatus.SUCCESS)
 
     async def retry(self) -> None:
@@ -189,6 +190,7 @@ class Subscription(ResumableStream):
         self._initial = initial
         self._writing = asyncio.Lock()  # one write at a time on the stream
         self._generation = 0
+        self._half_closed = False
 
     async def __aenter__(self) -> Subscription:
         await self._open()
@@ -219,8 +221,8 @@ class Subscription(ResumableStream):
         async def settle(event_id: str, status: TopicStatus) -> None:
             processed = pb.SubscribeTopicEventsRequestProcessed(id=event_id, status=status.to_response())
             async with self._writing:
-                if generation != self._generation or self._call is None or self._ended:
-                    return  # that stream is gone; the runtime delivers the message again
+                if generation != self._generation or self._call is None or self._ended or self._half_closed:
+                    return  # that stream is gone (or closed): the runtime delivers the message again
                 with contextlib.suppress(LayottoError):  # a lost stream: delivered again too
                     await self._call.write(pb.SubscribeTopicEventsRequest(event_processed=processed))
 
@@ -237,6 +239,7 @@ class Subscription(ResumableStream):
         try:
             async with asyncio.timeout(self._transport.timeout or DEFAULT_CLOSE_SECONDS):
                 async with self._writing:  # answers being written go first
+                    self._half_closed = True
                     await call.done_writing()
                 await self._drain()
         except (TimeoutError, LayottoError):
