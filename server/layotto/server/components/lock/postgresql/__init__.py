@@ -15,6 +15,7 @@ from typing import Any
 from psycopg import sql
 
 from layotto.server.components.base import (
+    Limits,
     KEY_PREFIX,
     ComponentContext,
     ComponentSpec,
@@ -31,6 +32,7 @@ class PostgresLockStore(LockStore):
         building_block="lock",
         description="Locks as rows of a PostgreSQL table with an expiry: shared by every runtime on the database.",
         features=frozenset({Feature.LOCK_KEEP_ALIVE}),
+        limits=Limits(max_key_bytes=2692),  # the key (with its namespace) in a btree primary key
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("tableName", "Table holding the locks (created if missing).", default="layotto_locks"),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from layotto.server.components.base import (
+    Limits,
     KEY_PREFIX,
     ComponentContext,
     ComponentSpec,
@@ -23,6 +24,7 @@ class MysqlSequencer(Sequencer):
         building_block="sequencer",
         description="Counters as rows of a MySQL or MariaDB table: durable and shared by every runtime.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
+        limits=Limits(max_key_bytes=700),  # the VARCHAR(700) id column (the key with its namespace)
         metadata=(
             *MYSQL_METADATA,
             MetadataField("tableName", "Table holding the counters (created if missing).", default="layotto_sequences"),
