@@ -121,7 +121,9 @@ class PubSubApi:
         if not request.topic:
             raise InvalidArgument("topic", "is empty")
         metadata = dict(request.metadata)
-        body = self._envelope(request.data, request.data_content_type, request, metadata, "data", "metadata")
+        body = self._envelope(
+            request.data, request.data_content_type, request, metadata, "data", metadata_at="metadata"
+        )
         await pubsub.publish(request.topic, body, metadata)
         return empty_pb2.Empty()
 
@@ -144,7 +146,9 @@ class PubSubApi:
             seen.add(entry.entry_id)
             metadata = {**request.metadata, **entry.metadata}
             where = f"entries[{i}].metadata" if TTL_KEY in entry.metadata else "metadata"
-            body = self._envelope(entry.event, entry.content_type, request, metadata, f"entries[{i}].event", where)
+            body = self._envelope(
+                entry.event, entry.content_type, request, metadata, f"entries[{i}].event", metadata_at=where
+            )
             bodies.append((entry.entry_id, body, metadata))
         failed = []
         for entry_id, body, metadata in bodies:
@@ -155,7 +159,7 @@ class PubSubApi:
         return dapr_pubsub_pb2.BulkPublishResponse(failedEntries=failed)
 
     def _envelope(
-        self, data: bytes, content_type: str, request: Any, metadata: dict[str, str], field: str, metadata_field: str
+        self, data: bytes, content_type: str, request: Any, metadata: dict[str, str], field: str, *, metadata_at: str
     ) -> bytes:
         """The bytes a publish sends: the payload in a CloudEvent, or as it is with rawPayload.
 
@@ -164,7 +168,7 @@ class PubSubApi:
         """
         if len(data) > self._max_publish_bytes:
             raise PayloadTooLarge(field, len(data), self._max_publish_bytes)
-        ttl = parse_ttl(metadata, metadata_field)
+        ttl = parse_ttl(metadata, metadata_at)
         if ttl is None:
             metadata.pop(TTL_KEY, None)
         if metadata.get(RAW_PAYLOAD, "").lower() == "true":
@@ -191,7 +195,9 @@ class PubSubApi:
             raise InvalidArgument("initial_request.topic", "is empty")
         stream = StreamSubscriber(
             self._messages,
-            max_attempts=parse_max_delivery_attempts(initial.metadata, "initial_request.metadata", DEFAULT_MAX_ATTEMPTS),
+            max_attempts=parse_max_delivery_attempts(
+                initial.metadata, "initial_request.metadata", DEFAULT_MAX_ATTEMPTS
+            ),
             dead_letter_topic=initial.dead_letter_topic if initial.HasField("dead_letter_topic") else "",
         )
         group = consumer_group(initial.metadata, self._app_id)

@@ -129,14 +129,15 @@ def check_transaction_limits(store: StateStore, writes: Sequence[WriteRequest]) 
     limits, what = store.spec.limits, f"state store {store.name!r} ({store.spec.type})"
     if limits.max_transaction_items is not None and len(writes) > limits.max_transaction_items:
         raise InvalidArgument(
-            "operations", f"{len(writes)} operations is over the {limits.max_transaction_items}-operation limit of {what}"
+            "operations",
+            f"{len(writes)} operations is over the {limits.max_transaction_items}-operation limit of {what}",
         )
     if limits.max_transaction_bytes is not None:
         size = sum(len(w.key.encode()) + (len(w.value) if isinstance(w, SetRequest) else 0) for w in writes)
         if size > limits.max_transaction_bytes:
             raise InvalidArgument(
-                "operations", f"keys and values total {size} bytes, over the {limits.max_transaction_bytes}-byte "
-                f"limit of {what}"
+                "operations",
+                f"keys and values total {size} bytes, over the {limits.max_transaction_bytes}-byte limit of {what}",
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ class MetadataField:
                 number = self.type(raw)
             except ValueError:
                 raise ConfigError(f"{where}.{self.name}: expected a number, got {raw!r}") from None
-            if number != number:  # NaN compares false with every bound
+            if math.isnan(number):  # NaN compares false with every bound
                 raise ConfigError(f"{where}.{self.name}: expected a number, got {raw!r}")
             return self._check_range(number, f"{where}.{self.name}")
         return raw

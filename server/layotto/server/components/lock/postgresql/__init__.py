@@ -15,11 +15,11 @@ from typing import Any
 from psycopg import sql
 
 from layotto.server.components.base import (
-    Limits,
     KEY_PREFIX,
     ComponentContext,
     ComponentSpec,
     Feature,
+    Limits,
     MetadataField,
 )
 from layotto.server.components.lock import LockStatus, LockStore

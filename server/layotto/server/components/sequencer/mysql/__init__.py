@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from layotto.server.components.base import (
-    Limits,
     KEY_PREFIX,
     ComponentContext,
     ComponentSpec,
     Feature,
+    Limits,
     MetadataField,
 )
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name

@@ -15,7 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, Health, Limits, MetadataField
+from layotto.server.components.base import (
+    ComponentContext,
+    ComponentSpec,
+    ConfigError,
+    Feature,
+    Health,
+    Limits,
+    MetadataField,
+)
 from layotto.server.components.state import (
     DeleteRequest,
     ExpiryPurger,

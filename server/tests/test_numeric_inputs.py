@@ -1,0 +1,183 @@
+"""Every number a client sends outside the State API is range-checked: Pub/Sub TTLs and delivery
+attempts (on every broker), lock expiries, sequencer options and component metadata, Dapr's
+SetMetadata attributes. Refusals are INVALID_ARGUMENT naming the field; nothing is INTERNAL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import backends
+import grpc
+import pytest
+from test_api import call_error, error_info
+
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+from layotto.proto.dapr.runtime.v1 import lock_pb2 as dapr_lock
+from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime, RuntimeConfig
+from layotto.server.api.metadata import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES
+from layotto.server.components.base import ConfigError
+from layotto.server.components.registry import registry_for
+from layotto.server.config import ComponentConfig
+from layotto.server.runtime.validation import MAX_TTL_SECONDS
+
+ISSUE_TTL = "300000000000"
+
+
+def assert_invalid(error: grpc.aio.AioRpcError, field: str, *words: str) -> None:
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+    assert error.details().startswith(f"{field}: "), error.details()
+    assert error_info(error).metadata["field"] == field
+    for word in words:
+        assert word in error.details()
+
+
+class Stubs:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.layotto = runtime_pb2_grpc.RuntimeStub(channel)
+        self.dapr = dapr_pb2_grpc.DaprStub(channel)
+
+
+@pytest.fixture(params=["in-memory", *backends.REAL_BROKERS])
+async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stubs]:
+    if request.param != "in-memory":
+        backends.require(request.param)
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_id=f"app-{uuid.uuid4().hex[:8]}",
+        components={"pubsub": {"bus": ComponentConfig(request.param, backends.pubsub_metadata(request.param))}},
+    )
+    async with Runtime(config) as runtime, grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        yield Stubs(channel)
+
+
+@pytest.fixture
+async def stubs(runtime: Runtime) -> AsyncIterator[Stubs]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        yield Stubs(channel)
+
+
+# -- Pub/Sub ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ttl", [ISSUE_TTL, "12345678901234567890", str(MAX_TTL_SECONDS + 1), "0", "1.5"])
+async def test_publish_ttl_out_of_range_is_refused(bus: Stubs, ttl: str) -> None:
+    publish = pb.PublishEventRequest(pubsub_name="bus", topic="t", data=b"x", metadata={"ttlInSeconds": ttl})
+    assert_invalid(await call_error(bus.layotto.PublishEvent(publish)), "metadata.ttlInSeconds")
+    raw = {"ttlInSeconds": ttl, "rawPayload": "true"}
+    publish = pb.PublishEventRequest(pubsub_name="bus", topic="t", data=b"x", metadata=raw)
+    assert_invalid(await call_error(bus.layotto.PublishEvent(publish)), "metadata.ttlInSeconds")
+    entry = dapr_pubsub.BulkPublishRequestEntry(entry_id="1", event=b"x", metadata={"ttlInSeconds": ttl})
+    bulk = dapr_pubsub.BulkPublishRequest(pubsub_name="bus", topic="t", entries=[entry])
+    assert_invalid(await call_error(bus.dapr.BulkPublishEventAlpha1(bulk)), "entries[0].metadata.ttlInSeconds")
+    bulk = dapr_pubsub.BulkPublishRequest(
+        pubsub_name="bus",
+        topic="t",
+        entries=[dapr_pubsub.BulkPublishRequestEntry(entry_id="1", event=b"x")],
+        metadata={"ttlInSeconds": ttl},
+    )
+    assert_invalid(await call_error(bus.dapr.BulkPublishEventAlpha1(bulk)), "metadata.ttlInSeconds")
+
+
+@pytest.mark.parametrize("ttl", ["-1", "1", str(MAX_TTL_SECONDS)])
+async def test_publish_ttls_in_range_are_served(bus: Stubs, ttl: str) -> None:
+    for raw in ("false", "true"):
+        metadata = {"ttlInSeconds": ttl, "rawPayload": raw}
+        await bus.layotto.PublishEvent(
+            pb.PublishEventRequest(pubsub_name="bus", topic="t", data=b"x", metadata=metadata)
+        )
+
+
+async def first_answer(call: grpc.aio.StreamStreamCall) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    return caught.value
+
+
+@pytest.mark.parametrize("attempts", ["0", "1001", "99999999999999999999", "x"])
+async def test_subscription_delivery_attempts_out_of_range_are_refused(bus: Stubs, attempts: str) -> None:
+    metadata = {"maxDeliveryAttempts": attempts}
+    initial = pb.SubscribeTopicEventsRequest(
+        initial_request=pb.SubscribeTopicEventsRequestInitial(pubsub_name="bus", topic="t", metadata=metadata)
+    )
+    call = bus.layotto.SubscribeTopicEvents(iter([initial]))
+    assert_invalid(await first_answer(call), "initial_request.metadata.maxDeliveryAttempts", "between 1 and 1000")
+    dapr_initial = dapr_pubsub.SubscribeTopicEventsRequestAlpha1(
+        initial_request=dapr_pubsub.SubscribeTopicEventsRequestInitialAlpha1(
+            pubsub_name="bus", topic="t", metadata=metadata
+        )
+    )
+    call = bus.dapr.SubscribeTopicEventsAlpha1(iter([dapr_initial]))
+    assert_invalid(await first_answer(call), "initial_request.metadata.maxDeliveryAttempts")
+
+
+# -- Lock, Sequencer ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("expire", [0, -1, 7 * 24 * 3600 + 1, 2**31 - 1])
+async def test_lock_expiry_out_of_range_is_refused(stubs: Stubs, expire: int) -> None:
+    request = pb.TryLockRequest(store_name="in-memory", resource_id="r", lock_owner="o", expire=expire)
+    assert_invalid(await call_error(stubs.layotto.TryLock(request)), "expire", "between 1 and 604800")
+    keep = pb.LockKeepAliveRequest(store_name="in-memory", resource_id="r", lock_owner="o", expire=expire)
+    assert_invalid(await call_error(stubs.layotto.LockKeepAlive(keep)), "expire")
+    dapr = dapr_lock.TryLockRequest(store_name="in-memory", resource_id="r", lock_owner="o", expiry_in_seconds=expire)
+    assert_invalid(await call_error(stubs.dapr.TryLockAlpha1(dapr)), "expiry_in_seconds")
+
+
+async def test_unknown_sequencer_increment_is_refused(stubs: Stubs) -> None:
+    options = pb.SequencerOptions(increment=5)  # type: ignore[arg-type]
+    request = pb.GetNextIdRequest(store_name="in-memory", key="k", options=options)
+    assert_invalid(await call_error(stubs.layotto.GetNextId(request)), "options.increment", "unknown value 5")
+    strong = pb.SequencerOptions(increment=pb.SequencerOptions.STRONG)
+    assert (await stubs.layotto.GetNextId(pb.GetNextIdRequest(store_name="in-memory", key="k", options=strong))).next_id
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"segmentSize": "0"}, "segmentSize"),
+        ({"segmentSize": "1000001"}, "segmentSize"),
+        ({"segmentSize": "nan"}, "segmentSize"),
+        ({"biggerThan": '{"k": 9223372036854775807}'}, "biggerThan.k"),
+        ({"biggerThan": '{"k": -1}'}, "biggerThan.k"),
+    ],
+)
+def test_sequencer_metadata_out_of_range_is_a_config_error(metadata: dict[str, str], field: str) -> None:
+    spec = registry_for("sequencer").spec("in-memory")
+    with pytest.raises(ConfigError, match=rf"^sequencer\.s\.metadata\.{field}: must be between|expected a number"):
+        spec.parse_metadata(metadata, "sequencer.s.metadata")
+
+
+# -- Dapr SetMetadata ---------------------------------------------------------------------------
+
+
+async def test_set_metadata_is_bounded(stubs: Stubs) -> None:
+    dapr = stubs.dapr
+
+    async def set_attribute(key: str, value: str) -> None:
+        await dapr.SetMetadata(metadata_pb2.SetMetadataRequest(key=key, value=value))
+
+    assert_invalid(await call_error(set_attribute("k" * 257, "v")), "key", "256-byte limit")
+    too_big = "v" * (MAX_ATTRIBUTE_VALUE_BYTES + 1)
+    assert_invalid(await call_error(set_attribute("k", too_big)), "value", f"{MAX_ATTRIBUTE_VALUE_BYTES}-byte limit")
+    big = "v" * MAX_ATTRIBUTE_VALUE_BYTES
+    count = MAX_ATTRIBUTES_BYTES // (MAX_ATTRIBUTE_VALUE_BYTES + 8)
+    for i in range(count):
+        await set_attribute(f"a{i}", big)
+    assert_invalid(await call_error(set_attribute("one-more", big)), "value", f"{MAX_ATTRIBUTES_BYTES}-byte limit")
+    await set_attribute("a0", "small")  # replacing one makes room again
+    await set_attribute("one-more", big)
+    await set_attribute("a0", "small")
+    for i in range(count + 1, MAX_ATTRIBUTES):
+        await set_attribute(f"b{i}", "")
+    assert len((await dapr.GetMetadata(metadata_pb2.GetMetadataRequest())).extended_metadata) == MAX_ATTRIBUTES + 2
+    assert_invalid(await call_error(set_attribute("last", "")), "key", str(MAX_ATTRIBUTES))
+    await set_attribute("a0", "replaced")  # an attribute already held may still change
+    found = (await dapr.GetMetadata(metadata_pb2.GetMetadataRequest())).extended_metadata
+    assert found["a0"] == "replaced" and found["runtime"] == "layotto-python"
