@@ -11,7 +11,8 @@ from pathlib import Path
 import backends
 import grpc
 import pytest
-from test_api import call_error, error_info
+from test_api import call_error
+from test_state_limits import assert_invalid, random_key
 
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
 from layotto.proto.dapr.runtime.v1 import lock_pb2 as dapr_lock
@@ -21,19 +22,12 @@ from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.api.metadata import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES
 from layotto.server.components.base import ConfigError
+from layotto.server.components.lock import namespaced_key
 from layotto.server.components.registry import registry_for
 from layotto.server.config import ComponentConfig
-from layotto.server.runtime.validation import MAX_TTL_SECONDS
+from layotto.server.runtime.validation import MAX_BULK_ITEMS, MAX_TTL_SECONDS
 
 ISSUE_TTL = "300000000000"
-
-
-def assert_invalid(error: grpc.aio.AioRpcError, field: str, *words: str) -> None:
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
-    assert error.details().startswith(f"{field}: "), error.details()
-    assert error_info(error).metadata["field"] == field
-    for word in words:
-        assert word in error.details()
 
 
 class Stubs:
@@ -181,3 +175,60 @@ async def test_set_metadata_is_bounded(stubs: Stubs) -> None:
     await set_attribute("a0", "replaced")  # an attribute already held may still change
     found = (await dapr.GetMetadata(metadata_pb2.GetMetadataRequest())).extended_metadata
     assert found["a0"] == "replaced" and found["runtime"] == "layotto-python"
+
+
+# -- bulk sizes ---------------------------------------------------------------------------------
+
+
+async def test_bulk_requests_are_bounded(stubs: Stubs) -> None:
+    layotto = stubs.layotto
+    items = [pb.StateItem(key=f"k{i}", value=b"v") for i in range(MAX_BULK_ITEMS + 1)]
+    too_many = pb.SaveStateRequest(store_name="in-memory", states=items)
+    assert_invalid(await call_error(layotto.SaveState(too_many)), "states", f"limit of {MAX_BULK_ITEMS}")
+    keys = [f"k{i}" for i in range(MAX_BULK_ITEMS + 1)]
+    bulk_get = pb.GetBulkStateRequest(store_name="in-memory", keys=keys)
+    assert_invalid(await call_error(layotto.GetBulkState(bulk_get)), "keys")
+    bulk_delete = pb.DeleteBulkStateRequest(store_name="in-memory", states=items)
+    assert_invalid(await call_error(layotto.DeleteBulkState(bulk_delete)), "states")
+    ops = [pb.TransactionalStateOperation(operationType="upsert", request=item) for item in items]
+    transaction = pb.ExecuteStateTransactionRequest(storeName="in-memory", operations=ops)
+    assert_invalid(await call_error(layotto.ExecuteStateTransaction(transaction)), "operations")
+    entries = [dapr_pubsub.BulkPublishRequestEntry(entry_id=str(i), event=b"x") for i in range(MAX_BULK_ITEMS + 1)]
+    publish = dapr_pubsub.BulkPublishRequest(pubsub_name="in-memory", topic="t", entries=entries)
+    assert_invalid(await call_error(stubs.dapr.BulkPublishEventAlpha1(publish)), "entries")
+    await layotto.SaveState(pb.SaveStateRequest(store_name="in-memory", states=items[:MAX_BULK_ITEMS]))
+    got = await layotto.GetBulkState(pb.GetBulkStateRequest(store_name="in-memory", keys=keys[:MAX_BULK_ITEMS]))
+    assert len(got.items) == MAX_BULK_ITEMS and got.items[-1].data == b"v"
+
+
+# -- lock and sequencer keys beyond a store's limit ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("block", "backend"), [("lock", "postgresql"), ("sequencer", "postgresql"), ("sequencer", "mysql")]
+)
+async def test_lock_and_sequencer_keys_up_to_the_store_limit(block: str, backend: str, tmp_path: Path) -> None:
+    backends.require(backend)
+    metadata = backends.lock_metadata(backend, uuid.uuid4().hex[:12])
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_id="app",
+        components={block: {"s": ComponentConfig(backend, metadata)}},
+    )
+    limit = registry_for(block).spec(backend).limits.max_key_bytes
+    assert limit is not None
+    room = limit - len(namespaced_key(block, "appid", "app", "s", ""))  # the namespace counts
+    async with Runtime(config) as runtime, grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        layotto = runtime_pb2_grpc.RuntimeStub(channel)
+
+        async def use(key: str) -> object:
+            if block == "lock":
+                request = pb.TryLockRequest(store_name="s", resource_id=key, lock_owner="o", expire=10)
+                return await layotto.TryLock(request)
+            return await layotto.GetNextId(pb.GetNextIdRequest(store_name="s", key=key))
+
+        assert await use(random_key(room))
+        field = "resource_id" if block == "lock" else "key"
+        assert_invalid(await call_error(use(random_key(room + 1))), field, f"{limit}-byte limit", backend)

@@ -24,7 +24,7 @@ from layotto.server.components.pubsub import PubSub
 from layotto.server.errors import InvalidArgument, LayottoError, PayloadTooLarge
 from layotto.server.runtime import cloudevents
 from layotto.server.runtime.delivery import DEFAULT_MAX_ATTEMPTS, RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics
-from layotto.server.runtime.validation import TTL_KEY, parse_max_delivery_attempts, parse_ttl
+from layotto.server.runtime.validation import TTL_KEY, parse_max_delivery_attempts, parse_ttl, require_count
 from layotto.tracing import current_traceparent
 
 DEFAULT_MAX_PUBLISH_BYTES = 4 * 1024 * 1024
@@ -137,6 +137,7 @@ class PubSubApi:
             raise InvalidArgument("topic", "is empty")
         if not request.entries:
             raise InvalidArgument("entries", "is empty")
+        require_count(request.entries, "entries")
         seen: set[str] = set()
         bodies = []
         for i, entry in enumerate(request.entries):

@@ -37,6 +37,7 @@ from layotto.server.runtime.validation import (
     MAX_PARALLELISM,
     TTL_KEY,
     parse_ttl,
+    require_count,
     require_enum,
     require_key,
     require_range,
@@ -195,6 +196,7 @@ class StateApi:
         return self._messages.get_state_response(data=entry.value, etag=entry.etag, metadata=entry_metadata(entry))
 
     async def GetBulkState(self, request: Any, context: Context) -> Any:
+        require_count(request.keys, "keys")
         keys = [require_key(k, f"keys[{i}]") for i, k in enumerate(request.keys)]
         require_range(request.parallelism, "parallelism", 0, MAX_PARALLELISM)
         store = self._store(request.store_name)
@@ -215,6 +217,7 @@ class StateApi:
         return item(key=key, data=result.value, etag=result.etag, metadata=entry_metadata(result))
 
     async def SaveState(self, request: Any, context: Context) -> empty_pb2.Empty:
+        require_count(request.states, "states")
         fields = [f"states[{i}]" for i in range(len(request.states))]
         writes = [to_set_request(item, f) for item, f in zip(request.states, fields, strict=True)]
         await self._write(self._store(request.store_name), writes, fields)
@@ -226,6 +229,7 @@ class StateApi:
         return empty_pb2.Empty()
 
     async def DeleteBulkState(self, request: Any, context: Context) -> empty_pb2.Empty:
+        require_count(request.states, "states")
         fields = [f"states[{i}]" for i in range(len(request.states))]
         writes = [to_delete_request(item, f) for item, f in zip(request.states, fields, strict=True)]
         await self._write(self._store(request.store_name), writes, fields)
@@ -248,6 +252,7 @@ class StateApi:
             raise BulkPartialFailure({k: locate_etag_error(e, *where[k]) for k, e in failures.items()})
 
     async def ExecuteStateTransaction(self, request: Any, context: Context) -> empty_pb2.Empty:
+        require_count(request.operations, "operations")
         writes = [to_write_request(op, f"operations[{i}]") for i, op in enumerate(request.operations)]
         store = self._store(request.storeName, "storeName")
         if not store.supports(Feature.TRANSACTIONAL):

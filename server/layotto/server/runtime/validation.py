@@ -8,13 +8,14 @@ cannot convert. The bounds (all documented in docs/limits.md):
 * lock expiry: 1 .. :data:`MAX_EXPIRE_SECONDS` (7 days).
 * ``maxDeliveryAttempts``: 1 .. :data:`MAX_DELIVERY_ATTEMPTS`.
 * ``GetBulkState.parallelism``: 0 .. :data:`MAX_PARALLELISM`.
+* items of one bulk request: at most :data:`MAX_BULK_ITEMS`.
 * enums: only the values the contract names.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 
 from layotto.server.components.lock import SEPARATOR
 from layotto.server.errors import InvalidArgument
@@ -27,6 +28,8 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 MAX_EXPIRE_SECONDS = 7 * 24 * 3600
 MAX_DELIVERY_ATTEMPTS = 1000
 MAX_PARALLELISM = 1000
+#: items of one bulk request: state items, keys, transaction operations, bulk publish entries
+MAX_BULK_ITEMS = 10_000
 #: an integer as clients write it: an optional minus sign and at most 19 digits (int64 range)
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
@@ -69,6 +72,12 @@ def require_key(key: str, field: str) -> str:
     if not key:
         raise InvalidArgument(field, "key is empty")
     return key
+
+
+def require_count(items: Sized, field: str, limit: int = MAX_BULK_ITEMS) -> None:
+    """Refuse a repeated field with more than ``limit`` items."""
+    if len(items) > limit:
+        raise InvalidArgument(field, f"{len(items)} items is over the limit of {limit} in one request")
 
 
 def require_size(data: str | bytes, field: str, limit: int | None, what: str) -> None:
