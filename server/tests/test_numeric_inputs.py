@@ -232,3 +232,12 @@ async def test_lock_and_sequencer_keys_up_to_the_store_limit(block: str, backend
         assert await use(random_key(room))
         field = "resource_id" if block == "lock" else "key"
         assert_invalid(await call_error(use(random_key(room + 1))), field, f"{limit}-byte limit", backend)
+
+
+@pytest.mark.parametrize("store_type", ["in-memory", "sqlite", "postgresql", "mysql"])
+@pytest.mark.parametrize("interval", ["0", "-5", "inf", "nan", "1e9"])
+def test_state_cleanup_interval_out_of_range_is_a_config_error(store_type: str, interval: str) -> None:
+    spec = registry_for("state").spec(store_type)
+    with pytest.raises(ConfigError, match=r"^state\.s\.metadata\.cleanupIntervalInSeconds: "):
+        spec.parse_metadata({"cleanupIntervalInSeconds": interval}, "state.s.metadata")
+    assert spec.parse_metadata({"cleanupIntervalInSeconds": "0.5"}, "m")["cleanupIntervalInSeconds"] == 0.5

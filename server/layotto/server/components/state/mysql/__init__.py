@@ -46,7 +46,14 @@ class MysqlStateStore(StateStore):
         metadata=(
             *MYSQL_METADATA,
             MetadataField("tableName", "Table holding the state (created if missing).", default="state"),
-            MetadataField("cleanupIntervalInSeconds", "How often expired rows are deleted.", type=float, default=60.0),
+            MetadataField(
+                "cleanupIntervalInSeconds",
+                "How often expired rows are deleted.",
+                type=float,
+                default=60.0,
+                minimum=0.1,
+                maximum=86400,
+            ),
         ),
     )
 

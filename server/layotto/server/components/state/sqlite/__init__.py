@@ -70,9 +70,16 @@ class SqliteStateStore(StateStore):
                 "How often expired rows are deleted (reads never return them).",
                 type=float,
                 default=60.0,
+                minimum=0.1,
+                maximum=86400,
             ),
             MetadataField(
-                "busyTimeoutInSeconds", "How long a write waits for a lock on the file.", type=float, default=5.0
+                "busyTimeoutInSeconds",
+                "How long a write waits for a lock on the file.",
+                type=float,
+                default=5.0,
+                minimum=0,
+                maximum=3600,
             ),
         ),
     )
