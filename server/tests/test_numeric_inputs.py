@@ -238,6 +238,7 @@ async def test_lock_and_sequencer_keys_up_to_the_store_limit(block: str, backend
 @pytest.mark.parametrize("interval", ["0", "-5", "inf", "nan", "1e9"])
 def test_state_cleanup_interval_out_of_range_is_a_config_error(store_type: str, interval: str) -> None:
     spec = registry_for("state").spec(store_type)
+    base = {"connectionString": "x"} if store_type in ("postgresql", "mysql") else {}
     with pytest.raises(ConfigError, match=r"^state\.s\.metadata\.cleanupIntervalInSeconds: "):
-        spec.parse_metadata({"cleanupIntervalInSeconds": interval}, "state.s.metadata")
-    assert spec.parse_metadata({"cleanupIntervalInSeconds": "0.5"}, "m")["cleanupIntervalInSeconds"] == 0.5
+        spec.parse_metadata({**base, "cleanupIntervalInSeconds": interval}, "state.s.metadata")
+    assert spec.parse_metadata({**base, "cleanupIntervalInSeconds": "0.5"}, "m")["cleanupIntervalInSeconds"] == 0.5
