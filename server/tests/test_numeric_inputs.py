@@ -4,10 +4,12 @@ SetMetadata attributes. Refusals are INVALID_ARGUMENT naming the field; nothing 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import backends
 import grpc
 import pytest
@@ -48,7 +50,21 @@ async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[S
         components={"pubsub": {"bus": ComponentConfig(request.param, backends.pubsub_metadata(request.param))}},
     )
     async with Runtime(config) as runtime, grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        await wait_ready(runtime)
         yield Stubs(channel)
+
+
+async def wait_ready(runtime: Runtime) -> None:
+    """Until readiness is UP, as a client would wait: the MQTT component reports its CONNACK after start."""
+    url = f"http://127.0.0.1:{runtime.http_port}/actuator/health/readiness"
+    deadline = asyncio.get_running_loop().time() + 15
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(url) as response:
+                if response.status == 200:
+                    return
+            assert asyncio.get_running_loop().time() < deadline, "the runtime did not become ready in 15 s"
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
