@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from layotto.server.components.base import MetadataField
+from layotto.server.components.base import ComponentSpec, MetadataField
 from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "components"
@@ -27,8 +27,20 @@ def row(field: MetadataField) -> str:
     else:
         default = "" if field.default is None else f"`{field.default}`"
         description = field.description
+    if field.bounds():
+        description += f" Range: {field.bounds()}."
     required = "yes" if field.required else "no"
     return f"| `{field.name}` | {field.type.__name__} | {default} | {required} | {description} |"
+
+
+def limits_line(spec: ComponentSpec) -> list[str]:
+    """The component's size limits, which the API layer enforces (see docs/limits.md)."""
+    found = spec.limits.described()
+    if found:
+        return ["Limits (refused with INVALID_ARGUMENT beyond them): " + ", ".join(found) + ".", ""]
+    if spec.building_block == "state":
+        return ["Limits: none of its own (the runtime's request size limit applies).", ""]
+    return []
 
 
 def page(block: str) -> str:
@@ -43,6 +55,7 @@ def page(block: str) -> str:
         spec = registry.spec(type_name)
         features = ", ".join(f"`{f.value}`" for f in sorted(spec.features)) or "none"
         lines += [f"## `{spec.type}`", "", spec.description, "", f"Features: {features}", ""]
+        lines += limits_line(spec)
         if spec.metadata:
             lines += ["| metadata key | type | default | required | description |", "|---|---|---|---|---|"]
             lines += [row(field) for field in spec.metadata]

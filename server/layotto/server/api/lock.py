@@ -12,7 +12,7 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.lock import LockStore, namespaced_key
-from layotto.server.runtime.validation import require_expire, require_resource, require_text
+from layotto.server.runtime.validation import require_expire, require_resource, require_size, require_text
 
 
 class LockApi:
@@ -24,7 +24,10 @@ class LockApi:
         store = self._components.find("lock", store_name, "store_name")
         assert isinstance(store, LockStore)
         strategy = str(store.metadata.get("keyPrefix", "appid"))
-        return store, namespaced_key("lock", strategy, self._app_id, store.name, resource)
+        key = namespaced_key("lock", strategy, self._app_id, store.name, resource)
+        what = f"lock store {store.name!r} ({store.spec.type}), counting the key's namespace"
+        require_size(key, "resource_id", store.spec.limits.max_key_bytes, what)
+        return store, key
 
     async def _try_lock(self, request: Any, expire: int, expire_field: str) -> bool:
         resource = require_resource(request.resource_id)

@@ -23,8 +23,8 @@ from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import PubSub
 from layotto.server.errors import InvalidArgument, LayottoError, PayloadTooLarge
 from layotto.server.runtime import cloudevents
-from layotto.server.runtime.delivery import RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics, parse_max_attempts
-from layotto.server.runtime.validation import parse_ttl
+from layotto.server.runtime.delivery import DEFAULT_MAX_ATTEMPTS, RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics
+from layotto.server.runtime.validation import TTL_KEY, parse_max_delivery_attempts, parse_ttl, require_count
 from layotto.tracing import current_traceparent
 
 DEFAULT_MAX_PUBLISH_BYTES = 4 * 1024 * 1024
@@ -121,7 +121,9 @@ class PubSubApi:
         if not request.topic:
             raise InvalidArgument("topic", "is empty")
         metadata = dict(request.metadata)
-        body = self._envelope(request.data, request.data_content_type, request, metadata, "data")
+        body = self._envelope(
+            request.data, request.data_content_type, request, metadata, "data", metadata_at="metadata"
+        )
         await pubsub.publish(request.topic, body, metadata)
         return empty_pb2.Empty()
 
@@ -135,6 +137,7 @@ class PubSubApi:
             raise InvalidArgument("topic", "is empty")
         if not request.entries:
             raise InvalidArgument("entries", "is empty")
+        require_count(request.entries, "entries")
         seen: set[str] = set()
         bodies = []
         for i, entry in enumerate(request.entries):
@@ -143,10 +146,11 @@ class PubSubApi:
                 raise InvalidArgument(f"entries[{i}].entry_id", problem)
             seen.add(entry.entry_id)
             metadata = {**request.metadata, **entry.metadata}
-            field = f"entries[{i}].event"
-            bodies.append(
-                (entry.entry_id, self._envelope(entry.event, entry.content_type, request, metadata, field), metadata)
+            where = f"entries[{i}].metadata" if TTL_KEY in entry.metadata else "metadata"
+            body = self._envelope(
+                entry.event, entry.content_type, request, metadata, f"entries[{i}].event", metadata_at=where
             )
+            bodies.append((entry.entry_id, body, metadata))
         failed = []
         for entry_id, body, metadata in bodies:
             try:
@@ -155,11 +159,19 @@ class PubSubApi:
                 failed.append(dapr_pubsub_pb2.BulkPublishResponseFailedEntry(entry_id=entry_id, error=error.message))
         return dapr_pubsub_pb2.BulkPublishResponse(failedEntries=failed)
 
-    def _envelope(self, data: bytes, content_type: str, request: Any, metadata: dict[str, str], field: str) -> bytes:
-        """The bytes a publish sends: the payload in a CloudEvent, or as it is with rawPayload."""
+    def _envelope(
+        self, data: bytes, content_type: str, request: Any, metadata: dict[str, str], field: str, *, metadata_at: str
+    ) -> bytes:
+        """The bytes a publish sends: the payload in a CloudEvent, or as it is with rawPayload.
+
+        ``metadata`` is checked (``ttlInSeconds``: see :func:`parse_ttl`) and normalised in place:
+        a TTL of -1 (none) is removed, so no broker sees it.
+        """
         if len(data) > self._max_publish_bytes:
             raise PayloadTooLarge(field, len(data), self._max_publish_bytes)
-        ttl = parse_ttl(metadata, "metadata")
+        ttl = parse_ttl(metadata, metadata_at)
+        if ttl is None:
+            metadata.pop(TTL_KEY, None)
         if metadata.get(RAW_PAYLOAD, "").lower() == "true":
             return bytes(data)
         return cloudevents.wrap(
@@ -184,7 +196,9 @@ class PubSubApi:
             raise InvalidArgument("initial_request.topic", "is empty")
         stream = StreamSubscriber(
             self._messages,
-            max_attempts=parse_max_attempts(initial.metadata, "initial_request.metadata"),
+            max_attempts=parse_max_delivery_attempts(
+                initial.metadata, "initial_request.metadata", DEFAULT_MAX_ATTEMPTS
+            ),
             dead_letter_topic=initial.dead_letter_topic if initial.HasField("dead_letter_topic") else "",
         )
         group = consumer_group(initial.metadata, self._app_id)

@@ -17,7 +17,7 @@ from layotto.server.components.loader import ComponentSet
 from layotto.server.components.lock import namespaced_key
 from layotto.server.components.sequencer import Sequencer, floors
 from layotto.server.runtime.sequencer import SegmentCache
-from layotto.server.runtime.validation import require_resource
+from layotto.server.runtime.validation import require_enum, require_resource, require_size
 
 WEAK = pb.SequencerOptions.WEAK
 
@@ -45,10 +45,15 @@ class SequencerApi:
 
     async def GetNextId(self, request: pb.GetNextIdRequest, context: Context) -> pb.GetNextIdResponse:
         key = require_resource(request.key, "key")
+        if request.HasField("options"):
+            increments = {v.number: v.name for v in pb.SequencerOptions.AutoIncrement.DESCRIPTOR.values}
+            require_enum(request.options.increment, increments, "options.increment")
         store = self._components.find("sequencer", request.store_name, "store_name")
         assert isinstance(store, Sequencer)
         strategy = str(store.metadata.get("keyPrefix", "appid"))
         full_key = namespaced_key("sequencer", strategy, self._app_id, store.name, key)
+        what = f"sequencer {store.name!r} ({store.spec.type}), counting the key's namespace"
+        require_size(full_key, "key", store.spec.limits.max_key_bytes, what)
         await self._apply_floor(store, key, full_key)
         weak = request.HasField("options") and request.options.increment == WEAK
         if weak and store.supports(Feature.SEQUENCER_SEGMENTS):

@@ -33,9 +33,20 @@ from layotto.server.errors import (
     InvalidArgument,
     LayottoError,
 )
-from layotto.server.runtime.validation import TTL_KEY, parse_ttl, require_key
+from layotto.server.runtime.validation import (
+    MAX_PARALLELISM,
+    TTL_KEY,
+    parse_ttl,
+    require_count,
+    require_enum,
+    require_key,
+    require_range,
+    require_size,
+)
 
 TTL_EXPIRE_KEY = "ttlExpireTime"
+#: the latest expiry a read reports; a stored one beyond it (or not a number) is reported as this
+LATEST_REPORTED_EXPIRY = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,30 @@ class StateMessages:
 # -- conversions: small pure functions -------------------------------------------------
 
 
-def concurrency_of(options: Any) -> Concurrency:
-    return Concurrency(options.concurrency) if options is not None else Concurrency.UNSPECIFIED
+def sub(field: str, name: str) -> str:
+    """The path of ``name`` inside ``field`` (the request itself when ``field`` is empty)."""
+    return f"{field}.{name}" if field else name
+
+
+def enum_names(message: Any, field_name: str) -> dict[int, str]:
+    """The numbers and names of an enum field of ``message`` (the same for both wire APIs)."""
+    enum = message.DESCRIPTOR.fields_by_name[field_name].enum_type
+    return {value.number: value.name for value in enum.values}
+
+
+def require_consistency(message: Any, field: str) -> None:
+    """A ``consistency`` the contract names (every store is strongly consistent, so any is served)."""
+    require_enum(message.consistency, enum_names(message, "consistency"), field)
+
+
+def concurrency_of(item: Any, field: str) -> Concurrency:
+    """The concurrency of an item's ``options`` (UNSPECIFIED when it has none), its enums checked."""
+    if not item.HasField("options"):
+        return Concurrency.UNSPECIFIED
+    options = item.options
+    require_consistency(options, sub(field, "options.consistency"))
+    number = require_enum(options.concurrency, enum_names(options, "concurrency"), sub(field, "options.concurrency"))
+    return Concurrency(number)
 
 
 def to_set_request(item: Any, field: str) -> SetRequest:
@@ -60,23 +93,53 @@ def to_set_request(item: Any, field: str) -> SetRequest:
         value=item.value,
         etag=item.etag.value or None if item.HasField("etag") else None,
         ttl_seconds=parse_ttl(item.metadata, f"{field}.metadata"),
-        concurrency=concurrency_of(item.options),
+        concurrency=concurrency_of(item, field),
     )
 
 
-def to_delete_request(key: str, etag: Any, options: Any, field: str) -> DeleteRequest:
+def to_delete_request(item: Any, field: str) -> DeleteRequest:
+    """``item``: a request (DeleteState) or state item with key, etag and options."""
     return DeleteRequest(
-        key=require_key(key, f"{field}.key" if field else "key"),
-        etag=etag.value or None,
-        concurrency=concurrency_of(options),
+        key=require_key(item.key, sub(field, "key")),
+        etag=item.etag.value or None,
+        concurrency=concurrency_of(item, field),
     )
 
 
 def entry_metadata(entry: StateEntry) -> dict[str, str]:
+    """``ttlExpireTime`` of an entry with an expiry: never fails, whatever a store holds
+    (an expiry past year 9999 or not finite is reported as the latest date there is)."""
     if entry.expire_at is None:
         return {}
-    expire = dt.datetime.fromtimestamp(entry.expire_at, tz=dt.UTC)
+    try:
+        expire = dt.datetime.fromtimestamp(entry.expire_at, tz=dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        expire = LATEST_REPORTED_EXPIRY
     return {TTL_EXPIRE_KEY: expire.isoformat(timespec="seconds").replace("+00:00", "Z")}
+
+
+def check_limits(store: StateStore, write: WriteRequest, field: str) -> None:
+    """Refuse a key or value the store cannot take, naming the field and the limit."""
+    limits, what = store.spec.limits, f"state store {store.name!r} ({store.spec.type})"
+    require_size(write.key, sub(field, "key"), limits.max_key_bytes, what)
+    if isinstance(write, SetRequest):
+        require_size(write.value, f"{field}.value", limits.max_value_bytes, what)
+
+
+def check_transaction_limits(store: StateStore, writes: Sequence[WriteRequest]) -> None:
+    limits, what = store.spec.limits, f"state store {store.name!r} ({store.spec.type})"
+    if limits.max_transaction_items is not None and len(writes) > limits.max_transaction_items:
+        raise InvalidArgument(
+            "operations",
+            f"{len(writes)} operations is over the {limits.max_transaction_items}-operation limit of {what}",
+        )
+    if limits.max_transaction_bytes is not None:
+        size = sum(len(w.key.encode()) + (len(w.value) if isinstance(w, SetRequest) else 0) for w in writes)
+        if size > limits.max_transaction_bytes:
+            raise InvalidArgument(
+                "operations",
+                f"keys and values total {size} bytes, over the {limits.max_transaction_bytes}-byte limit of {what}",
+            )
 
 
 def check_features(store: StateStore, request: WriteRequest) -> None:
@@ -90,7 +153,7 @@ def check_features(store: StateStore, request: WriteRequest) -> None:
 
 def locate_etag_error(error: LayottoError, write: WriteRequest, field: str) -> LayottoError:
     """The same etag error, naming the request field it came from."""
-    etag_field = f"{field}.etag" if field else "etag"
+    etag_field = sub(field, "etag")
     if isinstance(error, EtagMismatch):
         return EtagMismatch(write.key, etag_field)
     if isinstance(error, EtagInvalid):
@@ -105,8 +168,7 @@ def to_write_request(operation: Any, field: str) -> WriteRequest:
     if kind == "upsert":
         return to_set_request(operation.request, f"{field}.request")
     if kind == "delete":
-        item = operation.request
-        return to_delete_request(item.key, item.etag, item.options, f"{field}.request")
+        return to_delete_request(operation.request, f"{field}.request")
     raise InvalidArgument(f"{field}.operationType", f"must be 'upsert' or 'delete', got {kind!r}")
 
 
@@ -125,15 +187,22 @@ class StateApi:
 
     async def GetState(self, request: Any, context: Context) -> Any:
         key = require_key(request.key, "key")
+        require_consistency(request, "consistency")
         store = self._store(request.store_name)
+        require_size(key, "key", store.spec.limits.max_key_bytes, f"state store {store.name!r} ({store.spec.type})")
         entry = await store.get(key)
         if entry is None:
             return self._messages.get_state_response()
         return self._messages.get_state_response(data=entry.value, etag=entry.etag, metadata=entry_metadata(entry))
 
     async def GetBulkState(self, request: Any, context: Context) -> Any:
+        require_count(request.keys, "keys")
         keys = [require_key(k, f"keys[{i}]") for i, k in enumerate(request.keys)]
+        require_range(request.parallelism, "parallelism", 0, MAX_PARALLELISM)
         store = self._store(request.store_name)
+        limit, what = store.spec.limits.max_key_bytes, f"state store {store.name!r} ({store.spec.type})"
+        for i, key in enumerate(keys):
+            require_size(key, f"keys[{i}]", limit, what)
         results = await store.bulk_get(keys)
         return self._messages.get_bulk_state_response(
             items=[self._bulk_item(k, r) for k, r in zip(keys, results, strict=True)]
@@ -148,27 +217,27 @@ class StateApi:
         return item(key=key, data=result.value, etag=result.etag, metadata=entry_metadata(result))
 
     async def SaveState(self, request: Any, context: Context) -> empty_pb2.Empty:
+        require_count(request.states, "states")
         fields = [f"states[{i}]" for i in range(len(request.states))]
         writes = [to_set_request(item, f) for item, f in zip(request.states, fields, strict=True)]
         await self._write(self._store(request.store_name), writes, fields)
         return empty_pb2.Empty()
 
     async def DeleteState(self, request: Any, context: Context) -> empty_pb2.Empty:
-        delete = to_delete_request(request.key, request.etag, request.options, "")
+        delete = to_delete_request(request, "")
         await self._write(self._store(request.store_name), [delete], [""])
         return empty_pb2.Empty()
 
     async def DeleteBulkState(self, request: Any, context: Context) -> empty_pb2.Empty:
+        require_count(request.states, "states")
         fields = [f"states[{i}]" for i in range(len(request.states))]
-        writes = [
-            to_delete_request(item.key, item.etag, item.options, f)
-            for item, f in zip(request.states, fields, strict=True)
-        ]
+        writes = [to_delete_request(item, f) for item, f in zip(request.states, fields, strict=True)]
         await self._write(self._store(request.store_name), writes, fields)
         return empty_pb2.Empty()
 
     async def _write(self, store: StateStore, writes: Sequence[WriteRequest], fields: Sequence[str]) -> None:
-        for write in writes:
+        for write, field in zip(writes, fields, strict=True):
+            check_limits(store, write, field)
             check_features(store, write)
         if len(writes) == 1:
             write = writes[0]
@@ -183,11 +252,14 @@ class StateApi:
             raise BulkPartialFailure({k: locate_etag_error(e, *where[k]) for k, e in failures.items()})
 
     async def ExecuteStateTransaction(self, request: Any, context: Context) -> empty_pb2.Empty:
+        require_count(request.operations, "operations")
         writes = [to_write_request(op, f"operations[{i}]") for i, op in enumerate(request.operations)]
         store = self._store(request.storeName, "storeName")
         if not store.supports(Feature.TRANSACTIONAL):
             raise FeatureNotSupported(store.name, "transactions")
-        for write in writes:
+        for i, write in enumerate(writes):
+            check_limits(store, write, f"operations[{i}].request")
             check_features(store, write)
+        check_transaction_limits(store, writes)
         await store.transact(writes)
         return empty_pb2.Empty()

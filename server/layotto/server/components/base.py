@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,15 @@ class MetadataField:
     required: bool = False
     example: str = ""
     value_type: Any = None  # for a JSON object (type=dict): the type every value must have
+    minimum: float | None = None  # for numbers (and a dict's numeric values): the smallest allowed
+    maximum: float | None = None  # ... and the largest
+
+    def _check_range(self, value: Any, where: str) -> Any:
+        low = self.minimum if self.minimum is not None else -float("inf")
+        high = self.maximum if self.maximum is not None else float("inf")
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: must be between {_number(low)} and {_number(high)}, got {value!r}")
+        return value
 
     def parse(self, raw: str, where: str) -> Any:
         if self.type is bool:
@@ -78,13 +88,30 @@ class MetadataField:
             for key, item in value.items():
                 if wanted is not None and (not isinstance(item, wanted) or isinstance(item, bool)):
                     raise ConfigError(f"{where}.{self.name}.{key}: expected {wanted.__name__}, got {item!r}")
+                if wanted in (int, float):
+                    self._check_range(item, f"{where}.{self.name}.{key}")
             return value
         if self.type in (int, float):
             try:
-                return self.type(raw)
+                number = self.type(raw)
             except ValueError:
                 raise ConfigError(f"{where}.{self.name}: expected a number, got {raw!r}") from None
+            if math.isnan(number):  # NaN compares false with every bound
+                raise ConfigError(f"{where}.{self.name}: expected a number, got {raw!r}")
+            return self._check_range(number, f"{where}.{self.name}")
         return raw
+
+    def bounds(self) -> str:
+        """The allowed range as the docs show it ("1 .. 1000000"), or "" when unbounded."""
+        if self.minimum is None and self.maximum is None:
+            return ""
+        low = "" if self.minimum is None else _number(self.minimum)
+        high = "" if self.maximum is None else _number(self.maximum)
+        return f"{low} .. {high}".strip()
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 #: the runtime-level key namespacing of lock and sequencer keys, as in Layotto
@@ -97,8 +124,35 @@ KEY_PREFIX = MetadataField(
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Sizes a component's backend cannot take, in bytes (UTF-8 for keys); ``None``: no limit
+    below the runtime's own request size limit. The API layer refuses requests beyond them
+    with INVALID_ARGUMENT naming the field and the limit, before the backend is asked."""
+
+    max_key_bytes: int | None = None
+    max_value_bytes: int | None = None
+    #: all keys and values of one transaction together (a backend that takes it as one request)
+    max_transaction_bytes: int | None = None
+    #: operations in one transaction
+    max_transaction_items: int | None = None
+
+    def described(self) -> list[str]:
+        """Every limit that is set, in words, as the component docs list them."""
+        found = []
+        if self.max_key_bytes is not None:
+            found.append(f"keys up to {self.max_key_bytes:,} bytes")
+        if self.max_value_bytes is not None:
+            found.append(f"values up to {self.max_value_bytes:,} bytes")
+        if self.max_transaction_bytes is not None:
+            found.append(f"transactions up to {self.max_transaction_bytes:,} bytes of keys and values")
+        if self.max_transaction_items is not None:
+            found.append(f"transactions up to {self.max_transaction_items:,} operations")
+        return found
+
+
+@dataclass(frozen=True)
 class ComponentSpec:
-    """What a component type is: its name, building block, features and metadata."""
+    """What a component type is: its name, building block, features, metadata and size limits."""
 
     type: str
     building_block: str
@@ -106,6 +160,7 @@ class ComponentSpec:
     features: frozenset[Feature] = frozenset()
     metadata: tuple[MetadataField, ...] = ()
     version: str = "v1"
+    limits: Limits = Limits()
 
     def parse_metadata(self, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Typed metadata with defaults applied; unknown or missing keys are errors."""

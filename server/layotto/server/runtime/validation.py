@@ -1,15 +1,37 @@
-"""Validation rules shared by every wire API: each raises :class:`InvalidArgument` naming the field."""
+"""Validation rules shared by every wire API: each raises :class:`InvalidArgument` naming the field.
+
+Every number a client sends is range-checked here before it reaches a component, so
+that nothing out of range becomes an INTERNAL error or a stored value a later read
+cannot convert. The bounds (all documented in docs/limits.md):
+
+* ``ttlInSeconds`` (state items, published events): 1 .. :data:`MAX_TTL_SECONDS` (10 years), or -1.
+* lock expiry: 1 .. :data:`MAX_EXPIRE_SECONDS` (7 days).
+* ``maxDeliveryAttempts``: 1 .. :data:`MAX_DELIVERY_ATTEMPTS`.
+* ``GetBulkState.parallelism``: 0 .. :data:`MAX_PARALLELISM`.
+* items of one bulk request: at most :data:`MAX_BULK_ITEMS`.
+* enums: only the values the contract names.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sized
 
 from layotto.server.components.lock import SEPARATOR
 from layotto.server.errors import InvalidArgument
 
 TTL_KEY = "ttlInSeconds"
 NO_TTL = -1
+#: the longest time to live a state item or an event may have: 10 years (315,360,000 s), far
+#: inside what every store can represent (Redis PEXPIRE, etcd leases, SQL timestamps, datetime)
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 MAX_EXPIRE_SECONDS = 7 * 24 * 3600
+MAX_DELIVERY_ATTEMPTS = 1000
+MAX_PARALLELISM = 1000
+#: items of one bulk request: state items, keys, transaction operations, bulk publish entries
+MAX_BULK_ITEMS = 10_000
+#: an integer as clients write it: an optional minus sign and at most 19 digits (int64 range)
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 def require_text(value: str, field: str) -> str:
@@ -25,12 +47,25 @@ def require_resource(resource: str, field: str = "resource_id") -> str:
     return resource
 
 
+def require_range(value: int, field: str, minimum: int, maximum: int, unit: str = "") -> int:
+    """``value`` if ``minimum <= value <= maximum``, else InvalidArgument naming both bounds."""
+    if not minimum <= value <= maximum:
+        suffix = f" {unit}" if unit else ""
+        raise InvalidArgument(field, f"must be between {minimum} and {maximum}{suffix}, got {value}")
+    return value
+
+
 def require_expire(expire: int, field: str) -> int:
-    if expire <= 0:
-        raise InvalidArgument(field, f"must be a positive number of seconds, got {expire}")
-    if expire > MAX_EXPIRE_SECONDS:
-        raise InvalidArgument(field, f"must be at most {MAX_EXPIRE_SECONDS} seconds, got {expire}")
-    return expire
+    """A lock's expiry in seconds: 1 .. MAX_EXPIRE_SECONDS."""
+    return require_range(expire, field, 1, MAX_EXPIRE_SECONDS, "seconds")
+
+
+def require_enum(value: int, names: Mapping[int, str], field: str) -> int:
+    """``value`` if it is one of the enum's ``names`` (number -> name), else InvalidArgument listing them."""
+    if value not in names:
+        known = ", ".join(f"{number} ({name})" for number, name in sorted(names.items()))
+        raise InvalidArgument(field, f"unknown value {value}, expected one of {known}")
+    return value
 
 
 def require_key(key: str, field: str) -> str:
@@ -39,17 +74,55 @@ def require_key(key: str, field: str) -> str:
     return key
 
 
+def require_count(items: Sized, field: str, limit: int = MAX_BULK_ITEMS) -> None:
+    """Refuse a repeated field with more than ``limit`` items."""
+    if len(items) > limit:
+        raise InvalidArgument(field, f"{len(items)} items is over the limit of {limit} in one request")
+
+
+def require_size(data: str | bytes, field: str, limit: int | None, what: str) -> None:
+    """Refuse ``data`` longer than ``limit`` bytes (UTF-8 for text); ``None`` is no limit.
+
+    ``what`` names whose limit it is, e.g. "state store 'mysql'".
+    """
+    if limit is None:
+        return
+    size = len(data.encode()) if isinstance(data, str) else len(data)
+    if size > limit:
+        raise InvalidArgument(field, f"{size} bytes is over the {limit}-byte limit of {what}")
+
+
+def parse_int(raw: str, field: str, minimum: int, maximum: int, unit: str = "") -> int:
+    """A decimal integer sent as text (metadata values), range-checked."""
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidArgument(field, f"expected an integer between {minimum} and {maximum}, got {raw[:40]!r}")
+    return require_range(int(raw), field, minimum, maximum, unit)
+
+
 def parse_ttl(metadata: Mapping[str, str], field: str) -> int | None:
-    """ttlInSeconds: a positive number of seconds, or -1 (and absent) for no TTL."""
+    """``ttlInSeconds`` of ``metadata``: 1 .. MAX_TTL_SECONDS, or -1 (and absent) for no TTL.
+
+    ``field`` is where the metadata is (``states[0].metadata``); errors name ``field.ttlInSeconds``.
+    """
     raw = metadata.get(TTL_KEY)
     if raw is None:
         return None
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise InvalidArgument(f"{field}.{TTL_KEY}", f"expected an integer number of seconds, got {raw!r}") from None
-    if seconds == NO_TTL:
+    where = f"{field}.{TTL_KEY}"
+    if raw.strip() == str(NO_TTL):
         return None
-    if seconds <= 0:
-        raise InvalidArgument(f"{field}.{TTL_KEY}", f"must be a positive number of seconds or -1, got {seconds}")
+    if not _INTEGER.fullmatch(raw.strip()):
+        raise InvalidArgument(where, f"expected an integer number of seconds, got {raw[:40]!r}")
+    seconds = int(raw)
+    if not 1 <= seconds <= MAX_TTL_SECONDS:
+        raise InvalidArgument(
+            where, f"must be -1 (no TTL) or between 1 and {MAX_TTL_SECONDS} seconds (10 years), got {raw[:40]}"
+        )
     return seconds
+
+
+def parse_max_delivery_attempts(metadata: Mapping[str, str], field: str, default: int) -> int:
+    """``maxDeliveryAttempts`` of subscription ``metadata``: 1 .. MAX_DELIVERY_ATTEMPTS."""
+    raw = metadata.get("maxDeliveryAttempts")
+    if raw is None:
+        return default
+    return parse_int(raw.strip(), f"{field}.maxDeliveryAttempts", 1, MAX_DELIVERY_ATTEMPTS)

@@ -17,9 +17,17 @@ from typing import Any
 from layotto.server.components.base import Component, MetadataField
 
 SEGMENT_SIZE = MetadataField(
-    "segmentSize", "How many ids a runtime reserves at once for WEAK requests.", type=int, default=1000
+    "segmentSize",
+    "How many ids a runtime reserves at once for WEAK requests.",
+    type=int,
+    default=1000,
+    minimum=1,
+    maximum=1_000_000,
 )
 
+
+#: the highest biggerThan floor: ids are int64 on the wire, and this leaves 2**63 - 9e18 (about 2e17) above it
+MAX_FLOOR = 9_000_000_000_000_000_000
 
 BIGGER_THAN = MetadataField(
     "biggerThan",
@@ -28,6 +36,8 @@ BIGGER_THAN = MetadataField(
     type=dict,
     default={},
     value_type=int,
+    minimum=0,
+    maximum=MAX_FLOOR,
 )
 
 

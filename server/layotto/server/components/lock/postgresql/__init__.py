@@ -19,6 +19,7 @@ from layotto.server.components.base import (
     ComponentContext,
     ComponentSpec,
     Feature,
+    Limits,
     MetadataField,
 )
 from layotto.server.components.lock import LockStatus, LockStore
@@ -31,6 +32,7 @@ class PostgresLockStore(LockStore):
         building_block="lock",
         description="Locks as rows of a PostgreSQL table with an expiry: shared by every runtime on the database.",
         features=frozenset({Feature.LOCK_KEEP_ALIVE}),
+        limits=Limits(max_key_bytes=2692),  # the key (with its namespace) in a btree primary key
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("tableName", "Table holding the locks (created if missing).", default="layotto_locks"),

@@ -11,6 +11,7 @@ from layotto.server.components.base import (
     ComponentContext,
     ComponentSpec,
     Feature,
+    Limits,
     MetadataField,
 )
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
@@ -23,6 +24,7 @@ class MysqlSequencer(Sequencer):
         building_block="sequencer",
         description="Counters as rows of a MySQL or MariaDB table: durable and shared by every runtime.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
+        limits=Limits(max_key_bytes=700),  # the VARCHAR(700) id column (the key with its namespace)
         metadata=(
             *MYSQL_METADATA,
             MetadataField("tableName", "Table holding the counters (created if missing).", default="layotto_sequences"),

@@ -12,6 +12,7 @@ from layotto.server.components.base import (
     ComponentContext,
     ComponentSpec,
     Feature,
+    Limits,
     MetadataField,
 )
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, table_name
@@ -24,6 +25,7 @@ class PostgresSequencer(Sequencer):
         building_block="sequencer",
         description="Counters as rows of a PostgreSQL table: durable and shared by every runtime on the database.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
+        limits=Limits(max_key_bytes=2692),  # the key (with its namespace) in a btree primary key
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("tableName", "Table holding the counters (created if missing).", default="layotto_sequences"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from aetcd import rpc
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Limits, MetadataField
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
 from layotto.server.components.state import (
     Concurrency,
@@ -31,6 +31,14 @@ class EtcdStateStore(StateStore):
         building_block="state",
         description="Keeps state in etcd v3: shared by every runtime on the same cluster.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        # etcd's defaults: a request of at most 1.5 MiB (--max-request-bytes), leaving room for
+        # the request's own fields, and 128 operations in one Txn (--max-txn-ops)
+        limits=Limits(
+            max_key_bytes=65_536,
+            max_value_bytes=1_500_000,
+            max_transaction_bytes=1_565_536,
+            max_transaction_items=128,
+        ),
         metadata=(
             *ETCD_METADATA,
             MetadataField("keyPrefixPath", "Prefix of every key, e.g. /myapp (keys become /myapp/KEY).", default=""),

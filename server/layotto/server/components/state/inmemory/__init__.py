@@ -44,6 +44,8 @@ class InMemoryStateStore(StateStore):
                 "How often expired keys are purged from memory (reads never return them).",
                 type=float,
                 default=10.0,
+                minimum=0.1,
+                maximum=86400,
             ),
         ),
     )

@@ -16,7 +16,7 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Limits, MetadataField
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
 from layotto.server.components.state import (
     Concurrency,
@@ -40,10 +40,20 @@ class MysqlStateStore(StateStore):
         building_block="state",
         description="Keeps state in a MySQL or MariaDB table: shared by every runtime on the same database.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        # keys: the VARCHAR(700) id column; values: half of the server's default 16 MiB
+        # max_allowed_packet, since a value is escaped into its statement (up to twice its size)
+        limits=Limits(max_key_bytes=700, max_value_bytes=8_000_000),
         metadata=(
             *MYSQL_METADATA,
             MetadataField("tableName", "Table holding the state (created if missing).", default="state"),
-            MetadataField("cleanupIntervalInSeconds", "How often expired rows are deleted.", type=float, default=60.0),
+            MetadataField(
+                "cleanupIntervalInSeconds",
+                "How often expired rows are deleted.",
+                type=float,
+                default=60.0,
+                minimum=0.1,
+                maximum=86400,
+            ),
         ),
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Limits, MetadataField
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, table_name
 from layotto.server.components.state import (
     Concurrency,
@@ -34,10 +34,19 @@ class PostgresStateStore(StateStore):
         building_block="state",
         description="Keeps state in a PostgreSQL table: shared by every runtime that points at the same database.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        # keys: a primary-key btree entry holds at most 2704 bytes, 12 of them its headers
+        limits=Limits(max_key_bytes=2692),
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("tableName", "Table holding the state (created if missing).", default="state"),
-            MetadataField("cleanupIntervalInSeconds", "How often expired rows are deleted.", type=float, default=60.0),
+            MetadataField(
+                "cleanupIntervalInSeconds",
+                "How often expired rows are deleted.",
+                type=float,
+                default=60.0,
+                minimum=0.1,
+                maximum=86400,
+            ),
         ),
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Limits, MetadataField
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.components.state import (
     DeleteRequest,
@@ -69,6 +69,7 @@ class RedisStateStore(StateStore):
         building_block="state",
         description="Keeps state in Redis (standalone): shared by every runtime that points at the same server.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        limits=Limits(max_key_bytes=512 * 1024 * 1024, max_value_bytes=512 * 1024 * 1024),  # Redis strings
         metadata=(
             *REDIS_METADATA,
             MetadataField("keyPrefix", "Prepended to every key (namespaces several apps on one server).", default=""),

@@ -15,7 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, Health, MetadataField
+from layotto.server.components.base import (
+    ComponentContext,
+    ComponentSpec,
+    ConfigError,
+    Feature,
+    Health,
+    Limits,
+    MetadataField,
+)
 from layotto.server.components.state import (
     DeleteRequest,
     ExpiryPurger,
@@ -48,6 +56,7 @@ class SqliteStateStore(StateStore):
         building_block="state",
         description="Keeps state in a SQLite file: durable across restarts, for one runtime at a time.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        limits=Limits(max_key_bytes=1_000_000_000, max_value_bytes=1_000_000_000),  # SQLITE_MAX_LENGTH
         metadata=(
             MetadataField(
                 "connectionString",
@@ -61,9 +70,16 @@ class SqliteStateStore(StateStore):
                 "How often expired rows are deleted (reads never return them).",
                 type=float,
                 default=60.0,
+                minimum=0.1,
+                maximum=86400,
             ),
             MetadataField(
-                "busyTimeoutInSeconds", "How long a write waits for a lock on the file.", type=float, default=5.0
+                "busyTimeoutInSeconds",
+                "How long a write waits for a lock on the file.",
+                type=float,
+                default=5.0,
+                minimum=0,
+                maximum=3600,
             ),
         ),
     )
