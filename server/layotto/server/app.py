@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from layotto.server.actuator import Actuator
-from layotto.server.api.appcallback import AppSubscriptions
-from layotto.server.api.services import DAPR_SERVICE, RUNTIME_SERVICE, SERVICE_NAMES, api_handlers
+from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers, generic_handlers
+from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.config import RuntimeConfig, split_address
@@ -85,9 +85,9 @@ class Runtime:
             max_publish_bytes=cfg.max_publish_bytes,
             secret_policy=SecretPolicy(cfg.secret_scopes),
         )
-        server.add_generic_rpc_handlers(handlers)
+        server.add_generic_rpc_handlers(generic_handlers(handlers))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        enable_reflection(server, (RUNTIME_SERVICE, DAPR_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"]))
+        enable_reflection(server, (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"]))
         try:
             self.grpc_port = server.add_insecure_port(cfg.grpc_address)
         except RuntimeError as error:

@@ -1,27 +1,24 @@
-"""The one error catalog of the runtime.
+"""The one error catalog of the runtime: domain errors, free of any wire protocol.
 
-Components and API handlers raise these exceptions; exactly one place
-(:func:`to_status`, used by the service adapter) turns them into a gRPC status. Each
-error carries a stable machine-readable ``reason`` (sent as a ``google.rpc.ErrorInfo``
-detail, the way Dapr reports errors) and a message that names the offending field.
+Components, the runtime layer and API handlers raise these exceptions. Each carries a
+stable machine-readable ``reason`` from the contract's list
+(``layotto.proto.reasons.REASONS``, read from ``error_reasons.json``) and a message that
+names the offending field. Nothing here knows gRPC: the API layer alone
+(:mod:`layotto.server.api.status`) maps a reason to a gRPC status code (or an HTTP status)
+with that list, and sends the reason as a ``google.rpc.ErrorInfo`` detail, the way Dapr
+reports errors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
-
-ERROR_DOMAIN = "layotto.python"
+from typing import ClassVar
 
 
 class LayottoError(Exception):
     """Base of every error the runtime reports to a client."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-    reason: str = "INTERNAL"
+    reason: ClassVar[str] = "INTERNAL"
 
     def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -30,7 +27,8 @@ class LayottoError(Exception):
 
 
 class InvalidArgument(LayottoError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    """A request field is missing, malformed or out of range; ``field`` names it (``states[0].key``)."""
+
     reason = "INVALID_ARGUMENT"
 
     def __init__(self, field: str, problem: str) -> None:
@@ -39,7 +37,8 @@ class InvalidArgument(LayottoError):
 
 
 class ComponentNotFound(LayottoError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    """The request names a component that is not configured; the message lists those that are."""
+
     reason = "COMPONENT_NOT_FOUND"
 
     def __init__(self, field: str, kind: str, name: str, available: list[str]) -> None:
@@ -51,7 +50,8 @@ class ComponentNotFound(LayottoError):
 
 
 class NoComponentsConfigured(LayottoError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    """The runtime has no component of the building block the request needs."""
+
     reason = "NO_COMPONENTS_CONFIGURED"
 
     def __init__(self, kind: str) -> None:
@@ -59,7 +59,8 @@ class NoComponentsConfigured(LayottoError):
 
 
 class FeatureNotSupported(LayottoError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+    """The component lacks a feature the request needs (etags, transactions, TTL, ...)."""
+
     reason = "FEATURE_NOT_SUPPORTED"
 
     def __init__(self, component: str, feature: str) -> None:
@@ -70,7 +71,8 @@ class FeatureNotSupported(LayottoError):
 
 
 class EtagMismatch(LayottoError):
-    code = grpc.StatusCode.ABORTED
+    """The etag is stale: the key was written (or deleted) since the etag was issued."""
+
     reason = "ETAG_MISMATCH"
 
     def __init__(self, key: str, field: str = "etag") -> None:
@@ -79,7 +81,8 @@ class EtagMismatch(LayottoError):
 
 
 class EtagInvalid(LayottoError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    """The etag is not one this store issued."""
+
     reason = "ETAG_INVALID"
 
     def __init__(self, key: str, etag: str, field: str = "etag") -> None:
@@ -93,7 +96,6 @@ class EtagInvalid(LayottoError):
 class BulkPartialFailure(LayottoError):
     """Some items of a bulk write failed; the others were applied."""
 
-    code = grpc.StatusCode.ABORTED
     reason = "BULK_PARTIAL_FAILURE"
 
     def __init__(self, failures: Mapping[str, LayottoError]) -> None:
@@ -103,12 +105,11 @@ class BulkPartialFailure(LayottoError):
             metadata={"failed_keys": ",".join(failures)},
         )
         self.failures = dict(failures)
-        codes = {type(f).code for f in failures.values()}
-        self.code = codes.pop() if len(codes) == 1 else grpc.StatusCode.ABORTED
 
 
 class SecretNotFound(LayottoError):
-    code = grpc.StatusCode.NOT_FOUND
+    """The secret store has no secret of that name."""
+
     reason = "SECRET_NOT_FOUND"
 
     def __init__(self, store: str, name: str) -> None:
@@ -116,7 +117,8 @@ class SecretNotFound(LayottoError):
 
 
 class SecretAccessDenied(LayottoError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    """The secret store's scope does not allow reading that secret."""
+
     reason = "SECRET_ACCESS_DENIED"
 
     def __init__(self, store: str, name: str) -> None:
@@ -127,7 +129,8 @@ class SecretAccessDenied(LayottoError):
 
 
 class PayloadTooLarge(LayottoError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    """A request field is over a size limit (``size`` and ``limit`` in bytes)."""
+
     reason = "PAYLOAD_TOO_LARGE"
 
     def __init__(self, field: str, size: int, limit: int) -> None:
@@ -135,7 +138,8 @@ class PayloadTooLarge(LayottoError):
 
 
 class BackendUnavailable(LayottoError):
-    code = grpc.StatusCode.UNAVAILABLE
+    """The component's backend cannot be reached (the runtime itself is up)."""
+
     reason = "BACKEND_UNAVAILABLE"
 
     def __init__(self, component: str, detail: str) -> None:
@@ -143,7 +147,8 @@ class BackendUnavailable(LayottoError):
 
 
 class BackendError(LayottoError):
-    code = grpc.StatusCode.INTERNAL
+    """The component's backend answered with an error."""
+
     reason = "BACKEND_ERROR"
 
     def __init__(self, component: str, detail: str) -> None:
@@ -151,17 +156,33 @@ class BackendError(LayottoError):
 
 
 class NotImplementedRpc(LayottoError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+    """The RPC (``method``: ``package.Service/Rpc``) is not served by this runtime yet."""
+
     reason = "RPC_NOT_IMPLEMENTED"
 
     def __init__(self, method: str) -> None:
         super().__init__(f"{method} is not implemented by this runtime yet", metadata={"method": method})
 
 
-def to_status(error: LayottoError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
-    """The gRPC code, message and trailing metadata (rich status details) for an error."""
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=[detail])
-    return error.code, error.message, (("grpc-status-details-bin", status.SerializeToString()),)
+class MalformedRequest(LayottoError):
+    """The bytes of a request (or of one message of a request stream) are not the RPC's message."""
+
+    reason = "MALFORMED_REQUEST"
+
+    def __init__(self, message_type: str, detail: str) -> None:
+        super().__init__(
+            f"request: the bytes are not a valid {message_type} ({detail})",
+            metadata={"field": "request", "message_type": message_type},
+        )
+
+
+class RuntimeShuttingDown(LayottoError):
+    """The runtime is stopping and did not start the call: the client should retry."""
+
+    reason = "RUNTIME_SHUTTING_DOWN"
+
+    def __init__(self, method: str) -> None:
+        super().__init__(
+            f"{method}: the runtime is shutting down and did not start this call; retry",
+            metadata={"method": method},
+        )

@@ -176,8 +176,6 @@ class DaprConfigurationApi:
         items = await store.get(Scope(self._stores.app_id), require_keys(request.keys, "keys", at_least_one=False))
         return dapr_pb.GetConfigurationResponse(items=dapr_items([ConfigChange(i) for i in items]))
 
-    GetConfigurationAlpha1 = GetConfiguration
-
     async def SubscribeConfiguration(
         self, request: dapr_pb.SubscribeConfigurationRequest, context: Context
     ) -> AsyncIterator[Any]:
@@ -209,8 +207,6 @@ class DaprConfigurationApi:
             ended.cancel()
             self._unsubscribed.pop((request.store_name, subscription), None)
 
-    SubscribeConfigurationAlpha1 = SubscribeConfiguration
-
     async def UnsubscribeConfiguration(self, request: dapr_pb.UnsubscribeConfigurationRequest, context: Context) -> Any:
         done = self._unsubscribed.get((request.store_name, request.id))
         if done is None:
@@ -219,5 +215,3 @@ class DaprConfigurationApi:
             )
         done.set()
         return dapr_pb.UnsubscribeConfigurationResponse(ok=True)
-
-    UnsubscribeConfigurationAlpha1 = UnsubscribeConfiguration

@@ -11,7 +11,8 @@ from layotto.proto.dapr.runtime.v1 import lock_pb2 as dapr_lock
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
 from layotto.server.components.loader import ComponentSet
-from layotto.server.components.lock import LockStore, namespaced_key
+from layotto.server.components.lock import LockStore
+from layotto.server.runtime.keys import namespaced_key
 from layotto.server.runtime.validation import require_expire, require_resource, require_size, require_text
 
 

@@ -127,9 +127,6 @@ class PubSubApi:
         await pubsub.publish(request.topic, body, metadata)
         return empty_pb2.Empty()
 
-    async def BulkPublishEventAlpha1(self, request: Any, context: Context) -> Any:
-        return await self.BulkPublishEvent(request, context)
-
     async def BulkPublishEvent(self, request: Any, context: Context) -> Any:
         """Dapr's bulk publish: every entry published on its own; the ones that fail are listed."""
         pubsub = self._pubsub(request.pubsub_name)
@@ -221,10 +218,6 @@ class PubSubApi:
             await self._topics.detach(pubsub.name, initial.topic, group, stream)
 
     async def SubscribeTopicEvents(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
-        async for response in self._stream(requests, context):
-            yield response
-
-    async def SubscribeTopicEventsAlpha1(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async for response in self._stream(requests, context):
             yield response
 

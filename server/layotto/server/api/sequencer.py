@@ -14,8 +14,8 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
 from layotto.server.components.base import Feature
 from layotto.server.components.loader import ComponentSet
-from layotto.server.components.lock import namespaced_key
 from layotto.server.components.sequencer import Sequencer, floors
+from layotto.server.runtime.keys import namespaced_key
 from layotto.server.runtime.sequencer import SegmentCache
 from layotto.server.runtime.validation import require_enum, require_resource, require_size
 

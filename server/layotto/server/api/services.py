@@ -1,17 +1,38 @@
-"""Assembles the building-block APIs into the gRPC services the runtime serves."""
+"""The gRPC services the runtime serves, and the routing table of each.
+
+A routing table binds RPC names to handlers explicitly: ``grep -rn SaveState server/`` lands
+on the handler (``StateApi.SaveState``) and on one line per service serving it here. One
+API class serves a building block on both wire APIs (Layotto's ``Runtime`` and Dapr's
+``Dapr``), parameterised by that API's message classes. The tables are checked against the
+service descriptors when the handlers are built (at start-up, and in a test): an entry
+naming no RPC of its service is refused.
+
+The runtime serves every service of the contract it is the server of
+(:data:`SERVED_SERVICES`); an RPC without a table entry answers UNIMPLEMENTED naming it. The
+contract's other services are served by applications, pluggable components or trace
+collectors (:data:`NOT_SERVED`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor as _d
 
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
 from layotto.proto.dapr.runtime.v1 import dapr_pb2, secret_pb2, state_pb2
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
-from layotto.proto.runtime.v1 import appcallback_pb2, runtime_pb2
-from layotto.server.api.adapter import rpc_methods, service_handler
+from layotto.proto.extension.v1.cryption import cryption_pb2
+from layotto.proto.extension.v1.delay_queue import delay_queue_pb2
+from layotto.proto.extension.v1.email import email_pb2
+from layotto.proto.extension.v1.phone import phone_pb2
+from layotto.proto.extension.v1.s3 import oss_pb2
+from layotto.proto.extension.v1.sms import sms_pb2
+from layotto.proto.runtime.v1 import appcallback_pb2, lifecycle_pb2, runtime_pb2
+from layotto.server.api.adapter import MethodHandlers, Routes, method_handlers
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.lock import LockApi
@@ -61,6 +82,140 @@ DAPR_SECRETS = SecretMessages(
 
 RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
 DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
+#: runtime-side services no building block implements yet: every RPC answers UNIMPLEMENTED
+UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
+    lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"],
+    cryption_pb2.DESCRIPTOR.services_by_name["CryptionService"],
+    delay_queue_pb2.DESCRIPTOR.services_by_name["DelayQueue"],
+    email_pb2.DESCRIPTOR.services_by_name["EmailService"],
+    phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"],
+    oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],
+    sms_pb2.DESCRIPTOR.services_by_name["SmsService"],
+)
+SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (RUNTIME_SERVICE, DAPR_SERVICE, *UNBUILT_SERVICES)
+SERVICE_NAMES = tuple(service.full_name for service in SERVED_SERVICES)
+#: the contract's services a runtime is a client of, never the server
+NOT_SERVED = frozenset(
+    {
+        "spec.proto.runtime.v1.AppCallback",  # the app's
+        "dapr.proto.runtime.v1.AppCallback",
+        "dapr.proto.runtime.v1.AppCallbackAlpha",
+        "dapr.proto.runtime.v1.AppCallbackHealthCheck",
+        "spec.proto.pluggable.v1.hello.Hello",  # a pluggable component's
+        "skywalking.v3.TraceSegmentReportService",  # a trace collector's
+    }
+)
+
+
+@dataclass(frozen=True)
+class Apis:
+    """The building-block API objects of one runtime, each serving its block's RPCs."""
+
+    layotto_state: StateApi
+    dapr_state: StateApi
+    hello: HelloApi
+    lock: LockApi
+    sequencer: SequencerApi
+    layotto_pubsub: PubSubApi
+    dapr_pubsub: PubSubApi
+    layotto_secrets: SecretsApi
+    dapr_secrets: SecretsApi
+    layotto_configuration: LayottoConfigurationApi
+    dapr_configuration: DaprConfigurationApi
+    metadata: MetadataApi
+
+
+def runtime_routes(apis: Apis) -> Routes:
+    """Layotto's ``spec.proto.runtime.v1.Runtime``: RPC name -> handler."""
+    return {
+        "SayHello": apis.hello.SayHello,
+        "GetConfiguration": apis.layotto_configuration.GetConfiguration,
+        "SaveConfiguration": apis.layotto_configuration.SaveConfiguration,
+        "DeleteConfiguration": apis.layotto_configuration.DeleteConfiguration,
+        "SubscribeConfiguration": apis.layotto_configuration.SubscribeConfiguration,
+        "TryLock": apis.lock.TryLock,
+        "Unlock": apis.lock.Unlock,
+        "LockKeepAlive": apis.lock.LockKeepAlive,
+        "GetNextId": apis.sequencer.GetNextId,
+        "GetState": apis.layotto_state.GetState,
+        "GetBulkState": apis.layotto_state.GetBulkState,
+        "SaveState": apis.layotto_state.SaveState,
+        "DeleteState": apis.layotto_state.DeleteState,
+        "DeleteBulkState": apis.layotto_state.DeleteBulkState,
+        "ExecuteStateTransaction": apis.layotto_state.ExecuteStateTransaction,
+        "PublishEvent": apis.layotto_pubsub.PublishEvent,
+        "SubscribeTopicEvents": apis.layotto_pubsub.SubscribeTopicEvents,
+        "GetSecret": apis.layotto_secrets.GetSecret,
+        "GetBulkSecret": apis.layotto_secrets.GetBulkSecret,
+    }
+
+
+def dapr_routes(apis: Apis) -> Routes:
+    """Dapr's ``dapr.proto.runtime.v1.Dapr``: RPC name -> handler (an Alpha1 name and its stable
+    name share one handler)."""
+    return {
+        "GetState": apis.dapr_state.GetState,
+        "GetBulkState": apis.dapr_state.GetBulkState,
+        "SaveState": apis.dapr_state.SaveState,
+        "DeleteState": apis.dapr_state.DeleteState,
+        "DeleteBulkState": apis.dapr_state.DeleteBulkState,
+        "ExecuteStateTransaction": apis.dapr_state.ExecuteStateTransaction,
+        "PublishEvent": apis.dapr_pubsub.PublishEvent,
+        "BulkPublishEvent": apis.dapr_pubsub.BulkPublishEvent,
+        "BulkPublishEventAlpha1": apis.dapr_pubsub.BulkPublishEvent,
+        "SubscribeTopicEventsAlpha1": apis.dapr_pubsub.SubscribeTopicEvents,
+        "GetSecret": apis.dapr_secrets.GetSecret,
+        "GetBulkSecret": apis.dapr_secrets.GetBulkSecret,
+        "GetConfiguration": apis.dapr_configuration.GetConfiguration,
+        "GetConfigurationAlpha1": apis.dapr_configuration.GetConfiguration,
+        "SubscribeConfiguration": apis.dapr_configuration.SubscribeConfiguration,
+        "SubscribeConfigurationAlpha1": apis.dapr_configuration.SubscribeConfiguration,
+        "UnsubscribeConfiguration": apis.dapr_configuration.UnsubscribeConfiguration,
+        "UnsubscribeConfigurationAlpha1": apis.dapr_configuration.UnsubscribeConfiguration,
+        "TryLockAlpha1": apis.lock.TryLockAlpha1,
+        "UnlockAlpha1": apis.lock.UnlockAlpha1,
+        "GetMetadata": apis.metadata.GetMetadata,
+        "SetMetadata": apis.metadata.SetMetadata,
+        "Shutdown": apis.metadata.Shutdown,
+    }
+
+
+def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
+    """Every served service -> its routing table (empty for the services not built yet)."""
+    tables: dict[_d.ServiceDescriptor, Routes] = {
+        RUNTIME_SERVICE: runtime_routes(apis),
+        DAPR_SERVICE: dapr_routes(apis),
+    }
+    for service in UNBUILT_SERVICES:
+        tables[service] = {}
+    return tables
+
+
+def build_apis(
+    components: ComponentSet,
+    *,
+    app_id: str,
+    version: str,
+    shutdown: Callable[[], None],
+    topics: Topics,
+    max_publish_bytes: int,
+    secret_policy: SecretPolicy,
+) -> Apis:
+    """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
+    return Apis(
+        layotto_state=StateApi(components, LAYOTTO_STATE),
+        dapr_state=StateApi(components, DAPR_STATE),
+        hello=HelloApi(components),
+        lock=LockApi(components, app_id),
+        sequencer=SequencerApi(components, app_id),
+        layotto_pubsub=PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics, max_publish_bytes),
+        dapr_pubsub=PubSubApi(components, app_id, DAPR_PUBSUB, topics, max_publish_bytes),
+        layotto_secrets=SecretsApi(components, LAYOTTO_SECRETS, secret_policy),
+        dapr_secrets=SecretsApi(components, DAPR_SECRETS, secret_policy),
+        layotto_configuration=LayottoConfigurationApi(components, app_id),
+        dapr_configuration=DaprConfigurationApi(components, app_id),
+        metadata=MetadataApi(app_id, version, components, shutdown),
+    )
 
 
 def api_handlers(
@@ -72,30 +227,23 @@ def api_handlers(
     topics: Topics,
     max_publish_bytes: int,
     secret_policy: SecretPolicy,
-) -> list[grpc.GenericRpcHandler[Any, Any]]:
-    """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
-    lock = LockApi(components, app_id)
-    sequencer = SequencerApi(components, app_id)
-    layotto_pubsub = PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics, max_publish_bytes)
-    dapr_pubsub = PubSubApi(components, app_id, DAPR_PUBSUB, topics, max_publish_bytes)
-    layotto = rpc_methods(
-        StateApi(components, LAYOTTO_STATE),
-        HelloApi(components),
-        lock,
-        sequencer,
-        layotto_pubsub,
-        SecretsApi(components, LAYOTTO_SECRETS, secret_policy),
-        LayottoConfigurationApi(components, app_id),
+) -> dict[str, MethodHandlers]:
+    """Service full name -> {RPC name -> gRPC method handler}, for every served service.
+
+    Raises :class:`~layotto.server.api.adapter.RoutingError` when a table does not fit its service.
+    """
+    apis = build_apis(
+        components,
+        app_id=app_id,
+        version=version,
+        shutdown=shutdown,
+        topics=topics,
+        max_publish_bytes=max_publish_bytes,
+        secret_policy=secret_policy,
     )
-    dapr = rpc_methods(
-        StateApi(components, DAPR_STATE),
-        MetadataApi(app_id, version, components, shutdown),
-        lock,
-        dapr_pubsub,
-        SecretsApi(components, DAPR_SECRETS, secret_policy),
-        DaprConfigurationApi(components, app_id),
-    )
-    return [service_handler(RUNTIME_SERVICE, layotto), service_handler(DAPR_SERVICE, dapr)]
+    return {service.full_name: method_handlers(service, routes) for service, routes in routing_tables(apis).items()}
 
 
-SERVICE_NAMES = (RUNTIME_SERVICE.full_name, DAPR_SERVICE.full_name)
+def generic_handlers(services: Mapping[str, MethodHandlers]) -> list[grpc.GenericRpcHandler[Any, Any]]:
+    """One generic handler per service, for ``grpc.aio.Server.add_generic_rpc_handlers``."""
+    return [grpc.method_handlers_generic_handler(name, handlers) for name, handlers in services.items()]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sized
 
-from layotto.server.components.lock import SEPARATOR
 from layotto.server.errors import InvalidArgument
+from layotto.server.runtime.keys import SEPARATOR
 
 TTL_KEY = "ttlInSeconds"
 NO_TTL = -1

@@ -1,6 +1,6 @@
 """The Lock building block: non-blocking, non-reentrant distributed locks with expiry.
 
-Components receive keys already namespaced by the runtime (see :func:`lock_key`) and
+Components receive keys already namespaced by the runtime (see :func:`layotto.server.runtime.keys.namespaced_key`) and
 implement three operations. A lock is held by one owner until it is unlocked or its
 expiry passes; an expired lock is free for everyone, including for Unlock and
 KeepAlive, which then answer LOCK_UNEXIST.
@@ -13,8 +13,6 @@ from abc import abstractmethod
 
 from layotto.server.components.base import Component
 
-SEPARATOR = "||"
-
 
 class LockStatus(enum.IntEnum):
     """Outcome of Unlock and KeepAlive; values are the wire enum's."""
@@ -23,20 +21,6 @@ class LockStatus(enum.IntEnum):
     LOCK_UNEXIST = 1
     LOCK_BELONG_TO_OTHERS = 2
     INTERNAL_ERROR = 3
-
-
-def namespaced_key(kind: str, strategy: str, app_id: str, component: str, key: str) -> str:
-    """Layotto's key layout: ``lock|||<namespace>||<key>`` (``lock|||<key>`` without one)."""
-    strategy_lower = strategy.lower()
-    if strategy_lower == "appid":
-        namespace = app_id
-    elif strategy_lower == "name":
-        namespace = component
-    elif strategy_lower == "none":
-        namespace = ""
-    else:
-        namespace = strategy
-    return f"{kind}|||{namespace}{SEPARATOR}{key}" if namespace else f"{kind}|||{key}"
 
 
 class LockStore(Component):
