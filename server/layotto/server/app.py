@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -21,7 +22,9 @@ from layotto.server.config import RuntimeConfig, split_address
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.secret_scopes import SecretPolicy
-from layotto.tracing import Tracing
+
+if TYPE_CHECKING:
+    from layotto.tracing import Tracing  # imported when tracing is configured: it loads OpenTelemetry's SDK
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Runtime:
         }
         context = ComponentContext(app_id=cfg.app_id, data_dir=self._data_dir)
         if cfg.tracing.enabled:
+            from layotto.tracing import Tracing
+
             self.tracing = Tracing(cfg.tracing, loop=asyncio.get_running_loop())
             self.tracing.trace_backends()
         try:

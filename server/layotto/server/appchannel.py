@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -28,7 +28,9 @@ from layotto.server.api.pubsub import PubSubMessages, consumer_group, find_pubsu
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
 from layotto.server.runtime.delivery import Delivery, Subscriber, Topics, parse_max_attempts
-from layotto.tracing import Tracing
+
+if TYPE_CHECKING:
+    from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 
-from layotto.server.app import serve
 from layotto.server.components.base import ConfigError
 from layotto.server.config import RuntimeConfig, embedded_defaults, load, split_address, with_dapr_components
 from layotto.tracing import TracingConfigError, with_environment
@@ -92,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             sys.stdout.write(json.dumps(config.to_dict(), indent=2) + "\n")
             return 0
+        from layotto.server.app import serve  # the whole runtime: not imported for --help or --print-config
+
         with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
             runner.run(serve(config))
     except ConfigError as error:

@@ -8,6 +8,11 @@ servers, and
 the standard ``OTEL_*`` / ``SW_*`` environment variables (see :mod:`layotto.tracing._settings`).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from layotto.tracing._backend import (
     backend_span,
     backends_traced,
@@ -16,10 +21,19 @@ from layotto.tracing._backend import (
     set_backend_tracer,
     statement_operation,
 )
-from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
 from layotto.tracing._settings import TracingConfigError, TracingSettings, from_mapping, with_environment
-from layotto.tracing._setup import Tracing
 from layotto.tracing._sw8 import Sw8, Sw8Propagator
+
+if TYPE_CHECKING:
+    from layotto.tracing._segments import SegmentTracker, SkyWalkingExporter
+    from layotto.tracing._setup import Tracing
+
+#: imported on first use: they need OpenTelemetry's SDK, which a process that never traces does not load
+_LAZY = {
+    "SegmentTracker": "layotto.tracing._segments",
+    "SkyWalkingExporter": "layotto.tracing._segments",
+    "Tracing": "layotto.tracing._setup",
+}
 
 __all__ = [
     "SegmentTracker",
@@ -38,3 +52,12 @@ __all__ = [
     "statement_operation",
     "with_environment",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -9,7 +9,7 @@ A third-party package adds a component type with one line of its pyproject::
 from __future__ import annotations
 
 import logging
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from layotto.server.components.base import Component, ComponentSpec, ConfigError
 
@@ -28,43 +28,61 @@ BUILDING_BLOCKS: dict[str, str] = {
 
 
 class Registry:
-    """The component types of one building block."""
+    """The component types of one building block.
+
+    Types come from the entry points of the block's group (``layotto.components.<block>``)
+    and from :meth:`register`. An entry point is loaded, importing its component's module and
+    driver, only when its type is asked for (:meth:`get`, :meth:`spec`): listing the types
+    imports nothing.
+    """
 
     def __init__(self, block: str) -> None:
         self.block = block
         self.group = f"layotto.components.{block}"
         self._types: dict[str, type[Component]] = {}
-        self._loaded = False
+        self._entry_points: dict[str, EntryPoint] | None = None
 
     def register(self, component: type[Component]) -> None:
+        """Adds a component class under its spec's type name (it wins over an entry point of that name)."""
         self._types[component.spec.type] = component
 
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for ep in entry_points(group=self.group):
-            try:
-                component = ep.load()
-            except Exception:  # a broken plugin must not take the runtime down
-                log.exception("cannot load component entry point %s from %s", ep.name, ep.value)
-                continue
-            self._types.setdefault(ep.name, component)
+    def _available(self) -> dict[str, EntryPoint]:
+        if self._entry_points is None:
+            self._entry_points = {}
+            for ep in entry_points(group=self.group):
+                self._entry_points.setdefault(ep.name, ep)
+        return self._entry_points
 
     def types(self) -> list[str]:
-        self._load()
-        return sorted(self._types)
+        """The type names of the block, without importing any component."""
+        return sorted({*self._types, *self._available()})
 
     def spec(self, type_name: str) -> ComponentSpec:
+        """The spec of a type (loads its component); ConfigError for an unknown or broken type."""
         return self.get(type_name, where=self.block).spec
 
     def get(self, type_name: str, where: str) -> type[Component]:
-        self._load()
-        if type_name not in self._types:
-            available = ", ".join(self.types())
+        """The component class of a type, loaded now if it was not yet.
+
+        Raises ConfigError naming ``<where>.type`` for an unknown type, or for a type whose
+        entry point cannot be loaded (a broken or missing plugin; logged with its traceback).
+        """
+        component = self._types.get(type_name)
+        if component is not None:
+            return component
+        ep = self._available().get(type_name)
+        if ep is None:
             kind = BUILDING_BLOCKS[self.block]
-            raise ConfigError(f"{where}.type: unknown {kind} type {type_name!r} (available: {available})")
-        return self._types[type_name]
+            raise ConfigError(f"{where}.type: unknown {kind} type {type_name!r} (available: {', '.join(self.types())})")
+        try:
+            loaded = ep.load()
+        except Exception as error:  # a broken plugin fails the config that names it, not the runtime
+            log.exception("cannot load component entry point %s from %s", ep.name, ep.value)
+            raise ConfigError(f"{where}.type: {type_name!r} cannot be loaded from {ep.value}: {error}") from None
+        if not (isinstance(loaded, type) and issubclass(loaded, Component)):
+            raise ConfigError(f"{where}.type: {type_name!r} names {ep.value}, which is not a component class")
+        self._types[type_name] = loaded
+        return loaded
 
 
 _REGISTRIES: dict[str, Registry] = {}
