@@ -195,11 +195,11 @@ async def test_an_unreachable_app_callback_is_logged_once_and_picked_up_when_it_
     from server_helpers import free_port
 
     from layotto.client import Message, SubscriberApp
-    from layotto.server.api import appcallback
+    from layotto.server import appchannel
 
-    monkeypatch.setattr(appcallback, "UNREACHABLE_RETRY_SECONDS", 0.01)
-    monkeypatch.setattr(appcallback, "UNREACHABLE_MAX_RETRY_SECONDS", 0.04)
-    caplog.set_level("DEBUG", logger=appcallback.log.name)
+    monkeypatch.setattr(appchannel, "UNREACHABLE_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(appchannel, "UNREACHABLE_MAX_RETRY_SECONDS", 0.04)
+    caplog.set_level("DEBUG", logger=appchannel.log.name)
     app_port = free_port()
     config = RuntimeConfig(
         grpc_address="127.0.0.1:0",
@@ -210,7 +210,7 @@ async def test_an_unreachable_app_callback_is_logged_once_and_picked_up_when_it_
     )
 
     def lines(level: str) -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == appcallback.log.name and r.levelname == level]
+        return [r.getMessage() for r in caplog.records if r.name == appchannel.log.name and r.levelname == level]
 
     app = SubscriberApp()
 
