@@ -21,7 +21,7 @@ from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.server.api.adapter import Context
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import PubSub
-from layotto.server.errors import InvalidArgument, LayottoError, PayloadTooLarge
+from layotto.server.errors import InvalidArgument, LayottoError, MalformedRequest, PayloadTooLarge
 from layotto.server.runtime import cloudevents
 from layotto.server.runtime.delivery import DEFAULT_MAX_ATTEMPTS, RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics
 from layotto.server.runtime.validation import TTL_KEY, parse_max_delivery_attempts, parse_ttl, require_count
@@ -236,7 +236,10 @@ def consumer_group(metadata: Mapping[str, str], app_id: str) -> str:
 
 
 async def _read_answers(requests: AsyncIterator[Any], stream: StreamSubscriber) -> None:
-    async for request in requests:
-        if request.WhichOneof("subscribe_topic_events_request_type") == "event_processed":
-            processed = request.event_processed
-            stream.settle(processed.id, int(processed.status.status))
+    try:
+        async for request in requests:
+            if request.WhichOneof("subscribe_topic_events_request_type") == "event_processed":
+                processed = request.event_processed
+                stream.settle(processed.id, int(processed.status.status))
+    except MalformedRequest:
+        return  # ends the stream like a half-close; the adapter answers the call with this error
