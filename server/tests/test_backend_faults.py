@@ -14,7 +14,7 @@ import pytest
 import yaml
 from server_helpers import PrivateBackend, start_server
 
-from layotto.client import NO_RETRY, ConfigurationItem, RetryPolicy, RuntimeClient, RuntimeUnavailable
+from layotto.client import NO_RETRY, BackendUnavailable, ConfigurationItem, RetryPolicy, RuntimeClient
 
 BINARIES = {"redis": "redis-server", "postgresql": "/usr/lib/postgresql"}
 
@@ -40,7 +40,7 @@ async def test_backend_down_then_back(tmp_path: Path, kind: str) -> None:
             backend.stop()
             errors = []
             for _ in range(5):
-                with pytest.raises(RuntimeUnavailable) as caught:
+                with pytest.raises(BackendUnavailable) as caught:
                     await client.state.get("shared", "k1")
                 errors.append(caught.value.message)
             assert all("'shared'" in message for message in errors), errors
@@ -57,7 +57,7 @@ async def test_backend_down_then_back(tmp_path: Path, kind: str) -> None:
                 try:
                     await recovered.state.save("shared", "after", "ok")
                     break
-                except RuntimeUnavailable:
+                except BackendUnavailable:
                     assert time.monotonic() < deadline, "the runtime did not recover after the backend came back"
                     await asyncio.sleep(0.5)
             assert (await recovered.state.get("shared", "after")).value == b"ok"
@@ -95,7 +95,7 @@ async def test_a_configuration_watch_outlives_its_redis_going_away(tmp_path: Pat
                 try:
                     await client.configuration.save("shared", [ConfigurationItem("flag", "on")])
                     break
-                except RuntimeUnavailable:
+                except BackendUnavailable:
                     assert time.monotonic() < deadline, "the runtime did not recover after Redis came back"
                     await asyncio.sleep(0.5)
             item = await asyncio.wait_for(waiting, 30)
