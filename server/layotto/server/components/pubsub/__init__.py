@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 
 from layotto.server.aio import stop_task
-from layotto.server.components.base import Component
+from layotto.server.components.base import Component, Health
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,38 @@ class InFlight:
 
 
 class PubSub(Component):
+    """A broker. Its consumer loops never stop on a failure: they log it, report it through
+    :meth:`fault` (the component is unhealthy while any fault lasts), repair what the runtime
+    created on the broker, resume where delivery stopped and report :meth:`repaired`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._faults: dict[str, str] = {}  # what failed (a subscription) -> why, while it is repaired
+
+    def fault(self, where: str, error: BaseException | str) -> None:
+        """Record that ``where`` failed and is being repaired (logged once per fault)."""
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}".rstrip(": ")
+        if where not in self._faults:
+            log.warning("pubsub %r: %s failed (%s); repairing it", self.name, where, text)
+        self._faults[where] = text
+
+    def repaired(self, where: str) -> None:
+        """``where`` works again."""
+        if self._faults.pop(where, None) is not None:
+            log.warning("pubsub %r: %s repaired; delivery resumed", self.name, where)
+
+    async def health(self) -> Health:
+        """Down while the connection is down or any subscription is being repaired."""
+        health = await self.connection_health()
+        if not self._faults:
+            return health
+        details = {**health.details, **{f"subscription {where}": why for where, why in self._faults.items()}}
+        return Health(up=False, details=details)
+
+    async def connection_health(self) -> Health:
+        """The health of the broker connection (default: the connected backend's)."""
+        return await super().health()
+
     @abstractmethod
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None: ...
 

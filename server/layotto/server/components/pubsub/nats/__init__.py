@@ -23,23 +23,66 @@ import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
-from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.server.components.pubsub.consuming import Cursor, keep_consuming
+from layotto.server.components.pubsub.wire import check_topic, is_control, pack_metadata, unpack_metadata
+from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument, PayloadTooLarge
 from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+MAX_NAME = 64  # stream and consumer names become file names and API subjects: kept short
+MAX_TOPIC_BYTES = 1024  # the subject must fit the server's 4 KiB protocol control line
+FETCH_SECONDS = 1.0
+IDLE_FETCHES_PER_CHECK = 5  # an idle consumer checks it still exists every this many empty fetches
 
 
 def safe_name(text: str) -> str:
     """A JetStream stream or consumer name for ``text`` (distinct texts give distinct names)."""
     safe = _UNSAFE.sub("_", text)
-    if safe != text:
-        safe = f"{safe}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    if safe != text or len(safe) > MAX_NAME:
+        safe = f"{safe[: MAX_NAME - 9]}_{hashlib.sha1(text.encode()).hexdigest()[:8]}"
     return safe
+
+
+def check_subject(topic: str) -> None:
+    """Refuse a topic that is not a literal NATS subject (InvalidArgument ``topic``)."""
+    check_topic(
+        topic,
+        "NATS",
+        unwanted=lambda char: is_control(char) or char == " ",
+        wildcards="*>",
+        max_bytes=MAX_TOPIC_BYTES,
+        reserved_prefix="$",
+    )
+    if "" in topic.split("."):
+        raise InvalidArgument("topic", "has an empty token (a leading, trailing or doubled '.'), not a NATS subject")
+
+
+def carries(key: str, value: str) -> bool:
+    """Whether a NATS header carries the entry as it is (header names are printable ASCII
+    without ':'; values lose line breaks and surrounding blanks; ``Nats-`` names mean
+    something to the server)."""
+    return (
+        bool(key)
+        and all("!" <= char <= "~" and char != ":" for char in key)
+        and not key.lower().startswith("nats-")
+        and value == value.strip()
+        and not any(is_control(char) for char in value)
+    )
+
+
+class _Consumer:
+    """One subscription's durable pull consumer and where its delivery stands."""
+
+    def __init__(self, topic: str, stream: str, durable: str, pull: JetStreamContext.PullSubscription) -> None:
+        self.topic, self.stream, self.durable, self.pull = topic, stream, durable, pull
+        self.cursor: Cursor[int] = Cursor(0)
+        self.idle_fetches = 0
+        self.stream_created: object = None  # when the stream was created: another time means a new stream
 
 
 class NatsJetStreamPubSub(PubSub):
@@ -47,7 +90,11 @@ class NatsJetStreamPubSub(PubSub):
         type="nats",
         building_block="pubsub",
         description="NATS JetStream: a file-backed stream per topic, durable pull consumers per app; "
-        "at least once, redelivered after the ack wait. Not ordered (messages are handled concurrently).",
+        "at least once, redelivered after the ack wait. Not ordered (messages are handled concurrently). "
+        "A consumer or stream deleted on the server is recreated, resuming where delivery stopped. "
+        "Topics are literal subjects: wildcards (* and >), blanks, control characters, empty tokens, "
+        "a leading $ and more than 1024 bytes are refused; metadata of any content is carried exactly "
+        "(up to 64 KiB).",
         metadata=(
             MetadataField("natsURL", "Server URL(s), comma separated.", default="nats://127.0.0.1:4222"),
             MetadataField("token", "Authentication token.", default=""),
@@ -91,7 +138,7 @@ class NatsJetStreamPubSub(PubSub):
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
 
-    async def health(self) -> Health:
+    async def connection_health(self) -> Health:
         if self._nc is None or not self._nc.is_connected:
             return Health(up=False, details={"error": "not connected to NATS"})
         return Health(up=True)
@@ -118,6 +165,7 @@ class NatsJetStreamPubSub(PubSub):
         return self._js
 
     async def _stream_for(self, topic: str) -> str:
+        """The stream of ``topic``, created when missing (``_streams`` remembers it exists)."""
         stream = self._streams.get(topic)
         if stream is None:
             stream = safe_name(f"{self._prefix}-{topic}")
@@ -131,56 +179,115 @@ class NatsJetStreamPubSub(PubSub):
         return stream
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        check_subject(topic)
+        headers = pack_metadata(metadata, carries) or None
         stream = await self._stream_for(topic)
         async with self._errors():
             with backend_span("nats", "publish", statement=topic):
-                await self.js.publish(topic, data, stream=stream, headers=dict(metadata) or None)
+                try:
+                    await self.js.publish(topic, data, stream=stream, headers=headers)
+                except nats.js.errors.NoStreamResponseError:
+                    log.warning("the stream of %s is gone from NATS; creating it again", topic)
+                    self._streams.pop(topic, None)
+                    stream = await self._stream_for(topic)
+                    await self.js.publish(topic, data, stream=stream, headers=headers)
+                except nats.errors.MaxPayloadError:
+                    assert self._nc is not None
+                    raise PayloadTooLarge("data", len(data), self._nc.max_payload) from None
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
+        check_subject(topic)
         stream = await self._stream_for(topic)
-        config = ConsumerConfig(ack_wait=self._ack_wait, max_ack_pending=max(self._concurrency * 10, 1000))
+        durable = safe_name(group)
         async with self._errors():
-            pull = await self.js.pull_subscribe(topic, durable=safe_name(group), stream=stream, config=config)
+            pull = await self.js.pull_subscribe(topic, durable=durable, stream=stream, config=self._consumer_config())
+            info = await pull.consumer_info()
+            stream_info = await self.js.stream_info(stream)
+        consumer = _Consumer(topic, stream, durable, pull)
+        consumer.stream_created = stream_info.created
+        consumer.cursor.done_up_to(info.ack_floor.stream_seq if info.ack_floor else 0)
         in_flight = InFlight(self._concurrency)
-        task = asyncio.create_task(self._pull(pull, topic, deliver, in_flight))
+        where = f"{topic} (group {group})"
+        task = asyncio.create_task(
+            keep_consuming(
+                self,
+                where,
+                lambda: self._pull(consumer, deliver, in_flight),
+                lambda: self._restore(consumer),
+            )
+        )
 
         async def stop() -> None:
+            self.repaired(where)
             await in_flight.cancel()
             if self._nc is not None and not self._nc.is_closed:
                 await pull.unsubscribe()
 
         return Subscription([task], on_close=stop)
 
-    async def _pull(
-        self, pull: JetStreamContext.PullSubscription, topic: str, deliver: Deliver, in_flight: InFlight
-    ) -> None:
-        while True:
+    def _consumer_config(self, start: int | None = None) -> ConsumerConfig:
+        config = ConsumerConfig(ack_wait=self._ack_wait, max_ack_pending=max(self._concurrency * 10, 1000))
+        if start is not None:
+            config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, start
+        return config
+
+    async def _pull(self, consumer: _Consumer, deliver: Deliver, in_flight: InFlight) -> None:
+        """One fetch and its hand-out; every few idle fetches, a check that the consumer exists
+        (a deleted consumer or stream only shows as fetches that time out)."""
+        try:
+            messages = await consumer.pull.fetch(batch=self._concurrency, timeout=FETCH_SECONDS)
+        except TimeoutError:  # nats.errors.TimeoutError and the plain one fetch also raises
+            consumer.idle_fetches += 1
+            if consumer.idle_fetches % IDLE_FETCHES_PER_CHECK == 0:
+                info = await consumer.pull.consumer_info()  # NotFoundError when deleted
+                consumer.cursor.done_up_to(info.ack_floor.stream_seq if info.ack_floor else 0)
+            return
+        consumer.idle_fetches = 0
+        for message in messages:
+            sequence = message.metadata.sequence.stream if message.reply else 0
+            consumer.cursor.taken(sequence)
+            await in_flight.start(self._handle(consumer, message, deliver))
+
+    async def _restore(self, consumer: _Consumer) -> None:
+        """Recreate the stream and the durable consumer when they are gone; a new consumer
+        starts where this runtime's delivery stopped (the whole stream if that is new)."""
+        self._streams.pop(consumer.topic, None)
+        await self._stream_for(consumer.topic)
+        async with self._errors():
             try:
-                messages = await pull.fetch(batch=self._concurrency, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
-            except nats.errors.Error as error:
-                log.debug("fetching %s failed: %s", topic, error)
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
-                await in_flight.start(self._handle(topic, message, deliver))
+                await self.js.consumer_info(consumer.stream, consumer.durable)
+                return
+            except nats.js.errors.NotFoundError:
+                pass
+            position, inclusive = consumer.cursor.resume()
+            start = position if inclusive else position + 1
+            stream = await self.js.stream_info(consumer.stream)
+            if stream.created != consumer.stream_created or stream.state.last_seq < start - 1:
+                start, consumer.cursor = 1, Cursor(0)  # a new stream: its sequences start again
+                consumer.stream_created = stream.created
+            log.warning("recreating NATS consumer %s of %s from stream sequence %d", consumer.durable, consumer.topic, start)
+            config = self._consumer_config(start)
+            config.durable_name = consumer.durable
+            await self.js.add_consumer(consumer.stream, config)
 
     @staticmethod
-    async def _handle(topic: str, message: Msg, deliver: Deliver) -> None:
-        broker_id = str(message.metadata.sequence.stream) if message.reply else ""
+    async def _handle(consumer: _Consumer, message: Msg, deliver: Deliver) -> None:
+        sequence = message.metadata.sequence.stream if message.reply else 0
+        headers = [(k, v) for k, v in (message.headers or {}).items() if not k.lower().startswith("nats-")]
+        broker_message = BrokerMessage(consumer.topic, message.data, unpack_metadata(headers), str(sequence or ""))
         try:
-            await deliver(BrokerMessage(topic, message.data, dict(message.headers or {}), broker_id))
+            await deliver(broker_message)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await message.nak()  # offered again now rather than after the ack wait
             raise
         except Exception:
-            log.debug("message %s on %s not delivered; JetStream redelivers it", broker_id, topic, exc_info=True)
+            log.debug("message %s on %s not delivered; JetStream redelivers it", sequence, consumer.topic, exc_info=True)
             with contextlib.suppress(nats.errors.Error):
                 await message.nak(delay=1.0)
             return
+        consumer.cursor.done(sequence)  # delivered: at least once is met even if the ack is lost
         try:
             await message.ack()
         except nats.errors.Error:
-            log.debug("ack of %s on %s failed; it may be delivered again", broker_id, topic)
+            log.debug("ack of %s on %s failed; it may be delivered again", sequence, consumer.topic)

@@ -18,11 +18,30 @@ from redis.exceptions import ResponseError
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
+from layotto.server.components.pubsub.consuming import Cursor, keep_consuming
+from layotto.server.components.pubsub.wire import pack_metadata, unpack_metadata
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
-from layotto.server.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 _META = b"meta:"
+StreamId = tuple[int, int]
+_LAST_SEQUENCE = 2**64 - 1
+
+
+def parse_id(entry_id: bytes | str) -> StreamId:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, sequence = text.partition("-")
+    return int(ms), int(sequence or 0)
+
+
+def format_id(position: StreamId) -> str:
+    return f"{position[0]}-{position[1]}"
+
+
+def before(position: StreamId) -> StreamId:
+    """The stream id right before ``position``."""
+    ms, sequence = position
+    return (ms, sequence - 1) if sequence else (max(ms - 1, 0), _LAST_SEQUENCE if ms else 0)
 
 
 class RedisStreamsPubSub(PubSub):
@@ -30,7 +49,9 @@ class RedisStreamsPubSub(PubSub):
         type="redis",
         building_block="pubsub",
         description="Redis Streams with consumer groups: durable while Redis keeps the stream; pending messages "
-        "of a failed or dead consumer are claimed again. Not ordered once messages are redelivered.",
+        "of a failed or dead consumer are claimed again. Not ordered once messages are redelivered. "
+        "A consumer group destroyed on Redis is created again where delivery stopped. Topics are stream keys "
+        "carried exactly (no wildcards); metadata of any content is carried exactly (up to 64 KiB).",
         metadata=(
             *REDIS_METADATA,
             MetadataField(
@@ -63,70 +84,124 @@ class RedisStreamsPubSub(PubSub):
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         fields: dict[Any, Any] = {b"data": data}
-        fields.update({_META + k.encode(): v for k, v in metadata.items()})
+        packed = pack_metadata(metadata, lambda key, value: True)
+        fields.update({_META + k.encode(): v for k, v in packed.items()})
         async with self._redis.errors("XADD"):
             await self._redis.client.xadd(topic, fields, maxlen=self._maxlen or None, approximate=True)
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
+        await self._create_group(topic, group, "$")
+        cursor = Cursor(await self._group_start(topic, group))
+        in_flight = InFlight(self._concurrency)
+        where = f"{topic} (group {group})"
+
+        async def repair() -> None:
+            position, inclusive = cursor.resume()
+            await self._create_group(topic, group, format_id(before(position) if inclusive else position))
+
+        tasks = [
+            asyncio.create_task(
+                keep_consuming(self, where, lambda: self._read_new(topic, group, deliver, in_flight, cursor), repair)
+            ),
+            asyncio.create_task(
+                keep_consuming(
+                    self, f"{where}, reclaiming", lambda: self._reclaim(topic, group, deliver, in_flight, cursor), repair
+                )
+            ),
+        ]
+
+        async def stop() -> None:
+            self.repaired(where)
+            self.repaired(f"{where}, reclaiming")
+            await in_flight.cancel()
+
+        return Subscription(tasks, on_close=stop)
+
+    async def _create_group(self, topic: str, group: str, last_id: str) -> None:
+        """The consumer group (and the stream), delivering entries after ``last_id``; kept if it exists."""
         async with self._redis.errors("XGROUP CREATE"):
             try:
-                await self._redis.client.xgroup_create(topic, group, id="$", mkstream=True)
+                await self._redis.client.xgroup_create(topic, group, id=last_id, mkstream=True)
             except ResponseError as error:
                 if "BUSYGROUP" not in str(error):
                     raise
-        in_flight = InFlight(self._concurrency)
-        tasks = [
-            asyncio.create_task(self._read_new(topic, group, deliver, in_flight)),
-            asyncio.create_task(self._reclaim(topic, group, deliver, in_flight)),
-        ]
-        return Subscription(tasks, on_close=in_flight.cancel)
+                return
+        if last_id != "$":
+            log.warning("created Redis consumer group %s of %s again, after entry %s", group, topic, last_id)
+
+    async def _group_start(self, topic: str, group: str) -> StreamId:
+        """Where the group stands: before its oldest pending entry, else its last delivered one."""
+        async with self._redis.errors("XINFO GROUPS"):
+            groups: Any = await self._redis.client.xinfo_groups(topic)
+            pending: Any = await self._redis.client.xpending(topic, group)
+        if pending and pending.get("pending") and pending.get("min"):
+            return before(parse_id(pending["min"]))
+        for info in groups:
+            if info.get("name") in (group, group.encode()):
+                return parse_id(info.get("last-delivered-id") or b"0-0")
+        return (0, 0)
 
     @staticmethod
     def _message(topic: str, entry_id: bytes, fields: Mapping[bytes, bytes]) -> BrokerMessage:
-        metadata = {k[len(_META) :].decode(): v.decode() for k, v in fields.items() if k.startswith(_META)}
-        return BrokerMessage(topic, fields.get(b"data", b""), metadata, entry_id.decode())
+        carried = [(k[len(_META) :].decode(), v.decode()) for k, v in fields.items() if k.startswith(_META)]
+        return BrokerMessage(topic, fields.get(b"data", b""), unpack_metadata(carried), entry_id.decode())
 
     async def _handle(
-        self, topic: str, group: str, entry: tuple[bytes, Mapping[bytes, bytes]], deliver: Deliver
+        self,
+        topic: str,
+        group: str,
+        entry: tuple[bytes, Mapping[bytes, bytes]],
+        deliver: Deliver,
+        cursor: Cursor[StreamId],
     ) -> None:
         entry_id, fields = entry
         try:
             await deliver(self._message(topic, entry_id, fields))
+            cursor.done(parse_id(entry_id))
             async with self._redis.errors("XACK"):
                 await self._redis.client.xack(topic, group, entry_id)
         except Exception:
             log.debug("message %s on %s stays pending for redelivery", entry_id, topic, exc_info=True)
 
-    async def _read_new(self, topic: str, group: str, deliver: Deliver, in_flight: InFlight) -> None:
-        while True:
-            try:
-                async with self._redis.errors("XREADGROUP"):
-                    batches: Any = await self._redis.client.xreadgroup(
-                        group, self._consumer, {topic: ">"}, count=self._concurrency, block=1000
-                    )
-            except BackendUnavailable:
-                await asyncio.sleep(1.0)
-                continue
-            for _, entries in batches or []:
-                for entry in entries:
-                    await in_flight.start(self._handle(topic, group, entry, deliver))
+    async def _start(
+        self,
+        topic: str,
+        group: str,
+        entry: tuple[bytes, Mapping[bytes, bytes]],
+        deliver: Deliver,
+        in_flight: InFlight,
+        cursor: Cursor[StreamId],
+    ) -> None:
+        cursor.taken(parse_id(entry[0]))
+        await in_flight.start(self._handle(topic, group, entry, deliver, cursor))
 
-    async def _reclaim(self, topic: str, group: str, deliver: Deliver, in_flight: InFlight) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                async with self._redis.errors("XAUTOCLAIM"):
-                    claimed = await self._redis.client.xautoclaim(
-                        topic,
-                        group,
-                        self._consumer,
-                        min_idle_time=self._idle_ms,
-                        start_id="0-0",
-                        count=self._concurrency,
-                    )
-            except BackendUnavailable:
-                continue
-            entries: list[Any] = list(claimed[1]) if len(claimed) > 1 else []
-            for entry_id, fields in entries:
-                if fields is not None:  # None: deleted from the stream meanwhile
-                    await in_flight.start(self._handle(topic, group, (entry_id, fields), deliver))
+    async def _read_new(
+        self, topic: str, group: str, deliver: Deliver, in_flight: InFlight, cursor: Cursor[StreamId]
+    ) -> None:
+        """One XREADGROUP of new entries (NOGROUP when the group or the stream is gone)."""
+        async with self._redis.errors("XREADGROUP"):
+            batches: Any = await self._redis.client.xreadgroup(
+                group, self._consumer, {topic: ">"}, count=self._concurrency, block=1000
+            )
+        for _, entries in batches or []:
+            for entry in entries:
+                await self._start(topic, group, entry, deliver, in_flight, cursor)
+
+    async def _reclaim(
+        self, topic: str, group: str, deliver: Deliver, in_flight: InFlight, cursor: Cursor[StreamId]
+    ) -> None:
+        """After a pause, claim the entries left pending too long (by any consumer of the group)."""
+        await asyncio.sleep(self._interval)
+        async with self._redis.errors("XAUTOCLAIM"):
+            claimed = await self._redis.client.xautoclaim(
+                topic,
+                group,
+                self._consumer,
+                min_idle_time=self._idle_ms,
+                start_id="0-0",
+                count=self._concurrency,
+            )
+        entries: list[Any] = list(claimed[1]) if len(claimed) > 1 else []
+        for entry_id, fields in entries:
+            if fields is not None:  # None: deleted from the stream meanwhile
+                await self._start(topic, group, (entry_id, fields), deliver, in_flight, cursor)
