@@ -42,7 +42,9 @@ def pack_metadata(metadata: Mapping[str, str], carries: Carries, limit: int = MA
     size = sum(len(k.encode()) + len(v.encode()) for k, v in plain.items())
     if size > limit:
         largest = max(metadata, key=lambda k: len(k.encode()) + len(metadata[k].encode()))
-        raise InvalidArgument(f"metadata.{largest}", f"the metadata is {size} bytes as carried, over the {limit}-byte limit")
+        raise InvalidArgument(
+            f"metadata.{largest}", f"the metadata is {size} bytes as carried, over the {limit}-byte limit"
+        )
     return plain
 
 

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,10 +28,34 @@ from paho.mqtt.properties import Properties
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
+from layotto.server.components.pubsub.wire import check_topic, is_control, pack_metadata, unpack_metadata
 from layotto.server.errors import BackendError, BackendUnavailable
 from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
+MAX_STRING_BYTES = 65_535  # an MQTT UTF-8 string
+
+
+def unwanted(char: str) -> bool:
+    """Characters an MQTT broker refuses in a UTF-8 string by dropping the connection
+    (control characters and Unicode non-characters, as Mosquitto checks them)."""
+    code = ord(char)
+    return is_control(char) or 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE
+
+
+def check_mqtt_topic(topic: str) -> None:
+    """Refuse (InvalidArgument ``topic``) what MQTT cannot publish to as a literal topic name."""
+    check_topic(topic, "MQTT", unwanted=unwanted, wildcards="+#", max_bytes=MAX_STRING_BYTES, reserved_prefix="$")
+
+
+def carries(key: str, value: str) -> bool:
+    """Whether an MQTT user property carries the entry as it is."""
+    return not any(unwanted(char) for char in key + value)
+
+
+def share_name(group: str) -> str:
+    """The consumer group as a share name (no '/', '+' or '#'; distinct groups stay distinct)."""
+    return urllib.parse.quote(group, safe="") if any(not c.isalnum() and c not in "-_." for c in group) else group
 
 
 def subscription_id(topic_filter: str) -> int:
@@ -53,7 +78,10 @@ class MqttPubSub(PubSub):
         type="mqtt",
         building_block="pubsub",
         description="MQTT 5 at QoS 1 (Mosquitto): shared subscriptions per app, manual acknowledgement. "
-        "Redelivery after a runtime restart needs a stable clientID and a session expiry.",
+        "Redelivery after a runtime restart needs a stable clientID and a session expiry. A dropped connection "
+        "is made again and its subscriptions renewed. Topics are literal topic names: wildcards (+ and #), "
+        "control characters, a leading $ and more than 65535 bytes are refused; metadata of any content is "
+        "carried exactly (up to 64 KiB).",
         features=frozenset({Feature.ORDERED}),
         metadata=(
             MetadataField("url", "Broker address: tcp://HOST:PORT or ssl://HOST:PORT.", default="tcp://127.0.0.1:1883"),
@@ -114,7 +142,7 @@ class MqttPubSub(PubSub):
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
 
-    async def health(self) -> Health:
+    async def connection_health(self) -> Health:
         if not self._client.is_connected():
             return Health(up=False, details={"error": "not connected to the MQTT broker"})
         return Health(up=True)
@@ -159,7 +187,7 @@ class MqttPubSub(PubSub):
 
     async def _handle(self, route: _Route, message: mqtt.MQTTMessage) -> None:
         user = getattr(message.properties, "UserProperty", None) or []
-        broker_message = BrokerMessage(message.topic, bytes(message.payload), dict(user), str(message.mid))
+        broker_message = BrokerMessage(route.topic, bytes(message.payload), unpack_metadata(user), str(message.mid))
         while True:
             try:
                 await route.deliver(broker_message)
@@ -178,6 +206,8 @@ class MqttPubSub(PubSub):
         return result
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        check_mqtt_topic(topic)
+        metadata = pack_metadata(metadata, carries, limit=MAX_STRING_BYTES)
         with backend_span("mqtt", "publish", statement=topic):
             await self._publish(topic, data, metadata)
 
@@ -201,7 +231,8 @@ class MqttPubSub(PubSub):
             raise BackendUnavailable(self.name, f"no PUBACK within {self._timeout}s") from None
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
-        shared = f"$share/{group}/{topic}"
+        check_mqtt_topic(topic)
+        shared = f"$share/{share_name(group)}/{topic}"
         route = _Route(subscription_id(shared), topic, shared, deliver)
         self._routes[route.id] = route
         for message in self._unrouted.pop(route.id, []):

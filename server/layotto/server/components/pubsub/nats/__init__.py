@@ -265,7 +265,9 @@ class NatsJetStreamPubSub(PubSub):
             if stream.created != consumer.stream_created or stream.state.last_seq < start - 1:
                 start, consumer.cursor = 1, Cursor(0)  # a new stream: its sequences start again
                 consumer.stream_created = stream.created
-            log.warning("recreating NATS consumer %s of %s from stream sequence %d", consumer.durable, consumer.topic, start)
+            log.warning(
+                "recreating NATS consumer %s of %s from stream sequence %d", consumer.durable, consumer.topic, start
+            )
             config = self._consumer_config(start)
             config.durable_name = consumer.durable
             await self.js.add_consumer(consumer.stream, config)
@@ -282,7 +284,9 @@ class NatsJetStreamPubSub(PubSub):
                 await message.nak()  # offered again now rather than after the ack wait
             raise
         except Exception:
-            log.debug("message %s on %s not delivered; JetStream redelivers it", sequence, consumer.topic, exc_info=True)
+            log.debug(
+                "message %s on %s not delivered; JetStream redelivers it", sequence, consumer.topic, exc_info=True
+            )
             with contextlib.suppress(nats.errors.Error):
                 await message.nak(delay=1.0)
             return

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,11 +26,30 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
+from layotto.server.components.pubsub.wire import pack_metadata, unpack_metadata
 from layotto.server.errors import BackendError, BackendUnavailable
 from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
 TTL_METADATA = "ttlInSeconds"
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,120}")
+MAX_HEADER_KEY_BYTES = 128  # longer header names are truncated by the client library
+ROUTING_HEADERS = ("CC", "BCC")  # RabbitMQ routes by these and closes the channel unless they are arrays
+
+
+def amqp_name(text: str) -> str:
+    """An exchange or queue name for ``text``: itself when AMQP clients accept it (letters, digits,
+    ``_.:-``, up to 120 characters, not the reserved ``amq.``), else a sanitised name with a hash
+    (distinct texts give distinct names)."""
+    if _NAME.fullmatch(text) and not text.startswith("amq."):
+        return text
+    safe = re.sub(r"[^A-Za-z0-9_.:-]", "_", text)[:100]
+    return f"t_{safe}_{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def carries(key: str, value: str) -> bool:
+    """Whether an AMQP header carries the entry as it is (any value; not every name)."""
+    return len(key.encode()) <= MAX_HEADER_KEY_BYTES and key not in ROUTING_HEADERS
 
 
 class RabbitMqPubSub(PubSub):
@@ -36,7 +57,10 @@ class RabbitMqPubSub(PubSub):
         type="rabbitmq",
         building_block="pubsub",
         description="RabbitMQ: fanout exchange per topic, durable queue per app, publisher confirms, "
-        "per-message expiry and an optional dead-letter exchange. Not ordered once messages are requeued.",
+        "per-message expiry and an optional dead-letter exchange. Not ordered once messages are requeued. "
+        "A deleted queue is declared again by the client's recovery. Topics are carried exactly (no wildcards): "
+        "a topic that is not a plain AMQP name (letters, digits, _.:- up to 120 characters) gets an exchange "
+        "named after its hash; metadata of any content is carried exactly (up to 64 KiB).",
         features=frozenset({Feature.TTL, Feature.DEAD_LETTER}),
         metadata=(
             MetadataField("connectionString", "AMQP URL of the broker.", default="amqp://guest:guest@127.0.0.1:5672/"),
@@ -73,7 +97,7 @@ class RabbitMqPubSub(PubSub):
             with contextlib.suppress(Exception):
                 await self._connection.close()
 
-    async def health(self) -> Health:
+    async def connection_health(self) -> Health:
         if self._connection is None or self._connection.is_closed or not self._connection.connected.is_set():
             return Health(up=False, details={"error": "not connected to RabbitMQ"})
         return Health(up=True)
@@ -94,10 +118,11 @@ class RabbitMqPubSub(PubSub):
 
     async def _exchange(self, channel: AbstractChannel, topic: str) -> AbstractExchange:
         return await channel.declare_exchange(
-            topic, aio_pika.ExchangeType.FANOUT, durable=self._durable, timeout=self._timeout
+            amqp_name(topic), aio_pika.ExchangeType.FANOUT, durable=self._durable, timeout=self._timeout
         )
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
+        headers = pack_metadata(metadata, carries)
         async with self._errors():
             exchange = self._exchanges.get(topic)
             if exchange is None:
@@ -105,7 +130,7 @@ class RabbitMqPubSub(PubSub):
             ttl = metadata.get(TTL_METADATA)
             message = aio_pika.Message(
                 data,
-                headers=dict(metadata),
+                headers=dict(headers),
                 delivery_mode=self._delivery_mode,
                 expiration=float(ttl) if ttl else None,
             )
@@ -113,7 +138,7 @@ class RabbitMqPubSub(PubSub):
                 await exchange.publish(message, routing_key="", timeout=self._timeout)
 
     async def _queue(self, channel: AbstractChannel, topic: str, group: str) -> AbstractQueue:
-        name = f"{group}-{topic}"
+        name = amqp_name(f"{group}-{topic}")
         arguments: dict[str, Any] = {}
         if self._dead_letter:
             dlx = await channel.declare_exchange(f"dlx-{name}", aio_pika.ExchangeType.FANOUT, durable=self._durable)
@@ -148,7 +173,10 @@ class RabbitMqPubSub(PubSub):
 
     @staticmethod
     async def _handle(topic: str, message: AbstractIncomingMessage, deliver: Deliver) -> None:
-        metadata = {str(k): str(v) for k, v in (message.headers or {}).items()}
+        headers = message.headers or {}
+        metadata = unpack_metadata(
+            (str(k), v.decode(errors="replace") if isinstance(v, bytes) else str(v)) for k, v in headers.items()
+        )
         broker_id = str(message.delivery_tag or "")
         try:
             await deliver(BrokerMessage(topic, message.body, metadata, broker_id))

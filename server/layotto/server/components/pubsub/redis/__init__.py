@@ -105,7 +105,10 @@ class RedisStreamsPubSub(PubSub):
             ),
             asyncio.create_task(
                 keep_consuming(
-                    self, f"{where}, reclaiming", lambda: self._reclaim(topic, group, deliver, in_flight, cursor), repair
+                    self,
+                    f"{where}, reclaiming",
+                    lambda: self._reclaim(topic, group, deliver, in_flight, cursor),
+                    repair,
                 )
             ),
         ]
