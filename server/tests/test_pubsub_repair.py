@@ -177,7 +177,7 @@ class HealthWatch:
 
 @pytest.mark.parametrize("how", ["redis", "nats-consumer", "nats-stream", "rabbitmq", "mqtt"])
 async def test_every_message_arrives_after_the_broker_side_is_broken(tmp_path: Path, how: str) -> None:
-    async with bus_on(how.split("-")[0], tmp_path) as bus:
+    async with bus_on(how.split("-", maxsplit=1)[0], tmp_path) as bus:
         subscriber = await Subscriber(bus.stub, bus.topic).start()
         await publish(bus.stub, bus.topic, b"before", "text/plain")
         await wait_for(lambda: [e.data for e in subscriber.events] == [b"before"], 30)

@@ -36,8 +36,7 @@ class Cursor(Generic[P]):
 
     def taken(self, position: P) -> None:
         self.open.add(position)
-        if self.seen < position:
-            self.seen = position
+        self.seen = max(self.seen, position)
 
     def done(self, position: P) -> None:
         self.open.discard(position)
@@ -45,8 +44,7 @@ class Cursor(Generic[P]):
     def done_up_to(self, position: P) -> None:
         """Everything up to ``position`` is acknowledged (by any consumer of the group)."""
         self.open = {p for p in self.open if position < p}
-        if self.seen < position:
-            self.seen = position
+        self.seen = max(self.seen, position)
 
     def resume(self) -> tuple[P, bool]:
         """(position, inclusive): resume at the oldest open position, else right after ``seen``."""

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -42,6 +43,17 @@ def before(position: StreamId) -> StreamId:
     """The stream id right before ``position``."""
     ms, sequence = position
     return (ms, sequence - 1) if sequence else (max(ms - 1, 0), _LAST_SEQUENCE if ms else 0)
+
+
+@dataclass
+class _Reader:
+    """One subscription: its stream and group, where messages go, and where delivery stands."""
+
+    topic: str
+    group: str
+    deliver: Deliver
+    in_flight: InFlight
+    cursor: Cursor[StreamId]
 
 
 class RedisStreamsPubSub(PubSub):
@@ -91,32 +103,24 @@ class RedisStreamsPubSub(PubSub):
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
         await self._create_group(topic, group, "$")
-        cursor = Cursor(await self._group_start(topic, group))
-        in_flight = InFlight(self._concurrency)
+        reader = _Reader(
+            topic, group, deliver, InFlight(self._concurrency), Cursor(await self._group_start(topic, group))
+        )
         where = f"{topic} (group {group})"
 
         async def repair() -> None:
-            position, inclusive = cursor.resume()
+            position, inclusive = reader.cursor.resume()
             await self._create_group(topic, group, format_id(before(position) if inclusive else position))
 
         tasks = [
-            asyncio.create_task(
-                keep_consuming(self, where, lambda: self._read_new(topic, group, deliver, in_flight, cursor), repair)
-            ),
-            asyncio.create_task(
-                keep_consuming(
-                    self,
-                    f"{where}, reclaiming",
-                    lambda: self._reclaim(topic, group, deliver, in_flight, cursor),
-                    repair,
-                )
-            ),
+            asyncio.create_task(keep_consuming(self, where, lambda: self._read_new(reader), repair)),
+            asyncio.create_task(keep_consuming(self, f"{where}, reclaiming", lambda: self._reclaim(reader), repair)),
         ]
 
         async def stop() -> None:
             self.repaired(where)
             self.repaired(f"{where}, reclaiming")
-            await in_flight.cancel()
+            await reader.in_flight.cancel()
 
         return Subscription(tasks, on_close=stop)
 
@@ -149,56 +153,37 @@ class RedisStreamsPubSub(PubSub):
         carried = [(k[len(_META) :].decode(), v.decode()) for k, v in fields.items() if k.startswith(_META)]
         return BrokerMessage(topic, fields.get(b"data", b""), unpack_metadata(carried), entry_id.decode())
 
-    async def _handle(
-        self,
-        topic: str,
-        group: str,
-        entry: tuple[bytes, Mapping[bytes, bytes]],
-        deliver: Deliver,
-        cursor: Cursor[StreamId],
-    ) -> None:
+    async def _handle(self, reader: _Reader, entry: tuple[bytes, Mapping[bytes, bytes]]) -> None:
         entry_id, fields = entry
         try:
-            await deliver(self._message(topic, entry_id, fields))
-            cursor.done(parse_id(entry_id))
+            await reader.deliver(self._message(reader.topic, entry_id, fields))
+            reader.cursor.done(parse_id(entry_id))
             async with self._redis.errors("XACK"):
-                await self._redis.client.xack(topic, group, entry_id)
+                await self._redis.client.xack(reader.topic, reader.group, entry_id)
         except Exception:
-            log.debug("message %s on %s stays pending for redelivery", entry_id, topic, exc_info=True)
+            log.debug("message %s on %s stays pending for redelivery", entry_id, reader.topic, exc_info=True)
 
-    async def _start(
-        self,
-        topic: str,
-        group: str,
-        entry: tuple[bytes, Mapping[bytes, bytes]],
-        deliver: Deliver,
-        in_flight: InFlight,
-        cursor: Cursor[StreamId],
-    ) -> None:
-        cursor.taken(parse_id(entry[0]))
-        await in_flight.start(self._handle(topic, group, entry, deliver, cursor))
+    async def _start(self, reader: _Reader, entry: tuple[bytes, Mapping[bytes, bytes]]) -> None:
+        reader.cursor.taken(parse_id(entry[0]))
+        await reader.in_flight.start(self._handle(reader, entry))
 
-    async def _read_new(
-        self, topic: str, group: str, deliver: Deliver, in_flight: InFlight, cursor: Cursor[StreamId]
-    ) -> None:
+    async def _read_new(self, reader: _Reader) -> None:
         """One XREADGROUP of new entries (NOGROUP when the group or the stream is gone)."""
         async with self._redis.errors("XREADGROUP"):
             batches: Any = await self._redis.client.xreadgroup(
-                group, self._consumer, {topic: ">"}, count=self._concurrency, block=1000
+                reader.group, self._consumer, {reader.topic: ">"}, count=self._concurrency, block=1000
             )
         for _, entries in batches or []:
             for entry in entries:
-                await self._start(topic, group, entry, deliver, in_flight, cursor)
+                await self._start(reader, entry)
 
-    async def _reclaim(
-        self, topic: str, group: str, deliver: Deliver, in_flight: InFlight, cursor: Cursor[StreamId]
-    ) -> None:
+    async def _reclaim(self, reader: _Reader) -> None:
         """After a pause, claim the entries left pending too long (by any consumer of the group)."""
         await asyncio.sleep(self._interval)
         async with self._redis.errors("XAUTOCLAIM"):
             claimed = await self._redis.client.xautoclaim(
-                topic,
-                group,
+                reader.topic,
+                reader.group,
                 self._consumer,
                 min_idle_time=self._idle_ms,
                 start_id="0-0",
@@ -207,4 +192,4 @@ class RedisStreamsPubSub(PubSub):
         entries: list[Any] = list(claimed[1]) if len(claimed) > 1 else []
         for entry_id, fields in entries:
             if fields is not None:  # None: deleted from the stream meanwhile
-                await self._start(topic, group, (entry_id, fields), deliver, in_flight, cursor)
+                await self._start(reader, (entry_id, fields))
