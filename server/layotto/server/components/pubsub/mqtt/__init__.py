@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import urllib.parse
 import uuid
 from collections.abc import Mapping
@@ -104,6 +105,8 @@ class MqttPubSub(PubSub):
         self._routes: dict[int, _Route] = {}
         self._unrouted: dict[int, list[mqtt.MQTTMessage]] = {}  # resumed-session messages before their route
         self._published: dict[int, asyncio.Future[None]] = {}
+        # set once a connection has renewed every subscription, so a publish never overtakes them
+        self._renewed = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
@@ -118,6 +121,7 @@ class MqttPubSub(PubSub):
         if scheme in ("ssl", "tls", "mqtts"):
             client.tls_set()
         client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -135,6 +139,7 @@ class MqttPubSub(PubSub):
         except OSError as error:
             raise BackendUnavailable(self.name, f"cannot connect to {metadata['url']}: {error}") from error
         client.loop_start()
+        await asyncio.to_thread(self._renewed.wait, self._timeout)  # the CONNACK, usually at once
 
     async def close(self) -> None:
         client = getattr(self, "_client", None)
@@ -143,7 +148,7 @@ class MqttPubSub(PubSub):
             await asyncio.to_thread(client.loop_stop)
 
     async def connection_health(self) -> Health:
-        if not self._client.is_connected():
+        if not (self._client.is_connected() and self._renewed.is_set()):
             return Health(up=False, details={"error": "not connected to the MQTT broker"})
         return Health(up=True)
 
@@ -156,6 +161,11 @@ class MqttPubSub(PubSub):
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         for route in list(self._routes.values()):  # a new session forgets subscriptions
             self._subscribe_route(route)
+        self._renewed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._renewed.clear()
+        log.warning("pubsub %r: MQTT connection lost (%s); reconnecting", self.name, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self._call_soon(self._dispatch, message)
@@ -212,7 +222,7 @@ class MqttPubSub(PubSub):
             await self._publish(topic, data, metadata)
 
     async def _publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
-        if not self._client.is_connected():
+        if not (self._client.is_connected() and self._renewed.is_set()):
             raise BackendUnavailable(self.name, "not connected to the MQTT broker")
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         if metadata:
