@@ -17,12 +17,20 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aio_pika.exceptions
+import aiormq
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractQueueIterator,
+)
+from aio_pika.queue import QueueIterator
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, InFlight, PubSub, Subscription
@@ -32,6 +40,7 @@ from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
 TTL_METADATA = "ttlInSeconds"
+WATCH_SECONDS = 0.5  # how often a subscription checks that RabbitMQ still has its consumer
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,120}")
 MAX_HEADER_KEY_BYTES = 128  # longer header names are truncated by the client library
 ROUTING_HEADERS = ("CC", "BCC")  # RabbitMQ routes by these and closes the channel unless they are arrays
@@ -157,19 +166,54 @@ class RabbitMqPubSub(PubSub):
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self._prefetch)
             queue = await self._queue(channel, topic, group)
+            messages = cast(QueueIterator, queue.iterator())
+            await messages.consume()
         in_flight = InFlight(self._prefetch)
-        task = asyncio.create_task(self._consume(queue, topic, deliver, in_flight))
+        where = f"{topic} (queue {queue.name})"
+        tasks = [
+            asyncio.create_task(self._consume(messages, topic, deliver, in_flight)),
+            asyncio.create_task(self._watch(channel, str(messages.consumer_tag), where)),
+        ]
 
         async def stop() -> None:
+            self.repaired(where)
             await in_flight.cancel()
             await channel.close()  # what is unacknowledged goes back to the queue
 
-        return Subscription([task], on_close=stop)
+        return Subscription(tasks, on_close=stop)
 
-    async def _consume(self, queue: AbstractQueue, topic: str, deliver: Deliver, in_flight: InFlight) -> None:
-        async with queue.iterator() as messages:
-            async for message in messages:
-                await in_flight.start(self._handle(topic, message, deliver))
+    async def _consume(
+        self, messages: AbstractQueueIterator, topic: str, deliver: Deliver, in_flight: InFlight
+    ) -> None:
+        async for message in messages:
+            await in_flight.start(self._handle(topic, message, deliver))
+
+    async def _watch(self, channel: AbstractChannel, consumer_tag: str, where: str) -> None:
+        """Report the consumer as faulty while RabbitMQ has cancelled it (its queue deleted, say)
+        and aio-pika's recovery has not declared the queue and consumed again."""
+        cancelled = "RabbitMQ cancelled the consumer (was its queue deleted?)"
+
+        def on_cancel(frame: Any) -> None:  # a Basic.Cancel frame
+            if frame.consumer_tag == consumer_tag:
+                self.fault(where, cancelled)
+
+        watched: object = None
+        while True:
+            try:
+                underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+            except Exception as error:  # the channel is being reopened
+                self.fault(where, error)
+                await asyncio.sleep(WATCH_SECONDS)
+                continue
+            if underlay is not watched:  # a recovered channel is a new one
+                underlay.on_consumer_cancel_callbacks.add(on_cancel)
+                watched = underlay
+            consuming = consumer_tag in underlay.consumers
+            if consuming:
+                self.repaired(where)
+            else:
+                self.fault(where, cancelled)
+            await asyncio.sleep(WATCH_SECONDS)
 
     @staticmethod
     async def _handle(topic: str, message: AbstractIncomingMessage, deliver: Deliver) -> None:
