@@ -16,6 +16,8 @@ from test_pubsub import Subscriber, publish, wait_for
 
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
+from layotto.server.components.base import Feature
+from layotto.server.components.pubsub import PubSub
 from layotto.server.config import ComponentConfig
 
 pytestmark = pytest.mark.timeout(180)
@@ -28,8 +30,6 @@ TOPICS = [
     "with space",
     "a+b",
     "a#",
-    "a/+/c",
-    "a/#",
     "a.*.c",
     "a.>",
     "a..b",
@@ -54,7 +54,7 @@ METADATA = [
 
 
 @pytest.fixture(params=["in-memory", *backends.REAL_BROKERS])
-async def stub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
     if request.param != "in-memory":
         backends.require(request.param)
     extra = {"streamPrefix": f"i{uuid.uuid4().hex[:8]}"} if request.param == "nats" else {}
@@ -67,10 +67,14 @@ async def stub(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             "pubsub": {"bus": ComponentConfig(request.param, backends.pubsub_metadata(request.param, **extra))}
         },
     )
-    async with Runtime(config) as runtime:
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
+    async with Runtime(config) as started:
+        yield started
+
+
+@pytest.fixture
+async def stub(runtime: Runtime) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
         yield runtime_pb2_grpc.RuntimeStub(channel)
-        await channel.close()
 
 
 def refused(error: grpc.aio.AioRpcError, field: str) -> bool:
@@ -126,3 +130,35 @@ async def test_metadata_is_carried_exactly_or_refused(stub: runtime_pb2_grpc.Run
     assert len(sent) >= len(METADATA) - 1  # only the 70 KB entry may be refused
     await subscriber.stop()
     await still_works(stub)
+
+
+WILDCARDS = {"mqtt": ("{base}/+/c", "{base}/b/c"), "nats": ("{base}.*.c", "{base}.b.c")}
+
+
+async def test_wildcard_subscriptions_deliver_the_real_topic_or_are_refused(
+    runtime: Runtime, stub: runtime_pb2_grpc.RuntimeStub
+) -> None:
+    """A component declaring WILDCARD_TOPICS delivers each match with its real topic; the
+    others refuse the pattern. Either way, publishing to a matching topic keeps working."""
+    component = runtime.components.find("pubsub", "bus", "pubsub_name")
+    assert isinstance(component, PubSub)
+    base = f"w{uuid.uuid4().hex[:8]}"
+    pattern, real = (p.format(base=base) for p in WILDCARDS.get(component.spec.type, ("{base}/+/c", "{base}/b/c")))
+    subscriber = None
+    try:
+        subscriber = await Subscriber(stub, pattern).start()
+    except grpc.aio.AioRpcError as error:
+        assert not component.supports(Feature.WILDCARD_TOPICS)
+        assert component.spec.type in ("mqtt", "nats") and refused(error, "topic"), error.details()
+    literal = await Subscriber(stub, real).start()
+    matching = subscriber is not None and component.supports(Feature.WILDCARD_TOPICS)
+    await publish(stub, real, b"matched", "text/plain")
+    await wait_for(lambda: len(literal.events) == 1 and (not matching or len(subscriber.events) == 1), 30)
+    assert literal.events[0].topic == real and literal.events[0].data == b"matched"
+    if subscriber is not None:
+        if matching:
+            assert subscriber.events[0].topic == real and subscriber.events[0].data == b"matched"
+        else:  # a literal name that merely looks like a pattern
+            assert not subscriber.events
+        await subscriber.stop()
+    await literal.stop()

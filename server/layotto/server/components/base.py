@@ -46,6 +46,7 @@ class Feature(enum.StrEnum):
     SEQUENCER_SEGMENTS = "SEGMENTS"
     ORDERED = "ORDERED"
     DEAD_LETTER = "DEAD_LETTER"  # the broker itself dead-letters expired or rejected messages
+    WILDCARD_TOPICS = "WILDCARD_TOPICS"  # subscribe to a topic pattern; messages carry their real topic
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ class Topics:
             if event.expired():
                 log.info("dropping expired message %s on %s/%s", event.id, key[0], key[1])
                 return
-            delivery = Delivery(event, key[1], key[0], message.metadata)
+            delivery = Delivery(event, message.topic or key[1], key[0], message.metadata)  # a wildcard's match
             with delivery_span(pubsub.spec.type, key[1], str(event.extensions.get("traceparent", ""))):
                 await self._deliver(pubsub, key, message, delivery)
 

@@ -100,9 +100,7 @@ def check_topic(
         raise InvalidArgument("topic", f"contains {describe(bad)}, which {broker} topics cannot carry")
     wildcard = first(topic, lambda char: char in wildcards)
     if wildcard is not None:
-        raise InvalidArgument(
-            "topic", f"contains {wildcard!r}: {broker} wildcards are not supported (topics are literal names)"
-        )
+        raise InvalidArgument("topic", f"contains {wildcard!r}, a {broker} wildcard, which this topic cannot have")
     if max_bytes is not None and len(topic.encode()) > max_bytes:
         raise InvalidArgument("topic", f"is {len(topic.encode())} bytes, over the {max_bytes}-byte limit of {broker}")
     if reserved_prefix and topic.startswith(reserved_prefix):

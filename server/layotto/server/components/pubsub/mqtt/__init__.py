@@ -30,7 +30,7 @@ from paho.mqtt.properties import Properties
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
 from layotto.server.components.pubsub.wire import check_topic, is_control, pack_metadata, unpack_metadata
-from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
 from layotto.tracing import backend_span
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,18 @@ def unwanted(char: str) -> bool:
 def check_mqtt_topic(topic: str) -> None:
     """Refuse (InvalidArgument ``topic``) what MQTT cannot publish to as a literal topic name."""
     check_topic(topic, "MQTT", unwanted=unwanted, wildcards="+#", max_bytes=MAX_STRING_BYTES, reserved_prefix="$")
+
+
+def check_mqtt_filter(topic: str) -> None:
+    """Refuse (InvalidArgument ``topic``) what is not an MQTT topic filter: '+' and '#' are
+    wildcards only when they fill a whole level, and '#' only the last one."""
+    check_topic(topic, "MQTT", unwanted=unwanted, max_bytes=MAX_STRING_BYTES, reserved_prefix="$")
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if ("+" in level and level != "+") or ("#" in level and (level != "#" or i != len(levels) - 1)):
+            raise InvalidArgument(
+                "topic", f"level {level!r}: '+' and '#' must fill a whole topic level, and '#' be the last one"
+            )
 
 
 def carries(key: str, value: str) -> bool:
@@ -80,10 +92,11 @@ class MqttPubSub(PubSub):
         building_block="pubsub",
         description="MQTT 5 at QoS 1 (Mosquitto): shared subscriptions per app, manual acknowledgement. "
         "Redelivery after a runtime restart needs a stable clientID and a session expiry. A dropped connection "
-        "is made again and its subscriptions renewed. Topics are literal topic names: wildcards (+ and #), "
-        "control characters, a leading $ and more than 65535 bytes are refused; metadata of any content is "
+        "is made again and its subscriptions renewed. Subscriptions may use MQTT wildcards (a/+/c, a/#): each "
+        "message is delivered with the topic it was published to. Publishing refuses wildcards; topics with "
+        "control characters, a leading $ or more than 65535 bytes are refused; metadata of any content is "
         "carried exactly (up to 64 KiB).",
-        features=frozenset({Feature.ORDERED}),
+        features=frozenset({Feature.ORDERED, Feature.WILDCARD_TOPICS}),
         metadata=(
             MetadataField("url", "Broker address: tcp://HOST:PORT or ssl://HOST:PORT.", default="tcp://127.0.0.1:1883"),
             MetadataField("username", "User name.", default=""),
@@ -197,7 +210,7 @@ class MqttPubSub(PubSub):
 
     async def _handle(self, route: _Route, message: mqtt.MQTTMessage) -> None:
         user = getattr(message.properties, "UserProperty", None) or []
-        broker_message = BrokerMessage(route.topic, bytes(message.payload), unpack_metadata(user), str(message.mid))
+        broker_message = BrokerMessage(message.topic, bytes(message.payload), unpack_metadata(user), str(message.mid))
         while True:
             try:
                 await route.deliver(broker_message)
@@ -241,7 +254,7 @@ class MqttPubSub(PubSub):
             raise BackendUnavailable(self.name, f"no PUBACK within {self._timeout}s") from None
 
     async def subscribe(self, topic: str, group: str, deliver: Deliver) -> Subscription:
-        check_mqtt_topic(topic)
+        check_mqtt_filter(topic)
         shared = f"$share/{share_name(group)}/{topic}"
         route = _Route(subscription_id(shared), topic, shared, deliver)
         self._routes[route.id] = route
