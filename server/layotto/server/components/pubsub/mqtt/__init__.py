@@ -83,7 +83,8 @@ class _Route:
     topic: str
     filter: str
     deliver: Deliver
-    queue: asyncio.Queue[mqtt.MQTTMessage] = field(default_factory=asyncio.Queue)
+    # each message with the connection it came on (its packet id means nothing on another one)
+    queue: asyncio.Queue[tuple[mqtt.MQTTMessage, int]] = field(default_factory=asyncio.Queue)
 
 
 class MqttPubSub(PubSub):
@@ -116,10 +117,14 @@ class MqttPubSub(PubSub):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._routes: dict[int, _Route] = {}
-        self._unrouted: dict[int, list[mqtt.MQTTMessage]] = {}  # resumed-session messages before their route
+        self._unrouted: dict[
+            int, list[tuple[mqtt.MQTTMessage, int]]
+        ] = {}  # resumed-session messages before their route
         self._published: dict[int, asyncio.Future[None]] = {}
         # set once a connection has renewed every subscription, so a publish never overtakes them
         self._renewed = threading.Event()
+        self._connection = 0  # counts connections (paho's thread writes it)
+        self._subscribing: dict[int, tuple[int, asyncio.Future[None] | None]] = {}  # SUBSCRIBE mid -> route
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
@@ -137,6 +142,7 @@ class MqttPubSub(PubSub):
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
         connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_properties.SessionExpiryInterval = int(metadata["sessionExpiryInSeconds"] or 0)
         self._client = client
@@ -172,8 +178,9 @@ class MqttPubSub(PubSub):
             self._loop.call_soon_threadsafe(callback, *args)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connection += 1
         for route in list(self._routes.values()):  # a new session forgets subscriptions
-            self._subscribe_route(route)
+            self._subscribe_route(route, None)
         self._renewed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -181,7 +188,10 @@ class MqttPubSub(PubSub):
         log.warning("pubsub %r: MQTT connection lost (%s); reconnecting", self.name, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._call_soon(self._dispatch, message)
+        self._call_soon(self._dispatch, message, self._connection)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, properties: Any) -> None:
+        self._call_soon(self._subscribe_answered, mid, list(reasons))
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         self._call_soon(self._published_ack, mid, reason)
@@ -196,19 +206,36 @@ class MqttPubSub(PubSub):
             else:
                 future.set_result(None)
 
-    def _dispatch(self, message: mqtt.MQTTMessage) -> None:
+    def _subscribe_answered(self, mid: int, reasons: list[Any]) -> None:
+        """A SUBACK: a refused subscription fails its subscribe() or, when renewed after a
+        reconnect, is reported as a fault (never silently deaf)."""
+        route_id, future = self._subscribing.pop(mid, (0, None))
+        refusal = next((r for r in reasons if getattr(r, "is_failure", False)), None)
+        route = self._routes.get(route_id)
+        where = f"{route.filter}" if route is not None else f"subscription {route_id}"
+        if refusal is not None:
+            if future is not None and not future.done():
+                future.set_exception(BackendError(self.name, f"the broker refused the subscription: {refusal}"))
+            else:
+                self.fault(where, f"the broker refused the subscription again: {refusal}")
+        else:
+            if future is not None and not future.done():
+                future.set_result(None)
+            self.repaired(where)
+
+    def _dispatch(self, message: mqtt.MQTTMessage, connection: int) -> None:
         ids = getattr(message.properties, "SubscriptionIdentifier", None) or []
         route = next((self._routes[i] for i in ids if i in self._routes), None)
         if route is not None:
-            route.queue.put_nowait(message)
+            route.queue.put_nowait((message, connection))
         elif ids:  # a resumed session redelivers before the app subscribes again: held for its route
-            self._unrouted.setdefault(ids[0], []).append(message)
+            self._unrouted.setdefault(ids[0], []).append((message, connection))
 
     async def _consume(self, route: _Route) -> None:
         while True:
-            await self._handle(route, await route.queue.get())
+            await self._handle(route, *await route.queue.get())
 
-    async def _handle(self, route: _Route, message: mqtt.MQTTMessage) -> None:
+    async def _handle(self, route: _Route, message: mqtt.MQTTMessage, connection: int) -> None:
         user = getattr(message.properties, "UserProperty", None) or []
         broker_message = BrokerMessage(message.topic, bytes(message.payload), unpack_metadata(user), str(message.mid))
         while True:
@@ -220,12 +247,18 @@ class MqttPubSub(PubSub):
             except Exception:
                 log.debug("message %s on %s not delivered; offering it again", message.mid, route.topic)
                 await asyncio.sleep(1.0)
-        self._client.ack(message.mid, message.qos)
+        if connection == self._connection:
+            self._client.ack(message.mid, message.qos)
+        else:  # its packet id may name another message now; a resumed session sends it again
+            log.debug("message %s on %s came on an earlier connection: not acknowledged", message.mid, route.topic)
 
-    def _subscribe_route(self, route: _Route) -> MQTTErrorCode:
+    def _subscribe_route(self, route: _Route, answered: asyncio.Future[None] | None) -> MQTTErrorCode:
+        """Send SUBSCRIBE; its SUBACK settles ``answered`` (or reports a renewal that failed)."""
         properties = Properties(PacketTypes.SUBSCRIBE)  # type: ignore[no-untyped-call]
         properties.SubscriptionIdentifier = route.id
-        result, _ = self._client.subscribe(route.filter, qos=1, properties=properties)
+        result, mid = self._client.subscribe(route.filter, qos=1, properties=properties)
+        if mid is not None:
+            self._subscribing[mid] = (route.id, answered)
         return result
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
@@ -260,10 +293,21 @@ class MqttPubSub(PubSub):
         self._routes[route.id] = route
         for message in self._unrouted.pop(route.id, []):
             route.queue.put_nowait(message)
-        result = self._subscribe_route(route)
-        if result != mqtt.MQTT_ERR_SUCCESS and self._client.is_connected():
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        result = self._subscribe_route(route, answered)
+        try:
+            if result == mqtt.MQTT_ERR_NO_CONN:
+                pass  # renewed with the others when the connection is back
+            elif result != mqtt.MQTT_ERR_SUCCESS:
+                raise BackendUnavailable(self.name, mqtt.error_string(result))
+            else:
+                await asyncio.wait_for(answered, self._timeout)  # live on the broker before it is reported so
+        except TimeoutError:
             del self._routes[route.id]
-            raise BackendUnavailable(self.name, mqtt.error_string(result))
+            raise BackendUnavailable(self.name, f"no SUBACK within {self._timeout}s") from None
+        except BaseException:
+            del self._routes[route.id]
+            raise
 
         async def stop() -> None:
             self._routes.pop(route.id, None)
