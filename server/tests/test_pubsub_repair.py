@@ -195,3 +195,35 @@ async def test_every_message_arrives_after_the_broker_side_is_broken(tmp_path: P
         await watch.stop()
         assert watch.seen_down, "the repair was not reflected in the component's health"
         await subscriber.stop()
+
+
+async def test_a_consumer_loop_outlives_any_exception_of_its_step() -> None:
+    """The NATS stall of issue 13: nats-py's fetch also raises the builtin TimeoutError, which the
+    loop did not expect, and the loop died silently. Whatever a step raises, the loop reports a
+    fault (health down), repairs, and goes on."""
+    from layotto.server.components.pubsub.consuming import keep_consuming
+    from layotto.server.components.pubsub.inmemory import InMemoryPubSub
+
+    pubsub = InMemoryPubSub("bus")
+    failures: list[BaseException] = [TimeoutError(), RuntimeError("consumer deleted"), KeyError("x")]
+    steps, repairs = [], []
+    health_while_broken = []
+
+    async def step() -> None:
+        steps.append(len(steps))
+        if failures:
+            raise failures.pop(0)
+        await asyncio.sleep(0.01)
+
+    async def repair() -> None:
+        health_while_broken.append((await pubsub.health()).up)
+        repairs.append(len(repairs))
+
+    loop = asyncio.create_task(keep_consuming(pubsub, "t (group g)", step, repair))
+    await wait_for(lambda: len(steps) > 5, 30)
+    assert not loop.done(), "the consumer loop stopped"
+    assert len(repairs) == 3 and health_while_broken == [False, False, False]
+    assert (await pubsub.health()).up, "repaired, the component is healthy again"
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop
