@@ -295,3 +295,35 @@ async def bulk_publish(ctx: CaseContext) -> None:
         await eventually(lambda: set(expected) <= set(stream.handled), "every entry delivered")
     twice = dapr_pubsub.BulkPublishRequest(pubsub_name=ctx.component, topic=topic, entries=[entries[0], entries[0]])
     await ctx.expect_error("BulkPublishEvent", twice, grpc.StatusCode.INVALID_ARGUMENT, mentions="entries[1].entry_id")
+
+
+@case(
+    "pubsub-metadata-exact",
+    "metadata with a tab, line breaks and non-ASCII arrives exactly as published; the broker stays usable",
+    apis=("layotto",),  # Dapr's TopicEventRequest has no metadata
+)
+async def metadata_exact(ctx: CaseContext) -> None:
+    topic = ctx.key("metadata")
+    sent = {"tab": "a\tb", "lines": "l1\nl2\r\nl3", "text": "héllo ✓", " padded ": " v "}
+    async with Stream(ctx, topic) as stream:
+        await publish(ctx, topic, b"odd metadata", **sent)
+        await publish(ctx, topic, b"plain", k="v")
+        await eventually(lambda: {b"odd metadata", b"plain"} <= set(stream.handled), "both messages delivered")
+    by_data = {bytes(e.data): dict(e.metadata) for e in stream.events}
+    check(by_data[b"odd metadata"] == sent, f"metadata changed on the way: {by_data[b'odd metadata']!r}")
+    check(by_data[b"plain"] == {"k": "v"}, f"metadata changed on the way: {by_data[b'plain']!r}")
+
+
+@case(
+    "pubsub-wildcards",
+    "a wildcard subscription gets each matching message with the topic it was published to",
+    requires=("WILDCARD_TOPICS",),
+)
+async def wildcards(ctx: CaseContext) -> None:
+    base = ctx.key("wild")
+    async with Stream(ctx, f"{base}/+/c") as stream:
+        await publish(ctx, f"{base}/b/c", b"matched")
+        await publish(ctx, f"{base}/b/d", b"not matched")
+        await eventually(lambda: b"matched" in stream.handled, "the matching message delivered")
+        await asyncio.sleep(0.5)
+    check([e.topic for e in stream.events] == [f"{base}/b/c"], f"delivered: {[e.topic for e in stream.events]}")
