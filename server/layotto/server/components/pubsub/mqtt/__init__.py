@@ -311,6 +311,7 @@ class MqttPubSub(PubSub):
 
         async def stop() -> None:
             self._routes.pop(route.id, None)
+            self.repaired(route.filter)
             with contextlib.suppress(Exception):
                 self._client.unsubscribe(route.filter)
 
