@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from layotto.server.actuator import Actuator
-from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers, generic_handlers
+from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
@@ -22,6 +22,7 @@ from layotto.server.config import RuntimeConfig, split_address
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.secret_scopes import SecretPolicy
+from layotto.server.transport import add_services, build_server
 
 if TYPE_CHECKING:
     from layotto.tracing import Tracing  # imported when tracing is configured: it loads OpenTelemetry's SDK
@@ -40,6 +41,7 @@ class Runtime:
         self.components = ComponentSet()
         self.grpc_port = 0
         self.http_port = 0
+        self.grpc_transport = ""  # the transport serving gRPC once started: native or grpcio
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
         self._actuator: Actuator | None = None
@@ -78,9 +80,11 @@ class Runtime:
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            *cfg.grpc_server_options.items(),
         ]
         interceptors = [self.tracing.server_interceptor()] if self.tracing is not None else []
-        server = grpc.aio.server(options=options, interceptors=interceptors)
+        chosen = build_server(cfg.grpc_transport, options=options, interceptors=interceptors)
+        server, self.grpc_transport = chosen.server, chosen.transport
         handlers = api_handlers(
             self.components,
             app_id=cfg.app_id,
@@ -90,7 +94,7 @@ class Runtime:
             max_publish_bytes=cfg.max_publish_bytes,
             secret_policy=SecretPolicy(cfg.secret_scopes),
         )
-        server.add_generic_rpc_handlers(generic_handlers(handlers))
+        add_services(server, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"]))
         try:

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from layotto.server.components.base import ConfigError
-from layotto.server.config import RuntimeConfig, embedded_defaults, load, split_address, with_dapr_components
+from layotto.server.config import (
+    GRPC_TRANSPORTS,
+    RuntimeConfig,
+    embedded_defaults,
+    load,
+    split_address,
+    with_dapr_components,
+)
 from layotto.tracing import TracingConfigError, with_environment
 
 
@@ -39,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--app-id", help="application id (namespaces keys where a building block does)")
     run.add_argument("--app-callback", help="HOST:PORT of the app's AppCallback server (subscriptions)")
     run.add_argument("--components-path", help="directory of Dapr component manifests to load as well")
+    run.add_argument(
+        "--grpc-transport",
+        choices=GRPC_TRANSPORTS,
+        help="gRPC server: native (pygrpc-native), grpcio (grpc.aio), or auto (native when installed and able); "
+        "default grpcio, or LAYOTTO_GRPC_TRANSPORT",
+    )
     run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
     run.add_argument("--version", action="version", version=f"layotto {_version()}")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -62,6 +75,7 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
         app_id=args.app_id,
         components_path=args.components_path,
         app_callback_address=args.app_callback,
+        grpc_transport=args.grpc_transport,
     )
     try:
         config = replace(config, tracing=with_environment(config.tracing))

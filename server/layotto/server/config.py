@@ -34,6 +34,16 @@ DEFAULT_GRPC_ADDRESS = "127.0.0.1:34904"
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:34999"
 
 
+GRPC_TRANSPORTS = ("auto", "native", "grpcio")
+# Options the runtime sets from its own keys; grpc_server_options may not set them again.
+_OWN_GRPC_OPTIONS = ("grpc.max_receive_message_length", "grpc.max_send_message_length", "grpc.so_reuseport")
+
+
+def default_grpc_transport() -> str:
+    """LAYOTTO_GRPC_TRANSPORT when set (how CI runs every suite on each transport), else grpcio."""
+    return os.environ.get("LAYOTTO_GRPC_TRANSPORT") or "grpcio"
+
+
 def default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "layotto")
@@ -72,6 +82,8 @@ class RuntimeConfig:
     subscriptions_refresh_seconds: float = 30.0  # how often ListTopicSubscriptions is asked again
     tracing: TracingSettings = field(default_factory=TracingSettings)  # off unless an exporter is named
     event_loop: str = "auto"  # uvloop when it is installed (the default on Linux and macOS), else asyncio's
+    grpc_transport: str = field(default_factory=default_grpc_transport)  # auto, native (pygrpc-native) or grpcio
+    grpc_server_options: dict[str, int | str] = field(default_factory=dict)  # extra grpc.* server options
     secret_scopes: tuple[SecretScope, ...] = ()  # which secrets of which store the app may read
     source: str = "embedded defaults"
 
@@ -88,7 +100,10 @@ class RuntimeConfig:
             "max_message_bytes": self.max_message_bytes,
             "max_publish_bytes": self.max_publish_bytes,
             "event_loop": self.event_loop,
+            "grpc_transport": self.grpc_transport,
         }
+        if self.grpc_server_options:
+            out["grpc_server_options"] = dict(self.grpc_server_options)
         if self.components_path:
             out["components_path"] = self.components_path
         if self.app_callback_address:
@@ -131,6 +146,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "app_callback_protocol": str,
     "subscriptions_refresh_seconds": float,
     "event_loop": str,
+    "grpc_transport": str,
 }
 CALLBACK_PROTOCOLS = ("layotto", "dapr")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
@@ -202,7 +218,28 @@ def from_mapping(raw: Any) -> RuntimeConfig:
         )
     if values.get("event_loop", "auto") not in EVENT_LOOPS:
         raise ConfigError(f"event_loop: expected one of {', '.join(EVENT_LOOPS)}, got {values['event_loop']!r}")
+    if values.get("grpc_transport", "grpcio") not in GRPC_TRANSPORTS:
+        raise ConfigError(
+            f"grpc_transport: expected one of {', '.join(GRPC_TRANSPORTS)}, got {values['grpc_transport']!r}"
+        )
     return RuntimeConfig(**values, components=components)
+
+
+def _grpc_server_options(raw: Any) -> dict[str, int | str]:
+    """``{grpc.NAME: integer or string}``: gRPC core server options (channel arguments) passed as they are."""
+    if not isinstance(raw, dict):
+        raise ConfigError("grpc_server_options: expected a mapping of grpc.* option names to integers or strings")
+    options: dict[str, int | str] = {}
+    for name, value in raw.items():
+        where = f"grpc_server_options.{name}"
+        if not isinstance(name, str) or not name.startswith("grpc."):
+            raise ConfigError(f"{where}: expected an option name starting with 'grpc.'")
+        if name in _OWN_GRPC_OPTIONS:
+            raise ConfigError(f"{where}: set by the runtime itself (max_message_bytes sets the message limits)")
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"{where}: expected an integer or a string, got {value!r}")
+        options[name] = value
+    return options
 
 
 def _top_level_key(key: str, value: Any) -> dict[str, Any]:
@@ -215,11 +252,13 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
         return {"tracing": _tracing_section(value)}
     if key == "secret_scopes":
         return {"secret_scopes": parse_scopes(value, key)}
+    if key == "grpc_server_options":
+        return {key: _grpc_server_options(value)}
     if key == "app" and isinstance(value, dict):
         return _app_section(value)
     if key in _LAYOTTO_ONLY_SECTIONS:
         raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
-    known = ", ".join([*_SCALAR_KEYS, "tracing", "secret_scopes", *BUILDING_BLOCKS])
+    known = ", ".join([*_SCALAR_KEYS, "tracing", "secret_scopes", "grpc_server_options", *BUILDING_BLOCKS])
     raise ConfigError(f"{key}: unknown key (known: {known})")
 
 
