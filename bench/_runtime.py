@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,17 @@ def start(command: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def start_runtime(data_dir: str, config: Path | None = None) -> tuple[subprocess.Popen[bytes], str]:
-    """`layotto serve` (embedded defaults unless ``config``) on free ports: the process and its gRPC address."""
+def start_runtime(
+    data_dir: str, config: Path | None = None, extra: Sequence[str] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`layotto serve` (embedded defaults unless ``config``; ``extra``: more flags) on free ports: the
+    process and its gRPC address."""
     address = f"127.0.0.1:{free_port()}"
     command = [sys.executable, "-m", "layotto.server", "serve", "--grpc-address", address]
     command += ["--http-address", f"127.0.0.1:{free_port()}", "--data-dir", data_dir, "--log-level", "WARNING"]
     if config is not None:
         command += ["-c", str(config)]
+    command += extra
     return start(command), address
 
 
