@@ -278,7 +278,7 @@ def test_transport_from_file_flag_and_environment(
         return dict(json.loads(capsys.readouterr().out))
 
     monkeypatch.delenv("LAYOTTO_GRPC_TRANSPORT", raising=False)
-    assert printed()["grpc_transport"] == "grpcio"
+    assert printed()["grpc_transport"] == "auto"
     monkeypatch.setenv("LAYOTTO_GRPC_TRANSPORT", "native")  # the default when set (how CI picks the transport)
     assert printed()["grpc_transport"] == "native"
     from_file = printed("-c", str(path))  # the file's key wins over the environment, the flag over both
