@@ -168,19 +168,31 @@ async def test_graceful_stop_tells_watchers_and_refuses_new_calls(transport: str
 async def test_in_flight_calls_finish_within_the_grace_and_new_ones_are_refused(transport: str) -> None:
     """The transport's own stop(grace), on raw-bytes handlers (no serializers)."""
     release, entered = asyncio.Event(), asyncio.Event()
+    calls = 20  # answers given together just before the stop closes the connections (none may be lost)
+    waiting: list[None] = []
 
     async def slow(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        entered.set()
+        waiting.append(None)
+        if len(waiting) == calls:
+            entered.set()
         await release.wait()
         return request[::-1]
 
     chosen = build_server(transport, options=[], interceptors=[])
-    add_services(chosen.server, {"test.Slow": {"Echo": grpc.unary_unary_rpc_method_handler(slow)}})
+
+    async def chat(
+        requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        async for request in requests:
+            yield request
+
+    methods = {"Echo": grpc.unary_unary_rpc_method_handler(slow), "Chat": grpc.stream_stream_rpc_method_handler(chat)}
+    add_services(chosen.server, {"test.Slow": methods})  # Chat: pygrpc-native runs its grpc.aio server behind
     port = chosen.server.add_insecure_port("127.0.0.1:0")
     await chosen.server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         echo = channel.unary_unary("/test.Slow/Echo")
-        in_flight = asyncio.ensure_future(echo(b"abc", timeout=10))
+        in_flight = asyncio.gather(*(echo(b"abc%d" % i, timeout=10) for i in range(calls)))
         await entered.wait()
         stopping = asyncio.create_task(chosen.server.stop(grace=10))
         await asyncio.sleep(0.2)
@@ -188,7 +200,7 @@ async def test_in_flight_calls_finish_within_the_grace_and_new_ones_are_refused(
             await echo(b"late", timeout=5)
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         release.set()
-        assert await in_flight == b"cba"
+        assert await in_flight == [(b"abc%d" % i)[::-1] for i in range(calls)]
         await stopping
 
 
@@ -224,6 +236,7 @@ async def test_auto_falls_back_when_native_is_not_importable(
     for name in [name for name in sys.modules if name.startswith("pygrpc_native")]:
         monkeypatch.setitem(sys.modules, name, None)  # None in sys.modules: import raises ImportError
     monkeypatch.setitem(sys.modules, "pygrpc_native", None)
+    monkeypatch.setitem(sys.modules, "layotto.server.native_server", None)  # imported by an earlier test
     caplog.set_level(logging.INFO, "layotto.server.transport")
     async with Runtime(config(tmp_path, "auto")) as runtime:
         assert runtime.grpc_transport == "grpcio"

@@ -14,6 +14,7 @@ Start-up logs the transport and why it was chosen in one line.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -79,15 +80,14 @@ def _native_server(
     options: Sequence[tuple[str, Any]], interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]]
 ) -> tuple[grpc.aio.Server, str]:
     try:
-        import pygrpc_native
-        import pygrpc_native.aio
+        native_server = importlib.import_module("layotto.server.native_server")
     except ImportError as error:
         raise _NativeRefused(f"pygrpc-native is not installed ({NATIVE_EXTRA}): {error}") from None
     try:
-        server = pygrpc_native.aio.server(options=list(options), interceptors=list(interceptors))
+        server = native_server.server(options=list(options), interceptors=list(interceptors))
     except (ValueError, NotImplementedError) as error:
-        raise _NativeRefused(f"pygrpc-native {pygrpc_native.__version__} refuses the config: {error}") from None
-    return server, pygrpc_native.__version__
+        raise _NativeRefused(f"pygrpc-native {native_server.VERSION} refuses the config: {error}") from None
+    return server, native_server.VERSION
 
 
 def add_services(server: grpc.aio.Server, services: Mapping[str, MethodHandlers]) -> None:
