@@ -291,7 +291,7 @@ def test_transport_from_file_flag_and_environment(
         return dict(json.loads(capsys.readouterr().out))
 
     monkeypatch.delenv("LAYOTTO_GRPC_TRANSPORT", raising=False)
-    assert printed()["grpc_transport"] == "auto"
+    assert printed()["grpc_transport"] == "grpcio"
     monkeypatch.setenv("LAYOTTO_GRPC_TRANSPORT", "native")  # the default when set (how CI picks the transport)
     assert printed()["grpc_transport"] == "native"
     from_file = printed("-c", str(path))  # the file's key wins over the environment, the flag over both
@@ -300,3 +300,29 @@ def test_transport_from_file_flag_and_environment(
         {"grpc.keepalive_time_ms": 60000},
     )
     assert printed("-c", str(path), "--grpc-transport", "grpcio")["grpc_transport"] == "grpcio"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_streams_open_at_the_end_of_the_grace_end_unavailable(transport: str, tmp_path: Path) -> None:
+    """What clients retry on: a Layotto (bidirectional, forwarded by pygrpc-native) and a Dapr
+    (server-streaming, native) configuration subscription still open when the grace is over."""
+    runtime = Runtime(config(tmp_path, transport))
+    await runtime.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+
+        async def subscribe() -> AsyncIterator[pb.SubscribeConfigurationRequest]:
+            yield pb.SubscribeConfigurationRequest(store_name="in-memory", keys=["flag"])
+            await asyncio.Event().wait()  # the request stream stays open, as the SDK's watch keeps it
+
+        layotto = runtime_pb2_grpc.RuntimeStub(channel).SubscribeConfiguration(subscribe())
+        dapr = dapr_pb2_grpc.DaprStub(channel).SubscribeConfiguration(
+            dapr_config.SubscribeConfigurationRequest(store_name="in-memory", keys=["flag"])
+        )
+        assert (await dapr.read()).id
+        await layotto.read()  # the items as they are: none
+        await runtime.stop(grace=0.5)
+        for stream in (layotto, dapr):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                while True:
+                    await stream.read()
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
