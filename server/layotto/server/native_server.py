@@ -32,7 +32,9 @@ class _SettlingFront:
         self._front = front
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._front, name)
+        value = getattr(self._front, name)
+        setattr(self, name, value)  # kept: the per-call methods (respond, fail, ...) are looked up once
+        return value
 
     def close(self) -> None:
         time.sleep(SETTLE_SECONDS)  # stop() calls this in an executor thread, never on the loop
