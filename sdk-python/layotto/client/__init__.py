@@ -5,10 +5,13 @@
 in-process runtime for application tests.
 """
 
-from layotto.client._app import Handler, SubscriberApp
+from layotto.client._app import Handler, MethodHandler, SubscriberApp
 from layotto.client._client import Hello, RuntimeClient
 from layotto.client._configuration import ConfigurationClient, ConfigurationItem, ConfigurationWatch
 from layotto.client._errors import (
+    AppError,
+    AppNotFound,
+    AppUnavailable,
     BackendError,
     BackendUnavailable,
     BulkWriteError,
@@ -32,6 +35,7 @@ from layotto.client._errors import (
     SecretNotFound,
     StoreNotFound,
 )
+from layotto.client._invoke import Invocation, InvokeResponse
 from layotto.client._lock import Lease, LockClient, LockStatus, SequencerClient
 from layotto.client._pubsub import Message, PubSubClient, ReceivedMessage, Subscription, TopicStatus
 from layotto.client._retry import NO_RETRY, RetryPolicy
@@ -40,6 +44,12 @@ from layotto.client._state import Consistency, StateClient, StateDelete, StateIt
 from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, StreamCall, Transport
 
 __all__ = [
+    "AppError",
+    "AppNotFound",
+    "AppUnavailable",
+    "Invocation",
+    "InvokeResponse",
+    "MethodHandler",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "StreamCall",
     "Transport",

@@ -1,4 +1,4 @@
-"""``SubscriberApp``: the app side of pub/sub delivery by callback.
+"""``SubscriberApp``: the app side of pub/sub delivery by callback, and of service invocation.
 
 ::
 
@@ -15,6 +15,12 @@ It serves Layotto's AppCallback (``spec.proto.runtime.v1.AppCallback``): the run
 asks ListTopicSubscriptions and calls OnTopicEvent. A handler that returns None or
 ``TopicStatus.SUCCESS`` acks, one that returns ``TopicStatus.DROP`` drops, and one that
 raises (or returns ``RETRY``) has the message delivered again with backoff.
+
+Methods other apps invoke (``client.invoke(app_id, "greet", ...)``) are declared with
+``@app.method("greet")``: the handler gets an :class:`Invocation` and returns the answer
+(bytes, str, a JSON value, or an :class:`InvokeResponse` to set its content type and headers).
+They are served as Dapr's ``AppCallback/OnInvoke`` (Layotto's AppCallback has no OnInvoke) on
+the same server; an unknown method answers UNIMPLEMENTED, a handler that raises INTERNAL.
 """
 
 from __future__ import annotations
@@ -23,20 +29,27 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 
-from layotto.client._pubsub import Message, TopicStatus, message_from_event, subscription_metadata
+from layotto.client._invoke import Invocation, InvokeResponse
+from layotto.client._pubsub import Message, TopicStatus, content_type_for, message_from_event, subscription_metadata
+from layotto.client._values import Value, encode
+from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import appcallback_pb2_grpc
 
-__all__ = ["Handler", "SubscriberApp"]
+__all__ = ["Handler", "MethodHandler", "SubscriberApp"]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], Awaitable[TopicStatus | None]]
+MethodHandler = Callable[[Invocation], Awaitable[Value | InvokeResponse]]
+DAPR_APP_CALLBACK = "dapr.proto.runtime.v1.AppCallback"
+VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,57 @@ class SubscriberApp:
 
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], _Route] = {}
+        self._methods: dict[str, MethodHandler] = {}
+
+    def method(self, name: str) -> Callable[[MethodHandler], MethodHandler]:
+        """Decorate an async function to answer invocations of method ``name``."""
+
+        def register(handler: MethodHandler) -> MethodHandler:
+            if name in self._methods:
+                raise ValueError(f"method {name!r} already has a handler")
+            self._methods[name] = handler
+            return handler
+
+        return register
+
+    async def OnInvoke(self, request: common_pb2.InvokeRequest, context: Any) -> common_pb2.InvokeResponse:
+        handler = self._methods.get(request.method)
+        if handler is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method {request.method!r} is not served by this app")
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        extension = request.http_extension
+        invocation = Invocation(
+            method=request.method,
+            data=bytes(request.data.value),
+            content_type=request.content_type,
+            verb=VERBS[extension.verb] if 0 <= extension.verb < len(VERBS) else "NONE",
+            querystring=extension.querystring,
+            headers=MappingProxyType(metadata),
+            caller_app_id=metadata.get("dapr-caller-app-id", ""),
+        )
+        try:
+            answer = await handler(invocation)  # type: ignore[misc]  # abort() above never returns
+        except Exception:
+            log.exception("method %s failed", request.method)
+            await context.abort(grpc.StatusCode.INTERNAL, f"method {request.method!r} failed (logged by the app)")
+        if isinstance(answer, InvokeResponse):
+            await context.send_initial_metadata(tuple((k.lower(), v) for k, v in answer.headers.items()))
+            data, content_type = answer.data, answer.content_type
+        elif answer is None:
+            data, content_type = b"", ""
+        else:
+            data, content_type = encode(answer), content_type_for(answer)
+        response = common_pb2.InvokeResponse(content_type=content_type)
+        response.data.value = data  # Dapr's messages live in their own pool: no Any of another's
+        return response
+
+    def _invoke_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        on_invoke = grpc.unary_unary_rpc_method_handler(
+            self.OnInvoke,
+            request_deserializer=common_pb2.InvokeRequest.FromString,
+            response_serializer=common_pb2.InvokeResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(DAPR_APP_CALLBACK, {"OnInvoke": on_invoke})
 
     def subscribe(
         self,
@@ -101,6 +165,7 @@ class SubscriberApp:
         """Serve the callback on ``address`` (port 0: a free one) while the block runs; yields the port."""
         server = grpc.aio.server()
         appcallback_pb2_grpc.add_AppCallbackServicer_to_server(self, server)  # type: ignore[arg-type]
+        server.add_generic_rpc_handlers([self._invoke_handler()])
         port = server.add_insecure_port(address)
         await server.start()
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -12,12 +12,14 @@ import grpc
 from google.protobuf import any_pb2
 
 from layotto.client._configuration import ConfigurationClient
+from layotto.client._invoke import InvokeResponse, invoke
 from layotto.client._lock import LockClient, SequencerClient
 from layotto.client._pubsub import PubSubClient
 from layotto.client._retry import RetryPolicy
 from layotto.client._secrets import SecretsClient
 from layotto.client._state import StateClient
 from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, GrpcTransport, Transport
+from layotto.client._values import Value
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 ADDRESS_ENV = "LAYOTTO_GRPC_ENDPOINT"
@@ -92,6 +94,38 @@ class RuntimeClient:
             request.data.CopyFrom(any_pb2.Any(value=data))
         response = await self._transport.unary("SayHello", request, timeout, idempotent=True)
         return Hello(greeting=response.hello, data=response.data.value)
+
+    async def invoke(
+        self,
+        app_id: str,
+        method: str,
+        data: Value = None,
+        *,
+        verb: str = "NONE",
+        querystring: str = "",
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> InvokeResponse:
+        """Call ``method`` of app ``app_id`` through the runtime (and the app's sidecar).
+
+        ``data`` is sent as bytes (str as UTF-8, other values as JSON; its content type
+        follows unless ``content_type`` is given). ``verb`` (GET, POST, ... or NONE: POST for an
+        HTTP app) and ``querystring`` reach an HTTP app as such; ``headers`` reach the app as
+        headers or gRPC metadata. Not retried once it may have reached the runtime.
+        Raises AppNotFound, AppUnavailable, AppError (the app's own error), DeadlineExceeded,
+        InvalidArgument (empty app id or method), ValueError (an unknown verb)."""
+        return await invoke(
+            self._transport,
+            app_id,
+            method,
+            data,
+            verb=verb,
+            querystring=querystring,
+            content_type=content_type,
+            headers=headers,
+            timeout=timeout,
+        )
 
     async def aclose(self) -> None:
         await self._transport.aclose()

@@ -18,7 +18,10 @@
     ├── NoComponentsConfigured      the runtime has no component of that building block
     ├── FeatureNotSupported         the component lacks the feature (etag, ttl, ...)
     ├── NotFound                    the named thing does not exist
-    │   └── SecretNotFound          the secret store has no secret of that name
+    │   ├── SecretNotFound          the secret store has no secret of that name
+    │   └── AppNotFound             invoke: name resolution knows no app of that id
+    ├── AppUnavailable              invoke: the target app, or every sidecar of it, does not answer
+    ├── AppError                    invoke: the target app answered with an error (.app_id, .http_status)
     ├── NotImplementedByRuntime     the runtime does not serve this API
     ├── RuntimeInternalError        the runtime failed unexpectedly
     │   └── BackendError            the component's backend answered with an error
@@ -37,6 +40,9 @@ from google.rpc import error_details_pb2, status_pb2
 from layotto.proto.reasons import ERROR_DOMAIN
 
 __all__ = [
+    "AppError",
+    "AppNotFound",
+    "AppUnavailable",
     "BackendError",
     "BackendUnavailable",
     "BulkWriteError",
@@ -157,6 +163,28 @@ class SecretNotFound(NotFound):
     """The secret store has no secret of that name."""
 
 
+class AppNotFound(NotFound):
+    """``invoke``: name resolution knows no instance of the app id (``metadata["app_id"]``)."""
+
+
+class AppUnavailable(LayottoError):
+    """``invoke``: the target app, or every sidecar serving it, cannot be reached."""
+
+
+class AppError(LayottoError):
+    """``invoke``: the target app answered with an error; ``code`` is the app's own (an HTTP app's
+    status mapped as Dapr does), ``http_status`` the HTTP app's status (None from a gRPC app)."""
+
+    @property
+    def app_id(self) -> str | None:
+        return self.metadata.get("app_id")
+
+    @property
+    def http_status(self) -> int | None:
+        status = self.metadata.get("http_status", "")
+        return int(status) if status.isdigit() else None
+
+
 class NotImplementedByRuntime(LayottoError):
     """The runtime does not serve this RPC."""
 
@@ -195,6 +223,10 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "BACKEND_ERROR": BackendError,
     "RPC_NOT_IMPLEMENTED": NotImplementedByRuntime,
     "RUNTIME_SHUTTING_DOWN": RuntimeUnavailable,
+    "APP_NOT_FOUND": AppNotFound,
+    "APP_UNAVAILABLE": AppUnavailable,
+    "APP_ERROR": AppError,
+    "DEADLINE_EXCEEDED": DeadlineExceeded,
 }
 
 #: the exception of a status that carries no reason (another server, a proxy, gRPC itself)

@@ -51,10 +51,11 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 def never_reached_the_runtime(error: grpc.aio.AioRpcError) -> bool:
     """The call was not started by the runtime: it is shutting down, or no connection was made."""
-    if reason_of(error) == "RUNTIME_SHUTTING_DOWN":
+    reason = reason_of(error)
+    if reason == "RUNTIME_SHUTTING_DOWN":
         return True
-    details = (error.details() or "").lower()
-    return error.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in details
+    details = (error.details() or "").lower()  # a runtime's own reason means it was reached (APP_UNAVAILABLE)
+    return error.code() is grpc.StatusCode.UNAVAILABLE and not reason and "failed to connect" in details
 
 
 def retryable(error: grpc.aio.AioRpcError, idempotent: bool) -> bool:

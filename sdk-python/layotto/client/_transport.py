@@ -47,6 +47,14 @@ class Transport(ABC):
         """Call ``method``; ``timeout`` None: the transport's default. ``idempotent`` calls may be
         retried after an outage that may have reached the runtime."""
 
+    async def unary_with_headers(
+        self, method: str, request: Any, timeout: float | None, metadata: Sequence[tuple[str, str]]
+    ) -> tuple[Any, tuple[tuple[str, str], ...]]:
+        """Call ``method`` with extra ``metadata`` (never retried once it may have reached the
+        runtime); the response and the response's initial metadata. This default sends no
+        metadata and answers no headers."""
+        return await self.unary(method, request, timeout), ()
+
     @abstractmethod
     def stream(self, method: str) -> StreamCall:
         """Open the bidirectional stream ``method`` (no deadline)."""
@@ -132,6 +140,28 @@ class GrpcTransport(Transport):
                 raise translate(error) from None
 
         return await call_with_retry(self.retry, attempt, idempotent=idempotent, ends_at=ends_at)
+
+    async def unary_with_headers(
+        self, method: str, request: Any, timeout: float | None, metadata: Sequence[tuple[str, str]]
+    ) -> tuple[Any, tuple[tuple[str, str], ...]]:
+        stub_method = self._method(method)
+        deadline = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        ends_at = None if deadline is None else loop.time() + deadline
+
+        async def attempt() -> tuple[Any, tuple[tuple[str, str], ...]]:
+            remaining = None if ends_at is None else max(0.0, ends_at - loop.time())
+            call = stub_method(request, timeout=remaining, metadata=(*self.metadata, *metadata))
+            try:
+                response = await call
+                headers = await call.initial_metadata()
+            except grpc.aio.AioRpcError:
+                raise  # call_with_retry retries what never reached the runtime, and translates
+            except grpc.aio.BaseError as error:
+                raise translate(error) from None
+            return response, tuple((k, v) for k, v in headers or () if isinstance(v, str))
+
+        return await call_with_retry(self.retry, attempt, idempotent=False, ends_at=ends_at)
 
     def stream(self, method: str) -> StreamCall:
         return GrpcStreamCall(self._method(method)(metadata=self.metadata))

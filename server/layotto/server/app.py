@@ -14,13 +14,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from layotto.server.actuator import Actuator
+from layotto.server.api.invoke_channels import build_invoker
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
+from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, split_address
+from layotto.server.errors import LayottoError
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
+from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.server.transport import add_services, build_server
 
@@ -49,6 +53,8 @@ class Runtime:
         self.topics = Topics()
         self.tracing: Tracing | None = None
         self.app_subscriptions: AppSubscriptions | None = None
+        self.resolver: NameResolver | None = None
+        self.invoker: Invoker | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -68,8 +74,11 @@ class Runtime:
             self.components = await load_components(declared, context)
         except ConfigError as error:
             raise ConfigError(f"{cfg.source}: {error}") from None
+        self.resolver = create_resolver(cfg.name_resolution)
+        self.invoker = build_invoker(cfg, self.resolver, self.tracing)
         try:
             await self._start_servers(http_host, http_port)
+            await self._register(cfg.grpc_address.rpartition(":")[0].strip("[]"))
         except BaseException:
             await self.stop(grace=0)
             raise
@@ -93,6 +102,8 @@ class Runtime:
             topics=self.topics,
             max_publish_bytes=cfg.max_publish_bytes,
             secret_policy=SecretPolicy(cfg.secret_scopes),
+            invoker=self.invoker,
+            strip_trace=self.tracing is not None,
         )
         add_services(server, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -132,6 +143,15 @@ class Runtime:
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
+    async def _register(self, host: str) -> None:
+        """Announce this runtime to name resolution (a registry), at its bound gRPC address."""
+        assert self.resolver is not None
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        try:
+            await self.resolver.start(self.config.app_id, f"{host}:{self.grpc_port}")
+        except LayottoError as error:
+            raise ConfigError(f"name_resolution: {error.message}") from None
+
     def _info(self) -> dict[str, object]:
         return {
             "app": {
@@ -161,9 +181,15 @@ class Runtime:
         if self.app_subscriptions is not None:
             await self.app_subscriptions.aclose()
             self.app_subscriptions = None
+        if self.resolver is not None:  # withdrawn first: callers stop choosing this runtime
+            await self.resolver.aclose()
+            self.resolver = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self.invoker is not None:
+            await self.invoker.aclose()
+            self.invoker = None
         await self.components.aclose()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # flushes what is still buffered

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from layotto.server.components.base import ConfigError
+from layotto.server.components.nameresolution import NameResolutionSettings, parse_settings
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
 from layotto.server.dapr_manifests import load_manifests, load_secret_scopes
@@ -85,6 +86,9 @@ class RuntimeConfig:
     grpc_transport: str = field(default_factory=default_grpc_transport)  # auto, native (pygrpc-native) or grpcio
     grpc_server_options: dict[str, int | str] = field(default_factory=dict)  # extra grpc.* server options
     secret_scopes: tuple[SecretScope, ...] = ()  # which secrets of which store the app may read
+    app_protocol: str = "grpc"  # how invocations reach the app: grpc (OnInvoke at app_callback_address) or http
+    app_port: int = 0  # the app's HTTP port on 127.0.0.1 (app_protocol http)
+    name_resolution: NameResolutionSettings = field(default_factory=NameResolutionSettings)  # app id -> sidecars
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -110,6 +114,10 @@ class RuntimeConfig:
             out["app_callback_address"] = self.app_callback_address
             out["app_callback_protocol"] = self.app_callback_protocol
             out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
+        if self.app_port or self.app_protocol != "grpc":
+            out["app_protocol"], out["app_port"] = self.app_protocol, self.app_port
+        if self.name_resolution != NameResolutionSettings():
+            out["name_resolution"] = self.name_resolution.to_dict()
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
         if self.secret_scopes:
@@ -147,7 +155,10 @@ _SCALAR_KEYS: dict[str, type] = {
     "subscriptions_refresh_seconds": float,
     "event_loop": str,
     "grpc_transport": str,
+    "app_protocol": str,
+    "app_port": int,
 }
+APP_PROTOCOLS = ("grpc", "http")
 CALLBACK_PROTOCOLS = ("layotto", "dapr")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
@@ -216,6 +227,10 @@ def from_mapping(raw: Any) -> RuntimeConfig:
             f"app_callback_protocol: expected one of {', '.join(CALLBACK_PROTOCOLS)}, "
             f"got {values['app_callback_protocol']!r}"
         )
+    if values.get("app_protocol", "grpc") not in APP_PROTOCOLS:
+        raise ConfigError(f"app_protocol: expected one of {', '.join(APP_PROTOCOLS)}, got {values['app_protocol']!r}")
+    if not 0 <= values.get("app_port", 0) <= 65535:
+        raise ConfigError(f"app_port: expected a port number, got {values['app_port']!r}")
     if values.get("event_loop", "auto") not in EVENT_LOOPS:
         raise ConfigError(f"event_loop: expected one of {', '.join(EVENT_LOOPS)}, got {values['event_loop']!r}")
     if values.get("grpc_transport", "grpcio") not in GRPC_TRANSPORTS:
@@ -254,11 +269,13 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
         return {"secret_scopes": parse_scopes(value, key)}
     if key == "grpc_server_options":
         return {key: _grpc_server_options(value)}
+    if key == "name_resolution":
+        return {"name_resolution": parse_settings(value, key)}
     if key == "app" and isinstance(value, dict):
         return _app_section(value)
     if key in _LAYOTTO_ONLY_SECTIONS:
         raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
-    known = ", ".join([*_SCALAR_KEYS, "tracing", "secret_scopes", "grpc_server_options", *BUILDING_BLOCKS])
+    known = ", ".join([*_SCALAR_KEYS, "tracing", "secret_scopes", "grpc_server_options", "name_resolution", *BUILDING_BLOCKS])
     raise ConfigError(f"{key}: unknown key (known: {known})")
 
 

@@ -186,3 +186,82 @@ class RuntimeShuttingDown(LayottoError):
             f"{method}: the runtime is shutting down and did not start this call; retry",
             metadata={"method": method},
         )
+
+
+class AppNotFound(LayottoError):
+    """Service invocation: name resolution knows no instance of the target app id."""
+
+    reason = "APP_NOT_FOUND"
+
+    def __init__(self, app_id: str, detail: str = "no instance of it is known to name resolution") -> None:
+        super().__init__(f"id: app {app_id!r}: {detail}", metadata={"field": "id", "app_id": app_id})
+
+
+class AppUnavailable(LayottoError):
+    """Service invocation: the target app, or every sidecar serving it, cannot be reached."""
+
+    reason = "APP_UNAVAILABLE"
+
+    def __init__(self, app_id: str, detail: str) -> None:
+        super().__init__(f"app {app_id!r} is unavailable: {detail}", metadata={"app_id": app_id})
+
+
+class DeadlineExceeded(LayottoError):
+    """The call's deadline passed before ``what`` answered."""
+
+    reason = "DEADLINE_EXCEEDED"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the deadline passed before {what} answered")
+
+
+class PassedOnError(LayottoError):
+    """An error that keeps the status it came with: ``status`` is a gRPC status code name
+    (``"NOT_FOUND"``), which the API layer sends instead of its reason's."""
+
+    def __init__(self, message: str, *, status: str, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message, metadata=metadata)
+        self.status = status
+
+
+#: the status code name of an HTTP app's error status, as Dapr maps it (others: UNKNOWN)
+_STATUS_OF_HTTP = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    412: "FAILED_PRECONDITION",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+class AppError(PassedOnError):
+    """Service invocation: the target app answered with an error; ``status`` is the app's own
+    (a gRPC app's status code name, or an HTTP app's status mapped by ``_STATUS_OF_HTTP``)."""
+
+    reason = "APP_ERROR"
+
+    def __init__(self, app_id: str, detail: str, *, status: str = "UNKNOWN", http_status: int = 0) -> None:
+        metadata = {"app_id": app_id}
+        if http_status:
+            metadata["http_status"] = str(http_status)
+        super().__init__(f"app {app_id!r} answered with an error: {detail}", status=status, metadata=metadata)
+
+    @classmethod
+    def from_http(cls, app_id: str, http_status: int, body: bytes) -> AppError:
+        text = body[:200].decode("utf-8", errors="replace")
+        status = _STATUS_OF_HTTP.get(http_status, "UNKNOWN")
+        return cls(app_id, f"HTTP {http_status}: {text}", status=status, http_status=http_status)
+
+
+class RelayedError(PassedOnError):
+    """An error another runtime reported, passed on as it came (status, reason, message, metadata)."""
+
+    def __init__(self, status: str, reason: str, message: str, metadata: Mapping[str, str]) -> None:
+        super().__init__(message, status=status, metadata=metadata)
+        self.reason = reason  # type: ignore[misc]  # this instance's reason is the other runtime's

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from google.protobuf import descriptor as _d
 
+from layotto.proto.dapr.common.v1 import common_pb2 as dapr_common_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
 from layotto.proto.dapr.runtime.v1 import dapr_pb2, secret_pb2, state_pb2
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
@@ -35,6 +36,7 @@ from layotto.proto.runtime.v1 import appcallback_pb2, lifecycle_pb2, runtime_pb2
 from layotto.server.api.adapter import MethodHandlers, Routes, method_handlers
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
 from layotto.server.api.hello import HelloApi
+from layotto.server.api.invoke import InvokeApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
@@ -43,6 +45,7 @@ from layotto.server.api.sequencer import SequencerApi
 from layotto.server.api.state import StateApi, StateMessages
 from layotto.server.components.loader import ComponentSet
 from layotto.server.runtime.delivery import Topics
+from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.secret_scopes import SecretPolicy
 
 LAYOTTO_STATE = StateMessages(
@@ -123,6 +126,8 @@ class Apis:
     layotto_configuration: LayottoConfigurationApi
     dapr_configuration: DaprConfigurationApi
     metadata: MetadataApi
+    layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
+    dapr_invoke: InvokeApi | None = None
 
 
 def runtime_routes(apis: Apis) -> Routes:
@@ -147,6 +152,7 @@ def runtime_routes(apis: Apis) -> Routes:
         "SubscribeTopicEvents": apis.layotto_pubsub.SubscribeTopicEvents,
         "GetSecret": apis.layotto_secrets.GetSecret,
         "GetBulkSecret": apis.layotto_secrets.GetBulkSecret,
+        **({"InvokeService": apis.layotto_invoke.InvokeService} if apis.layotto_invoke else {}),
     }
 
 
@@ -177,6 +183,7 @@ def dapr_routes(apis: Apis) -> Routes:
         "GetMetadata": apis.metadata.GetMetadata,
         "SetMetadata": apis.metadata.SetMetadata,
         "Shutdown": apis.metadata.Shutdown,
+        **({"InvokeService": apis.dapr_invoke.InvokeService} if apis.dapr_invoke else {}),
     }
 
 
@@ -200,6 +207,8 @@ def build_apis(
     topics: Topics,
     max_publish_bytes: int,
     secret_policy: SecretPolicy,
+    invoker: Invoker | None = None,
+    strip_trace: bool = False,
 ) -> Apis:
     """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
     return Apis(
@@ -215,6 +224,8 @@ def build_apis(
         layotto_configuration=LayottoConfigurationApi(components, app_id),
         dapr_configuration=DaprConfigurationApi(components, app_id),
         metadata=MetadataApi(app_id, version, components, shutdown),
+        layotto_invoke=InvokeApi(invoker, runtime_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
+        dapr_invoke=InvokeApi(invoker, dapr_common_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
     )
 
 
@@ -227,6 +238,8 @@ def api_handlers(
     topics: Topics,
     max_publish_bytes: int,
     secret_policy: SecretPolicy,
+    invoker: Invoker | None = None,
+    strip_trace: bool = False,
 ) -> dict[str, MethodHandlers]:
     """Service full name -> {RPC name -> gRPC method handler}, for every served service.
 
@@ -240,6 +253,8 @@ def api_handlers(
         topics=topics,
         max_publish_bytes=max_publish_bytes,
         secret_policy=secret_policy,
+        invoker=invoker,
+        strip_trace=strip_trace,
     )
     return {service.full_name: method_handlers(service, routes) for service, routes in routing_tables(apis).items()}
 

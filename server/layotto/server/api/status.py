@@ -7,7 +7,9 @@ its gRPC status code and its HTTP status. The gRPC status carries the error's me
 
 A :class:`~layotto.server.errors.BulkPartialFailure` keeps its reason but takes the code of
 its failures when they all share one (every item failed on a stale etag: ABORTED; on a bad
-etag: INVALID_ARGUMENT), and its own (ABORTED) otherwise.
+etag: INVALID_ARGUMENT), and its own (ABORTED) otherwise. A
+:class:`~layotto.server.errors.PassedOnError` (an invoked app's error, another runtime's
+error) keeps the status code it came with.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from layotto.proto.reasons import ERROR_DOMAIN, REASONS, Reason
-from layotto.server.errors import BulkPartialFailure, LayottoError
+from layotto.server.errors import BulkPartialFailure, LayottoError, PassedOnError
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 Trailers = tuple[tuple[str, bytes], ...]
@@ -36,6 +38,8 @@ def _shared(error: BulkPartialFailure) -> Reason | None:
 
 def grpc_code(error: LayottoError) -> grpc.StatusCode:
     """The gRPC status code of an error."""
+    if isinstance(error, PassedOnError):
+        return getattr(grpc.StatusCode, error.status, grpc.StatusCode.UNKNOWN)
     if isinstance(error, BulkPartialFailure) and (shared := _shared(error)) is not None:
         return grpc.StatusCode[shared.grpc]
     return grpc.StatusCode[_entry(error).grpc]

@@ -1,0 +1,101 @@
+"""``InvokeService`` of both APIs: Layotto's ``Runtime/InvokeService`` (InvokeServiceRequest with a
+CommonInvokeRequest) and Dapr's ``Dapr/InvokeService`` (InvokeServiceRequest with an InvokeRequest).
+
+The two requests have the same shape (id; message: method, data Any, content_type,
+http_extension verb + querystring), so one handler serves both: it turns the message and the
+call's metadata into a runtime :class:`InvokeRequest`, lets the :class:`Invoker` answer within
+the call's remaining deadline, sends the app's headers back as the response's initial metadata
+(``dapr-http-status`` among them for an HTTP app) and answers with ``data`` as an Any.
+
+Dapr's ``InvokeService`` is also the hop between sidecars: a call carrying the hop header
+(``layotto-invoke-hop``) came from another sidecar and is never forwarded again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+
+from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, VERBS, InvokeRequest, Invoker
+
+#: metadata gRPC or HTTP sets for itself: never passed to the app as a header
+RESERVED_HEADERS = frozenset({"content-type", "user-agent", "te", "host", "content-length", "connection", "accept-encoding"})
+TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation", "sw8-x"})
+
+
+def app_headers(metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False) -> tuple[tuple[str, str], ...]:
+    """The caller's metadata worth passing to the app: text keys, not gRPC's own, not the hop's."""
+    out = []
+    for key, value in metadata:
+        key = key.lower()
+        if isinstance(value, bytes) or key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
+            continue
+        if key in (HOP_HEADER, CALLER_APP_ID_HEADER) or (strip_trace and key in TRACE_HEADERS):
+            continue
+        out.append((key, value))
+    return tuple(out)
+
+
+def grpc_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Headers that are valid gRPC metadata: lower-case, printable, not gRPC's own."""
+    out = []
+    for key, value in headers:
+        key = key.lower()
+        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or key.endswith("-bin"):
+            continue
+        if key and all(c.isalnum() or c in "-_." for c in key) and value.isprintable():
+            out.append((key, value))
+    return tuple(out)
+
+
+def verb_name(number: int) -> str:
+    """The name of an HTTPExtension.Verb number; an unknown number gives "VERB_<n>" (refused later)."""
+    return VERBS[number] if 0 <= number < len(VERBS) else f"VERB_{number}"
+
+
+def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool) -> InvokeRequest:
+    """An InvokeServiceRequest of either API, and the call's metadata, as a runtime request."""
+    metadata = list(metadata)
+    found = dict((k.lower(), v) for k, v in metadata if isinstance(v, str))
+    body = message.message
+    return InvokeRequest(
+        app_id=message.id,
+        method=body.method,
+        data=body.data.value,
+        data_type_url=body.data.type_url,
+        content_type=body.content_type,
+        verb=verb_name(body.http_extension.verb),
+        querystring=body.http_extension.querystring,
+        headers=app_headers(metadata, strip_trace=strip_trace),
+        caller_app_id=found.get(CALLER_APP_ID_HEADER, ""),
+        hop=HOP_HEADER in found,
+    )
+
+
+def fill_invoke_message(target: Any, request: InvokeRequest) -> None:
+    """Write ``request`` into an InvokeRequest / CommonInvokeRequest message of either API."""
+    target.method = request.method
+    target.data.type_url, target.data.value = request.data_type_url, request.data  # Dapr's Any is another pool's
+    target.content_type = request.content_type
+    if request.verb != "NONE" or request.querystring:
+        target.http_extension.verb = VERBS.index(request.verb)
+        target.http_extension.querystring = request.querystring
+
+
+class InvokeApi:
+    """``InvokeService`` of one API; ``response_cls`` is its InvokeResponse message."""
+
+    def __init__(self, invoker: Invoker, response_cls: Any, *, strip_trace: bool = False) -> None:
+        self._invoker = invoker
+        self._response_cls = response_cls
+        self._strip_trace = strip_trace
+
+    async def InvokeService(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        invoke = to_invoke_request(request, context.invocation_metadata() or (), strip_trace=self._strip_trace)
+        answer = await self._invoker.invoke(invoke, context.time_remaining())
+        await context.send_initial_metadata(grpc_headers(answer.headers))
+        response = self._response_cls(content_type=answer.content_type)
+        response.data.type_url, response.data.value = answer.data_type_url, answer.data
+        return response

@@ -1,0 +1,255 @@
+"""The channels of service invocation: to this runtime's app (gRPC ``OnInvoke`` or HTTP) and to
+other runtimes' sidecars (Dapr's ``InvokeService`` as the hop).
+
+* :class:`GrpcAppChannel` calls ``dapr.proto.runtime.v1.AppCallback/OnInvoke`` at the app's
+  callback address (Layotto's AppCallback has no OnInvoke; one app server can serve both
+  services). The call's headers become its metadata, the app's initial metadata the headers.
+* :class:`HttpAppChannel` sends ``VERB http://HOST:PORT/<method>?<querystring>`` (NONE is POST)
+  with the headers and body; the app's status comes back as ``dapr-http-status``; a non-2xx
+  status is an :class:`AppError` whose code is mapped from it, as Dapr's gRPC API does.
+* :class:`GrpcSidecarForwarder` keeps one channel per callee sidecar and calls its Dapr
+  ``InvokeService`` with the hop headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from layotto.proto.dapr.common.v1 import common_pb2
+from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
+from layotto.proto.reasons import ERROR_DOMAIN
+from layotto.server.api.invoke import grpc_headers, fill_invoke_message
+from layotto.server.config import RuntimeConfig
+from layotto.server.errors import AppError, AppUnavailable, DeadlineExceeded, RelayedError
+from layotto.server.runtime.invocation import (
+    CALLER_APP_ID_HEADER,
+    HOP_HEADER,
+    HTTP_STATUS_HEADER,
+    AppChannel,
+    InvokeRequest,
+    InvokeResponse,
+    Invoker,
+    Resolver,
+    SidecarUnreachable,
+)
+from layotto.tracing import Tracing
+
+log = logging.getLogger(__name__)
+
+#: response headers of an HTTP app that describe the connection, not the answer
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "date", "server"})
+#: how long a call waits for an app that refused the connection to come up (seconds)
+CONNECT_GRACE_SECONDS = 2.0
+#: an app or sidecar that went away is tried again within a second of coming back
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+def _message_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        *RECONNECT_OPTIONS,
+    ]
+
+
+def _refused(error: grpc.aio.AioRpcError) -> bool:
+    """No connection was made: the call did not start."""
+    return error.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in (error.details() or "").lower()
+
+
+async def _until_ready(channel: grpc.aio.Channel, seconds: float) -> bool:
+    """Whether ``channel`` connects within ``seconds``."""
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + seconds
+    state = channel.get_state(try_to_connect=True)
+    while state is not grpc.ChannelConnectivity.READY:
+        remaining = ends_at - loop.time()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        except TimeoutError:
+            return False
+        state = channel.get_state(try_to_connect=True)
+    return True
+
+
+def _text_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((k, v) for k, v in (metadata or ()) if isinstance(v, str))
+
+
+class GrpcAppChannel:
+    """The app's ``dapr.proto.runtime.v1.AppCallback/OnInvoke`` at ``address`` (HOST:PORT)."""
+
+    def __init__(self, app_id: str, address: str, *, max_message_bytes: int, tracing: Tracing | None = None) -> None:
+        self._app_id = app_id
+        self._address = address
+        interceptors = tracing.client_interceptors(address) if tracing is not None else None
+        self._channel = grpc.aio.insecure_channel(
+            address, options=_message_options(max_message_bytes), interceptors=interceptors
+        )
+        self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
+
+    async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        message = common_pb2.InvokeRequest()
+        fill_invoke_message(message, request)
+        metadata = [*grpc_headers(request.headers)]
+        if request.caller_app_id:
+            metadata.append(("dapr-caller-app-id", request.caller_app_id))
+        loop = asyncio.get_running_loop()
+        ends_at = None if timeout is None else loop.time() + timeout
+        try:
+            answer, headers = await self._call(message, timeout, metadata)
+        except grpc.aio.AioRpcError as error:
+            remaining = None if ends_at is None else ends_at - loop.time()
+            grace = CONNECT_GRACE_SECONDS if remaining is None else min(remaining, CONNECT_GRACE_SECONDS)
+            if not _refused(error) or not await _until_ready(self._channel, grace):
+                raise self._error(error) from None
+            try:  # the app came up: the first attempt never reached it
+                answer, headers = await self._call(message, None if ends_at is None else ends_at - loop.time(), metadata)
+            except grpc.aio.AioRpcError as again:
+                raise self._error(again) from None
+        return InvokeResponse(answer.data.value, answer.content_type, headers, 200, answer.data.type_url)
+
+    async def _call(
+        self, message: Any, timeout: float | None, metadata: list[tuple[str, str]]
+    ) -> tuple[Any, tuple[tuple[str, str], ...]]:
+        call = self._stub.OnInvoke(message, timeout=timeout, metadata=metadata)
+        answer = await call
+        return answer, _text_metadata(await call.initial_metadata())
+
+    def _error(self, error: grpc.aio.AioRpcError) -> Exception:
+        code = error.code()
+        if code is grpc.StatusCode.UNAVAILABLE:
+            return AppUnavailable(self._app_id, f"its app at {self._address} does not answer: {error.details()}")
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(f"app {self._app_id!r}")
+        return AppError(self._app_id, f"{code.name}: {error.details()}", status=code.name)
+
+    async def aclose(self) -> None:
+        await self._channel.close(None)
+
+
+class HttpAppChannel:
+    """The app's HTTP server at ``base_url`` (``http://127.0.0.1:PORT``)."""
+
+    def __init__(self, app_id: str, base_url: str) -> None:
+        self._app_id = app_id
+        self._base_url = base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+        return self._session
+
+    async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        verb = "POST" if request.verb == "NONE" else request.verb
+        url = f"{self._base_url}/{request.method.lstrip('/')}"
+        if request.querystring:
+            url += "?" + request.querystring.lstrip("?")
+        headers = dict(request.headers)
+        if request.content_type:
+            headers["Content-Type"] = request.content_type
+        if request.caller_app_id:
+            headers["dapr-caller-app-id"] = request.caller_app_id
+        try:
+            async with self._client().request(
+                verb, url, data=request.data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                body = await response.read()
+        except TimeoutError:
+            raise DeadlineExceeded(f"app {self._app_id!r}") from None
+        except aiohttp.ClientError as error:
+            raise AppUnavailable(self._app_id, f"its app at {self._base_url} does not answer: {error}") from None
+        if not 200 <= response.status < 300:
+            raise AppError.from_http(self._app_id, response.status, body)
+        kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
+        kept.append((HTTP_STATUS_HEADER, str(response.status)))
+        return InvokeResponse(body, response.content_type if body else "", tuple(kept), response.status)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]] | None:
+    """The reason and metadata a runtime sent with ``error``, if it is one of ours."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+                    return info.reason, dict(info.metadata)
+    return None
+
+
+class GrpcSidecarForwarder:
+    """Calls other sidecars' Dapr ``InvokeService``, one cached channel per address."""
+
+    def __init__(self, *, max_message_bytes: int, tracing: Tracing | None = None) -> None:
+        self._options = _message_options(max_message_bytes)
+        self._tracing = tracing
+        self._stubs: dict[str, tuple[grpc.aio.Channel, dapr_pb2_grpc.DaprStub]] = {}
+
+    def _stub(self, address: str) -> dapr_pb2_grpc.DaprStub:
+        if address not in self._stubs:
+            interceptors = self._tracing.client_interceptors(address) if self._tracing is not None else None
+            channel = grpc.aio.insecure_channel(address, options=self._options, interceptors=interceptors)
+            self._stubs[address] = (channel, dapr_pb2_grpc.DaprStub(channel))
+        return self._stubs[address][1]
+
+    async def forward(self, address: str, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        message = invoke_pb2.InvokeServiceRequest(id=request.app_id)
+        fill_invoke_message(message.message, request)
+        metadata = [*grpc_headers(request.headers), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, request.caller_app_id)]
+        call = self._stub(address).InvokeService(message, timeout=timeout, metadata=metadata)
+        try:
+            answer = await call
+            headers = _text_metadata(await call.initial_metadata())
+        except grpc.aio.AioRpcError as error:
+            raise self._error(address, request.app_id, error) from None
+        status = int(dict(headers).get(HTTP_STATUS_HEADER, "200") or 200)
+        return InvokeResponse(answer.data.value, answer.content_type, headers, status, answer.data.type_url)
+
+    @staticmethod
+    def _error(address: str, app_id: str, error: grpc.aio.AioRpcError) -> Exception:
+        code, details = error.code(), error.details() or ""
+        info = _error_info(error)
+        if info is not None:
+            return RelayedError(code.name, info[0], details, info[1])
+        if _refused(error):
+            return SidecarUnreachable(address, details)
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(f"app {app_id!r}")
+        return AppUnavailable(app_id, f"its sidecar at {address} failed: {code.name}: {details}")
+
+    async def aclose(self) -> None:
+        channels = [channel for channel, _ in self._stubs.values()]
+        self._stubs.clear()
+        await asyncio.gather(*(channel.close(None) for channel in channels))
+
+
+def build_invoker(config: RuntimeConfig, resolver: Resolver, tracing: Tracing | None) -> Invoker:
+    """The invoker of a runtime: its app channel per ``app_protocol``, and the sidecar hop."""
+    app_channel: AppChannel | None = None
+    if config.app_protocol == "http" and config.app_port:
+        app_channel = HttpAppChannel(config.app_id, f"http://127.0.0.1:{config.app_port}")
+    elif config.app_protocol == "grpc" and (config.app_callback_address or config.app_port):
+        address = config.app_callback_address or f"127.0.0.1:{config.app_port}"
+        app_channel = GrpcAppChannel(
+            config.app_id, address, max_message_bytes=config.max_message_bytes, tracing=tracing
+        )
+    forwarder = GrpcSidecarForwarder(max_message_bytes=config.max_message_bytes, tracing=tracing)
+    return Invoker(config.app_id, resolver, forwarder, app_channel)

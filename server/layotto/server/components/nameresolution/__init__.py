@@ -1,0 +1,100 @@
+"""Name resolution for service invocation: which sidecars (HOST:PORT of their gRPC API) serve
+an app id.
+
+* ``static``: the addresses are listed in the config, per app id;
+* ``etcd``: a registry every runtime writes itself into, under a lease it keeps alive; callers
+  read the registry once and then follow it with a watch (see :mod:`.etcd`).
+
+Configured by the runtime config's ``name_resolution`` section::
+
+    name_resolution:
+      type: static
+      apps:
+        checkout: [127.0.0.1:34905, 127.0.0.1:34906]
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from layotto.server.components.base import ConfigError
+
+TYPES = ("static", "etcd")
+
+
+@dataclass(frozen=True)
+class NameResolutionSettings:
+    """``type`` (static or etcd), the registry's ``metadata``, the static ``apps``."""
+
+    type: str = "static"
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    apps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.metadata:
+            out["metadata"] = dict(self.metadata)
+        if self.apps:
+            out["apps"] = {app: list(addresses) for app, addresses in self.apps.items()}
+        return out
+
+
+def parse_settings(raw: Any, where: str) -> NameResolutionSettings:
+    """The ``name_resolution`` section, or a ConfigError naming the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping {{type, metadata, apps}}")
+    unknown = sorted(set(raw) - {"type", "metadata", "apps"})
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: type, metadata, apps)")
+    kind = raw.get("type", "static")
+    if kind not in TYPES:
+        raise ConfigError(f"{where}.type: expected one of {', '.join(TYPES)}, got {kind!r}")
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ConfigError(f"{where}.metadata: expected a mapping of strings")
+    apps = raw.get("apps") or {}
+    if not isinstance(apps, dict):
+        raise ConfigError(f"{where}.apps: expected a mapping of app id to a list of HOST:PORT")
+    parsed = {str(app): _addresses(value, f"{where}.apps.{app}") for app, value in apps.items()}
+    return NameResolutionSettings(kind, {str(k): str(v) for k, v in metadata.items()}, parsed)
+
+
+def _addresses(value: Any, where: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: expected a list of HOST:PORT")
+    out = []
+    for item in items:
+        host, sep, port = str(item).strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{where}: expected HOST:PORT, got {item!r}")
+        out.append(str(item).strip())
+    return tuple(out)
+
+
+class NameResolver(ABC):
+    """Resolves app ids to sidecar addresses; a registry also announces this runtime."""
+
+    @abstractmethod
+    def resolve(self, app_id: str) -> Sequence[str]:
+        """The addresses (HOST:PORT) of the sidecars serving ``app_id``; empty when none is known."""
+
+    async def start(self, app_id: str, address: str) -> None:
+        """Begin serving: a registry announces ``app_id`` at ``address`` (the gRPC API)."""
+
+    async def aclose(self) -> None:
+        """Stop: a registry withdraws this runtime's entry."""
+
+
+def create_resolver(settings: NameResolutionSettings) -> NameResolver:
+    """The resolver ``settings`` name; raises ConfigError for bad metadata."""
+    if settings.type == "etcd":
+        from layotto.server.components.nameresolution.etcd import EtcdRegistry
+
+        return EtcdRegistry(settings.metadata)
+    from layotto.server.components.nameresolution.static import StaticResolver
+
+    return StaticResolver(settings.apps)

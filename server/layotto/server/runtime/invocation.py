@@ -1,0 +1,161 @@
+"""Service invocation: which app answers a call, and how it is reached.
+
+A call names a target app id and a method. The runtime whose own app id it is calls its app
+through the app channel; any other runtime resolves the id to the addresses of the sidecars
+serving it (name resolution), picks one round-robin, and forwards the call there as a
+*hop*. A runtime never forwards a hop again, so a misrouted call ends at the first sidecar
+(APP_NOT_FOUND) instead of looping. Deadlines are the caller's, passed on as the time that
+remains; a cancelled call cancels the hop and the app call, since each awaits the next.
+
+No gRPC here: the API layer converts its messages to :class:`InvokeRequest` and back, and
+the channels (``AppChannel``, ``SidecarForwarder``) are given by the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from layotto.server.errors import AppNotFound, AppUnavailable, InvalidArgument
+
+#: the HTTP verbs of HTTPExtension.Verb (NONE means POST to an HTTP app, as in Dapr)
+VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+#: headers that carry the hop's own facts: set by the forwarding sidecar, never passed to an app
+CALLER_APP_ID_HEADER = "layotto-caller-app-id"
+HOP_HEADER = "layotto-invoke-hop"
+#: the response header carrying an HTTP app's status code (as Dapr names it)
+HTTP_STATUS_HEADER = "dapr-http-status"
+
+
+@dataclass(frozen=True)
+class InvokeRequest:
+    """One call of ``method`` on app ``app_id``; ``data`` is the body (``data_type_url`` the type
+    of a protobuf Any, "" for plain bytes); ``headers`` are the caller's metadata, lower-case."""
+
+    app_id: str
+    method: str
+    data: bytes = b""
+    content_type: str = ""
+    verb: str = "NONE"
+    querystring: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    data_type_url: str = ""
+    caller_app_id: str = ""  # set by the forwarding sidecar
+    hop: bool = False  # True when another sidecar forwarded this call here
+
+    def validate(self) -> None:
+        """Raise InvalidArgument naming the field (Layotto's and Dapr's field names)."""
+        if not self.app_id:
+            raise InvalidArgument("id", "required: the target app id")
+        if not self.method:
+            raise InvalidArgument("message.method", "required: the method to invoke")
+        if self.verb not in VERBS:
+            raise InvalidArgument("message.http_extension.verb", f"unknown verb {self.verb!r} (known: {VERBS})")
+
+
+@dataclass(frozen=True)
+class InvokeResponse:
+    """The app's answer; ``status`` is an HTTP app's status code (200 for a gRPC app)."""
+
+    data: bytes = b""
+    content_type: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int = 200
+    data_type_url: str = ""
+
+
+class AppChannel(Protocol):
+    """The way to this runtime's own app (gRPC AppCallback OnInvoke, or HTTP)."""
+
+    async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        """The app's answer; raises AppUnavailable, AppError or DeadlineExceeded."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class SidecarForwarder(Protocol):
+    """The way to another runtime: one hop to the sidecar at ``address``."""
+
+    async def forward(
+        self, address: str, request: InvokeRequest, timeout: float | None
+    ) -> InvokeResponse:
+        """The callee sidecar's answer. Raises ``SidecarUnreachable`` when no connection was
+        made (the call surely did not start), else the error the callee reported."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class SidecarUnreachable(Exception):
+    """No connection to the sidecar at ``address``: the call did not start there."""
+
+    def __init__(self, address: str, detail: str) -> None:
+        super().__init__(f"sidecar at {address} unreachable: {detail}")
+        self.address = address
+        self.detail = detail
+
+
+class Resolver(Protocol):
+    def resolve(self, app_id: str) -> Sequence[str]:
+        """The sidecar addresses (HOST:PORT) serving ``app_id``, possibly none."""
+        ...
+
+
+class Invoker:
+    """Routes invocations: to the own app, or one hop to a sidecar of the target app."""
+
+    def __init__(
+        self,
+        app_id: str,
+        resolver: Resolver,
+        forwarder: SidecarForwarder,
+        app_channel: AppChannel | None,
+    ) -> None:
+        self.app_id = app_id
+        self._resolver = resolver
+        self._forwarder = forwarder
+        self._app_channel = app_channel
+        self._turn = itertools.count()
+
+    async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        """Answer ``request`` within ``timeout`` seconds (None: no deadline of ours).
+
+        Raises InvalidArgument, AppNotFound, AppUnavailable, AppError, DeadlineExceeded, or an
+        error relayed from the callee sidecar."""
+        request.validate()
+        if request.app_id == self.app_id:
+            return await self._call_own_app(request, timeout)
+        if request.hop:
+            raise AppNotFound(request.app_id, f"forwarded to the sidecar of app {self.app_id!r} by mistake")
+        return await self._forward(request, timeout)
+
+    async def _call_own_app(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        if self._app_channel is None:
+            raise AppUnavailable(request.app_id, "its runtime has no app channel (set app_callback_address or app_port)")
+        return await self._app_channel.invoke(request, timeout)
+
+    async def _forward(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        addresses = list(self._resolver.resolve(request.app_id))
+        if not addresses:
+            raise AppNotFound(request.app_id)
+        hop = replace(request, caller_app_id=self.app_id, hop=True)
+        start = next(self._turn) % len(addresses)
+        loop = asyncio.get_running_loop()
+        ends_at = None if timeout is None else loop.time() + timeout
+        failures = []
+        for address in addresses[start:] + addresses[:start]:  # the next one only if a sidecar refused to connect
+            remaining = None if ends_at is None else max(0.0, ends_at - loop.time())
+            try:
+                return await self._forwarder.forward(address, hop, remaining)
+            except SidecarUnreachable as error:
+                failures.append(str(error))
+        raise AppUnavailable(request.app_id, "; ".join(failures))
+
+    async def aclose(self) -> None:
+        await self._forwarder.aclose()
+        if self._app_channel is not None:
+            await self._app_channel.aclose()

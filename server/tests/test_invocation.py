@@ -1,0 +1,321 @@
+"""Service invocation through two sidecars, with real processes: `layotto serve` runtimes in child
+processes, their apps (a gRPC app built with the SDK's SubscriberApp, an HTTP app with aiohttp)
+served from this test's event loop.
+
+Runtime ``a`` has no app and resolves ``b`` (gRPC app) and ``c`` (HTTP app) statically; the
+registry tests start runtimes that find each other in etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from aiohttp import web
+from backends import address, require
+from server_helpers import ServerProcess, free_port, start_server
+
+from layotto.client import (
+    AppError,
+    AppNotFound,
+    AppUnavailable,
+    DeadlineExceeded,
+    Invocation,
+    InvokeResponse,
+    RuntimeClient,
+    SubscriberApp,
+)
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
+from layotto.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+
+
+@dataclass
+class Mesh:
+    a: ServerProcess
+    b: ServerProcess
+    c: ServerProcess
+    b_app_port: int
+    c_app_port: int
+
+
+def _stop(*servers: ServerProcess) -> None:
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    root = tmp_path_factory.mktemp("mesh")
+    b_app_port, c_app_port = free_port(), free_port()
+    (root / "b.yaml").write_text(f"app_id: b\napp_callback_address: 127.0.0.1:{b_app_port}\n")
+    (root / "c.yaml").write_text(f"app_id: c\napp_protocol: http\napp_port: {c_app_port}\n")
+    b = start_server("-c", str(root / "b.yaml"), data_dir=root / "b")
+    c = start_server("-c", str(root / "c.yaml"), data_dir=root / "c")
+    (root / "a.yaml").write_text(
+        "app_id: a\n"
+        "name_resolution:\n"
+        "  type: static\n"
+        "  apps:\n"
+        f"    b: [{b.grpc_address}]\n"
+        f"    c: [{c.grpc_address}]\n"
+        f"    ghost: [127.0.0.1:{free_port()}]\n"
+    )
+    a = start_server("-c", str(root / "a.yaml"), data_dir=root / "a")
+    yield Mesh(a, b, c, b_app_port, c_app_port)
+    _stop(a, b, c)
+
+
+def grpc_app() -> tuple[SubscriberApp, list[Invocation], asyncio.Event]:
+    """B's app: echo (headers back), sum (JSON), slow (sleeps; sets the event when cancelled)."""
+    app, seen, cancelled = SubscriberApp(), [], asyncio.Event()
+
+    @app.method("echo")
+    async def echo(call: Invocation) -> InvokeResponse:
+        seen.append(call)
+        return InvokeResponse(b"echo:" + call.data, "text/plain", {"x-answer": "yes"})
+
+    @app.method("sum")
+    async def add(call: Invocation) -> dict[str, int]:
+        return {"sum": sum(call.json())}
+
+    @app.method("slow")
+    async def slow(call: Invocation) -> bytes:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return b"late"
+
+    return app, seen, cancelled
+
+
+@asynccontextmanager
+async def http_app(port: int) -> AsyncIterator[list[web.Request]]:
+    """C's app: /orders/{id} answers the verb, query, header and body it got; /missing is a 404."""
+    seen: list[web.Request] = []
+
+    async def orders(request: web.Request) -> web.Response:
+        seen.append(request)
+        body = await request.read()
+        text = f"{request.method} {request.match_info['id']} {request.query_string} {request.headers.get('x-token')} "
+        return web.Response(status=201, body=text.encode() + body, content_type="text/plain", headers={"x-c": "1"})
+
+    async def missing(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="no such thing")
+
+    app = web.Application()
+    app.router.add_route("*", "/orders/{id}", orders)
+    app.router.add_route("*", "/missing", missing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield seen
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_grpc_app_answers_through_both_sidecars(mesh: Mesh) -> None:
+    app, seen, _ = grpc_app()
+    async with app.serve(f"127.0.0.1:{mesh.b_app_port}"), RuntimeClient(mesh.a.grpc_address) as client:
+        reply = await client.invoke("b", "echo", "hi", headers={"x-token": "t1"})
+        assert (reply.data, reply.content_type, reply.status) == (b"echo:hi", "text/plain", 200)
+        assert reply.headers["x-answer"] == "yes"
+        call = seen[-1]
+        assert (call.method, call.content_type, call.caller_app_id) == ("echo", "text/plain", "a")
+        assert call.headers["x-token"] == "t1" and "layotto-invoke-hop" not in call.headers
+        assert (await client.invoke("b", "sum", [1, 2, 3])).json() == {"sum": 6}
+        with pytest.raises(AppError) as unknown_method:
+            await client.invoke("b", "nope")
+        assert unknown_method.value.code == "UNIMPLEMENTED" and unknown_method.value.app_id == "b"
+    async with app.serve(f"127.0.0.1:{mesh.b_app_port}"), RuntimeClient(mesh.b.grpc_address) as own:
+        reply = await own.invoke("b", "echo", b"self")  # its own app id: straight to its app
+        assert reply.data == b"echo:self" and seen[-1].caller_app_id == ""
+
+
+async def test_an_http_app_gets_verb_querystring_headers_and_body(mesh: Mesh) -> None:
+    async with http_app(mesh.c_app_port) as seen, RuntimeClient(mesh.a.grpc_address) as client:
+        reply = await client.invoke(
+            "c", "orders/7", b"body", verb="PUT", querystring="x=1&y=2", headers={"x-token": "t"}
+        )
+        assert reply.data == b"PUT 7 x=1&y=2 t body" and reply.status == 201
+        assert reply.headers["x-c"] == "1" and reply.content_type.startswith("text/plain")
+        assert seen[-1].headers["dapr-caller-app-id"] == "a"
+        reply = await client.invoke("c", "orders/8", verb="GET")
+        assert reply.data == b"GET 8  None "
+        assert (await client.invoke("c", "orders/9", "x")).data.startswith(b"POST 9")  # NONE: POST
+        with pytest.raises(AppError) as not_found:
+            await client.invoke("c", "missing")
+        assert not_found.value.http_status == 404 and not_found.value.code == "NOT_FOUND"
+        assert "no such thing" in str(not_found.value)
+
+
+async def test_failures_name_the_app(mesh: Mesh) -> None:
+    async with RuntimeClient(mesh.a.grpc_address) as client:
+        with pytest.raises(AppNotFound) as unknown:
+            await client.invoke("nobody", "echo")
+        assert "'nobody'" in str(unknown.value) and unknown.value.metadata["app_id"] == "nobody"
+        with pytest.raises(AppUnavailable, match="'b'"):  # b's sidecar is up, its app is not
+            await client.invoke("b", "echo")
+        with pytest.raises(AppUnavailable, match="'c'"):
+            await client.invoke("c", "orders/1")
+        with pytest.raises(AppUnavailable, match="'ghost'"):  # no sidecar at the listed address
+            await client.invoke("ghost", "echo")
+
+
+async def test_the_deadline_reaches_the_app_and_cancels_it(mesh: Mesh) -> None:
+    app, _, cancelled = grpc_app()
+    async with app.serve(f"127.0.0.1:{mesh.b_app_port}"), RuntimeClient(mesh.a.grpc_address) as client:
+        await client.invoke("b", "echo", timeout=10)  # b's sidecar is connected to the app again
+        with pytest.raises(DeadlineExceeded):
+            await client.invoke("b", "slow", timeout=0.5)
+        await asyncio.wait_for(cancelled.wait(), 10)  # the app's handler was cancelled, not left running
+
+
+async def test_bad_input_is_refused_naming_the_field(mesh: Mesh) -> None:
+    async with grpc.aio.insecure_channel(mesh.a.grpc_address) as channel:
+        layotto = runtime_pb2_grpc.RuntimeStub(channel)
+        dapr = dapr_pb2_grpc.DaprStub(channel)
+        cases = [
+            (layotto, runtime_pb2.InvokeServiceRequest(message=runtime_pb2.CommonInvokeRequest(method="m")), "id"),
+            (layotto, runtime_pb2.InvokeServiceRequest(id="b"), "message.method"),
+            (dapr, invoke_pb2.InvokeServiceRequest(message={"method": "m"}), "id"),
+        ]
+        bad_verb = runtime_pb2.InvokeServiceRequest(id="b", message={"method": "m", "http_extension": {"verb": 42}})
+        cases.append((layotto, bad_verb, "message.http_extension.verb"))
+        for stub, request, field in cases:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.InvokeService(request, timeout=5)
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert (refused.value.details() or "").startswith(f"{field}: "), refused.value.details()
+
+
+DAPR_INVOKER = textwrap.dedent("""
+    from dapr.clients import DaprClient
+
+    with DaprClient() as client:
+        reply = client.invoke_method("b", "echo", data=b"from dapr", content_type="text/plain")
+        assert reply.data == b"echo:from dapr", reply.data
+        assert reply.content_type == "text/plain", reply.content_type
+    print("dapr invoke ok")
+""")
+
+
+async def test_dapr_python_sdk_invoke_method_in_grpc_mode(mesh: Mesh) -> None:
+    app, seen, _ = grpc_app()
+    env = {
+        **os.environ,
+        "DAPR_GRPC_ENDPOINT": mesh.a.grpc_address,
+        "DAPR_HTTP_ENDPOINT": f"http://{mesh.a.http_address}",
+        "DAPR_HEALTH_TIMEOUT": "10",
+        "DAPR_API_METHOD_INVOCATION_PROTOCOL": "grpc",
+    }
+    async with app.serve(f"127.0.0.1:{mesh.b_app_port}"):
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", DAPR_INVOKER, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(child.communicate(), 90)
+    assert child.returncode == 0, (out + err).decode()
+    assert out.decode().strip().endswith("dapr invoke ok") and seen[-1].caller_app_id == "a"
+
+
+# -- the etcd registry ----------------------------------------------------------------------
+
+
+def registry_config(prefix: str, app_id: str, app_port: int | None = None) -> str:
+    app = f"app_callback_address: 127.0.0.1:{app_port}\n" if app_port else ""
+    return (
+        f"app_id: {app_id}\n{app}"
+        "name_resolution:\n"
+        "  type: etcd\n"
+        f"  metadata: {{endpoints: '{address('etcd')}', keyPrefix: '{prefix}', ttlSeconds: '3'}}\n"
+    )
+
+
+def instance_app(name: str) -> SubscriberApp:
+    app = SubscriberApp()
+
+    @app.method("who")
+    async def who(call: Invocation) -> str:
+        return name
+
+    return app
+
+
+async def registered(prefix: str) -> list[str]:
+    """The registry's keys under ``prefix``, read with etcdctl's protocol (aetcd's stubs)."""
+    from aetcd import rpc
+
+    async with grpc.aio.insecure_channel(address("etcd")) as channel:
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        found = await rpc.KVStub(channel).Range(rpc.RangeRequest(key=prefix.encode(), range_end=end.encode()))
+    return sorted(bytes(kv.key).decode()[len(prefix) :] for kv in found.kvs)
+
+
+async def until(condition_coro: object, what: str, seconds: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + seconds
+    while not await condition_coro():  # type: ignore[operator]
+        assert loop.time() < ends, f"not within {seconds} s: {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_registry_round_robin_and_a_killed_instance_drops_out(tmp_path: Path) -> None:
+    require("etcd")
+    prefix = f"/layotto-test/{uuid.uuid4().hex}/"
+    ports = [free_port(), free_port()]
+    servers = []
+    for i, port in enumerate(ports):
+        (tmp_path / f"w{i}.yaml").write_text(registry_config(prefix, "worker", port))
+        servers.append(start_server("-c", str(tmp_path / f"w{i}.yaml"), data_dir=tmp_path / f"w{i}"))
+    (tmp_path / "caller.yaml").write_text(registry_config(prefix, "caller"))
+    caller = start_server("-c", str(tmp_path / "caller.yaml"), data_dir=tmp_path / "caller")
+    try:
+        async with (
+            instance_app("w0").serve(f"127.0.0.1:{ports[0]}"),
+            instance_app("w1").serve(f"127.0.0.1:{ports[1]}"),
+            RuntimeClient(caller.grpc_address) as client,
+        ):
+            assert len(await registered(prefix + "worker/")) == 2
+            answers = {(await client.invoke("worker", "who")).text() for _ in range(4)}
+            assert answers == {"w0", "w1"}  # round-robin over both instances
+            servers[0].process.send_signal(signal.SIGKILL)  # no deregistration: its lease must expire
+            servers[0].process.wait()
+            for _ in range(4):  # a sidecar refusing connections is passed over for the next instance
+                assert (await client.invoke("worker", "who")).text() == "w1"
+
+            async def only_w1_left() -> bool:
+                return await registered(prefix + "worker/") == [servers[1].grpc_address]
+
+            await until(only_w1_left, "the killed instance's lease expired (ttl 3 s)")
+            code, stderr = servers[1].terminate()  # a clean stop withdraws the entry at once
+            assert code == 0, stderr
+            assert await registered(prefix + "worker/") == []
+
+            async def not_found() -> bool:
+                try:
+                    await client.invoke("worker", "who")
+                except AppNotFound:
+                    return True
+                except AppUnavailable:
+                    return False
+                return False
+
+            await until(not_found, "the caller saw the last instance leave (watch)")
+    finally:
+        _stop(caller, *servers)
