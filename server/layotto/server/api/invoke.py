@@ -18,18 +18,22 @@ from typing import Any
 
 import grpc
 
-from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, VERBS, InvokeRequest, Invoker
+from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, VERBS, Invoker, InvokeRequest
 
 #: metadata gRPC or HTTP sets for itself: never passed to the app as a header
-RESERVED_HEADERS = frozenset({"content-type", "user-agent", "te", "host", "content-length", "connection", "accept-encoding"})
+RESERVED_HEADERS = frozenset(
+    {"content-type", "user-agent", "te", "host", "content-length", "connection", "accept-encoding"}
+)
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation", "sw8-x"})
 
 
-def app_headers(metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False) -> tuple[tuple[str, str], ...]:
+def app_headers(
+    metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False
+) -> tuple[tuple[str, str], ...]:
     """The caller's metadata worth passing to the app: text keys, not gRPC's own, not the hop's."""
     out = []
-    for key, value in metadata:
-        key = key.lower()
+    for name, value in metadata:
+        key = name.lower()
         if isinstance(value, bytes) or key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
             continue
         if key in (HOP_HEADER, CALLER_APP_ID_HEADER) or (strip_trace and key in TRACE_HEADERS):
@@ -41,8 +45,8 @@ def app_headers(metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: boo
 def grpc_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """Headers that are valid gRPC metadata: lower-case, printable, not gRPC's own."""
     out = []
-    for key, value in headers:
-        key = key.lower()
+    for name, value in headers:
+        key = name.lower()
         if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or key.endswith("-bin"):
             continue
         if key and all(c.isalnum() or c in "-_." for c in key) and value.isprintable():

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import aiohttp
 import grpc
@@ -25,7 +26,7 @@ from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.reasons import ERROR_DOMAIN
-from layotto.server.api.invoke import grpc_headers, fill_invoke_message
+from layotto.server.api.invoke import fill_invoke_message, grpc_headers
 from layotto.server.config import RuntimeConfig
 from layotto.server.errors import AppError, AppUnavailable, DeadlineExceeded, RelayedError
 from layotto.server.runtime.invocation import (
@@ -33,9 +34,9 @@ from layotto.server.runtime.invocation import (
     HOP_HEADER,
     HTTP_STATUS_HEADER,
     AppChannel,
+    Invoker,
     InvokeRequest,
     InvokeResponse,
-    Invoker,
     Resolver,
     SidecarUnreachable,
 )
@@ -117,7 +118,9 @@ class GrpcAppChannel:
             if not _refused(error) or not await _until_ready(self._channel, grace):
                 raise self._error(error) from None
             try:  # the app came up: the first attempt never reached it
-                answer, headers = await self._call(message, None if ends_at is None else ends_at - loop.time(), metadata)
+                answer, headers = await self._call(
+                    message, None if ends_at is None else ends_at - loop.time(), metadata
+                )
             except grpc.aio.AioRpcError as again:
                 raise self._error(again) from None
         return InvokeResponse(answer.data.value, answer.content_type, headers, 200, answer.data.type_url)
@@ -186,7 +189,8 @@ class HttpAppChannel:
 
 def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]] | None:
     """The reason and metadata a runtime sent with ``error``, if it is one of ours."""
-    for key, value in error.trailing_metadata() or ():
+    trailers = cast("Sequence[tuple[str, str | bytes]]", error.trailing_metadata() or ())
+    for key, value in trailers:
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             for detail in status_pb2.Status.FromString(value).details:
                 info = error_details_pb2.ErrorInfo()
@@ -201,9 +205,10 @@ class GrpcSidecarForwarder:
     def __init__(self, *, max_message_bytes: int, tracing: Tracing | None = None) -> None:
         self._options = _message_options(max_message_bytes)
         self._tracing = tracing
-        self._stubs: dict[str, tuple[grpc.aio.Channel, dapr_pb2_grpc.DaprStub]] = {}
+        self._stubs: dict[str, tuple[grpc.aio.Channel, Any]] = {}
 
-    def _stub(self, address: str) -> dapr_pb2_grpc.DaprStub:
+    def _stub(self, address: str) -> Any:
+        """The Dapr stub of the sidecar at ``address`` (grpc.aio calls, typed Any)."""
         if address not in self._stubs:
             interceptors = self._tracing.client_interceptors(address) if self._tracing is not None else None
             channel = grpc.aio.insecure_channel(address, options=self._options, interceptors=interceptors)

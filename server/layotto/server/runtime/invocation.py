@@ -80,9 +80,7 @@ class AppChannel(Protocol):
 class SidecarForwarder(Protocol):
     """The way to another runtime: one hop to the sidecar at ``address``."""
 
-    async def forward(
-        self, address: str, request: InvokeRequest, timeout: float | None
-    ) -> InvokeResponse:
+    async def forward(self, address: str, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         """The callee sidecar's answer. Raises ``SidecarUnreachable`` when no connection was
         made (the call surely did not start), else the error the callee reported."""
         ...
@@ -135,7 +133,9 @@ class Invoker:
 
     async def _call_own_app(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         if self._app_channel is None:
-            raise AppUnavailable(request.app_id, "its runtime has no app channel (set app_callback_address or app_port)")
+            raise AppUnavailable(
+                request.app_id, "its runtime has no app channel (set app_callback_address or app_port)"
+            )
         return await self._app_channel.invoke(request, timeout)
 
     async def _forward(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:

@@ -35,7 +35,9 @@ RETRY_SECONDS = 1.0
 METADATA = (
     *ETCD_METADATA,
     MetadataField("keyPrefix", "Prefix of the registry's keys.", default="/layotto/apps"),
-    MetadataField("ttlSeconds", "Lease of a runtime's entry: how long a dead runtime stays listed.", type=int, default=10),
+    MetadataField(
+        "ttlSeconds", "Lease of a runtime's entry: how long a dead runtime stays listed.", type=int, default=10
+    ),
     MetadataField("advertiseAddress", "HOST:PORT other runtimes call; default: the bound gRPC address.", default=""),
 )
 
