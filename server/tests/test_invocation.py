@@ -38,6 +38,9 @@ from layotto.client import (
 )
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from layotto.server.components.base import ConfigError
+from layotto.server.components.nameresolution import create_resolver, parse_settings
+from layotto.server.config import from_mapping
 
 
 @dataclass
@@ -319,3 +322,53 @@ async def test_registry_round_robin_and_a_killed_instance_drops_out(tmp_path: Pa
             await until(not_found, "the caller saw the last instance leave (watch)")
     finally:
         _stop(caller, *servers)
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"name_resolution": {"type": "consul"}}, "name_resolution.type: expected one of static, etcd, got 'consul'"),
+        (
+            {"name_resolution": {"apps": {"b": ["nowhere"]}}},
+            "name_resolution.apps.b: expected HOST:PORT, got 'nowhere'",
+        ),
+        ({"name_resolution": {"colour": 1}}, "name_resolution.colour: unknown key (known: type, metadata, apps)"),
+        ({"app_protocol": "smtp"}, "app_protocol: expected one of grpc, http, got 'smtp'"),
+        ({"app_port": 70000}, "app_port: expected a port number, got 70000"),
+    ],
+)
+def test_bad_invocation_config_is_one_line_naming_the_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        from_mapping(raw)
+    assert str(refused.value) == message
+
+
+def test_etcd_registry_metadata_is_checked() -> None:
+    with pytest.raises(ConfigError, match=r"name_resolution.metadata.endpoints: required"):
+        create_resolver(parse_settings({"type": "etcd"}, "name_resolution"))
+    with pytest.raises(ConfigError, match=r"ttlSeconds: at least 2, got 1"):
+        create_resolver(parse_settings({"type": "etcd", "metadata": {"endpoints": "x:1", "ttlSeconds": 1}}, "n"))
+
+
+def test_the_cli_takes_the_app_protocol_and_port(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "layotto.server",
+            "serve",
+            "--app-protocol",
+            "http",
+            "--app-port",
+            "8080",
+            "--print-config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert '"app_protocol": "http"' in done.stdout and '"app_port": 8080' in done.stdout

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="directory of embedded durable stores (default ~/.local/share/layotto)")
     run.add_argument("--app-id", help="application id (namespaces keys where a building block does)")
     run.add_argument("--app-callback", help="HOST:PORT of the app's AppCallback server (subscriptions)")
+    run.add_argument("--app-protocol", choices=["grpc", "http"], help="how service invocation reaches the app")
+    run.add_argument("--app-port", type=int, help="the app's HTTP port on 127.0.0.1 (--app-protocol http)")
     run.add_argument("--components-path", help="directory of Dapr component manifests to load as well")
     run.add_argument(
         "--grpc-transport",
@@ -68,6 +70,8 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
     for flag, value in flags:
         if value is not None:
             split_address(value, flag)
+    if args.app_port is not None and not 0 < args.app_port <= 65535:
+        raise ConfigError(f"--app-port: expected a port number, got {args.app_port}")
     config = config.with_overrides(
         grpc_address=args.grpc_address,
         http_address=args.http_address,
@@ -76,6 +80,8 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
         components_path=args.components_path,
         app_callback_address=args.app_callback,
         grpc_transport=args.grpc_transport,
+        app_protocol=args.app_protocol,
+        app_port=args.app_port,
     )
     try:
         config = replace(config, tracing=with_environment(config.tracing))
