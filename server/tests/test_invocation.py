@@ -237,6 +237,42 @@ async def test_dapr_python_sdk_invoke_method_in_grpc_mode(mesh: Mesh) -> None:
     assert out.decode().strip().endswith("dapr invoke ok") and seen[-1].caller_app_id == "a"
 
 
+DAPR_CALLEE = textwrap.dedent("""
+    import sys
+    from dapr.ext.grpc import App, InvokeMethodRequest, InvokeMethodResponse
+
+    app = App()
+
+    @app.method(name="hi")
+    def hi(request: InvokeMethodRequest) -> InvokeMethodResponse:
+        caller = dict(request.metadata).get("dapr-caller-app-id", [""])[0]
+        return InvokeMethodResponse(b"dapr app says " + request.data + b" to " + caller.encode(), "text/plain")
+
+    app.run(int(sys.argv[1]))
+""")
+
+
+async def test_a_dapr_app_answers_on_its_app_callback(mesh: Mesh) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", DAPR_CALLEE, str(mesh.b_app_port), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        async with RuntimeClient(mesh.a.grpc_address) as client:
+            loop = asyncio.get_running_loop()
+            ends = loop.time() + 60
+            while True:  # until the Dapr app is up
+                try:
+                    reply = await client.invoke("b", "hi", b"hello", timeout=10)
+                    break
+                except AppUnavailable:
+                    assert loop.time() < ends and child.returncode is None, "the Dapr app did not come up"
+                    await asyncio.sleep(0.3)
+        assert reply.data == b"dapr app says hello to a" and reply.content_type == "text/plain"
+    finally:
+        child.kill()
+        await child.wait()
+
+
 # -- the etcd registry ----------------------------------------------------------------------
 
 
