@@ -95,6 +95,8 @@ async def test_invoke_errors(served: tuple[TestRuntime, list[Invocation]]) -> No
         assert no_id.value.field == "id"
         with pytest.raises(ValueError, match="verb"):
             await client.invoke("shop", "greet", verb="FETCH")
+        with pytest.raises(ValueError, match="headers: 'x-name'"):
+            await client.invoke("shop", "greet", headers={"X-Name": "Zo\u00eb"})
 
 
 async def test_an_app_that_is_not_up_is_unavailable() -> None:

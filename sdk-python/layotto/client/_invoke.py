@@ -110,6 +110,9 @@ async def invoke(
     if querystring:
         request.message.http_extension.querystring = querystring.lstrip("?")
     metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
+    for key, value in metadata:
+        if not (key.isascii() and value.isascii() and value.isprintable()) or key.startswith(("grpc-", ":")):
+            raise ValueError(f"headers: {key!r}: {value!r} is not a header gRPC can carry (printable ASCII)")
     response, answered = await transport.unary_with_headers("InvokeService", request, timeout, metadata)
     found = dict(answered)
     status = found.get(HTTP_STATUS_HEADER, "200")

@@ -49,7 +49,7 @@ def grpc_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], .
         key = name.lower()
         if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or key.endswith("-bin"):
             continue
-        if key and all(c.isalnum() or c in "-_." for c in key) and value.isprintable():
+        if key and all(c.isalnum() or c in "-_." for c in key) and value.isascii() and value.isprintable():
             out.append((key, value))
     return tuple(out)
 

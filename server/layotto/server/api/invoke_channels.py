@@ -28,7 +28,7 @@ from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.reasons import ERROR_DOMAIN
 from layotto.server.api.invoke import fill_invoke_message, grpc_headers
 from layotto.server.config import RuntimeConfig
-from layotto.server.errors import AppError, AppUnavailable, DeadlineExceeded, RelayedError
+from layotto.server.errors import AppError, AppUnavailable, DeadlineExceeded, InvalidArgument, RelayedError
 from layotto.server.runtime.invocation import (
     CALLER_APP_ID_HEADER,
     HOP_HEADER,
@@ -174,8 +174,12 @@ class HttpAppChannel:
                 body = await response.read()
         except TimeoutError:
             raise DeadlineExceeded(f"app {self._app_id!r}") from None
+        except aiohttp.InvalidURL:
+            raise InvalidArgument("message.method", f"{request.method!r} does not make a URL path") from None
         except aiohttp.ClientError as error:
             raise AppUnavailable(self._app_id, f"its app at {self._base_url} does not answer: {error}") from None
+        except ValueError as error:  # a header aiohttp refuses to send (a newline in a value, ...)
+            raise InvalidArgument("metadata", f"not sendable as an HTTP request: {error}") from None
         if not 200 <= response.status < 300:
             raise AppError.from_http(self._app_id, response.status, body)
         kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
