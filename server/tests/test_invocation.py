@@ -413,3 +413,76 @@ def test_the_cli_takes_the_app_protocol_and_port(tmp_path: Path) -> None:
         check=True,
     )
     assert '"app_protocol": "http"' in done.stdout and '"app_port": 8080' in done.stdout
+
+
+# -- one trace through both sidecars ------------------------------------------------------------
+
+
+async def test_one_trace_from_the_caller_through_both_sidecars_into_the_callee_app(tmp_path: Path) -> None:
+    from layotto.tracing import Tracing, TracingSettings
+    from layotto.tracing.testing import OtlpReceiver, ReceivedSpan
+
+    server_kind, client_kind = 2, 3
+    app, seen, _ = grpc_app()
+    app_port, http_port = free_port(), free_port()
+    with OtlpReceiver() as otlp:
+        tracing = f"tracing: {{exporters: [otlp], otlp_endpoint: '{otlp.endpoint}', service_name: %s}}\n"
+        (tmp_path / "b.yaml").write_text(f"app_id: b\napp_callback_address: 127.0.0.1:{app_port}\n" + tracing % "rt-b")
+        (tmp_path / "c.yaml").write_text(f"app_id: c\napp_protocol: http\napp_port: {http_port}\n" + tracing % "rt-c")
+        b = start_server("-c", str(tmp_path / "b.yaml"), data_dir=tmp_path / "b")
+        c = start_server("-c", str(tmp_path / "c.yaml"), data_dir=tmp_path / "c")
+        (tmp_path / "a.yaml").write_text(
+            f"app_id: a\nname_resolution: {{apps: {{b: [{b.grpc_address}], c: [{c.grpc_address}]}}}}\n"
+            + tracing % "rt-a"
+        )
+        a = start_server("-c", str(tmp_path / "a.yaml"), data_dir=tmp_path / "a")
+        caller = Tracing(TracingSettings(exporters=("otlp",), service_name="caller", otlp_endpoint=otlp.endpoint))
+        try:
+            interceptors = caller.client_interceptors(a.grpc_address)
+            async with (
+                app.serve(f"127.0.0.1:{app_port}"),
+                http_app(http_port) as http_seen,
+                RuntimeClient(a.grpc_address, interceptors=interceptors) as client,
+            ):
+                await client.invoke("b", "echo", "traced", timeout=10)
+                await client.invoke("c", "orders/1", timeout=10)
+            caller.force_flush()
+        finally:
+            caller.shutdown()
+            for server in (a, b, c):  # a runtime flushes its spans when it stops
+                code, stderr = server.terminate()
+                assert code == 0, stderr
+        spans = otlp.wait_for(lambda found: len({(s.service, s.kind) for s in found}) >= 6)
+
+    def one(name: str, kind: int, service: str) -> ReceivedSpan:
+        found = [s for s in spans if s.name == name and s.kind == kind and s.service == service]
+        assert len(found) == 1, f"one {service} span {name} ({kind}), found {found}"
+        return found[0]
+
+    invoke, hop = "spec.proto.runtime.v1.Runtime/InvokeService", "dapr.proto.runtime.v1.Dapr/InvokeService"
+    callee_app = one("dapr.proto.runtime.v1.AppCallback/OnInvoke", client_kind, "rt-b")
+    chain = [callee_app]
+    while chain[0].parent_span_id:  # up from the callee sidecar's call of its app to the caller's root
+        chain.insert(0, next(s for s in spans if s.span_id == chain[0].parent_span_id))
+    assert [(s.service, s.kind, s.name) for s in chain] == [
+        ("caller", client_kind, invoke),
+        ("rt-a", server_kind, invoke),
+        ("rt-a", client_kind, hop),
+        ("rt-b", server_kind, hop),
+        ("rt-b", client_kind, callee_app.name),
+    ]
+    assert len({s.trace_id for s in chain}) == 1
+    traceparent = seen[-1].headers["traceparent"]  # the callee app can continue the trace
+    assert traceparent.split("-")[1:3] == [callee_app.trace_id, callee_app.span_id]
+    http_server = one(hop, server_kind, "rt-c")  # an HTTP app's parent is its sidecar's server span
+    assert http_seen[-1].headers["traceparent"].split("-")[1:3] == [http_server.trace_id, http_server.span_id]
+
+
+def test_an_unreachable_registry_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(
+        f"name_resolution: {{type: etcd, metadata: {{endpoints: '127.0.0.1:{free_port()}', timeoutInSeconds: '1'}}}}\n"
+    )
+    server = start_server("-c", str(tmp_path / "r.yaml"), data_dir=tmp_path, ready=False)
+    _, stderr = server.process.communicate(timeout=60)
+    assert server.process.returncode == 2, stderr
+    assert stderr.splitlines()[-1].startswith("layotto: config error: name_resolution: component 'etcd' is unavailable")

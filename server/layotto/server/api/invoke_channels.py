@@ -40,7 +40,7 @@ from layotto.server.runtime.invocation import (
     Resolver,
     SidecarUnreachable,
 )
-from layotto.tracing import Tracing
+from layotto.tracing import Tracing, current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,9 @@ class HttpAppChannel:
             headers["Content-Type"] = request.content_type
         if request.caller_app_id:
             headers["dapr-caller-app-id"] = request.caller_app_id
+        traceparent = current_traceparent()  # this call's server span, when tracing is on
+        if traceparent:
+            headers["traceparent"] = traceparent
         try:
             async with self._client().request(
                 verb, url, data=request.data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
@@ -228,7 +231,10 @@ class GrpcSidecarForwarder:
             answer = await call
             headers = _text_metadata(await call.initial_metadata())
         except grpc.aio.AioRpcError as error:
-            raise self._error(address, request.app_id, error) from None
+            failure = self._error(address, request.app_id, error)
+            if isinstance(failure, SidecarUnreachable):  # gone, perhaps for good (a registry's old entry)
+                await self._drop(address)
+            raise failure from None
         status = int(dict(headers).get(HTTP_STATUS_HEADER, "200") or 200)
         return InvokeResponse(answer.data.value, answer.content_type, headers, status, answer.data.type_url)
 
@@ -243,6 +249,11 @@ class GrpcSidecarForwarder:
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"app {app_id!r}")
         return AppUnavailable(app_id, f"its sidecar at {address} failed: {code.name}: {details}")
+
+    async def _drop(self, address: str) -> None:
+        channel, _ = self._stubs.pop(address, (None, None))
+        if channel is not None:
+            await channel.close(None)
 
     async def aclose(self) -> None:
         channels = [channel for channel, _ in self._stubs.values()]

@@ -65,7 +65,7 @@ class EtcdRegistry(NameResolver):
         self._metadata = _metadata(metadata)
         self._prefix = str(self._metadata["keyPrefix"]).rstrip("/") + "/"
         self._ttl = int(self._metadata["ttlSeconds"])
-        self._etcd = EtcdConnection("name_resolution")
+        self._etcd = EtcdConnection("etcd")
         self._apps: dict[str, list[str]] = {}
         self._entry = b""
         self._lease = 0
