@@ -136,18 +136,20 @@ async def http_app(port: int) -> AsyncIterator[list[web.Request]]:
 async def test_a_grpc_app_answers_through_both_sidecars(mesh: Mesh) -> None:
     app, seen, _ = grpc_app()
     async with app.serve(f"127.0.0.1:{mesh.b_app_port}"), RuntimeClient(mesh.a.grpc_address) as client:
-        reply = await client.invoke("b", "echo", "hi", headers={"x-token": "t1"})
+        spoofed = {"dapr-caller-app-id": "evil", "layotto-caller-app-id": "evil"}  # the runtimes set these
+        reply = await client.invoke("b", "echo", "hi", headers={"x-token": "t1", **spoofed})
         assert (reply.data, reply.content_type, reply.status) == (b"echo:hi", "text/plain", 200)
         assert reply.headers["x-answer"] == "yes"
         call = seen[-1]
         assert (call.method, call.content_type, call.caller_app_id) == ("echo", "text/plain", "a")
         assert call.headers["x-token"] == "t1" and "layotto-invoke-hop" not in call.headers
+        assert "evil" not in call.headers.values()
         assert (await client.invoke("b", "sum", [1, 2, 3])).json() == {"sum": 6}
         with pytest.raises(AppError) as unknown_method:
             await client.invoke("b", "nope")
         assert unknown_method.value.code == "UNIMPLEMENTED" and unknown_method.value.app_id == "b"
     async with app.serve(f"127.0.0.1:{mesh.b_app_port}"), RuntimeClient(mesh.b.grpc_address) as own:
-        reply = await own.invoke("b", "echo", b"self")  # its own app id: straight to its app
+        reply = await own.invoke("b", "echo", b"self", headers=spoofed)  # its own app id: straight to its app
         assert reply.data == b"echo:self" and seen[-1].caller_app_id == ""
 
 

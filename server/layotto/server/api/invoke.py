@@ -24,6 +24,8 @@ from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, 
 RESERVED_HEADERS = frozenset(
     {"content-type", "user-agent", "te", "host", "content-length", "connection", "accept-encoding"}
 )
+#: set by the runtimes themselves: a caller's own values are dropped
+HOP_HEADERS = frozenset({HOP_HEADER, CALLER_APP_ID_HEADER, "dapr-caller-app-id"})
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation", "sw8-x"})
 
 
@@ -36,7 +38,7 @@ def app_headers(
         key = name.lower()
         if isinstance(value, bytes) or key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
             continue
-        if key in (HOP_HEADER, CALLER_APP_ID_HEADER) or (strip_trace and key in TRACE_HEADERS):
+        if key in HOP_HEADERS or (strip_trace and key in TRACE_HEADERS):
             continue
         out.append((key, value))
     return tuple(out)
@@ -73,7 +75,7 @@ def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]],
         verb=verb_name(body.http_extension.verb),
         querystring=body.http_extension.querystring,
         headers=app_headers(metadata, strip_trace=strip_trace),
-        caller_app_id=found.get(CALLER_APP_ID_HEADER, ""),
+        caller_app_id=found.get(CALLER_APP_ID_HEADER, "") if HOP_HEADER in found else "",
         hop=HOP_HEADER in found,
     )
 
