@@ -157,7 +157,7 @@ UNBUILT_CALLS = [
     ("spec.proto.extension.v1.sms.SmsService", "SendSmsWithTemplate"),
     ("spec.proto.runtime.v1.Runtime", "PutFile"),  # client streaming
     ("dapr.proto.runtime.v1.Dapr", "EncryptAlpha1"),  # bidirectional
-    ("dapr.proto.runtime.v1.Dapr", "InvokeService"),
+    ("dapr.proto.runtime.v1.Dapr", "InvokeBinding"),
 ]
 
 
