@@ -488,3 +488,100 @@ def test_an_unreachable_registry_stops_start_up_in_one_line(tmp_path: Path) -> N
     _, stderr = server.process.communicate(timeout=60)
     assert server.process.returncode == 2, stderr
     assert stderr.splitlines()[-1].startswith("layotto: config error: name_resolution: component 'etcd' is unavailable")
+
+
+class PrivateEtcd:
+    """An etcd server of this test's own on free ports, so the test may stop and restart it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir, self.port, self.peer = data_dir, free_port(), free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        client, peer = f"http://{self.endpoint}", f"http://127.0.0.1:{self.peer}"
+        command = [
+            "etcd",
+            "--name=t",
+            f"--data-dir={self.data_dir}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=t={peer}",
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+async def test_the_registry_outlives_an_etcd_outage(tmp_path: Path) -> None:
+    """Calls go on from the cache while etcd is down; afterwards entries are renewed, a new
+    instance is seen through the renewed watch, and an entry whose lease was revoked is written again."""
+    from aetcd import rpc
+
+    etcd = PrivateEtcd(tmp_path / "etcd")
+    etcd.start()
+    prefix = "/outage/"
+
+    def config(app_id: str, app_port: int | None = None) -> Path:
+        path = tmp_path / f"{app_id}-{app_port}.yaml"
+        text = registry_config(prefix, app_id, app_port).replace(address("etcd"), etcd.endpoint)
+        path.write_text(text)
+        return path
+
+    async def entries() -> list[tuple[str, int]]:
+        async with grpc.aio.insecure_channel(etcd.endpoint) as channel:
+            end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            found = await rpc.KVStub(channel).Range(rpc.RangeRequest(key=prefix.encode(), range_end=end.encode()))
+        return sorted((bytes(kv.key).decode()[len(prefix) :], int(kv.lease)) for kv in found.kvs)
+
+    ports = [free_port(), free_port()]
+    servers: list[ServerProcess] = []
+    try:
+
+        async def etcd_up() -> bool:
+            try:
+                await entries()
+            except grpc.aio.AioRpcError:
+                return False
+            return True
+
+        await until(etcd_up, "the private etcd answers")
+        servers.append(start_server("-c", str(config("worker", ports[0])), data_dir=tmp_path / "w0"))
+        servers.append(start_server("-c", str(config("caller")), data_dir=tmp_path / "caller"))
+        caller = servers[1]
+        async with (
+            instance_app("w0").serve(f"127.0.0.1:{ports[0]}"),
+            instance_app("w1").serve(f"127.0.0.1:{ports[1]}"),
+            RuntimeClient(caller.grpc_address) as client,
+        ):
+            assert (await client.invoke("worker", "who")).text() == "w0"
+            etcd.stop()
+            assert (await client.invoke("worker", "who")).text() == "w0"  # answered from the cache
+            await asyncio.sleep(2)
+            etcd.start()
+            await until(etcd_up, "the private etcd answers again")
+            servers.append(start_server("-c", str(config("worker", ports[1])), data_dir=tmp_path / "w1"))
+
+            async def both_answer() -> bool:
+                return {(await client.invoke("worker", "who")).text() for _ in range(4)} == {"w0", "w1"}
+
+            await until(both_answer, "the caller follows the registry again after the outage")
+            (w0_lease,) = [lease for key, lease in await entries() if key == f"worker/{servers[0].grpc_address}"]
+            async with grpc.aio.insecure_channel(etcd.endpoint) as channel:
+                await rpc.LeaseStub(channel).LeaseRevoke(rpc.LeaseRevokeRequest(ID=w0_lease))
+
+            async def w0_registered_again() -> bool:
+                return any(key == f"worker/{servers[0].grpc_address}" for key, _ in await entries())
+
+            await until(w0_registered_again, "the runtime wrote its entry again under a new lease")
+    finally:
+        _stop(*servers)
+        etcd.stop()

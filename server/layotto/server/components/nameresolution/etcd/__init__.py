@@ -114,14 +114,21 @@ class EtcdRegistry(NameResolver):
         return (app_id, address) if sep and app_id and address else None
 
     async def _keep_alive(self) -> None:
+        failing = False
         while True:
             await asyncio.sleep(self._ttl / 3)
             try:
                 if not await self._renew():
                     log.warning("registry lease of %s expired: registering again", self._entry.decode())
                     await self._register()
-            except (LayottoError, grpc.aio.AioRpcError) as error:
-                log.warning("registry lease of %s not renewed: %s", self._entry.decode(), error)
+            except (LayottoError, grpc.aio.AioRpcError, TimeoutError) as error:
+                level = logging.DEBUG if failing else logging.WARNING  # once per outage
+                log.log(level, "registry lease of %s not renewed: %r", self._entry.decode(), error)
+                failing = True
+                continue
+            if failing:
+                log.info("registry lease of %s renewed again", self._entry.decode())
+            failing = False
 
     async def _renew(self) -> bool:
         stream = self._etcd.lease.LeaseKeepAlive(iter([rpc.LeaseKeepAliveRequest(ID=self._lease)]))
@@ -133,16 +140,25 @@ class EtcdRegistry(NameResolver):
         return answer is not EOF and int(answer.TTL) > 0
 
     async def _follow(self, revision: int) -> None:
+        failing = False
         while True:
             try:
                 await self._watch(revision)
             except (LayottoError, grpc.aio.AioRpcError, TimeoutError) as error:
-                log.warning("registry watch failed (%s): reading the registry again in %g s", error, RETRY_SECONDS)
+                level = logging.DEBUG if failing else logging.WARNING  # once per outage
+                log.log(
+                    level, "registry watch failed (%s): reading the registry again every %g s", error, RETRY_SECONDS
+                )
+                failing = True
             await asyncio.sleep(RETRY_SECONDS)
             try:
                 revision = await self._load()
             except LayottoError as error:
-                log.warning("registry not readable: %s", error)
+                log.debug("registry not readable: %s", error)
+                continue
+            if failing:
+                log.info("registry read again; following it")
+            failing = False
 
     async def _watch(self, revision: int) -> None:
         end = self._prefix[:-1] + chr(ord(self._prefix[-1]) + 1)
