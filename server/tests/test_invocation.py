@@ -145,6 +145,10 @@ async def test_a_grpc_app_answers_through_both_sidecars(mesh: Mesh) -> None:
         assert call.headers["x-token"] == "t1" and "layotto-invoke-hop" not in call.headers
         assert "evil" not in call.headers.values()
         assert (await client.invoke("b", "sum", [1, 2, 3])).json() == {"sum": 6}
+        big = os.urandom(5 * 1024 * 1024)  # bytes arrive exactly through both hops
+        assert (await client.invoke("b", "echo", big, timeout=30)).data == b"echo:" + big
+        replies = await asyncio.gather(*(client.invoke("b", "sum", [i, i]) for i in range(50)))
+        assert [r.json()["sum"] for r in replies] == [2 * i for i in range(50)]  # each call gets its own answer
         with pytest.raises(AppError) as unknown_method:
             await client.invoke("b", "nope")
         assert unknown_method.value.code == "UNIMPLEMENTED" and unknown_method.value.app_id == "b"
@@ -186,6 +190,8 @@ async def test_failures_name_the_app(mesh: Mesh) -> None:
             await client.invoke("c", "orders/1")
         with pytest.raises(AppUnavailable, match="'ghost'"):  # no sidecar at the listed address
             await client.invoke("ghost", "echo")
+        with pytest.raises(AppUnavailable, match="'a' is unavailable: its runtime has no app channel"):
+            await client.invoke("a", "echo")  # its own app id, and it has no app
 
 
 async def test_the_deadline_reaches_the_app_and_cancels_it(mesh: Mesh) -> None:

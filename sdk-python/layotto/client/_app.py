@@ -37,6 +37,7 @@ from google.protobuf import empty_pb2
 
 from layotto.client._invoke import Invocation, InvokeResponse
 from layotto.client._pubsub import Message, TopicStatus, content_type_for, message_from_event, subscription_metadata
+from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES
 from layotto.client._values import Value, encode
 from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
@@ -161,9 +162,16 @@ class SubscriberApp:
         return answer.to_response()
 
     @asynccontextmanager
-    async def serve(self, address: str = "127.0.0.1:9999") -> AsyncIterator[int]:
-        """Serve the callback on ``address`` (port 0: a free one) while the block runs; yields the port."""
-        server = grpc.aio.server()
+    async def serve(
+        self, address: str = "127.0.0.1:9999", *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    ) -> AsyncIterator[int]:
+        """Serve the callback on ``address`` (port 0: a free one) while the block runs; yields the port.
+        ``max_message_bytes`` bounds a request or answer (the runtime's default, 16 MiB)."""
+        limits = [
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        server = grpc.aio.server(options=limits)
         appcallback_pb2_grpc.add_AppCallbackServicer_to_server(self, server)  # type: ignore[arg-type]
         server.add_generic_rpc_handlers([self._invoke_handler()])
         port = server.add_insecure_port(address)
