@@ -129,3 +129,13 @@ async def test_cli_prints_matrix_writes_report_and_fails_on_a_missing_component(
     assert body["summary"]["pass"] >= 1
     assert body["coverage"]["spec.proto.runtime.v1.Runtime/GetState"]["covered"] is True
     assert body["coverage"]["spec.proto.runtime.v1.Runtime/TryLock"]["covered"] is False
+
+
+async def test_invocation_cases_run_once_per_target_on_both_apis(address: str) -> None:
+    only = {"invoke-empty-id", "invoke-empty-method", "invoke-unknown-verb", "invoke-unknown-app"}
+    results, problems = await check_target(address, RunnerConfig(), only)
+    assert problems == []
+    ran = {(r.api, r.block, r.component, r.case): r.outcome for r in results}
+    assert ran == {
+        (api, "invocation", "runtime", case): Outcome.PASS for api in ("layotto", "dapr") for case in only
+    }, [r for r in results if r.outcome is not Outcome.PASS]

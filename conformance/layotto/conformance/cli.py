@@ -25,7 +25,7 @@ from layotto.conformance.cases import ALL_CASES
 from layotto.conformance.coverage import rpc_coverage
 from layotto.conformance.model import CaseResult, Outcome
 from layotto.conformance.report import summary, write_coverage, write_json, write_matrix
-from layotto.conformance.runner import Component, discover, missing_runs, run_suite
+from layotto.conformance.runner import RUNTIME_BLOCKS, RUNTIME_COMPONENT, Component, discover, missing_runs, run_suite
 from layotto.conformance.spawn import ServeFailed, serve
 
 
@@ -68,6 +68,8 @@ async def check_target(address: str, config: RunnerConfig, only: set[str] | None
                 problems.append(f"{block}/{name} declares {sorted(declared)}, the config expects {sorted(pinned)}")
             components.append(Component(block, name, pinned if pinned is not None else declared or frozenset()))
         cases = [c for c in ALL_CASES if only is None or c.id in only]
+        blocks = {c.block for c in cases}
+        components += [Component(b, RUNTIME_COMPONENT, frozenset()) for b in RUNTIME_BLOCKS if b in blocks]
         results = await run_suite(channel, components, cases, config.apis)
     problems += [f"did not run: {m}" for m in missing_runs(results, components, cases, config.apis)]
     ran_components = {(r.block, r.component) for r in results if r.outcome is not Outcome.SKIP}

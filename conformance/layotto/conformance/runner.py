@@ -25,6 +25,11 @@ class Component:
     features: frozenset[str]
 
 
+#: blocks whose cases check the runtime itself, not a component: they run once per target, on a
+#: component named after this (service invocation needs no component)
+RUNTIME_BLOCKS = ("invocation",)
+RUNTIME_COMPONENT = "runtime"
+
 #: GetMetadata reports secret stores under Dapr's name of the block
 BLOCK_OF_DAPR_PREFIX = {"secretstores": "secret_store", "configuration": "config_store"}
 

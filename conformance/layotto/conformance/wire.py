@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from layotto.proto.dapr.common.v1 import common_pb2 as dapr_common
-from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, secret_pb2, state_pb2
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2, secret_pb2, state_pb2
 from layotto.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 
 
@@ -30,6 +30,8 @@ class WireApi:
     StateOptions: Any
     GetSecretRequest: Any
     GetBulkSecretRequest: Any
+    InvokeServiceRequest: Any
+    InvokeRequest: Any  # Layotto's CommonInvokeRequest, Dapr's InvokeRequest
 
 
 def layotto_api(channel: grpc.aio.Channel) -> WireApi:
@@ -49,6 +51,8 @@ def layotto_api(channel: grpc.aio.Channel) -> WireApi:
         pb.StateOptions,
         pb.GetSecretRequest,
         pb.GetBulkSecretRequest,
+        pb.InvokeServiceRequest,
+        pb.CommonInvokeRequest,
     )
 
 
@@ -68,6 +72,8 @@ def dapr_api(channel: grpc.aio.Channel) -> WireApi:
         dapr_common.StateOptions,
         secret_pb2.GetSecretRequest,
         secret_pb2.GetBulkSecretRequest,
+        invoke_pb2.InvokeServiceRequest,
+        dapr_common.InvokeRequest,
     )
 
 

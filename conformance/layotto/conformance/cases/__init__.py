@@ -2,6 +2,7 @@
 
 from layotto.conformance.cases.configuration import CONFIGURATION_CASES
 from layotto.conformance.cases.hello import HELLO_CASES
+from layotto.conformance.cases.invocation import INVOCATION_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
 from layotto.conformance.cases.pubsub import PUBSUB_CASES
 from layotto.conformance.cases.secrets import SECRET_CASES
@@ -16,12 +17,14 @@ ALL_CASES = (
     *SECRET_CASES,
     *CONFIGURATION_CASES,
     *HELLO_CASES,
+    *INVOCATION_CASES,
 )
 
 __all__ = [
     "ALL_CASES",
     "CONFIGURATION_CASES",
     "HELLO_CASES",
+    "INVOCATION_CASES",
     "LOCK_CASES",
     "PUBSUB_CASES",
     "SECRET_CASES",
