@@ -146,6 +146,9 @@ async def test_a_grpc_app_answers_through_both_sidecars(mesh: Mesh) -> None:
         assert (await client.invoke("b", "echo", big, timeout=30)).data == b"echo:" + big
         replies = await asyncio.gather(*(client.invoke("b", "sum", [i, i]) for i in range(50)))
         assert [r.json()["sum"] for r in replies] == [2 * i for i in range(50)]  # each call gets its own answer
+        async with grpc.aio.insecure_channel(mesh.a.grpc_address) as channel:  # a call without a deadline
+            request = invoke_pb2.InvokeServiceRequest(id="b", message={"method": "echo", "data": {"value": b"x"}})
+            assert (await dapr_pb2_grpc.DaprStub(channel).InvokeService(request)).data.value == b"echo:x"
         with pytest.raises(AppError) as unknown_method:
             await client.invoke("b", "nope")
         assert unknown_method.value.code == "UNIMPLEMENTED" and unknown_method.value.app_id == "b"

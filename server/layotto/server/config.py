@@ -275,7 +275,9 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
         return _app_section(value)
     if key in _LAYOTTO_ONLY_SECTIONS:
         raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
-    known = ", ".join([*_SCALAR_KEYS, "tracing", "secret_scopes", "grpc_server_options", "name_resolution", *BUILDING_BLOCKS])
+    known = ", ".join(
+        [*_SCALAR_KEYS, "tracing", "secret_scopes", "grpc_server_options", "name_resolution", *BUILDING_BLOCKS]
+    )
     raise ConfigError(f"{key}: unknown key (known: {known})")
 
 

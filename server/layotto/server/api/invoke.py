@@ -90,6 +90,16 @@ def fill_invoke_message(target: Any, request: InvokeRequest) -> None:
         target.http_extension.querystring = request.querystring
 
 
+#: a remaining time beyond this is no deadline (pygrpc-native answers ~9.2e18 s for none, grpc.aio None)
+NO_DEADLINE_BEYOND_SECONDS = 10**9
+
+
+def time_remaining(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    """The seconds left of the call's deadline, None when it has none (on either transport)."""
+    remaining = context.time_remaining()
+    return None if remaining is None or remaining > NO_DEADLINE_BEYOND_SECONDS else float(remaining)
+
+
 class InvokeApi:
     """``InvokeService`` of one API; ``response_cls`` is its InvokeResponse message."""
 
@@ -100,7 +110,7 @@ class InvokeApi:
 
     async def InvokeService(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         invoke = to_invoke_request(request, context.invocation_metadata() or (), strip_trace=self._strip_trace)
-        answer = await self._invoker.invoke(invoke, context.time_remaining())
+        answer = await self._invoker.invoke(invoke, time_remaining(context))
         await context.send_initial_metadata(grpc_headers(answer.headers))
         response = self._response_cls(content_type=answer.content_type)
         response.data.type_url, response.data.value = answer.data_type_url, answer.data
