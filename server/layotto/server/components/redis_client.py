@@ -15,6 +15,13 @@ from layotto.server.components.base import Health, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable
 from layotto.tracing import backend_span
 
+try:  # recent redis-py: RESP3 maintenance notifications (managed clusters), "auto" by default
+    from redis.maint_notifications import MaintNotificationsConfig
+
+    _POOL_OPTIONS: dict[str, Any] = {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+except ImportError:  # older redis-py: the pool always checks a connection before handing it out
+    _POOL_OPTIONS = {}
+
 #: connection settings, named as in Dapr's redis components
 REDIS_METADATA = (
     MetadataField("redisHost", "HOST:PORT of the Redis server.", default="127.0.0.1:6379", required=True),
@@ -28,6 +35,17 @@ REDIS_METADATA = (
 
 
 class RedisConnection:
+    """A pool of connections to one Redis server, shared by one component.
+
+    A connection Redis closed while it sat in the pool (Redis restarted, or its ``timeout``
+    closed an idle client) is replaced before a command is written to it: the pool looks for
+    end-of-stream on a connection before handing it out. Commands themselves are never retried:
+    a command whose answer was lost may have executed (INCRBY, XADD, a compare-and-set script),
+    so a failure after it was sent reaches the caller as :class:`BackendUnavailable`.
+    redis-py skips that check while maintenance notifications are enabled (recent versions
+    default to ``"auto"``), so they are turned off: they concern managed clusters moving nodes.
+    """
+
     def __init__(self, component: str) -> None:
         self.component = component
         self._client: aioredis.Redis | None = None
@@ -53,6 +71,7 @@ class RedisConnection:
             socket_connect_timeout=timeout,
             max_connections=int(metadata["poolSize"]),
             timeout=timeout,  # how long a call waits for a free connection
+            **_POOL_OPTIONS,
         )
         self._client = aioredis.Redis(connection_pool=pool)
         async with self.errors():
