@@ -40,8 +40,12 @@ class ServerProcess:
         return self.process.returncode, err
 
 
-def start_server(*args: str, data_dir: Path, ready: bool = True) -> ServerProcess:
-    grpc_address, http_address = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+def start_server(
+    *args: str, data_dir: Path, ready: bool = True, grpc_address: str = "", http_address: str = ""
+) -> ServerProcess:
+    """Addresses default to free loopback ports; give a stopped server's to restart it in its place."""
+    grpc_address = grpc_address or f"127.0.0.1:{free_port()}"
+    http_address = http_address or f"127.0.0.1:{free_port()}"
     command = [
         sys.executable,
         "-m",

@@ -56,4 +56,3 @@ async def test_calls_after_a_redis_restart_all_succeed(tmp_path: Path) -> None:
         code, stderr = server.terminate()
         backend.stop()
     assert code == 0, stderr
-

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,6 +26,7 @@ from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.secret_scopes import SecretPolicy
+from layotto.server.shutdown_gate import ShutdownGate
 from layotto.server.transport import add_services, build_server
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ class Runtime:
         self.grpc_transport = ""  # the transport serving gRPC once started: native or grpcio
         self._server: grpc.aio.Server | None = None
         self._health = HealthServicer()
+        self._gate = ShutdownGate()  # refuses calls with UNAVAILABLE once shutdown begins
         self._actuator: Actuator | None = None
         self._stop_requested = asyncio.Event()
         self.topics = Topics()
@@ -91,7 +93,9 @@ class Runtime:
             ("grpc.so_reuseport", 0),
             *cfg.grpc_server_options.items(),
         ]
-        interceptors = [self.tracing.server_interceptor()] if self.tracing is not None else []
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
+        if self.tracing is not None:
+            interceptors.append(self.tracing.server_interceptor())
         chosen = build_server(cfg.grpc_transport, options=options, interceptors=interceptors)
         server, self.grpc_transport = chosen.server, chosen.transport
         handlers = api_handlers(
@@ -173,8 +177,10 @@ class Runtime:
         await self._stop_requested.wait()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop accepting calls, let in-flight calls finish (up to grace), close components."""
+        """Refuse new calls (UNAVAILABLE), let in-flight calls finish (up to grace), close components."""
         grace = self.config.shutdown_grace_seconds if grace is None else grace
+        deadline = asyncio.get_running_loop().time() + grace
+        self._gate.draining = True
         if self._actuator is not None:
             self._actuator.serving = False
         await self._health.enter_graceful_shutdown()
@@ -185,7 +191,8 @@ class Runtime:
             await self.resolver.aclose()
             self.resolver = None
         if self._server is not None:
-            await self._server.stop(grace)
+            await self._gate.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
+            await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
             self._server = None
         if self.invoker is not None:
             await self.invoker.aclose()

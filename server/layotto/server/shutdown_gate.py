@@ -1,0 +1,111 @@
+"""Graceful shutdown of the gRPC server without CANCELLED calls.
+
+grpc's ``server.stop(grace)`` lets handlers that already run finish, but a call the
+server received and had not yet handed to a handler (queued in grpc core, waiting for
+the event loop) is cancelled on the spot: a burst of concurrent calls followed by
+SIGTERM answered most of them CANCELLED, which clients do not retry.
+
+:class:`ShutdownGate` is a server interceptor that closes that gap. Once
+:meth:`ShutdownGate.drain` begins, every call that reaches a handler is answered
+UNAVAILABLE with reason ``RUNTIME_SHUTTING_DOWN`` (safe to retry: nothing was done) while
+the calls already in a handler finish. The drain ends when no unary call is in a handler
+and no call has arrived for :data:`QUIET_SECONDS` (grpc core's queue is empty), or when
+the grace period ends; only then is the server stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from layotto.proto.reasons import ERROR_DOMAIN, REASONS
+
+#: how long no call may arrive before the queue of received calls is taken to be empty
+QUIET_SECONDS = 0.2
+_POLL_SECONDS = 0.02
+#: served while draining: health checks report NOT_SERVING, which is what a caller wants to know
+_ALWAYS_SERVED = ("/grpc.health.v1.Health/",)
+_REASON = REASONS["RUNTIME_SHUTTING_DOWN"]
+_CODE = grpc.StatusCode[_REASON.grpc]
+_MESSAGE = "the runtime is shutting down and did not start this call: retry"
+
+
+def _shutting_down_trailers() -> tuple[tuple[str, bytes], ...]:
+    info = error_details_pb2.ErrorInfo(reason=_REASON.name, domain=ERROR_DOMAIN)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=_CODE.value[0], message=_MESSAGE, details=[detail])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+_TRAILERS = _shutting_down_trailers()
+
+
+async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(_CODE, _MESSAGE, trailing_metadata=_TRAILERS)
+
+
+class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Counts the unary calls in a handler; refuses new calls while draining (see the module)."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0  # unary calls inside a handler
+        self._last_arrival = time.monotonic()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:  # a handler, or None for an unknown method
+        self._last_arrival = time.monotonic()
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        if self.draining and not handler_call_details.method.startswith(_ALWAYS_SERVED):
+            return self._refusing(handler)
+        return self._counted(handler)
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls; return once the calls in handlers are done, or after ``grace`` seconds."""
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if self.in_flight == 0 and time.monotonic() - self._last_arrival >= QUIET_SECONDS:
+                return
+            await asyncio.sleep(_POLL_SECONDS)
+
+    @staticmethod
+    def _refusing(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        # no deserializer: a refusal does not need the request, nor may an undecodable one change it
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(_refuse)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(_refuse)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(_refuse)
+        return grpc.unary_unary_rpc_method_handler(_refuse)
+
+    def _counted(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        codecs = (handler.request_deserializer, handler.response_serializer)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(self._counting(handler.unary_unary), *codecs)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(self._counting(handler.stream_unary), *codecs)
+        return handler  # streams run until the grace period ends, as before
+
+    def _counting(self, behavior: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Awaitable[Any]]:
+        async def counted(request: Any, context: Any) -> Any:
+            self.in_flight += 1
+            try:
+                return await behavior(request, context)
+            finally:
+                self.in_flight -= 1
+
+        return counted
