@@ -19,6 +19,7 @@ from layotto.server.config import (
     split_address,
     with_dapr_components,
 )
+from layotto.server.masking import MaskingFormatter, mask_text, masked
 from layotto.tracing import TracingConfigError, with_environment
 
 
@@ -105,18 +106,20 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))  # no password logged
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         config = effective_config(args)
         if args.print_config:
-            sys.stdout.write(json.dumps(config.to_dict(), indent=2) + "\n")
+            sys.stdout.write(json.dumps(masked(config.to_dict()), indent=2) + "\n")
             return 0
         from layotto.server.app import serve  # the whole runtime: not imported for --help or --print-config
 
         with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
             runner.run(serve(config))
     except ConfigError as error:
-        sys.stderr.write(f"layotto: config error: {error}\n")
+        sys.stderr.write(f"layotto: config error: {mask_text(str(error))}\n")
         return 2
     except KeyboardInterrupt:
         return 0

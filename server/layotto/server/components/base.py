@@ -62,6 +62,7 @@ class MetadataField:
     value_type: Any = None  # for a JSON object (type=dict): the type every value must have
     minimum: float | None = None  # for numbers (and a dict's numeric values): the smallest allowed
     maximum: float | None = None  # ... and the largest
+    secret: bool = False  # never shown: --print-config and logs mask it (its name says so: masking.is_secret_key)
 
     def _check_range(self, value: Any, where: str) -> Any:
         low = self.minimum if self.minimum is not None else -float("inf")

@@ -26,7 +26,7 @@ except ImportError:  # older redis-py: the pool always checks a connection befor
 REDIS_METADATA = (
     MetadataField("redisHost", "HOST:PORT of the Redis server.", default="127.0.0.1:6379", required=True),
     MetadataField("redisUsername", "ACL user name.", default=""),
-    MetadataField("redisPassword", "Password.", default=""),
+    MetadataField("redisPassword", "Password.", default="", secret=True),
     MetadataField("redisDB", "Database number.", type=int, default=0),
     MetadataField("enableTLS", "Connect with TLS.", type=bool, default=False),
     MetadataField("timeoutInSeconds", "Connect and command timeout.", type=float, default=5.0),

@@ -101,7 +101,7 @@ class MqttPubSub(PubSub):
         metadata=(
             MetadataField("url", "Broker address: tcp://HOST:PORT or ssl://HOST:PORT.", default="tcp://127.0.0.1:1883"),
             MetadataField("username", "User name.", default=""),
-            MetadataField("password", "Password.", default=""),
+            MetadataField("password", "Password.", default="", secret=True),
             MetadataField("clientID", "MQTT client id (default: random per runtime).", default=""),
             MetadataField(
                 "sessionExpiryInSeconds",

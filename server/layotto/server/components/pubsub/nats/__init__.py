@@ -97,7 +97,7 @@ class NatsJetStreamPubSub(PubSub):
         "(up to 64 KiB).",
         metadata=(
             MetadataField("natsURL", "Server URL(s), comma separated.", default="nats://127.0.0.1:4222"),
-            MetadataField("token", "Authentication token.", default=""),
+            MetadataField("token", "Authentication token.", default="", secret=True),
             MetadataField("name", "Connection name shown by the server.", default="layotto"),
             MetadataField("streamPrefix", "Prefix of the stream created for each topic.", default="layotto"),
             MetadataField("storage", "Stream storage: file or memory.", default="file"),
