@@ -2,19 +2,107 @@
 
 Also answers Dapr's ``/v1.0/healthz`` and ``/v1.0/healthz/outbound``, which Dapr's
 Python SDK polls before its first call.
+
+Two departures from aiohttp's defaults, for what clients really send:
+
+* a header repeated with the same value (Dapr's Java SDK sends ``Content-Type`` twice) counts
+  once; aiohttp refuses any repeated singleton header (RFC 9110) with 400, and still does
+  when the values differ;
+* a request the parser refuses is the client's fault: one DEBUG line, not an ERROR with a
+  traceback (aiohttp still answers it 400).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from typing import Any
 
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
+from aiohttp.http_parser import SINGLETON_HEADERS, HttpRequestParserPy, RawRequestMessage
+from aiohttp.http_writer import HttpVersion10, HttpVersion11
 
 from layotto.server.components.base import Health
 from layotto.server.components.loader import ComponentSet
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+
+log = logging.getLogger(__name__)
+_REQUEST_LINE_START = re.compile(rb"[A-Z]{1,16} [^ ]")  # a method, as far as the first chunk shows
+
+
+def without_repeated_headers(lines: list[bytes]) -> list[bytes]:
+    """Header lines with a singleton header (RFC 9110) repeated with an identical value kept once."""
+    seen: set[tuple[bytes, bytes]] = set()
+    kept = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if colon and name.lower().decode("latin-1") in SINGLETON_HEADERS:
+            key = (name.lower(), value.strip(b" \t"))
+            if key in seen:
+                continue
+            seen.add(key)
+        kept.append(line)
+    return kept
+
+
+class _RequestParser(HttpRequestParserPy):
+    """aiohttp's Python request parser, with repeated identical headers counted once and only
+    HTTP/1.0 and 1.1 accepted (as its C parser does)."""
+
+    def parse_headers(self, lines: list[bytes]) -> Any:
+        return super().parse_headers(without_repeated_headers(lines))
+
+    def parse_message(self, lines: list[bytes]) -> RawRequestMessage:
+        message = super().parse_message(lines)
+        if message.version not in (HttpVersion10, HttpVersion11):
+            raise BadHttpMessage(f"unsupported HTTP version {message.version.major}.{message.version.minor}")
+        return message
+
+
+class _RequestHandler(web.RequestHandler):
+    """aiohttp's protocol; a connection that opens with a request line is parsed by
+    :class:`_RequestParser`, anything else (TLS, HTTP/2, garbage) by aiohttp's C parser, which
+    refuses it at once."""
+
+    def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        self._sniffed = False
+        self._auto_decompress = bool(kwargs.get("auto_decompress", True))
+
+    def data_received(self, data: bytes) -> None:
+        if not self._sniffed:
+            self._sniffed = True
+            if _REQUEST_LINE_START.match(data):
+                self._parser = self._python_parser()
+        super().data_received(data)
+
+    def _python_parser(self) -> _RequestParser:
+        return _RequestParser(
+            self,
+            self._loop,
+            self._read_bufsize,
+            max_line_size=self.max_line_size,
+            max_field_size=self.max_field_size,
+            max_headers=self.max_headers,
+            payload_exception=web_protocol.RequestPayloadError,
+            auto_decompress=self._auto_decompress,
+            max_msg_queue_size=self._max_msg_queue_size,
+        )
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        error = kw.get("exc_info")
+        if isinstance(error, HttpProcessingError) and error.code < 500:
+            log.debug("refused a malformed HTTP request: %s", error.message.strip())
+            return
+        super().log_exception(*args, **kw)
+
+
+class _Server(web.Server):
+    def __call__(self) -> web.RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 class Actuator:
@@ -22,20 +110,34 @@ class Actuator:
         self._components = components
         self._info = info
         self.serving = False  # the gRPC server accepts calls
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
         self.port = 0
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/actuator/health/liveness", self._liveness)
-        app.router.add_get("/actuator/health/readiness", self._readiness)
-        app.router.add_get("/actuator/info", self._info_endpoint)
-        app.router.add_get("/v1.0/healthz", self._dapr_healthz)
-        app.router.add_get("/v1.0/healthz/outbound", self._dapr_healthz)
-        return app
+    def routes(self) -> dict[str, Any]:
+        """Path -> handler of the GET endpoints."""
+        return {
+            "/actuator/health/liveness": self._liveness,
+            "/actuator/health/readiness": self._readiness,
+            "/actuator/info": self._info_endpoint,
+            "/v1.0/healthz": self._dapr_healthz,
+            "/v1.0/healthz/outbound": self._dapr_healthz,
+        }
 
     async def start(self, host: str, port: int) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        routes = self.routes()
+
+        async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+            handler = routes.get(request.path)
+            if handler is None:
+                return web.json_response({"error": f"no such endpoint: {request.path}"}, status=404)
+            if request.method not in ("GET", "HEAD"):
+                return web.json_response(
+                    {"error": f"{request.method} not allowed"}, status=405, headers={"Allow": "GET"}
+                )
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        self._runner = web.ServerRunner(_Server(dispatch, access_log=None))
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         self.port = int(self._runner.addresses[0][1])
@@ -57,10 +159,10 @@ class Actuator:
         results = await asyncio.gather(*(one(c) for _, c in pairs))
         return {f"{block}.{c.name}": h for (block, c), h in zip(pairs, results, strict=True)}
 
-    async def _liveness(self, request: web.Request) -> web.Response:
+    async def _liveness(self, request: web.BaseRequest) -> web.Response:
         return web.json_response({"status": "UP"})
 
-    async def _readiness(self, request: web.Request) -> web.Response:
+    async def _readiness(self, request: web.BaseRequest) -> web.Response:
         health = await self._component_health()
         body: dict[str, Any] = {"components": {}}
         body["components"]["runtime_startup"] = {"status": "UP" if self.serving else "INIT"}
@@ -73,8 +175,8 @@ class Actuator:
         body["status"] = "UP" if up else ("DOWN" if self.serving else "INIT")
         return web.json_response(body, status=200 if up else 503)
 
-    async def _info_endpoint(self, request: web.Request) -> web.Response:
+    async def _info_endpoint(self, request: web.BaseRequest) -> web.Response:
         return web.json_response(self._info)
 
-    async def _dapr_healthz(self, request: web.Request) -> web.Response:
+    async def _dapr_healthz(self, request: web.BaseRequest) -> web.Response:
         return web.Response(status=204 if self.serving else 503)
