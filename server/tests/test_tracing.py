@@ -236,3 +236,37 @@ async def test_a_streaming_subscription_is_one_traced_call() -> None:
     client_span = one(spans, name=name, kind=CLIENT)
     server_span = one(spans, name=name, kind=SERVER)
     assert server_span.trace_id == client_span.trace_id and server_span.parent_span_id == client_span.span_id
+
+
+async def test_sqlite_statements_are_backend_spans_of_the_call(tmp_path: Path) -> None:
+    """The statements run on the store's own thread, and still are children of the call's span."""
+    with OtlpReceiver() as otlp:
+        config = {
+            "tracing": {"exporters": ["otlp"], "otlp_endpoint": otlp.endpoint, "service_name": RUNTIME_SERVICE},
+            "state": {"sqlite": {"type": "sqlite"}},
+        }
+        path = tmp_path / "runtime.yaml"
+        path.write_text(yaml.safe_dump(config))
+        server = start_server("-c", str(path), data_dir=tmp_path)
+        try:
+            async with RuntimeClient(server.grpc_address) as client:
+                await client.state.save("sqlite", "traced", "v")
+                await client.state.get("sqlite", "traced")
+        finally:
+            code, stderr = server.terminate()
+        assert code == 0, stderr
+
+        def complete(spans: list[ReceivedSpan]) -> bool:
+            names = {s.name for s in spans}
+            return "sqlite INSERT" in names and "sqlite SELECT" in names
+
+        spans = otlp.wait_for(complete)
+    for method, operation in (("SaveState", "INSERT"), ("GetState", "SELECT")):
+        call = one(spans, name=f"spec.proto.runtime.v1.Runtime/{method}", kind=SERVER)
+        statements = [s for s in spans if s.parent_span_id == call.span_id]
+        assert statements and all(s.kind == CLIENT and s.attributes["db.system"] == "sqlite" for s in statements)
+        assert any(
+            s.name == f"sqlite {operation}" and str(s.attributes["db.query.text"]).startswith(operation)
+            for s in statements
+        ), [s.name for s in statements]
+        assert all(s.trace_id == call.trace_id for s in statements)
