@@ -22,6 +22,7 @@ from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, split_address
 from layotto.server.errors import LayottoError
+from layotto.server.memory import tune_malloc
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
@@ -215,6 +216,7 @@ class Runtime:
 
 async def serve(config: RuntimeConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    tune_malloc()  # before gRPC's threads allocate: memory returns after large refused requests
     runtime = Runtime(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
