@@ -22,7 +22,7 @@ from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, split_address
 from layotto.server.errors import LayottoError
-from layotto.server.memory import tune_malloc
+from layotto.server.memory import MemoryTrimmer
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
@@ -216,15 +216,17 @@ class Runtime:
 
 async def serve(config: RuntimeConfig) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    tune_malloc()  # before gRPC's threads allocate: memory returns after large refused requests
     runtime = Runtime(config)
+    trimmer = MemoryTrimmer()  # memory read for refused large requests goes back to the system
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.request_shutdown)
     await runtime.start()
+    trimmer.start()
     try:
         await runtime.wait_for_shutdown()
         log.info("shutting down: draining in-flight calls")
     finally:
+        await trimmer.stop()
         await runtime.stop()
     log.info("layotto stopped")
