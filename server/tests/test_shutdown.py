@@ -28,11 +28,14 @@ async def test_sigterm_during_a_burst_serves_or_refuses_each_call(tmp_path: Path
         stub = runtime_pb2_grpc.RuntimeStub(channel)
         await stub.SaveState(pb.SaveStateRequest(store_name="sqlite", states=[]), timeout=10)  # connected
 
+        refusals: list[str] = []
+
         async def save(i: int) -> grpc.StatusCode:
             item = pb.StateItem(key=f"burst-{i}", value=f"v{i}".encode())
             try:
                 await stub.SaveState(pb.SaveStateRequest(store_name="sqlite", states=[item]), timeout=20)
             except grpc.aio.AioRpcError as error:
+                refusals.append(error.details() or "")
                 return error.code()
             return grpc.StatusCode.OK
 
@@ -42,6 +45,8 @@ async def test_sigterm_during_a_burst_serves_or_refuses_each_call(tmp_path: Path
         outcomes = await asyncio.gather(*calls)
     assert code == 0, stderr
     assert set(outcomes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}, Counter(outcomes)
+    # refused by the runtime (reason RUNTIME_SHUTTING_DOWN), or never connected
+    assert all("shutting down" in message or "connect" in message for message in refusals), refusals
 
     saved = [i for i, outcome in enumerate(outcomes) if outcome is grpc.StatusCode.OK]
     restarted = _restart(server, tmp_path)

@@ -21,34 +21,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
 
-from layotto.proto.reasons import ERROR_DOMAIN, REASONS
+from layotto.server.api.status import to_status
+from layotto.server.errors import RuntimeShuttingDown
 
 #: how long no call may arrive before the queue of received calls is taken to be empty
 QUIET_SECONDS = 0.2
 _POLL_SECONDS = 0.02
 #: served while draining: health checks report NOT_SERVING, which is what a caller wants to know
 _ALWAYS_SERVED = ("/grpc.health.v1.Health/",)
-_REASON = REASONS["RUNTIME_SHUTTING_DOWN"]
-_CODE = grpc.StatusCode[_REASON.grpc]
-_MESSAGE = "the runtime is shutting down and did not start this call: retry"
 
 
-def _shutting_down_trailers() -> tuple[tuple[str, bytes], ...]:
-    info = error_details_pb2.ErrorInfo(reason=_REASON.name, domain=ERROR_DOMAIN)
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=_CODE.value[0], message=_MESSAGE, details=[detail])
-    return (("grpc-status-details-bin", status.SerializeToString()),)
+def _refusal(method: str) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
+    code, message, trailers = to_status(RuntimeShuttingDown(method.lstrip("/")))
 
+    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(code, message, trailing_metadata=trailers)
 
-_TRAILERS = _shutting_down_trailers()
-
-
-async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    await context.abort(_CODE, _MESSAGE, trailing_metadata=_TRAILERS)
+    return refuse
 
 
 class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -69,7 +59,7 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         if self.draining and not handler_call_details.method.startswith(_ALWAYS_SERVED):
-            return self._refusing(handler)
+            return self._refusing(handler, handler_call_details.method)
         return self._counted(handler)
 
     async def drain(self, grace: float) -> None:
@@ -82,15 +72,16 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             await asyncio.sleep(_POLL_SECONDS)
 
     @staticmethod
-    def _refusing(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    def _refusing(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
         # no deserializer: a refusal does not need the request, nor may an undecodable one change it
+        refuse = _refusal(method)
         if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(_refuse)
+            return grpc.stream_stream_rpc_method_handler(refuse)
         if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(_refuse)
+            return grpc.stream_unary_rpc_method_handler(refuse)
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(_refuse)
-        return grpc.unary_unary_rpc_method_handler(_refuse)
+            return grpc.unary_stream_rpc_method_handler(refuse)
+        return grpc.unary_unary_rpc_method_handler(refuse)
 
     def _counted(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         codecs = (handler.request_deserializer, handler.response_serializer)
