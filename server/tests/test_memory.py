@@ -16,9 +16,9 @@ from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
 MiB = 1024 * 1024
 #: how far above its baseline the process may stay; without malloc_trim 60-130 MiB stayed
-BOUND_MIB = 16
+BOUND_MIB = 20
 #: how long the memory may take to come back (the trimmer runs every 5 s); a failure waits this long
-PATIENCE_SECONDS = 30
+PATIENCE_SECONDS = 45
 
 
 def rss_mib(pid: int) -> float:
