@@ -14,7 +14,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from layotto.server.actuator import Actuator
-from layotto.server.api.invoke_channels import build_invoker
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
@@ -22,6 +21,7 @@ from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, split_address
 from layotto.server.errors import LayottoError
+from layotto.server.invoke_channels import build_invoker
 from layotto.server.memory import MemoryTrimmer
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import grpc
@@ -40,7 +40,10 @@ from layotto.server.runtime.invocation import (
     Resolver,
     SidecarUnreachable,
 )
-from layotto.tracing import Tracing, current_traceparent
+from layotto.tracing import current_traceparent
+
+if TYPE_CHECKING:  # the tracer loads OpenTelemetry's SDK: only when tracing is configured
+    from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
