@@ -146,9 +146,10 @@ async def channel(runtime: Runtime) -> AsyncIterator[grpc.aio.Channel]:
         yield opened
 
 
+#: served services with a handler for every RPC
+FULLY_BUILT = {"spec.proto.extension.v1.cryption.CryptionService"}
 UNBUILT_CALLS = [
     ("spec.proto.runtime.v1.Lifecycle", "ApplyConfiguration"),
-    ("spec.proto.extension.v1.cryption.CryptionService", "Encrypt"),
     ("spec.proto.extension.v1.delay_queue.DelayQueue", "PublishDelayMessage"),
     ("spec.proto.extension.v1.email.EmailService", "SendEmail"),
     ("spec.proto.extension.v1.phone.PhoneCallService", "SendVoiceWithTemplate"),
@@ -156,14 +157,14 @@ UNBUILT_CALLS = [
     ("spec.proto.extension.v1.s3.ObjectStorageService", "GetObject"),  # server streaming
     ("spec.proto.extension.v1.sms.SmsService", "SendSmsWithTemplate"),
     ("spec.proto.runtime.v1.Runtime", "PutFile"),  # client streaming
-    ("dapr.proto.runtime.v1.Dapr", "EncryptAlpha1"),  # bidirectional
+    ("dapr.proto.runtime.v1.Dapr", "SubscribeActorEventsAlpha1"),  # bidirectional
     ("dapr.proto.runtime.v1.Dapr", "InvokeBinding"),
 ]
 
 
 def test_the_unbuilt_calls_cover_every_service_and_shape() -> None:
     served = {service for service, _ in UNBUILT_CALLS}
-    assert served == set(SERVICE_NAMES)
+    assert served == set(SERVICE_NAMES) - FULLY_BUILT
     shapes = set()
     for service, rpc in UNBUILT_CALLS:
         method = next(s for s in SERVED_SERVICES if s.full_name == service).methods_by_name[rpc]

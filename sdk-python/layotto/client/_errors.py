@@ -11,6 +11,7 @@
     │   ├── MalformedRequest        the runtime could not decode the request
     │   ├── StoreNotFound           no component of that name is configured
     │   ├── EtagInvalid             the etag is not one the store issued
+    │   ├── DecryptionFailed        the ciphertext does not verify (tampered, or another key's)
     │   └── PayloadTooLarge         a request, response or field is over a size limit
     ├── PermissionDenied            the runtime's scopes do not allow it (a secret outside its scope)
     ├── EtagMismatch                the etag is stale: someone else wrote first
@@ -19,7 +20,8 @@
     ├── FeatureNotSupported         the component lacks the feature (etag, ttl, ...)
     ├── NotFound                    the named thing does not exist
     │   ├── SecretNotFound          the secret store has no secret of that name
-    │   └── AppNotFound             invoke: name resolution knows no app of that id
+    │   ├── AppNotFound             invoke: name resolution knows no app of that id
+    │   └── KeyNotFound             the key store has no key of that name
     ├── AppUnavailable              invoke: the target app, or every sidecar of it, does not answer
     ├── AppError                    invoke: the target app answered with an error (.app_id, .http_status)
     ├── NotImplementedByRuntime     the runtime does not serve this API
@@ -48,10 +50,12 @@ __all__ = [
     "BulkWriteError",
     "ClientClosed",
     "DeadlineExceeded",
+    "DecryptionFailed",
     "EtagInvalid",
     "EtagMismatch",
     "FeatureNotSupported",
     "InvalidArgument",
+    "KeyNotFound",
     "LayottoError",
     "LockLost",
     "LockNotAcquired",
@@ -185,6 +189,15 @@ class AppError(LayottoError):
         return int(status) if status.isdigit() else None
 
 
+class KeyNotFound(NotFound):
+    """The key store has no key of that name (or version); ``metadata["key"]`` names it."""
+
+
+class DecryptionFailed(InvalidArgument):
+    """The ciphertext does not verify: tampered, truncated, or sealed with another key. No
+    plaintext is returned."""
+
+
 class NotImplementedByRuntime(LayottoError):
     """The runtime does not serve this RPC."""
 
@@ -227,6 +240,8 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "APP_UNAVAILABLE": AppUnavailable,
     "APP_ERROR": AppError,
     "DEADLINE_EXCEEDED": DeadlineExceeded,
+    "KEY_NOT_FOUND": KeyNotFound,
+    "DECRYPTION_FAILED": DecryptionFailed,
 }
 
 #: the exception of a status that carries no reason (another server, a proxy, gRPC itself)

@@ -168,7 +168,6 @@ _LAYOTTO_ONLY_SECTIONS = (
     "oss",
     "bindings",
     "custom_component",
-    "cryption",
     "email",
     "phone",
     "sms",

@@ -35,11 +35,16 @@ DAPR_BLOCKS = {
     "lock": "lock",
     "secretstores": "secret_store",
     "configuration": "config_store",
+    "crypto": "crypto",
 }
 #: Dapr metadata keys that change nothing here and are accepted silently
 IGNORED_KEYS = frozenset({"actorStateStore"})
 #: Dapr's type names that differ from ours
-TYPE_ALIASES = {("state", "postgres"): "postgresql"}
+TYPE_ALIASES = {
+    ("state", "postgres"): "postgresql",
+    ("crypto", "dapr.localstorage"): "local",
+    ("crypto", "dapr.jwks"): "jwks",
+}
 
 
 def _metadata(items: Any, secret_store: Any, where: str) -> tuple[dict[str, str], tuple[SecretRef, ...]]:

@@ -128,6 +128,25 @@ class SecretAccessDenied(LayottoError):
         )
 
 
+class KeyNotFound(LayottoError):
+    """The key store has no key of that name (or version); ``field`` names the request field."""
+
+    reason = "KEY_NOT_FOUND"
+
+    def __init__(self, field: str, component: str, key: str) -> None:
+        super().__init__(f"{field}: key store {component!r} has no key {key!r}", metadata={"field": field, "key": key})
+
+
+class DecryptionFailed(LayottoError):
+    """The ciphertext does not verify (tampered, truncated, or sealed with another key): no plaintext
+    is returned; ``field`` names the request field holding the ciphertext."""
+
+    reason = "DECRYPTION_FAILED"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}", metadata={"field": field})
+
+
 class PayloadTooLarge(LayottoError):
     """A request field is over a size limit (``size`` and ``limit`` in bytes)."""
 

@@ -35,6 +35,7 @@ from layotto.proto.extension.v1.sms import sms_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2, lifecycle_pb2, runtime_pb2
 from layotto.server.api.adapter import MethodHandlers, Routes, method_handlers
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
+from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
 from layotto.server.api.lock import LockApi
@@ -85,17 +86,17 @@ DAPR_SECRETS = SecretMessages(
 
 RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
 DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
+CRYPTION_SERVICE = cryption_pb2.DESCRIPTOR.services_by_name["CryptionService"]
 #: runtime-side services no building block implements yet: every RPC answers UNIMPLEMENTED
 UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"],
-    cryption_pb2.DESCRIPTOR.services_by_name["CryptionService"],
     delay_queue_pb2.DESCRIPTOR.services_by_name["DelayQueue"],
     email_pb2.DESCRIPTOR.services_by_name["EmailService"],
     phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"],
     oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],
     sms_pb2.DESCRIPTOR.services_by_name["SmsService"],
 )
-SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (RUNTIME_SERVICE, DAPR_SERVICE, *UNBUILT_SERVICES)
+SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (RUNTIME_SERVICE, DAPR_SERVICE, CRYPTION_SERVICE, *UNBUILT_SERVICES)
 SERVICE_NAMES = tuple(service.full_name for service in SERVED_SERVICES)
 #: the contract's services a runtime is a client of, never the server
 NOT_SERVED = frozenset(
@@ -126,6 +127,7 @@ class Apis:
     layotto_configuration: LayottoConfigurationApi
     dapr_configuration: DaprConfigurationApi
     metadata: MetadataApi
+    cryption: CryptionApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
 
@@ -183,8 +185,22 @@ def dapr_routes(apis: Apis) -> Routes:
         "GetMetadata": apis.metadata.GetMetadata,
         "SetMetadata": apis.metadata.SetMetadata,
         "Shutdown": apis.metadata.Shutdown,
+        "EncryptAlpha1": apis.cryption.EncryptAlpha1,
+        "DecryptAlpha1": apis.cryption.DecryptAlpha1,
+        "SubtleGetKeyAlpha1": apis.cryption.SubtleGetKeyAlpha1,
+        "SubtleEncryptAlpha1": apis.cryption.SubtleEncryptAlpha1,
+        "SubtleDecryptAlpha1": apis.cryption.SubtleDecryptAlpha1,
+        "SubtleWrapKeyAlpha1": apis.cryption.SubtleWrapKeyAlpha1,
+        "SubtleUnwrapKeyAlpha1": apis.cryption.SubtleUnwrapKeyAlpha1,
+        "SubtleSignAlpha1": apis.cryption.SubtleSignAlpha1,
+        "SubtleVerifyAlpha1": apis.cryption.SubtleVerifyAlpha1,
         **({"InvokeService": apis.dapr_invoke.InvokeService} if apis.dapr_invoke else {}),
     }
+
+
+def cryption_routes(apis: Apis) -> Routes:
+    """Layotto's ``spec.proto.extension.v1.cryption.CryptionService``."""
+    return {"Encrypt": apis.cryption.Encrypt, "Decrypt": apis.cryption.Decrypt}
 
 
 def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
@@ -192,6 +208,7 @@ def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
     tables: dict[_d.ServiceDescriptor, Routes] = {
         RUNTIME_SERVICE: runtime_routes(apis),
         DAPR_SERVICE: dapr_routes(apis),
+        CRYPTION_SERVICE: cryption_routes(apis),
     }
     for service in UNBUILT_SERVICES:
         tables[service] = {}
@@ -224,6 +241,7 @@ def build_apis(
         layotto_configuration=LayottoConfigurationApi(components, app_id),
         dapr_configuration=DaprConfigurationApi(components, app_id),
         metadata=MetadataApi(app_id, version, components, shutdown),
+        cryption=CryptionApi(components),
         layotto_invoke=InvokeApi(invoker, runtime_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
         dapr_invoke=InvokeApi(invoker, dapr_common_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
     )

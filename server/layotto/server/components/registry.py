@@ -24,6 +24,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "pubsub": "pubsub",
     "secret_store": "secret store",
     "config_store": "configuration store",
+    "crypto": "key store",
 }
 
 
