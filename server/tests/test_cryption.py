@@ -203,7 +203,6 @@ async def test_a_segment_that_fails_sends_no_plaintext_of_it(runtime: Runtime) -
     stub = dapr(runtime)
     plain = os.urandom(200_000)
     sealed = await dapr_encrypt(stub, plain, component_name="local", key_name="aes.json", key_wrap_algorithm="A256KW")
-    header_end = sealed.index(b"\n", sealed.index(b"\n", 15) + 1) + 1
     bad = flip(sealed, len(sealed) - 20)  # inside the last segment, read after every chunk was sent
     received = b""
     requests = [
