@@ -8,6 +8,7 @@ in-process runtime for application tests.
 from layotto.client._app import Handler, MethodHandler, SubscriberApp
 from layotto.client._client import Hello, RuntimeClient
 from layotto.client._configuration import ConfigurationClient, ConfigurationItem, ConfigurationWatch
+from layotto.client._crypto import CryptoClient, CryptoResult
 from layotto.client._errors import (
     AppError,
     AppNotFound,
@@ -17,10 +18,12 @@ from layotto.client._errors import (
     BulkWriteError,
     ClientClosed,
     DeadlineExceeded,
+    DecryptionFailed,
     EtagInvalid,
     EtagMismatch,
     FeatureNotSupported,
     InvalidArgument,
+    KeyNotFound,
     LayottoError,
     LockLost,
     LockNotAcquired,
@@ -65,13 +68,17 @@ __all__ = [
     "ConfigurationItem",
     "ConfigurationWatch",
     "Consistency",
+    "CryptoClient",
+    "CryptoResult",
     "DeadlineExceeded",
+    "DecryptionFailed",
     "EtagInvalid",
     "EtagMismatch",
     "FeatureNotSupported",
     "Handler",
     "Hello",
     "InvalidArgument",
+    "KeyNotFound",
     "LayottoError",
     "Lease",
     "LockClient",

@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import any_pb2
 
 from layotto.client._configuration import ConfigurationClient
+from layotto.client._crypto import CryptoClient
 from layotto.client._invoke import InvokeResponse, invoke
 from layotto.client._lock import LockClient, SequencerClient
 from layotto.client._pubsub import PubSubClient
@@ -80,6 +81,7 @@ class RuntimeClient:
         self.pubsub = PubSubClient(self._transport)
         self.secrets = SecretsClient(self._transport)
         self.configuration = ConfigurationClient(self._transport)
+        self.crypto = CryptoClient(self._transport)
 
     @property
     def address(self) -> str:

@@ -1,7 +1,8 @@
 """How the building-block clients reach a runtime: the ``Transport`` interface and its gRPC
 implementation (channel, stubs, deadlines, retries, error translation).
 
-Clients name RPCs of ``spec.proto.runtime.v1.Runtime`` by their short name (``"GetState"``);
+Clients name RPCs of ``spec.proto.runtime.v1.Runtime`` by their short name (``"GetState"``),
+and those of the other services by a prefix (``"dapr/EncryptAlpha1"``, ``"cryption/Encrypt"``);
 a transport answers with the decoded response message or raises a :class:`LayottoError`.
 ``layotto.client.testing.MockTransport`` is the other implementation.
 """
@@ -17,6 +18,8 @@ import grpc
 
 from layotto.client._errors import GRPC_ERRORS, ClientClosed, RuntimeUnavailable, translate
 from layotto.client._retry import RetryPolicy, call_with_retry
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
+from layotto.proto.extension.v1.cryption import cryption_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
 #: the runtime's default message size limit (``max_message_bytes`` of its config), in bytes
@@ -118,13 +121,18 @@ class GrpcTransport(Transport):
             ("grpc.max_send_message_length", max_message_bytes),
         ]
         self.channel = grpc.aio.insecure_channel(address, options=[*limits, *options], interceptors=list(interceptors))
-        self._stub = runtime_pb2_grpc.RuntimeStub(self.channel)
+        self._stubs: dict[str, Any] = {
+            "": runtime_pb2_grpc.RuntimeStub(self.channel),
+            "dapr": dapr_pb2_grpc.DaprStub(self.channel),
+            "cryption": cryption_pb2_grpc.CryptionServiceStub(self.channel),
+        }
         self._closed = False
 
     def _method(self, method: str) -> Any:
         if self._closed:
             raise ClientClosed(f"the client is closed: cannot call {method}", code="CANCELLED")
-        return getattr(self._stub, method)
+        service, _, name = method.rpartition("/")
+        return getattr(self._stubs[service], name)
 
     async def unary(self, method: str, request: Any, timeout: float | None, *, idempotent: bool = False) -> Any:
         stub_method = self._method(method)

@@ -3,8 +3,9 @@
 
 Both speak Dapr's scheme v1 (:mod:`layotto.server.runtime.cryption`), so a Layotto ciphertext is
 a Dapr one: its header names the key version (``name/version``) that sealed it, and Decrypt
-needs no key id. Streams are processed one chunk at a time; a response chunk is sent only once
-its segment verified.
+needs no key id. Where daprd requires ``key_wrap_algorithm``, an empty one here picks by the key's
+type (A256KW for a symmetric key, RSA-OAEP-256 for RSA), as Layotto's Encrypt does. Streams are
+processed one chunk at a time; a response chunk is sent only once its segment verified.
 """
 
 from __future__ import annotations
@@ -69,8 +70,6 @@ class CryptionApi:
         store = self._store(options.component_name, "options.component_name")
         if not options.key_name:
             raise InvalidArgument("options.key_name", "required: the key that seals the data")
-        if not options.key_wrap_algorithm:
-            raise InvalidArgument("options.key_wrap_algorithm", "required: A256KW, RSA-OAEP-256, AES or RSA")
         sealing = await cryption.start_sealing(
             store,
             options.key_name,
