@@ -159,6 +159,8 @@ _SCALAR_KEYS: dict[str, type] = {
     "app_port": int,
 }
 APP_PROTOCOLS = ("grpc", "http")
+#: Layotto's names of building-block sections
+_SECTION_ALIASES = {"pub_subs": "pubsub", "cryption": "crypto"}
 CALLBACK_PROTOCOLS = ("layotto", "dapr")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
@@ -214,8 +216,8 @@ def from_mapping(raw: Any) -> RuntimeConfig:
     values: dict[str, Any] = {}
     components: dict[str, dict[str, ComponentConfig]] = {}
     for key, value in _unwrap_layotto(raw).items():
-        if key in BUILDING_BLOCKS or key == "pub_subs":  # pub_subs: Layotto's name for pubsub
-            components["pubsub" if key == "pub_subs" else key] = _components(value, key)
+        if key in BUILDING_BLOCKS or key in _SECTION_ALIASES:
+            components[_SECTION_ALIASES.get(key, key)] = _components(value, key)
         else:
             values.update(_top_level_key(key, value))
     for key in ("grpc_address", "http_address", "app_callback_address"):
