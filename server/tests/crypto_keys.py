@@ -41,6 +41,9 @@ def rsa_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
+RSA_PEM = RSA_KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
 
 
 def write_key_dir(root: Path) -> dict[str, bytes]:

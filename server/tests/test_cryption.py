@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,7 @@ from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.proto.dapr.runtime.v1 import crypto_pb2, dapr_pb2_grpc
 from layotto.proto.extension.v1.cryption import cryption_pb2, cryption_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
-from layotto.server.components.base import ComponentContext, ConfigError
-from layotto.server.components.crypto import KeyStore
-from layotto.server.components.loader import load_components
-from layotto.server.config import ComponentConfig, from_mapping, with_dapr_components
+from layotto.server.config import ComponentConfig
 
 STORES = ("local", "jwks")
 #: the same keys under each store's names: (symmetric, rotating, rsa)
@@ -380,43 +376,3 @@ def _der(signed: Any) -> bytes:
 
     raw = signed.signature
     return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-
-
-def test_config_sections_and_dapr_manifests_name_key_stores(tmp_path: Path) -> None:
-    layotto_file = from_mapping({"cryption": {"keys": {"type": "local", "metadata": {"path": "/k"}}}})
-    assert layotto_file.components["crypto"]["keys"].type == "local"
-    (tmp_path / "jwks.yaml").write_text(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: published}\n"
-        "spec: {type: crypto.dapr.jwks, version: v1, metadata: [{name: jwks, value: '{\"keys\": []}'}]}\n"
-    )
-    loaded = with_dapr_components(RuntimeConfig(components_path=str(tmp_path)))
-    assert loaded.components["crypto"]["published"].type == "jwks"
-
-
-async def test_a_jwks_file_rotates_without_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "jwks.json"
-    path.write_text(json.dumps({"keys": [oct_jwk(os.urandom(32), "k/1")]}))
-    loaded = await load_components(
-        {"crypto": {"j": ("jwks", {"jwks": str(path)}, ())}}, ComponentContext("a", tmp_path)
-    )
-    store = loaded.find("crypto", "j", "component_name")
-    assert isinstance(store, KeyStore)
-    assert (await store.key("k")).ref == "k/1"
-    path.write_text(json.dumps({"keys": [oct_jwk(os.urandom(32), "k/1"), oct_jwk(os.urandom(32), "k/2")]}))
-    os.utime(path, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))  # a new mtime, however coarse the clock
-    assert (await store.key("k")).ref == "k/2"
-    assert (await store.key("k/1")).ref == "k/1"
-
-
-@pytest.mark.parametrize(
-    ("jwks_value", "problem"),
-    [
-        ("{not json", "not a JSON Web Key Set"),
-        ('{"keys": [{"kty": "oct"}]}', "has no 'kid'"),
-        ('{"keys": [{"kty": "XX", "kid": "a"}]}', "kty 'XX' is not supported"),
-        ("https://x/jwks", "URL"),
-    ],
-)
-async def test_a_bad_jwks_is_one_config_error_naming_the_key(tmp_path: Path, jwks_value: str, problem: str) -> None:
-    with pytest.raises(ConfigError, match=rf"^crypto\.j\.metadata\.jwks: .*{problem}"):
-        await load_components({"crypto": {"j": ("jwks", {"jwks": jwks_value}, ())}}, ComponentContext("a", tmp_path))

@@ -6,7 +6,7 @@ import enum
 import json
 import math
 from abc import ABC
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -184,10 +184,12 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class ComponentContext:
-    """What the runtime tells every component at init."""
+    """What the runtime tells every component at init. ``peer(block, name)`` answers a component
+    loaded before this one (secret stores load first), or raises ConfigError naming it."""
 
     app_id: str
     data_dir: Path
+    peer: Callable[[str, str], Component] | None = None
 
 
 @dataclass(frozen=True)

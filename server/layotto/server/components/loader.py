@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 
 from layotto.server.components.base import Component, ComponentContext, ConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
@@ -49,6 +50,17 @@ class ComponentSet:
                 log.exception("closing %s %r failed", block, component.name)
 
 
+def _peer_finder(loaded: ComponentSet, where: str) -> Callable[[str, str], Component]:
+    def peer(block: str, name: str) -> Component:
+        if name not in loaded.names(block):
+            kind = BUILDING_BLOCKS[block]
+            choices = ", ".join(loaded.names(block)) or "none"
+            raise ConfigError(f"{where}: no {kind} named {name!r} is configured (configured: {choices})")
+        return loaded.find(block, name, where)
+
+    return peer
+
+
 async def load_components(
     declared: Mapping[str, Mapping[str, tuple[str, Mapping[str, str], Sequence[SecretRef]]]],
     context: ComponentContext,
@@ -69,8 +81,9 @@ async def load_components(
                 metadata = cls.spec.parse_metadata(raw_metadata, f"{where}.metadata")
                 component = cls(name)
                 component.metadata = metadata
+                peer_context = replace(context, peer=_peer_finder(loaded, f"{where}.metadata"))
                 try:
-                    await asyncio.wait_for(component.init(metadata, context), init_timeout)
+                    await asyncio.wait_for(component.init(metadata, peer_context), init_timeout)
                 except (ConfigError, TimeoutError) as error:
                     raise ConfigError(str(error) or f"{where}: init timed out after {init_timeout}s") from error
                 except LayottoError as error:
