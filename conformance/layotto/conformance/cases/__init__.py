@@ -1,6 +1,7 @@
 """Conformance cases, by building block."""
 
 from layotto.conformance.cases.configuration import CONFIGURATION_CASES
+from layotto.conformance.cases.crypto import CRYPTO_CASES
 from layotto.conformance.cases.hello import HELLO_CASES
 from layotto.conformance.cases.invocation import INVOCATION_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
@@ -18,11 +19,13 @@ ALL_CASES = (
     *CONFIGURATION_CASES,
     *HELLO_CASES,
     *INVOCATION_CASES,
+    *CRYPTO_CASES,
 )
 
 __all__ = [
     "ALL_CASES",
     "CONFIGURATION_CASES",
+    "CRYPTO_CASES",
     "HELLO_CASES",
     "INVOCATION_CASES",
     "LOCK_CASES",
