@@ -376,3 +376,11 @@ def _der(signed: Any) -> bytes:
 
     raw = signed.signature
     return encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+
+
+async def test_a_message_over_the_offload_size_round_trips(runtime: Runtime) -> None:
+    stub = layotto(runtime)
+    plain = os.urandom(5 * 1024 * 1024)  # sealed and opened on a worker thread (OFFLOAD_BYTES)
+    sealed = await stub.Encrypt(cryption_pb2.EncryptRequest(component_name="jwks", plain_text=plain, key_id="aes"))
+    opened = await stub.Decrypt(cryption_pb2.DecryptRequest(component_name="jwks", cipher_text=sealed.cipher_text))
+    assert opened.plain_text == plain

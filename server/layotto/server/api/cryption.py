@@ -81,7 +81,7 @@ class CryptionApi:
         out = _Responses(dapr.EncryptResponse)
         yield out.message(sealing.header)
         while True:
-            for chunk in _chunks(sealing.segments.update(data)):
+            for chunk in _chunks(await sealing.segments.feed(data)):
                 yield out.message(chunk)
             item = await anext(payloads, None)
             if item is None:
@@ -108,7 +108,7 @@ class CryptionApi:
         out = _Responses(dapr.DecryptResponse)
         data = rest
         while True:
-            for chunk in _chunks(opening.segments.update(data)):
+            for chunk in _chunks(await opening.segments.feed(data)):
                 yield out.message(chunk)
             item = await anext(payloads, None)
             if item is None:

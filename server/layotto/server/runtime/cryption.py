@@ -20,6 +20,7 @@ that does not verify), :class:`~layotto.server.errors.InvalidArgument` and what 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -41,6 +42,8 @@ TAG_SIZE = 16
 NONCE_PREFIX_SIZE = 7
 FILE_KEY_SIZE = 32
 MAX_SEGMENTS = 2**32
+#: chunks at least this big are processed on a worker thread, so the event loop keeps serving
+OFFLOAD_BYTES = 4 * 1024 * 1024
 CIPHERS = {"AES-GCM": 1, "CHACHA20-POLY1305": 2}
 WRAP_ALGORITHMS = {"A256KW": 1, "A128CBC-NOPAD": 2, "A192CBC-NOPAD": 3, "A256CBC-NOPAD": 4, "RSA-OAEP-256": 5}
 ALIASES = {"AES": "A256KW", "RSA": "RSA-OAEP-256"}
@@ -193,6 +196,12 @@ class Segments:
         self._pending = data[done:]
         return b"".join(parts)
 
+    async def feed(self, data: bytes) -> bytes:
+        """:meth:`update`, on a worker thread for a chunk of :data:`OFFLOAD_BYTES` or more."""
+        if len(data) < OFFLOAD_BYTES:
+            return self.update(data)
+        return await asyncio.to_thread(self.update, data)
+
     def finish(self) -> bytes:
         """The last segment, processed (b"" for an empty message)."""
         pending, self._pending = self._pending, b""
@@ -305,7 +314,7 @@ async def start_opening(store: KeyStore, lines: list[bytes], key_name: str = "",
 async def seal(store: KeyStore, key_name: str, plaintext: bytes) -> tuple[bytes, Key]:
     """A whole message sealed with ``key_name``'s newest key: (ciphertext, the key version used)."""
     sealing = await start_sealing(store, key_name, field="plain_text")
-    body = sealing.segments.update(plaintext) + sealing.segments.finish()
+    body = await sealing.segments.feed(plaintext) + sealing.segments.finish()
     return sealing.header + body, sealing.key
 
 
@@ -316,4 +325,4 @@ async def open_sealed(store: KeyStore, ciphertext: bytes, field: str = "cipher_t
     reader.finish()
     assert rest is not None
     opening = await start_opening(store, reader.lines, field=field)
-    return opening.segments.update(rest) + opening.segments.finish(), opening.key
+    return await opening.segments.feed(rest) + opening.segments.finish(), opening.key
