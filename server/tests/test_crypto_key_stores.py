@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from crypto_keys import RSA_PEM, oct_jwk
 from test_api import call_error, error_info
-from test_cryption import layotto
+from test_cryption import dapr, dapr_decrypt, dapr_encrypt, layotto
 
+from layotto.proto.dapr.runtime.v1 import metadata_pb2
 from layotto.proto.extension.v1.cryption import cryption_pb2
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.components.base import ComponentContext, ConfigError
@@ -90,6 +91,12 @@ async def test_a_secret_store_holds_versioned_keys(tmp_path: Path) -> None:
             assert opened.plain_text == key_id.encode()
         missing = await call_error(stub.Encrypt(cryption_pb2.EncryptRequest(component_name="kms", key_id="orders/3")))
         assert error_info(missing).reason == "KEY_NOT_FOUND"
+        streamed = await dapr_encrypt(
+            dapr(rt), b"dapr", component_name="kms", key_name="orders", key_wrap_algorithm="RSA"
+        )
+        assert await dapr_decrypt(dapr(rt), streamed, component_name="kms") == b"dapr"
+        listed = await dapr(rt).GetMetadata(metadata_pb2.GetMetadataRequest())
+        assert {c.name: c.type for c in listed.registered_components}["kms"] == "crypto.secretstore"
 
 
 async def test_a_secret_store_key_store_names_a_configured_secret_store(tmp_path: Path) -> None:
