@@ -22,11 +22,11 @@ from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
-from layotto.server.api.metadata import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import registry_for
 from layotto.server.config import ComponentConfig
 from layotto.server.runtime.keys import namespaced_key
+from layotto.server.runtime.metadata import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES
 from layotto.server.runtime.validation import MAX_BULK_ITEMS, MAX_TTL_SECONDS
 
 ISSUE_TTL = "300000000000"

@@ -28,8 +28,8 @@ from layotto.server.components.configuration import (
     ConfigurationStore,
     Scope,
 )
-from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import InvalidArgument
+from layotto.server.runtime.configuration import ConfigurationService, require_keys
 from layotto.server.runtime.validation import require_key
 
 DELETED = {"deleted": "true"}
@@ -43,12 +43,6 @@ def path_part(value: str, field: str, default: str) -> str:
     if "/" in value:
         raise InvalidArgument(field, f"must not contain '/', got {value!r}")
     return value
-
-
-def require_keys(keys: Sequence[str], field: str, *, at_least_one: bool) -> list[str]:
-    if at_least_one and not keys:
-        raise InvalidArgument(field, "name at least one key")
-    return [require_key(key, f"{field}[{i}]") for i, key in enumerate(keys)]
 
 
 def layotto_item(change: ConfigChange) -> pb.ConfigurationItem:
@@ -73,14 +67,9 @@ def dapr_items(changes: Sequence[ConfigChange]) -> dict[str, dapr_common.Configu
 
 
 class _Stores:
-    def __init__(self, components: ComponentSet, app_id: str) -> None:
-        self._components = components
-        self.app_id = app_id
-
-    def find(self, name: str) -> ConfigurationStore:
-        store = self._components.find("config_store", name, "store_name")
-        assert isinstance(store, ConfigurationStore)  # the config_store registry only holds these
-        return store
+    def __init__(self, configuration: ConfigurationService) -> None:
+        self.find = configuration.find
+        self.app_id = configuration.app_id
 
     def scope(self, request: Any) -> Scope:
         """The scope of a Layotto request: its app id (the runtime's when blank), group and label."""
@@ -108,12 +97,13 @@ async def _report(
 
 
 class LayottoConfigurationApi:
-    def __init__(self, components: ComponentSet, app_id: str) -> None:
-        self._stores = _Stores(components, app_id)
+    def __init__(self, configuration: ConfigurationService) -> None:
+        self._configuration = configuration
+        self._stores = _Stores(configuration)
 
     async def GetConfiguration(self, request: pb.GetConfigurationRequest, context: Context) -> Any:
-        store = self._stores.find(request.store_name)
-        items = await store.get(self._stores.scope(request), require_keys(request.keys, "keys", at_least_one=False))
+        self._configuration.find(request.store_name)  # an unknown store is reported before a bad scope
+        items = await self._configuration.get(request.store_name, request.keys, self._stores.scope(request))
         return pb.GetConfigurationResponse(items=[layotto_item(ConfigChange(i)) for i in items])
 
     async def SaveConfiguration(self, request: pb.SaveConfigurationRequest, context: Context) -> Any:
@@ -167,13 +157,13 @@ class LayottoConfigurationApi:
 
 
 class DaprConfigurationApi:
-    def __init__(self, components: ComponentSet, app_id: str) -> None:
-        self._stores = _Stores(components, app_id)
+    def __init__(self, configuration: ConfigurationService) -> None:
+        self._configuration = configuration
+        self._stores = _Stores(configuration)
         self._unsubscribed: dict[tuple[str, str], asyncio.Event] = {}
 
     async def GetConfiguration(self, request: dapr_pb.GetConfigurationRequest, context: Context) -> Any:
-        store = self._stores.find(request.store_name)
-        items = await store.get(Scope(self._stores.app_id), require_keys(request.keys, "keys", at_least_one=False))
+        items = await self._configuration.get(request.store_name, request.keys)
         return dapr_pb.GetConfigurationResponse(items=dapr_items([ConfigChange(i) for i in items]))
 
     async def SubscribeConfiguration(

@@ -19,15 +19,13 @@ from google.protobuf import empty_pb2
 
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.server.api.adapter import Context
-from layotto.server.components.loader import ComponentSet
 from layotto.server.components.pubsub import PubSub
-from layotto.server.errors import InvalidArgument, LayottoError, MalformedRequest, PayloadTooLarge
-from layotto.server.runtime import cloudevents
-from layotto.server.runtime.delivery import DEFAULT_MAX_ATTEMPTS, RAW_PAYLOAD, RETRY, Delivery, Subscriber, Topics
-from layotto.server.runtime.validation import TTL_KEY, parse_max_delivery_attempts, parse_ttl, require_count
-from layotto.tracing import current_traceparent
+from layotto.server.errors import InvalidArgument, MalformedRequest
+from layotto.server.runtime.delivery import DEFAULT_MAX_ATTEMPTS, RETRY, Delivery, Subscriber, Topics
+from layotto.server.runtime.publish import BulkEntry, Publisher, find_pubsub
+from layotto.server.runtime.validation import parse_max_delivery_attempts
 
-DEFAULT_MAX_PUBLISH_BYTES = 4 * 1024 * 1024
+__all__ = ["PubSubApi", "PubSubMessages", "consumer_group", "find_pubsub", "to_event_request"]
 
 
 @dataclass(frozen=True)
@@ -97,16 +95,9 @@ class StreamSubscriber(Subscriber):
 
 
 class PubSubApi:
-    def __init__(
-        self,
-        components: ComponentSet,
-        app_id: str,
-        messages: PubSubMessages,
-        topics: Topics,
-        max_publish_bytes: int = DEFAULT_MAX_PUBLISH_BYTES,
-    ) -> None:
-        self._max_publish_bytes = max_publish_bytes
-        self._components = components
+    def __init__(self, publisher: Publisher, app_id: str, messages: PubSubMessages, topics: Topics) -> None:
+        self._publisher = publisher
+        self._components = publisher.components
         self._app_id = app_id
         self._messages = messages
         self._topics = topics
@@ -114,71 +105,23 @@ class PubSubApi:
     def _pubsub(self, name: str, field: str = "pubsub_name") -> PubSub:
         return find_pubsub(self._components, name, field)
 
-    # -- publishing ----------------------------------------------------------------------
+    # -- publishing (the semantics are the runtime layer's: runtime/publish.py) ---------------
 
     async def PublishEvent(self, request: Any, context: Context) -> empty_pb2.Empty:
-        pubsub = self._pubsub(request.pubsub_name)
-        if not request.topic:
-            raise InvalidArgument("topic", "is empty")
-        metadata = dict(request.metadata)
-        body = self._envelope(
-            request.data, request.data_content_type, request, metadata, "data", metadata_at="metadata"
+        await self._publisher.publish(
+            request.pubsub_name, request.topic, request.data, request.data_content_type, request.metadata
         )
-        await pubsub.publish(request.topic, body, metadata)
         return empty_pb2.Empty()
 
     async def BulkPublishEvent(self, request: Any, context: Context) -> Any:
         """Dapr's bulk publish: every entry published on its own; the ones that fail are listed."""
-        pubsub = self._pubsub(request.pubsub_name)
-        if not request.topic:
-            raise InvalidArgument("topic", "is empty")
-        if not request.entries:
-            raise InvalidArgument("entries", "is empty")
-        require_count(request.entries, "entries")
-        seen: set[str] = set()
-        bodies = []
-        for i, entry in enumerate(request.entries):
-            if not entry.entry_id or entry.entry_id in seen:
-                problem = "is empty" if not entry.entry_id else f"{entry.entry_id!r} is not unique"
-                raise InvalidArgument(f"entries[{i}].entry_id", problem)
-            seen.add(entry.entry_id)
-            metadata = {**request.metadata, **entry.metadata}
-            where = f"entries[{i}].metadata" if TTL_KEY in entry.metadata else "metadata"
-            body = self._envelope(
-                entry.event, entry.content_type, request, metadata, f"entries[{i}].event", metadata_at=where
-            )
-            bodies.append((entry.entry_id, body, metadata))
-        failed = []
-        for entry_id, body, metadata in bodies:
-            try:
-                await pubsub.publish(request.topic, body, metadata)
-            except LayottoError as error:
-                failed.append(dapr_pubsub_pb2.BulkPublishResponseFailedEntry(entry_id=entry_id, error=error.message))
-        return dapr_pubsub_pb2.BulkPublishResponse(failedEntries=failed)
-
-    def _envelope(
-        self, data: bytes, content_type: str, request: Any, metadata: dict[str, str], field: str, *, metadata_at: str
-    ) -> bytes:
-        """The bytes a publish sends: the payload in a CloudEvent, or as it is with rawPayload.
-
-        ``metadata`` is checked (``ttlInSeconds``: see :func:`parse_ttl`) and normalised in place:
-        a TTL of -1 (none) is removed, so no broker sees it.
-        """
-        if len(data) > self._max_publish_bytes:
-            raise PayloadTooLarge(field, len(data), self._max_publish_bytes)
-        ttl = parse_ttl(metadata, metadata_at)
-        if ttl is None:
-            metadata.pop(TTL_KEY, None)
-        if metadata.get(RAW_PAYLOAD, "").lower() == "true":
-            return bytes(data)
-        return cloudevents.wrap(
-            data,
-            content_type,
-            topic=request.topic,
-            pubsub=request.pubsub_name,
-            source=self._app_id,
-            ttl_seconds=ttl,
-            traceparent=current_traceparent(),
+        entries = [BulkEntry(e.entry_id, e.event, e.content_type, e.metadata) for e in request.entries]
+        failed = await self._publisher.bulk_publish(request.pubsub_name, request.topic, entries, request.metadata)
+        return dapr_pubsub_pb2.BulkPublishResponse(
+            failedEntries=[
+                dapr_pubsub_pb2.BulkPublishResponseFailedEntry(entry_id=entry_id, error=message)
+                for entry_id, message in failed.items()
+            ]
         )
 
     # -- streaming subscriptions ------------------------------------------------------------
@@ -220,14 +163,6 @@ class PubSubApi:
     async def SubscribeTopicEvents(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         async for response in self._stream(requests, context):
             yield response
-
-
-def find_pubsub(components: ComponentSet, name: str, field: str) -> PubSub:
-    if not name:
-        raise InvalidArgument(field, "is empty")
-    component = components.find("pubsub", name, field)
-    assert isinstance(component, PubSub)
-    return component
 
 
 def consumer_group(metadata: Mapping[str, str], app_id: str) -> str:

@@ -1,4 +1,5 @@
-"""GetSecret and GetBulkSecret: read secrets from a secret store, on both wire APIs."""
+"""GetSecret and GetBulkSecret over gRPC, on both wire APIs; the semantics are
+:class:`~layotto.server.runtime.secrets.SecretService`'s (shared with the HTTP API)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from layotto.server.api.adapter import Context
-from layotto.server.components.loader import ComponentSet
-from layotto.server.components.secretstore import SecretStore
-from layotto.server.errors import InvalidArgument, SecretAccessDenied, SecretNotFound
-from layotto.server.runtime.secret_scopes import SecretPolicy
+from layotto.server.runtime.secrets import SecretService
 
 
 @dataclass(frozen=True)
@@ -22,34 +20,15 @@ class SecretMessages:
 
 
 class SecretsApi:
-    def __init__(self, components: ComponentSet, messages: SecretMessages, policy: SecretPolicy) -> None:
-        self._components = components
+    def __init__(self, secrets: SecretService, messages: SecretMessages) -> None:
+        self._secrets = secrets
         self._messages = messages
-        self._policy = policy
-
-    def _store(self, name: str) -> SecretStore:
-        store = self._components.find("secret_store", name, "store_name")
-        assert isinstance(store, SecretStore)  # the secret_store registry only holds secret stores
-        return store
 
     async def GetSecret(self, request: Any, context: Context) -> Any:
-        if not request.key:
-            raise InvalidArgument("key", "the secret's name is empty")
-        store = self._store(request.store_name)
-        if not self._policy.allows(store.name, request.key):
-            raise SecretAccessDenied(store.name, request.key)
-        secret = await store.get(request.key)
-        if secret is None:
-            raise SecretNotFound(store.name, request.key)
-        return self._messages.get_secret_response(data=secret)
+        return self._messages.get_secret_response(data=await self._secrets.get(request.store_name, request.key))
 
     async def GetBulkSecret(self, request: Any, context: Context) -> Any:
-        store = self._store(request.store_name)
-        secrets = await store.bulk_get()
+        secrets = await self._secrets.bulk_get(request.store_name)
         return self._messages.get_bulk_secret_response(
-            data={
-                name: self._messages.secret_response(secrets=values)
-                for name, values in secrets.items()
-                if self._policy.allows(store.name, name)  # what the scope hides is left out
-            }
+            data={name: self._messages.secret_response(secrets=values) for name, values in secrets.items()}
         )

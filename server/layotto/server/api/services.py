@@ -48,6 +48,7 @@ from layotto.server.components.loader import ComponentSet
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.secret_scopes import SecretPolicy
+from layotto.server.runtime.services import RuntimeServices, build_services
 
 LAYOTTO_STATE = StateMessages(
     get_state_response=runtime_pb2.GetStateResponse,
@@ -216,31 +217,28 @@ def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
 
 
 def build_apis(
+    services: RuntimeServices,
     components: ComponentSet,
     *,
     app_id: str,
-    version: str,
-    shutdown: Callable[[], None],
     topics: Topics,
-    max_publish_bytes: int,
-    secret_policy: SecretPolicy,
     invoker: Invoker | None = None,
     strip_trace: bool = False,
 ) -> Apis:
     """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
     return Apis(
-        layotto_state=StateApi(components, LAYOTTO_STATE),
-        dapr_state=StateApi(components, DAPR_STATE),
+        layotto_state=StateApi(services.state, LAYOTTO_STATE),
+        dapr_state=StateApi(services.state, DAPR_STATE),
         hello=HelloApi(components),
-        lock=LockApi(components, app_id),
+        lock=LockApi(services.locks),
         sequencer=SequencerApi(components, app_id),
-        layotto_pubsub=PubSubApi(components, app_id, LAYOTTO_PUBSUB, topics, max_publish_bytes),
-        dapr_pubsub=PubSubApi(components, app_id, DAPR_PUBSUB, topics, max_publish_bytes),
-        layotto_secrets=SecretsApi(components, LAYOTTO_SECRETS, secret_policy),
-        dapr_secrets=SecretsApi(components, DAPR_SECRETS, secret_policy),
-        layotto_configuration=LayottoConfigurationApi(components, app_id),
-        dapr_configuration=DaprConfigurationApi(components, app_id),
-        metadata=MetadataApi(app_id, version, components, shutdown),
+        layotto_pubsub=PubSubApi(services.publisher, app_id, LAYOTTO_PUBSUB, topics),
+        dapr_pubsub=PubSubApi(services.publisher, app_id, DAPR_PUBSUB, topics),
+        layotto_secrets=SecretsApi(services.secrets, LAYOTTO_SECRETS),
+        dapr_secrets=SecretsApi(services.secrets, DAPR_SECRETS),
+        layotto_configuration=LayottoConfigurationApi(services.configuration),
+        dapr_configuration=DaprConfigurationApi(services.configuration),
+        metadata=MetadataApi(services.metadata),
         cryption=CryptionApi(components),
         layotto_invoke=InvokeApi(invoker, runtime_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
         dapr_invoke=InvokeApi(invoker, dapr_common_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
@@ -258,22 +256,24 @@ def api_handlers(
     secret_policy: SecretPolicy,
     invoker: Invoker | None = None,
     strip_trace: bool = False,
+    services: RuntimeServices | None = None,
 ) -> dict[str, MethodHandlers]:
     """Service full name -> {RPC name -> gRPC method handler}, for every served service.
 
-    Raises :class:`~layotto.server.api.adapter.RoutingError` when a table does not fit its service.
+    ``services``: the runtime layer the handlers call (built from the other arguments when None;
+    pass the runtime's own so the HTTP API shares it). Raises
+    :class:`~layotto.server.api.adapter.RoutingError` when a table does not fit its service.
     """
-    apis = build_apis(
-        components,
-        app_id=app_id,
-        version=version,
-        shutdown=shutdown,
-        topics=topics,
-        max_publish_bytes=max_publish_bytes,
-        secret_policy=secret_policy,
-        invoker=invoker,
-        strip_trace=strip_trace,
-    )
+    if services is None:
+        services = build_services(
+            components,
+            app_id=app_id,
+            version=version,
+            shutdown=shutdown,
+            max_publish_bytes=max_publish_bytes,
+            secret_policy=secret_policy,
+        )
+    apis = build_apis(services, components, app_id=app_id, topics=topics, invoker=invoker, strip_trace=strip_trace)
     return {service.full_name: method_handlers(service, routes) for service, routes in routing_tables(apis).items()}
 
 
