@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web, web_protocol
@@ -28,6 +29,8 @@ from layotto.server.components.base import Health
 from layotto.server.components.loader import ComponentSet
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+#: answers a request the actuator has no endpoint for, or None (404)
+Fallback = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
 
 log = logging.getLogger(__name__)
 _REQUEST_LINE_START = re.compile(rb"[A-Z]{1,16} [^ ]")  # a method, as far as the first chunk shows
@@ -106,8 +109,16 @@ class _Server(web.Server):
 
 
 class Actuator:
-    def __init__(self, components: ComponentSet, info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        components: ComponentSet,
+        info: dict[str, Any],
+        fallback: Fallback | None = None,
+    ) -> None:
+        """``fallback`` answers the paths the actuator does not serve (the Dapr HTTP API); its None
+        is a 404."""
         self._components = components
+        self._fallback = fallback
         self._info = info
         self.serving = False  # the gRPC server accepts calls
         self._runner: web.ServerRunner | None = None
@@ -129,6 +140,9 @@ class Actuator:
         async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
             handler = routes.get(request.path)
             if handler is None:
+                answer = await self._fallback(request) if self._fallback is not None else None
+                if answer is not None:
+                    return answer
                 return web.json_response({"error": f"no such endpoint: {request.path}"}, status=404)
             if request.method not in ("GET", "HEAD"):
                 return web.json_response(

@@ -21,12 +21,14 @@ from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, split_address
 from layotto.server.errors import LayottoError
+from layotto.server.http import DaprHttpApi
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.memory import MemoryTrimmer
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.secret_scopes import SecretPolicy
+from layotto.server.runtime.services import RuntimeServices, build_services
 from layotto.server.shutdown_gate import ShutdownGate
 from layotto.server.transport import add_services, build_server
 
@@ -58,6 +60,7 @@ class Runtime:
         self.app_subscriptions: AppSubscriptions | None = None
         self.resolver: NameResolver | None = None
         self.invoker: Invoker | None = None
+        self.services: RuntimeServices | None = None  # the runtime layer, once started
 
     async def start(self) -> None:
         cfg = self.config
@@ -99,6 +102,14 @@ class Runtime:
             interceptors.append(self.tracing.server_interceptor())
         chosen = build_server(cfg.grpc_transport, options=options, interceptors=interceptors)
         server, self.grpc_transport = chosen.server, chosen.transport
+        self.services = build_services(
+            self.components,
+            app_id=cfg.app_id,
+            version=VERSION,
+            shutdown=self.request_shutdown,
+            max_publish_bytes=cfg.max_publish_bytes,
+            secret_policy=SecretPolicy(cfg.secret_scopes),
+        )
         handlers = api_handlers(
             self.components,
             app_id=cfg.app_id,
@@ -109,6 +120,7 @@ class Runtime:
             secret_policy=SecretPolicy(cfg.secret_scopes),
             invoker=self.invoker,
             strip_trace=self.tracing is not None,
+            services=self.services,
         )
         add_services(server, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -119,7 +131,9 @@ class Runtime:
             raise ConfigError(f"grpc_address: cannot listen on {cfg.grpc_address}: {error}") from None
         self._server = server
         await server.start()
-        self._actuator = Actuator(self.components, self._info())
+        self._actuator = Actuator(
+            self.components, self._info(), fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving)
+        )
         try:
             await self._actuator.start(http_host, http_port)
         except OSError as error:
@@ -156,6 +170,10 @@ class Runtime:
             await self.resolver.start(self.config.app_id, f"{host}:{self.grpc_port}")
         except LayottoError as error:
             raise ConfigError(f"name_resolution: {error.message}") from None
+
+    def _serving(self) -> bool:
+        """Whether calls may start (False once stop() began)."""
+        return self._actuator is not None and self._actuator.serving
 
     def _info(self) -> dict[str, object]:
         return {

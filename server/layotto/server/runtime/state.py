@@ -184,6 +184,8 @@ class StateService:
         (the others are applied).
         """
         store = self.store(store_name)
+        if not writes:
+            return
         for write, field in zip(writes, fields, strict=True):
             check_limits(store, write, field)
             check_features(store, write)
@@ -198,6 +200,12 @@ class StateService:
         if failures:
             where = {w.key: (w, f) for w, f in zip(writes, fields, strict=True)}
             raise BulkPartialFailure({k: locate_etag_error(e, *where[k]) for k, e in failures.items()})
+
+    async def query(self, store_name: str) -> None:
+        """Dapr's state query: no store of this runtime can answer one yet, so after the store's
+        name is checked it raises FeatureNotSupported (the gRPC QueryStateAlpha1 is not served)."""
+        store = self.store(store_name)
+        raise FeatureNotSupported(store.name, "queries")
 
     async def transact(self, store_name: str, writes: Sequence[WriteRequest], store_field: str = "storeName") -> None:
         """Apply all ``writes`` atomically (``operations[i].request`` is the path of ``writes[i]``)."""

@@ -1,0 +1,49 @@
+"""Dapr's HTTP API (v1.0 shapes), served beside the actuator on the runtime's HTTP port.
+
+One module per building block converts HTTP (path, query, headers, JSON) into the runtime
+layer's plain values and calls the same service as the gRPC handlers
+(:class:`~layotto.server.runtime.services.RuntimeServices`); :mod:`.errors` answers errors as
+daprd does. :class:`DaprHttpApi` is the actuator's fallback: it answers the paths the actuator
+does not serve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from layotto.server.http.configuration import ConfigurationHttp
+from layotto.server.http.errors import HttpSettings
+from layotto.server.http.lock import LockHttp
+from layotto.server.http.metadata import MetadataHttp
+from layotto.server.http.pubsub import PubSubHttp
+from layotto.server.http.routing import Routes
+from layotto.server.http.secrets import SecretsHttp
+from layotto.server.http.state import StateHttp
+from layotto.server.runtime.services import RuntimeServices
+
+__all__ = ["DaprHttpApi"]
+
+
+class DaprHttpApi:
+    """Dapr's endpoints over one runtime layer. Bodies over ``max_body_bytes`` are refused (413,
+    ``ERR_MALFORMED_REQUEST``), and every call while ``serving()`` is False (503, reason
+    RUNTIME_SHUTTING_DOWN)."""
+
+    def __init__(self, services: RuntimeServices, max_body_bytes: int, serving: Callable[[], bool]) -> None:
+        self._settings = HttpSettings(max_body_bytes, serving)
+        self._routes = Routes()
+        for front in (
+            StateHttp(services.state),
+            PubSubHttp(services.publisher),
+            SecretsHttp(services.secrets),
+            ConfigurationHttp(services.configuration),
+            LockHttp(services.locks),
+            MetadataHttp(services.metadata),
+        ):
+            front.add_routes(self._routes)
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """The answer of the endpoint ``request`` names; None when no endpoint has its path."""
+        return await self._routes.answer(request, self._settings)
