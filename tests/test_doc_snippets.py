@@ -9,7 +9,10 @@
 * ```yaml blocks are loaded: a runtime config by the config loader, each of its components' type
   and metadata checked by the component registry; a Dapr manifest by the manifest loader.
 * ```toml blocks are parsed.
-* ```sh blocks are not run (they start the runtime or install things): each must carry
+* ```sh blocks marked ``<!-- snippet: http -->`` run with ``bash -eu`` against a ``layotto serve`` of
+  their own on the embedded defaults, reached through ``$LAYOTTO_HTTP`` (``http://127.0.0.1:PORT``,
+  Dapr's HTTP API); when the next block of the page is a ```text block, it is the block's exact
+  output. Other sh blocks are not run (they start the runtime or install things): each must carry
   ``<!-- snippet: not-run: REASON -->``, and test_blocks_not_run_say_why lists them.
 * ```text blocks are output, not code.
 
@@ -63,6 +66,8 @@ class Snippet:
     lang: str
     code: str
     options: dict[str, str] = field(default_factory=dict)
+    #: the block right after this one when it is a ```text block (its expected output)
+    output: str | None = None
 
     @property
     def where(self) -> str:
@@ -72,7 +77,7 @@ class Snippet:
 def _options(marker: str) -> dict[str, str]:
     if marker.startswith("not-run:"):
         return {"not-run": marker.removeprefix("not-run:").strip()}
-    return dict(item.split("=", 1) for item in marker.split())
+    return dict(item.split("=", 1) if "=" in item else (item, "") for item in marker.split())
 
 
 def extract(path: Path) -> Iterator[Snippet]:
@@ -96,7 +101,19 @@ def extract(path: Path) -> Iterator[Snippet]:
         index += 1
 
 
-ALL_BLOCKS = [s for document in DOCUMENTS for s in extract(document) if s.lang not in NOT_CODE]
+def with_outputs(snippets: list[Snippet]) -> list[Snippet]:
+    """Each block, given the ```text block that follows it in its page as its output."""
+    return [
+        Snippet(block.path, block.line, block.lang, block.code, block.options, after.code)
+        if after is not None and after.path == block.path and after.lang == "text"
+        else block
+        for block, after in zip(snippets, [*snippets[1:], None], strict=True)
+    ]
+
+
+ALL_BLOCKS = [
+    s for s in with_outputs([s for document in DOCUMENTS for s in extract(document)]) if s.lang not in NOT_CODE
+]
 SNIPPETS = [s for s in ALL_BLOCKS if "not-run" not in s.options]
 NOT_RUN = [s for s in ALL_BLOCKS if "not-run" in s.options]
 
@@ -130,23 +147,24 @@ class Runtime:
 
     def __init__(self, config: str | None, data_dir: Path) -> None:
         self.data_dir = data_dir
-        grpc_port = _free_port()
+        grpc_port, http_port = _free_port(), _free_port()
         args = [
             str(Path(sys.executable).parent / "layotto"),
             "serve",
             "--grpc-address",
             f"127.0.0.1:{grpc_port}",
             "--http-address",
-            f"127.0.0.1:{_free_port()}",
+            f"127.0.0.1:{http_port}",
             "--data-dir",
             str(data_dir),
             *(["-c", config] if config else []),
         ]
         self.endpoint = f"127.0.0.1:{grpc_port}"
+        self.http = f"http://127.0.0.1:{http_port}"
         with (data_dir / "runtime.log").open("wb") as log:
             self._process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
-        while not _reachable(grpc_port):
+        while not (_reachable(grpc_port) and _reachable(http_port)):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"layotto serve ({config or 'defaults'}) did not start:\n{_tail(data_dir)}")
@@ -177,11 +195,24 @@ def _run_python(snippet: Snippet, data_dir: Path) -> None:
         runtime.stop()
 
 
-def _run_script(snippet: Snippet, script: Path, env: dict[str, str]) -> None:
+def _run_http_sh(snippet: Snippet, data_dir: Path) -> None:
+    runtime = Runtime(None, data_dir)
+    try:
+        done = _run_script(snippet, data_dir / "snippet.sh", {**os.environ, "LAYOTTO_HTTP": runtime.http}, "bash")
+    finally:
+        runtime.stop()
+    if snippet.output is not None:
+        assert done.stdout.strip() == snippet.output.strip(), f"{snippet.where}: the output is not the page's"
+
+
+def _run_script(
+    snippet: Snippet, script: Path, env: dict[str, str], interpreter: str = sys.executable
+) -> subprocess.CompletedProcess[str]:
     script.write_text(snippet.code)
+    command = [interpreter, "-eu", str(script)] if interpreter == "bash" else [interpreter, str(script)]
     try:
         done = subprocess.run(
-            [sys.executable, str(script)],
+            command,
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -193,6 +224,7 @@ def _run_script(snippet: Snippet, script: Path, env: dict[str, str]) -> None:
         pytest.fail(f"{snippet.where}: the snippet ran longer than {SNIPPET_TIMEOUT_SECONDS} s")
     if done.returncode != 0:
         pytest.fail(f"{snippet.where}: the snippet failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+    return done
 
 
 def _check_runtime_config(snippet: Snippet, text: str) -> None:
@@ -232,6 +264,8 @@ def test_snippet(snippet: Snippet, tmp_path: Path) -> None:
         _check_yaml(snippet)
     elif snippet.lang == "toml":
         tomllib.loads(snippet.code)
+    elif snippet.lang == "sh" and "http" in snippet.options:
+        _run_http_sh(snippet, tmp_path)
     else:
         pytest.fail(
             f"{snippet.where}: a ```{snippet.lang or '(no language)'} block is neither run nor loaded;"
