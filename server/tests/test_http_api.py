@@ -347,7 +347,7 @@ async def test_no_call_starts_once_the_runtime_is_stopping(tmp_path: Path) -> No
 
 async def test_another_method_is_405_and_an_unknown_path_404(sidecar: Sidecar) -> None:
     status, body, response = await sidecar.call("GET", "/v1.0/shutdown")
-    assert (status, response.headers["Allow"]) == (405, "POST")
+    assert (status, response.headers["Allow"], body["error"]) == (405, "POST", "GET not allowed")
     assert (await sidecar.call("PATCH", "/v1.0/state/store/k"))[0] == 405
     assert (await sidecar.call("GET", "/v1.0/nothing/here"))[0] == 404
 
