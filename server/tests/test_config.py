@@ -259,8 +259,8 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
     ("manifest", "fragment"),
     [
         (
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: p}\nspec: {type: bindings.redis}\n",
-            "spec.type: bindings components are not served yet",
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: p}\nspec: {type: middleware.http.x}\n",
+            "spec.type: middleware components are not served yet",
         ),
         (
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec: {type: redis}\n",

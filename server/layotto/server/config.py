@@ -168,7 +168,6 @@ _LAYOTTO_ONLY_SECTIONS = (
     "rpcs",
     "file",
     "oss",
-    "bindings",
     "custom_component",
     "email",
     "phone",

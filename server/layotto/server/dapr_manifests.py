@@ -36,6 +36,7 @@ DAPR_BLOCKS = {
     "secretstores": "secret_store",
     "configuration": "config_store",
     "crypto": "crypto",
+    "bindings": "bindings",
 }
 #: Dapr metadata keys that change nothing here and are accepted silently
 IGNORED_KEYS = frozenset({"actorStateStore"})
@@ -44,6 +45,7 @@ TYPE_ALIASES = {
     ("state", "postgres"): "postgresql",
     ("crypto", "dapr.localstorage"): "local",
     ("crypto", "dapr.jwks"): "jwks",
+    ("bindings", "postgres"): "postgresql",
 }
 
 

@@ -24,6 +24,7 @@ from google.protobuf import descriptor as _d
 
 from layotto.proto.dapr.common.v1 import common_pb2 as dapr_common_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
+from layotto.proto.dapr.runtime.v1 import binding_pb2 as dapr_binding_pb2
 from layotto.proto.dapr.runtime.v1 import dapr_pb2, secret_pb2, state_pb2
 from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.proto.extension.v1.cryption import cryption_pb2
@@ -34,6 +35,7 @@ from layotto.proto.extension.v1.s3 import oss_pb2
 from layotto.proto.extension.v1.sms import sms_pb2
 from layotto.proto.runtime.v1 import appcallback_pb2, lifecycle_pb2, runtime_pb2
 from layotto.server.api.adapter import MethodHandlers, Routes, method_handlers
+from layotto.server.api.bindings import BindingsApi
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
 from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.hello import HelloApi
@@ -129,6 +131,8 @@ class Apis:
     dapr_configuration: DaprConfigurationApi
     metadata: MetadataApi
     cryption: CryptionApi
+    layotto_bindings: BindingsApi
+    dapr_bindings: BindingsApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
 
@@ -156,6 +160,7 @@ def runtime_routes(apis: Apis) -> Routes:
         "GetSecret": apis.layotto_secrets.GetSecret,
         "GetBulkSecret": apis.layotto_secrets.GetBulkSecret,
         **({"InvokeService": apis.layotto_invoke.InvokeService} if apis.layotto_invoke else {}),
+        "InvokeBinding": apis.layotto_bindings.InvokeBinding,
     }
 
 
@@ -196,6 +201,7 @@ def dapr_routes(apis: Apis) -> Routes:
         "SubtleSignAlpha1": apis.cryption.SubtleSignAlpha1,
         "SubtleVerifyAlpha1": apis.cryption.SubtleVerifyAlpha1,
         **({"InvokeService": apis.dapr_invoke.InvokeService} if apis.dapr_invoke else {}),
+        "InvokeBinding": apis.dapr_bindings.InvokeBinding,
     }
 
 
@@ -242,6 +248,8 @@ def build_apis(
         cryption=CryptionApi(components),
         layotto_invoke=InvokeApi(invoker, runtime_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
         dapr_invoke=InvokeApi(invoker, dapr_common_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
+        layotto_bindings=BindingsApi(components, runtime_pb2.InvokeBindingResponse),
+        dapr_bindings=BindingsApi(components, dapr_binding_pb2.InvokeBindingResponse),
     )
 
 

@@ -47,6 +47,8 @@ class Feature(enum.StrEnum):
     ORDERED = "ORDERED"
     DEAD_LETTER = "DEAD_LETTER"  # the broker itself dead-letters expired or rejected messages
     WILDCARD_TOPICS = "WILDCARD_TOPICS"  # subscribe to a topic pattern; messages carry their real topic
+    INPUT_BINDING = "INPUT_BINDING"  # a binding that delivers events to the app (Dapr's capability name)
+    OUTPUT_BINDING = "OUTPUT_BINDING"  # a binding the app invokes with operations (Dapr's capability name)
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,8 @@ class ComponentSpec:
     metadata: tuple[MetadataField, ...] = ()
     version: str = "v1"
     limits: Limits = Limits()
+    #: an output binding's operations, as InvokeBinding names them (Dapr's names)
+    operations: tuple[str, ...] = ()
 
     def parse_metadata(self, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         """Typed metadata with defaults applied; unknown or missing keys are errors."""

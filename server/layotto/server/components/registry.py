@@ -25,6 +25,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "secret_store": "secret store",
     "config_store": "configuration store",
     "crypto": "key store",
+    "bindings": "binding",
 }
 
 

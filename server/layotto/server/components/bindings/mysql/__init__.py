@@ -1,0 +1,102 @@
+"""Dapr's ``bindings.mysql`` output binding: exec, query and close (MySQL and MariaDB).
+
+The request's ``sql`` metadata is the statement, with ``?`` placeholders (as with Dapr's Go
+driver); ``params`` (a JSON array) holds their values, which the driver escapes and sends.
+``query`` answers the rows as a JSON array of objects (column name -> value); ``exec``
+answers ``rows-affected`` in the response metadata. The component's DSN is Dapr's ``url``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature
+from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
+from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
+from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection
+
+#: Dapr's mysql binding names the DSN ``url``; the rest is the shared connection metadata
+_METADATA = tuple(replace(f, name="url") if f.name == "connectionString" else f for f in MYSQL_METADATA)
+
+
+def driver_placeholders(sql: str) -> str:
+    """``sql`` with each ``?`` outside quotes, backquotes and comments turned into the driver's
+    ``%s``, and every other ``%`` doubled (the driver formats the statement with its escaped values)."""
+    out: list[str] = []
+    quote = ""
+    i = 0
+    while i < len(sql):
+        char = sql[i]
+        if quote:
+            if char == "\\" and quote != "`" and i + 1 < len(sql):
+                out.append(sql[i : i + 2].replace("%", "%%"))
+                i += 2
+                continue
+            if char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif char == "?":
+            out.append("%s")
+            i += 1
+            continue
+        elif sql.startswith(("-- ", "#"), i) or sql.startswith("/*", i):
+            end = _comment_end(sql, i)
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+            continue
+        out.append("%%" if char == "%" else char)
+        i += 1
+    return "".join(out)
+
+
+def _comment_end(sql: str, start: int) -> int:
+    if sql.startswith("/*", start):
+        close = sql.find("*/", start + 2)
+        return len(sql) if close == -1 else close + 2
+    newline = sql.find("\n", start)
+    return len(sql) if newline == -1 else newline
+
+
+class MysqlBinding(OutputBinding):
+    spec = ComponentSpec(
+        type="mysql",
+        building_block="bindings",
+        description="Runs the request's SQL statement with its parameters (? placeholders bound from the params "
+        "JSON array) on MySQL or MariaDB: exec answers the rows affected, query the rows as JSON objects.",
+        features=frozenset({Feature.OUTPUT_BINDING}),
+        operations=SQL_OPERATIONS,
+        metadata=_METADATA,
+    )
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._mysql = MysqlConnection(name)
+        self._closed = False
+
+    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        connection = {**metadata, "connectionString": metadata["url"]}
+        await self.connect(self._mysql).open(connection, f"bindings.{self.name}.metadata")
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._mysql.close()
+
+    async def invoke(self, request: BindingRequest) -> BindingResponse:
+        if request.operation == "close":
+            await self.close()
+            return BindingResponse()
+        if self._closed:
+            raise closed(self.name)
+        call = sql_call(request)
+        statement = driver_placeholders(call.sql) if call.params else call.sql
+        async with self._mysql.cursor() as cursor:
+            affected = await cursor.execute(statement, call.params or None)
+            if request.operation == "exec":
+                return sql_response(call, rows_affected=int(affected))
+            columns = [column[0] for column in cursor.description or ()]
+            rows = await cursor.fetchall()
+        return sql_response(call, data=rows_json(dict(zip(columns, row, strict=True)) for row in rows))

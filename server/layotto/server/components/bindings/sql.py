@@ -1,0 +1,92 @@
+"""What the SQL output bindings share: Dapr's ``sql`` and ``params`` request metadata, the
+response metadata, and rows as JSON.
+
+The statement is sent as written and the values of ``params`` (a JSON array) travel as the
+driver's parameters, never spliced into the statement text.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from layotto.server.components.bindings import BindingRequest, BindingResponse
+from layotto.server.errors import BackendUnavailable, InvalidArgument
+
+SQL_OPERATIONS = ("exec", "query", "close")
+
+
+@dataclass(frozen=True)
+class SqlCall:
+    """One exec or query: the statement, its parameters, and when it started."""
+
+    operation: str
+    sql: str
+    params: list[Any]
+    started: dt.datetime
+    started_clock: float
+
+
+def sql_call(request: BindingRequest) -> SqlCall:
+    """The statement (``metadata.sql``) and parameters (``metadata.params``, a JSON array) of a request.
+
+    Raises InvalidArgument naming ``metadata.sql`` or ``metadata.params``.
+    """
+    sql = request.required("sql")
+    raw = request.metadata.get("params", "")
+    params: Any = []
+    if raw:
+        try:
+            params = json.loads(raw)
+        except ValueError as error:
+            raise InvalidArgument("metadata.params", f"expected a JSON array, got {raw!r} ({error})") from None
+        if not isinstance(params, list):
+            raise InvalidArgument("metadata.params", f"expected a JSON array, got {raw!r}")
+    return SqlCall(request.operation, sql, params, dt.datetime.now(dt.UTC), time.monotonic())
+
+
+def sql_response(call: SqlCall, data: bytes = b"", rows_affected: int | None = None) -> BindingResponse:
+    """Dapr's response metadata: operation, sql, start-time, end-time, duration (and rows-affected)."""
+    seconds = time.monotonic() - call.started_clock
+    metadata: dict[str, str] = {
+        "operation": call.operation,
+        "sql": call.sql,
+        "start-time": call.started.isoformat(),
+        "end-time": dt.datetime.now(dt.UTC).isoformat(),
+        "duration": f"{seconds * 1000:.3f}ms",
+    }
+    if rows_affected is not None:
+        metadata["rows-affected"] = str(rows_affected)
+    return BindingResponse(data=data, metadata=metadata)
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON-ready form of a column value json cannot encode itself."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        encoded: Any = value.isoformat()
+    elif isinstance(value, dt.timedelta):
+        encoded = value.total_seconds()
+    elif isinstance(value, decimal.Decimal):
+        encoded = int(value) if value == value.to_integral_value() else float(value)
+    elif isinstance(value, bytes | bytearray | memoryview):
+        encoded = base64.b64encode(bytes(value)).decode()
+    elif isinstance(value, Mapping):
+        encoded = dict(value)
+    else:  # UUID, IP addresses, ranges, ...
+        encoded = str(value)
+    return encoded
+
+
+def rows_json(rows: Any) -> bytes:
+    """Rows (lists, or mappings of column to value) as a JSON array; dates in ISO 8601, bytes in base64."""
+    return json.dumps(list(rows), default=_json_value, ensure_ascii=False).encode()
+
+
+def closed(component: str) -> BackendUnavailable:
+    return BackendUnavailable(component, "the binding was closed by a 'close' operation")

@@ -1,0 +1,245 @@
+"""Output bindings (http, redis, postgresql, mysql) through InvokeBinding on both wire APIs of a
+running runtime, against real servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from aiohttp import web
+from backends import address, require
+from test_api import call_error, error_info
+
+from layotto.proto.dapr.runtime.v1 import binding_pb2 as dapr_binding
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime
+from layotto.server.components.bindings.mysql import driver_placeholders
+from layotto.server.config import from_mapping
+
+INJECTION = "'); DROP TABLE binding_rows; --"
+
+
+async def http_target() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
+    """A real HTTP server on loopback recording what it receives; /api/status/<n> answers status n."""
+    received: list[dict[str, Any]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        body = await request.read()
+        received.append(
+            {"method": request.method, "path": request.path, "headers": dict(request.headers), "body": body}
+        )
+        status = int(request.match_info["code"]) if "code" in request.match_info else 200
+        return web.Response(status=status, body=b"echo:" + body, headers={"X-Seen": request.method})
+
+    app = web.Application()
+    app.router.add_route("*", "/api/status/{code}", record)
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/api", received
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    runner, url, received = await http_target()
+    yield url, received
+    await runner.cleanup()
+
+
+def bindings_config(tmp_path: Path, bindings: dict[str, Any]) -> Any:
+    return from_mapping(
+        {
+            "data_dir": str(tmp_path),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "bindings": bindings,
+        }
+    )
+
+
+@pytest.fixture
+async def http_runtime(tmp_path: Path, target: tuple[str, list[dict[str, Any]]]) -> AsyncIterator[Runtime]:
+    url, _ = target
+    config = bindings_config(
+        tmp_path,
+        {
+            "web": {"type": "http", "metadata": {"url": url}},
+            "tick": {"type": "cron", "metadata": {"schedule": "@every 1h"}},
+        },
+    )
+    async with Runtime(config) as rt:
+        yield rt
+
+
+def stubs(rt: Runtime) -> tuple[runtime_pb2_grpc.RuntimeStub, dapr_pb2_grpc.DaprStub]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}")
+    return runtime_pb2_grpc.RuntimeStub(channel), dapr_pb2_grpc.DaprStub(channel)
+
+
+async def test_http_binding_on_both_apis_sends_method_path_headers_and_answers_status(
+    http_runtime: Runtime, target: tuple[str, list[dict[str, Any]]]
+) -> None:
+    _, received = target
+    layotto, dapr = stubs(http_runtime)
+    answer = await layotto.InvokeBinding(
+        pb.InvokeBindingRequest(
+            name="web", operation="post", data=b'{"a":1}', metadata={"path": "/orders", "X-Trace": "t1", "lower": "no"}
+        )
+    )
+    assert answer.data == b'echo:{"a":1}'
+    assert answer.metadata["statusCode"] == "200" and answer.metadata["status"] == "200 OK"
+    assert answer.metadata["X-Seen"] == "POST"
+    sent = received[-1]
+    assert (sent["method"], sent["path"], sent["body"]) == ("POST", "/api/orders", b'{"a":1}')
+    assert sent["headers"]["X-Trace"] == "t1" and "lower" not in sent["headers"]
+    assert sent["headers"]["Content-Type"] == "application/json; charset=utf-8"
+    for operation in ("get", "put", "delete", "patch", "head", "options", "create"):
+        reply = await dapr.InvokeBinding(
+            dapr_binding.InvokeBindingRequest(name="web", operation=operation, data=b"x", metadata={"path": "p"})
+        )
+        method = "POST" if operation == "create" else operation.upper()
+        assert received[-1]["method"] == method and reply.metadata["X-Seen"] == method
+        assert received[-1]["body"] == (b"x" if method in ("POST", "PUT", "PATCH") else b"")
+
+
+async def test_http_binding_non_2xx_fails_unless_the_request_says_not_to(http_runtime: Runtime) -> None:
+    layotto, _ = stubs(http_runtime)
+    request = pb.InvokeBindingRequest(name="web", operation="get", metadata={"path": "/status/404"})
+    error = await call_error(layotto.InvokeBinding(request))
+    assert "received status code 404" in (error.details() or "")
+    request.metadata["errorIfNot2XX"] = "false"
+    answer = await layotto.InvokeBinding(request)
+    assert answer.metadata["statusCode"] == "404" and answer.metadata["status"] == "404 Not Found"
+
+
+async def test_unknown_operation_is_invalid_argument_listing_the_operations(http_runtime: Runtime) -> None:
+    layotto, dapr = stubs(http_runtime)
+    error = await call_error(layotto.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="exec")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        "operation: 'exec' is not an operation of binding 'web' (http); "
+        "its operations: create, get, head, post, put, patch, delete, options, trace"
+    )
+    assert error_info(error).metadata["field"] == "operation"
+    error = await call_error(dapr.InvokeBinding(dapr_binding.InvokeBindingRequest(name="web")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "empty: expected an operation" in (
+        error.details() or ""
+    )
+    error = await call_error(dapr.InvokeBinding(dapr_binding.InvokeBindingRequest(name="tick", operation="create")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "is an input binding" in (error.details() or "")
+    error = await call_error(dapr.InvokeBinding(dapr_binding.InvokeBindingRequest(name="nope", operation="get")))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and "configured: tick, web" in (error.details() or "")
+
+
+async def test_redis_binding_create_get_delete_with_ttl(tmp_path: Path) -> None:
+    require("redis")
+    config = bindings_config(tmp_path, {"cache": {"type": "redis", "metadata": {"redisHost": address("redis")}}})
+    key = f"binding-test-{uuid.uuid4().hex}"
+    async with Runtime(config) as rt:
+        layotto, dapr = stubs(rt)
+        await layotto.InvokeBinding(
+            pb.InvokeBindingRequest(name="cache", operation="create", data=b"\x00v1", metadata={"key": key})
+        )
+        got = await dapr.InvokeBinding(
+            dapr_binding.InvokeBindingRequest(name="cache", operation="get", metadata={"key": key})
+        )
+        assert got.data == b"\x00v1"
+        await layotto.InvokeBinding(pb.InvokeBindingRequest(name="cache", operation="delete", metadata={"key": key}))
+        gone = await layotto.InvokeBinding(
+            pb.InvokeBindingRequest(name="cache", operation="get", metadata={"key": key})
+        )
+        assert gone.data == b""
+        await layotto.InvokeBinding(
+            pb.InvokeBindingRequest(
+                name="cache", operation="create", data=b"t", metadata={"key": key, "ttlInSeconds": "100"}
+            )
+        )
+        binding = rt.components.find("bindings", "cache", "name")
+        ttl = await binding._redis.client.ttl(key)  # type: ignore[attr-defined]
+        assert 0 < ttl <= 100
+        taken = await layotto.InvokeBinding(
+            pb.InvokeBindingRequest(name="cache", operation="get", metadata={"key": key, "delete": "true"})
+        )
+        assert taken.data == b"t" and await binding._redis.client.exists(key) == 0  # type: ignore[attr-defined]
+        error = await call_error(layotto.InvokeBinding(pb.InvokeBindingRequest(name="cache", operation="get")))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details() == (
+            "metadata.key: required by the 'get' operation"
+        )
+
+
+def sql_request(operation: str, sql: str, params: list[Any] | None = None) -> pb.InvokeBindingRequest:
+    metadata = {"sql": sql} if params is None else {"sql": sql, "params": json.dumps(params)}
+    return pb.InvokeBindingRequest(name="db", operation=operation, metadata=metadata)
+
+
+SQL_DIALECTS = {
+    "postgresql": (
+        lambda: {"connectionString": address("postgresql")},
+        "CREATE TABLE IF NOT EXISTS {t} (id INT PRIMARY KEY, note TEXT)",
+        "INSERT INTO {t} (id, note) VALUES ($1, $2)",
+        "SELECT id, note FROM {t} WHERE note = $1",
+    ),
+    "mysql": (
+        lambda: {"url": address("mysql")},
+        "CREATE TABLE IF NOT EXISTS {t} (id INT PRIMARY KEY, note TEXT)",
+        "INSERT INTO {t} (id, note) VALUES (?, ?)",
+        "SELECT id, note FROM {t} WHERE note = ?",
+    ),
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(SQL_DIALECTS))
+async def test_sql_bindings_bind_parameters_and_store_injection_strings_verbatim(tmp_path: Path, dialect: str) -> None:
+    require(dialect)
+    metadata, create, insert, select = SQL_DIALECTS[dialect]
+    table = f"binding_rows_{uuid.uuid4().hex[:10]}"
+    config = bindings_config(tmp_path, {"db": {"type": dialect, "metadata": metadata()}})
+    async with Runtime(config) as rt:
+        layotto, dapr = stubs(rt)
+        await layotto.InvokeBinding(sql_request("exec", create.format(t=table)))
+        try:
+            notes = [INJECTION, "100% ? '?' \\' \"", "plain"]
+            for i, note in enumerate(notes):
+                answer = await layotto.InvokeBinding(sql_request("exec", insert.format(t=table), [i, note]))
+                assert answer.metadata["rows-affected"] == "1" and answer.metadata["operation"] == "exec"
+            for i, note in enumerate(notes):
+                request = sql_request("query", select.format(t=table), [note])
+                reply = await dapr.InvokeBinding(
+                    dapr_binding.InvokeBindingRequest(name="db", operation="query", metadata=request.metadata)
+                )
+                rows = json.loads(reply.data)
+                assert rows == ([[i, note]] if dialect == "postgresql" else [{"id": i, "note": note}])
+                assert reply.metadata["sql"] == select.format(t=table) and "duration" in reply.metadata
+            count = await layotto.InvokeBinding(sql_request("query", f"SELECT COUNT(*) FROM {table}"))
+            assert json.loads(count.data)[0] in ([3], {"COUNT(*)": 3})
+        finally:
+            await layotto.InvokeBinding(sql_request("exec", f"DROP TABLE {table}"))
+        bad = pb.InvokeBindingRequest(name="db", operation="query", metadata={"sql": "SELECT 1", "params": '{"a":1}'})
+        error = await call_error(layotto.InvokeBinding(bad))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and (error.details() or "").startswith(
+            "metadata.params: expected a JSON array"
+        )
+        error = await call_error(layotto.InvokeBinding(pb.InvokeBindingRequest(name="db", operation="exec")))
+        assert error.details() == "metadata.sql: required by the 'exec' operation"
+        await layotto.InvokeBinding(pb.InvokeBindingRequest(name="db", operation="close"))
+        error = await call_error(layotto.InvokeBinding(sql_request("query", "SELECT 1")))
+        assert "closed by a 'close' operation" in (error.details() or "")
+
+
+def test_mysql_placeholders_outside_quotes_become_the_drivers() -> None:
+    assert driver_placeholders("SELECT ? , '?', \"?\", `a?` FROM t WHERE x LIKE '10%' AND y = ?") == (
+        "SELECT %s , '?', \"?\", `a?` FROM t WHERE x LIKE '10%%' AND y = %s"
+    )
+    assert driver_placeholders("SELECT 'it\\'s ?' , ? -- a ? comment\n, ? /* ? */") == (
+        "SELECT 'it\\'s ?' , %s -- a ? comment\n, %s /* ? */"
+    )
