@@ -6,6 +6,7 @@ in-process runtime for application tests.
 """
 
 from layotto.client._app import Handler, MethodHandler, SubscriberApp
+from layotto.client._bindings import BindingEvent, BindingHandler, BindingReply, BindingResult, BindingsClient
 from layotto.client._client import Hello, RuntimeClient
 from layotto.client._configuration import ConfigurationClient, ConfigurationItem, ConfigurationWatch
 from layotto.client._crypto import CryptoClient, CryptoResult
@@ -58,6 +59,11 @@ __all__ = [
     "Transport",
     "BackendError",
     "BackendUnavailable",
+    "BindingEvent",
+    "BindingHandler",
+    "BindingReply",
+    "BindingResult",
+    "BindingsClient",
     "ClientClosed",
     "MalformedRequest",
     "PayloadTooLarge",

@@ -21,6 +21,13 @@ Methods other apps invoke (``client.invoke(app_id, "greet", ...)``) are declared
 (bytes, str, a JSON value, or an :class:`InvokeResponse` to set its content type and headers).
 They are served as Dapr's ``AppCallback/OnInvoke`` (Layotto's AppCallback has no OnInvoke) on
 the same server; an unknown method answers UNIMPLEMENTED, a handler that raises INTERNAL.
+
+Input bindings arrive through Dapr's AppCallback (``dapr.proto.runtime.v1.AppCallback``:
+ListInputBindings, OnBindingEvent), served on the same port::
+
+    @app.binding("tick")
+    async def on_tick(event: BindingEvent) -> BindingReply | None:
+        ...  # returning acknowledges; raising tells the runtime the app did not take the event
 """
 
 from __future__ import annotations
@@ -35,11 +42,13 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
+from layotto.client._bindings import BindingEvent, BindingHandler
 from layotto.client._invoke import Invocation, InvokeResponse
 from layotto.client._pubsub import Message, TopicStatus, content_type_for, message_from_event, subscription_metadata
 from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES
 from layotto.client._values import Value, encode
 from layotto.proto.dapr.common.v1 import common_pb2
+from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_cb
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import appcallback_pb2_grpc
 
@@ -67,6 +76,7 @@ class SubscriberApp:
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], _Route] = {}
         self._methods: dict[str, MethodHandler] = {}
+        self._bindings: dict[str, BindingHandler] = {}
 
     def method(self, name: str) -> Callable[[MethodHandler], MethodHandler]:
         """Decorate an async function to answer invocations of method ``name``."""
@@ -110,13 +120,24 @@ class SubscriberApp:
         response.data.value = data  # Dapr's messages live in their own pool: no Any of another's
         return response
 
-    def _invoke_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+    def _invoke_methods(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         on_invoke = grpc.unary_unary_rpc_method_handler(
             self.OnInvoke,
             request_deserializer=common_pb2.InvokeRequest.FromString,
             response_serializer=common_pb2.InvokeResponse.SerializeToString,
         )
-        return grpc.method_handlers_generic_handler(DAPR_APP_CALLBACK, {"OnInvoke": on_invoke})
+        return {"OnInvoke": on_invoke}
+
+    def binding(self, name: str) -> Callable[[BindingHandler], BindingHandler]:
+        """Decorate an async function to handle the events of the input binding ``name``."""
+
+        def register(handler: BindingHandler) -> BindingHandler:
+            if name in self._bindings:
+                raise ValueError(f"binding {name!r} already has a handler")
+            self._bindings[name] = handler
+            return handler
+
+        return register
 
     def subscribe(
         self,
@@ -173,10 +194,52 @@ class SubscriberApp:
         ]
         server = grpc.aio.server(options=limits)
         appcallback_pb2_grpc.add_AppCallbackServicer_to_server(self, server)  # type: ignore[arg-type]
-        server.add_generic_rpc_handlers([self._invoke_handler()])
+        dapr_methods = {**self._invoke_methods(), **_DaprBindingCallback(self._bindings).methods()}
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(DAPR_APP_CALLBACK, dapr_methods)])
         port = server.add_insecure_port(address)
         await server.start()
         try:
             yield port
         finally:
             await server.stop(grace=1.0)
+
+
+class _DaprBindingCallback:
+    """Dapr's AppCallback for input bindings; its other RPCs answer UNIMPLEMENTED."""
+
+    def __init__(self, handlers: Mapping[str, BindingHandler]) -> None:
+        self._handlers = handlers
+
+    def methods(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        return {
+            "ListInputBindings": grpc.unary_unary_rpc_method_handler(
+                self.ListInputBindings,
+                request_deserializer=empty_pb2.Empty.FromString,
+                response_serializer=dapr_cb.ListInputBindingsResponse.SerializeToString,
+            ),
+            "OnBindingEvent": grpc.unary_unary_rpc_method_handler(
+                self.OnBindingEvent,
+                request_deserializer=dapr_cb.BindingEventRequest.FromString,
+                response_serializer=dapr_cb.BindingEventResponse.SerializeToString,
+            ),
+        }
+
+    async def ListInputBindings(self, request: empty_pb2.Empty, context: Any) -> dapr_cb.ListInputBindingsResponse:
+        return dapr_cb.ListInputBindingsResponse(bindings=sorted(self._handlers))
+
+    async def OnBindingEvent(self, request: dapr_cb.BindingEventRequest, context: Any) -> dapr_cb.BindingEventResponse:
+        handler = self._handlers.get(request.name)
+        if handler is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"name: no handler for binding {request.name!r}")
+        event = BindingEvent(name=request.name, data=request.data, metadata=dict(request.metadata))
+        try:
+            reply = await handler(event)  # type: ignore[misc]
+        except Exception as error:
+            log.exception("handler of binding %s failed", request.name)
+            await context.abort(grpc.StatusCode.INTERNAL, f"handler of binding {request.name!r} failed: {error}")
+        if reply is None:
+            return dapr_cb.BindingEventResponse()
+        concurrency = (
+            dapr_cb.BindingEventResponse.PARALLEL if reply.parallel else dapr_cb.BindingEventResponse.SEQUENTIAL
+        )
+        return dapr_cb.BindingEventResponse(to=list(reply.to), data=reply.data, concurrency=concurrency)

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 
+from layotto.client._bindings import BindingsClient
 from layotto.client._configuration import ConfigurationClient
 from layotto.client._crypto import CryptoClient
 from layotto.client._invoke import InvokeResponse, invoke
@@ -82,6 +83,7 @@ class RuntimeClient:
         self.secrets = SecretsClient(self._transport)
         self.configuration = ConfigurationClient(self._transport)
         self.crypto = CryptoClient(self._transport)
+        self.bindings = BindingsClient(self._transport)
 
     @property
     def address(self) -> str:

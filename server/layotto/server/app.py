@@ -15,8 +15,9 @@ from grpc_health.v1._async import HealthServicer
 
 from layotto.server.actuator import Actuator
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
+from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
-from layotto.server.components.base import ComponentContext, ConfigError
+from layotto.server.components.base import ComponentContext, ConfigError, Feature
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, split_address
@@ -61,6 +62,7 @@ class Runtime:
         self.resolver: NameResolver | None = None
         self.invoker: Invoker | None = None
         self.services: RuntimeServices | None = None  # the runtime layer, once started
+        self.app_bindings: AppBindings | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -153,6 +155,7 @@ class Runtime:
                 tracing=self.tracing,
             )
             self.app_subscriptions.start()
+            self._start_app_bindings()
         log.info(
             "layotto serving gRPC on %s:%d and HTTP on %s:%d (event loop: %s)",
             cfg.grpc_address.rpartition(":")[0],
@@ -174,6 +177,20 @@ class Runtime:
     def _serving(self) -> bool:
         """Whether calls may start (False once stop() began)."""
         return self._actuator is not None and self._actuator.serving
+
+    def _start_app_bindings(self) -> None:
+        cfg = self.config
+        assert cfg.app_callback_address
+        inputs = [c.name for block, c in self.components if block == "bindings" and c.supports(Feature.INPUT_BINDING)]
+        if not inputs:
+            return
+        self.app_bindings = AppBindings(
+            self.components,
+            address=cfg.app_callback_address,
+            refresh_seconds=cfg.subscriptions_refresh_seconds,
+            tracing=self.tracing,
+        )
+        self.app_bindings.start()
 
     def _info(self) -> dict[str, object]:
         return {
@@ -209,6 +226,9 @@ class Runtime:
         if self.resolver is not None:  # withdrawn first: callers stop choosing this runtime
             await self.resolver.aclose()
             self.resolver = None
+        if self.app_bindings is not None:
+            await self.app_bindings.aclose()
+            self.app_bindings = None
         if self._server is not None:
             await self._gate.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
             await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))

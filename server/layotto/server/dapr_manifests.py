@@ -39,7 +39,7 @@ DAPR_BLOCKS = {
     "bindings": "bindings",
 }
 #: Dapr metadata keys that change nothing here and are accepted silently
-IGNORED_KEYS = frozenset({"actorStateStore"})
+IGNORED_KEYS = frozenset({"actorStateStore", "direction"})  # direction: a binding's spec says what it does
 #: Dapr's type names that differ from ours
 TYPE_ALIASES = {
     ("state", "postgres"): "postgresql",

@@ -41,7 +41,7 @@ class RedisBinding(OutputBinding):
             delete = request.metadata.get("delete", "").lower() == "true"
             async with self._redis.errors("GETDEL" if delete else "GET"):
                 value = await (client.getdel(key) if delete else client.get(key))
-            return BindingResponse(data=b"" if value is None else bytes(value))
+            return BindingResponse(data=b"" if value is None else _as_bytes(value))
         if request.operation == "delete":
             async with self._redis.errors("DEL"):
                 await client.delete(key)
@@ -70,3 +70,7 @@ def _ttl(metadata: Mapping[str, str]) -> int | None:
     if ttl <= 0:
         raise InvalidArgument("metadata.ttlInSeconds", f"must be at least 1, got {ttl}")
     return ttl
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)

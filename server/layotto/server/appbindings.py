@@ -1,0 +1,100 @@
+"""Input bindings delivered to the application through Dapr's AppCallback.
+
+The runtime asks the app's ``ListInputBindings`` when it starts and again every
+``subscriptions_refresh_seconds`` (an app that is not reachable is asked again after 1 s,
+doubling up to 10 s; an app answering UNIMPLEMENTED reads no bindings), reads the input
+bindings it lists, and calls ``OnBindingEvent`` for each event. The reply's ``data`` is sent
+to each output binding of its ``to`` (with the ``create`` operation), one after another or all
+at once as its ``concurrency`` says. Layotto's AppCallback has no binding RPCs, so Dapr's is
+asked whatever ``app_callback_protocol`` says: an app may serve both on its callback address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+from google.protobuf import empty_pb2
+
+from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
+from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
+from layotto.server.aio import stop_task
+from layotto.server.components.bindings import BindingEvent
+from layotto.server.components.loader import ComponentSet
+from layotto.server.errors import BackendUnavailable
+from layotto.server.runtime.bindings import EventReply, InputBindingReaders, forward_reply
+
+if TYPE_CHECKING:
+    from layotto.tracing import Tracing
+
+log = logging.getLogger(__name__)
+
+CALL_TIMEOUT_SECONDS = 30.0
+UNREACHABLE_RETRY_SECONDS = 1.0
+UNREACHABLE_MAX_RETRY_SECONDS = 10.0
+_PARALLEL = dapr_appcallback_pb2.BindingEventResponse.BindingEventConcurrency.PARALLEL
+
+
+class AppBindings:
+    """Keeps the runtime reading the input bindings the app's ListInputBindings names."""
+
+    def __init__(
+        self, components: ComponentSet, *, address: str, refresh_seconds: float, tracing: Tracing | None = None
+    ) -> None:
+        self._components = components
+        self._address = address
+        self._refresh_seconds = refresh_seconds
+        interceptors = tracing.client_interceptors(address) if tracing is not None else None
+        self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
+        self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
+        self.readers = InputBindingReaders(components, self._deliver)
+        self._task: asyncio.Task[None] | None = None
+        self.listed = asyncio.Event()  # set after the first answer of ListInputBindings
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._keep_listed())
+
+    async def _list(self) -> list[str]:
+        try:
+            response = await self._stub.ListInputBindings(empty_pb2.Empty(), timeout=5.0)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                return []
+            raise
+        return list(response.bindings)
+
+    async def _keep_listed(self) -> None:
+        retry = UNREACHABLE_RETRY_SECONDS
+        while True:
+            try:
+                names = await self._list()
+            except grpc.aio.AioRpcError as error:
+                log.debug("app callback at %s: ListInputBindings failed (%s)", self._address, error.code().name)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, UNREACHABLE_MAX_RETRY_SECONDS)
+                continue
+            retry = UNREACHABLE_RETRY_SECONDS
+            await self.readers.apply(names)
+            self.listed.set()
+            await asyncio.sleep(self._refresh_seconds)
+
+    async def _deliver(self, name: str, event: BindingEvent) -> None:
+        request = dapr_appcallback_pb2.BindingEventRequest(name=name, data=event.data, metadata=dict(event.metadata))
+        try:
+            response = await self._stub.OnBindingEvent(request, timeout=CALL_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as error:
+            detail = f"OnBindingEvent({name}): {error.details()}"
+            raise BackendUnavailable(f"app callback {self._address}", detail) from error
+        if response.to:
+            reply = EventReply(to=tuple(response.to), data=response.data, parallel=response.concurrency == _PARALLEL)
+            await forward_reply(self._components, reply)
+        if response.states:
+            log.warning("binding %r: the app's reply saves state, which this runtime does not do yet", name)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            await stop_task(self._task)
+        await self.readers.aclose()
+        await self._channel.close(None)
