@@ -1,6 +1,6 @@
 """Generate docs/components/<block>.md from each component's ComponentSpec.
 
-The spec is the one description of a component (features and metadata keys), so the
+The spec is the one description of a component (features, a binding's operations and metadata keys), so the
 docs cannot drift from the code: `--check` (run by `tox -e docs`) fails when the
 committed pages differ from what the specs say.
 """
@@ -55,6 +55,8 @@ def page(block: str) -> str:
         spec = registry.spec(type_name)
         features = ", ".join(f"`{f.value}`" for f in sorted(spec.features)) or "none"
         lines += [f"## `{spec.type}`", "", spec.description, "", f"Features: {features}", ""]
+        if spec.operations:
+            lines += ["Operations: " + ", ".join(f"`{operation}`" for operation in spec.operations), ""]
         lines += limits_line(spec)
         if spec.metadata:
             lines += ["| metadata key | type | default | required | description |", "|---|---|---|---|---|"]
