@@ -3,6 +3,7 @@ running runtime, against real servers on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -243,3 +244,69 @@ def test_mysql_placeholders_outside_quotes_become_the_drivers() -> None:
     assert driver_placeholders("SELECT 'it\\'s ?' , ? -- a ? comment\n, ? /* ? */") == (
         "SELECT 'it\\'s ?' , %s -- a ? comment\n, %s /* ? */"
     )
+
+
+async def test_mqtt3_binding_publishes_to_the_request_topic_or_the_components(tmp_path: Path) -> None:
+    require("mqtt")
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    prefix = f"binding-test/{uuid.uuid4().hex}"
+    received: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    subscribed = asyncio.Event()
+    subscriber.on_message = lambda c, u, m: loop.call_soon_threadsafe(received.put_nowait, (m.topic, m.payload))
+    subscriber.on_subscribe = lambda *args: loop.call_soon_threadsafe(subscribed.set)
+    host, _, port = address("mqtt").split("://")[-1].rpartition(":")
+    subscriber.connect(host, int(port))
+    subscriber.loop_start()
+    try:
+        subscriber.subscribe(f"{prefix}/#", qos=1)
+        await asyncio.wait_for(subscribed.wait(), 10)
+        metadata = {"url": address("mqtt"), "topic": f"{prefix}/default"}
+        async with Runtime(bindings_config(tmp_path, {"out": {"type": "mqtt3", "metadata": metadata}})) as rt:
+            layotto, dapr = stubs(rt)
+            await layotto.InvokeBinding(pb.InvokeBindingRequest(name="out", operation="create", data=b"one"))
+            await dapr.InvokeBinding(
+                dapr_binding.InvokeBindingRequest(
+                    name="out", operation="create", data=b"two", metadata={"topic": f"{prefix}/orders"}
+                )
+            )
+            got = [await asyncio.wait_for(received.get(), 10) for _ in range(2)]
+            assert sorted(got) == [(f"{prefix}/default", b"one"), (f"{prefix}/orders", b"two")]
+    finally:
+        subscriber.loop_stop()
+        subscriber.disconnect()
+
+
+async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_path: Path) -> None:
+    require("rabbitmq")
+    import aio_pika
+
+    queue_name = f"binding-test-{uuid.uuid4().hex}"
+    metadata = {"host": address("rabbitmq"), "queueName": queue_name, "deleteWhenUnused": "false"}
+    connection = await aio_pika.connect(address("rabbitmq"))
+    try:
+        async with Runtime(bindings_config(tmp_path, {"q": {"type": "rabbitmq", "metadata": metadata}})) as rt:
+            layotto, _ = stubs(rt)
+            await layotto.InvokeBinding(
+                pb.InvokeBindingRequest(
+                    name="q", operation="create", data=b"job", metadata={"ttlInSeconds": "60", "trace": "t1"}
+                )
+            )
+            error = await call_error(
+                layotto.InvokeBinding(
+                    pb.InvokeBindingRequest(name="q", operation="create", metadata={"ttlInSeconds": "soon"})
+                )
+            )
+            assert error.details() == "metadata.ttlInSeconds: expected a whole number, got 'soon'"
+        channel = await connection.channel()
+        queue = await channel.get_queue(queue_name)
+        message = await queue.get(timeout=5)
+        assert message.body == b"job" and message.headers["trace"] == "t1"
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT and message.expiration is not None
+        await message.ack()
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await connection.close()
