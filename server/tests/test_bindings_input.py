@@ -1,13 +1,16 @@
 """Input bindings delivered to the app: a cron binding fires to a SubscriberApp (the SDK's app
-side, serving Dapr's AppCallback), and the app's reply goes on to an output binding."""
+side, serving Dapr's AppCallback), and the app's reply goes on to an output binding; a Redis
+list is delivered at least once, in order, with what a stopped reader left redelivered."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
+from backends import address, require
 from test_bindings import http_target
 
 from layotto.client import BindingEvent, BindingReply, SubscriberApp
@@ -72,3 +75,51 @@ def test_schedules_take_dapr_syntax() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+async def test_redis_list_input_binding_delivers_at_least_once_in_order(tmp_path: Path) -> None:
+    require("redis")
+    import redis.asyncio as aioredis
+
+    key = f"binding-input-{uuid.uuid4().hex}"
+    processing = f"{key}:processing:app"
+    client = aioredis.Redis.from_url(f"redis://{address('redis')}")
+    await client.rpush(processing, b"left-by-a-stopped-reader")
+    await client.lpush(key, b"a", b"b", b"c")  # the list's tail (a) is the oldest
+    seen: list[bytes] = []
+    done = asyncio.Event()
+    app = SubscriberApp()
+
+    @app.binding("jobs")
+    async def on_job(event: BindingEvent) -> None:
+        seen.append(event.data)
+        assert event.metadata["key"] == key
+        if event.data == b"b" and seen.count(b"b") == 1:
+            raise RuntimeError("not this time")
+        if event.data == b"c":
+            done.set()
+
+    metadata = {"redisHost": address("redis"), "listKey": key, "redeliverIntervalInSeconds": "0.1"}
+    try:
+        async with app.serve("127.0.0.1:0") as port:
+            config: Any = from_mapping(
+                {
+                    "app_id": "app",
+                    "data_dir": str(tmp_path),
+                    "grpc_address": "127.0.0.1:0",
+                    "http_address": "127.0.0.1:0",
+                    "app_callback_address": f"127.0.0.1:{port}",
+                    "bindings": {"jobs": {"type": "redis", "metadata": metadata}},
+                }
+            )
+            async with Runtime(config):
+                await asyncio.wait_for(done.wait(), 20)
+                assert seen == [b"left-by-a-stopped-reader", b"a", b"b", b"b", b"c"]
+                for _ in range(100):  # the last item leaves the processing list once the app answered
+                    if await client.llen(processing) == 0:
+                        break
+                    await asyncio.sleep(0.05)
+                assert await client.llen(processing) == 0 and await client.llen(key) == 0
+    finally:
+        await client.delete(key, processing)
+        await client.aclose()
