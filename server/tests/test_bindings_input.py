@@ -1,5 +1,5 @@
 """Input bindings delivered to the app: a cron binding fires to a SubscriberApp (the SDK's app
-side, serving Dapr's AppCallback), and the app's reply goes on to an output binding; a Redis
+side, serving Dapr's AppCallback), and the app's reply saves state and goes on to an output binding; a Redis
 list is delivered at least once, in order, with what a stopped reader left redelivered."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ async def test_cron_fires_to_the_app_and_the_reply_goes_to_an_output_binding(tmp
     @app.binding("tick")
     async def on_tick(event: BindingEvent) -> BindingReply:
         await events.put(event)
-        return BindingReply(to=("web",), data=b"tock")
+        return BindingReply(to=("web",), data=b"tock", state_store="mem", states={"last-tick": b"seen"})
 
     @app.binding("not-configured")
     async def never(event: BindingEvent) -> None:
@@ -46,6 +46,7 @@ async def test_cron_fires_to_the_app_and_the_reply_goes_to_an_output_binding(tmp
                         "idle": {"type": "cron", "metadata": {"schedule": "@every 1h"}},
                         "web": {"type": "http", "metadata": {"url": url}},
                     },
+                    "state": {"mem": {"type": "in-memory"}},
                 }
             )
             async with Runtime(config) as rt:
@@ -59,6 +60,9 @@ async def test_cron_fires_to_the_app_and_the_reply_goes_to_an_output_binding(tmp
                         break
                     await asyncio.sleep(0.05)
                 assert received[0]["method"] == "POST" and received[0]["body"] == b"tock"
+                store = rt.components.find("state", "mem", "store_name")
+                saved = await store.get("last-tick")  # type: ignore[attr-defined]
+                assert saved is not None and saved.value == b"seen"  # saved before the reply went on
     finally:
         await runner.cleanup()
 

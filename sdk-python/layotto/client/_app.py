@@ -242,4 +242,7 @@ class _DaprBindingCallback:
         concurrency = (
             dapr_cb.BindingEventResponse.PARALLEL if reply.parallel else dapr_cb.BindingEventResponse.SEQUENTIAL
         )
-        return dapr_cb.BindingEventResponse(to=list(reply.to), data=reply.data, concurrency=concurrency)
+        states = [common_pb2.StateItem(key=key, value=value) for key, value in reply.states.items()]
+        return dapr_cb.BindingEventResponse(
+            to=list(reply.to), data=reply.data, concurrency=concurrency, store_name=reply.state_store, states=states
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from layotto.client._transport import Transport
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -31,12 +31,15 @@ class BindingEvent:
 
 @dataclass(frozen=True)
 class BindingReply:
-    """A handler's answer to an event: send ``data`` to the output bindings named in ``to``, one
-    after another, or all at once when ``parallel``."""
+    """A handler's answer to an event: save ``states`` (key -> value) to the state store
+    ``state_store``, then send ``data`` to the output bindings named in ``to``, one after another,
+    or all at once when ``parallel``."""
 
     to: tuple[str, ...] = ()
     data: bytes = b""
     parallel: bool = False
+    state_store: str = ""
+    states: Mapping[str, bytes] = field(default_factory=dict)
 
 
 #: handles one event; returning acknowledges it, raising tells the runtime the app did not take it

@@ -3,10 +3,12 @@
 The runtime asks the app's ``ListInputBindings`` when it starts and again every
 ``subscriptions_refresh_seconds`` (an app that is not reachable is asked again after 1 s,
 doubling up to 10 s; an app answering UNIMPLEMENTED reads no bindings), reads the input
-bindings it lists, and calls ``OnBindingEvent`` for each event. The reply's ``data`` is sent
-to each output binding of its ``to`` (with the ``create`` operation), one after another or all
-at once as its ``concurrency`` says. Layotto's AppCallback has no binding RPCs, so Dapr's is
-asked whatever ``app_callback_protocol`` says: an app may serve both on its callback address.
+bindings it lists, and calls ``OnBindingEvent`` for each event. The reply's ``states`` are
+saved to its ``store_name`` as Dapr's SaveState would (a failure fails the event, so a source
+that can redeliver does), then its ``data`` is sent to each output binding of its ``to`` (with
+the ``create`` operation), one after another or all at once as its ``concurrency`` says.
+Layotto's AppCallback has no binding RPCs, so Dapr's is asked whatever
+``app_callback_protocol`` says: an app may serve both on its callback address.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from google.protobuf import empty_pb2
 
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
+from layotto.proto.dapr.runtime.v1 import state_pb2 as dapr_state_pb2
 from layotto.server.aio import stop_task
+from layotto.server.api.services import DAPR_STATE
+from layotto.server.api.state import StateApi
 from layotto.server.components.bindings import BindingEvent
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import BackendUnavailable
@@ -50,6 +55,7 @@ class AppBindings:
         self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
         self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
         self.readers = InputBindingReaders(components, self._deliver)
+        self._state = StateApi(components, DAPR_STATE)
         self._task: asyncio.Task[None] | None = None
         self.listed = asyncio.Event()  # set after the first answer of ListInputBindings
 
@@ -87,11 +93,12 @@ class AppBindings:
         except grpc.aio.AioRpcError as error:
             detail = f"OnBindingEvent({name}): {error.details()}"
             raise BackendUnavailable(f"app callback {self._address}", detail) from error
+        if response.states:  # saved as Dapr's SaveState would: the same checks, errors and etags
+            save = dapr_state_pb2.SaveStateRequest(store_name=response.store_name, states=response.states)
+            await self._state.SaveState(save, None)  # type: ignore[arg-type]  # it never reads its context
         if response.to:
             reply = EventReply(to=tuple(response.to), data=response.data, parallel=response.concurrency == _PARALLEL)
             await forward_reply(self._components, reply)
-        if response.states:
-            log.warning("binding %r: the app's reply saves state, which this runtime does not do yet", name)
 
     async def aclose(self) -> None:
         if self._task is not None:
