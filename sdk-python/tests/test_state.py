@@ -140,8 +140,8 @@ async def test_unserved_api_is_named(runtime: TestRuntime) -> None:
 
     async with runtime.client() as c:
         with pytest.raises(NotImplementedByRuntime):
-            request = pb.InvokeBindingRequest(name="s", operation="create")
-            await c._transport.unary("InvokeBinding", request, None)
+            request = pb.GetFileMetaRequest(request=pb.FileRequest(store_name="s", name="f"))
+            await c._transport.unary("GetFileMeta", request, None)
 
 
 async def test_address_from_environment(monkeypatch: pytest.MonkeyPatch, runtime: TestRuntime) -> None:

@@ -104,9 +104,10 @@ async def test_transaction_validation_names_the_operation(stub: runtime_pb2_grpc
 
 
 async def test_unserved_rpcs_answer_unimplemented_naming_the_rpc(stub: runtime_pb2_grpc.RuntimeStub) -> None:
-    error = await call_error(stub.InvokeBinding(pb.InvokeBindingRequest(name="x", operation="create")))
+    meta = pb.GetFileMetaRequest(request=pb.FileRequest(store_name="x", name="f"))
+    error = await call_error(stub.GetFileMeta(meta))
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "spec.proto.runtime.v1.Runtime/InvokeBinding" in error.details()
+    assert "spec.proto.runtime.v1.Runtime/GetFileMeta" in error.details()
     stream = stub.GetFile(pb.GetFileRequest(store_name="x", name="f"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         async for _ in stream:
