@@ -1,5 +1,6 @@
 """Conformance cases, by building block."""
 
+from layotto.conformance.cases.bindings import BINDING_CASES
 from layotto.conformance.cases.configuration import CONFIGURATION_CASES
 from layotto.conformance.cases.crypto import CRYPTO_CASES
 from layotto.conformance.cases.hello import HELLO_CASES
@@ -20,10 +21,12 @@ ALL_CASES = (
     *HELLO_CASES,
     *INVOCATION_CASES,
     *CRYPTO_CASES,
+    *BINDING_CASES,
 )
 
 __all__ = [
     "ALL_CASES",
+    "BINDING_CASES",
     "CONFIGURATION_CASES",
     "CRYPTO_CASES",
     "HELLO_CASES",
