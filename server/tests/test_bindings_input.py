@@ -1,11 +1,13 @@
 """Input bindings delivered to the app: a cron binding fires to a SubscriberApp (the SDK's app
 side, serving Dapr's AppCallback), and the app's reply saves state and goes on to an output binding; a Redis
-list is delivered at least once, in order, with what a stopped reader left redelivered."""
+list is delivered at least once, in order, with what a stopped reader left redelivered; a
+PostgreSQL NOTIFY reaches the app."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from test_bindings import http_target
 
 from layotto.client import BindingEvent, BindingReply, SubscriberApp
 from layotto.server import Runtime
+from layotto.server.components.bindings import BindingRequest
 from layotto.server.components.bindings.cron import Schedule
 from layotto.server.config import from_mapping
 
@@ -127,3 +130,48 @@ async def test_redis_list_input_binding_delivers_at_least_once_in_order(tmp_path
     finally:
         await client.delete(key, processing)
         await client.aclose()
+
+
+async def test_postgresql_input_binding_delivers_each_notify_on_its_channel(tmp_path: Path) -> None:
+    require("postgresql")
+    channel = f"binding_{uuid.uuid4().hex[:12]}"
+    payloads: asyncio.Queue[BindingEvent] = asyncio.Queue()
+    app = SubscriberApp()
+
+    @app.binding("db")
+    async def on_notify(event: BindingEvent) -> None:
+        await payloads.put(event)
+
+    metadata = {"connectionString": address("postgresql"), "channel": channel}
+    async with app.serve("127.0.0.1:0") as port:
+        config: Any = from_mapping(
+            {
+                "data_dir": str(tmp_path),
+                "grpc_address": "127.0.0.1:0",
+                "http_address": "127.0.0.1:0",
+                "app_callback_address": f"127.0.0.1:{port}",
+                "bindings": {"db": {"type": "postgresql", "metadata": metadata}},
+            }
+        )
+        async with Runtime(config) as rt:
+            assert rt.app_bindings is not None
+            await asyncio.wait_for(rt.app_bindings.listed.wait(), 10)
+            binding = rt.components.find("bindings", "db", "name")
+            notify = {"sql": "SELECT pg_notify($1, $2)"}
+            for _ in range(100):  # until the reader's LISTEN is in place: a notification before it is lost
+                await binding.invoke(  # type: ignore[attr-defined]
+                    BindingRequest("query", metadata={**notify, "params": json.dumps([channel, "probe"])})
+                )
+                try:
+                    await asyncio.wait_for(payloads.get(), 0.1)
+                    break
+                except TimeoutError:
+                    continue
+            await binding.invoke(  # type: ignore[attr-defined]
+                BindingRequest("query", metadata={**notify, "params": json.dumps([channel, "order ' 7"])})
+            )
+            event = await asyncio.wait_for(payloads.get(), 10)
+            while event.data == b"probe":
+                event = await asyncio.wait_for(payloads.get(), 10)
+            assert event.name == "db" and event.data == b"order ' 7" and event.metadata["channel"] == channel
+            assert int(event.metadata["pid"]) > 0

@@ -4,39 +4,95 @@ The request's ``sql`` metadata is the statement, with PostgreSQL's own ``$1, $2,
 placeholders (as with Dapr's pgx); ``params`` (a JSON array) holds their values, sent as bind
 parameters. ``query`` answers the rows as a JSON array of arrays; ``exec`` answers
 ``rows-affected`` in the response metadata.
+
+With ``channel`` set it is also an input binding (Layotto's own: Dapr has none on PostgreSQL):
+it LISTENs on the channel over a connection of its own and delivers each NOTIFY's payload, with
+the metadata ``channel`` and ``pid`` (the notifying backend's). Delivery is at most once:
+PostgreSQL keeps no notification for a listener that is not connected, so what is notified
+while the runtime is down or reconnecting, or what the app fails to take, is not delivered again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature
-from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
+from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, MetadataField
+from layotto.server.components.bindings import (
+    BindingEvent,
+    BindingRequest,
+    BindingResponse,
+    EventHandler,
+    InputBinding,
+    OutputBinding,
+)
 from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection
 
+log = logging.getLogger(__name__)
+RECONNECT_SECONDS = 1.0
 
-class PostgresBinding(OutputBinding):
+
+class PostgresBinding(OutputBinding, InputBinding):
     spec = ComponentSpec(
         type="postgresql",
         building_block="bindings",
         description="Runs the request's SQL statement with its parameters ($1, $2, ... bound from the params "
-        "JSON array) on PostgreSQL: exec answers the rows affected, query the rows as JSON arrays.",
-        features=frozenset({Feature.OUTPUT_BINDING}),
+        "JSON array) on PostgreSQL: exec answers the rows affected, query the rows as JSON arrays. With "
+        "channel, also an input binding delivering each NOTIFY on it, at most once.",
+        features=frozenset({Feature.OUTPUT_BINDING, Feature.INPUT_BINDING}),
         operations=SQL_OPERATIONS,
-        metadata=POSTGRES_METADATA,
+        metadata=(
+            *POSTGRES_METADATA,
+            MetadataField("channel", "Input: the channel to LISTEN on (empty: no input).", default=""),
+        ),
     )
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._postgres = PostgresConnection(name)
         self._closed = False
+        self._dsn = ""
+        self._channel = ""
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        self._dsn = str(metadata["connectionString"])
+        self._channel = str(metadata["channel"])
         await self.connect(self._postgres).open(metadata)
+
+    async def read(self, handler: EventHandler) -> None:
+        if not self._channel:
+            raise ConfigError(f"bindings.{self.name}.metadata.channel: needed to read the binding as an input")
+        while True:
+            try:
+                await self._listen(handler)
+            except psycopg.Error as error:
+                log.warning(
+                    "postgresql binding %r: LISTEN %s failed, again in %gs: %s",
+                    self.name,
+                    self._channel,
+                    RECONNECT_SECONDS,
+                    error,
+                )
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+    async def _listen(self, handler: EventHandler) -> None:
+        connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=5)
+        async with connection:
+            await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            async for notice in connection.notifies():
+                event = BindingEvent(
+                    data=notice.payload.encode(), metadata={"channel": notice.channel, "pid": str(notice.pid)}
+                )
+                try:
+                    await handler(event)
+                except Exception as error:  # at most once: the notification is not kept
+                    log.warning("postgresql binding %r: the app did not take a notification: %s", self.name, error)
 
     async def close(self) -> None:
         if not self._closed:
