@@ -21,7 +21,9 @@ from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime
+from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.bindings.mysql import driver_placeholders
+from layotto.server.components.loader import load_components
 from layotto.server.config import from_mapping
 
 INJECTION = "'); DROP TABLE binding_rows; --"
@@ -310,3 +312,21 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()
+
+
+@pytest.mark.parametrize(
+    ("type_name", "metadata", "message"),
+    [
+        ("cron", {"schedule": "every 1s"}, "bindings.c.metadata.schedule: 'every 1s' is not a schedule"),
+        ("http", {"url": "ftp://x"}, "bindings.c.metadata.url: expected an http:// or https:// URL"),
+        ("http", {"url": "http://x", "responseTimeout": "soon"}, "bindings.c.metadata.responseTimeout: 'soon'"),
+        ("mysql", {"url": "u@tcp(h:1)/d?tls=bogus"}, "bindings.c.metadata.url: tls='bogus' is not one of"),
+        ("smtp", {}, "bindings.c.type: unknown binding type 'smtp'"),
+    ],
+)
+async def test_bad_binding_configs_name_the_field(
+    tmp_path: Path, type_name: str, metadata: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        await load_components({"bindings": {"c": (type_name, metadata, ())}}, ComponentContext("app", tmp_path))
+    assert str(caught.value).startswith(message)

@@ -17,7 +17,7 @@ from layotto.server.actuator import Actuator
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
-from layotto.server.components.base import ComponentContext, ConfigError, Feature
+from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, split_address
@@ -26,6 +26,7 @@ from layotto.server.http import DaprHttpApi
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.memory import MemoryTrimmer
 from layotto.server.reflection import enable_reflection
+from layotto.server.runtime.bindings import input_binding_names
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.secret_scopes import SecretPolicy
@@ -181,8 +182,7 @@ class Runtime:
     def _start_app_bindings(self) -> None:
         cfg = self.config
         assert cfg.app_callback_address
-        inputs = [c.name for block, c in self.components if block == "bindings" and c.supports(Feature.INPUT_BINDING)]
-        if not inputs:
+        if not input_binding_names(self.components):
             return
         self.app_bindings = AppBindings(
             self.components,

@@ -86,6 +86,11 @@ async def forward_reply(components: ComponentSet, reply: EventReply) -> None:
             await send(target)
 
 
+def input_binding_names(components: ComponentSet) -> list[str]:
+    """Names of the configured bindings that can deliver events to the app."""
+    return [c.name for block, c in components if block == BLOCK and c.supports(Feature.INPUT_BINDING)]
+
+
 #: delivers one event of the named binding to the app; raises when the app did not take it
 Deliver = Callable[[str, BindingEvent], Awaitable[None]]
 
@@ -97,10 +102,6 @@ class InputBindingReaders:
         self._components = components
         self._deliver = deliver
         self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def configured(self) -> list[str]:
-        """Names of the configured input bindings."""
-        return [c.name for block, c in self._components if block == BLOCK and c.supports(Feature.INPUT_BINDING)]
 
     @property
     def reading(self) -> list[str]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, Feature
+from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature
 from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
 from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection
@@ -78,7 +78,10 @@ class MysqlBinding(OutputBinding):
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         connection = {**metadata, "connectionString": metadata["url"]}
-        await self.connect(self._mysql).open(connection, f"bindings.{self.name}.metadata")
+        try:
+            await self.connect(self._mysql).open(connection, f"bindings.{self.name}.metadata")
+        except ConfigError as error:  # the shared connection names its DSN connectionString; here it is url
+            raise ConfigError(str(error).replace(".connectionString:", ".url:")) from None
 
     async def close(self) -> None:
         if not self._closed:
