@@ -26,6 +26,7 @@ from layotto.server.components.bindings.mysql import driver_placeholders
 from layotto.server.components.loader import load_components
 from layotto.server.config import from_mapping
 
+RELEASE = web.AppKey("release", asyncio.Event)
 INJECTION = "'); DROP TABLE binding_rows; --"
 
 
@@ -41,7 +42,15 @@ async def http_target() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
         status = int(request.match_info["code"]) if "code" in request.match_info else 200
         return web.Response(status=status, body=b"echo:" + body, headers={"X-Seen": request.method})
 
+    release = asyncio.Event()  # set when the test is done, so the server's shutdown need not wait
+
+    async def never_answers(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response()
+
     app = web.Application()
+    app[RELEASE] = release
+    app.router.add_route("*", "/api/never", never_answers)
     app.router.add_route("*", "/api/status/{code}", record)
     app.router.add_route("*", "/{tail:.*}", record)
     runner = web.AppRunner(app)
@@ -56,6 +65,7 @@ async def http_target() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
 async def target() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     runner, url, received = await http_target()
     yield url, received
+    runner.app[RELEASE].set()
     await runner.cleanup()
 
 
@@ -330,3 +340,16 @@ async def test_bad_binding_configs_name_the_field(
     with pytest.raises(ConfigError) as caught:
         await load_components({"bindings": {"c": (type_name, metadata, ())}}, ComponentContext("app", tmp_path))
     assert str(caught.value).startswith(message)
+
+
+async def test_http_binding_gives_up_after_its_response_timeout(
+    tmp_path: Path, target: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, _ = target
+    config = bindings_config(tmp_path, {"web": {"type": "http", "metadata": {"url": url, "responseTimeout": "200ms"}}})
+    async with Runtime(config) as rt:
+        layotto, _ = stubs(rt)
+        request = pb.InvokeBindingRequest(name="web", operation="get", metadata={"path": "never"})
+        error = await call_error(layotto.InvokeBinding(request, timeout=30))
+        assert error.code() == grpc.StatusCode.UNAVAILABLE and "GET " in (error.details() or "")
+        assert error_info(error).reason == "BACKEND_UNAVAILABLE"

@@ -14,11 +14,13 @@ from http import HTTPStatus
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, MetadataField
 from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
 from layotto.server.components.bindings.duration import parse_duration
 from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.tracing import backend_span
 
 _TRUTHY = ("true", "1", "yes", "on", "y")
 _WITH_BODY = ("POST", "PUT", "PATCH")
@@ -35,7 +37,9 @@ class HttpBinding(OutputBinding):
         metadata=(
             MetadataField("url", "Base URL of the requests.", required=True, example="http://127.0.0.1:8080/api"),
             MetadataField(
-                "responseTimeout", "Longest wait for a response, as a Go duration.", default="", example="10s"
+                "responseTimeout",
+                "Longest wait for a whole response, as a Go duration (Dapr waits for ever; a call here never does).",
+                default="60s",
             ),
             MetadataField(
                 "maxResponseBodySize",
@@ -67,12 +71,10 @@ class HttpBinding(OutputBinding):
         self._url = str(metadata["url"])
         if not self._url.startswith(("http://", "https://")):
             raise ConfigError(f"bindings.{self.name}.metadata.url: expected an http:// or https:// URL")
-        timeout = None
-        if metadata["responseTimeout"]:
-            try:
-                timeout = parse_duration(str(metadata["responseTimeout"]))
-            except ValueError as error:
-                raise ConfigError(f"bindings.{self.name}.metadata.responseTimeout: {error}") from None
+        try:
+            timeout = parse_duration(str(metadata["responseTimeout"]))
+        except ValueError as error:
+            raise ConfigError(f"bindings.{self.name}.metadata.responseTimeout: {error}") from None
         self._max_body = int(metadata["maxResponseBodySize"])
         self._error_if_not_2xx = bool(metadata["errorIfNot2XX"])
         if metadata["securityToken"] and metadata["securityTokenHeader"]:
@@ -101,24 +103,36 @@ class HttpBinding(OutputBinding):
         method = "POST" if request.operation == "create" else request.operation.upper()
         url = self._target(request)
         body = request.data if method in _WITH_BODY else None
+        target = URL(url)
         try:
-            async with self._session.request(method, url, data=body, headers=self._headers(request, method)) as reply:
-                data = await reply.content.read(self._max_body + 1)
-                if len(data) > self._max_body:
-                    raise BackendError(self.name, f"{method} {url}: response body over {self._max_body} bytes")
-                metadata = {key: ", ".join(reply.headers.getall(key)) for key in reply.headers}
-                status = reply.status
+            with backend_span("http", method, statement=url, peer=target.host, port=target.port):
+                reply = await self._send(method, url, body, self._headers(request, method))
         except (aiohttp.ClientConnectionError, TimeoutError) as error:
             raise BackendUnavailable(self.name, f"{method} {url}: {error or type(error).__name__}") from error
         except aiohttp.ClientError as error:
             raise BackendError(self.name, f"{method} {url}: {error}") from error
+        return self._answer(request, f"{method} {url}", reply)
+
+    async def _send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[bytes, dict[str, str], int]:
+        assert self._session is not None, "init() first"
+        async with self._session.request(method, url, data=body, headers=headers) as reply:
+            data = await reply.content.read(self._max_body + 1)
+            if len(data) > self._max_body:
+                raise BackendError(self.name, f"{method} {url}: response body over {self._max_body} bytes")
+            return data, {key: ", ".join(reply.headers.getall(key)) for key in reply.headers}, reply.status
+
+    def _answer(self, request: BindingRequest, call: str, reply: tuple[bytes, dict[str, str], int]) -> BindingResponse:
+        """The binding's answer to ``reply`` (body, headers, status) of ``call`` ("GET http://...")."""
+        data, metadata, status = reply
         metadata["statusCode"] = str(status)
         metadata["status"] = f"{status} {_phrase(status)}".strip()
         error_if_not_2xx = self._error_if_not_2xx
         if "errorIfNot2XX" in request.metadata:
             error_if_not_2xx = request.metadata["errorIfNot2XX"].strip().lower() in _TRUTHY
         if error_if_not_2xx and status // 100 != 2:
-            raise BackendError(self.name, f"{method} {url}: received status code {status}")
+            raise BackendError(self.name, f"{call}: received status code {status}")
         return BindingResponse(data=data, metadata=metadata)
 
 
