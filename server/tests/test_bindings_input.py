@@ -1,7 +1,7 @@
 """Input bindings delivered to the app: a cron binding fires to a SubscriberApp (the SDK's app
 side, serving Dapr's AppCallback), and the app's reply saves state and goes on to an output binding; a Redis
-list is delivered at least once, in order, with what a stopped reader left redelivered; a
-PostgreSQL NOTIFY reaches the app."""
+list is delivered at least once, in order, with what a stopped reader left redelivered (also by
+a new runtime process after one was SIGKILLed holding an item); a PostgreSQL NOTIFY reaches the app."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from backends import address, require
+from server_helpers import start_server
 from test_bindings import http_target
 
 from layotto.client import BindingEvent, BindingReply, SubscriberApp
@@ -175,3 +176,51 @@ async def test_postgresql_input_binding_delivers_each_notify_on_its_channel(tmp_
                 event = await asyncio.wait_for(payloads.get(), 10)
             assert event.name == "db" and event.data == b"order ' 7" and event.metadata["channel"] == channel
             assert int(event.metadata["pid"]) > 0
+
+
+async def test_an_item_a_killed_runtime_held_is_delivered_by_the_next(tmp_path: Path) -> None:
+    require("redis")
+    import redis.asyncio as aioredis
+
+    key = f"binding-kill-{uuid.uuid4().hex}"
+    client = aioredis.Redis.from_url(f"redis://{address('redis')}")
+    held, release = asyncio.Event(), asyncio.Event()
+    deliveries: list[bytes] = []
+    app = SubscriberApp()
+
+    @app.binding("jobs")
+    async def on_job(event: BindingEvent) -> None:
+        deliveries.append(event.data)
+        if len(deliveries) == 1:
+            held.set()
+            await release.wait()  # the first runtime is killed while the app still holds the item
+
+    try:
+        async with app.serve("127.0.0.1:0") as port:
+            config = tmp_path / "runtime.yaml"
+            config.write_text(
+                f"app_id: killer\napp_callback_address: 127.0.0.1:{port}\nbindings:\n  jobs:\n    type: redis\n"
+                f"    metadata: {{redisHost: '{address('redis')}', listKey: {key}}}\n"
+            )
+            first = await asyncio.to_thread(start_server, "-c", str(config), data_dir=tmp_path / "a")
+            try:
+                await client.lpush(key, b"job-1")
+                await asyncio.wait_for(held.wait(), 20)
+            finally:
+                first.process.kill()
+                await asyncio.to_thread(first.process.wait)
+            assert await client.llen(f"{key}:processing:killer") == 1  # unacknowledged, kept
+            second = await asyncio.to_thread(start_server, "-c", str(config), data_dir=tmp_path / "b")
+            try:
+                for _ in range(200):
+                    if len(deliveries) == 2:
+                        break
+                    await asyncio.sleep(0.05)
+                assert deliveries == [b"job-1", b"job-1"]
+            finally:
+                release.set()
+                code, stderr = await asyncio.to_thread(second.terminate)
+                assert code == 0, stderr
+    finally:
+        await client.delete(key, f"{key}:processing:killer")
+        await client.aclose()
