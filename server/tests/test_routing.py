@@ -158,7 +158,7 @@ UNBUILT_CALLS = [
     ("spec.proto.extension.v1.sms.SmsService", "SendSmsWithTemplate"),
     ("spec.proto.runtime.v1.Runtime", "PutFile"),  # client streaming
     ("dapr.proto.runtime.v1.Dapr", "SubscribeActorEventsAlpha1"),  # bidirectional
-    ("dapr.proto.runtime.v1.Dapr", "InvokeBinding"),
+    ("dapr.proto.runtime.v1.Dapr", "RegisterActorTimer"),
 ]
 
 
