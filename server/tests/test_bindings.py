@@ -353,3 +353,44 @@ async def test_http_binding_gives_up_after_its_response_timeout(
         error = await call_error(layotto.InvokeBinding(request, timeout=30))
         assert error.code() == grpc.StatusCode.UNAVAILABLE and "GET " in (error.details() or "")
         assert error_info(error).reason == "BACKEND_UNAVAILABLE"
+
+
+async def test_binding_calls_are_backend_spans_of_the_invocation(
+    tmp_path: Path, target: tuple[str, list[dict[str, Any]]]
+) -> None:
+    require("postgresql")
+    import yaml
+    from server_helpers import start_server
+
+    from layotto.tracing.testing import OtlpReceiver, ReceivedSpan
+
+    url, _ = target
+    with OtlpReceiver() as otlp:
+        config = {
+            "tracing": {"exporters": ["otlp"], "otlp_endpoint": otlp.endpoint, "service_name": "layotto-runtime"},
+            "bindings": {
+                "db": {"type": "postgresql", "metadata": {"connectionString": address("postgresql")}},
+                "web": {"type": "http", "metadata": {"url": url}},
+            },
+        }
+        path = tmp_path / "runtime.yaml"
+        path.write_text(yaml.safe_dump(config))
+        server = await asyncio.to_thread(start_server, "-c", str(path), data_dir=tmp_path)
+        try:
+            async with grpc.aio.insecure_channel(server.grpc_address) as channel:
+                stub = runtime_pb2_grpc.RuntimeStub(channel)
+                await stub.InvokeBinding(sql_request("query", "SELECT $1::int", [7]))
+                await stub.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="get", metadata={"path": "x"}))
+        finally:
+            code, stderr = await asyncio.to_thread(server.terminate)
+        assert code == 0, stderr
+
+        def complete(spans: list[ReceivedSpan]) -> bool:
+            names = {s.name for s in spans}
+            return "postgresql SELECT" in names and "http GET" in names
+
+        spans = await asyncio.to_thread(otlp.wait_for, complete)
+    calls = [s for s in spans if s.name == "spec.proto.runtime.v1.Runtime/InvokeBinding"]
+    for name in ("postgresql SELECT", "http GET"):
+        backend = next(s for s in spans if s.name == name)
+        assert backend.parent_span_id in {c.span_id for c in calls} and backend.kind == 3  # CLIENT

@@ -32,9 +32,14 @@ from layotto.server.components.bindings import (
     OutputBinding,
 )
 from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
-from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection
+from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, TracedCursor
 
 log = logging.getLogger(__name__)
+
+
+class _TracedRawCursor(psycopg.AsyncRawCursor[Any], TracedCursor):
+    """PostgreSQL's own $n placeholders (as Dapr's pgx takes them), each statement in a backend span."""
+
 RECONNECT_SECONDS = 1.0
 
 
@@ -106,7 +111,7 @@ class PostgresBinding(OutputBinding, InputBinding):
         if self._closed:
             raise closed(self.name)
         call = sql_call(request)
-        async with self._postgres.connection() as conn, psycopg.AsyncRawCursor(conn) as cursor:
+        async with self._postgres.connection() as conn, _TracedRawCursor(conn) as cursor:
             await cursor.execute(call.sql, call.params or None)
             if request.operation == "exec":
                 return sql_response(call, rows_affected=cursor.rowcount)
