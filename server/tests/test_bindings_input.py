@@ -224,3 +224,44 @@ async def test_an_item_a_killed_runtime_held_is_delivered_by_the_next(tmp_path: 
     finally:
         await client.delete(key, f"{key}:processing:killer")
         await client.aclose()
+
+
+async def test_mqtt3_input_binding_offers_a_message_again_until_the_app_takes_it(tmp_path: Path) -> None:
+    require("mqtt")
+    topic = f"binding-input/{uuid.uuid4().hex}"
+    events: asyncio.Queue[BindingEvent] = asyncio.Queue()
+    refused: list[bytes] = []
+    app = SubscriberApp()
+
+    @app.binding("mq")
+    async def on_message(event: BindingEvent) -> None:
+        if event.data == b"refuse-once" and not refused:
+            refused.append(event.data)
+            raise RuntimeError("not yet")
+        await events.put(event)
+
+    async with app.serve("127.0.0.1:0") as port:
+        config: Any = from_mapping(
+            {
+                "data_dir": str(tmp_path),
+                "grpc_address": "127.0.0.1:0",
+                "http_address": "127.0.0.1:0",
+                "app_callback_address": f"127.0.0.1:{port}",
+                "bindings": {"mq": {"type": "mqtt3", "metadata": {"url": address("mqtt"), "topic": topic}}},
+            }
+        )
+        async with Runtime(config) as rt:
+            binding = rt.components.find("bindings", "mq", "name")
+            for _ in range(100):  # until the reader's subscription is in place
+                await binding.invoke(BindingRequest("create", data=b"probe"))  # type: ignore[attr-defined]
+                try:
+                    await asyncio.wait_for(events.get(), 0.1)
+                    break
+                except TimeoutError:
+                    continue
+            await binding.invoke(BindingRequest("create", data=b"refuse-once"))  # type: ignore[attr-defined]
+            event = await asyncio.wait_for(events.get(), 10)
+            while event.data == b"probe":
+                event = await asyncio.wait_for(events.get(), 10)
+            assert refused == [b"refuse-once"] and event.data == b"refuse-once"
+            assert event.name == "mq" and event.metadata["topic"] == topic

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 class _TracedRawCursor(psycopg.AsyncRawCursor[Any], TracedCursor):
     """PostgreSQL's own $n placeholders (as Dapr's pgx takes them), each statement in a backend span."""
 
+
 RECONNECT_SECONDS = 1.0
 
 
