@@ -265,3 +265,43 @@ async def test_mqtt3_input_binding_offers_a_message_again_until_the_app_takes_it
                 event = await asyncio.wait_for(events.get(), 10)
             assert refused == [b"refuse-once"] and event.data == b"refuse-once"
             assert event.name == "mq" and event.metadata["topic"] == topic
+
+
+async def test_rabbitmq_input_binding_requeues_what_the_app_fails(tmp_path: Path) -> None:
+    require("rabbitmq")
+    queue = f"binding-input-{uuid.uuid4().hex}"
+    events: asyncio.Queue[BindingEvent] = asyncio.Queue()
+    refused: list[bytes] = []
+    app = SubscriberApp()
+
+    @app.binding("jobs")
+    async def on_job(event: BindingEvent) -> None:
+        if not refused:
+            refused.append(event.data)
+            raise RuntimeError("not yet")
+        await events.put(event)
+
+    metadata = {
+        "host": address("rabbitmq"),
+        "queueName": queue,
+        "deleteWhenUnused": "true",
+        "redeliverIntervalInSeconds": "0.1",
+    }
+    async with app.serve("127.0.0.1:0") as port:
+        config: Any = from_mapping(
+            {
+                "data_dir": str(tmp_path),
+                "grpc_address": "127.0.0.1:0",
+                "http_address": "127.0.0.1:0",
+                "app_callback_address": f"127.0.0.1:{port}",
+                "bindings": {"jobs": {"type": "rabbitmq", "metadata": metadata}},
+            }
+        )
+        async with Runtime(config) as rt:
+            binding = rt.components.find("bindings", "jobs", "name")
+            await binding.invoke(  # type: ignore[attr-defined]
+                BindingRequest("create", data=b"job-1", metadata={"trace": "t1"})
+            )
+            event = await asyncio.wait_for(events.get(), 10)
+            assert refused == [b"job-1"] and event.data == b"job-1"  # requeued, then taken
+            assert event.name == "jobs" and event.metadata["trace"] == "t1"

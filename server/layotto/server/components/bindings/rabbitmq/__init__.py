@@ -1,13 +1,19 @@
-"""Dapr's ``bindings.rabbitmq`` output binding: ``create`` publishes the data to one queue.
+"""Dapr's ``bindings.rabbitmq``: ``create`` publishes the data to one queue; as an input binding
+it delivers that queue's messages.
 
 The queue (``queueName``) is declared at start with the component's settings; each message is
 persistent, carries the request metadata as AMQP headers, and takes ``ttlInSeconds``,
 ``priority`` and ``contentType`` from the request metadata, as in Dapr. The call answers once
-the broker confirmed the message.
+the broker confirmed the message. As an input, a message is acknowledged only once the app took
+it; one the app fails is requeued (after ``redeliverIntervalInSeconds``), and one in flight when
+the runtime stops is requeued by the broker: at least once. Its AMQP headers are the event's
+metadata.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,17 +22,27 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
-from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
+from layotto.server.components.bindings import (
+    BindingEvent,
+    BindingRequest,
+    BindingResponse,
+    EventHandler,
+    InputBinding,
+    OutputBinding,
+)
 from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
 
+log = logging.getLogger(__name__)
 
-class RabbitMqBinding(OutputBinding):
+
+class RabbitMqBinding(OutputBinding, InputBinding):
     spec = ComponentSpec(
         type="rabbitmq",
         building_block="bindings",
         description="Publishes each invocation's data to one RabbitMQ queue as a persistent message, confirmed "
-        "by the broker; request metadata travels as AMQP headers.",
-        features=frozenset({Feature.OUTPUT_BINDING}),
+        "by the broker; request metadata travels as AMQP headers. As an input, delivers the queue's messages "
+        "at least once.",
+        features=frozenset({Feature.OUTPUT_BINDING, Feature.INPUT_BINDING}),
         operations=("create",),
         metadata=(
             MetadataField(
@@ -46,6 +62,21 @@ class RabbitMqBinding(OutputBinding):
                 minimum=0,
             ),
             MetadataField(
+                "prefetchCount",
+                "Input: messages handed to the runtime before it acknowledged them.",
+                type=int,
+                default=1,
+                minimum=1,
+                maximum=65535,
+            ),
+            MetadataField(
+                "redeliverIntervalInSeconds",
+                "Input: wait before a message the app failed is requeued.",
+                type=float,
+                default=1.0,
+                minimum=0,
+            ),
+            MetadataField(
                 "maxPriority",
                 "Make a priority queue with this highest priority (0: not one).",
                 type=int,
@@ -61,9 +92,13 @@ class RabbitMqBinding(OutputBinding):
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._queue = ""
+        self._prefetch = 1
+        self._redeliver_interval = 1.0
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._queue = str(metadata["queueName"])
+        self._prefetch = int(metadata["prefetchCount"])
+        self._redeliver_interval = float(metadata["redeliverIntervalInSeconds"])
         try:
             self._connection = await aio_pika.connect_robust(str(metadata["host"]), timeout=5)
             self._channel = await self._connection.channel(publisher_confirms=True)
@@ -88,6 +123,30 @@ class RabbitMqBinding(OutputBinding):
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+
+    async def read(self, handler: EventHandler) -> None:
+        if self._connection is None:
+            raise BackendUnavailable(self.name, "not connected to the broker")
+        channel = await self._connection.channel()
+        try:
+            await channel.set_qos(prefetch_count=self._prefetch)
+            queue = await channel.get_queue(self._queue)
+            async with queue.iterator() as messages:
+                async for message in messages:
+                    await self._deliver(handler, message)
+        finally:
+            await channel.close()  # what is not acknowledged goes back to the queue
+
+    async def _deliver(self, handler: EventHandler, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        headers = {str(key): str(value) for key, value in (message.headers or {}).items()}
+        try:
+            await handler(BindingEvent(data=message.body, metadata=headers))
+        except Exception as error:
+            log.warning("rabbitmq binding %r: the app did not take a message, requeueing it: %s", self.name, error)
+            await asyncio.sleep(self._redeliver_interval)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
 
     async def health(self) -> Health:
         up = self._connection is not None and not self._connection.is_closed
