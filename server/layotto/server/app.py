@@ -184,8 +184,10 @@ class Runtime:
         assert cfg.app_callback_address
         if not input_binding_names(self.components):
             return
+        assert self.services is not None
         self.app_bindings = AppBindings(
             self.components,
+            self.services.state,
             address=cfg.app_callback_address,
             refresh_seconds=cfg.subscriptions_refresh_seconds,
             tracing=self.tracing,

@@ -22,14 +22,13 @@ from google.protobuf import empty_pb2
 
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
-from layotto.proto.dapr.runtime.v1 import state_pb2 as dapr_state_pb2
 from layotto.server.aio import stop_task
-from layotto.server.api.services import DAPR_STATE
-from layotto.server.api.state import StateApi
+from layotto.server.api.state import to_set_request
 from layotto.server.components.bindings import BindingEvent
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import BackendUnavailable
 from layotto.server.runtime.bindings import EventReply, InputBindingReaders, forward_reply
+from layotto.server.runtime.state import StateService
 
 if TYPE_CHECKING:
     from layotto.tracing import Tracing
@@ -46,7 +45,13 @@ class AppBindings:
     """Keeps the runtime reading the input bindings the app's ListInputBindings names."""
 
     def __init__(
-        self, components: ComponentSet, *, address: str, refresh_seconds: float, tracing: Tracing | None = None
+        self,
+        components: ComponentSet,
+        state: StateService,
+        *,
+        address: str,
+        refresh_seconds: float,
+        tracing: Tracing | None = None,
     ) -> None:
         self._components = components
         self._address = address
@@ -55,7 +60,7 @@ class AppBindings:
         self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
         self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
         self.readers = InputBindingReaders(components, self._deliver)
-        self._state = StateApi(components, DAPR_STATE)
+        self._state = state
         self._task: asyncio.Task[None] | None = None
         self.listed = asyncio.Event()  # set after the first answer of ListInputBindings
 
@@ -94,8 +99,9 @@ class AppBindings:
             detail = f"OnBindingEvent({name}): {error.details()}"
             raise BackendUnavailable(f"app callback {self._address}", detail) from error
         if response.states:  # saved as Dapr's SaveState would: the same checks, errors and etags
-            save = dapr_state_pb2.SaveStateRequest(store_name=response.store_name, states=response.states)
-            await self._state.SaveState(save, None)  # type: ignore[arg-type]  # it never reads its context
+            fields = [f"states[{i}]" for i in range(len(response.states))]
+            writes = [to_set_request(item, field) for item, field in zip(response.states, fields, strict=True)]
+            await self._state.write(response.store_name, writes, fields)
         if response.to:
             reply = EventReply(to=tuple(response.to), data=response.data, parallel=response.concurrency == _PARALLEL)
             await forward_reply(self._components, reply)
