@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -9,9 +10,11 @@ import pytest
 from layotto.client import (
     ClientClosed,
     Consistency,
+    DeadlineExceeded,
     EtagMismatch,
     NotImplementedByRuntime,
     RuntimeClient,
+    RuntimeUnavailable,
     StateWrite,
 )
 from layotto.client.testing import MockTransport
@@ -74,3 +77,64 @@ async def test_unknown_rpcs_and_a_closed_client_raise_sdk_errors() -> None:
     await client.aclose()
     with pytest.raises(ClientClosed):
         await client.state.get("s", "k")
+
+
+async def test_an_async_handler_is_awaited_under_the_call_timeout() -> None:
+    async def handler(method: str, request: Any) -> Any:
+        if request.key == "slow":
+            await asyncio.sleep(30)
+        await asyncio.sleep(0)
+        return pb.GetStateResponse(data=b"42", etag="1")
+
+    async with RuntimeClient(transport=MockTransport(handler)) as client:
+        item = await client.state.get("s", "k")
+        with pytest.raises(DeadlineExceeded, match="GetState"):
+            await client.state.get("s", "slow", timeout=0.2)
+    assert item.value == b"42" and item.etag == "1"
+    async with RuntimeClient(transport=MockTransport(handler, timeout=0.2)) as client:
+        with pytest.raises(DeadlineExceeded):
+            await client.state.get("s", "slow")
+
+
+async def test_a_response_of_the_wrong_type_names_the_expected_one() -> None:
+    transport = MockTransport(lambda method, request: pb.SaveStateRequest(store_name="s"))
+    async with RuntimeClient(transport=transport) as client:
+        with pytest.raises(TypeError, match=r"GetState.*SaveStateRequest.*spec\.proto\.runtime\.v1\.GetStateResponse"):
+            await client.state.get("s", "k")
+
+
+async def test_a_stream_handler_answering_nothing_ends_the_stream() -> None:
+    async with RuntimeClient(transport=MockTransport(lambda method, request: [])) as client:
+        with pytest.raises(RuntimeUnavailable, match="closed the stream before answering"):
+            async with asyncio.timeout(10):  # a guard against the hang this test is about
+                await client.pubsub.subscribe("bus", "orders").__aenter__()
+
+
+async def test_a_slow_async_stream_handler_raises_deadline_exceeded() -> None:
+    async def handler(method: str, request: Any) -> Any:
+        await asyncio.sleep(30)
+
+    async with RuntimeClient(transport=MockTransport(handler, timeout=0.2)) as client:
+        with pytest.raises(DeadlineExceeded):
+            async with asyncio.timeout(10):
+                await client.pubsub.subscribe("bus", "orders").__aenter__()
+
+
+async def test_a_closed_client_cannot_be_entered_again() -> None:
+    client = RuntimeClient(transport=MockTransport(lambda method, request: None))
+    async with client:
+        pass
+    with pytest.raises(ClientClosed):
+        async with client:
+            pass
+
+
+@pytest.mark.parametrize("address", ["not a host:::", "127.0.0.1", "host:0", "host:99999", "[::1", ":50001"])
+def test_a_malformed_address_raises_value_error_at_construction(address: str) -> None:
+    with pytest.raises(ValueError, match="address"):
+        RuntimeClient(address)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:34904", "localhost:1", "[::1]:50001", "unix:/tmp/x.sock", "dns:///h:1"])
+async def test_grpc_targets_are_accepted(address: str) -> None:
+    await RuntimeClient(address).aclose()

@@ -9,7 +9,7 @@ import uuid
 import brokers
 import pytest
 
-from layotto.client import BackendUnavailable, ReceivedMessage, RuntimeClient, Subscription
+from layotto.client import BackendUnavailable, ClientClosed, ReceivedMessage, RuntimeClient, Subscription
 from layotto.client.testing import test_runtime
 
 
@@ -75,3 +75,15 @@ async def test_an_unanswered_message_is_delivered_again_after_the_subscription_c
             assert (await next_message(subscription)).text() == "unanswered"
         texts = await received_for(client, topic, brokers.REDELIVERY_SECONDS + 2)
     assert "unanswered" in texts, "closing without an answer leaves the message to be delivered again"
+
+
+async def test_an_answer_after_the_subscription_closed_raises_and_the_message_comes_again() -> None:
+    topic = f"settle-{uuid.uuid4().hex[:8]}"
+    async with test_runtime(brokers.config("in-memory")) as runtime, runtime.client() as client:
+        async with client.pubsub.subscribe("bus", topic) as subscription:
+            await publish(client, topic, "late")
+            message = await next_message(subscription)
+        with pytest.raises(ClientClosed, match="subscription is closed"):
+            await message.ack()
+        texts = await received_for(client, topic, brokers.REDELIVERY_SECONDS + 2)
+    assert "late" in texts, "the answer was not sent: the runtime delivers the message again"

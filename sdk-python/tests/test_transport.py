@@ -179,3 +179,30 @@ async def test_retries_stop_at_the_deadline(flaky: tuple[str, list[int]]) -> Non
         with pytest.raises(RuntimeUnavailable):
             await client.state.get("s", "k", timeout=0.5)  # the first backoff would pass the deadline
     assert len(calls) == 1
+
+
+async def test_a_subscription_the_runtime_never_confirms_raises_deadline_exceeded() -> None:
+    async def silent(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async for _ in requests:  # reads the initial request, never answers it
+            pass
+        await asyncio.sleep(30)
+        yield pb.SubscribeTopicEventsResponse()  # pragma: no cover - never reached
+
+    server = grpc.aio.server()
+    method = grpc.stream_stream_rpc_method_handler(
+        silent,
+        request_deserializer=pb.SubscribeTopicEventsRequest.FromString,
+        response_serializer=pb.SubscribeTopicEventsResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"SubscribeTopicEvents": method}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with RuntimeClient(f"127.0.0.1:{port}", timeout=0.5, retry=NO_RETRY) as client:
+            with pytest.raises(DeadlineExceeded, match="first request"):
+                async with asyncio.timeout(15):  # a guard against the hang this test is about
+                    await client.pubsub.subscribe("bus", "orders").__aenter__()
+    finally:
+        await server.stop(None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -14,6 +15,7 @@ from google.protobuf import any_pb2
 from layotto.client._bindings import BindingsClient
 from layotto.client._configuration import ConfigurationClient
 from layotto.client._crypto import CryptoClient
+from layotto.client._errors import ClientClosed
 from layotto.client._invoke import InvokeResponse, invoke
 from layotto.client._lock import LockClient, SequencerClient
 from layotto.client._pubsub import PubSubClient
@@ -27,6 +29,21 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 ADDRESS_ENV = "LAYOTTO_GRPC_ENDPOINT"
 DEFAULT_ADDRESS = "127.0.0.1:34904"
 DEFAULT_TIMEOUT = 10.0
+
+
+#: gRPC target schemes passed to the channel as they are
+_URI_SCHEMES = ("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:")
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+")
+
+
+def check_address(address: str) -> None:
+    """Raise ValueError (naming ``address``) unless it is ``host:port``, ``[ipv6]:port``
+    (port 1-65535) or a URI of a gRPC scheme (``unix:path``, ``dns:///host:port``, ...)."""
+    if address.startswith(_URI_SCHEMES):
+        return
+    host, _, port = address.rpartition(":")
+    if not (_HOST.fullmatch(host) and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"address {address!r} is not host:port, [ipv6]:port or a unix:/dns: target")
 
 
 @dataclass(frozen=True)
@@ -51,7 +68,8 @@ class RuntimeClient:
     ``max_message_bytes`` bounds what is sent and received (the runtime's default, 16 MiB);
     a larger message raises :class:`PayloadTooLarge`. ``transport`` replaces the gRPC
     connection (and the options that configure it), e.g. with
-    ``layotto.client.testing.MockTransport`` in tests.
+    ``layotto.client.testing.MockTransport`` in tests. An ``address`` that is not a gRPC
+    target (``host:port``, ``[ipv6]:port``, or a ``unix:``/``dns:`` style URI) raises ValueError.
     """
 
     def __init__(
@@ -67,6 +85,9 @@ class RuntimeClient:
         transport: Transport | None = None,
     ) -> None:
         address = address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+        if transport is None:
+            check_address(address)
+        self._closed = False
         self._transport: Transport = transport or GrpcTransport(
             address,
             timeout=timeout,
@@ -132,9 +153,13 @@ class RuntimeClient:
         )
 
     async def aclose(self) -> None:
+        self._closed = True
         await self._transport.aclose()
 
     async def __aenter__(self) -> RuntimeClient:
+        """The client itself; raises :class:`ClientClosed` when it was closed already."""
+        if self._closed:
+            raise ClientClosed("the client is closed: it cannot be used in async with again", code="CANCELLED")
         return self
 
     async def __aexit__(

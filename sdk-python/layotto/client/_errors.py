@@ -5,7 +5,7 @@
     LayottoError
     ├── RuntimeUnavailable          the runtime cannot be reached, or is shutting down (after retries)
     ├── BackendUnavailable          the runtime is up, its component's backend is not (not retried)
-    ├── ClientClosed                the client was used after aclose()
+    ├── ClientClosed                the client, or a subscription, was used after it closed
     ├── DeadlineExceeded            the call's timeout passed (also a TimeoutError)
     ├── InvalidArgument             the request was refused; .field names what was wrong
     │   ├── MalformedRequest        the runtime could not decode the request
@@ -98,7 +98,8 @@ class BackendUnavailable(LayottoError):
 
 
 class ClientClosed(LayottoError):
-    """The client was used after ``aclose()`` (or after its ``async with`` block)."""
+    """The client was used after ``aclose()`` (or after its ``async with`` block), or a
+    subscription's message was answered (ack, retry, drop) after the subscription closed."""
 
 
 class DeadlineExceeded(LayottoError, TimeoutError):

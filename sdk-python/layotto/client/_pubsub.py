@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from layotto.client._errors import LayottoError
+from layotto.client._errors import ClientClosed, LayottoError
 from layotto.client._stream import ResumableStream
 from layotto.client._transport import StreamCall, Transport
 from layotto.client._values import Value, encode
@@ -77,16 +77,20 @@ class ReceivedMessage(Message):
     _settle: Callable[[str, TopicStatus], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
 
     async def ack(self) -> None:
-        """Handled: never delivered again. Returns once the answer is written to the stream
-        (after the subscription closed, it does nothing: the message is delivered again)."""
+        """Handled: never delivered again. Returns once the answer is written to the stream.
+        Raises :class:`ClientClosed` once the subscription is closed (its ``async with`` left):
+        the runtime delivers the message again. After a lost stream (the subscription reopened
+        it) it does nothing: the message comes again on the new stream."""
         await self._answer(TopicStatus.SUCCESS)
 
     async def retry(self) -> None:
-        """Deliver it again later (then dead-letter it). Returns once the answer is written."""
+        """Deliver it again later (then dead-letter it). Returns once the answer is written;
+        raises :class:`ClientClosed` as ``ack()`` does."""
         await self._answer(TopicStatus.RETRY)
 
     async def drop(self) -> None:
-        """Discard it (the runtime logs it). Returns once the answer is written."""
+        """Discard it (the runtime logs it). Returns once the answer is written; raises
+        :class:`ClientClosed` as ``ack()`` does."""
         await self._answer(TopicStatus.DROP)
 
     async def _answer(self, status: TopicStatus) -> None:
@@ -182,7 +186,8 @@ class Subscription(ResumableStream):
     ``await message.ack()`` (or ``retry()``, ``drop()``) returns once the answer is written to
     the stream. Leaving the ``async with`` block (or ``aclose()``) half-closes the stream and
     waits for the runtime to end it, up to the client's timeout (10 s when it has none), so
-    every awaited answer reaches the runtime; messages not yet answered are delivered again.
+    every awaited answer reaches the runtime; messages not yet answered are delivered again,
+    and answering one afterwards raises :class:`ClientClosed`.
     """
 
     def __init__(self, transport: Transport, initial: pb.SubscribeTopicEventsRequestInitial) -> None:
@@ -221,8 +226,11 @@ class Subscription(ResumableStream):
         async def settle(event_id: str, status: TopicStatus) -> None:
             processed = pb.SubscribeTopicEventsRequestProcessed(id=event_id, status=status.to_response())
             async with self._writing:
-                if generation != self._generation or self._call is None or self._ended or self._half_closed:
-                    return  # that stream is gone (or closed): the runtime delivers the message again
+                if self._half_closed:
+                    message = f"the subscription is closed: {status.name} of message {event_id!r} not sent"
+                    raise ClientClosed(f"{message} (it is delivered again)", code="CANCELLED")
+                if generation != self._generation or self._call is None or self._ended:
+                    return  # that stream is gone: the runtime delivers the message again
                 with contextlib.suppress(LayottoError):  # a lost stream: delivered again too
                     await self._call.write(pb.SubscribeTopicEventsRequest(event_processed=processed))
 
@@ -245,4 +253,5 @@ class Subscription(ResumableStream):
         except (TimeoutError, LayottoError):
             pass  # the runtime is gone or slow: what it did not hear is delivered again
         finally:
+            self._half_closed = True  # also when closing timed out before the half-close
             call.cancel()  # no-op once the call has ended

@@ -3,7 +3,9 @@
 Pub/Sub subscriptions and configuration watches are long-lived streams. When one ends because the
 runtime (or, behind it, its backend) is unreachable — UNAVAILABLE, or the stream ending early —
 it is opened again, with the client's retry backoff, until it works or it is closed. The first
-response of every opening (the runtime's confirmation that it is in place) is read like any other.
+response of every opening (the runtime's confirmation that it is in place) is read like any other,
+within the client's timeout (else :class:`DeadlineExceeded`); a stream the runtime ends before
+that first response raises :class:`RuntimeUnavailable`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
-from layotto.client._errors import LayottoError, RuntimeUnavailable
+from layotto.client._errors import DeadlineExceeded, LayottoError, RuntimeUnavailable
 from layotto.client._transport import EOF, StreamCall, Transport
 
 _LOST = ("UNAVAILABLE", "CANCELLED")
@@ -47,7 +49,7 @@ class ResumableStream(ABC):
                 return None
             try:
                 self._call, self._ended = await self._start(), False
-                first = await self._call.read()
+                first = await self._first_response()
             except LayottoError as error:
                 if error.code != "UNAVAILABLE" or delay is None:
                     raise
@@ -57,6 +59,20 @@ class ResumableStream(ABC):
                 raise RuntimeUnavailable("the runtime closed the stream before answering", code="UNAVAILABLE")
             return first
         return None  # pragma: no cover - the delays only run out by raising
+
+    async def _first_response(self) -> Any:
+        """The new call's first response, within the client's timeout (None: no limit), else
+        :class:`DeadlineExceeded` (the call cancelled)."""
+        assert self._call is not None
+        timeout = self._transport.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._call.read()
+        except TimeoutError:
+            self._call.cancel()
+            self._ended = True
+            message = f"the runtime did not answer the stream's first request within {timeout} s"
+            raise DeadlineExceeded(message, code="DEADLINE_EXCEEDED") from None
 
     async def _read(self) -> Any | None:
         """The next response — after a lost stream, the first of the new one; None once closed."""

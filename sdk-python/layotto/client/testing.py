@@ -39,7 +39,7 @@ from typing import Any
 from google.protobuf import message_factory
 
 from layotto.client._client import RuntimeClient
-from layotto.client._errors import ClientClosed, NotImplementedByRuntime
+from layotto.client._errors import ClientClosed, DeadlineExceeded, NotImplementedByRuntime
 from layotto.client._retry import NO_RETRY
 from layotto.client._transport import EOF, SERVICE, StreamCall, Transport
 from layotto.proto.runtime.v1 import runtime_pb2
@@ -50,8 +50,10 @@ __all__ = ["MockHandler", "MockTransport", "TestRuntime", "test_runtime"]
 #: (``"spec.proto.runtime.v1.Runtime.GetState"``), ``request`` the decoded request message.
 #: A unary RPC's handler returns its response message (None: an empty one) or raises a
 #: ``LayottoError``; a stream's handler gets the first request and returns the responses
-#: to send (an iterable), after which the stream stays open until the client closes it.
-#: Handlers may be ``async``.
+#: to send (an iterable), after which the stream stays open until the client closes it —
+#: unless it returned none (None or empty): then the stream ends at once, as a runtime
+#: ending it without answering would. A response of another message type than the RPC's
+#: raises ``TypeError``. Handlers may be ``async``: they run under the call's timeout.
 MockHandler = Callable[[str, Any], Any]
 
 _METHODS = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].methods_by_name
@@ -62,21 +64,45 @@ def _copy(message: Any) -> Any:
     return type(message).FromString(message.SerializeToString())
 
 
-async def _call(handler: MockHandler, method: str, request: Any) -> Any:
+async def _call(handler: MockHandler, method: str, request: Any, timeout: float | None) -> Any:
+    """The handler's answer; an async handler's within ``timeout`` seconds (None: no limit),
+    else :class:`DeadlineExceeded`."""
     result = handler(f"{SERVICE}.{method}", _copy(request))
-    return await result if inspect.isawaitable(result) else result
+    if not inspect.isawaitable(result):
+        return result
+    try:
+        async with asyncio.timeout(timeout):
+            return await result
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"{method}: the handler did not answer within {timeout} s", code="DEADLINE_EXCEEDED"
+        ) from None
+
+
+def _checked(method: str, response: Any) -> Any:
+    """``response`` as the client decodes it; TypeError when it is not ``method``'s output type."""
+    expected = _METHODS[method].output_type.full_name
+    descriptor = getattr(response, "DESCRIPTOR", None)
+    if getattr(descriptor, "full_name", None) != expected:
+        raise TypeError(
+            f"MockTransport: the handler of {method} returned {type(response).__name__}, expected {expected}"
+        )
+    return _copy(response)
 
 
 class MockTransport(Transport):
     """A transport that needs no runtime: ``handler`` answers every call.
 
     ``requests`` lists every request the client sent, in order, as ``(method, message)``
-    (a stream's answers, such as a subscription's acks, included). No retries, no deadlines.
+    (a stream's answers, such as a subscription's acks, included). No retries. ``timeout`` is
+    the default deadline of a call in seconds (None: none), as the client's ``timeout``; an
+    async handler answering later raises :class:`DeadlineExceeded`, and a subscription whose
+    stream does not answer its first request in time raises it too.
     """
 
-    def __init__(self, handler: MockHandler, *, address: str = "mock") -> None:
+    def __init__(self, handler: MockHandler, *, address: str = "mock", timeout: float | None = None) -> None:
         self.address = address
-        self.timeout = None
+        self.timeout = timeout
         self.retry = NO_RETRY
         self.requests: list[tuple[str, Any]] = []
         self._handler = handler
@@ -91,9 +117,10 @@ class MockTransport(Transport):
     async def unary(self, method: str, request: Any, timeout: float | None, *, idempotent: bool = False) -> Any:
         self._check(method)
         self.requests.append((f"{SERVICE}.{method}", _copy(request)))
-        response = await _call(self._handler, method, request)
-        output = message_factory.GetMessageClass(_METHODS[method].output_type)
-        return _copy(response) if response is not None else output()
+        response = await _call(self._handler, method, request, self.timeout if timeout is None else timeout)
+        if response is None:
+            return message_factory.GetMessageClass(_METHODS[method].output_type)()
+        return _checked(method, response)
 
     def stream(self, method: str) -> StreamCall:
         self._check(method)
@@ -113,8 +140,12 @@ class _MockStream:
         self._transport.requests.append((f"{SERVICE}.{self._method}", _copy(request)))
         if not self._started:
             self._started = True
-            for response in await _call(self._transport._handler, self._method, request) or ():
-                self._responses.put_nowait(_copy(response))
+            handler, timeout = self._transport._handler, self._transport.timeout
+            responses = [_checked(self._method, r) for r in await _call(handler, self._method, request, timeout) or ()]
+            for response in responses:
+                self._responses.put_nowait(response)
+            if not responses:
+                self._responses.put_nowait(EOF)  # nothing to send: the stream ends
 
     async def done_writing(self) -> None:
         self._responses.put_nowait(EOF)
