@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -225,3 +226,66 @@ async def test_an_unreachable_app_callback_is_logged_once_and_picked_up_when_it_
             assert runtime.app_subscriptions is not None
             await asyncio.wait_for(runtime.app_subscriptions.listed.wait(), 15)
     assert "answers again" in lines("INFO")[1]
+
+
+@pytest.fixture
+async def in_memory_stub(tmp_path: Path) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+    )
+    async with Runtime(config) as runtime, grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        yield runtime_pb2_grpc.RuntimeStub(channel)
+
+
+async def subscribed(stub: runtime_pb2_grpc.RuntimeStub, topic: str) -> Any:
+    """A SubscribeTopicEvents call on ``topic`` past its initial response."""
+    call = stub.SubscribeTopicEvents()
+    initial = pb.SubscribeTopicEventsRequestInitial(pubsub_name="bus", topic=topic)
+    await call.write(pb.SubscribeTopicEventsRequest(initial_request=initial))
+    assert (await call.read()).HasField("initial_response")
+    return call
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (
+            pb.SubscribeTopicEventsRequest(
+                initial_request=pb.SubscribeTopicEventsRequestInitial(pubsub_name="bus", topic="again")
+            ),
+            "initial_request",
+        ),
+        (pb.SubscribeTopicEventsRequest(), "subscribe_topic_events_request_type"),
+    ],
+    ids=["second-initial-request", "empty-request"],
+)
+async def test_a_bad_request_mid_stream_ends_it_with_invalid_argument(
+    in_memory_stub: runtime_pb2_grpc.RuntimeStub, request_: pb.SubscribeTopicEventsRequest, field: str
+) -> None:
+    call = await subscribed(in_memory_stub, "t")
+    await call.write(request_)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await asyncio.wait_for(call.read(), 15)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith(field)
+
+
+async def test_an_answer_for_an_unknown_id_is_logged_and_the_stream_goes_on(
+    in_memory_stub: runtime_pb2_grpc.RuntimeStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="layotto.server.api.pubsub")
+    call = await subscribed(in_memory_stub, "t")
+    processed = pb.SubscribeTopicEventsRequestProcessed(
+        id="no-such-event", status=cb.TopicEventResponse(status=SUCCESS)
+    )
+    await call.write(pb.SubscribeTopicEventsRequest(event_processed=processed))
+    await publish(in_memory_stub, "t", b"after")
+    response = await asyncio.wait_for(call.read(), 15)
+    assert response.event_message.data == b"after"
+    await wait_for(lambda: any("no-such-event" in r.getMessage() for r in caplog.records))
+    unknown = [r for r in caplog.records if "no-such-event" in r.getMessage()]
+    assert [r.levelno for r in unknown] == [logging.DEBUG]
+    call.cancel()

@@ -4,12 +4,16 @@ PublishEvent and SubscribeTopicEventsAlpha1 (Dapr).
 A stream is one subscriber of its (pubsub, topic) for the delivery engine
 (:mod:`layotto.server.runtime.delivery`): streams of one topic, of either API, and the app's
 AppCallback compete for its messages. Each event is sent on the stream as
-``event_message`` and settled by the ``event_processed`` answer with its id.
+``event_message`` and settled by the ``event_processed`` answer with its id. A second
+``initial_request``, or a request setting neither, ends the stream with INVALID_ARGUMENT naming
+the field; an answer for an id with no pending delivery is ignored (logged at DEBUG): it may
+race a redelivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -26,6 +30,10 @@ from layotto.server.runtime.publish import BulkEntry, Publisher, find_pubsub
 from layotto.server.runtime.validation import parse_max_delivery_attempts
 
 __all__ = ["PubSubApi", "PubSubMessages", "consumer_group", "find_pubsub", "to_event_request"]
+
+log = logging.getLogger(__name__)
+#: the oneof of a SubscribeTopicEvents request (Layotto's and Dapr's)
+_REQUEST_TYPE = "subscribe_topic_events_request_type"
 
 
 @dataclass(frozen=True)
@@ -79,8 +87,13 @@ class StreamSubscriber(Subscriber):
                 del self.pending[request.id]
 
     def settle(self, event_id: str, status: int) -> None:
+        """Answer the oldest offer of ``event_id``. An id with none pending is logged (DEBUG)
+        and ignored, not an error: an answer may race the event's redelivery elsewhere (its
+        offer ended when the stream was slow), or repeat one already settled."""
         waiting = self.pending.get(event_id)
-        if waiting:
+        if not waiting:
+            log.debug("ignoring an answer for event %r: no delivery of it is pending on this stream", event_id)
+        else:
             future = waiting.popleft()
             if not future.done():
                 future.set_result(status)
@@ -128,7 +141,7 @@ class PubSubApi:
 
     async def _stream(self, requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
         first = await anext(requests, None)
-        if first is None or first.WhichOneof("subscribe_topic_events_request_type") != "initial_request":
+        if first is None or first.WhichOneof(_REQUEST_TYPE) != "initial_request":
             raise InvalidArgument("initial_request", "must be the first message of the stream")
         initial = first.initial_request
         pubsub = self._pubsub(initial.pubsub_name, "initial_request.pubsub_name")
@@ -151,6 +164,9 @@ class PubSubApi:
                 getter = asyncio.ensure_future(stream.outbox.get())
                 done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if getter not in done:
+                    refused = None if reader.cancelled() else reader.exception()
+                    if isinstance(refused, InvalidArgument):
+                        raise refused  # a bad request: the call ends with its status
                     break  # the client half-closed or went away
                 yield self._messages.stream_response(event_message=getter.result())
         finally:
@@ -171,10 +187,18 @@ def consumer_group(metadata: Mapping[str, str], app_id: str) -> str:
 
 
 async def _read_answers(requests: AsyncIterator[Any], stream: StreamSubscriber) -> None:
+    """Settle ``stream``'s events by the client's answers until it half-closes; a second
+    ``initial_request``, or a request setting neither, raises InvalidArgument (which ends the
+    stream with INVALID_ARGUMENT)."""
     try:
         async for request in requests:
-            if request.WhichOneof("subscribe_topic_events_request_type") == "event_processed":
+            kind = request.WhichOneof(_REQUEST_TYPE)
+            if kind == "event_processed":
                 processed = request.event_processed
                 stream.settle(processed.id, int(processed.status.status))
+            elif kind == "initial_request":
+                raise InvalidArgument("initial_request", "sent twice: only the first message of a stream may set it")
+            else:
+                raise InvalidArgument(_REQUEST_TYPE, "is empty: a request sets initial_request or event_processed")
     except MalformedRequest:
         return  # ends the stream like a half-close; the adapter answers the call with this error
