@@ -21,6 +21,7 @@ A block in any other language, or a sh block without its marker, fails the test.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import socket
@@ -271,6 +272,36 @@ def test_snippet(snippet: Snippet, tmp_path: Path) -> None:
             f"{snippet.where}: a ```{snippet.lang or '(no language)'} block is neither run nor loaded;"
             " mark it <!-- snippet: not-run: REASON --> or give it a language the test knows"
         )
+
+
+#: what a snippet may import besides the standard library: the SDK and what it installs
+SDK_MODULES = {"layotto", "grpc", "google"}
+
+
+def _imported(code: str) -> set[str]:
+    """The top-level modules ``code`` imports (absolute imports only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize(
+    "snippet", PYTHON := [s for s in SNIPPETS if s.lang == "python"], ids=[s.where for s in PYTHON]
+)
+def test_a_snippet_needing_more_than_the_sdk_says_so(snippet: Snippet) -> None:
+    """A reader who installed the SDK can run the snippet, or its marker's ``requires=a,b`` names
+    the other packages and its page has the ``pip install`` line for them."""
+    extra = _imported(snippet.code) - set(sys.stdlib_module_names) - SDK_MODULES
+    declared = set(filter(None, snippet.options.get("requires", "").split(",")))
+    assert extra <= declared, f"{snippet.where} imports {sorted(extra - declared)}: say requires= in its marker"
+    page = snippet.path.read_text()
+    for package in sorted(declared):
+        install = re.search(rf"pip install [^`\n]*\b{re.escape(package)}\b", page)
+        assert install, f"{snippet.where} requires {package}: its page gives no pip install line with it"
 
 
 def test_blocks_not_run_say_why() -> None:

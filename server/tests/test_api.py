@@ -85,6 +85,18 @@ async def test_save_state_bad_input(
     assert (await stub.GetState(pb.GetStateRequest(store_name="sqlite", key="a"))).data == b""
 
 
+@pytest.mark.parametrize("store", ["in-memory", "sqlite"])
+async def test_a_first_write_conflict_without_an_etag_says_so(stub: runtime_pb2_grpc.RuntimeStub, store: str) -> None:
+    first_write = pb.StateOptions(concurrency=pb.StateOptions.CONCURRENCY_FIRST_WRITE)
+    save = pb.SaveStateRequest(store_name=store, states=[pb.StateItem(key="fw", value=b"1", options=first_write)])
+    await stub.SaveState(save)
+    error = await call_error(stub.SaveState(save))
+    assert error.code() == grpc.StatusCode.ABORTED
+    assert error.details() == "states[0].options.concurrency: first-write conflict: key 'fw' already exists"
+    info = error_info(error)
+    assert (info.reason, info.metadata["key"]) == ("ETAG_MISMATCH", "fw")
+
+
 async def test_transaction_validation_names_the_operation(stub: runtime_pb2_grpc.RuntimeStub) -> None:
     ops = [
         pb.TransactionalStateOperation(operationType="upsert", request=pb.StateItem(key="a", value=b"1")),

@@ -75,8 +75,13 @@ class EtagMismatch(LayottoError):
 
     reason = "ETAG_MISMATCH"
 
-    def __init__(self, key: str, field: str = "etag") -> None:
-        super().__init__(f"{field}: etag mismatch for key {key!r}", metadata={"key": key, "field": field})
+    def __init__(self, key: str, field: str = "etag", *, first_write: bool = False) -> None:
+        """``first_write``: a first-write save sent no etag and the key exists (``field`` is then
+        the request's ``options.concurrency``)."""
+        problem = (
+            f"first-write conflict: key {key!r} already exists" if first_write else f"etag mismatch for key {key!r}"
+        )
+        super().__init__(f"{field}: {problem}", metadata={"key": key, "field": field})
         self.key = key
 
 

@@ -131,9 +131,12 @@ def check_features(store: StateStore, request: WriteRequest) -> None:
 
 
 def locate_etag_error(error: LayottoError, write: WriteRequest, field: str) -> LayottoError:
-    """The same etag error, naming the request field it came from."""
+    """The same etag error, naming the request field it came from (a first-write save that sent
+    no etag: a first-write conflict, naming its ``options.concurrency``)."""
     etag_field = sub(field, "etag")
     if isinstance(error, EtagMismatch):
+        if isinstance(write, SetRequest) and write.concurrency is Concurrency.FIRST_WRITE and not write.etag:
+            return EtagMismatch(write.key, sub(field, "options.concurrency"), first_write=True)
         return EtagMismatch(write.key, etag_field)
     if isinstance(error, EtagInvalid):
         return EtagInvalid(write.key, write.etag or "", etag_field)
