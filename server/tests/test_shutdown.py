@@ -11,6 +11,7 @@ import grpc
 from server_helpers import ServerProcess, start_server
 
 from layotto.client import RetryPolicy, RuntimeClient
+from layotto.proto.dapr.runtime.v1 import dapr_pb2, dapr_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
@@ -76,3 +77,18 @@ async def test_the_sdk_retries_a_refused_call_against_the_restarted_runtime(tmp_
     finally:
         if restarted is not None:
             restarted.terminate()
+
+
+async def test_the_log_says_what_asked_the_runtime_to_stop(tmp_path: Path) -> None:
+    server = start_server(data_dir=tmp_path / "rpc")
+    try:
+        async with grpc.aio.insecure_channel(server.grpc_address) as channel:
+            await dapr_pb2_grpc.DaprStub(channel).Shutdown(dapr_pb2.ShutdownRequest(), timeout=10)
+        _, stderr = server.process.communicate(timeout=30)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    assert server.process.returncode == 0, stderr
+    assert "shutting down (requested by the Dapr Shutdown RPC)" in stderr, stderr
+    code, stderr = start_server(data_dir=tmp_path / "signal").terminate()
+    assert code == 0 and "shutting down (requested by SIGTERM)" in stderr, stderr

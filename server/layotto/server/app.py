@@ -57,6 +57,7 @@ class Runtime:
         self._gate = ShutdownGate()  # refuses calls with UNAVAILABLE once shutdown begins
         self._actuator: Actuator | None = None
         self._stop_requested = asyncio.Event()
+        self.shutdown_cause = ""  # who asked the runtime to stop (request_shutdown), "" until then
         self.topics = Topics()
         self.tracing: Tracing | None = None
         self.app_subscriptions: AppSubscriptions | None = None
@@ -208,7 +209,11 @@ class Runtime:
             },
         }
 
-    def request_shutdown(self) -> None:
+    def request_shutdown(self, cause: str = "requested") -> None:
+        """Ask the runtime to stop (``serve`` then stops it); ``cause`` says who asked ("SIGTERM",
+        "the Dapr Shutdown RPC"): the first is kept in ``shutdown_cause``, which ``serve`` logs."""
+        if not self._stop_requested.is_set():
+            self.shutdown_cause = cause
         self._stop_requested.set()
 
     async def wait_for_shutdown(self) -> None:
@@ -260,12 +265,12 @@ async def serve(config: RuntimeConfig) -> None:
     trimmer = MemoryTrimmer()  # memory read for refused large requests goes back to the system
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, runtime.request_shutdown)
+        loop.add_signal_handler(sig, runtime.request_shutdown, sig.name)
     await runtime.start()
     trimmer.start()
     try:
         await runtime.wait_for_shutdown()
-        log.info("shutting down: draining in-flight calls")
+        log.info("shutting down (requested by %s): draining in-flight calls", runtime.shutdown_cause)
     finally:
         await trimmer.stop()
         await runtime.stop()

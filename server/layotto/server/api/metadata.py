@@ -34,5 +34,5 @@ class MetadataApi:
         return empty_pb2.Empty()
 
     async def Shutdown(self, request: Any, context: Context) -> empty_pb2.Empty:
-        self._metadata.shutdown()
+        self._metadata.shutdown("the Dapr Shutdown RPC")
         return empty_pb2.Empty()

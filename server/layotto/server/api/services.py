@@ -258,7 +258,7 @@ def api_handlers(
     *,
     app_id: str,
     version: str,
-    shutdown: Callable[[], None],
+    shutdown: Callable[[str], None],
     topics: Topics,
     max_publish_bytes: int,
     secret_policy: SecretPolicy,

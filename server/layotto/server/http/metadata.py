@@ -53,5 +53,5 @@ class MetadataHttp:
 
     @dapr_errors("metadata", "ERR_SHUTDOWN")
     async def shutdown(self, call: Call) -> web.Response:
-        self._metadata.shutdown()
+        self._metadata.shutdown("Dapr's HTTP POST /v1.0/shutdown")
         return web.Response(status=204)

@@ -33,7 +33,7 @@ class RegisteredComponent:
 class MetadataService:
     """One per runtime: the attributes set over gRPC and over HTTP are the same ones."""
 
-    def __init__(self, app_id: str, version: str, components: ComponentSet, shutdown: Callable[[], None]) -> None:
+    def __init__(self, app_id: str, version: str, components: ComponentSet, shutdown: Callable[[str], None]) -> None:
         self.app_id = app_id
         self.version = version
         self._components = components
@@ -81,6 +81,7 @@ class MetadataService:
                 "value", f"all attributes would take {total} bytes, over the {MAX_ATTRIBUTES_BYTES}-byte limit"
             )
 
-    def shutdown(self) -> None:
-        """Ask the runtime to stop gracefully (it drains in-flight calls)."""
-        self._shutdown()
+    def shutdown(self, cause: str) -> None:
+        """Ask the runtime to stop gracefully (it drains in-flight calls); ``cause`` says who
+        asked, for the log ("the Dapr Shutdown RPC")."""
+        self._shutdown(cause)

@@ -31,7 +31,7 @@ def build_services(
     *,
     app_id: str,
     version: str,
-    shutdown: Callable[[], None],
+    shutdown: Callable[[str], None],
     max_publish_bytes: int,
     secret_policy: SecretPolicy,
 ) -> RuntimeServices:
