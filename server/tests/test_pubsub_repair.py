@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -227,3 +228,15 @@ async def test_a_consumer_loop_outlives_any_exception_of_its_step() -> None:
     loop.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await loop
+
+
+async def test_a_disconnect_the_runtime_asked_for_is_not_logged_as_a_lost_connection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="layotto.server.components.pubsub.mqtt")
+    async with bus_on("mqtt", tmp_path) as bus:
+        await wait_for(lambda: bus.component._renewed.is_set())  # type: ignore[attr-defined]
+    # the runtime stopped: the component closed its connection
+    mqtt_records = [r for r in caplog.records if r.name == "layotto.server.components.pubsub.mqtt"]
+    assert not [r for r in mqtt_records if r.levelno >= logging.WARNING], [r.getMessage() for r in mqtt_records]
+    assert any("disconnected" in r.getMessage() and "closing" in r.getMessage() for r in mqtt_records)

@@ -126,6 +126,7 @@ class MqttPubSub(PubSub):
         self._connection = 0  # counts connections (paho's thread writes it)
         self._subscribing: dict[int, tuple[int, asyncio.Future[None] | None]] = {}  # SUBSCRIBE mid -> route
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False  # close() disconnects: that disconnect is not a lost connection
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._loop = asyncio.get_running_loop()
@@ -163,6 +164,7 @@ class MqttPubSub(PubSub):
     async def close(self) -> None:
         client = getattr(self, "_client", None)
         if client is not None:
+            self._closing = True
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
 
@@ -185,6 +187,9 @@ class MqttPubSub(PubSub):
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._renewed.clear()
+        if self._closing:
+            log.debug("pubsub %r: MQTT disconnected (closing the component)", self.name)
+            return
         log.warning("pubsub %r: MQTT connection lost (%s); reconnecting", self.name, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
