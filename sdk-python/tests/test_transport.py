@@ -22,6 +22,7 @@ from layotto.client import (
     DeadlineExceeded,
     RetryPolicy,
     RuntimeClient,
+    RuntimeInternalError,
     RuntimeUnavailable,
 )
 from layotto.proto.reasons import ERROR_DOMAIN
@@ -206,3 +207,89 @@ async def test_a_subscription_the_runtime_never_confirms_raises_deadline_exceede
                     await client.pubsub.subscribe("bus", "orders").__aenter__()
     finally:
         await server.stop(None)
+
+
+CORE_FAILURE = "Internal error from Core"  # what grpc.aio's client reports when its core fails a call
+
+
+async def serve_watch(failures: list[tuple[str, str]]) -> tuple[grpc.aio.Server, str, list[int]]:
+    """A SubscribeConfiguration that ends its first openings INTERNAL, one per ``(details, reason)``
+    of ``failures`` (reason "" for no ErrorInfo), then reports the item ``flag=on`` and stays open."""
+    opened: list[int] = []
+
+    async def handler(requests: Any, context: Any) -> AsyncIterator[pb.SubscribeConfigurationResponse]:
+        await anext(requests)
+        opened.append(1)
+        if len(opened) <= len(failures):
+            details, reason = failures[len(opened) - 1]
+            trailers = status_details(reason) if reason else ()
+            await context.abort(grpc.StatusCode.INTERNAL, details, trailing_metadata=trailers)
+        yield pb.SubscribeConfigurationResponse(items=[pb.ConfigurationItem(key="flag", content="on")])
+        await asyncio.Event().wait()
+
+    server = grpc.aio.server()
+    method = grpc.stream_stream_rpc_method_handler(
+        handler,
+        request_deserializer=pb.SubscribeConfigurationRequest.FromString,
+        response_serializer=pb.SubscribeConfigurationResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"SubscribeConfiguration": method}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}", opened
+
+
+async def test_a_watch_opened_while_grpc_core_fails_the_stream_is_opened_again() -> None:
+    # what grpc.aio reports for a stream opened against a stopping runtime (grpc/grpc#36066)
+    server, address, opened = await serve_watch([(CORE_FAILURE, ""), (CORE_FAILURE, "")])
+    try:
+        async with RuntimeClient(address, retry=FAST) as client, client.configuration.watch("c", ["flag"]) as watch:
+            item = await anext(watch)
+    finally:
+        await server.stop(None)
+    assert (item.key, item.content) == ("flag", "on") and len(opened) == 3
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [(CORE_FAILURE, "INTERNAL"), ("Internal error from Core.", ""), ("the store failed", "")],
+    ids=["the-runtime's-INTERNAL", "other-details", "another-INTERNAL"],
+)
+async def test_an_internal_error_the_runtime_sent_ends_the_watch(failure: tuple[str, str]) -> None:
+    server, address, opened = await serve_watch([failure])
+    try:
+        async with RuntimeClient(address, retry=FAST) as client:
+            with pytest.raises(RuntimeInternalError) as caught:
+                await client.configuration.watch("c", ["flag"]).__aenter__()
+    finally:
+        await server.stop(None)
+    assert len(opened) == 1 and not caught.value.transport_failure
+
+
+async def test_a_publish_failed_by_grpc_core_is_not_sent_again() -> None:
+    server = grpc.aio.server()
+    calls: list[int] = []
+
+    async def handler(request: pb.PublishEventRequest, context: Any) -> empty_pb2.Empty:
+        calls.append(1)
+        await context.abort(grpc.StatusCode.INTERNAL, CORE_FAILURE)
+
+    method = grpc.unary_unary_rpc_method_handler(
+        handler,
+        request_deserializer=pb.PublishEventRequest.FromString,
+        response_serializer=empty_pb2.Empty.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("spec.proto.runtime.v1.Runtime", {"PublishEvent": method}),)
+    )
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    try:
+        async with RuntimeClient(address, retry=FAST) as client:
+            with pytest.raises(RuntimeInternalError) as caught:
+                await client.pubsub.publish("bus", "t", "x")
+    finally:
+        await server.stop(None)
+    assert len(calls) == 1 and caught.value.transport_failure, "it may have reached the runtime: the app decides"

@@ -75,16 +75,24 @@ __all__ = [
 class LayottoError(Exception):
     """Base of every error the SDK raises. ``code`` is the gRPC status name, ``reason`` the
     runtime's reason (a key of :data:`layotto.proto.reasons.REASONS`, "" when it sent none),
-    ``metadata`` its details (``field``, ``key``, ...)."""
+    ``metadata`` its details (``field``, ``key``, ...). ``transport_failure`` is True when gRPC's
+    client core failed the call itself, with no answer from the runtime (see :func:`core_failure`)."""
 
     def __init__(
-        self, message: str, *, code: str = "UNKNOWN", reason: str = "", metadata: dict[str, str] | None = None
+        self,
+        message: str,
+        *,
+        code: str = "UNKNOWN",
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        transport_failure: bool = False,
     ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.reason = reason
         self.metadata = dict(metadata or {})
+        self.transport_failure = transport_failure
 
 
 class RuntimeUnavailable(LayottoError):
@@ -279,14 +287,41 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
     return info.reason if info is not None and info.domain in (ERROR_DOMAIN, "") else ""
 
 
+#: the details of the INTERNAL status grpc.aio's client reports when its core fails a call
+CORE_INTERNAL_ERROR = "Internal error from Core"
+
+
+def core_failure(error: grpc.aio.AioRpcError) -> bool:
+    """The call failed in gRPC's client core, not in the runtime: INTERNAL with exactly the core's
+    details and no ErrorInfo (the runtime's every INTERNAL carries one).
+
+    grpc.aio reports this when a stream's write meets a call the server has already ended, e.g.
+    a stream opened against a runtime that is stopping and answers it UNAVAILABLE: the status the
+    server sent is lost and the write fails in core (https://github.com/grpc/grpc/issues/36066).
+    The runtime did not serve such a call; whether a unary call reached it is unknown.
+    """
+    return (
+        error.code() is grpc.StatusCode.INTERNAL
+        and error.details() == CORE_INTERNAL_ERROR
+        and error_info(error) is None
+    )
+
+
 def translate_rpc_error(error: grpc.aio.AioRpcError) -> LayottoError:
-    """The SDK exception for a failed call: by the runtime's reason, else by the status code."""
+    """The SDK exception for a failed call: by the runtime's reason, else by the status code.
+    A failure of gRPC's core (:func:`core_failure`) is a RuntimeInternalError with ``transport_failure``."""
     code = error.code()
     info = error_info(error)
     reason = reason_of(error)
     metadata = dict(info.metadata) if info is not None else {}
     cls = BY_REASON.get(reason) or BY_CODE.get(code, RuntimeInternalError)
-    return cls(error.details() or code.name, code=code.name, reason=reason, metadata=metadata)
+    return cls(
+        error.details() or code.name,
+        code=code.name,
+        reason=reason,
+        metadata=metadata,
+        transport_failure=core_failure(error),
+    )
 
 
 #: the errors of grpc.aio that ``translate`` turns into the SDK's

@@ -6,7 +6,9 @@ What is retried, within the call's deadline and the policy's attempts:
   and a connection that could not be made: every call, since none reached the runtime;
 * any other ``UNAVAILABLE`` without a reason (the connection broke, perhaps mid-call): idempotent
   calls only (reads, plain saves and deletes, keep-alives, ...);
-* never ``BACKEND_UNAVAILABLE``: the runtime is up and has retried its backend; the app decides.
+* never ``BACKEND_UNAVAILABLE``: the runtime is up and has retried its backend; the app decides;
+* never an INTERNAL failure of gRPC's client core (``LayottoError.transport_failure``): whether the
+  call reached the runtime is unknown, so only streams being opened retry it (``_stream``).
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ it is opened again, with the client's retry backoff, until it works or it is clo
 response of every opening (the runtime's confirmation that it is in place) is read like any other,
 within the client's timeout (else :class:`DeadlineExceeded`); a stream the runtime ends before
 that first response raises :class:`RuntimeUnavailable`.
+
+An opening that fails in gRPC's client core (INTERNAL "Internal error from Core" with no ErrorInfo,
+``LayottoError.transport_failure``) is retried like UNAVAILABLE: grpc.aio reports it instead of the
+runtime's UNAVAILABLE when the runtime it reaches is stopping (https://github.com/grpc/grpc/issues/36066),
+and the runtime has served nothing of the stream yet. Unary calls never retry it (see ``_retry``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from layotto.client._transport import EOF, StreamCall, Transport
 _LOST = ("UNAVAILABLE", "CANCELLED")
 
 
+def _unreachable(error: LayottoError) -> bool:
+    """Opening the stream failed before the runtime served it: UNAVAILABLE, or gRPC's core failed it."""
+    return error.code == "UNAVAILABLE" or error.transport_failure
+
+
 class ResumableStream(ABC):
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
@@ -35,9 +45,9 @@ class ResumableStream(ABC):
         """Open a new call and write its first request(s)."""
 
     async def _open(self, *, forever: bool = False) -> Any | None:
-        """Open a stream, retrying UNAVAILABLE per the client's retry policy; ``forever``
-        (after losing a stream): until it works or the stream is closed. Answers the first
-        response, or None once closed."""
+        """Open a stream, retrying UNAVAILABLE (and a failure of gRPC's core) per the client's
+        retry policy; ``forever`` (after losing a stream): until it works or the stream is closed.
+        Answers the first response, or None once closed."""
         policy = self._transport.retry
         delays: Iterator[float | None] = (
             itertools.chain(policy.delays(), itertools.repeat(policy.max_backoff))
@@ -51,7 +61,7 @@ class ResumableStream(ABC):
                 self._call, self._ended = await self._start(), False
                 first = await self._first_response()
             except LayottoError as error:
-                if error.code != "UNAVAILABLE" or delay is None:
+                if not _unreachable(error) or delay is None:
                     raise
                 await asyncio.sleep(delay)
                 continue
