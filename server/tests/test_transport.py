@@ -211,6 +211,20 @@ async def test_auto_picks_native_when_installed_and_able(tmp_path: Path, caplog:
     assert "gRPC transport: native (grpc_transport: auto, pygrpc-native 0.5" in caplog.text
 
 
+async def test_the_default_is_auto_and_serves_on_native(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LAYOTTO_GRPC_TRANSPORT", raising=False)
+    caplog.set_level(logging.INFO, "layotto.server.transport")
+    cfg = embedded_defaults().with_overrides(
+        grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path)
+    )
+    assert cfg.grpc_transport == "auto"
+    async with Runtime(cfg) as runtime:
+        assert runtime.grpc_transport == "native"
+    assert "gRPC transport: native (grpc_transport: auto, pygrpc-native 0.5" in caplog.text
+
+
 async def test_auto_falls_back_to_grpcio_when_native_refuses_an_option(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -291,7 +305,7 @@ def test_transport_from_file_flag_and_environment(
         return dict(json.loads(capsys.readouterr().out))
 
     monkeypatch.delenv("LAYOTTO_GRPC_TRANSPORT", raising=False)
-    assert printed()["grpc_transport"] == "grpcio"
+    assert printed()["grpc_transport"] == "auto"
     monkeypatch.setenv("LAYOTTO_GRPC_TRANSPORT", "native")  # the default when set (how CI picks the transport)
     assert printed()["grpc_transport"] == "native"
     from_file = printed("-c", str(path))  # the file's key wins over the environment, the flag over both

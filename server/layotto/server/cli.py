@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "--grpc-transport",
         choices=GRPC_TRANSPORTS,
         help="gRPC server: native (pygrpc-native), grpcio (grpc.aio), or auto (native when installed and able); "
-        "default grpcio, or LAYOTTO_GRPC_TRANSPORT",
+        "default auto, or LAYOTTO_GRPC_TRANSPORT",
     )
     run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
     run.add_argument("--version", action="version", version=f"layotto {_version()}")

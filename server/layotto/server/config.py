@@ -41,8 +41,8 @@ _OWN_GRPC_OPTIONS = ("grpc.max_receive_message_length", "grpc.max_send_message_l
 
 
 def default_grpc_transport() -> str:
-    """LAYOTTO_GRPC_TRANSPORT when set (how CI runs every suite on each transport), else grpcio."""
-    return os.environ.get("LAYOTTO_GRPC_TRANSPORT") or "grpcio"
+    """LAYOTTO_GRPC_TRANSPORT when set (how CI runs every suite on each transport), else auto."""
+    return os.environ.get("LAYOTTO_GRPC_TRANSPORT") or "auto"
 
 
 def default_data_dir() -> str:
@@ -233,7 +233,7 @@ def from_mapping(raw: Any) -> RuntimeConfig:
         raise ConfigError(f"app_port: expected a port number, got {values['app_port']!r}")
     if values.get("event_loop", "auto") not in EVENT_LOOPS:
         raise ConfigError(f"event_loop: expected one of {', '.join(EVENT_LOOPS)}, got {values['event_loop']!r}")
-    if values.get("grpc_transport", "grpcio") not in GRPC_TRANSPORTS:
+    if values.get("grpc_transport", "auto") not in GRPC_TRANSPORTS:
         raise ConfigError(
             f"grpc_transport: expected one of {', '.join(GRPC_TRANSPORTS)}, got {values['grpc_transport']!r}"
         )
