@@ -1,13 +1,21 @@
-"""The two gRPC transports side by side: bare echo servers and the runtime's in-memory GetState.
+"""The two gRPC transports side by side: bare echoes, and the runtime's calls on each transport.
 
-Four servers, each a child process on loopback: a bare GetState echo on grpc.aio and on
-pygrpc-native (bench/echo_server.py), and `layotto serve` with ``--grpc-transport grpcio`` and
-``native``. They are measured in alternating rounds of one run (every server once per round and
-concurrency), so a change in the machine's load hits all of them alike. The primary figure is the
-server's CPU per call: utime + stime of the whole server process (all its threads) from
-/proc/PID/stat over the measured window, divided by the calls answered. Usage:
+Servers, each a child process on loopback: a bare GetState echo on grpc.aio and on pygrpc-native
+(bench/echo_server.py), and `layotto serve` with ``--grpc-transport grpcio`` and ``native``, both
+with the in-memory, Redis and PostgreSQL state stores and the Redis pub/sub. Measured: the echoes,
+and on each runtime in-memory GetState, Redis and PostgreSQL GetState/SaveState and PublishEvent
+on Redis; beside them the same Redis and PostgreSQL operations straight through the async driver
+(redis-py, psycopg), the floor under "added p90". Every row is run at concurrency 1, 16 and a fixed
+rate (500 req/s), in alternating rounds of one run (every row once per round and load), so a change
+in the machine's load hits all of them alike.
 
-    python bench/transport.py [--rounds 3] [--seconds 1.5] [--concurrency 1 16]
+The primary figure is the server's CPU per call: utime + stime of the whole server process (all its
+threads) from /proc/PID/stat over the measured window, divided by the calls answered (the driver
+rows have no server process of ours: their CPU is the Redis or PostgreSQL server's, not counted).
+Latencies are the median over rounds of each round's p50/p90/p99. Usage (backends up first):
+
+    scripts/backends up redis postgres
+    python bench/transport.py [--rounds 2] [--seconds 1.5] [--rate 500]
 
 The load generator is this process (grpc.aio): its own CPU is not counted, but it bounds req/s.
 """
@@ -19,24 +27,32 @@ import asyncio
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _load import closed_loop
+from _load import LoadResult, closed_loop, fixed_rate
 from _runtime import free_port, start, start_runtime, stop, wait_ready
+from state_backends import PG_DSN, VALUE, direct_calls
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 
 HERE = Path(__file__).parent
 TICK = os.sysconf("SC_CLK_TCK")
+TRANSPORTS = ("grpcio", "native")
+Call = Callable[[], Awaitable[object]]
+ECHO_REQUEST = pb.GetStateRequest(key="bench")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -46,88 +62,191 @@ def cpu_seconds(pid: int) -> float:
 
 
 @dataclass
-class Totals:
-    """One server at one concurrency, summed over the rounds."""
+class Cell:
+    """One row (a call on one server) at one load, over the rounds."""
 
     requests: int = 0
     seconds: float = 0.0
     cpu: float = 0.0
     p50: list[float] = field(default_factory=list)
+    p90: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
 
-    def row(self, name: str, concurrency: int) -> str:
-        cpu_us = self.cpu / self.requests * 1e6
-        return (
-            f"| {name} | {concurrency} | {self.requests / self.seconds:,.0f} | {cpu_us:.0f} | "
-            f"{statistics.median(self.p50):.3f} | {statistics.median(self.p99):.3f} |"
-        )
+    def add(self, result: LoadResult, cpu: float) -> None:
+        self.requests += result.requests
+        self.seconds += result.seconds
+        self.cpu += cpu
+        self.p50.append(result.p50_ms)
+        self.p90.append(result.p90_ms)
+        self.p99.append(result.p99_ms)
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu / self.requests * 1e6
+
+    @property
+    def p90_ms(self) -> float:
+        return statistics.median(self.p90)
 
 
-async def one_round(address: str, pid: int, store: str, concurrency: int, seconds: float, totals: Totals) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = runtime_pb2_grpc.RuntimeStub(channel)
+@dataclass(frozen=True)
+class Row:
+    """A call to measure: ``pid`` is the server process whose CPU is counted (None: the driver itself)."""
+
+    name: str
+    call: Call
+    pid: int | None
+
+
+LOADS = ("c1", "c16", "rate")
+
+
+async def measure(row: Row, load: str, seconds: float, rate: float, cell: Cell) -> None:
+    concurrency = 16 if load == "c16" else 1
+    await closed_loop("warm-up", row.call, concurrency, 0.2, warmup=0)
+    before = cpu_seconds(row.pid) if row.pid is not None else 0.0
+    if load == "rate":
+        result = await fixed_rate(row.name, row.call, rate, seconds, warmup=0)
+    else:
+        result = await closed_loop(row.name, row.call, concurrency, seconds, warmup=0)
+    cell.add(result, cpu_seconds(row.pid) - before if row.pid is not None else 0.0)
+
+
+def runtime_config(directory: Path) -> Path:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    redis = "127.0.0.1:6379"
+    config = {
+        "state": {
+            "in-memory": {"type": "in-memory"},
+            "redis": {"type": "redis", "metadata": {"redisHost": redis, "keyPrefix": prefix}},
+            "postgresql": {"type": "postgresql", "metadata": {"connectionString": PG_DSN, "tableName": "bench_state"}},
+        },
+        "pubsub": {"redis": {"type": "redis", "metadata": {"redisHost": redis, "maxLenApprox": "10000"}}},
+    }
+    path = directory / "bench-runtime.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def runtime_rows(transport: str, channel: grpc.aio.Channel, pid: int) -> list[Row]:
+    stub = runtime_pb2_grpc.RuntimeStub(channel)
+
+    def get(store: str) -> Call:
         request = pb.GetStateRequest(store_name=store, key="bench")
-        await closed_loop("warm-up", lambda: stub.GetState(request), concurrency, 0.3, warmup=0)
-        before = cpu_seconds(pid)
-        result = await closed_loop("", lambda: stub.GetState(request), concurrency, seconds, warmup=0)
-        totals.cpu += cpu_seconds(pid) - before
-    totals.requests += result.requests
-    totals.seconds += result.seconds
-    totals.p50.append(result.p50_ms)
-    totals.p99.append(result.p99_ms)
+        return lambda: stub.GetState(request)
+
+    def save(store: str) -> Call:
+        request = pb.SaveStateRequest(store_name=store, states=[pb.StateItem(key="bench", value=VALUE)])
+        return lambda: stub.SaveState(request)
+
+    publish = pb.PublishEventRequest(pubsub_name="redis", topic="bench-transport", data=VALUE)
+    calls = {
+        "in-memory GetState": get("in-memory"),
+        "redis GetState": get("redis"),
+        "redis SaveState": save("redis"),
+        "postgresql GetState": get("postgresql"),
+        "postgresql SaveState": save("postgresql"),
+        "redis PublishEvent": lambda: stub.PublishEvent(publish),
+    }
+    return [Row(f"runtime {transport}: {op}", call, pid) for op, call in calls.items()]
 
 
-async def run(rounds: int, seconds: float, concurrencies: list[int]) -> dict[tuple[str, int], Totals]:
-    with tempfile.TemporaryDirectory() as data_dir:
-        servers = {}  # name -> (process, address, store)
-        for transport in ("grpcio", "native"):
-            address = f"127.0.0.1:{free_port()}"
-            servers[f"bare echo, {transport}"] = (
-                start([sys.executable, str(HERE / "echo_server.py"), address, transport]),
-                address,
-                "",
-            )
-        for transport in ("grpcio", "native"):
-            process, address = start_runtime(str(Path(data_dir) / transport), extra=["--grpc-transport", transport])
-            servers[f"runtime in-memory GetState, {transport}"] = (process, address, "in-memory")
+async def direct_rows() -> tuple[list[Row], list[Callable[[], Awaitable[None]]]]:
+    rows, closers = [], []
+    for backend in ("redis", "postgresql"):
+        get, save, close = await direct_calls(backend)
+        rows += [Row(f"driver: {backend} GetState", get, None), Row(f"driver: {backend} SaveState", save, None)]
+        closers.append(close)
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis()
+    rows.append(
+        Row(
+            "driver: redis PublishEvent",
+            lambda: client.xadd("bench-transport-direct", {b"data": VALUE}, maxlen=10000, approximate=True),
+            None,
+        )
+    )
+    closers.append(client.aclose)
+    return rows, closers
+
+
+async def run(rounds: int, seconds: float, rate: float) -> dict[tuple[str, str], Cell]:
+    processes: list[subprocess.Popen[bytes]] = []
+    channels: list[grpc.aio.Channel] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = runtime_config(Path(tmp))
         try:
-            for _, address, store in servers.values():
+            rows: list[Row] = []
+            for transport in TRANSPORTS:
+                address = f"127.0.0.1:{free_port()}"
+                process = start([sys.executable, str(HERE / "echo_server.py"), address, transport])
+                processes.append(process)
                 await wait_ready(address)
-                if store:
-                    async with grpc.aio.insecure_channel(address) as channel:
-                        item = pb.StateItem(key="bench", value=b"v" * 100)
-                        await runtime_pb2_grpc.RuntimeStub(channel).SaveState(
-                            pb.SaveStateRequest(store_name=store, states=[item])
-                        )
-            totals = {(name, c): Totals() for c in concurrencies for name in servers}
+                channels.append(grpc.aio.insecure_channel(address))
+                echo = runtime_pb2_grpc.RuntimeStub(channels[-1]).GetState
+                rows.append(Row(f"bare echo {transport}", lambda echo=echo: echo(ECHO_REQUEST), process.pid))
+            for transport in TRANSPORTS:
+                process, address = start_runtime(str(Path(tmp) / transport), config, ["--grpc-transport", transport])
+                processes.append(process)
+                await wait_ready(address)
+                channels.append(grpc.aio.insecure_channel(address))
+                rows += runtime_rows(transport, channels[-1], process.pid)
+            direct, closers = await direct_rows()
+            rows += direct
+            for row in rows:
+                if "SaveState" in row.name:
+                    await row.call()  # the key exists before the first GetState
+            cells = {(row.name, load): Cell() for row in rows for load in LOADS}
             for _ in range(rounds):
-                for concurrency in concurrencies:
-                    for name, (process, address, store) in servers.items():
-                        await one_round(address, process.pid, store, concurrency, seconds, totals[name, concurrency])
-            return totals
+                for load in LOADS:
+                    for row in rows:
+                        await measure(row, load, seconds, rate, cells[row.name, load])
+            for close in closers:
+                await close()
+            return cells
         finally:
-            for process, _, _ in servers.values():
+            for channel in channels:
+                await channel.close()
+            for process in processes:
                 stop(process)
+
+
+def table(cells: dict[tuple[str, str], Cell], rate: float) -> list[str]:
+    lines = [
+        f"| call | server CPU µs per call, c1 / c16 / {rate:.0f} req/s | req/s c1 / c16 | "
+        f"p50 / p90 / p99 ms, c1 | p50 / p90 / p99 ms, c16 | p50 / p90 / p99 ms, {rate:.0f} req/s | "
+        f"added p90 ms at {rate:.0f} req/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = list(dict.fromkeys(name for name, _ in cells))
+    for name in names:
+        by_load = [cells[name, load] for load in LOADS]
+        cpu = " / ".join(f"{c.cpu_us:.0f}" for c in by_load) if not name.startswith("driver") else "—"
+        rps = " / ".join(f"{c.requests / c.seconds:,.0f}" for c in by_load[:2])
+        lat = [" / ".join(f"{statistics.median(v):.2f}" for v in (c.p50, c.p90, c.p99)) for c in by_load]
+        op = name.split(": ", 1)[-1]
+        direct = cells.get((f"driver: {op}", "rate"))
+        added = f"{by_load[2].p90_ms - direct.p90_ms:.2f}" if direct is not None and name.startswith("runtime") else ""
+        lines.append(f"| {name} | {cpu} | {rps} | {lat[0]} | {lat[1]} | {lat[2]} | {added} |")
+    return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=1.5, help="measured seconds per server, round and concurrency")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=1.5, help="measured seconds per row, round and load")
+    parser.add_argument("--rate", type=float, default=500.0, help="the fixed rate, in requests per second")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
     load = os.getloadavg()
-    totals = asyncio.run(run(args.rounds, args.seconds, args.concurrency))
+    cells = asyncio.run(run(args.rounds, args.seconds, args.rate))
     print(
-        f"GetState, {args.rounds} alternating rounds of {args.seconds:g} s, {started}, {platform.platform()}, "
-        f"{os.cpu_count()} cores, load average {load[0]:.1f} at the start, Python {platform.python_version()}, "
-        f"grpcio {grpc.__version__}"
+        f"{args.rounds} alternating rounds of {args.seconds:g} s per row and load, {started}, {platform.platform()}, "
+        f"{os.cpu_count()} cores, load average {load[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end, "
+        f"Python {platform.python_version()}, grpcio {grpc.__version__}"
     )
-    print("| server | concurrency | req/s | server CPU µs per call | p50 ms (median round) | p99 ms (median round) |")
-    print("|---|---|---|---|---|---|")
-    for (name, concurrency), total in totals.items():
-        print(total.row(name, concurrency))
+    print("\n".join(table(cells, args.rate)))
     return 0
 
 
