@@ -89,3 +89,52 @@ def test_every_secret_metadata_field_is_named_as_one() -> None:
         fields += [f for t in registry.types() for f in registry.spec(t).metadata]
     assert any(f.secret for f in fields)
     assert [f.name for f in fields if f.secret != is_secret_key(f.name)] == []
+
+
+TLS_AND_AUTH = """
+pubsub:
+  mqtt:
+    type: mqtt
+    metadata:
+      url: "tcp://mqtt:1883"
+      tlsKey: "-----BEGIN PRIVATE KEY-----\\nMIIEpw-pem-body\\n-----END PRIVATE KEY-----"
+      auth: "pw-auth"
+      pass: "pw-pass"
+      privateKeyFile: "/etc/pw-private.pem"
+      keyPrefix: "orders"
+      secretStore: "vault"
+"""
+
+
+def test_print_config_masks_keys_auth_and_pass_but_not_key_prefixes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "runtime.yaml"
+    config.write_text(TLS_AND_AUTH)
+    assert main(["serve", "-c", str(config), "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "pw-" not in out and "PRIVATE KEY" not in out, out
+    metadata = json.loads(out)["pubsub"]["mqtt"]["metadata"]
+    assert metadata["tlsKey"] == metadata["auth"] == metadata["pass"] == metadata["privateKeyFile"] == MASK
+    assert metadata["keyPrefix"] == "orders" and metadata["secretStore"] == "vault"  # names, not secrets
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("tlsKey", True),
+        ("auth", True),
+        ("pass", True),
+        ("sessionToken", True),
+        ("privateKeyFile", True),
+        ("TLS_KEY", True),
+        ("clientCredentials", True),
+        ("keyPrefix", False),
+        ("workerKeyPrefix", False),
+        ("secretStore", False),
+        ("tlsCert", False),
+        ("redisUsername", False),
+    ],
+)
+def test_is_secret_key(name: str, secret: bool) -> None:
+    assert is_secret_key(name) is secret
