@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
         ("state: {s: {metadata: {}}}\n", "c.yaml: state.s.type: required"),
         ("state: [1, 2]\n", "c.yaml: state: expected a mapping"),
         ("file: {p: {type: minio}}\n", "c.yaml: file: this building block is not served yet"),
-        ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected int"),
+        ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected an integer between 1024 and 2147483647"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
         ("event_loop: trio\n", "c.yaml: event_loop: expected one of auto, uvloop, asyncio, got 'trio'"),
     ],
@@ -196,6 +197,12 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
             "state: {s: {type: sqlite, metadata: {connectionString: /proc/no/such/dir/x.db}}}\n",
             "state.s.metadata.connectionString: cannot open /proc/no/such/dir/x.db",
         ),
+        ("max_message_bytes: -5\n", "max_message_bytes: must be between 1024 and 2147483647, got -5"),
+        ("max_message_bytes: 0\n", "max_message_bytes: must be between 1024 and 2147483647, got 0"),
+        ("shutdown_grace_seconds: .nan\n", "shutdown_grace_seconds: expected a number between 0 and 3600, got nan"),
+        ("shutdown_grace_seconds: -3\n", "shutdown_grace_seconds: must be between 0 and 3600, got -3"),
+        ("max_publish_bytes: -1\n", "max_publish_bytes: must be between 1 and 2147483647, got -1"),
+        ("subscriptions_refresh_seconds: 0\n", "subscriptions_refresh_seconds: must be between 0.1 and 86400, got 0"),
     ],
 )
 def test_bad_config_exits_non_zero_with_one_line(tmp_path: Path, text: str, fragment: str) -> None:
@@ -295,3 +302,47 @@ def test_layotto_sequencer_bigger_than_and_app_callback(tmp_path: Path) -> None:
     config = load(path)
     assert config.components["sequencer"]["ids"].metadata["biggerThan"] == '{"orders": 1000}'
     assert config.app_id == "shop" and config.app_callback_address == "127.0.0.1:9999"
+
+
+SERVE = (sys.executable, "-m", "layotto.server", "serve")
+LOOPBACK_ANY_PORT = ("--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0")
+
+
+def _serve_config(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SERVE, "-c", str(path), "--data-dir", str(tmp_path), *LOOPBACK_ANY_PORT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda p: p.write_bytes(b"\xff\xfe\x00a\x00p\x00p"), "not UTF-8 text (byte 0xff at offset 0)"),
+        (lambda p: p.write_bytes(b"app_id: caf\xe9\n"), "not UTF-8 text (byte 0xe9 at offset 11)"),
+        (lambda p: p.mkdir(), "cannot read: Is a directory"),
+        (lambda p: None, "cannot read: No such file or directory"),
+    ],
+    ids=["utf16", "latin1", "directory", "missing"],
+)
+def test_an_unreadable_config_is_one_line_and_exit_2(tmp_path: Path, make: Any, fragment: str) -> None:
+    path = tmp_path / "runtime.yaml"
+    make(path)
+    done = _serve_config(path, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"layotto: config error: {path}: {fragment}"]
+
+
+def test_an_unreadable_dapr_manifest_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    manifests = tmp_path / "components"
+    manifests.mkdir()
+    (manifests / "state.yaml").write_bytes(b"\xff\xfekind: Component\n")
+    config = write(tmp_path, "runtime.yaml", f"components_path: {manifests}\n")
+    done = _serve_config(config, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"layotto: config error: components_path: {manifests / 'state.yaml'}: not UTF-8 text (byte 0xff at offset 0)"
+    ]

@@ -299,7 +299,7 @@ async def test_a_dapr_app_answers_on_its_app_callback(mesh: Mesh) -> None:
         ),
         ({"name_resolution": {"colour": 1}}, "name_resolution.colour: unknown key (known: type, metadata, apps)"),
         ({"app_protocol": "smtp"}, "app_protocol: expected one of grpc, http, got 'smtp'"),
-        ({"app_port": 70000}, "app_port: expected a port number, got 70000"),
+        ({"app_port": 70000}, "app_port: must be between 0 and 65535, got 70000"),
     ],
 )
 def test_bad_invocation_config_is_one_line_naming_the_key(raw: dict[str, object], message: str) -> None:

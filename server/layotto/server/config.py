@@ -15,6 +15,7 @@ the choices.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from layotto.server.components.base import ConfigError
+from layotto.server.components.base import ConfigError, read_config_text
 from layotto.server.components.nameresolution import NameResolutionSettings, parse_settings
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
@@ -158,6 +159,15 @@ _SCALAR_KEYS: dict[str, type] = {
     "app_protocol": str,
     "app_port": int,
 }
+#: the allowed range of every numeric key (docs/configuration.md lists them): a value outside,
+#: NaN, infinity or a boolean stops start-up with one line naming the key
+NUMBER_RANGES: dict[str, tuple[float, float]] = {
+    "shutdown_grace_seconds": (0, 3600),
+    "max_message_bytes": (1024, 2**31 - 1),  # gRPC's message limits are 32-bit
+    "max_publish_bytes": (1, 2**31 - 1),
+    "subscriptions_refresh_seconds": (0.1, 86400),
+    "app_port": (0, 65535),
+}
 APP_PROTOCOLS = ("grpc", "http")
 #: Layotto's names of building-block sections
 _SECTION_ALIASES = {"pub_subs": "pubsub", "cryption": "crypto"}
@@ -229,8 +239,6 @@ def from_mapping(raw: Any) -> RuntimeConfig:
         )
     if values.get("app_protocol", "grpc") not in APP_PROTOCOLS:
         raise ConfigError(f"app_protocol: expected one of {', '.join(APP_PROTOCOLS)}, got {values['app_protocol']!r}")
-    if not 0 <= values.get("app_port", 0) <= 65535:
-        raise ConfigError(f"app_port: expected a port number, got {values['app_port']!r}")
     if values.get("event_loop", "auto") not in EVENT_LOOPS:
         raise ConfigError(f"event_loop: expected one of {', '.join(EVENT_LOOPS)}, got {values['event_loop']!r}")
     if values.get("grpc_transport", "auto") not in GRPC_TRANSPORTS:
@@ -257,12 +265,40 @@ def _grpc_server_options(raw: Any) -> dict[str, int | str]:
     return options
 
 
+def _number(key: str, value: Any) -> int | float:
+    """A numeric key's value, range-checked (:data:`NUMBER_RANGES`); integers must be whole."""
+    wanted = _SCALAR_KEYS[key]
+    low, high = NUMBER_RANGES[key]
+    shape = "an integer" if wanted is int else "a number"
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number) or (wanted is int and not number.is_integer()):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {shape} between {_shown(low)} and {_shown(high)}, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{key}: must be between {_shown(low)} and {_shown(high)}, got {value!r}")
+    return int(number) if wanted is int else number
+
+
+def _shown(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _scalar(key: str, value: Any) -> Any:
+    if key in NUMBER_RANGES:
+        return _number(key, value)
+    try:
+        return _SCALAR_KEYS[key](value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {_SCALAR_KEYS[key].__name__}, got {value!r}") from None
+
+
 def _top_level_key(key: str, value: Any) -> dict[str, Any]:
     if key in _SCALAR_KEYS:
-        try:
-            return {key: _SCALAR_KEYS[key](value)}
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key}: expected {_SCALAR_KEYS[key].__name__}, got {value!r}") from None
+        return {key: _scalar(key, value)}
     if key == "tracing":
         return {"tracing": _tracing_section(value)}
     if key == "secret_scopes":
@@ -339,11 +375,10 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
 
 
 def load(path: str | Path) -> RuntimeConfig:
+    """The config of a YAML or JSON file; a :class:`ConfigError` (one line naming the file) when
+    it cannot be read (missing, a directory, permission denied, not UTF-8) or is not valid."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    text = read_config_text(path)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from layotto.server.components.base import ConfigError
+from layotto.server.components.base import ConfigError, read_config_text
 from layotto.server.components.secretrefs import SecretRef, dapr_secret_ref
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _documents(directory: Path) -> list[tuple[str, Any]]:
     found = []
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         try:
-            docs = list(yaml.safe_load_all(path.read_text()))
+            docs = list(yaml.safe_load_all(read_config_text(path, "components_path")))
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {getattr(error, 'problem', error)}") from None
         for index, doc in enumerate(d for d in docs if d):

@@ -16,6 +16,20 @@ class ConfigError(Exception):
     """A configuration problem, reported as one line naming where it is and what fits."""
 
 
+def read_config_text(path: Path, where: str = "") -> str:
+    """The UTF-8 text of a file the config names, or a one-line ConfigError naming ``where`` (if
+    given) and the path and saying why it cannot be read: missing, a directory, permission
+    denied, or not UTF-8 (with the offset of the first bad byte)."""
+    head = f"{where}: {path}" if where else str(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{head}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        bad = error.object[error.start]
+        raise ConfigError(f"{head}: not UTF-8 text (byte 0x{bad:02x} at offset {error.start})") from None
+
+
 def config_entries(raw: Any, where: str, known: tuple[str, ...]) -> list[tuple[str, dict[str, Any]]]:
     """A config list of mappings using only the ``known`` keys: (where each one is, the mapping)."""
     shape = "{" + ", ".join(known) + "}"

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField, read_config_text
 from layotto.server.components.crypto import KeyStore, newest_version
 from layotto.server.components.crypto.keys import Key, KeyFormatError, key_from_jwk
 from layotto.server.errors import KeyNotFound
@@ -112,9 +112,9 @@ class JwksKeyStore(KeyStore):
             stat = self._file.expanduser().stat()
             if stat.st_mtime_ns == self._mtime_ns:
                 return
-            text = self._file.expanduser().read_text()
         except OSError as error:
             raise ConfigError(f"{self._where}: cannot read {self._file}: {error.strerror}") from None
+        text = read_config_text(self._file.expanduser(), self._where)
         self._keys = parse_jwks(text, self._where)
         self._mtime_ns = stat.st_mtime_ns
 
