@@ -203,6 +203,34 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
         ("shutdown_grace_seconds: -3\n", "shutdown_grace_seconds: must be between 0 and 3600, got -3"),
         ("max_publish_bytes: -1\n", "max_publish_bytes: must be between 1 and 2147483647, got -1"),
         ("subscriptions_refresh_seconds: 0\n", "subscriptions_refresh_seconds: must be between 0.1 and 86400, got 0"),
+        (
+            "pubsub: {n: {type: nats, metadata: {concurrency: 0}}}\n",
+            "pubsub.n.metadata.concurrency: must be between 1 and 10000, got 0",
+        ),
+        (
+            "pubsub: {n: {type: nats, metadata: {concurrency: -5}}}\n",
+            "pubsub.n.metadata.concurrency: must be between 1 and 10000, got -5",
+        ),
+        (
+            "pubsub: {n: {type: nats, metadata: {ackWaitInSeconds: -1}}}\n",
+            "pubsub.n.metadata.ackWaitInSeconds: must be between 1 and 86400, got -1.0",
+        ),
+        (
+            "pubsub: {n: {type: nats, metadata: {maxAgeInSeconds: -3}}}\n",
+            "pubsub.n.metadata.maxAgeInSeconds: must be between 0 and 315360000, got -3.0",
+        ),
+        (
+            "pubsub: {r: {type: redis, metadata: {redisHost: '127.0.0.1:6379', poolSize: 0}}}\n",
+            "pubsub.r.metadata.poolSize: must be between 1 and 10000, got 0",
+        ),
+        (
+            "pubsub: {r: {type: redis, metadata: {redisHost: '127.0.0.1:6379', maxLenApprox: -1}}}\n",
+            "pubsub.r.metadata.maxLenApprox: must be between 0 and 1000000000, got -1",
+        ),
+        (
+            "state: {r: {type: redis, metadata: {redisHost: '127.0.0.1:6379', timeoutInSeconds: 0}}}\n",
+            "state.r.metadata.timeoutInSeconds: must be between 0.1 and 3600, got 0.0",
+        ),
     ],
 )
 def test_bad_config_exits_non_zero_with_one_line(tmp_path: Path, text: str, fragment: str) -> None:
@@ -346,3 +374,20 @@ def test_an_unreadable_dapr_manifest_is_one_line_and_exit_2(tmp_path: Path) -> N
     assert done.stderr.splitlines() == [
         f"layotto: config error: components_path: {manifests / 'state.yaml'}: not UTF-8 text (byte 0xff at offset 0)"
     ]
+
+
+def test_every_numeric_component_metadata_field_declares_its_range() -> None:
+    """Every number a component reads from its metadata is range-checked at start-up (docs/limits.md)."""
+    from layotto.server.components.nameresolution.etcd import METADATA as ETCD_RESOLVER_METADATA
+    from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
+
+    fields = [(f"name_resolution.etcd.{f.name}", f) for f in ETCD_RESOLVER_METADATA]
+    for block in BUILDING_BLOCKS:
+        registry = registry_for(block)
+        fields += [(f"{block}.{t}.{f.name}", f) for t in registry.types() for f in registry.spec(t).metadata]
+    numeric = [(where, f) for where, f in fields if f.type in (int, float) or f.value_type in (int, float)]
+    assert len(numeric) > 30
+    unbounded = [where for where, f in numeric if f.minimum is None or f.maximum is None]
+    assert unbounded == []
+    outside = [where for where, f in numeric if f.type is not dict and not f.minimum <= f.default <= f.maximum]
+    assert outside == [], "a default outside its own range"

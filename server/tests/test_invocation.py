@@ -311,7 +311,7 @@ def test_bad_invocation_config_is_one_line_naming_the_key(raw: dict[str, object]
 def test_etcd_registry_metadata_is_checked() -> None:
     with pytest.raises(ConfigError, match=r"name_resolution.metadata.endpoints: required"):
         create_resolver(parse_settings({"type": "etcd"}, "name_resolution"))
-    with pytest.raises(ConfigError, match=r"ttlSeconds: at least 2, got 1"):
+    with pytest.raises(ConfigError, match=r"ttlSeconds: must be between 2 and 86400, got 1"):
         create_resolver(parse_settings({"type": "etcd", "metadata": {"endpoints": "x:1", "ttlSeconds": 1}}, "n"))
 
 

@@ -210,11 +210,12 @@ async def test_a_consumer_loop_outlives_any_exception_of_its_step() -> None:
     steps, repairs = [], []
     health_while_broken = []
 
-    async def step() -> None:
+    async def step() -> bool:
         steps.append(len(steps))
         if failures:
             raise failures.pop(0)
         await asyncio.sleep(0.01)
+        return True
 
     async def repair() -> None:
         health_while_broken.append((await pubsub.health()).up)
@@ -240,3 +241,43 @@ async def test_a_disconnect_the_runtime_asked_for_is_not_logged_as_a_lost_connec
     mqtt_records = [r for r in caplog.records if r.name == "layotto.server.components.pubsub.mqtt"]
     assert not [r for r in mqtt_records if r.levelno >= logging.WARNING], [r.getMessage() for r in mqtt_records]
     assert any("disconnected" in r.getMessage() and "closing" in r.getMessage() for r in mqtt_records)
+
+
+async def test_repaired_is_reported_only_once_a_step_shows_delivery_works(caplog: pytest.LogCaptureFixture) -> None:
+    """A step that merely does not fail (an idle fetch that times out, as NATS with nothing to
+    fetch) proves nothing: the fault stays reported, and "repaired; delivery resumed" is logged
+    only after a step shows delivery works."""
+    from layotto.server.components.pubsub.consuming import keep_consuming
+    from layotto.server.components.pubsub.inmemory import InMemoryPubSub
+
+    pubsub = InMemoryPubSub("bus")
+    answers: list[bool | BaseException] = [RuntimeError("consumer deleted"), False, False, False]
+    steps: list[int] = []
+    works = asyncio.Event()  # set: the steps show delivery works
+
+    async def step() -> bool:
+        steps.append(len(steps))
+        if not answers:
+            await works.wait()
+            await asyncio.sleep(0.01)
+            return True
+        answer = answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    async def repair() -> None:
+        return None
+
+    with caplog.at_level(logging.WARNING):
+        loop = asyncio.create_task(keep_consuming(pubsub, "t (group g)", step, repair))
+        await wait_for(lambda: len(steps) >= 5, 30)  # the fault, three idle steps, one waiting
+        assert not (await pubsub.health()).up, "idle steps proved nothing: still being repaired"
+        assert "repaired" not in caplog.text
+        works.set()
+        await wait_for(lambda: len(steps) >= 7, 30)
+        assert (await pubsub.health()).up
+        assert caplog.text.count("repaired; delivery resumed") == 1
+    loop.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await loop

@@ -15,7 +15,9 @@ from layotto.tracing import backend_span
 
 ETCD_METADATA = (
     MetadataField("endpoints", "Comma-separated HOST:PORT of etcd members.", required=True, example="127.0.0.1:2379"),
-    MetadataField("timeoutInSeconds", "Deadline of each etcd request.", type=float, default=5.0),
+    MetadataField(
+        "timeoutInSeconds", "Deadline of each etcd request.", type=float, default=5.0, minimum=0.1, maximum=3600
+    ),
 )
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 

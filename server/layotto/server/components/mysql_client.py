@@ -24,8 +24,15 @@ MYSQL_METADATA = (
         required=True,
         example="layotto:layotto@tcp(127.0.0.1:3306)/layotto",
     ),
-    MetadataField("timeoutInSeconds", "Longest wait for a connection or a statement.", type=float, default=5.0),
-    MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16),
+    MetadataField(
+        "timeoutInSeconds",
+        "Longest wait for a connection or a statement.",
+        type=float,
+        default=5.0,
+        minimum=0.1,
+        maximum=3600,
+    ),
+    MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16, minimum=1, maximum=1000),
     MetadataField(
         "pemPath",
         "CA certificate (PEM) that signs the server's certificate; turns on verified TLS. Without it, "

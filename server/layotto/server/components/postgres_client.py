@@ -20,8 +20,15 @@ POSTGRES_METADATA = (
         required=True,
         example="host=127.0.0.1 user=layotto password=layotto dbname=layotto",
     ),
-    MetadataField("timeoutInSeconds", "Longest wait for a connection or a statement.", type=float, default=5.0),
-    MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16),
+    MetadataField(
+        "timeoutInSeconds",
+        "Longest wait for a connection or a statement.",
+        type=float,
+        default=5.0,
+        minimum=0.1,
+        maximum=3600,
+    ),
+    MetadataField("maxConns", "Maximum connections in the pool.", type=int, default=16, minimum=1, maximum=1000),
 )
 
 

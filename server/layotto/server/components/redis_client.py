@@ -27,10 +27,12 @@ REDIS_METADATA = (
     MetadataField("redisHost", "HOST:PORT of the Redis server.", default="127.0.0.1:6379", required=True),
     MetadataField("redisUsername", "ACL user name.", default=""),
     MetadataField("redisPassword", "Password.", default="", secret=True),
-    MetadataField("redisDB", "Database number.", type=int, default=0),
+    MetadataField("redisDB", "Database number.", type=int, default=0, minimum=0, maximum=10000),
     MetadataField("enableTLS", "Connect with TLS.", type=bool, default=False),
-    MetadataField("timeoutInSeconds", "Connect and command timeout.", type=float, default=5.0),
-    MetadataField("poolSize", "Maximum connections.", type=int, default=32),
+    MetadataField(
+        "timeoutInSeconds", "Connect and command timeout.", type=float, default=5.0, minimum=0.1, maximum=3600
+    ),
+    MetadataField("poolSize", "Maximum connections.", type=int, default=32, minimum=1, maximum=10000),
 )
 
 

@@ -22,7 +22,9 @@ ZOOKEEPER_METADATA = (
         "zookeeperHosts", "Comma-separated HOST:PORT of the ensemble.", required=True, example="127.0.0.1:2181"
     ),
     MetadataField("zookeeperPassword", "Digest auth as user:password (empty: none).", default="", secret=True),
-    MetadataField("sessionTimeout", "ZooKeeper session timeout in seconds.", type=float, default=10.0),
+    MetadataField(
+        "sessionTimeout", "ZooKeeper session timeout in seconds.", type=float, default=10.0, minimum=1, maximum=3600
+    ),
     MetadataField("basePath", "Parent znode of everything this component stores.", default="/layotto"),
 )
 _UNREACHABLE = (ConnectionLoss, ConnectionClosedError, SessionExpiredError, KazooTimeoutError)

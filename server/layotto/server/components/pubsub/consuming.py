@@ -4,7 +4,8 @@ A :class:`Cursor` follows one subscription's positions in the broker's log (NATS
 sequences, Redis stream ids), so what the runtime created on the broker can be recreated
 from where delivery stopped, never from "now". :func:`keep_consuming` runs a consumer
 step forever: any failure is logged and reported (the component is unhealthy meanwhile),
-then repaired with backoff.
+then repaired with backoff, and reported repaired only once a step shows delivery works
+again (a step that merely did not fail, such as an idle fetch, shows nothing).
 """
 
 from __future__ import annotations
@@ -54,25 +55,26 @@ class Cursor(Generic[P]):
 
 
 async def keep_consuming(
-    pubsub: PubSub, where: str, step: Callable[[], Awaitable[None]], repair: Callable[[], Awaitable[None]]
+    pubsub: PubSub, where: str, step: Callable[[], Awaitable[bool]], repair: Callable[[], Awaitable[None]]
 ) -> None:
     """Run ``step`` (one fetch and hand-out) forever. When it raises, the failure is logged
     and reported through ``pubsub.fault`` and ``repair`` runs (with backoff, until it
-    succeeds); the subscription is reported repaired once a step succeeds again."""
+    succeeds); the subscription is reported repaired once a step returns True: it fetched
+    messages, or the broker confirmed the subscription (False: nothing shown either way)."""
     backoff = FIRST_BACKOFF_SECONDS
     broken = False
     while True:
         try:
             if broken:
                 await repair()
-            await step()
+            works = await step()
         except Exception as error:  # any failure: the loop goes on, never silently stops
             broken = True
             pubsub.fault(where, error)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             continue
-        if broken:
+        if broken and works:
             broken = False
             backoff = FIRST_BACKOFF_SECONDS
             pubsub.repaired(where)

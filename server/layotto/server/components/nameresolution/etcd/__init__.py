@@ -36,7 +36,12 @@ METADATA = (
     *ETCD_METADATA,
     MetadataField("keyPrefix", "Prefix of the registry's keys.", default="/layotto/apps"),
     MetadataField(
-        "ttlSeconds", "Lease of a runtime's entry: how long a dead runtime stays listed.", type=int, default=10
+        "ttlSeconds",
+        "Lease of a runtime's entry: how long a dead runtime stays listed.",
+        type=int,
+        default=10,
+        minimum=2,
+        maximum=86400,
     ),
     MetadataField("advertiseAddress", "HOST:PORT other runtimes call; default: the bound gRPC address.", default=""),
 )
@@ -55,8 +60,6 @@ def _metadata(raw: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"name_resolution.metadata.{name}: required ({spec.description})")
         else:
             out[name] = spec.default
-    if out["ttlSeconds"] < 2:
-        raise ConfigError(f"name_resolution.metadata.ttlSeconds: at least 2, got {out['ttlSeconds']}")
     return out
 
 

@@ -23,7 +23,12 @@ class InMemoryPubSub(PubSub):
         features=frozenset({Feature.ORDERED}),
         metadata=(
             MetadataField(
-                "redeliverDelayInSeconds", "Pause before a failed message is offered again.", type=float, default=0.05
+                "redeliverDelayInSeconds",
+                "Pause before a failed message is offered again.",
+                type=float,
+                default=0.05,
+                minimum=0,
+                maximum=60,
             ),
         ),
     )

@@ -108,9 +108,13 @@ class MqttPubSub(PubSub):
                 "How long the broker keeps the session after a disconnect (0: it ends with the connection).",
                 type=int,
                 default=0,
+                minimum=0,
+                maximum=4_294_967_295,  # MQTT 5's four-byte interval
             ),
-            MetadataField("keepAliveInSeconds", "MQTT keep-alive.", type=int, default=30),
-            MetadataField("timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0),
+            MetadataField("keepAliveInSeconds", "MQTT keep-alive.", type=int, default=30, minimum=1, maximum=65535),
+            MetadataField(
+                "timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0, minimum=0.1, maximum=3600
+            ),
         ),
     )
 

@@ -101,12 +101,28 @@ class NatsJetStreamPubSub(PubSub):
             MetadataField("name", "Connection name shown by the server.", default="layotto"),
             MetadataField("streamPrefix", "Prefix of the stream created for each topic.", default="layotto"),
             MetadataField("storage", "Stream storage: file or memory.", default="file"),
-            MetadataField("maxAgeInSeconds", "Discard messages older than this (0: keep).", type=float, default=0.0),
             MetadataField(
-                "ackWaitInSeconds", "Redeliver a message not acknowledged within this time.", type=float, default=30.0
+                "maxAgeInSeconds",
+                "Discard messages older than this (0: keep).",
+                type=float,
+                default=0.0,
+                minimum=0,
+                maximum=315_360_000,
             ),
-            MetadataField("concurrency", "Messages in flight per subscription.", type=int, default=10),
-            MetadataField("timeoutInSeconds", "Connect and request timeout.", type=float, default=5.0),
+            MetadataField(
+                "ackWaitInSeconds",
+                "Redeliver a message not acknowledged within this time.",
+                type=float,
+                default=30.0,
+                minimum=1,
+                maximum=86400,
+            ),
+            MetadataField(
+                "concurrency", "Messages in flight per subscription.", type=int, default=10, minimum=1, maximum=10000
+            ),
+            MetadataField(
+                "timeoutInSeconds", "Connect and request timeout.", type=float, default=5.0, minimum=0.1, maximum=3600
+            ),
         ),
     )
 
@@ -231,9 +247,10 @@ class NatsJetStreamPubSub(PubSub):
             config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, start
         return config
 
-    async def _pull(self, consumer: _Consumer, deliver: Deliver, in_flight: InFlight) -> None:
+    async def _pull(self, consumer: _Consumer, deliver: Deliver, in_flight: InFlight) -> bool:
         """One fetch and its hand-out; every few idle fetches, a check that the consumer exists
-        (a deleted consumer or stream only shows as fetches that time out)."""
+        (a deleted consumer or stream only shows as fetches that time out). True when messages
+        came or the check found the consumer: an idle fetch alone shows delivery works."""
         try:
             messages = await consumer.pull.fetch(batch=self._concurrency, timeout=FETCH_SECONDS)
         except TimeoutError:  # nats.errors.TimeoutError and the plain one fetch also raises
@@ -241,12 +258,14 @@ class NatsJetStreamPubSub(PubSub):
             if consumer.idle_fetches % IDLE_FETCHES_PER_CHECK == 0:
                 info = await consumer.pull.consumer_info()  # NotFoundError when deleted
                 consumer.cursor.done_up_to(info.ack_floor.stream_seq if info.ack_floor else 0)
-            return
+                return True
+            return False
         consumer.idle_fetches = 0
         for message in messages:
             sequence = message.metadata.sequence.stream if message.reply else 0
             consumer.cursor.taken(sequence)
             await in_flight.start(self._handle(consumer, message, deliver))
+        return True
 
     async def _restore(self, consumer: _Consumer) -> None:
         """Recreate the stream and the durable consumer when they are gone; a new consumer

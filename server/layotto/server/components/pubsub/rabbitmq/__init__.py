@@ -75,12 +75,18 @@ class RabbitMqPubSub(PubSub):
             MetadataField("connectionString", "AMQP URL of the broker.", default="amqp://guest:guest@127.0.0.1:5672/"),
             MetadataField("durable", "Declare exchanges and queues durable.", type=bool, default=True),
             MetadataField("deletedWhenUnused", "Auto-delete queues with no consumer.", type=bool, default=False),
-            MetadataField("deliveryMode", "1: transient, 2: persistent messages.", type=int, default=2),
-            MetadataField("prefetchCount", "Messages in flight per subscription.", type=int, default=10),
+            MetadataField(
+                "deliveryMode", "1: transient, 2: persistent messages.", type=int, default=2, minimum=1, maximum=2
+            ),
+            MetadataField(
+                "prefetchCount", "Messages in flight per subscription.", type=int, default=10, minimum=1, maximum=65535
+            ),
             MetadataField(
                 "enableDeadLetter", "Give each queue a dead-letter exchange and queue.", type=bool, default=False
             ),
-            MetadataField("timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0),
+            MetadataField(
+                "timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0, minimum=0.1, maximum=3600
+            ),
         ),
     )
 

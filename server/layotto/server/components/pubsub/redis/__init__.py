@@ -67,18 +67,32 @@ class RedisStreamsPubSub(PubSub):
         metadata=(
             *REDIS_METADATA,
             MetadataField(
-                "maxLenApprox", "Trim each stream to about this many entries (0: never).", type=int, default=100_000
+                "maxLenApprox",
+                "Trim each stream to about this many entries (0: never).",
+                type=int,
+                default=100_000,
+                minimum=0,
+                maximum=1_000_000_000,
             ),
             MetadataField(
                 "processingTimeoutInSeconds",
                 "Idle time after which a pending message is claimed again.",
                 type=float,
                 default=15.0,
+                minimum=0.1,
+                maximum=86400,
             ),
             MetadataField(
-                "redeliverIntervalInSeconds", "How often pending messages are checked.", type=float, default=2.0
+                "redeliverIntervalInSeconds",
+                "How often pending messages are checked.",
+                type=float,
+                default=2.0,
+                minimum=0.1,
+                maximum=3600,
             ),
-            MetadataField("concurrency", "Messages in flight per subscription.", type=int, default=10),
+            MetadataField(
+                "concurrency", "Messages in flight per subscription.", type=int, default=10, minimum=1, maximum=10000
+            ),
         ),
     )
 
@@ -167,8 +181,9 @@ class RedisStreamsPubSub(PubSub):
         reader.cursor.taken(parse_id(entry[0]))
         await reader.in_flight.start(self._handle(reader, entry))
 
-    async def _read_new(self, reader: _Reader) -> None:
-        """One XREADGROUP of new entries (NOGROUP when the group or the stream is gone)."""
+    async def _read_new(self, reader: _Reader) -> bool:
+        """One XREADGROUP of new entries (NOGROUP when the group or the stream is gone); True:
+        the group answered, so delivery works."""
         async with self._redis.errors("XREADGROUP"):
             batches: Any = await self._redis.client.xreadgroup(
                 reader.group, self._consumer, {reader.topic: ">"}, count=self._concurrency, block=1000
@@ -176,9 +191,11 @@ class RedisStreamsPubSub(PubSub):
         for _, entries in batches or []:
             for entry in entries:
                 await self._start(reader, entry)
+        return True
 
-    async def _reclaim(self, reader: _Reader) -> None:
-        """After a pause, claim the entries left pending too long (by any consumer of the group)."""
+    async def _reclaim(self, reader: _Reader) -> bool:
+        """After a pause, claim the entries left pending too long (by any consumer of the group);
+        True: the group answered."""
         await asyncio.sleep(self._interval)
         async with self._redis.errors("XAUTOCLAIM"):
             claimed = await self._redis.client.xautoclaim(
@@ -193,3 +210,4 @@ class RedisStreamsPubSub(PubSub):
         for entry_id, fields in entries:
             if fields is not None:  # None: deleted from the stream meanwhile
                 await self._start(reader, (entry_id, fields))
+        return True

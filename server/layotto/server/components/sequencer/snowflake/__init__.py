@@ -61,7 +61,12 @@ class SnowflakeSequencer(Sequencer):
             *REDIS_METADATA,
             MetadataField("startTime", "Epoch of the time bits (UTC date).", default="2022-01-01"),
             MetadataField(
-                "leaseSeconds", "How long a worker id lease lasts without renewal.", type=float, default=30.0
+                "leaseSeconds",
+                "How long a worker id lease lasts without renewal.",
+                type=float,
+                default=30.0,
+                minimum=1,
+                maximum=86400,
             ),
             MetadataField("workerKeyPrefix", "Prefix of the worker lease keys in Redis.", default="layotto:snowflake:"),
             KEY_PREFIX,
