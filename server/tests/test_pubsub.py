@@ -289,3 +289,103 @@ async def test_an_answer_for_an_unknown_id_is_logged_and_the_stream_goes_on(
     unknown = [r for r in caplog.records if "no-such-event" in r.getMessage()]
     assert [r.levelno for r in unknown] == [logging.DEBUG]
     call.cancel()
+
+
+async def test_a_dead_letter_topic_equal_to_the_topic_is_refused_on_both_apis(tmp_path: Path) -> None:
+    from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
+    from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub
+
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+    )
+    metadata = {"maxDeliveryAttempts": "1"}
+    async with Runtime(config) as runtime, grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        layotto = pb.SubscribeTopicEventsRequest(
+            initial_request=pb.SubscribeTopicEventsRequestInitial(
+                pubsub_name="bus", topic="m8", dead_letter_topic="m8", metadata=metadata
+            )
+        )
+        dapr = dapr_pubsub.SubscribeTopicEventsRequestAlpha1(
+            initial_request=dapr_pubsub.SubscribeTopicEventsRequestInitialAlpha1(
+                pubsub_name="bus", topic="m8", dead_letter_topic="m8", metadata=metadata
+            )
+        )
+        calls = [
+            runtime_pb2_grpc.RuntimeStub(channel).SubscribeTopicEvents(iter([layotto])),
+            dapr_pb2_grpc.DaprStub(channel).SubscribeTopicEventsAlpha1(iter([dapr])),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call.read()
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert caught.value.details().startswith("initial_request.dead_letter_topic: is the subscribed topic 'm8'")
+
+
+async def test_a_message_is_dead_lettered_once_never_in_a_cycle(tmp_path: Path) -> None:
+    """a dead-letters to b and b to a: a message failing everywhere goes a -> b once, then is dropped."""
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        components={"pubsub": {"bus": ComponentConfig("in-memory", {"redeliverDelayInSeconds": "0"})}},
+    )
+    async with Runtime(config) as runtime, grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        stub = runtime_pb2_grpc.RuntimeStub(channel)
+        a = await Subscriber(stub, "a", decide=lambda e, n: RETRY, dead_letter="b").start()
+        b = await Subscriber(stub, "b", decide=lambda e, n: RETRY, dead_letter="a").start()
+        await publish(stub, "a", b"poison", "text/plain")
+        await wait_for(lambda: len(b.events) == 3)  # maxDeliveryAttempts, then dropped: not back to a
+        await publish(stub, "b", b"after", "text/plain")  # b's topic keeps serving
+        await wait_for(lambda: len(b.events) == 6)
+        await publish(stub, "a", b"last", "text/plain")  # handed out after b's "after" reached a
+        await wait_for(lambda: [e.data for e in a.events].count(b"last") == 3)
+        assert [e.data for e in a.events].count(b"poison") == 3, "the poison message came back to a"
+        assert [e.data for e in b.events].count(b"poison") == 3
+        assert b.events[0].metadata["layotto-dead-lettered-from"] == "bus/a"
+        await a.stop()
+        await b.stop()
+
+
+async def test_an_app_subscription_dead_lettering_to_its_own_topic_is_logged_once_and_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from server_helpers import free_port
+
+    from layotto.client import Message, SubscriberApp
+    from layotto.server import appchannel
+
+    app_port = free_port()
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_callback_address=f"127.0.0.1:{app_port}",
+        subscriptions_refresh_seconds=0.1,
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+    )
+    app = SubscriberApp()
+    received: list[bytes] = []
+
+    @app.subscribe("bus", "m8", dead_letter_topic="m8")
+    async def looping(message: Message) -> None:
+        raise AssertionError("never subscribed")
+
+    @app.subscribe("bus", "orders")
+    async def on_order(message: Message) -> None:
+        received.append(message.data)
+
+    caplog.set_level("INFO", logger=appchannel.log.name)
+    async with Runtime(config) as runtime, app.serve(f"127.0.0.1:{app_port}"):
+        assert runtime.app_subscriptions is not None
+        await asyncio.wait_for(runtime.app_subscriptions.listed.wait(), 15)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+            stub = runtime_pb2_grpc.RuntimeStub(channel)
+            await publish(stub, "orders", b"o1", "text/plain")
+            await wait_for(lambda: received == [b"o1"])
+            await asyncio.sleep(0.5)  # several listings later
+    refused = [r.getMessage() for r in caplog.records if "ignoring the app's subscription" in r.getMessage()]
+    assert len(refused) == 1, refused
+    assert "bus/m8" in refused[0] and "subscription.dead_letter_topic: is the subscribed topic 'm8'" in refused[0]

@@ -5,8 +5,9 @@ The runtime asks the app's ``ListTopicSubscriptions`` when it starts and again e
 logged once until it answers), so an app
 that starts after the runtime, or changes its subscriptions, is picked up; Layotto asks
 once and caches the answer forever. Each subscription is one subscriber of the delivery
-engine; its events go to ``OnTopicEvent``. Subscriptions naming an unknown pubsub are
-logged and ignored.
+engine; its events go to ``OnTopicEvent``. Subscriptions naming an unknown pubsub, a bad
+``maxDeliveryAttempts`` or their own topic as dead-letter topic are logged once (one line) and
+skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from layotto.server.aio import stop_task
 from layotto.server.api.pubsub import PubSubMessages, consumer_group, find_pubsub, to_event_request
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
-from layotto.server.runtime.delivery import Delivery, Subscriber, Topics, parse_max_attempts
+from layotto.server.runtime.delivery import (
+    DEFAULT_MAX_ATTEMPTS,
+    Delivery,
+    Subscriber,
+    Topics,
+    require_dead_letter_topic,
+)
+from layotto.server.runtime.validation import parse_max_delivery_attempts
 
 if TYPE_CHECKING:
     from layotto.tracing import Tracing
@@ -73,8 +81,10 @@ class CallbackSubscriber(Subscriber):
     ) -> None:
         metadata = dict(subscription.metadata)
         super().__init__(
-            max_attempts=parse_max_attempts(metadata, "subscription.metadata"),
-            dead_letter_topic=subscription.dead_letter_topic,
+            max_attempts=parse_max_delivery_attempts(metadata, "subscription.metadata", DEFAULT_MAX_ATTEMPTS),
+            dead_letter_topic=require_dead_letter_topic(
+                subscription.topic, subscription.dead_letter_topic, "subscription.dead_letter_topic"
+            ),
         )
         self._on_topic_event = on_topic_event
         self._messages = messages
@@ -114,6 +124,7 @@ class AppSubscriptions:
             self._stub = appcallback_pb2_grpc.AppCallbackStub(self._channel)
             self._messages = LAYOTTO_CALLBACK
         self._active: dict[TopicSubscription, CallbackSubscriber] = {}
+        self._refused: set[TopicSubscription] = set()  # logged once, skipped while the app lists them
         self._task: asyncio.Task[None] | None = None
         self.listed = asyncio.Event()  # set after the first successful listing
 
@@ -157,21 +168,28 @@ class AppSubscriptions:
             group = consumer_group(dict(subscription.metadata), self._app_id)
             await self._topics.detach(subscription.pubsub, subscription.topic, group, self._active.pop(subscription))
             log.info("app unsubscribed from %s/%s", subscription.pubsub, subscription.topic)
+        self._refused &= set(wanted)  # one listed again after it left is logged again
         for subscription in wanted:
-            if subscription not in self._active:
+            if subscription not in self._active and subscription not in self._refused:
                 await self._subscribe(subscription)
 
     async def _subscribe(self, subscription: TopicSubscription) -> None:
         metadata = dict(subscription.metadata)
+        where = f"{subscription.pubsub}/{subscription.topic}"
         try:
             pubsub = find_pubsub(self._components, subscription.pubsub, "subscription.pubsub_name")
             subscriber = CallbackSubscriber(self._stub.OnTopicEvent, self._messages, subscription)
+        except LayottoError as error:  # the subscription itself is wrong: said once, skipped while listed
+            log.warning("ignoring the app's subscription to %s: %s", where, error)
+            self._refused.add(subscription)
+            return
+        try:
             await self._topics.attach(pubsub, subscription.topic, consumer_group(metadata, self._app_id), subscriber)
-        except LayottoError as error:
-            log.warning("ignoring the app's subscription to %s/%s: %s", subscription.pubsub, subscription.topic, error)
+        except LayottoError as error:  # the broker: tried again at the next listing
+            log.warning("cannot subscribe the app to %s yet: %s", where, error)
             return
         self._active[subscription] = subscriber
-        log.info("app subscribed to %s/%s", subscription.pubsub, subscription.topic)
+        log.info("app subscribed to %s", where)
 
     async def aclose(self) -> None:
         if self._task is not None:

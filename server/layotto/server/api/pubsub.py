@@ -25,7 +25,14 @@ from layotto.proto.dapr.runtime.v1 import pubsub_pb2 as dapr_pubsub_pb2
 from layotto.server.api.adapter import Context
 from layotto.server.components.pubsub import PubSub
 from layotto.server.errors import InvalidArgument, MalformedRequest
-from layotto.server.runtime.delivery import DEFAULT_MAX_ATTEMPTS, RETRY, Delivery, Subscriber, Topics
+from layotto.server.runtime.delivery import (
+    DEFAULT_MAX_ATTEMPTS,
+    RETRY,
+    Delivery,
+    Subscriber,
+    Topics,
+    require_dead_letter_topic,
+)
 from layotto.server.runtime.publish import BulkEntry, Publisher, find_pubsub
 from layotto.server.runtime.validation import parse_max_delivery_attempts
 
@@ -152,7 +159,11 @@ class PubSubApi:
             max_attempts=parse_max_delivery_attempts(
                 initial.metadata, "initial_request.metadata", DEFAULT_MAX_ATTEMPTS
             ),
-            dead_letter_topic=initial.dead_letter_topic if initial.HasField("dead_letter_topic") else "",
+            dead_letter_topic=require_dead_letter_topic(
+                initial.topic,
+                initial.dead_letter_topic if initial.HasField("dead_letter_topic") else "",
+                "initial_request.dead_letter_topic",
+            ),
         )
         group = consumer_group(initial.metadata, self._app_id)
         await self._topics.attach(pubsub, initial.topic, group, stream)  # live before the client hears so

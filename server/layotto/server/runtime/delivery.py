@@ -6,7 +6,10 @@ app's consumer group and hands each message to one live subscriber of it, in tur
 SUCCESS and DROP acknowledge the message to the broker; RETRY, an error or a
 subscriber that goes away offers it again with exponential backoff, up to the
 subscriber's ``max_attempts``, after which it goes to the subscription's dead-letter
-topic if it has one, else it is dropped and logged.
+topic if it has one, else it is dropped and logged. A dead-lettered message carries
+:data:`DEAD_LETTERED_FROM` (``pubsub/topic`` it failed on) and is never dead-lettered
+again: failing on the dead-letter topic too, it is dropped and logged, so a dead-letter
+topic that is the topic itself or leads back to it (a -> b, b -> a) cannot loop.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ log = logging.getLogger(__name__)
 
 SUCCESS, RETRY, DROP = 0, 1, 2
 RAW_PAYLOAD = "rawPayload"
+#: the metadata entry a dead-lettered message carries: the ``pubsub/topic`` it failed on
+DEAD_LETTERED_FROM = "layotto-dead-lettered-from"
 DEFAULT_MAX_ATTEMPTS = 5
 FIRST_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 5.0
@@ -161,8 +166,18 @@ async def _answer(subscriber: Subscriber, delivery: Delivery) -> int:
 
 async def _give_up(pubsub: PubSub, subscriber: Subscriber, message: BrokerMessage, delivery: Delivery) -> None:
     where = f"{delivery.pubsub}/{delivery.topic}"
-    if subscriber.dead_letter_topic:
-        await pubsub.publish(subscriber.dead_letter_topic, message.data, message.metadata)
+    earlier = message.metadata.get(DEAD_LETTERED_FROM)
+    if subscriber.dead_letter_topic and earlier is not None:
+        log.error(
+            "message %s on %s dropped after %d attempts: it was dead-lettered from %s already, never twice",
+            delivery.event.id,
+            where,
+            subscriber.max_attempts,
+            earlier,
+        )
+    elif subscriber.dead_letter_topic:
+        metadata = {**message.metadata, DEAD_LETTERED_FROM: where}
+        await pubsub.publish(subscriber.dead_letter_topic, message.data, metadata)
         topic = subscriber.dead_letter_topic
         log.warning("message %s on %s went to dead-letter topic %s", delivery.event.id, where, topic)
     else:
@@ -174,9 +189,11 @@ async def _give_up(pubsub: PubSub, subscriber: Subscriber, message: BrokerMessag
         )
 
 
-def parse_max_attempts(metadata: Mapping[str, str], field: str) -> int:
-    """``maxDeliveryAttempts`` from subscription metadata (default 5)."""
-    raw = metadata.get("maxDeliveryAttempts", str(DEFAULT_MAX_ATTEMPTS))
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidArgument(f"{field}.maxDeliveryAttempts", f"expected a positive integer, got {raw!r}")
-    return int(raw)
+def require_dead_letter_topic(topic: str, dead_letter_topic: str, field: str) -> str:
+    """``dead_letter_topic`` unless it is the subscribed ``topic`` itself (a message failing on it
+    would come back to the same subscriber forever): InvalidArgument naming ``field``."""
+    if dead_letter_topic and dead_letter_topic == topic:
+        raise InvalidArgument(
+            field, f"is the subscribed topic {topic!r} itself: a message that fails there would loop; name another"
+        )
+    return dead_letter_topic
