@@ -391,3 +391,25 @@ def test_every_numeric_component_metadata_field_declares_its_range() -> None:
     assert unbounded == []
     outside = [where for where, f in numeric if f.type is not dict and not f.minimum <= f.default <= f.maximum]
     assert outside == [], "a default outside its own range"
+
+
+@pytest.mark.parametrize(
+    ("options", "cause"),
+    [
+        ("host=127.0.0.1 sslmode=bogus", 'invalid sslmode value: "bogus"'),
+        ("host=127.0.0.1 port=1", 'connection to server at "127.0.0.1", port 1 failed: Connection refused'),
+    ],
+)
+def test_a_bad_postgresql_dsn_names_its_real_cause_in_one_line(tmp_path: Path, options: str, cause: str) -> None:
+    dsn = f"{options} user=layotto password=pw-secret dbname=layotto connect_timeout=2"
+    config = write(
+        tmp_path, "pg.yaml", f"state: {{pg: {{type: postgresql, metadata: {{connectionString: '{dsn}'}}}}}}\n"
+    )
+    done = _serve_config(config, tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr  # no psycopg.pool warnings, no traceback
+    assert lines[0].startswith(
+        f"layotto: config error: {config}: state.pg: component 'pg' is unavailable: cannot connect"
+    )
+    assert cause in lines[0] and "pool initialization incomplete" not in lines[0]

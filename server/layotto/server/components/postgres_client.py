@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,6 +47,11 @@ class TracedCursor(psycopg.AsyncCursor[Any]):
         return self
 
 
+def one_line(error: BaseException) -> str:
+    """An error's message with its lines (libpq adds hints on their own lines) joined."""
+    return " ".join(str(error).split())
+
+
 def table_name(value: str, where: str) -> str:
     if not value.replace("_", "").isalnum() or value != value.lower():
         raise ConfigError(f"{where}: {value!r} must be lower-case letters, digits and _")
@@ -59,9 +65,14 @@ class PostgresConnection:
         self._pool: AsyncConnectionPool | None = None
 
     async def open(self, metadata: Mapping[str, Any]) -> None:
+        """Connect once directly, then open the pool. Raises BackendUnavailable with the
+        server's or libpq's own reason in one line (a bad ``sslmode``, a refused port, a wrong
+        password) rather than the pool's timeout, and before the pool logs its retries."""
         self.timeout = float(metadata["timeoutInSeconds"])
+        conninfo = str(metadata["connectionString"])
+        await self._probe(conninfo)
         self._pool = AsyncConnectionPool(
-            str(metadata["connectionString"]),
+            conninfo,
             min_size=1,
             max_size=int(metadata["maxConns"]),
             timeout=self.timeout,
@@ -77,6 +88,18 @@ class PostgresConnection:
             await self._pool.open(wait=True, timeout=self.timeout)
         except PoolTimeout as error:
             raise BackendUnavailable(self.component, f"cannot connect: {error}") from error
+
+    async def _probe(self, conninfo: str) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                connection = await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, connect_timeout=max(1, int(self.timeout))
+                )
+        except TimeoutError:
+            raise BackendUnavailable(self.component, f"cannot connect within {self.timeout:g}s") from None
+        except psycopg.Error as error:
+            raise BackendUnavailable(self.component, f"cannot connect: {one_line(error)}") from None
+        await connection.close()
 
     async def close(self) -> None:
         if self._pool is not None:
