@@ -131,6 +131,8 @@ def test_print_config_masks_keys_auth_and_pass_but_not_key_prefixes(
         ("clientCredentials", True),
         ("keyPrefix", False),
         ("workerKeyPrefix", False),
+        ("listKey", False),
+        ("routingKey", False),
         ("secretStore", False),
         ("tlsCert", False),
         ("redisUsername", False),

@@ -30,6 +30,8 @@ _SECRET_LAST_WORDS = frozenset(
     {"key", "token", "auth", "authorization", "pass", "passphrase", "password", "passwd", "pwd", "secret"}
     | {"credential", "credentials", "apikey", "jwt"}
 )
+#: words before a last "key" that make it the name of a stored key, not a secret: ``listKey``
+_NAMED_KEYS = frozenset({"list", "stream", "hash", "sort", "partition", "routing", "primary", "row", "cache"})
 #: a word that makes any key a secret wherever it stands: ``privateKeyFile``, ``passwordFile``
 _SECRET_WORDS = frozenset({"private", "password", "passwd", "passphrase", "credential", "credentials"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -48,12 +50,17 @@ def is_secret_key(name: str) -> bool:
 
     A key is one when it ends with a secret's name (``redisPassword``, ``clientSecret``,
     ``tlsKey``, ``auth``, ``pass``) or holds a word only secrets have (``privateKeyFile``);
-    ``keyPrefix`` or ``secretStore`` (a key's namespace, a store's name) is not.
+    ``keyPrefix``, ``listKey`` or ``secretStore`` (a namespace, a stored key's name, a store's
+    name) is not.
     """
     if _SECRET_KEY.search(name.replace("-", "_")):
         return True
     words = [word.lower() for word in _WORD.findall(name)]
-    return bool(words) and (words[-1] in _SECRET_LAST_WORDS or not _SECRET_WORDS.isdisjoint(words))
+    if not _SECRET_WORDS.isdisjoint(words):
+        return True
+    if words[-2:-1] and words[-1] == "key" and words[-2] in _NAMED_KEYS:
+        return False
+    return bool(words) and words[-1] in _SECRET_LAST_WORDS
 
 
 def mask_text(text: str) -> str:

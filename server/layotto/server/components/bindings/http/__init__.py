@@ -47,6 +47,7 @@ class HttpBinding(OutputBinding):
                 type=int,
                 default=100 * 1024 * 1024,
                 minimum=1,
+                maximum=2**31 - 1,
             ),
             MetadataField(
                 "errorIfNot2XX",
@@ -54,7 +55,7 @@ class HttpBinding(OutputBinding):
                 type=bool,
                 default=True,
             ),
-            MetadataField("securityToken", "Value of a header sent with every request.", default=""),
+            MetadataField("securityToken", "Value of a header sent with every request.", default="", secret=True),
             MetadataField("securityTokenHeader", "Name of the header securityToken is sent in.", default=""),
         ),
     )

@@ -54,8 +54,10 @@ class MqttBinding(OutputBinding, InputBinding):
             ),
             MetadataField("consumerID", "MQTT client id (default: random per runtime).", default=""),
             MetadataField("username", "User name.", default=""),
-            MetadataField("password", "Password.", default=""),
-            MetadataField("timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0),
+            MetadataField("password", "Password.", default="", secret=True),
+            MetadataField(
+                "timeoutInSeconds", "Connect and publish timeout.", type=float, default=5.0, minimum=0.1, maximum=3600
+            ),
             MetadataField(
                 "sessionExpiryInSeconds",
                 "How long the broker keeps the session (and unacknowledged input messages) after a disconnect; "
@@ -63,6 +65,7 @@ class MqttBinding(OutputBinding, InputBinding):
                 type=int,
                 default=0,
                 minimum=0,
+                maximum=4_294_967_295,  # MQTT 5's four-byte interval
             ),
         ),
     )

@@ -60,6 +60,7 @@ class RabbitMqBinding(OutputBinding, InputBinding):
                 type=int,
                 default=0,
                 minimum=0,
+                maximum=4_294_967,  # x-message-ttl is milliseconds in 32 bits
             ),
             MetadataField(
                 "prefetchCount",
@@ -75,6 +76,7 @@ class RabbitMqBinding(OutputBinding, InputBinding):
                 type=float,
                 default=1.0,
                 minimum=0,
+                maximum=3600,
             ),
             MetadataField(
                 "maxPriority",

@@ -55,6 +55,7 @@ class RedisBinding(OutputBinding, InputBinding):
                 type=float,
                 default=1.0,
                 minimum=0,
+                maximum=3600,
             ),
         ),
     )
