@@ -5,7 +5,8 @@
   ``<!-- snippet: config=docs/examples/x.yaml -->`` just before the block (paths are relative to
   the repository's root, where the runtime and the scripts run). ``backends=redis,etcd`` in the
   marker names the real backends the config needs: skipped when one is unreachable, failed instead
-  with LAYOTTO_REQUIRE_BACKENDS=1 (as in CI).
+  with LAYOTTO_REQUIRE_BACKENDS=1 (as in CI). ``LAYOTTO_HTTP`` (``http://127.0.0.1:PORT``) is the
+  same runtime's HTTP port (the actuator and Dapr's HTTP API).
 * ```yaml blocks are loaded: a runtime config by the config loader, each of its components' type
   and metadata checked by the component registry; a Dapr manifest by the manifest loader.
 * ```toml blocks are parsed.
@@ -191,7 +192,8 @@ def _run_python(snippet: Snippet, data_dir: Path) -> None:
     _require_backends(snippet)
     runtime = Runtime(config, data_dir)
     try:
-        _run_script(snippet, data_dir / "snippet.py", {**os.environ, "LAYOTTO_GRPC_ENDPOINT": runtime.endpoint})
+        env = {**os.environ, "LAYOTTO_GRPC_ENDPOINT": runtime.endpoint, "LAYOTTO_HTTP": runtime.http}
+        _run_script(snippet, data_dir / "snippet.py", env)
     finally:
         runtime.stop()
 

@@ -136,7 +136,9 @@ class Runtime:
         self._server = server
         await server.start()
         self._actuator = Actuator(
-            self.components, self._info(), fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving)
+            self.components,
+            self._info(),
+            fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker),
         )
         try:
             await self._actuator.start(http_host, http_port)

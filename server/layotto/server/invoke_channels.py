@@ -33,6 +33,7 @@ from layotto.server.runtime.invocation import (
     CALLER_APP_ID_HEADER,
     HOP_HEADER,
     HTTP_STATUS_HEADER,
+    RAW_HTTP_STATUS_HEADER,
     AppChannel,
     Invoker,
     InvokeRequest,
@@ -186,7 +187,7 @@ class HttpAppChannel:
             raise AppUnavailable(self._app_id, f"its app at {self._base_url} does not answer: {error}") from None
         except ValueError as error:  # a header aiohttp refuses to send (a newline in a value, ...)
             raise InvalidArgument("metadata", f"not sendable as an HTTP request: {error}") from None
-        if not 200 <= response.status < 300:
+        if not 200 <= response.status < 300 and not request.raw_http_status:
             raise AppError.from_http(self._app_id, response.status, body)
         kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
         kept.append((HTTP_STATUS_HEADER, str(response.status)))
@@ -229,6 +230,8 @@ class GrpcSidecarForwarder:
         message = invoke_pb2.InvokeServiceRequest(id=request.app_id)
         fill_invoke_message(message.message, request)
         metadata = [*grpc_headers(request.headers), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, request.caller_app_id)]
+        if request.raw_http_status:
+            metadata.append((RAW_HTTP_STATUS_HEADER, "1"))
         call = self._stub(address).InvokeService(message, timeout=timeout, metadata=metadata)
         try:
             answer = await call

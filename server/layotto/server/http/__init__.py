@@ -15,12 +15,14 @@ from aiohttp import web
 
 from layotto.server.http.configuration import ConfigurationHttp
 from layotto.server.http.errors import HttpSettings
+from layotto.server.http.invoke import InvokeHttp
 from layotto.server.http.lock import LockHttp
 from layotto.server.http.metadata import MetadataHttp
 from layotto.server.http.pubsub import PubSubHttp
 from layotto.server.http.routing import Routes
 from layotto.server.http.secrets import SecretsHttp
 from layotto.server.http.state import StateHttp
+from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.services import RuntimeServices
 
 __all__ = ["DaprHttpApi"]
@@ -29,11 +31,21 @@ __all__ = ["DaprHttpApi"]
 class DaprHttpApi:
     """Dapr's endpoints over one runtime layer. Bodies over ``max_body_bytes`` are refused (413,
     ``ERR_MALFORMED_REQUEST``), and every call while ``serving()`` is False (503, reason
-    RUNTIME_SHUTTING_DOWN)."""
+    RUNTIME_SHUTTING_DOWN). With an ``invoker``, service invocation is served too: under
+    ``/v1.0/invoke/`` and on any path of a request with a ``dapr-app-id`` header."""
 
-    def __init__(self, services: RuntimeServices, max_body_bytes: int, serving: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        services: RuntimeServices,
+        max_body_bytes: int,
+        serving: Callable[[], bool],
+        invoker: Invoker | None = None,
+    ) -> None:
         self._settings = HttpSettings(max_body_bytes, serving)
         self._routes = Routes()
+        self._invoke = InvokeHttp(invoker) if invoker is not None else None
+        if self._invoke is not None:
+            self._invoke.add_routes(self._routes)
         for front in (
             StateHttp(services.state),
             PubSubHttp(services.publisher),
@@ -46,4 +58,6 @@ class DaprHttpApi:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse | None:
         """The answer of the endpoint ``request`` names; None when no endpoint has its path."""
+        if self._invoke is not None and self._invoke.addressed_by_header(request):
+            return await self._invoke.by_header(request, self._settings)
         return await self._routes.answer(request, self._settings)

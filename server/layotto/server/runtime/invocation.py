@@ -26,6 +26,8 @@ VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "
 #: headers that carry the hop's own facts: set by the forwarding sidecar, never passed to an app
 CALLER_APP_ID_HEADER = "layotto-caller-app-id"
 HOP_HEADER = "layotto-invoke-hop"
+#: on a hop: the caller wants an HTTP app's error status as an answer, not an error (Dapr's HTTP API)
+RAW_HTTP_STATUS_HEADER = "layotto-raw-http-status"
 #: the response header carrying an HTTP app's status code (as Dapr names it)
 HTTP_STATUS_HEADER = "dapr-http-status"
 
@@ -45,6 +47,9 @@ class InvokeRequest:
     data_type_url: str = ""
     caller_app_id: str = ""  # set by the forwarding sidecar
     hop: bool = False  # True when another sidecar forwarded this call here
+    #: an HTTP app's non-2xx answer is returned as an InvokeResponse with its status (Dapr's
+    #: HTTP invoke passes it through) instead of raising AppError (the gRPC APIs)
+    raw_http_status: bool = False
 
     def validate(self) -> None:
         """Raise InvalidArgument naming the field (Layotto's and Dapr's field names)."""

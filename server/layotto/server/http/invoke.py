@@ -1,0 +1,74 @@
+"""Dapr's service invocation over HTTP: ``/v1.0/invoke/{app-id}/method/{method...}`` with any verb,
+and the ``dapr-app-id`` header form (any other path, the path being the method), as daprd serves them.
+
+The request's verb, querystring, headers (less HTTP's and the runtimes' own), body and
+``Content-Type`` become a runtime :class:`~layotto.server.runtime.invocation.InvokeRequest`
+answered by the same :class:`~layotto.server.runtime.invocation.Invoker` as the gRPC
+``InvokeService``. The app's answer comes back as it was: its status code (a 404 of an HTTP app
+is a 404 here, with the app's body), headers, body and content type. Errors of the runtime
+(unknown app id, app down, ...) answer Dapr's error body with ``errorCode`` ``ERR_DIRECT_INVOKE``.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from layotto.server.api.invoke import app_headers
+from layotto.server.http.errors import Call, HttpSettings, dapr_errors
+from layotto.server.http.routing import Routes
+from layotto.server.runtime.invocation import HTTP_STATUS_HEADER, Invoker, InvokeRequest, InvokeResponse
+
+INVOKE_CODE = "ERR_DIRECT_INVOKE"
+#: the header naming the target app on any path (Dapr's alternative to /v1.0/invoke/...)
+APP_ID_HEADER = "dapr-app-id"
+#: request headers that address daprd itself: never passed to the app
+SIDECAR_HEADERS = frozenset({APP_ID_HEADER, "dapr-api-token"})
+#: answer headers aiohttp sets for itself, or that only meant something on the hop
+ANSWER_HEADERS_DROPPED = frozenset(
+    {"content-type", "content-length", "transfer-encoding", "connection", "date", "server", HTTP_STATUS_HEADER}
+)
+
+
+def answer_of(reply: InvokeResponse) -> web.Response:
+    """The HTTP answer carrying an app's ``reply`` as it came."""
+    headers = [(k, v) for k, v in reply.headers if k.lower() not in ANSWER_HEADERS_DROPPED]
+    response = web.Response(status=reply.status, body=reply.data, headers=headers)
+    if reply.content_type:
+        response.headers["Content-Type"] = reply.content_type
+    return response
+
+
+class InvokeHttp:
+    """The invoke endpoints over one :class:`Invoker`."""
+
+    def __init__(self, invoker: Invoker) -> None:
+        self._invoker = invoker
+
+    def add_routes(self, routes: Routes) -> None:
+        routes.add("*", "/v1.0/invoke/{app_id}/method/{method:.+}", self.invoke)
+
+    @staticmethod
+    def addressed_by_header(request: web.BaseRequest) -> bool:
+        """Whether ``request`` names its target app in the ``dapr-app-id`` header."""
+        return bool(request.headers.get(APP_ID_HEADER))
+
+    async def by_header(self, request: web.BaseRequest, settings: HttpSettings) -> web.StreamResponse:
+        """Answer a request whose ``dapr-app-id`` header names the app: its path is the method."""
+        params = {"app_id": request.headers[APP_ID_HEADER], "method": request.path.lstrip("/")}
+        return await self.invoke(Call(request, params, settings))
+
+    @dapr_errors("invoke", INVOKE_CODE)
+    async def invoke(self, call: Call) -> web.StreamResponse:
+        request = call.request
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in SIDECAR_HEADERS]
+        invoke = InvokeRequest(
+            app_id=call.params["app_id"],
+            method=call.params["method"],
+            data=await call.body(),
+            content_type=request.headers.get("Content-Type", ""),
+            verb=request.method.upper(),
+            querystring=request.query_string,
+            headers=app_headers(headers),
+            raw_http_status=True,
+        )
+        return answer_of(await self._invoker.invoke(invoke, None))
