@@ -13,7 +13,7 @@
     │   ├── EtagInvalid             the etag is not one the store issued
     │   ├── DecryptionFailed        the ciphertext does not verify (tampered, or another key's)
     │   └── PayloadTooLarge         a request, response or field is over a size limit
-    ├── PermissionDenied            the runtime's scopes do not allow it (a secret outside its scope)
+    ├── PermissionDenied            the runtime's scopes do not allow it (a secret, an invocation)
     ├── EtagMismatch                the etag is stale: someone else wrote first
     ├── BulkWriteError              some items of a bulk write failed; .failed_keys
     ├── NoComponentsConfigured      the runtime has no component of that building block
@@ -240,6 +240,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "BULK_PARTIAL_FAILURE": BulkWriteError,
     "SECRET_NOT_FOUND": SecretNotFound,
     "SECRET_ACCESS_DENIED": PermissionDenied,
+    "ACCESS_DENIED": PermissionDenied,
     "PAYLOAD_TOO_LARGE": PayloadTooLarge,
     "BACKEND_UNAVAILABLE": BackendUnavailable,
     "BACKEND_ERROR": BackendError,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ from layotto.server.components.base import ConfigError, read_config_text
 from layotto.server.components.nameresolution import NameResolutionSettings, parse_settings
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
-from layotto.server.dapr_manifests import load_manifests, load_secret_scopes
+from layotto.server.dapr_manifests import load_access_control, load_manifests, load_secret_scopes
+from layotto.server.runtime.access_control import AccessControl, parse_access_control
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
@@ -90,6 +92,8 @@ class RuntimeConfig:
     app_protocol: str = "grpc"  # how invocations reach the app: grpc (OnInvoke at app_callback_address) or http
     app_port: int = 0  # the app's HTTP port on 127.0.0.1 (app_protocol http)
     name_resolution: NameResolutionSettings = field(default_factory=NameResolutionSettings)  # app id -> sidecars
+    access_control: AccessControl | None = None  # which apps may invoke which methods of this app (Dapr's shape)
+    invoke_token: str = field(default="", repr=False)  # shared by the deployment's sidecars: proves a hop's origin
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -158,6 +162,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "grpc_transport": str,
     "app_protocol": str,
     "app_port": int,
+    "invoke_token": str,
 }
 #: the allowed range of every numeric key (docs/configuration.md lists them): a value outside,
 #: NaN, infinity or a boolean stops start-up with one line naming the key
@@ -169,6 +174,15 @@ NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "app_port": (0, 65535),
 }
 APP_PROTOCOLS = ("grpc", "http")
+#: top-level sections parsed by their own module: key -> parser(raw, where)
+_SECTION_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "name_resolution": parse_settings,
+    "access_control": parse_access_control,
+}
+NEEDS_TOKEN = (
+    "an access control needs invoke_token (the secret the deployment's sidecars share),"
+    " or any client could claim another app's id on a hop"
+)
 #: Layotto's names of building-block sections
 _SECTION_ALIASES = {"pub_subs": "pubsub", "cryption": "crypto"}
 CALLBACK_PROTOCOLS = ("layotto", "dapr")
@@ -245,6 +259,8 @@ def from_mapping(raw: Any) -> RuntimeConfig:
         raise ConfigError(
             f"grpc_transport: expected one of {', '.join(GRPC_TRANSPORTS)}, got {values['grpc_transport']!r}"
         )
+    if values.get("access_control") is not None and not values.get("invoke_token"):
+        raise ConfigError(f"access_control: {NEEDS_TOKEN}")
     return RuntimeConfig(**values, components=components)
 
 
@@ -305,14 +321,22 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
         return {"secret_scopes": parse_scopes(value, key)}
     if key == "grpc_server_options":
         return {key: _grpc_server_options(value)}
-    if key == "name_resolution":
-        return {"name_resolution": parse_settings(value, key)}
+    if key in _SECTION_PARSERS:
+        return {key: _SECTION_PARSERS[key](value, key)}
     if key == "app" and isinstance(value, dict):
         return _app_section(value)
     if key in _LAYOTTO_ONLY_SECTIONS:
         raise ConfigError(f"{key}: this building block is not served yet (served: {', '.join(BUILDING_BLOCKS)})")
     known = ", ".join(
-        [*_SCALAR_KEYS, "tracing", "secret_scopes", "grpc_server_options", "name_resolution", *BUILDING_BLOCKS]
+        [
+            *_SCALAR_KEYS,
+            "tracing",
+            "secret_scopes",
+            "grpc_server_options",
+            "name_resolution",
+            "access_control",
+            *BUILDING_BLOCKS,
+        ]
     )
     raise ConfigError(f"{key}: unknown key (known: {known})")
 
@@ -371,7 +395,14 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
             if scope.store in scopes:
                 raise ConfigError(f"{where}: secret store {scope.store!r} has a scope already")
             scopes[scope.store] = scope
-    return replace(config, components=components, secret_scopes=tuple(scopes.values()))
+    access = config.access_control
+    for where, raw in load_access_control(directory):
+        if access is not None:
+            raise ConfigError(f"{where}: the app has an access control already (one per runtime)")
+        access = parse_access_control(raw, where)
+    if access is not None and not config.invoke_token:
+        raise ConfigError(f"components_path: {NEEDS_TOKEN}")
+    return replace(config, components=components, secret_scopes=tuple(scopes.values()), access_control=access)
 
 
 def load(path: str | Path) -> RuntimeConfig:

@@ -132,3 +132,15 @@ def load_secret_scopes(directory: Path) -> list[tuple[str, Any]]:
         and isinstance(doc["spec"].get("secrets"), dict)
         and "scopes" in doc["spec"]["secrets"]
     ]
+
+
+def load_access_control(directory: Path) -> list[tuple[str, Any]]:
+    """(where, raw ``spec.accessControl``) of every Dapr Configuration manifest under ``directory``."""
+    return [
+        (f"{where}: spec.accessControl", doc["spec"]["accessControl"])
+        for where, doc in _documents(directory)
+        if isinstance(doc, dict)
+        and doc.get("kind") == "Configuration"
+        and isinstance(doc.get("spec"), dict)
+        and "accessControl" in doc["spec"]
+    ]

@@ -264,6 +264,18 @@ _STATUS_OF_HTTP = {
 }
 
 
+class AccessDenied(LayottoError):
+    """Service invocation: the callee's access control refuses the caller (or its hop is not trusted)."""
+
+    reason = "ACCESS_DENIED"
+
+    def __init__(self, caller_app_id: str, operation: str, why: str) -> None:
+        super().__init__(
+            f"app {caller_app_id or '(unknown)'!r} may not call {operation}: {why}",
+            metadata={"caller_app_id": caller_app_id, "operation": operation},
+        )
+
+
 class AppError(PassedOnError):
     """Service invocation: the target app answered with an error; ``status`` is the app's own
     (a gRPC app's status code name, or an HTTP app's status mapped by ``_STATUS_OF_HTTP``)."""

@@ -34,6 +34,7 @@ from layotto.server.runtime.invocation import (
     HOP_HEADER,
     HTTP_STATUS_HEADER,
     RAW_HTTP_STATUS_HEADER,
+    TOKEN_HEADER,
     AppChannel,
     Invoker,
     InvokeRequest,
@@ -232,6 +233,8 @@ class GrpcSidecarForwarder:
         metadata = [*grpc_headers(request.headers), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, request.caller_app_id)]
         if request.raw_http_status:
             metadata.append((RAW_HTTP_STATUS_HEADER, "1"))
+        if request.hop_token:
+            metadata.append((TOKEN_HEADER, request.hop_token))
         call = self._stub(address).InvokeService(message, timeout=timeout, metadata=metadata)
         try:
             answer = await call
@@ -278,4 +281,6 @@ def build_invoker(config: RuntimeConfig, resolver: Resolver, tracing: Tracing | 
             config.app_id, address, max_message_bytes=config.max_message_bytes, tracing=tracing
         )
     forwarder = GrpcSidecarForwarder(max_message_bytes=config.max_message_bytes, tracing=tracing)
-    return Invoker(config.app_id, resolver, forwarder, app_channel)
+    return Invoker(
+        config.app_id, resolver, forwarder, app_channel, access=config.access_control, hop_token=config.invoke_token
+    )

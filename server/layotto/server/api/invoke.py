@@ -22,6 +22,7 @@ from layotto.server.runtime.invocation import (
     CALLER_APP_ID_HEADER,
     HOP_HEADER,
     RAW_HTTP_STATUS_HEADER,
+    TOKEN_HEADER,
     VERBS,
     Invoker,
     InvokeRequest,
@@ -32,7 +33,7 @@ RESERVED_HEADERS = frozenset(
     {"content-type", "user-agent", "te", "host", "content-length", "connection", "accept-encoding"}
 )
 #: set by the runtimes themselves: a caller's own values are dropped
-HOP_HEADERS = frozenset({HOP_HEADER, CALLER_APP_ID_HEADER, RAW_HTTP_STATUS_HEADER, "dapr-caller-app-id"})
+HOP_HEADERS = frozenset({HOP_HEADER, CALLER_APP_ID_HEADER, RAW_HTTP_STATUS_HEADER, TOKEN_HEADER, "dapr-caller-app-id"})
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation", "sw8-x"})
 
 
@@ -85,6 +86,7 @@ def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]],
         caller_app_id=found.get(CALLER_APP_ID_HEADER, "") if HOP_HEADER in found else "",
         hop=HOP_HEADER in found,
         raw_http_status=HOP_HEADER in found and RAW_HTTP_STATUS_HEADER in found,
+        hop_token=found.get(TOKEN_HEADER, ""),
     )
 
 

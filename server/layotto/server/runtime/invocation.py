@@ -14,12 +14,14 @@ the channels (``AppChannel``, ``SidecarForwarder``) are given by the runtime.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from layotto.server.errors import AppNotFound, AppUnavailable, InvalidArgument
+from layotto.server.errors import AccessDenied, AppNotFound, AppUnavailable, InvalidArgument
+from layotto.server.runtime.access_control import AccessControl
 
 #: the HTTP verbs of HTTPExtension.Verb (NONE means POST to an HTTP app, as in Dapr)
 VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -28,6 +30,8 @@ CALLER_APP_ID_HEADER = "layotto-caller-app-id"
 HOP_HEADER = "layotto-invoke-hop"
 #: on a hop: the caller wants an HTTP app's error status as an answer, not an error (Dapr's HTTP API)
 RAW_HTTP_STATUS_HEADER = "layotto-raw-http-status"
+#: on a hop: the deployment's shared invoke token, proving the hop comes from one of its sidecars
+TOKEN_HEADER = "layotto-invoke-token"
 #: the response header carrying an HTTP app's status code (as Dapr names it)
 HTTP_STATUS_HEADER = "dapr-http-status"
 
@@ -50,6 +54,7 @@ class InvokeRequest:
     #: an HTTP app's non-2xx answer is returned as an InvokeResponse with its status (Dapr's
     #: HTTP invoke passes it through) instead of raising AppError (the gRPC APIs)
     raw_http_status: bool = False
+    hop_token: str = field(default="", repr=False)  # the token a hop came with (never logged)
 
     def validate(self) -> None:
         """Raise InvalidArgument naming the field (Layotto's and Dapr's field names)."""
@@ -117,8 +122,16 @@ class Invoker:
         resolver: Resolver,
         forwarder: SidecarForwarder,
         app_channel: AppChannel | None,
+        *,
+        access: AccessControl | None = None,
+        hop_token: str = "",
     ) -> None:
+        """``access``: the policies hops to the own app are held to (None: every caller may call).
+        ``hop_token``: the deployment's shared secret; sent on every hop, and when set, a hop
+        without it is refused (its caller id cannot be trusted)."""
         self.app_id = app_id
+        self._access = access
+        self._hop_token = hop_token
         self._resolver = resolver
         self._forwarder = forwarder
         self._app_channel = app_channel
@@ -130,11 +143,26 @@ class Invoker:
         Raises InvalidArgument, AppNotFound, AppUnavailable, AppError, DeadlineExceeded, or an
         error relayed from the callee sidecar."""
         request.validate()
+        if request.hop:
+            self._check_hop(request)
         if request.app_id == self.app_id:
             return await self._call_own_app(request, timeout)
         if request.hop:
             raise AppNotFound(request.app_id, f"forwarded to the sidecar of app {self.app_id!r} by mistake")
         return await self._forward(request, timeout)
+
+    def _check_hop(self, request: InvokeRequest) -> None:
+        """Raise AccessDenied for a hop without the deployment's token, or one the policies refuse."""
+        operation = f"{request.verb} /{request.method.lstrip('/')}"
+        if self._hop_token and not hmac.compare_digest(request.hop_token.encode(), self._hop_token.encode()):
+            raise AccessDenied(
+                request.caller_app_id, operation, "the hop does not carry this deployment's invoke token"
+            )
+        refused = self._access is not None and not self._access.allows(
+            request.caller_app_id, request.method, request.verb
+        )
+        if refused and request.app_id == self.app_id:
+            raise AccessDenied(request.caller_app_id, operation, "refused by the app's access control")
 
     async def _call_own_app(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         if self._app_channel is None:
@@ -147,7 +175,7 @@ class Invoker:
         addresses = list(self._resolver.resolve(request.app_id))
         if not addresses:
             raise AppNotFound(request.app_id)
-        hop = replace(request, caller_app_id=self.app_id, hop=True)
+        hop = replace(request, caller_app_id=self.app_id, hop=True, hop_token=self._hop_token)
         start = next(self._turn) % len(addresses)
         loop = asyncio.get_running_loop()
         ends_at = None if timeout is None else loop.time() + timeout
