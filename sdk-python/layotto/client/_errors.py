@@ -24,6 +24,7 @@
     │   └── KeyNotFound             the key store has no key of that name
     ├── AppUnavailable              invoke: the target app, or every sidecar of it, does not answer
     ├── AppError                    invoke: the target app answered with an error (.app_id, .http_status)
+    ├── RateLimited                 flow control: over the configured rate (.retry_after seconds)
     ├── NotImplementedByRuntime     the runtime does not serve this API
     ├── RuntimeInternalError        the runtime failed unexpectedly
     │   └── BackendError            the component's backend answered with an error
@@ -65,6 +66,7 @@ __all__ = [
     "NotImplementedByRuntime",
     "PayloadTooLarge",
     "PermissionDenied",
+    "RateLimited",
     "RuntimeInternalError",
     "RuntimeUnavailable",
     "SecretNotFound",
@@ -184,6 +186,16 @@ class AppUnavailable(LayottoError):
     """``invoke``: the target app, or every sidecar serving it, cannot be reached."""
 
 
+class RateLimited(LayottoError):
+    """The runtime's flow control refused the call: over the rate of its gRPC method or of the
+    invoked app id. ``retry_after`` is the seconds until a call would pass (None if not sent)."""
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.metadata.get("retry_after_seconds")
+        return float(value) if value else None
+
+
 class AppError(LayottoError):
     """``invoke``: the target app answered with an error; ``code`` is the app's own (an HTTP app's
     status mapped as Dapr does), ``http_status`` the HTTP app's status (None from a gRPC app)."""
@@ -249,6 +261,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "APP_NOT_FOUND": AppNotFound,
     "APP_UNAVAILABLE": AppUnavailable,
     "APP_ERROR": AppError,
+    "RATE_LIMITED": RateLimited,
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "KEY_NOT_FOUND": KeyNotFound,
     "DECRYPTION_FAILED": DecryptionFailed,

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from layotto.server.actuator import Actuator
+from layotto.server.api.flow_gate import FlowGate
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
@@ -102,6 +103,8 @@ class Runtime:
             *cfg.grpc_server_options.items(),
         ]
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
+        if cfg.flow_control is not None and cfg.flow_control.methods:
+            interceptors.append(FlowGate(cfg.flow_control))
         if self.tracing is not None:
             interceptors.append(self.tracing.server_interceptor())
         chosen = build_server(cfg.grpc_transport, options=options, interceptors=interceptors)

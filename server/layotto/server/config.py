@@ -30,6 +30,7 @@ from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
 from layotto.server.dapr_manifests import load_access_control, load_manifests, load_secret_scopes
 from layotto.server.runtime.access_control import AccessControl, parse_access_control
+from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
@@ -94,6 +95,7 @@ class RuntimeConfig:
     name_resolution: NameResolutionSettings = field(default_factory=NameResolutionSettings)  # app id -> sidecars
     access_control: AccessControl | None = None  # which apps may invoke which methods of this app (Dapr's shape)
     invoke_token: str = field(default="", repr=False)  # shared by the deployment's sidecars: proves a hop's origin
+    flow_control: FlowControl | None = None  # rate limits per gRPC method and per invoked app id
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -178,6 +180,7 @@ APP_PROTOCOLS = ("grpc", "http")
 _SECTION_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "name_resolution": parse_settings,
     "access_control": parse_access_control,
+    "flow_control": parse_flow_control,
 }
 NEEDS_TOKEN = (
     "an access control needs invoke_token (the secret the deployment's sidecars share),"
@@ -335,6 +338,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "grpc_server_options",
             "name_resolution",
             "access_control",
+            "flow_control",
             *BUILDING_BLOCKS,
         ]
     )

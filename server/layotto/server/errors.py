@@ -276,6 +276,20 @@ class AccessDenied(LayottoError):
         )
 
 
+class RateLimited(LayottoError):
+    """Flow control: calls of ``resource`` are over their rate; ``retry_after`` is the seconds
+    until the next call would be let through (metadata ``retry_after_seconds``)."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, resource: str, threshold: int, interval_ms: int, retry_after: float) -> None:
+        super().__init__(
+            f"{resource}: over its rate limit of {threshold} per {interval_ms} ms; retry after {retry_after:.3f} s",
+            metadata={"resource": resource, "retry_after_seconds": f"{retry_after:.3f}"},
+        )
+        self.retry_after = retry_after
+
+
 class AppError(PassedOnError):
     """Service invocation: the target app answered with an error; ``status`` is the app's own
     (a gRPC app's status code name, or an HTTP app's status mapped by ``_STATUS_OF_HTTP``)."""

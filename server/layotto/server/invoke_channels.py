@@ -282,5 +282,11 @@ def build_invoker(config: RuntimeConfig, resolver: Resolver, tracing: Tracing | 
         )
     forwarder = GrpcSidecarForwarder(max_message_bytes=config.max_message_bytes, tracing=tracing)
     return Invoker(
-        config.app_id, resolver, forwarder, app_channel, access=config.access_control, hop_token=config.invoke_token
+        config.app_id,
+        resolver,
+        forwarder,
+        app_channel,
+        access=config.access_control,
+        hop_token=config.invoke_token,
+        flow=config.flow_control,
     )

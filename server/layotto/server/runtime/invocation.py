@@ -22,6 +22,7 @@ from typing import Protocol
 
 from layotto.server.errors import AccessDenied, AppNotFound, AppUnavailable, InvalidArgument
 from layotto.server.runtime.access_control import AccessControl
+from layotto.server.runtime.flow_control import FlowControl
 
 #: the HTTP verbs of HTTPExtension.Verb (NONE means POST to an HTTP app, as in Dapr)
 VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -125,13 +126,16 @@ class Invoker:
         *,
         access: AccessControl | None = None,
         hop_token: str = "",
+        flow: FlowControl | None = None,
     ) -> None:
         """``access``: the policies hops to the own app are held to (None: every caller may call).
         ``hop_token``: the deployment's shared secret; sent on every hop, and when set, a hop
-        without it is refused (its caller id cannot be trusted)."""
+        without it is refused (its caller id cannot be trusted). ``flow``: the rate limits of
+        invoked app ids, taken by the calls this runtime's clients make (not by hops)."""
         self.app_id = app_id
         self._access = access
         self._hop_token = hop_token
+        self._flow = flow
         self._resolver = resolver
         self._forwarder = forwarder
         self._app_channel = app_channel
@@ -140,11 +144,14 @@ class Invoker:
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         """Answer ``request`` within ``timeout`` seconds (None: no deadline of ours).
 
-        Raises InvalidArgument, AppNotFound, AppUnavailable, AppError, DeadlineExceeded, or an
+        Raises InvalidArgument, AccessDenied, RateLimited, AppNotFound, AppUnavailable, AppError,
+        DeadlineExceeded, or an
         error relayed from the callee sidecar."""
         request.validate()
         if request.hop:
             self._check_hop(request)
+        elif self._flow is not None:
+            self._flow.admit_app(request.app_id)
         if request.app_id == self.app_id:
             return await self._call_own_app(request, timeout)
         if request.hop:
