@@ -30,6 +30,7 @@ from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.bindings import input_binding_names
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
+from layotto.server.runtime.scheduler import SchedulerLoop
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.server.runtime.services import RuntimeServices, build_services
 from layotto.server.shutdown_gate import ShutdownGate
@@ -66,6 +67,7 @@ class Runtime:
         self.invoker: Invoker | None = None
         self.services: RuntimeServices | None = None  # the runtime layer, once started
         self.app_bindings: AppBindings | None = None
+        self.scheduler_loop: SchedulerLoop | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -148,6 +150,8 @@ class Runtime:
         except OSError as error:
             raise ConfigError(f"http_address: cannot listen on {cfg.http_address}: {error.strerror}") from None
         self.http_port = self._actuator.port
+        self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue)
+        self.scheduler_loop.start()
         self._actuator.serving = True
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -232,6 +236,9 @@ class Runtime:
         if self._actuator is not None:
             self._actuator.serving = False
         await self._health.enter_graceful_shutdown()
+        if self.scheduler_loop is not None:
+            await self.scheduler_loop.aclose()
+            self.scheduler_loop = None
         if self.app_subscriptions is not None:
             await self.app_subscriptions.aclose()
             self.app_subscriptions = None

@@ -144,6 +144,7 @@ def embedded_defaults() -> RuntimeConfig:
             "sequencer": {"in-memory": ComponentConfig("in-memory")},
             "pubsub": {"in-memory": ComponentConfig("in-memory")},
             "config_store": {"in-memory": ComponentConfig("in-memory")},
+            "scheduler": {"sqlite": ComponentConfig("sqlite")},
         }
     )
 

@@ -38,6 +38,7 @@ from layotto.server.api.adapter import MethodHandlers, Routes, method_handlers
 from layotto.server.api.bindings import BindingsApi
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
 from layotto.server.api.cryption import CryptionApi
+from layotto.server.api.delay_queue import DelayQueueApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
 from layotto.server.api.lock import LockApi
@@ -90,16 +91,22 @@ DAPR_SECRETS = SecretMessages(
 RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
 DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 CRYPTION_SERVICE = cryption_pb2.DESCRIPTOR.services_by_name["CryptionService"]
+DELAY_QUEUE_SERVICE = delay_queue_pb2.DESCRIPTOR.services_by_name["DelayQueue"]
 #: runtime-side services no building block implements yet: every RPC answers UNIMPLEMENTED
 UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"],
-    delay_queue_pb2.DESCRIPTOR.services_by_name["DelayQueue"],
     email_pb2.DESCRIPTOR.services_by_name["EmailService"],
     phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"],
     oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],
     sms_pb2.DESCRIPTOR.services_by_name["SmsService"],
 )
-SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (RUNTIME_SERVICE, DAPR_SERVICE, CRYPTION_SERVICE, *UNBUILT_SERVICES)
+SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
+    RUNTIME_SERVICE,
+    DAPR_SERVICE,
+    CRYPTION_SERVICE,
+    DELAY_QUEUE_SERVICE,
+    *UNBUILT_SERVICES,
+)
 SERVICE_NAMES = tuple(service.full_name for service in SERVED_SERVICES)
 #: the contract's services a runtime is a client of, never the server
 NOT_SERVED = frozenset(
@@ -133,6 +140,7 @@ class Apis:
     cryption: CryptionApi
     layotto_bindings: BindingsApi
     dapr_bindings: BindingsApi
+    delay_queue: DelayQueueApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
 
@@ -216,6 +224,7 @@ def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
         RUNTIME_SERVICE: runtime_routes(apis),
         DAPR_SERVICE: dapr_routes(apis),
         CRYPTION_SERVICE: cryption_routes(apis),
+        DELAY_QUEUE_SERVICE: {"PublishDelayMessage": apis.delay_queue.PublishDelayMessage},
     }
     for service in UNBUILT_SERVICES:
         tables[service] = {}
@@ -250,6 +259,7 @@ def build_apis(
         dapr_invoke=InvokeApi(invoker, dapr_common_pb2.InvokeResponse, strip_trace=strip_trace) if invoker else None,
         layotto_bindings=BindingsApi(components, runtime_pb2.InvokeBindingResponse),
         dapr_bindings=BindingsApi(components, dapr_binding_pb2.InvokeBindingResponse),
+        delay_queue=DelayQueueApi(services.delay_queue),
     )
 
 

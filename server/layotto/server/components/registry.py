@@ -26,6 +26,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "config_store": "configuration store",
     "crypto": "key store",
     "bindings": "binding",
+    "scheduler": "scheduler",
 }
 
 

@@ -47,6 +47,11 @@ class Publisher:
         self._app_id = app_id
         self.max_publish_bytes = max_publish_bytes
 
+    def check_size(self, data: bytes, field: str) -> None:
+        """Raises PayloadTooLarge naming ``field`` when ``data`` is over the runtime's publish limit."""
+        if len(data) > self.max_publish_bytes:
+            raise PayloadTooLarge(field, len(data), self.max_publish_bytes)
+
     async def publish(
         self, pubsub_name: str, topic: str, data: bytes, content_type: str, metadata: Mapping[str, str]
     ) -> None:
@@ -115,8 +120,7 @@ class Publisher:
         ``metadata`` is checked (``ttlInSeconds``: see :func:`parse_ttl`) and normalised in place:
         a TTL of -1 (none) is removed, so no broker sees it.
         """
-        if len(data) > self.max_publish_bytes:
-            raise PayloadTooLarge(field, len(data), self.max_publish_bytes)
+        self.check_size(data, field)
         ttl = parse_ttl(metadata, metadata_at)
         if ttl is None:
             metadata.pop(TTL_KEY, None)

@@ -11,6 +11,7 @@ from layotto.server.runtime.configuration import ConfigurationService
 from layotto.server.runtime.lock import LockService
 from layotto.server.runtime.metadata import MetadataService
 from layotto.server.runtime.publish import Publisher
+from layotto.server.runtime.scheduler import DelayQueueService
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.server.runtime.secrets import SecretService
 from layotto.server.runtime.state import StateService
@@ -24,6 +25,7 @@ class RuntimeServices:
     locks: LockService
     configuration: ConfigurationService
     metadata: MetadataService
+    delay_queue: DelayQueueService
 
 
 def build_services(
@@ -35,11 +37,13 @@ def build_services(
     max_publish_bytes: int,
     secret_policy: SecretPolicy,
 ) -> RuntimeServices:
+    publisher = Publisher(components, app_id, max_publish_bytes)
     return RuntimeServices(
         state=StateService(components),
-        publisher=Publisher(components, app_id, max_publish_bytes),
+        publisher=publisher,
         secrets=SecretService(components, secret_policy),
         locks=LockService(components, app_id),
         configuration=ConfigurationService(components, app_id),
         metadata=MetadataService(app_id, version, components, shutdown),
+        delay_queue=DelayQueueService(components, publisher),
     )

@@ -1,0 +1,148 @@
+"""Scheduling: delayed messages kept in a scheduler store, and the loop that fires them.
+
+Every runtime runs one :class:`SchedulerLoop` per scheduler component: it claims the due
+items (each leased to this runtime for ``LEASE_SECONDS``), fires them, and acknowledges
+each one fired. An item whose firing fails stays leased and is fired again when the lease
+ends; one whose runtime crashed is fired by any runtime once the lease ends. Firing
+accuracy: an item fires within ``POLL_SECONDS`` (0.25 s) of its due time plus the time to
+publish, while a runtime is running; items due while none runs fire when one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+
+from layotto.server.components.loader import ComponentSet
+from layotto.server.components.scheduler import ScheduledItem, Scheduler
+from layotto.server.errors import InvalidArgument, LayottoError, NoComponentsConfigured
+from layotto.server.runtime.publish import Publisher, find_pubsub
+from layotto.server.runtime.validation import require_range
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+LEASE_SECONDS = 30.0
+CLAIM_LIMIT = 100
+#: the longest delay a delayed message may ask for (Layotto's int32 field allows more): 366 days
+MAX_DELAY_SECONDS = 366 * 24 * 3600
+DELAY_PREFIX = "delay||"
+
+
+def _scheduler(components: ComponentSet) -> Scheduler:
+    """The runtime's scheduler store: the first configured (by name)."""
+    names = components.names("scheduler")
+    if not names:
+        raise NoComponentsConfigured("scheduler")
+    store = components.find("scheduler", names[0], "scheduler")
+    assert isinstance(store, Scheduler)
+    return store
+
+
+class DelayQueueService:
+    """Layotto's delayed messages: published to a pub/sub topic when due."""
+
+    def __init__(self, components: ComponentSet, publisher: Publisher) -> None:
+        self._components = components
+        self._publisher = publisher
+
+    async def publish_delayed(
+        self,
+        pubsub_name: str,
+        topic: str,
+        data: bytes,
+        *,
+        content_type: str,
+        delay_seconds: int,
+        metadata: Mapping[str, str],
+    ) -> str:
+        """Schedule ``data`` for ``topic`` of pub/sub ``pubsub_name`` in ``delay_seconds``; the message id.
+
+        Raises InvalidArgument naming ``component_name``, ``topic`` or ``delay_in_seconds``,
+        PayloadTooLarge (``data``), NoComponentsConfigured (no scheduler), and the store's errors.
+        """
+        find_pubsub(self._components, pubsub_name, "component_name")
+        if not topic:
+            raise InvalidArgument("topic", "is empty")
+        require_range(delay_seconds, "delay_in_seconds", 0, MAX_DELAY_SECONDS, "seconds")
+        self._publisher.check_size(data, "data")
+        store = _scheduler(self._components)
+        message_id = str(uuid.uuid4())
+        payload = {
+            "pubsub": pubsub_name,
+            "topic": topic,
+            "data": base64.b64encode(data).decode(),
+            "contentType": content_type,
+            "metadata": dict(metadata),
+        }
+        item = ScheduledItem(DELAY_PREFIX + message_id, time.time() + delay_seconds, json.dumps(payload).encode())
+        await store.put(item)
+        return message_id
+
+    async def fire(self, item: ScheduledItem) -> None:
+        """Publish a due delayed message. Raises the publish's errors."""
+        body = json.loads(item.payload)
+        await self._publisher.publish(
+            body["pubsub"], body["topic"], base64.b64decode(body["data"]), body["contentType"], body["metadata"]
+        )
+
+
+class SchedulerLoop:
+    """Claims and fires the due items of every scheduler component, until :meth:`aclose`."""
+
+    def __init__(self, components: ComponentSet, delay_queue: DelayQueueService) -> None:
+        self._components = components
+        self._delay_queue = delay_queue
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for name in self._components.names("scheduler"):
+            store = self._components.find("scheduler", name, "scheduler")
+            assert isinstance(store, Scheduler)
+            self._tasks.append(asyncio.create_task(self._run(store), name=f"scheduler-{name}"))
+
+    async def _run(self, store: Scheduler) -> None:
+        while True:
+            try:
+                due = await store.claim(time.time(), LEASE_SECONDS, CLAIM_LIMIT)
+            except LayottoError as error:
+                log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
+                due = []
+            for item in due:
+                await self._fire(store, item)
+            if len(due) < CLAIM_LIMIT:
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def _fire(self, store: Scheduler, item: ScheduledItem) -> None:
+        try:
+            if item.key.startswith(DELAY_PREFIX):
+                await self._delay_queue.fire(item)
+            else:
+                log.warning("scheduler %r: item %r is of no known kind; dropped", store.name, item.key)
+            await store.ack(item)
+        except LayottoError as error:  # left leased: fired again when the lease ends
+            log.warning(
+                "scheduler %r: firing %r failed (retried in %.0fs): %s",
+                store.name,
+                item.key,
+                LEASE_SECONDS,
+                error.message,
+            )
+        except (ValueError, KeyError) as error:
+            log.error("scheduler %r: item %r is malformed (%s); dropped", store.name, item.key, error)
+            with contextlib.suppress(LayottoError):
+                await store.delete(item.key)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
