@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import backends
 import grpc
 import pytest
 from test_pubsub import Subscriber, wait_for
@@ -21,7 +22,10 @@ from layotto.server.config import ComponentConfig
 
 def config(tmp_path: Path, scheduler: str | None = "sqlite") -> RuntimeConfig:
     components = {"pubsub": {"bus": ComponentConfig("in-memory")}}
-    if scheduler:
+    if scheduler == "redis":
+        metadata = {"redisHost": backends.address("redis"), "queueName": f"q-{uuid.uuid4().hex[:8]}"}
+        components["scheduler"] = {"jobs": ComponentConfig("redis", metadata)}
+    elif scheduler:
         components["scheduler"] = {"jobs": ComponentConfig(scheduler)}
     return RuntimeConfig(
         grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path), components=components
@@ -40,8 +44,10 @@ async def client(runtime: Runtime) -> AsyncIterator[Client]:
         yield Client(channel)
 
 
-@pytest.fixture(params=["in-memory", "sqlite"])
+@pytest.fixture(params=["in-memory", "sqlite", "redis"])
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
+    if request.param == "redis":
+        backends.require("redis")
     async with Runtime(config(tmp_path, request.param)) as started:
         yield started
 
