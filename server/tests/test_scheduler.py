@@ -4,6 +4,7 @@ to a subscriber of the named pub/sub's topic, and kept across a runtime restart 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,12 @@ from layotto.proto.extension.v1.delay_queue import delay_queue_pb2 as dq
 from layotto.proto.extension.v1.delay_queue import delay_queue_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
+from layotto.server.components.base import ComponentContext
+from layotto.server.components.loader import load_components
+from layotto.server.components.scheduler import Scheduler
 from layotto.server.config import ComponentConfig
+from layotto.server.runtime.publish import Publisher
+from layotto.server.runtime.scheduler import DelayQueueService
 
 
 def config(tmp_path: Path, scheduler: str | None = "sqlite") -> RuntimeConfig:
@@ -142,4 +148,34 @@ async def test_a_pending_message_is_published_after_a_restart(tmp_path: Path) ->
         sub = await Subscriber(Client(channel).runtime, topic).start()
         await wait_for(lambda: len(sub.events) == 1, seconds=20)
         assert sub.events[0].data == b"kept"
+        await sub.stop()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+async def test_an_item_claimed_by_a_crashed_runtime_fires_after_its_lease(tmp_path: Path, store: str) -> None:
+    """A runtime that claimed an item and died before firing it: another runtime fires it once the lease ends."""
+    if store == "redis":
+        backends.require("redis")
+    topic = f"crash-{uuid.uuid4().hex[:6]}"
+    shared = config(tmp_path, store)
+    declared = {
+        block: {name: (c.type, c.metadata, c.secret_refs) for name, c in components.items()}
+        for block, components in shared.components.items()
+    }
+    crashed = await load_components(declared, ComponentContext(app_id="crashed", data_dir=tmp_path))
+    try:
+        service = DelayQueueService(crashed, Publisher(crashed, "crashed", 1 << 20))
+        await service.publish_delayed("bus", topic, b"again", content_type="", delay_seconds=0, metadata={})
+        scheduler = crashed.find("scheduler", "jobs", "scheduler")
+        assert isinstance(scheduler, Scheduler)
+        assert len(await scheduler.claim(time.time(), 2.0, 10)) == 1  # and never acknowledged
+    finally:
+        await crashed.aclose()
+    async with (
+        Runtime(shared) as runtime,
+        grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel,
+    ):
+        sub = await Subscriber(Client(channel).runtime, topic).start()
+        await wait_for(lambda: len(sub.events) == 1, seconds=20)
+        assert sub.events[0].data == b"again"
         await sub.stop()
