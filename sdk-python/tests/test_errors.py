@@ -15,7 +15,9 @@ from layotto.client import (
     LayottoError,
     PayloadTooLarge,
     PermissionDenied,
+    RuntimeClient,
     RuntimeUnavailable,
+    Unauthenticated,
 )
 from layotto.client._errors import BY_REASON
 from layotto.client.testing import test_runtime
@@ -72,6 +74,17 @@ async def test_a_secret_outside_the_scope_raises_permission_denied(tmp_path: Pat
         with pytest.raises(PermissionDenied) as denied:
             await client.secrets.get("files", "closed")
     assert denied.value.reason == "SECRET_ACCESS_DENIED" and denied.value.code == "PERMISSION_DENIED"
+
+
+async def test_a_runtime_requiring_a_token_raises_unauthenticated_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAPR_API_TOKEN", raising=False)
+    async with test_runtime(embedded_defaults().with_overrides(api_token="t0ken")) as runtime:
+        async with runtime.client() as client:
+            with pytest.raises(Unauthenticated) as refused:
+                await client.state.save("in-memory", "k", "v")
+        assert refused.value.reason == "UNAUTHENTICATED" and refused.value.code == "UNAUTHENTICATED"
+        async with RuntimeClient(runtime.address, api_token="t0ken") as client:
+            await client.state.save("in-memory", "k", "v")
 
 
 async def test_a_closed_client_raises_client_closed() -> None:

@@ -206,3 +206,32 @@ def test_dapr_python_sdk_configuration(tmp_path: Path) -> None:
         run_dapr_app(server, DAPR_CONFIGURATION_APP, "dapr configuration ok", PYTHONPATH=str(tmp_path))
     finally:
         server.terminate()
+
+
+def test_dapr_python_sdk_with_dapr_api_token(tmp_path: Path) -> None:
+    """The runtime requires a token: Dapr's SDK sends DAPR_API_TOKEN on unary calls and streams alike."""
+    config = tmp_path / "runtime.yaml"
+    config.write_text(
+        "api_token: dapr-sdk-token\nstate: {sqlite: {type: sqlite}}\npubsub: {in-memory: {type: in-memory}}\n"
+    )
+    server = start_server("-c", str(config), data_dir=tmp_path)
+    try:
+        run_dapr_app(server, DAPR_APP, "dapr sdk ok", DAPR_API_TOKEN="dapr-sdk-token")
+        run_dapr_app(server, DAPR_STREAM, "dapr stream ok", DAPR_API_TOKEN="dapr-sdk-token")
+        refused = subprocess.run(
+            [sys.executable, "-c", DAPR_APP],
+            env={
+                **os.environ,
+                "DAPR_GRPC_ENDPOINT": server.grpc_address,
+                "DAPR_HTTP_ENDPOINT": f"http://{server.http_address}",
+                "DAPR_API_TOKEN": "wrong",
+            },
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert refused.returncode != 0 and "dapr-api-token" in refused.stderr, refused.stderr
+    finally:
+        code, stderr = server.terminate()
+        assert code == 0, stderr

@@ -39,6 +39,7 @@ from layotto.client._errors import (
     RuntimeUnavailable,
     SecretNotFound,
     StoreNotFound,
+    Unauthenticated,
 )
 from layotto.client._invoke import Invocation, InvokeResponse
 from layotto.client._lock import Lease, LockClient, LockStatus, SequencerClient
@@ -114,4 +115,5 @@ __all__ = [
     "SubscriberApp",
     "Subscription",
     "TopicStatus",
+    "Unauthenticated",
 ]

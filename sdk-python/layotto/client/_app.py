@@ -32,7 +32,9 @@ ListInputBindings, OnBindingEvent), served on the same port::
 
 from __future__ import annotations
 
+import hmac
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,6 +61,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Message], Awaitable[TopicStatus | None]]
 MethodHandler = Callable[[Invocation], Awaitable[Value | InvokeResponse]]
 DAPR_APP_CALLBACK = "dapr.proto.runtime.v1.AppCallback"
+APP_API_TOKEN_ENV = "APP_API_TOKEN"
+TOKEN_METADATA = "dapr-api-token"
 VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
 
@@ -187,12 +191,15 @@ class SubscriberApp:
         self, address: str = "127.0.0.1:9999", *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     ) -> AsyncIterator[int]:
         """Serve the callback on ``address`` (port 0: a free one) while the block runs; yields the port.
-        ``max_message_bytes`` bounds a request or answer (the runtime's default, 16 MiB)."""
+        ``max_message_bytes`` bounds a request or answer (the runtime's default, 16 MiB). When
+        ``APP_API_TOKEN`` is set, a call without it as ``dapr-api-token`` metadata is answered
+        UNAUTHENTICATED (the runtime sends it when it has the same variable)."""
         limits = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        server = grpc.aio.server(options=limits)
+        token = os.environ.get(APP_API_TOKEN_ENV, "")
+        server = grpc.aio.server(options=limits, interceptors=[_TokenCheck(token)] if token else None)
         appcallback_pb2_grpc.add_AppCallbackServicer_to_server(self, server)  # type: ignore[arg-type]
         dapr_methods = {**self._invoke_methods(), **_DaprBindingCallback(self._bindings).methods()}
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(DAPR_APP_CALLBACK, dapr_methods)])
@@ -202,6 +209,29 @@ class SubscriberApp:
             yield port
         finally:
             await server.stop(grace=1.0)
+
+
+class _TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Answers UNAUTHENTICATED to a callback without ``dapr-api-token: token`` (constant-time compare)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        presented = dict(handler_call_details.invocation_metadata or ()).get(TOKEN_METADATA, "")
+        given = presented.encode() if isinstance(presented, str) else presented
+        if handler is None or hmac.compare_digest(self._token, given):
+            return handler
+
+        async def refuse(request: Any, context: Any) -> None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong dapr-api-token metadata")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)  # every AppCallback RPC is unary
 
 
 class _DaprBindingCallback:

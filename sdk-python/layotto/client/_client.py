@@ -27,6 +27,8 @@ from layotto.client._values import Value
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 ADDRESS_ENV = "LAYOTTO_GRPC_ENDPOINT"
+API_TOKEN_ENV = "DAPR_API_TOKEN"
+TOKEN_METADATA = "dapr-api-token"
 DEFAULT_ADDRESS = "127.0.0.1:34904"
 DEFAULT_TIMEOUT = 10.0
 
@@ -70,6 +72,8 @@ class RuntimeClient:
     connection (and the options that configure it), e.g. with
     ``layotto.client.testing.MockTransport`` in tests. An ``address`` that is not a gRPC
     target (``host:port``, ``[ipv6]:port``, or a ``unix:``/``dns:`` style URI) raises ValueError.
+    ``api_token`` (else ``DAPR_API_TOKEN``) is sent as ``dapr-api-token`` metadata on every call, for a
+    runtime that requires it (a missing or wrong token raises :class:`Unauthenticated`).
     """
 
     def __init__(
@@ -83,8 +87,12 @@ class RuntimeClient:
         channel_options: Sequence[tuple[str, Any]] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         transport: Transport | None = None,
+        api_token: str | None = None,
     ) -> None:
         address = address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
+        token = api_token or os.environ.get(API_TOKEN_ENV)
+        if token:
+            metadata = (*metadata, (TOKEN_METADATA, token))
         if transport is None:
             check_address(address)
         self._closed = False

@@ -14,6 +14,7 @@
     │   ├── DecryptionFailed        the ciphertext does not verify (tampered, or another key's)
     │   └── PayloadTooLarge         a request, response or field is over a size limit
     ├── PermissionDenied            the runtime's scopes do not allow it (a secret, an invocation)
+    ├── Unauthenticated             the runtime wants its API token (DAPR_API_TOKEN), missing or wrong
     ├── EtagMismatch                the etag is stale: someone else wrote first
     ├── BulkWriteError              some items of a bulk write failed; .failed_keys
     ├── NoComponentsConfigured      the runtime has no component of that building block
@@ -71,6 +72,7 @@ __all__ = [
     "RuntimeUnavailable",
     "SecretNotFound",
     "StoreNotFound",
+    "Unauthenticated",
 ]
 
 
@@ -219,6 +221,10 @@ class DecryptionFailed(InvalidArgument):
     plaintext is returned."""
 
 
+class Unauthenticated(LayottoError):
+    """The runtime requires an API token (``DAPR_API_TOKEN``) and the call's was missing or wrong."""
+
+
 class NotImplementedByRuntime(LayottoError):
     """The runtime does not serve this RPC."""
 
@@ -258,6 +264,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "BACKEND_ERROR": BackendError,
     "RPC_NOT_IMPLEMENTED": NotImplementedByRuntime,
     "RUNTIME_SHUTTING_DOWN": RuntimeUnavailable,
+    "UNAUTHENTICATED": Unauthenticated,
     "APP_NOT_FOUND": AppNotFound,
     "APP_UNAVAILABLE": AppUnavailable,
     "APP_ERROR": AppError,
@@ -274,6 +281,7 @@ BY_CODE: dict[grpc.StatusCode, type[LayottoError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.RESOURCE_EXHAUSTED: PayloadTooLarge,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.ABORTED: EtagMismatch,
     grpc.StatusCode.FAILED_PRECONDITION: NoComponentsConfigured,
     grpc.StatusCode.NOT_FOUND: NotFound,

@@ -25,10 +25,14 @@ from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
 from aiohttp.http_parser import SINGLETON_HEADERS, HttpRequestParserPy, RawRequestMessage
 from aiohttp.http_writer import HttpVersion10, HttpVersion11
 
+from layotto.server.api_token import http_refusal
 from layotto.server.components.base import Health
 from layotto.server.components.loader import ComponentSet
+from layotto.server.http.errors import error_response
 
 HEALTH_TIMEOUT_SECONDS = 2.0
+#: the errorCode of a request refused for lack of the API token
+UNAUTHENTICATED_CODE = "ERR_UNAUTHENTICATED"
 #: answers a request the actuator has no endpoint for, or None (404)
 Fallback = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
 
@@ -114,9 +118,12 @@ class Actuator:
         components: ComponentSet,
         info: dict[str, Any],
         fallback: Fallback | None = None,
+        api_token: str = "",
     ) -> None:
         """``fallback`` answers the paths the actuator does not serve (the Dapr HTTP API); its None
-        is a 404."""
+        is a 404. A non-empty ``api_token`` is required as the ``dapr-api-token`` header of every
+        request but health checks (401, reason UNAUTHENTICATED, otherwise)."""
+        self._api_token = api_token
         self._components = components
         self._fallback = fallback
         self._info = info
@@ -138,6 +145,9 @@ class Actuator:
         routes = self.routes()
 
         async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
+            refusal = http_refusal(self._api_token, request)
+            if refusal is not None:
+                return error_response(refusal, "", UNAUTHENTICATED_CODE)
             handler = routes.get(request.path)
             if handler is None:
                 answer = await self._fallback(request) if self._fallback is not None else None

@@ -16,6 +16,7 @@ from grpc_health.v1._async import HealthServicer
 from layotto.server.actuator import Actuator
 from layotto.server.api.flow_gate import FlowGate
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
+from layotto.server.api_token import ApiTokenGuard, app_token, runtime_token
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
@@ -68,6 +69,8 @@ class Runtime:
         self.services: RuntimeServices | None = None  # the runtime layer, once started
         self.app_bindings: AppBindings | None = None
         self.scheduler_loop: SchedulerLoop | None = None
+        self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
+        self.app_api_token = app_token()  # presented to the app on callbacks ("": none); APP_API_TOKEN
 
     async def start(self) -> None:
         cfg = self.config
@@ -88,7 +91,9 @@ class Runtime:
         except ConfigError as error:
             raise ConfigError(f"{cfg.source}: {error}") from None
         self.resolver = create_resolver(cfg.name_resolution)
-        self.invoker = build_invoker(cfg, self.resolver, self.tracing)
+        self.invoker = build_invoker(
+            cfg, self.resolver, self.tracing, api_token=self.api_token, app_api_token=self.app_api_token
+        )
         try:
             await self._start_servers(http_host, http_port)
             await self._register(cfg.grpc_address.rpartition(":")[0].strip("[]"))
@@ -105,6 +110,8 @@ class Runtime:
             *cfg.grpc_server_options.items(),
         ]
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
+        if self.api_token:
+            interceptors.append(ApiTokenGuard(self.api_token))
         if cfg.flow_control is not None and cfg.flow_control.methods:
             interceptors.append(FlowGate(cfg.flow_control))
         if self.tracing is not None:
@@ -144,6 +151,7 @@ class Runtime:
             self.components,
             self._info(),
             fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker),
+            api_token=self.api_token,
         )
         try:
             await self._actuator.start(http_host, http_port)
@@ -164,6 +172,7 @@ class Runtime:
                 protocol=cfg.app_callback_protocol,
                 refresh_seconds=cfg.subscriptions_refresh_seconds,
                 tracing=self.tracing,
+                app_api_token=self.app_api_token,
             )
             self.app_subscriptions.start()
             self._start_app_bindings()
@@ -201,6 +210,7 @@ class Runtime:
             address=cfg.app_callback_address,
             refresh_seconds=cfg.subscriptions_refresh_seconds,
             tracing=self.tracing,
+            app_api_token=self.app_api_token,
         )
         self.app_bindings.start()
 

@@ -24,6 +24,7 @@ from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_appcallback_pb
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
 from layotto.server.aio import stop_task
 from layotto.server.api.state import to_set_request
+from layotto.server.api_token import sending_token
 from layotto.server.components.bindings import BindingEvent
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import BackendUnavailable
@@ -52,12 +53,14 @@ class AppBindings:
         address: str,
         refresh_seconds: float,
         tracing: Tracing | None = None,
+        app_api_token: str = "",
     ) -> None:
         self._components = components
         self._address = address
         self._refresh_seconds = refresh_seconds
         interceptors = tracing.client_interceptors(address) if tracing is not None else None
-        self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
+        # every callback carries APP_API_TOKEN as dapr-api-token when it is set
+        self._channel = grpc.aio.insecure_channel(address, interceptors=sending_token(app_api_token, interceptors))
         self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
         self.readers = InputBindingReaders(components, self._deliver)
         self._state = state

@@ -26,6 +26,7 @@ from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallba
 from layotto.proto.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc
 from layotto.server.aio import stop_task
 from layotto.server.api.pubsub import PubSubMessages, consumer_group, find_pubsub, to_event_request
+from layotto.server.api_token import sending_token
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
 from layotto.server.runtime.delivery import (
@@ -109,6 +110,7 @@ class AppSubscriptions:
         protocol: str,
         refresh_seconds: float,
         tracing: Tracing | None = None,
+        app_api_token: str = "",
     ) -> None:
         self._components = components
         self._topics = topics
@@ -116,7 +118,8 @@ class AppSubscriptions:
         self._address = address
         self._refresh_seconds = refresh_seconds
         interceptors = tracing.client_interceptors(address) if tracing is not None else None
-        self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
+        # every callback carries APP_API_TOKEN as dapr-api-token when it is set
+        self._channel = grpc.aio.insecure_channel(address, interceptors=sending_token(app_api_token, interceptors))
         if protocol == "dapr":
             self._stub: Any = dapr_appcallback_grpc.AppCallbackStub(self._channel)
             self._messages = DAPR_CALLBACK

@@ -96,6 +96,7 @@ class RuntimeConfig:
     access_control: AccessControl | None = None  # which apps may invoke which methods of this app (Dapr's shape)
     invoke_token: str = field(default="", repr=False)  # shared by the deployment's sidecars: proves a hop's origin
     flow_control: FlowControl | None = None  # rate limits per gRPC method and per invoked app id
+    api_token: str = ""  # required of callers as dapr-api-token; DAPR_API_TOKEN overrides it ("": none)
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -123,6 +124,8 @@ class RuntimeConfig:
             out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
         if self.app_port or self.app_protocol != "grpc":
             out["app_protocol"], out["app_port"] = self.app_protocol, self.app_port
+        if self.api_token:
+            out["api_token"] = self.api_token  # masked by --print-config
         if self.name_resolution != NameResolutionSettings():
             out["name_resolution"] = self.name_resolution.to_dict()
         if self.tracing.enabled:
@@ -166,6 +169,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "app_protocol": str,
     "app_port": int,
     "invoke_token": str,
+    "api_token": str,
 }
 #: the allowed range of every numeric key (docs/configuration.md lists them): a value outside,
 #: NaN, infinity or a boolean stops start-up with one line naming the key

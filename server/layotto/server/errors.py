@@ -212,6 +212,15 @@ class RuntimeShuttingDown(LayottoError):
         )
 
 
+class Unauthenticated(LayottoError):
+    """The call lacks the runtime's API token (``dapr-api-token``), or carries another one."""
+
+    reason = "UNAUTHENTICATED"
+
+    def __init__(self, method: str, detail: str) -> None:
+        super().__init__(f"{method}: {detail}", metadata={"method": method})
+
+
 class AppNotFound(LayottoError):
     """Service invocation: name resolution knows no instance of the target app id."""
 

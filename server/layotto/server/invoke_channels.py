@@ -27,6 +27,8 @@ from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallba
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.reasons import ERROR_DOMAIN
 from layotto.server.api.invoke import fill_invoke_message, grpc_headers
+from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
+from layotto.server.api_token import sending_token
 from layotto.server.config import RuntimeConfig
 from layotto.server.errors import AppError, AppUnavailable, DeadlineExceeded, InvalidArgument, RelayedError
 from layotto.server.runtime.invocation import (
@@ -98,12 +100,22 @@ def _text_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
 class GrpcAppChannel:
     """The app's ``dapr.proto.runtime.v1.AppCallback/OnInvoke`` at ``address`` (HOST:PORT)."""
 
-    def __init__(self, app_id: str, address: str, *, max_message_bytes: int, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self,
+        app_id: str,
+        address: str,
+        *,
+        max_message_bytes: int,
+        tracing: Tracing | None = None,
+        app_api_token: str = "",
+    ) -> None:
         self._app_id = app_id
         self._address = address
         interceptors = tracing.client_interceptors(address) if tracing is not None else None
         self._channel = grpc.aio.insecure_channel(
-            address, options=_message_options(max_message_bytes), interceptors=interceptors
+            address,
+            options=_message_options(max_message_bytes),
+            interceptors=sending_token(app_api_token, interceptors),
         )
         self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
 
@@ -152,9 +164,10 @@ class GrpcAppChannel:
 class HttpAppChannel:
     """The app's HTTP server at ``base_url`` (``http://127.0.0.1:PORT``)."""
 
-    def __init__(self, app_id: str, base_url: str) -> None:
+    def __init__(self, app_id: str, base_url: str, *, app_api_token: str = "") -> None:
         self._app_id = app_id
         self._base_url = base_url.rstrip("/")
+        self._app_api_token = app_api_token  # sent as the dapr-api-token header when set
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -172,6 +185,8 @@ class HttpAppChannel:
             headers["Content-Type"] = request.content_type
         if request.caller_app_id:
             headers["dapr-caller-app-id"] = request.caller_app_id
+        if self._app_api_token:
+            headers[API_TOKEN_HEADER] = self._app_api_token
         traceparent = current_traceparent()  # this call's server span, when tracing is on
         if traceparent:
             headers["traceparent"] = traceparent
@@ -214,16 +229,20 @@ def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]] | Non
 class GrpcSidecarForwarder:
     """Calls other sidecars' Dapr ``InvokeService``, one cached channel per address."""
 
-    def __init__(self, *, max_message_bytes: int, tracing: Tracing | None = None) -> None:
+    def __init__(self, *, max_message_bytes: int, tracing: Tracing | None = None, api_token: str = "") -> None:
+        """``api_token``: the runtime's own, presented to the other sidecars (they share it)."""
         self._options = _message_options(max_message_bytes)
         self._tracing = tracing
+        self._api_token = api_token
         self._stubs: dict[str, tuple[grpc.aio.Channel, Any]] = {}
 
     def _stub(self, address: str) -> Any:
         """The Dapr stub of the sidecar at ``address`` (grpc.aio calls, typed Any)."""
         if address not in self._stubs:
             interceptors = self._tracing.client_interceptors(address) if self._tracing is not None else None
-            channel = grpc.aio.insecure_channel(address, options=self._options, interceptors=interceptors)
+            channel = grpc.aio.insecure_channel(
+                address, options=self._options, interceptors=sending_token(self._api_token, interceptors)
+            )
             self._stubs[address] = (channel, dapr_pb2_grpc.DaprStub(channel))
         return self._stubs[address][1]
 
@@ -270,17 +289,24 @@ class GrpcSidecarForwarder:
         await asyncio.gather(*(channel.close(None) for channel in channels))
 
 
-def build_invoker(config: RuntimeConfig, resolver: Resolver, tracing: Tracing | None) -> Invoker:
-    """The invoker of a runtime: its app channel per ``app_protocol``, and the sidecar hop."""
+def build_invoker(
+    config: RuntimeConfig, resolver: Resolver, tracing: Tracing | None, *, api_token: str = "", app_api_token: str = ""
+) -> Invoker:
+    """The invoker of a runtime: its app channel per ``app_protocol`` (presenting ``app_api_token`` to the
+    app), and the sidecar hop (presenting ``api_token``, the runtime's own, to the other sidecars)."""
     app_channel: AppChannel | None = None
     if config.app_protocol == "http" and config.app_port:
-        app_channel = HttpAppChannel(config.app_id, f"http://127.0.0.1:{config.app_port}")
+        app_channel = HttpAppChannel(config.app_id, f"http://127.0.0.1:{config.app_port}", app_api_token=app_api_token)
     elif config.app_protocol == "grpc" and (config.app_callback_address or config.app_port):
         address = config.app_callback_address or f"127.0.0.1:{config.app_port}"
         app_channel = GrpcAppChannel(
-            config.app_id, address, max_message_bytes=config.max_message_bytes, tracing=tracing
+            config.app_id,
+            address,
+            max_message_bytes=config.max_message_bytes,
+            tracing=tracing,
+            app_api_token=app_api_token,
         )
-    forwarder = GrpcSidecarForwarder(max_message_bytes=config.max_message_bytes, tracing=tracing)
+    forwarder = GrpcSidecarForwarder(max_message_bytes=config.max_message_bytes, tracing=tracing, api_token=api_token)
     return Invoker(
         config.app_id,
         resolver,

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 
 from layotto.server.api.status import to_status
-from layotto.server.errors import RuntimeShuttingDown
+from layotto.server.errors import LayottoError, RuntimeShuttingDown
 
 #: how long no call may arrive before the queue of received calls is taken to be empty
 QUIET_SECONDS = 0.2
@@ -32,13 +32,21 @@ _POLL_SECONDS = 0.02
 _ALWAYS_SERVED = ("/grpc.health.v1.Health/",)
 
 
-def _refusal(method: str) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
-    code, message, trailers = to_status(RuntimeShuttingDown(method.lstrip("/")))
+def refusing_handler(handler: grpc.RpcMethodHandler[Any, Any], error: LayottoError) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of ``handler``'s kind (unary or streaming) that answers ``error``'s status, reason and
+    details without reading the request (no deserializer: an undecodable request changes nothing)."""
+    code, message, trailers = to_status(error)
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message, trailing_metadata=trailers)
 
-    return refuse
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(refuse)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(refuse)
+    return grpc.unary_unary_rpc_method_handler(refuse)
 
 
 class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -59,7 +67,7 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         if self.draining and not handler_call_details.method.startswith(_ALWAYS_SERVED):
-            return self._refusing(handler, handler_call_details.method)
+            return refusing_handler(handler, RuntimeShuttingDown(handler_call_details.method.lstrip("/")))
         return self._counted(handler)
 
     async def drain(self, grace: float) -> None:
@@ -70,18 +78,6 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             if self.in_flight == 0 and time.monotonic() - self._last_arrival >= QUIET_SECONDS:
                 return
             await asyncio.sleep(_POLL_SECONDS)
-
-    @staticmethod
-    def _refusing(handler: grpc.RpcMethodHandler[Any, Any], method: str) -> grpc.RpcMethodHandler[Any, Any]:
-        # no deserializer: a refusal does not need the request, nor may an undecodable one change it
-        refuse = _refusal(method)
-        if handler.request_streaming and handler.response_streaming:
-            return grpc.stream_stream_rpc_method_handler(refuse)
-        if handler.request_streaming:
-            return grpc.stream_unary_rpc_method_handler(refuse)
-        if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(refuse)
-        return grpc.unary_unary_rpc_method_handler(refuse)
 
     def _counted(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         codecs = (handler.request_deserializer, handler.response_serializer)

@@ -33,7 +33,10 @@ RESERVED_HEADERS = frozenset(
     {"content-type", "user-agent", "te", "host", "content-length", "connection", "accept-encoding"}
 )
 #: set by the runtimes themselves: a caller's own values are dropped
-HOP_HEADERS = frozenset({HOP_HEADER, CALLER_APP_ID_HEADER, RAW_HTTP_STATUS_HEADER, TOKEN_HEADER, "dapr-caller-app-id"})
+#: (the caller's dapr-api-token too: the app gets APP_API_TOKEN, never the runtime's token)
+HOP_HEADERS = frozenset(
+    {HOP_HEADER, CALLER_APP_ID_HEADER, RAW_HTTP_STATUS_HEADER, TOKEN_HEADER, "dapr-caller-app-id", "dapr-api-token"}
+)
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation", "sw8-x"})
 
 
