@@ -35,6 +35,8 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 UNAUTHENTICATED_CODE = "ERR_UNAUTHENTICATED"
 #: answers a request the actuator has no endpoint for, or None (404)
 Fallback = Callable[[web.BaseRequest], Awaitable[web.StreamResponse | None]]
+#: answers a GET endpoint
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger(__name__)
 _REQUEST_LINE_START = re.compile(rb"[A-Z]{1,16} [^ ]")  # a method, as far as the first chunk shows
@@ -119,11 +121,14 @@ class Actuator:
         info: dict[str, Any],
         fallback: Fallback | None = None,
         api_token: str = "",
+        metrics: Handler | None = None,
     ) -> None:
         """``fallback`` answers the paths the actuator does not serve (the Dapr HTTP API); its None
         is a 404. A non-empty ``api_token`` is required as the ``dapr-api-token`` header of every
-        request but health checks (401, reason UNAUTHENTICATED, otherwise)."""
+        request but health checks (401, reason UNAUTHENTICATED, otherwise). ``metrics`` answers
+        ``GET /metrics`` when given."""
         self._api_token = api_token
+        self._metrics = metrics
         self._components = components
         self._fallback = fallback
         self._info = info
@@ -133,7 +138,9 @@ class Actuator:
 
     def routes(self) -> dict[str, Any]:
         """Path -> handler of the GET endpoints."""
+        routes: dict[str, Any] = {"/metrics": self._metrics} if self._metrics is not None else {}
         return {
+            **routes,
             "/actuator/health/liveness": self._liveness,
             "/actuator/health/readiness": self._readiness,
             "/actuator/info": self._info_endpoint,

@@ -4,7 +4,8 @@
   every served service must carry it as ``dapr-api-token`` metadata, and every HTTP call as the
   ``dapr-api-token`` header; otherwise UNAUTHENTICATED (reason ``UNAUTHENTICATED``) / 401. Health
   checks are exempt, as Dapr's are: gRPC ``grpc.health.v1.Health``, ``/actuator/health/*`` and
-  ``/v1.0/healthz*``. Tokens are compared in constant time (:func:`hmac.compare_digest`).
+  ``/v1.0/healthz*``, and so is ``/metrics`` (Dapr serves it on a port without a token). Tokens
+  are compared in constant time (:func:`hmac.compare_digest`).
 * ``APP_API_TOKEN``: sent to the app as ``dapr-api-token`` metadata or header on every callback
   (pub/sub deliveries, input bindings, invocations).
 
@@ -32,7 +33,7 @@ APP_API_TOKEN_ENV = "APP_API_TOKEN"
 #: gRPC methods served without a token (prefixes)
 EXEMPT_METHODS = ("/grpc.health.v1.Health/",)
 #: HTTP paths served without a token (prefixes)
-EXEMPT_PATHS = ("/actuator/health/", "/v1.0/healthz")
+EXEMPT_PATHS = ("/actuator/health/", "/v1.0/healthz", "/metrics")
 
 
 def runtime_token(configured: str | None, environ: Mapping[str, str] = os.environ) -> str:

@@ -38,6 +38,7 @@ from layotto.server.shutdown_gate import ShutdownGate
 from layotto.server.transport import add_services, build_server
 
 if TYPE_CHECKING:
+    from layotto.server.metrics import RuntimeMetrics  # imported when metrics are on: prometheus-client
     from layotto.tracing import Tracing  # imported when tracing is configured: it loads OpenTelemetry's SDK
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Runtime:
         self.app_bindings: AppBindings | None = None
         self.scheduler_loop: SchedulerLoop | None = None
         self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
+        self.metrics: RuntimeMetrics | None = None  # the Prometheus registry, when metrics are on
         self.app_api_token = app_token()  # presented to the app on callbacks ("": none); APP_API_TOKEN
 
     async def start(self) -> None:
@@ -110,6 +112,11 @@ class Runtime:
             *cfg.grpc_server_options.items(),
         ]
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
+        if cfg.metrics_enabled:  # first: it also counts the calls the others refuse
+            from layotto.server.metrics import RpcMetrics, RuntimeMetrics
+
+            self.metrics = RuntimeMetrics(cfg.app_id)
+            interceptors.insert(0, RpcMetrics(self.metrics))
         if self.api_token:
             interceptors.append(ApiTokenGuard(self.api_token))
         if cfg.flow_control is not None and cfg.flow_control.methods:
@@ -152,6 +159,7 @@ class Runtime:
             self._info(),
             fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker),
             api_token=self.api_token,
+            metrics=self.metrics.serve if self.metrics is not None else None,
         )
         try:
             await self._actuator.start(http_host, http_port)

@@ -96,6 +96,7 @@ class RuntimeConfig:
     access_control: AccessControl | None = None  # which apps may invoke which methods of this app (Dapr's shape)
     invoke_token: str = field(default="", repr=False)  # shared by the deployment's sidecars: proves a hop's origin
     flow_control: FlowControl | None = None  # rate limits per gRPC method and per invoked app id
+    metrics_enabled: bool = True  # Prometheus /metrics on the HTTP port (config: metrics: {enabled: ...})
     api_token: str = ""  # required of callers as dapr-api-token; DAPR_API_TOKEN overrides it ("": none)
     source: str = "embedded defaults"
 
@@ -124,6 +125,8 @@ class RuntimeConfig:
             out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
         if self.app_port or self.app_protocol != "grpc":
             out["app_protocol"], out["app_port"] = self.app_protocol, self.app_port
+        if not self.metrics_enabled:
+            out["metrics"] = {"enabled": False}
         if self.api_token:
             out["api_token"] = self.api_token  # masked by --print-config
         if self.name_resolution != NameResolutionSettings():
@@ -323,8 +326,10 @@ def _scalar(key: str, value: Any) -> Any:
 def _top_level_key(key: str, value: Any) -> dict[str, Any]:
     if key in _SCALAR_KEYS:
         return {key: _scalar(key, value)}
-    if key == "tracing":
-        return {"tracing": _tracing_section(value)}
+    if key in ("tracing", "metrics"):
+        return (
+            {"tracing": _tracing_section(value)} if key == "tracing" else {"metrics_enabled": _metrics_section(value)}
+        )
     if key == "secret_scopes":
         return {"secret_scopes": parse_scopes(value, key)}
     if key == "grpc_server_options":
@@ -339,6 +344,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
         [
             *_SCALAR_KEYS,
             "tracing",
+            "metrics",
             "secret_scopes",
             "grpc_server_options",
             "name_resolution",
@@ -348,6 +354,16 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
         ]
     )
     raise ConfigError(f"{key}: unknown key (known: {known})")
+
+
+def _metrics_section(raw: Any) -> bool:
+    """``metrics: {enabled: true|false}`` -> whether /metrics is served."""
+    if not isinstance(raw, dict) or set(raw) - {"enabled"}:
+        raise ConfigError("metrics: expected a mapping with one key, enabled: true or false")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"metrics.enabled: expected true or false, got {enabled!r}")
+    return enabled
 
 
 def _tracing_section(raw: Any) -> TracingSettings:

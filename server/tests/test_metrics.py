@@ -1,0 +1,132 @@
+"""Prometheus metrics: /metrics on the HTTP port, scraped after known traffic on both gRPC transports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from layotto.proto.dapr.runtime.v1 import configuration_pb2 as dapr_config
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime, embedded_defaults
+from layotto.server.components.base import ConfigError
+from layotto.server.config import RuntimeConfig, from_mapping
+
+COMPLETED = "dapr_grpc_io_server_completed_rpcs"
+LATENCY = "dapr_grpc_io_server_server_latency"
+
+
+def config(tmp_path: Path, transport: str = "grpcio", **overrides: Any) -> RuntimeConfig:
+    return embedded_defaults().with_overrides(
+        app_id="metered",
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        grpc_transport=transport,
+        **overrides,
+    )
+
+
+@pytest.fixture(params=["grpcio", "native"])
+async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
+    started = Runtime(config(tmp_path, request.param, api_token="tok"))
+    await started.start()
+    yield started
+    await started.stop(grace=1)
+
+
+async def scrape(runtime: Runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics: (sample name, sorted labels) -> value."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{runtime.http_port}/metrics") as answer:
+        assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/plain")
+        text = await answer.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def rpc(method: str, status: str) -> tuple[tuple[str, str], ...]:
+    return (("app_id", "metered"), ("grpc_server_method", method), ("grpc_server_status", status))
+
+
+async def test_every_call_is_counted_by_method_and_status(runtime: Runtime) -> None:
+    token = (("dapr-api-token", "tok"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        layotto, dapr = runtime_pb2_grpc.RuntimeStub(channel), dapr_pb2_grpc.DaprStub(channel)
+        for _ in range(3):
+            await layotto.SayHello(pb.SayHelloRequest(service_name="helloworld"), metadata=token)
+        for metadata in ((), token):  # refused by the token check, then by the request check
+            with pytest.raises(grpc.aio.AioRpcError):
+                await layotto.GetState(pb.GetStateRequest(store_name="nope", key="k"), metadata=metadata)
+        request = dapr_config.SubscribeConfigurationRequest(store_name="in-memory", keys=["f"])
+        with pytest.raises(grpc.aio.AioRpcError):  # a server stream without the token
+            await dapr.SubscribeConfiguration(request, timeout=5).read()
+        bad_initial = pb.SubscribeTopicEventsRequest(initial_request=pb.SubscribeTopicEventsRequestInitial(topic="t"))
+        with pytest.raises(grpc.aio.AioRpcError):  # a bidi stream refused for its missing pubsub_name
+            await layotto.SubscribeTopicEvents(iter([bad_initial]), metadata=token, timeout=5).read()
+    samples = await scrape(runtime)
+    counts = {labels: value for (name, labels), value in samples.items() if name == COMPLETED + "_total"}
+    assert counts == {
+        rpc("/spec.proto.runtime.v1.Runtime/SayHello", "OK"): 3,
+        rpc("/spec.proto.runtime.v1.Runtime/GetState", "UNAUTHENTICATED"): 1,
+        rpc("/spec.proto.runtime.v1.Runtime/GetState", "INVALID_ARGUMENT"): 1,
+        rpc("/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration", "UNAUTHENTICATED"): 1,
+        rpc("/spec.proto.runtime.v1.Runtime/SubscribeTopicEvents", "INVALID_ARGUMENT"): 1,
+    }
+    hello = rpc("/spec.proto.runtime.v1.Runtime/SayHello", "OK")
+    assert samples[(LATENCY + "_count", hello)] == 3
+    assert samples[(LATENCY + "_bucket", tuple(sorted((*hello, ("le", "+Inf")))))] == 3
+    assert 0 < samples[(LATENCY + "_sum", hello)] < 3 * 10_000  # milliseconds
+    assert any(name.startswith("process_") for name, _ in samples)  # prometheus-client's process collector
+
+
+async def test_metrics_off_serves_no_endpoint(tmp_path: Path) -> None:
+    runtime = Runtime(config(tmp_path, metrics_enabled=False))
+    await runtime.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{runtime.http_port}/metrics") as answer:
+                assert answer.status == 404
+    finally:
+        await runtime.stop(grace=1)
+    assert runtime.metrics is None
+
+
+def test_the_metrics_section_is_checked() -> None:
+    assert from_mapping({"metrics": {"enabled": False}}).metrics_enabled is False
+    assert from_mapping({}).metrics_enabled is True  # on by default, as in Dapr
+    assert from_mapping({"metrics": {"enabled": False}}).to_dict()["metrics"] == {"enabled": False}
+    with pytest.raises(ConfigError, match="metrics.enabled: expected true or false, got 'yes'"):
+        from_mapping({"metrics": {"enabled": "yes"}})
+    with pytest.raises(ConfigError, match="metrics: expected a mapping with one key"):
+        from_mapping({"metrics": {"port": 9090}})
+
+
+def test_prometheus_client_is_imported_only_when_metrics_are_on(tmp_path: Path) -> None:
+    code = f"""
+import asyncio, sys
+from layotto.server import Runtime, embedded_defaults
+
+async def main():
+    cfg = embedded_defaults().with_overrides(
+        grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir={str(tmp_path)!r}, metrics_enabled=False)
+    runtime = Runtime(cfg)
+    await runtime.start()
+    await runtime.stop(grace=0)
+
+asyncio.run(main())
+print("prometheus_client" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "False", done.stderr
