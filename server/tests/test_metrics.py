@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -12,7 +13,9 @@ import aiohttp
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from server_helpers import free_port
 
+from layotto.client import Message, RuntimeClient, SubscriberApp, TopicStatus
 from layotto.proto.dapr.runtime.v1 import configuration_pb2 as dapr_config
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -129,3 +132,52 @@ print("prometheus_client" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+async def test_deliveries_are_counted_by_answer_and_dead_letter(tmp_path: Path) -> None:
+    app, answers = SubscriberApp(), {"orders": [TopicStatus.RETRY, TopicStatus.SUCCESS]}
+    dead_letters: asyncio.Queue[Message] = asyncio.Queue()
+
+    @app.subscribe("in-memory", "orders")
+    async def on_order(message: Message) -> TopicStatus:
+        return answers["orders"].pop(0)
+
+    @app.subscribe("in-memory", "doomed", dead_letter_topic="dead", max_delivery_attempts=2)
+    async def on_doomed(message: Message) -> TopicStatus:
+        return TopicStatus.RETRY
+
+    @app.subscribe("in-memory", "dead")
+    async def on_dead(message: Message) -> None:
+        await dead_letters.put(message)
+
+    port = free_port()
+    async with app.serve(f"127.0.0.1:{port}"):
+        runtime = Runtime(config(tmp_path, app_callback_address=f"127.0.0.1:{port}"))
+        await runtime.start()
+        try:
+            assert runtime.app_subscriptions is not None
+            await asyncio.wait_for(runtime.app_subscriptions.listed.wait(), 10)
+            async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+                await client.pubsub.publish("in-memory", "orders", b"o")
+                await client.pubsub.publish("in-memory", "doomed", b"d")
+                assert (await asyncio.wait_for(dead_letters.get(), 10)).data == b"d"
+            expected = {
+                ("orders", "retry"): 1,
+                ("orders", "success"): 1,
+                ("doomed", "retry"): 2,
+                ("doomed", "dead_letter"): 1,
+                ("dead", "success"): 1,
+            }
+            for _ in range(100):  # the last counts land just after the dead letter arrives
+                samples = await scrape(runtime)
+                got = {
+                    (dict(labels)["topic"], dict(labels)["process_status"]): value
+                    for (name, labels), value in samples.items()
+                    if name == "dapr_component_pubsub_ingress_count_total"
+                }
+                if got == expected:
+                    break
+                await asyncio.sleep(0.05)
+            assert got == expected
+        finally:
+            await runtime.stop(grace=1)

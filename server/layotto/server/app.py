@@ -116,6 +116,7 @@ class Runtime:
             from layotto.server.metrics import RpcMetrics, RuntimeMetrics
 
             self.metrics = RuntimeMetrics(cfg.app_id)
+            self.topics.observer = self.metrics
             interceptors.insert(0, RpcMetrics(self.metrics))
         if self.api_token:
             interceptors.append(ApiTokenGuard(self.api_token))

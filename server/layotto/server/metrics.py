@@ -8,6 +8,9 @@ start-up. Every runtime has its own registry, holding:
   ``grpc_server_status`` (``OK``, ``UNAUTHENTICATED``, ...): Dapr's metrics (prometheus-client
   writes a counter with the ``_total`` suffix OpenMetrics requires), counted by
   :class:`RpcMetrics`, a server interceptor, for every call of every served service;
+* ``dapr_component_pubsub_ingress_count_total`` (counter) by ``app_id``, ``component``, ``topic`` and
+  ``process_status``: every delivery attempt to a subscriber and its answer (``success``, ``retry``,
+  ``drop``, Dapr's), plus ``dead_letter`` when a message went to its dead-letter topic;
 * prometheus-client's process and platform collectors (``process_*``, ``python_*``).
 """
 
@@ -41,6 +44,7 @@ class RuntimeMetrics:
 
     def __init__(self, app_id: str) -> None:
         self.app_id = app_id
+        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -57,13 +61,27 @@ class RuntimeMetrics:
             buckets=LATENCY_BUCKETS_MS,
             registry=self.registry,
         )
+        self.pubsub_ingress = Counter(
+            "dapr_component_pubsub_ingress_count",
+            "The number of incoming messages arriving from the pub/sub component, by the subscriber's answer.",
+            ("app_id", "component", "topic", "process_status"),
+            registry=self.registry,
+        )
+
+    def delivery_outcome(self, pubsub: str, topic: str, outcome: str) -> None:
+        """Counts one delivery attempt (a :class:`~layotto.server.runtime.delivery.DeliveryObserver`)."""
+        self.pubsub_ingress.labels(self.app_id, pubsub, topic, outcome).inc()
 
     def record_rpc(self, method: str, status: str, started: float) -> None:
         """Counts one finished call of ``method`` that began at ``started`` (time.perf_counter())."""
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        labels = (self.app_id, method, status)
-        self.completed_rpcs.labels(*labels).inc()
-        self.server_latency.labels(*labels).observe(elapsed_ms)
+        children = self._rpc_children.get((method, status))
+        if children is None:  # once per method and status: labels() takes a lock and builds a key
+            labels = (self.app_id, method, status)
+            children = (self.completed_rpcs.labels(*labels), self.server_latency.labels(*labels))
+            self._rpc_children[(method, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed_ms)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""
@@ -103,6 +121,7 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         method = handler_call_details.method
+        # a new wrapper per call: the shutdown gate inside already returns a new handler per call
         codecs = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(self._measured(method, handler.unary_unary), *codecs)

@@ -21,6 +21,7 @@ import itertools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
 from layotto.server.errors import InvalidArgument
@@ -30,6 +31,16 @@ from layotto.tracing import delivery_span
 log = logging.getLogger(__name__)
 
 SUCCESS, RETRY, DROP = 0, 1, 2
+#: the outcome of one delivery attempt, as an observer is told it (Dapr's process_status, and dead_letter)
+OUTCOMES = {SUCCESS: "success", RETRY: "retry", DROP: "drop"}
+DEAD_LETTER = "dead_letter"
+
+
+class DeliveryObserver(Protocol):
+    """Told the outcome of every delivery attempt (the runtime's metrics)."""
+
+    def delivery_outcome(self, pubsub: str, topic: str, outcome: str) -> None:
+        """``outcome``: success, retry or drop (the subscriber's answer), or dead_letter (given up)."""
 RAW_PAYLOAD = "rawPayload"
 #: the metadata entry a dead-lettered message carries: the ``pubsub/topic`` it failed on
 DEAD_LETTERED_FROM = "layotto-dead-lettered-from"
@@ -78,6 +89,7 @@ class Topics:
 
     def __init__(self) -> None:
         self._topics: dict[_Key, _Topic] = {}
+        self.observer: DeliveryObserver | None = None
 
     async def attach(self, pubsub: PubSub, topic_name: str, group: str, subscriber: Subscriber) -> None:
         key = (pubsub.name, topic_name, group)
@@ -143,6 +155,8 @@ class Topics:
             if subscriber is None:
                 raise RuntimeError("no subscriber: the broker keeps the message")
             status = await _answer(subscriber, delivery)
+            if self.observer is not None:
+                self.observer.delivery_outcome(key[0], key[1], OUTCOMES[status])
             if status == SUCCESS:
                 return
             if status == DROP:
@@ -150,6 +164,8 @@ class Topics:
                 return
             if attempt >= subscriber.max_attempts:
                 await _give_up(pubsub, subscriber, message, delivery)
+                if self.observer is not None and subscriber.dead_letter_topic:
+                    self.observer.delivery_outcome(key[0], key[1], DEAD_LETTER)
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
