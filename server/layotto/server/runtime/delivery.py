@@ -41,6 +41,8 @@ class DeliveryObserver(Protocol):
 
     def delivery_outcome(self, pubsub: str, topic: str, outcome: str) -> None:
         """``outcome``: success, retry or drop (the subscriber's answer), or dead_letter (given up)."""
+
+
 RAW_PAYLOAD = "rawPayload"
 #: the metadata entry a dead-lettered message carries: the ``pubsub/topic`` it failed on
 DEAD_LETTERED_FROM = "layotto-dead-lettered-from"
