@@ -51,23 +51,52 @@ async def refuse_twenty(address: str, pid: int, baseline: float) -> float:
         return await settled_rss_mib(pid, below=baseline + BOUND_MIB)
 
 
+#: pygrpc-native's front keeps a refused message's buffer as a high-water mark (measured: ~53 MiB after
+#: 50 MiB refusals, on close too) instead of returning it; it must not grow with further refusals
+NATIVE_HIGH_WATER_MIB = 80
+
+
+async def warm_baseline(server_address: str, pid: int) -> float:
+    async with grpc.aio.insecure_channel(server_address) as channel:
+        stub = runtime_pb2_grpc.RuntimeStub(channel)
+        for i in range(20):  # warm: the first calls' one-time allocations are part of the baseline
+            item = pb.StateItem(key=f"warm-{i}", value=b"x" * 1000)
+            await stub.SaveState(pb.SaveStateRequest(store_name="in-memory", states=[item]), timeout=10)
+    await asyncio.sleep(0.5)
+    return rss_mib(pid)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
 async def test_refused_50_mib_requests_leave_no_memory_behind(tmp_path: Path) -> None:
-    server = start_server(data_dir=tmp_path)
+    """On grpc.aio the memory returns to its baseline, the connection open and once closed."""
+    server = start_server("--grpc-transport", "grpcio", data_dir=tmp_path)
     pid = server.process.pid
     try:
-        async with grpc.aio.insecure_channel(server.grpc_address) as channel:
-            stub = runtime_pb2_grpc.RuntimeStub(channel)
-            for i in range(20):  # warm: the first calls' one-time allocations are part of the baseline
-                item = pb.StateItem(key=f"warm-{i}", value=b"x" * 1000)
-                await stub.SaveState(pb.SaveStateRequest(store_name="in-memory", states=[item]), timeout=10)
-        await asyncio.sleep(0.5)
-        baseline = rss_mib(pid)
+        baseline = await warm_baseline(server.grpc_address, pid)
         during = await refuse_twenty(server.grpc_address, pid, baseline)
         assert during - baseline < BOUND_MIB, f"RSS {baseline:.0f} MiB before the refusals, {during:.0f} MiB after"
         await refuse_twenty(server.grpc_address, pid, baseline)
         closed = await settled_rss_mib(pid, below=baseline + BOUND_MIB)
         assert closed - baseline < BOUND_MIB, f"RSS {baseline:.0f} MiB before, {closed:.0f} MiB once closed"
+        assert server.http_get("/actuator/health/liveness")[0] == 200
+    finally:
+        code, stderr = server.terminate()
+    assert code == 0, stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+async def test_refusals_on_the_native_transport_hold_a_bounded_high_water_mark(tmp_path: Path) -> None:
+    """On pygrpc-native the refused bytes stay as one high-water mark, which further refusals do not raise."""
+    pytest.importorskip("pygrpc_native")
+    server = start_server("--grpc-transport", "native", data_dir=tmp_path)
+    pid = server.process.pid
+    try:
+        baseline = await warm_baseline(server.grpc_address, pid)
+        high_water = await refuse_twenty(server.grpc_address, pid, baseline + NATIVE_HIGH_WATER_MIB - BOUND_MIB)
+        assert high_water - baseline < NATIVE_HIGH_WATER_MIB, f"RSS {baseline:.0f} MiB before, {high_water:.0f} after"
+        for _ in range(3):  # new connections each time
+            after = await refuse_twenty(server.grpc_address, pid, high_water)
+            assert after - high_water < BOUND_MIB, f"RSS grew from {high_water:.0f} MiB to {after:.0f} MiB"
         assert server.http_get("/actuator/health/liveness")[0] == 200
     finally:
         code, stderr = server.terminate()
