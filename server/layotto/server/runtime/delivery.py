@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
-from layotto.server.errors import InvalidArgument
 from layotto.server.runtime import cloudevents
+from layotto.server.runtime.validation import MAX_DELIVERY_ATTEMPTS, parse_int
 from layotto.tracing import delivery_span
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,4 @@ async def _give_up(pubsub: PubSub, subscriber: Subscriber, message: BrokerMessag
 def parse_max_attempts(metadata: Mapping[str, str], field: str) -> int:
     """``maxDeliveryAttempts`` from subscription metadata (default 5)."""
     raw = metadata.get("maxDeliveryAttempts", str(DEFAULT_MAX_ATTEMPTS))
-    if not raw.isdigit() or int(raw) < 1:
-        raise InvalidArgument(f"{field}.maxDeliveryAttempts", f"expected a positive integer, got {raw!r}")
-    return int(raw)
+    return parse_int(raw, f"{field}.maxDeliveryAttempts", 1, MAX_DELIVERY_ATTEMPTS)

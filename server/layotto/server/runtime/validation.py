@@ -4,11 +4,13 @@ Every number a client sends is range-checked here before it reaches a component,
 that nothing out of range becomes an INTERNAL error or a stored value a later read
 cannot convert. The bounds (all documented in docs/limits.md):
 
-* ``ttlInSeconds`` (state items, published events): 1 .. :data:`MAX_TTL_SECONDS` (10 years), or -1.
+* ``ttlInSeconds`` (state items, published events): 1 .. :data:`MAX_TTL_SECONDS` (10 years), or -1,
+  written as plain digits (no spaces, no sign but the one of -1).
 * lock expiry: 1 .. :data:`MAX_EXPIRE_SECONDS` (7 days).
 * ``maxDeliveryAttempts``: 1 .. :data:`MAX_DELIVERY_ATTEMPTS`.
 * ``GetBulkState.parallelism``: 0 .. :data:`MAX_PARALLELISM`.
-* items of one bulk request: at most :data:`MAX_BULK_ITEMS`.
+* items of one bulk request (state, bulk publish, configuration items and keys): at most
+  :data:`MAX_BULK_ITEMS`.
 * enums: only the values the contract names.
 """
 
@@ -93,7 +95,8 @@ def require_size(data: str | bytes, field: str, limit: int | None, what: str) ->
 
 
 def parse_int(raw: str, field: str, minimum: int, maximum: int, unit: str = "") -> int:
-    """A decimal integer sent as text (metadata values), range-checked."""
+    """A decimal integer sent as text (metadata values): ASCII digits with an optional leading
+    minus, nothing around them (no spaces, no "+"), range-checked."""
     if not _INTEGER.fullmatch(raw):
         raise InvalidArgument(field, f"expected an integer between {minimum} and {maximum}, got {raw[:40]!r}")
     return require_range(int(raw), field, minimum, maximum, unit)
@@ -108,9 +111,9 @@ def parse_ttl(metadata: Mapping[str, str], field: str) -> int | None:
     if raw is None:
         return None
     where = f"{field}.{TTL_KEY}"
-    if raw.strip() == str(NO_TTL):
+    if raw == str(NO_TTL):
         return None
-    if not _INTEGER.fullmatch(raw.strip()):
+    if not _INTEGER.fullmatch(raw):  # plain ASCII digits: no spaces, no "+", no "1_0"
         raise InvalidArgument(where, f"expected an integer number of seconds, got {raw[:40]!r}")
     seconds = int(raw)
     if not 1 <= seconds <= MAX_TTL_SECONDS:
@@ -125,4 +128,4 @@ def parse_max_delivery_attempts(metadata: Mapping[str, str], field: str, default
     raw = metadata.get("maxDeliveryAttempts")
     if raw is None:
         return default
-    return parse_int(raw.strip(), f"{field}.maxDeliveryAttempts", 1, MAX_DELIVERY_ATTEMPTS)
+    return parse_int(raw, f"{field}.maxDeliveryAttempts", 1, MAX_DELIVERY_ATTEMPTS)
