@@ -9,6 +9,7 @@ cannot convert. The bounds (all documented in docs/limits.md):
 * lock expiry: 1 .. :data:`MAX_EXPIRE_SECONDS` (7 days).
 * ``maxDeliveryAttempts``: 1 .. :data:`MAX_DELIVERY_ATTEMPTS`.
 * ``GetBulkState.parallelism``: 0 .. :data:`MAX_PARALLELISM`.
+* component names and app ids: at most :data:`MAX_NAME_BYTES`.
 * items of one bulk request (state, bulk publish, configuration items and keys): at most
   :data:`MAX_BULK_ITEMS`.
 * enums: only the values the contract names.
@@ -30,8 +31,11 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 MAX_EXPIRE_SECONDS = 7 * 24 * 3600
 MAX_DELIVERY_ATTEMPTS = 1000
 MAX_PARALLELISM = 1000
-#: items of one bulk request: state items, keys, transaction operations, bulk publish entries
+#: items of one bulk request: state items, keys, transaction operations, bulk publish entries,
+#: configuration items and keys
 MAX_BULK_ITEMS = 10_000
+#: the longest component name (store_name, pubsub_name, ...) or app id a request may carry, in UTF-8 bytes
+MAX_NAME_BYTES = 256
 #: an integer as clients write it: an optional minus sign and at most 19 digits (int64 range)
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
@@ -40,6 +44,15 @@ def require_text(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is empty")
     return value
+
+
+def require_name(name: str, field: str) -> str:
+    """A component name or an app id of at most :data:`MAX_NAME_BYTES` (the name itself is not
+    echoed: it may be of any length)."""
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise InvalidArgument(field, f"{size} bytes is over the {MAX_NAME_BYTES}-byte limit of a name")
+    return name
 
 
 def require_resource(resource: str, field: str = "resource_id") -> str:
