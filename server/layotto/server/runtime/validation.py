@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sized
 
+from layotto.server.components.base import Limits
 from layotto.server.errors import InvalidArgument
 from layotto.server.runtime.keys import SEPARATOR
 
@@ -105,6 +106,17 @@ def require_size(data: str | bytes, field: str, limit: int | None, what: str) ->
     size = len(data.encode()) if isinstance(data, str) else len(data)
     if size > limit:
         raise InvalidArgument(field, f"{size} bytes is over the {limit}-byte limit of {what}")
+
+
+def require_storable(text: str, field: str, limits: Limits, what: str, *, sized: bool = True) -> None:
+    """Refuse a key (or other stored text, ``sized=False``: a lock owner) the component cannot
+    store: longer than ``limits.max_key_bytes``, or holding NUL where ``limits.text_without_nul``.
+    ``what`` names the component, e.g. "state store 's' (postgresql)"."""
+    if sized:
+        require_size(text, field, limits.max_key_bytes, what)
+    if limits.text_without_nul and "\x00" in text:
+        at = text.index("\x00")
+        raise InvalidArgument(field, f"contains NUL (U+0000, at character {at}), which {what} cannot store")
 
 
 def parse_int(raw: str, field: str, minimum: int, maximum: int, unit: str = "") -> int:
