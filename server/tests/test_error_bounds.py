@@ -53,9 +53,7 @@ async def test_long_component_names_and_app_ids_are_refused_naming_the_field(stu
         ],
         "pubsub_name": [stubs.layotto.PublishEvent(pb.PublishEventRequest(pubsub_name=name, topic="t", data=b"x"))],
         "id": [
-            stubs.layotto.InvokeService(
-                pb.InvokeServiceRequest(id=name, message=pb.CommonInvokeRequest(method="m"))
-            )
+            stubs.layotto.InvokeService(pb.InvokeServiceRequest(id=name, message=pb.CommonInvokeRequest(method="m")))
         ],
     }
     for field, pending in calls.items():

@@ -25,7 +25,7 @@ NUL_KEY = "a\x00b"
 
 
 async def stub_for(block: str, store_type: str, tmp_path: Path) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
-    if store_type != "in-memory" and store_type != "sqlite":
+    if store_type not in {"in-memory", "sqlite"}:
         backends.require(store_type)
     namespace = uuid.uuid4().hex[:12]
     if block == "state":
@@ -49,7 +49,9 @@ def refuses_nul(block: str, store_type: str) -> bool:
 
 
 @pytest.fixture(params=["in-memory", "sqlite", *REAL_STATE_STORES])
-async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[str, runtime_pb2_grpc.RuntimeStub]]:
+async def state(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[str, runtime_pb2_grpc.RuntimeStub]]:
     async for stub in stub_for("state", request.param, tmp_path):
         yield request.param, stub
 
@@ -87,7 +89,9 @@ async def test_lock_resources_and_owners_with_nul(store_type: str, tmp_path: Pat
         for field, request in calls.items():
             if not refuses_nul("lock", store_type):
                 assert (await stub.TryLock(request)).success
-                unlock = pb.UnlockRequest(store_name="s", resource_id=request.resource_id, lock_owner=request.lock_owner)
+                unlock = pb.UnlockRequest(
+                    store_name="s", resource_id=request.resource_id, lock_owner=request.lock_owner
+                )
                 assert (await stub.Unlock(unlock)).status == pb.UnlockResponse.SUCCESS
                 continue
             assert_invalid(await call_error(stub.TryLock(request)), field, "NUL")

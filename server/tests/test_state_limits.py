@@ -29,9 +29,9 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.api.state import entry_metadata
+from layotto.server.components.mysql_client import parse_connection_string
 from layotto.server.components.registry import registry_for
 from layotto.server.components.state import SetRequest, StateEntry, StateStore
-from layotto.server.components.mysql_client import parse_connection_string
 from layotto.server.config import ComponentConfig
 from layotto.server.errors import LayottoError
 from layotto.server.runtime.validation import MAX_TTL_SECONDS

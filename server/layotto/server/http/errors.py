@@ -101,7 +101,9 @@ def dapr_errors(block: str, operation_code: str) -> Callable[[HttpHandler], Http
                 raise
             except Exception:
                 log.exception("unexpected error in %s %s", request.method, request.path)
-                message = clip(f"{request.method} {request.path}: internal error in the runtime (logged)", MAX_MESSAGE_BYTES)
+                message = clip(
+                    f"{request.method} {request.path}: internal error in the runtime (logged)", MAX_MESSAGE_BYTES
+                )
                 return web.json_response({"errorCode": operation_code, "message": message}, status=500)
 
         return serve

@@ -51,9 +51,7 @@ class MysqlSequencer(Sequencer):
         await self._db.open(metadata, where)
         async with self._db.cursor() as cur:
             await cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._table} ("
-                f"{KEY_COLUMN}, "
-                "value BIGINT NOT NULL) ENGINE=InnoDB"
+                f"CREATE TABLE IF NOT EXISTS {self._table} ({KEY_COLUMN}, value BIGINT NOT NULL) ENGINE=InnoDB"
             )
             await migrate_key_column(cur, self._table)
 
