@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-
 #: the most an error answer carries, in UTF-8 bytes: its message, and each value of its ErrorInfo
 #: metadata. Messages echo what a client sent (names, keys, an app's error), so the API layer clips
 #: them (:func:`clip`) to keep every answer far inside gRPC's 8 KiB limit on trailing metadata.
@@ -187,6 +186,19 @@ class PayloadTooLarge(LayottoError):
 
     def __init__(self, field: str, size: int, limit: int) -> None:
         super().__init__(f"{field}: {size} bytes is over the {limit}-byte limit", metadata={"field": field})
+
+
+class ResponseTooLarge(PayloadTooLarge):
+    """The answer to a call would be over the runtime's message limit; ``field`` names the part of
+    the response that takes the most room (``items``)."""
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        LayottoError.__init__(
+            self,
+            f"{field}: the response would be {size} bytes, over the {limit}-byte message limit "
+            "(max_message_bytes); ask for less at a time",
+            metadata={"field": field},
+        )
 
 
 class BackendUnavailable(LayottoError):
