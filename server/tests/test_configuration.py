@@ -25,6 +25,7 @@ from layotto.server.components.base import ComponentContext
 from layotto.server.components.configuration import ConfigChange, ConfigItem, ConfigurationStore, Scope
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.config import ComponentConfig
+from layotto.server.runtime.validation import MAX_BULK_ITEMS
 
 
 def store_metadata(type_name: str, namespace: str) -> dict[str, str]:
@@ -297,3 +298,28 @@ async def test_redis_watches_do_not_take_the_connections_reads_need(tmp_path: Pa
         await asyncio.wait_for(store.save([ConfigItem(APP, "k", "v")]), 5)
         assert [i.content for i in await asyncio.wait_for(store.get(APP, ["k"]), 5)] == ["v"]
     await loaded.aclose()
+
+
+async def test_item_and_key_counts_are_capped_like_state(runtime_with_config: Runtime) -> None:
+    layotto, dapr = stubs(runtime_with_config)
+    over = MAX_BULK_ITEMS + 1  # 20,000 items or keys were taken, while state and bulk publish stop at 10,000
+    many = [pb.ConfigurationItem(key=f"k{i}", content="x") for i in range(over)]
+    error = await call_error(layotto.SaveConfiguration(pb.SaveConfigurationRequest(store_name="config", items=many)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("items: ")
+    assert f"limit of {MAX_BULK_ITEMS}" in error.details()
+    got = await layotto.GetConfiguration(pb.GetConfigurationRequest(store_name="config", keys=["k0"]))
+    assert list(got.items) == []  # nothing of the refused request was saved
+    keys = [f"k{i}" for i in range(over)]
+    calls = [
+        layotto.GetConfiguration(pb.GetConfigurationRequest(store_name="config", keys=keys)),
+        layotto.DeleteConfiguration(pb.DeleteConfigurationRequest(store_name="config", keys=keys)),
+        dapr.GetConfiguration(dapr_pb.GetConfigurationRequest(store_name="config", keys=keys)),
+        dapr.SubscribeConfiguration(dapr_pb.SubscribeConfigurationRequest(store_name="config", keys=keys)).read(),
+    ]
+    for pending in calls:
+        error = await call_error(pending)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).metadata["field"] == "keys"
+    at_limit = many[:MAX_BULK_ITEMS]
+    await layotto.SaveConfiguration(pb.SaveConfigurationRequest(store_name="config", items=at_limit))
+    got = await layotto.GetConfiguration(pb.GetConfigurationRequest(store_name="config", keys=keys[:MAX_BULK_ITEMS]))
+    assert len(got.items) == MAX_BULK_ITEMS

@@ -25,9 +25,10 @@ from layotto.server import Runtime, RuntimeConfig
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import registry_for
 from layotto.server.config import ComponentConfig
+from layotto.server.errors import InvalidArgument
 from layotto.server.runtime.keys import namespaced_key
 from layotto.server.runtime.metadata import MAX_ATTRIBUTE_VALUE_BYTES, MAX_ATTRIBUTES, MAX_ATTRIBUTES_BYTES
-from layotto.server.runtime.validation import MAX_BULK_ITEMS, MAX_TTL_SECONDS
+from layotto.server.runtime.validation import MAX_BULK_ITEMS, MAX_TTL_SECONDS, parse_max_delivery_attempts
 
 ISSUE_TTL = "300000000000"
 
@@ -125,6 +126,27 @@ async def test_subscription_delivery_attempts_out_of_range_are_refused(bus: Stub
     )
     call = bus.dapr.SubscribeTopicEventsAlpha1(iter([dapr_initial]))
     assert_invalid(await first_answer(call), "initial_request.metadata.maxDeliveryAttempts")
+
+
+@pytest.mark.parametrize("raw", [" 5", "5 ", "\t5", "5\n", " -1", "-1 ", "+5", "\uff15"])
+async def test_numbers_in_metadata_are_plain_digits(stubs: Stubs, raw: str) -> None:
+    state = pb.StateItem(key="k", value=b"v", metadata={"ttlInSeconds": raw})  # " 5" was taken, "+5" refused
+    save = pb.SaveStateRequest(store_name="in-memory", states=[state])
+    assert_invalid(await call_error(stubs.layotto.SaveState(save)), "states[0].metadata.ttlInSeconds")
+    publish = pb.PublishEventRequest(pubsub_name="in-memory", topic="t", data=b"x", metadata={"ttlInSeconds": raw})
+    assert_invalid(await call_error(stubs.layotto.PublishEvent(publish)), "metadata.ttlInSeconds")
+    initial = pb.SubscribeTopicEventsRequestInitial(
+        pubsub_name="in-memory", topic="t", metadata={"maxDeliveryAttempts": raw.replace("-1", "1")}
+    )
+    call = stubs.layotto.SubscribeTopicEvents(iter([pb.SubscribeTopicEventsRequest(initial_request=initial)]))
+    assert_invalid(await first_answer(call), "initial_request.metadata.maxDeliveryAttempts")
+
+
+@pytest.mark.parametrize("raw", [" 5", "+5", "\u00b2", "0", "1001"])  # "\u00b2".isdigit() then int() raised ValueError
+def test_app_subscription_delivery_attempts_are_plain_digits_in_range(raw: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        parse_max_delivery_attempts({"maxDeliveryAttempts": raw}, "subscription.metadata", 5)
+    assert caught.value.field == "subscription.metadata.maxDeliveryAttempts"
 
 
 # -- Lock, Sequencer ----------------------------------------------------------------------------

@@ -47,6 +47,14 @@ async def test_blocks_are_consecutive_and_start_at_one(sequencer: Sequencer) -> 
     assert await sequencer.next_block(f"{key}-other", 1) == 1
 
 
+async def test_keys_differing_only_by_trailing_spaces_are_separate_counters(sequencer: Sequencer) -> None:
+    key = f"sequencer|||t||{uuid.uuid4().hex}"
+    assert await sequencer.next_block(key, 5) == 5
+    assert await sequencer.next_block(f"{key} ", 1) == 1  # MySQL's PAD SPACE collation answered 6
+    assert await sequencer.next_block(f"{key}  ", 1) == 1
+    assert await sequencer.next_block(key, 1) == 6
+
+
 async def test_concurrent_blocks_never_overlap(sequencer: Sequencer) -> None:
     key = f"sequencer|||t||{uuid.uuid4().hex}"
     lasts = await asyncio.gather(*(sequencer.next_block(key, 5) for _ in range(40)))

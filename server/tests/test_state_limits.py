@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiomysql
 import backends
 import grpc
 import pytest
@@ -28,6 +29,7 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.api.state import entry_metadata
+from layotto.server.components.mysql_client import parse_connection_string
 from layotto.server.components.registry import registry_for
 from layotto.server.components.state import SetRequest, StateEntry, StateStore
 from layotto.server.config import ComponentConfig
@@ -242,6 +244,44 @@ async def test_keys_up_to_the_store_limit_are_served_and_longer_refused(api: Api
     transaction = pb.ExecuteStateTransactionRequest(storeName="s", operations=[operation])
     assert_invalid(await call_error(api.layotto.ExecuteStateTransaction(transaction)), "operations[0].request.key")
     assert (await api.get(at_limit)).data == b"at"
+
+
+async def test_keys_differing_only_by_trailing_spaces_are_separate_items(api: Api) -> None:
+    await api.save("k", b"plain")
+    assert (await api.get("k  ")).data == b""  # MySQL's PAD SPACE collation answered b"plain"
+    await api.layotto.DeleteState(pb.DeleteStateRequest(store_name="s", key="k   "))
+    assert (await api.get("k")).data == b"plain"
+    await api.save("k ", b"spaced")
+    assert (await api.get("k")).data == b"plain"
+    assert (await api.get("k ")).data == b"spaced"
+
+
+async def test_a_mysql_table_of_the_old_schema_gets_exact_keys(tmp_path: Path) -> None:
+    backends.require("mysql")
+    namespace = uuid.uuid4().hex[:12]
+    table = f"state_{namespace}"
+    params = parse_connection_string(backends.address("mysql"))
+    del params["tls"]
+    connection = await aiomysql.connect(autocommit=True, **params)
+    async with connection.cursor() as cur:  # the schema before exact keys, with a row in it
+        await cur.execute(
+            f"CREATE TABLE `{table}` (id VARCHAR(700) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL "
+            "PRIMARY KEY, value LONGBLOB NOT NULL, etag BIGINT UNSIGNED NOT NULL, expire_at DATETIME(6) NULL, "
+            "updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), INDEX (expire_at)) ENGINE=InnoDB"
+        )
+        await cur.execute(f"INSERT INTO `{table}` (id, value, etag) VALUES ('k', 'old', 7)")
+    try:
+        async with Runtime(state_config("mysql", tmp_path, namespace)) as runtime:
+            api = Api(runtime, "mysql")
+            assert (await api.get("k")).data == b"old"
+            assert (await api.get("k ")).data == b""
+            await api.save("k ", b"spaced")
+            assert (await api.get("k")).data == b"old"
+            await api.channel.close()
+    finally:
+        async with connection.cursor() as cur:
+            await cur.execute(f"DROP TABLE `{table}`")
+        connection.close()
 
 
 @pytest.mark.parametrize("store_type", ["mysql", "etcd"])  # the stores with a value limit below 16 MiB

@@ -11,6 +11,7 @@ from types import TracebackType
 
 from layotto.client._errors import LayottoError, LockLost, LockNotAcquired
 from layotto.client._transport import Transport
+from layotto.client._ttl import ttl_seconds
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 __all__ = ["Lease", "LockClient", "LockStatus", "SequencerClient"]
@@ -23,11 +24,6 @@ class LockStatus(enum.IntEnum):
     LOCK_UNEXIST = 1
     LOCK_BELONG_TO_OTHERS = 2
     INTERNAL_ERROR = 3
-
-
-def _seconds(ttl: float | dt.timedelta) -> int:
-    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
-    return max(1, round(seconds))
 
 
 class Lease:
@@ -97,7 +93,10 @@ class LockClient:
     async def try_lock(
         self, store: str, resource: str, owner: str, *, ttl: float | dt.timedelta, timeout: float | None = None
     ) -> bool:
-        request = pb.TryLockRequest(store_name=store, resource_id=resource, lock_owner=owner, expire=_seconds(ttl))
+        """Take the lock if it is free; it expires after ``ttl`` (seconds or a timedelta, a
+        positive duration sent as whole seconds rounded up; 0, negatives, NaN, infinity and bools
+        raise InvalidArgument naming ``ttl`` before any call). True if taken."""
+        request = pb.TryLockRequest(store_name=store, resource_id=resource, lock_owner=owner, expire=ttl_seconds(ttl))
         return bool((await self._t.unary("TryLock", request, timeout)).success)
 
     async def unlock(self, store: str, resource: str, owner: str, *, timeout: float | None = None) -> LockStatus:
@@ -108,7 +107,7 @@ class LockClient:
         self, store: str, resource: str, owner: str, *, ttl: float | dt.timedelta, timeout: float | None = None
     ) -> LockStatus:
         request = pb.LockKeepAliveRequest(
-            store_name=store, resource_id=resource, lock_owner=owner, expire=_seconds(ttl)
+            store_name=store, resource_id=resource, lock_owner=owner, expire=ttl_seconds(ttl)
         )
         return LockStatus((await self._t.unary("LockKeepAlive", request, timeout, idempotent=True)).status)
 
@@ -126,7 +125,7 @@ class LockClient:
         Takes the lock (retrying for up to ``wait`` seconds; LockNotAcquired after that),
         keeps it alive every ttl/3 while the block runs, and releases it on exit.
         """
-        return _Acquire(self, store, resource, _seconds(ttl), owner or uuid.uuid4().hex, wait=wait)
+        return _Acquire(self, store, resource, ttl_seconds(ttl), owner or uuid.uuid4().hex, wait=wait)
 
 
 class _Acquire:

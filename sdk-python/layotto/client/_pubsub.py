@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import enum
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +29,7 @@ from typing import Any
 from layotto.client._errors import ClientClosed, LayottoError
 from layotto.client._stream import ResumableStream
 from layotto.client._transport import StreamCall, Transport
+from layotto.client._ttl import ttl_seconds
 from layotto.client._values import Value, encode
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -141,17 +143,20 @@ class PubSubClient:
         *,
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
-        ttl: float | None = None,
+        ttl: float | dt.timedelta | None = None,
         raw: bool = False,
         timeout: float | None = None,
     ) -> None:
         """Publish ``data`` (bytes as is, str as text, anything else as JSON) to ``topic``.
 
-        The runtime wraps it in a CloudEvent unless ``raw``; ``ttl`` (seconds) expires it.
+        The runtime wraps it in a CloudEvent unless ``raw``. ``ttl`` (seconds or a timedelta)
+        expires it: None is no TTL, a positive duration is sent as whole seconds rounded up,
+        anything else (0, -1, NaN, infinity, a bool) raises InvalidArgument naming ``ttl`` before
+        any call.
         """
         meta = dict(metadata or {})
         if ttl is not None:
-            meta["ttlInSeconds"] = str(int(ttl))
+            meta["ttlInSeconds"] = str(ttl_seconds(ttl))
         if raw:
             meta["rawPayload"] = "true"
         request = pb.PublishEventRequest(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from layotto.client._transport import Transport
+from layotto.client._ttl import ttl_seconds
 from layotto.client._values import Value, decode_json, encode
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
@@ -58,7 +59,7 @@ class StateItem:
 
 @dataclass(frozen=True)
 class StateWrite:
-    """One key to save; also the 'upsert' step of a transaction."""
+    """One key to save; also the 'upsert' step of a transaction. ``ttl``: see :meth:`StateClient.save`."""
 
     key: str
     value: Value
@@ -78,11 +79,6 @@ class StateDelete:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-def _ttl_seconds(ttl: float | dt.timedelta) -> str:
-    seconds = ttl.total_seconds() if isinstance(ttl, dt.timedelta) else ttl
-    return str(max(1, round(seconds)))
-
-
 def _options(first_write: bool) -> pb.StateOptions | None:
     return pb.StateOptions(concurrency=pb.StateOptions.CONCURRENCY_FIRST_WRITE) if first_write else None
 
@@ -93,7 +89,7 @@ def _item(op: StateWrite | StateDelete) -> pb.StateItem:
     if isinstance(op, StateWrite):
         value = encode(op.value)
         if op.ttl is not None:
-            metadata[TTL_KEY] = _ttl_seconds(op.ttl)
+            metadata[TTL_KEY] = str(ttl_seconds(op.ttl))
     return pb.StateItem(
         key=op.key,
         value=value,
@@ -159,6 +155,9 @@ class StateClient:
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> None:
+        """Save ``value`` under ``key``. ``ttl`` (seconds or a timedelta) expires it: None is no
+        TTL, a positive duration is sent as whole seconds rounded up, anything else (0, -1, NaN,
+        infinity, a bool) raises InvalidArgument (field ``ttl``) before any call."""
         write = StateWrite(key, value, etag=etag, ttl=ttl, first_write=first_write, metadata=metadata or {})
         await self.save_bulk(store, [write], timeout=timeout)
 

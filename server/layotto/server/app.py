@@ -145,6 +145,7 @@ class Runtime:
             invoker=self.invoker,
             strip_trace=self.tracing is not None,
             services=self.services,
+            max_response_bytes=cfg.max_message_bytes,
         )
         add_services(server, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

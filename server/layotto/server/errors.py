@@ -14,6 +14,32 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+#: the most an error answer carries, in UTF-8 bytes: its message, and each value of its ErrorInfo
+#: metadata. Messages echo what a client sent (names, keys, an app's error), so the API layer clips
+#: them (:func:`clip`) to keep every answer far inside gRPC's 8 KiB limit on trailing metadata.
+MAX_MESSAGE_BYTES = 1024
+MAX_METADATA_VALUE_BYTES = 512
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it is at most ``limit`` UTF-8 bytes, else its longest prefix that fits with "…"."""
+    encoded = text.encode()
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - len("…".encode())].decode("utf-8", "ignore") + "…"
+
+
+def _joined_within(keys: list[str], limit: int) -> str:
+    """The first ``keys`` joined by "," in at most ``limit`` bytes (whole keys only)."""
+    taken: list[str] = []
+    size = -1
+    for key in keys:
+        size += len(key.encode()) + 1
+        if size > limit:
+            break
+        taken.append(key)
+    return ",".join(taken)
+
 
 class LayottoError(Exception):
     """Base of every error the runtime reports to a client."""
@@ -107,7 +133,8 @@ class BulkPartialFailure(LayottoError):
         parts = "; ".join(f.message for f in failures.values())
         super().__init__(
             f"{len(failures)} item(s) failed, the others were applied: {parts}",
-            metadata={"failed_keys": ",".join(failures)},
+            # whole keys only: a long list is cut to the first keys that fit (the message has the count)
+            metadata={"failed_keys": _joined_within(list(failures), MAX_METADATA_VALUE_BYTES)},
         )
         self.failures = dict(failures)
 
@@ -159,6 +186,19 @@ class PayloadTooLarge(LayottoError):
 
     def __init__(self, field: str, size: int, limit: int) -> None:
         super().__init__(f"{field}: {size} bytes is over the {limit}-byte limit", metadata={"field": field})
+
+
+class ResponseTooLarge(PayloadTooLarge):
+    """The answer to a call would be over the runtime's message limit; ``field`` names the part of
+    the response that takes the most room (``items``)."""
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        LayottoError.__init__(
+            self,
+            f"{field}: the response would be {size} bytes, over the {limit}-byte message limit "
+            "(max_message_bytes); ask for less at a time",
+            metadata={"field": field},
+        )
 
 
 class BackendUnavailable(LayottoError):

@@ -14,6 +14,9 @@ This is also the boundary where bytes become messages and errors become statuses
   in one DEBUG line.
 * A :class:`~layotto.server.errors.LayottoError` becomes its status
   (:mod:`layotto.server.api.status`); anything else becomes INTERNAL, logged, never a crash.
+* A response (or a message of a response stream) over ``max_response_bytes`` is not sent: the
+  call answers RESOURCE_EXHAUSTED (reason ``PAYLOAD_TOO_LARGE``) naming the response field that
+  takes the most room, instead of gRPC's own failure to send it (no reason, a logged traceback).
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf import descriptor as _d
 from google.protobuf import message_factory
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from layotto.server.api.status import to_status
-from layotto.server.errors import LayottoError, MalformedRequest, NotImplementedRpc
+from layotto.server.errors import LayottoError, MalformedRequest, NotImplementedRpc, ResponseTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +121,35 @@ async def _fail(context: Context, full: str, error: LayottoError) -> None:
     await abort_with(context, error)
 
 
-def _unary_response(full: str, method: _d.MethodDescriptor, impl: Handler) -> Handler:
+def largest_field(response: Message) -> str:
+    """The name of the field of ``response`` that takes the most bytes ("response" when it has none)."""
+    sizes: dict[str, int] = {}
+    total = response.ByteSize()
+    for descriptor, _ in response.ListFields():
+        without = type(response)()
+        without.CopyFrom(response)
+        without.ClearField(descriptor.name)
+        sizes[descriptor.name] = total - without.ByteSize()
+    return max(sizes, key=sizes.__getitem__) if sizes else "response"
+
+
+def check_response_size(response: Any, limit: int | None) -> None:
+    """Raise ResponseTooLarge when ``response`` serializes to more than ``limit`` bytes."""
+    if limit is None or not isinstance(response, Message):
+        return
+    size = response.ByteSize()
+    if size > limit:
+        raise ResponseTooLarge(largest_field(response), size, limit)
+
+
+def _unary_response(full: str, method: _d.MethodDescriptor, impl: Handler, limit: int | None) -> Handler:
     decode = decoder(method)
 
     async def handle(raw: Any, context: Context) -> Any:
         call = _Call(method, decode, raw)
         try:
             response = await impl(call.request(), context)
+            check_response_size(response, limit)
         except grpc.aio.AbortError:
             raise
         except LayottoError as error:
@@ -140,13 +165,14 @@ def _unary_response(full: str, method: _d.MethodDescriptor, impl: Handler) -> Ha
     return handle
 
 
-def _streamed_response(full: str, method: _d.MethodDescriptor, impl: Handler) -> Handler:
+def _streamed_response(full: str, method: _d.MethodDescriptor, impl: Handler, limit: int | None) -> Handler:
     decode = decoder(method)
 
     async def handle(raw: Any, context: Context) -> AsyncIterator[Any]:
         call = _Call(method, decode, raw)
         try:
             async for item in impl(call.request(), context):
+                check_response_size(item, limit)
                 yield item
         except grpc.aio.AbortError:
             raise
@@ -200,11 +226,14 @@ _METHOD_HANDLER_KINDS: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandl
 }
 
 
-def method_handlers(service: _d.ServiceDescriptor, routes: Routes) -> MethodHandlers:
+def method_handlers(
+    service: _d.ServiceDescriptor, routes: Routes, max_response_bytes: int | None = None
+) -> MethodHandlers:
     """RPC name -> its gRPC method handler, for every RPC of ``service`` (RoutingError: see check_routes).
 
     Requests arrive as bytes (no deserializer) and are decoded by the handler; responses are
-    serialized by gRPC.
+    serialized by gRPC. A response over ``max_response_bytes`` (None: no check) answers
+    RESOURCE_EXHAUSTED (PAYLOAD_TOO_LARGE) instead.
     """
     check_routes(service, routes)
     handlers: MethodHandlers = {}
@@ -214,9 +243,9 @@ def method_handlers(service: _d.ServiceDescriptor, routes: Routes) -> MethodHand
         if impl is None:
             behaviour = _unimplemented(full, method.server_streaming)
         elif method.server_streaming:
-            behaviour = _streamed_response(full, method, impl)
+            behaviour = _streamed_response(full, method, impl, max_response_bytes)
         else:
-            behaviour = _unary_response(full, method, impl)
+            behaviour = _unary_response(full, method, impl, max_response_bytes)
         response_class = message_factory.GetMessageClass(method.output_type)
         kind = _METHOD_HANDLER_KINDS[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = kind(
@@ -225,6 +254,8 @@ def method_handlers(service: _d.ServiceDescriptor, routes: Routes) -> MethodHand
     return handlers
 
 
-def service_handler(service: _d.ServiceDescriptor, routes: Routes) -> grpc.GenericRpcHandler[Any, Any]:
+def service_handler(
+    service: _d.ServiceDescriptor, routes: Routes, max_response_bytes: int | None = None
+) -> grpc.GenericRpcHandler[Any, Any]:
     """The same handlers as :func:`method_handlers`, as one generic handler of the service."""
-    return grpc.method_handlers_generic_handler(service.full_name, method_handlers(service, routes))
+    return grpc.method_handlers_generic_handler(service.full_name, method_handlers(service, routes, max_response_bytes))

@@ -30,7 +30,7 @@ from layotto.server.components.configuration import (
 )
 from layotto.server.errors import InvalidArgument
 from layotto.server.runtime.configuration import ConfigurationService, require_keys
-from layotto.server.runtime.validation import require_key
+from layotto.server.runtime.validation import require_count, require_key
 
 DELETED = {"deleted": "true"}
 
@@ -109,6 +109,7 @@ class LayottoConfigurationApi:
     async def SaveConfiguration(self, request: pb.SaveConfigurationRequest, context: Context) -> Any:
         store = self._stores.find(request.store_name)
         app_id = path_part(request.app_id, "app_id", self._stores.app_id)
+        require_count(request.items, "items")
         items = []
         for i, item in enumerate(request.items):
             key = require_key(item.key, f"items[{i}].key")

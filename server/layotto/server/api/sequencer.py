@@ -17,7 +17,7 @@ from layotto.server.components.loader import ComponentSet
 from layotto.server.components.sequencer import Sequencer, floors
 from layotto.server.runtime.keys import namespaced_key
 from layotto.server.runtime.sequencer import SegmentCache
-from layotto.server.runtime.validation import require_enum, require_resource, require_size
+from layotto.server.runtime.validation import require_enum, require_resource, require_storable
 
 WEAK = pb.SequencerOptions.WEAK
 
@@ -53,7 +53,7 @@ class SequencerApi:
         strategy = str(store.metadata.get("keyPrefix", "appid"))
         full_key = namespaced_key("sequencer", strategy, self._app_id, store.name, key)
         what = f"sequencer {store.name!r} ({store.spec.type}), counting the key's namespace"
-        require_size(full_key, "key", store.spec.limits.max_key_bytes, what)
+        require_storable(full_key, "key", store.spec.limits, what)
         await self._apply_floor(store, key, full_key)
         weak = request.HasField("options") and request.options.increment == WEAK
         if weak and store.supports(Feature.SEQUENCER_SEGMENTS):

@@ -275,11 +275,13 @@ def api_handlers(
     invoker: Invoker | None = None,
     strip_trace: bool = False,
     services: RuntimeServices | None = None,
+    max_response_bytes: int | None = None,
 ) -> dict[str, MethodHandlers]:
     """Service full name -> {RPC name -> gRPC method handler}, for every served service.
 
     ``services``: the runtime layer the handlers call (built from the other arguments when None;
-    pass the runtime's own so the HTTP API shares it). Raises
+    pass the runtime's own so the HTTP API shares it). ``max_response_bytes``: the largest response
+    sent (the server's max send length; a larger one answers PAYLOAD_TOO_LARGE). Raises
     :class:`~layotto.server.api.adapter.RoutingError` when a table does not fit its service.
     """
     if services is None:
@@ -292,7 +294,10 @@ def api_handlers(
             secret_policy=secret_policy,
         )
     apis = build_apis(services, components, app_id=app_id, topics=topics, invoker=invoker, strip_trace=strip_trace)
-    return {service.full_name: method_handlers(service, routes) for service, routes in routing_tables(apis).items()}
+    return {
+        service.full_name: method_handlers(service, routes, max_response_bytes)
+        for service, routes in routing_tables(apis).items()
+    }
 
 
 def generic_handlers(services: Mapping[str, MethodHandlers]) -> list[grpc.GenericRpcHandler[Any, Any]]:

@@ -10,6 +10,10 @@ its failures when they all share one (every item failed on a stale etag: ABORTED
 etag: INVALID_ARGUMENT), and its own (ABORTED) otherwise. A
 :class:`~layotto.server.errors.PassedOnError` (an invoked app's error, another runtime's
 error) keeps the status code it came with.
+
+Messages and metadata values echo what a client sent, so both are clipped here
+(:data:`~layotto.server.errors.MAX_MESSAGE_BYTES`, :data:`~layotto.server.errors.MAX_METADATA_VALUE_BYTES`):
+no error answer can outgrow gRPC's limit on trailing metadata.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from layotto.proto.reasons import ERROR_DOMAIN, REASONS, Reason
-from layotto.server.errors import BulkPartialFailure, LayottoError, PassedOnError
+from layotto.server.errors import (
+    MAX_MESSAGE_BYTES,
+    MAX_METADATA_VALUE_BYTES,
+    BulkPartialFailure,
+    LayottoError,
+    PassedOnError,
+    clip,
+)
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 Trailers = tuple[tuple[str, bytes], ...]
@@ -52,9 +63,19 @@ def http_status(error: LayottoError) -> int:
     return _entry(error).http
 
 
+def bounded_message(error: LayottoError) -> str:
+    """The error's message, clipped to MAX_MESSAGE_BYTES."""
+    return clip(error.message, MAX_MESSAGE_BYTES)
+
+
+def bounded_metadata(error: LayottoError) -> dict[str, str]:
+    """The error's metadata, each value clipped to MAX_METADATA_VALUE_BYTES."""
+    return {key: clip(value, MAX_METADATA_VALUE_BYTES) for key, value in error.metadata.items()}
+
+
 def error_info(error: LayottoError) -> error_details_pb2.ErrorInfo:
-    """The ``google.rpc.ErrorInfo`` detail of an error: its reason, the runtime's domain, its metadata."""
-    return error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
+    """The ``google.rpc.ErrorInfo`` detail of an error: its reason, the runtime's domain, its (clipped) metadata."""
+    return error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=bounded_metadata(error))
 
 
 def to_status(error: LayottoError) -> tuple[grpc.StatusCode, str, Trailers]:
@@ -62,5 +83,6 @@ def to_status(error: LayottoError) -> tuple[grpc.StatusCode, str, Trailers]:
     code = grpc_code(error)
     detail = any_pb2.Any()
     detail.Pack(error_info(error))
-    status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
-    return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+    message = bounded_message(error)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    return code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)

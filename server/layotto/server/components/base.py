@@ -153,6 +153,9 @@ class Limits:
     max_transaction_bytes: int | None = None
     #: operations in one transaction
     max_transaction_items: int | None = None
+    #: keys (and the other text it stores, e.g. lock owners) are text columns that cannot hold NUL
+    #: (U+0000), as PostgreSQL's TEXT: the API layer refuses a NUL with INVALID_ARGUMENT
+    text_without_nul: bool = False
 
     def described(self) -> list[str]:
         """Every limit that is set, in words, as the component docs list them."""
@@ -165,6 +168,8 @@ class Limits:
             found.append(f"transactions up to {self.max_transaction_bytes:,} bytes of keys and values")
         if self.max_transaction_items is not None:
             found.append(f"transactions up to {self.max_transaction_items:,} operations")
+        if self.text_without_nul:
+            found.append("keys (and lock owners) without NUL (U+0000) characters")
         return found
 
 

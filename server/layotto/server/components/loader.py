@@ -11,6 +11,7 @@ from layotto.server.components.base import Component, ComponentContext, ConfigEr
 from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
 from layotto.server.components.secretrefs import SecretRef, resolve
 from layotto.server.errors import ComponentNotFound, LayottoError, NoComponentsConfigured
+from layotto.server.runtime.validation import require_name
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class ComponentSet:
 
     def find(self, block: str, name: str, field: str) -> Component:
         """The component a request names, or the catalogued error for a bad name."""
+        require_name(name, field)
         components = self._blocks.get(block)
         if not components:
             raise NoComponentsConfigured(BUILDING_BLOCKS[block])

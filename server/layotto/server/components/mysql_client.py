@@ -110,6 +110,26 @@ def table_name(value: str, where: str) -> str:
     return f"`{value}`"
 
 
+#: the key column of every table keyed by strings: VARBINARY compares bytes exactly, trailing
+#: spaces included (a VARCHAR with a PAD SPACE collation such as utf8mb4_bin made "k" and "k "
+#: one row); 700 bytes of UTF-8, the components' declared max_key_bytes
+KEY_COLUMN = "id VARBINARY(700) NOT NULL PRIMARY KEY"
+
+
+async def migrate_key_column(cur: aiomysql.Cursor, table: str) -> None:
+    """Bring a ``table`` created by the old schema (``id VARCHAR(700) ... utf8mb4_bin``) to
+    :data:`KEY_COLUMN`. Its rows stay: the old collation kept no two keys that differ only by
+    trailing spaces, and every stored key is at most 700 bytes (the declared limit)."""
+    await cur.execute(
+        "SELECT DATA_TYPE FROM information_schema.COLUMNS "
+        "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = 'id'",
+        (table.strip("`"),),
+    )
+    row = await cur.fetchone()
+    if row is not None and str(row[0]).lower() != "varbinary":
+        await cur.execute(f"ALTER TABLE {table} MODIFY id VARBINARY(700) NOT NULL")
+
+
 class MysqlConnection:
     def __init__(self, component: str) -> None:
         self.component = component

@@ -21,8 +21,15 @@ from typing import Any
 from aiohttp import web
 
 from layotto.proto.reasons import ERROR_DOMAIN
-from layotto.server.api.status import http_status
-from layotto.server.errors import InvalidArgument, LayottoError, PayloadTooLarge, RuntimeShuttingDown
+from layotto.server.api.status import bounded_message, bounded_metadata, http_status
+from layotto.server.errors import (
+    MAX_MESSAGE_BYTES,
+    InvalidArgument,
+    LayottoError,
+    PayloadTooLarge,
+    RuntimeShuttingDown,
+    clip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +69,14 @@ def error_response(error: LayottoError, block: str, operation_code: str) -> web.
     """The HTTP answer to a domain error: the catalog's status, Dapr's body."""
     body = {
         "errorCode": dapr_code(block, error.reason, operation_code),
-        "message": error.message,
+        "message": bounded_message(error),
         "details": [
-            {"@type": ERROR_INFO_TYPE, "reason": error.reason, "domain": ERROR_DOMAIN, "metadata": error.metadata}
+            {
+                "@type": ERROR_INFO_TYPE,
+                "reason": error.reason,
+                "domain": ERROR_DOMAIN,
+                "metadata": bounded_metadata(error),
+            }
         ],
     }
     return web.json_response(body, status=http_status(error))
@@ -89,7 +101,9 @@ def dapr_errors(block: str, operation_code: str) -> Callable[[HttpHandler], Http
                 raise
             except Exception:
                 log.exception("unexpected error in %s %s", request.method, request.path)
-                message = f"{request.method} {request.path}: internal error in the runtime (logged)"
+                message = clip(
+                    f"{request.method} {request.path}: internal error in the runtime (logged)", MAX_MESSAGE_BYTES
+                )
                 return web.json_response({"errorCode": operation_code, "message": message}, status=500)
 
         return serve

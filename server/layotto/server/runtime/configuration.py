@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from layotto.server.components.configuration import ConfigItem, ConfigurationStore, Scope
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import InvalidArgument
-from layotto.server.runtime.validation import require_key
+from layotto.server.runtime.validation import require_count, require_key
 
 
 def require_keys(keys: Sequence[str], field: str, *, at_least_one: bool) -> list[str]:
     if at_least_one and not keys:
         raise InvalidArgument(field, "name at least one key")
+    require_count(keys, field)
     return [require_key(key, f"{field}[{i}]") for i, key in enumerate(keys)]
 
 

@@ -23,6 +23,7 @@ from typing import Protocol
 from layotto.server.errors import AccessDenied, AppNotFound, AppUnavailable, InvalidArgument
 from layotto.server.runtime.access_control import AccessControl
 from layotto.server.runtime.flow_control import FlowControl
+from layotto.server.runtime.validation import require_name
 
 #: the HTTP verbs of HTTPExtension.Verb (NONE means POST to an HTTP app, as in Dapr)
 VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -61,6 +62,7 @@ class InvokeRequest:
         """Raise InvalidArgument naming the field (Layotto's and Dapr's field names)."""
         if not self.app_id:
             raise InvalidArgument("id", "required: the target app id")
+        require_name(self.app_id, "id")
         if not self.method:
             raise InvalidArgument("message.method", "required: the method to invoke")
         if self.verb not in VERBS:

@@ -39,6 +39,7 @@ from layotto.server.runtime.validation import (
     require_key,
     require_range,
     require_size,
+    require_storable,
 )
 
 TTL_EXPIRE_KEY = "ttlExpireTime"
@@ -99,7 +100,7 @@ def _what(store: StateStore) -> str:
 def check_limits(store: StateStore, write: WriteRequest, field: str) -> None:
     """Refuse a key or value the store cannot take, naming the field and the limit."""
     limits = store.spec.limits
-    require_size(write.key, sub(field, "key"), limits.max_key_bytes, _what(store))
+    require_storable(write.key, sub(field, "key"), limits, _what(store))
     if isinstance(write, SetRequest):
         require_size(write.value, f"{field}.value", limits.max_value_bytes, _what(store))
 
@@ -164,7 +165,7 @@ class StateService:
         """The entry at ``key``, or None when there is none."""
         require_key(key, key_field)
         store = self.store(store_name)
-        require_size(key, key_field, store.spec.limits.max_key_bytes, _what(store))
+        require_storable(key, key_field, store.spec.limits, _what(store))
         return await store.get(key)
 
     async def bulk_get(
@@ -176,7 +177,7 @@ class StateService:
         require_range(parallelism, "parallelism", 0, MAX_PARALLELISM)
         store = self.store(store_name)
         for i, key in enumerate(keys):
-            require_size(key, f"{field}[{i}]", store.spec.limits.max_key_bytes, _what(store))
+            require_storable(key, f"{field}[{i}]", store.spec.limits, _what(store))
         results = await store.bulk_get(keys)
         return list(zip(keys, results, strict=True))
 

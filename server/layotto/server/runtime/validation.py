@@ -4,11 +4,14 @@ Every number a client sends is range-checked here before it reaches a component,
 that nothing out of range becomes an INTERNAL error or a stored value a later read
 cannot convert. The bounds (all documented in docs/limits.md):
 
-* ``ttlInSeconds`` (state items, published events): 1 .. :data:`MAX_TTL_SECONDS` (10 years), or -1.
+* ``ttlInSeconds`` (state items, published events): 1 .. :data:`MAX_TTL_SECONDS` (10 years), or -1,
+  written as plain digits (no spaces, no sign but the one of -1).
 * lock expiry: 1 .. :data:`MAX_EXPIRE_SECONDS` (7 days).
 * ``maxDeliveryAttempts``: 1 .. :data:`MAX_DELIVERY_ATTEMPTS`.
 * ``GetBulkState.parallelism``: 0 .. :data:`MAX_PARALLELISM`.
-* items of one bulk request: at most :data:`MAX_BULK_ITEMS`.
+* component names and app ids: at most :data:`MAX_NAME_BYTES`.
+* items of one bulk request (state, bulk publish, configuration items and keys): at most
+  :data:`MAX_BULK_ITEMS`.
 * enums: only the values the contract names.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sized
 
+from layotto.server.components.base import Limits
 from layotto.server.errors import InvalidArgument
 from layotto.server.runtime.keys import SEPARATOR
 
@@ -28,8 +32,11 @@ MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 MAX_EXPIRE_SECONDS = 7 * 24 * 3600
 MAX_DELIVERY_ATTEMPTS = 1000
 MAX_PARALLELISM = 1000
-#: items of one bulk request: state items, keys, transaction operations, bulk publish entries
+#: items of one bulk request: state items, keys, transaction operations, bulk publish entries,
+#: configuration items and keys
 MAX_BULK_ITEMS = 10_000
+#: the longest component name (store_name, pubsub_name, ...) or app id a request may carry, in UTF-8 bytes
+MAX_NAME_BYTES = 256
 #: an integer as clients write it: an optional minus sign and at most 19 digits (int64 range)
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
@@ -38,6 +45,15 @@ def require_text(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is empty")
     return value
+
+
+def require_name(name: str, field: str) -> str:
+    """A component name or an app id of at most :data:`MAX_NAME_BYTES` (the name itself is not
+    echoed: it may be of any length)."""
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise InvalidArgument(field, f"{size} bytes is over the {MAX_NAME_BYTES}-byte limit of a name")
+    return name
 
 
 def require_resource(resource: str, field: str = "resource_id") -> str:
@@ -92,8 +108,20 @@ def require_size(data: str | bytes, field: str, limit: int | None, what: str) ->
         raise InvalidArgument(field, f"{size} bytes is over the {limit}-byte limit of {what}")
 
 
+def require_storable(text: str, field: str, limits: Limits, what: str, *, sized: bool = True) -> None:
+    """Refuse a key (or other stored text, ``sized=False``: a lock owner) the component cannot
+    store: longer than ``limits.max_key_bytes``, or holding NUL where ``limits.text_without_nul``.
+    ``what`` names the component, e.g. "state store 's' (postgresql)"."""
+    if sized:
+        require_size(text, field, limits.max_key_bytes, what)
+    if limits.text_without_nul and "\x00" in text:
+        at = text.index("\x00")
+        raise InvalidArgument(field, f"contains NUL (U+0000, at character {at}), which {what} cannot store")
+
+
 def parse_int(raw: str, field: str, minimum: int, maximum: int, unit: str = "") -> int:
-    """A decimal integer sent as text (metadata values), range-checked."""
+    """A decimal integer sent as text (metadata values): ASCII digits with an optional leading
+    minus, nothing around them (no spaces, no "+"), range-checked."""
     if not _INTEGER.fullmatch(raw):
         raise InvalidArgument(field, f"expected an integer between {minimum} and {maximum}, got {raw[:40]!r}")
     return require_range(int(raw), field, minimum, maximum, unit)
@@ -108,9 +136,9 @@ def parse_ttl(metadata: Mapping[str, str], field: str) -> int | None:
     if raw is None:
         return None
     where = f"{field}.{TTL_KEY}"
-    if raw.strip() == str(NO_TTL):
+    if raw == str(NO_TTL):
         return None
-    if not _INTEGER.fullmatch(raw.strip()):
+    if not _INTEGER.fullmatch(raw):  # plain ASCII digits: no spaces, no "+", no "1_0"
         raise InvalidArgument(where, f"expected an integer number of seconds, got {raw[:40]!r}")
     seconds = int(raw)
     if not 1 <= seconds <= MAX_TTL_SECONDS:
@@ -125,4 +153,4 @@ def parse_max_delivery_attempts(metadata: Mapping[str, str], field: str, default
     raw = metadata.get("maxDeliveryAttempts")
     if raw is None:
         return default
-    return parse_int(raw.strip(), f"{field}.maxDeliveryAttempts", 1, MAX_DELIVERY_ATTEMPTS)
+    return parse_int(raw, f"{field}.maxDeliveryAttempts", 1, MAX_DELIVERY_ATTEMPTS)

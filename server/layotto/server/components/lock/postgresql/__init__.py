@@ -32,7 +32,8 @@ class PostgresLockStore(LockStore):
         building_block="lock",
         description="Locks as rows of a PostgreSQL table with an expiry: shared by every runtime on the database.",
         features=frozenset({Feature.LOCK_KEEP_ALIVE}),
-        limits=Limits(max_key_bytes=2692),  # the key (with its namespace) in a btree primary key
+        # the key (with its namespace) in a btree primary key; keys and owners are TEXT (no NUL)
+        limits=Limits(max_key_bytes=2692, text_without_nul=True),
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("tableName", "Table holding the locks (created if missing).", default="layotto_locks"),

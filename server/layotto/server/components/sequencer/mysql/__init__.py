@@ -14,7 +14,13 @@ from layotto.server.components.base import (
     Limits,
     MetadataField,
 )
-from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
+from layotto.server.components.mysql_client import (
+    KEY_COLUMN,
+    MYSQL_METADATA,
+    MysqlConnection,
+    migrate_key_column,
+    table_name,
+)
 from layotto.server.components.sequencer import BIGGER_THAN, SEGMENT_SIZE, Sequencer
 
 
@@ -24,7 +30,7 @@ class MysqlSequencer(Sequencer):
         building_block="sequencer",
         description="Counters as rows of a MySQL or MariaDB table: durable and shared by every runtime.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
-        limits=Limits(max_key_bytes=700),  # the VARCHAR(700) id column (the key with its namespace)
+        limits=Limits(max_key_bytes=700),  # the VARBINARY(700) id column (the key with its namespace)
         metadata=(
             *MYSQL_METADATA,
             MetadataField("tableName", "Table holding the counters (created if missing).", default="layotto_sequences"),
@@ -45,10 +51,9 @@ class MysqlSequencer(Sequencer):
         await self._db.open(metadata, where)
         async with self._db.cursor() as cur:
             await cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {self._table} ("
-                "id VARCHAR(700) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
-                "value BIGINT NOT NULL) ENGINE=InnoDB"
+                f"CREATE TABLE IF NOT EXISTS {self._table} ({KEY_COLUMN}, value BIGINT NOT NULL) ENGINE=InnoDB"
             )
+            await migrate_key_column(cur, self._table)
 
     async def next_block(self, key: str, size: int) -> int:
         async with self._db.cursor() as cur:

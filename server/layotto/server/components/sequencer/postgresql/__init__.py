@@ -25,7 +25,8 @@ class PostgresSequencer(Sequencer):
         building_block="sequencer",
         description="Counters as rows of a PostgreSQL table: durable and shared by every runtime on the database.",
         features=frozenset({Feature.SEQUENCER_SEGMENTS}),
-        limits=Limits(max_key_bytes=2692),  # the key (with its namespace) in a btree primary key
+        # the key (with its namespace) in a btree primary key; TEXT columns (no NUL)
+        limits=Limits(max_key_bytes=2692, text_without_nul=True),
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("tableName", "Table holding the counters (created if missing).", default="layotto_sequences"),

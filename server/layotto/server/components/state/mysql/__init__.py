@@ -17,7 +17,13 @@ import aiomysql
 import pymysql
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Limits, MetadataField
-from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection, table_name
+from layotto.server.components.mysql_client import (
+    KEY_COLUMN,
+    MYSQL_METADATA,
+    MysqlConnection,
+    migrate_key_column,
+    table_name,
+)
 from layotto.server.components.state import (
     Concurrency,
     DeleteRequest,
@@ -40,7 +46,7 @@ class MysqlStateStore(StateStore):
         building_block="state",
         description="Keeps state in a MySQL or MariaDB table: shared by every runtime on the same database.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
-        # keys: the VARCHAR(700) id column; values: half of the server's default 16 MiB
+        # keys: the VARBINARY(700) id column; values: half of the server's default 16 MiB
         # max_allowed_packet, since a value is escaped into its statement (up to twice its size)
         limits=Limits(max_key_bytes=700, max_value_bytes=8_000_000),
         metadata=(
@@ -70,10 +76,11 @@ class MysqlStateStore(StateStore):
         async with self._db.cursor() as cur:
             await cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._table} ("
-                "id VARCHAR(700) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, "
+                f"{KEY_COLUMN}, "
                 "value LONGBLOB NOT NULL, etag BIGINT UNSIGNED NOT NULL, expire_at DATETIME(6) NULL, "
                 "updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), INDEX (expire_at)) ENGINE=InnoDB"
             )
+            await migrate_key_column(cur, self._table)
         self._purger.start(float(metadata["cleanupIntervalInSeconds"]), self._purge_expired)
 
     async def close(self) -> None:

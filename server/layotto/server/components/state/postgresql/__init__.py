@@ -34,8 +34,8 @@ class PostgresStateStore(StateStore):
         building_block="state",
         description="Keeps state in a PostgreSQL table: shared by every runtime that points at the same database.",
         features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
-        # keys: a primary-key btree entry holds at most 2704 bytes, 12 of them its headers
-        limits=Limits(max_key_bytes=2692),
+        # keys: a primary-key btree entry holds at most 2704 bytes, 12 of them its headers; TEXT (no NUL)
+        limits=Limits(max_key_bytes=2692, text_without_nul=True),
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("tableName", "Table holding the state (created if missing).", default="state"),
