@@ -7,17 +7,15 @@ one machine) never lease an item twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField
 from layotto.server.components.scheduler import ScheduledItem, Scheduler
-from layotto.server.errors import BackendError
+from layotto.server.components.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -51,21 +49,11 @@ class SqliteScheduler(Scheduler):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteThread(name)
         self._table = "scheduler"
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            assert self._conn is not None
-            try:
-                return fn(self._conn)
-            except sqlite3.Error as error:
-                if self._conn.in_transaction:
-                    self._conn.rollback()
-                raise BackendError(self.name, str(error)) from error
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await self._db.run(fn)
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         table = str(metadata["tableName"])
@@ -76,15 +64,15 @@ class SqliteScheduler(Scheduler):
         if not path.is_absolute():
             path = context.data_dir / path
 
-        def open_db() -> None:
+        def open_db() -> tuple[sqlite3.Connection, None]:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA.format(table=table))
-            self._conn = conn
+            return conn, None
 
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, open_db)
+            await self._db.open(open_db)
         except (OSError, sqlite3.Error) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise ConfigError(
@@ -93,10 +81,7 @@ class SqliteScheduler(Scheduler):
         log.info("scheduler %r keeps its items in %s", self.name, path)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
     async def put(self, item: ScheduledItem) -> None:
         sql = (

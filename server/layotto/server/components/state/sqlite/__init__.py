@@ -8,13 +8,10 @@ goes along to that thread, so that in a traced request each statement gets a bac
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +24,7 @@ from layotto.server.components.base import (
     Limits,
     MetadataField,
 )
+from layotto.server.components.sqlite_thread import SqliteThread
 from layotto.server.components.state import (
     DeleteRequest,
     ExpiryPurger,
@@ -100,24 +98,13 @@ class SqliteStateStore(StateStore):
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteThread(name)
         self._table = "state"
         self._last_etag = 0
         self._purger = ExpiryPurger()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            assert self._conn is not None
-            try:
-                return fn(self._conn)
-            except sqlite3.Error as error:
-                if self._conn.in_transaction:
-                    self._conn.rollback()
-                raise BackendError(self.name, str(error)) from error
-
-        context = contextvars.copy_context()  # the current span, for the statements' spans
-        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, call)
+        return await self._db.run(fn)
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         table = str(metadata["tableName"])
@@ -128,7 +115,7 @@ class SqliteStateStore(StateStore):
         if not path.is_absolute():
             path = context.data_dir / path
 
-        def open_db() -> int:
+        def open_db() -> tuple[sqlite3.Connection, int]:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 path, timeout=float(metadata["busyTimeoutInSeconds"]), isolation_level=None, factory=TracedConnection
@@ -136,12 +123,11 @@ class SqliteStateStore(StateStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA.format(table=table))
-            self._conn = conn
             row = conn.execute(f"SELECT value FROM {table}_meta WHERE name='last_etag'").fetchone()
-            return int(row[0])
+            return conn, int(row[0])
 
         try:
-            self._last_etag = await asyncio.get_running_loop().run_in_executor(self._executor, open_db)
+            self._last_etag = await self._db.open(open_db)
         except (OSError, sqlite3.Error) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             raise ConfigError(f"state.{self.name}.metadata.connectionString: cannot open {path}: {reason}") from error
@@ -155,14 +141,10 @@ class SqliteStateStore(StateStore):
 
     async def close(self) -> None:
         await self._purger.stop()
-        if self._conn is not None:
-            conn = self._conn
-            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
     async def health(self) -> Health:
-        if self._conn is None:
+        if self._db.connection is None:
             return Health(up=False, details={"error": "the database is closed"})
         try:
             await self._run(lambda c: c.execute("SELECT 1").fetchone())
