@@ -182,7 +182,7 @@ def table(cells: dict[tuple[str, str], Cell], rate: float) -> list[str]:
         lines.append(f"| {name} | {latency} | {c16.requests / c16.seconds:,.0f} | {cpu[0]} | {cpu[1]} |")
     via, direct = cells["via sidecars", "rate"].percentiles(), cells["direct", "rate"].percentiles()
     added = [v - d for v, d in zip(via, direct, strict=True)]
-    lines.append(f"| added by two sidecars | {' / '.join(f'+{v:.2f}' for v in added)} | | | |")
+    lines.append(f"| added by two sidecars | {' / '.join(f'{v:+.2f}' for v in added)} | | | |")
     return lines
 
 
