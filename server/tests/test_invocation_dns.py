@@ -171,6 +171,22 @@ async def test_answers_are_cached_until_their_ttl(dnsmasq: PrivateDnsmasq) -> No
     await until(changed, "the new record was asked for once the TTL passed")
 
 
+async def test_the_cache_is_bounded_and_keeps_no_empty_answer(
+    dnsmasq: PrivateDnsmasq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """App ids a client makes up cannot grow the cache (no leak)."""
+    import layotto.server.components.nameresolution.dns as dns_module
+
+    monkeypatch.setattr(dns_module, "MAX_CACHED", 2)
+    dnsmasq.serve(*(f"host-record=w{i}.test,127.0.0.{i}" for i in (1, 2, 3)))
+    resolver = DnsResolver({"server": dnsmasq.address, "domain": "test", "recordType": "A"})
+    for i in range(20):
+        assert await resolver.resolve(f"made-up-{i}") == ()
+    for i in (1, 2, 3):
+        assert await resolver.resolve(f"w{i}") == (f"127.0.0.{i}:34904",)
+    assert len(resolver._cache) <= 2  # the oldest answer went first
+
+
 async def test_the_shared_dns_server_of_scripts_backends() -> None:
     require("dns")
     resolver = DnsResolver({"server": address("dns"), "domain": "layotto.test"})
@@ -183,7 +199,8 @@ async def test_the_shared_dns_server_of_scripts_backends() -> None:
     [
         ({"recordType": "MX"}, r"recordType: expected SRV or A, got 'MX'"),
         ({"nameFormat": "svc"}, r"nameFormat: must contain \{appid\}"),
-        ({"server": "127.0.0.1:99999"}, r"server: expected HOST or HOST:PORT, got '127.0.0.1:99999'"),
+        ({"server": "127.0.0.1:99999"}, r"server: expected IP or IP:PORT, got '127.0.0.1:99999'"),
+        ({"server": "kube-dns.kube-system:53"}, r"server: expected IP or IP:PORT, got 'kube-dns.kube-system:53'"),
         ({"port": "0"}, r"metadata.port: must be between 1 and 65535"),
         ({"servers": "x"}, r"metadata.servers: unknown key"),
     ],

@@ -13,16 +13,18 @@ An app id becomes a DNS name: ``nameFormat`` with ``{appid}`` replaced, then ``.
   sidecar serving on the same port, as in Dapr's Kubernetes resolver, which calls
   ``<appid>-dapr.<namespace>.svc.cluster.local:50002``: ``nameFormat: "{appid}-dapr"``).
 
-Answers are cached per app id until their smallest TTL passes (a TTL of 0: asked every call);
-concurrent calls for one app id share one lookup. A name that does not exist or has no
-records resolves to no address (the call fails with APP_NOT_FOUND); a DNS server that does not
-answer, or answers with an error, raises BackendUnavailable naming it. Needs dnspython (the
+Answers with addresses are cached per app id (at most MAX_CACHED app ids) until their smallest
+TTL passes (a TTL of 0: asked every call); concurrent calls for one app id share one lookup. A
+name that does not exist or has no records resolves to no address (the call fails with
+APP_NOT_FOUND) and is asked again next time; a DNS server that does not answer, or answers with
+an error, raises BackendUnavailable naming it. Needs dnspython (the
 ``dns`` extra of layotto-server), imported only when this resolver is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -40,10 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'layotto-server[dns]'"
+MAX_CACHED = 4096  # app ids whose answers are cached
 METADATA = (
     MetadataField(
         "server",
-        "DNS server to ask, HOST or HOST:PORT (port 53 when not given); default: the system's (/etc/resolv.conf).",
+        "DNS server to ask, IP or IP:PORT (port 53 when not given); default: the system's (/etc/resolv.conf).",
         default="",
         example="127.0.0.1:5353",
     ),
@@ -63,15 +66,20 @@ METADATA = (
 
 
 def _server(raw: str) -> tuple[str, int] | None:
-    """``HOST[:PORT]`` as (host, port); None for the system's servers."""
+    """``IP[:PORT]`` (``[IPv6]:PORT``) as (ip, port); None for the system's servers."""
     if not raw:
         return None
     host, sep, port = raw.rpartition(":")
     if not sep or "]" in port or (host.count(":") and not host.startswith("[")):  # no port (IPv6 too)
         host, port = raw, "53"
-    if not port.isdigit() or not 0 < int(port) < 65536 or not host.strip("[]"):
-        raise ConfigError(f"name_resolution.metadata.server: expected HOST or HOST:PORT, got {raw!r}")
-    return host.strip("[]"), int(port)
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = ""
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ConfigError(f"name_resolution.metadata.server: expected IP or IP:PORT, got {raw!r}")
+    return host, int(port)
 
 
 def _import_dnspython() -> Any:
@@ -108,11 +116,15 @@ class DnsResolver(NameResolver):
         self._port = int(settings["port"])
         self._timeout = float(settings["timeoutInSeconds"])
         self._resolver = self._make_resolver(_server(str(settings["server"])))
-        self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}  # app id -> (expires at, addresses)
+        #: app id -> (expires at, addresses), oldest first; answers with addresses and a TTL only
+        self._cache: dict[str, tuple[float, tuple[str, ...]]] = {}
         self._pending: dict[str, asyncio.Future[tuple[str, ...]]] = {}
 
     def _make_resolver(self, server: tuple[str, int] | None) -> dns.asyncresolver.Resolver:
-        resolver: dns.asyncresolver.Resolver = self._dns.asyncresolver.Resolver(configure=server is None)
+        try:
+            resolver: dns.asyncresolver.Resolver = self._dns.asyncresolver.Resolver(configure=server is None)
+        except self._dns.exception.DNSException as error:  # no /etc/resolv.conf, or no server in it
+            raise ConfigError(f"name_resolution.metadata.server: not set, and the system has none: {error}") from None
         if server is not None:
             resolver.nameservers = [server[0]]
             resolver.port = server[1]
@@ -162,9 +174,22 @@ class DnsResolver(NameResolver):
         except _NoAnswer as error:
             raise BackendUnavailable("dns", f"cannot resolve app id {app_id!r}: {error}") from None
         addresses = tuple(sorted(addresses))  # one order whatever order the server gave
-        self._cache[app_id] = (started + ttl, addresses)
+        self._remember(app_id, started + ttl, addresses)
         log.debug("dns: %s -> %s (ttl %d s)", name, addresses, ttl)
         return addresses
+
+    def _remember(self, app_id: str, expires_at: float, addresses: tuple[str, ...]) -> None:
+        """Cache an answer with addresses until ``expires_at``; at most MAX_CACHED app ids (the
+        expired go first, then the oldest), so app ids a client makes up cannot grow it."""
+        self._cache.pop(app_id, None)
+        now = asyncio.get_running_loop().time()
+        if not addresses or expires_at <= now:
+            return
+        if len(self._cache) >= MAX_CACHED:
+            self._cache = {app: entry for app, entry in self._cache.items() if entry[0] > now}
+            while len(self._cache) >= MAX_CACHED:
+                del self._cache[next(iter(self._cache))]
+        self._cache[app_id] = (expires_at, addresses)
 
     async def _query(
         self, name: dns.name.Name, rdtype: str
