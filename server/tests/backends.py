@@ -22,6 +22,7 @@ ENV = {
     "nats": ("LAYOTTO_TEST_NATS", "nats://127.0.0.1:4222"),
     "rabbitmq": ("LAYOTTO_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/"),
     "mqtt": ("LAYOTTO_TEST_MQTT", "tcp://127.0.0.1:1883"),
+    "dns": ("LAYOTTO_TEST_DNS", "127.0.0.1:5353"),  # dnsmasq, serving the zone layotto.test
 }
 #: the CA (here: the self-signed certificate) of the TLS-enabled MariaDB that scripts/backends starts
 MYSQL_CA = os.environ.get(

@@ -292,7 +292,10 @@ async def test_a_dapr_app_answers_on_its_app_callback(mesh: Mesh) -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"name_resolution": {"type": "consul"}}, "name_resolution.type: expected one of static, etcd, got 'consul'"),
+        (
+            {"name_resolution": {"type": "consul"}},
+            "name_resolution.type: expected one of static, etcd, dns, got 'consul'",
+        ),
         (
             {"name_resolution": {"apps": {"b": ["nowhere"]}}},
             "name_resolution.apps.b: expected HOST:PORT, got 'nowhere'",

@@ -111,8 +111,9 @@ class SidecarUnreachable(Exception):
 
 
 class Resolver(Protocol):
-    def resolve(self, app_id: str) -> Sequence[str]:
-        """The sidecar addresses (HOST:PORT) serving ``app_id``, possibly none."""
+    async def resolve(self, app_id: str) -> Sequence[str]:
+        """The sidecar addresses (HOST:PORT) serving ``app_id``, possibly none; raises
+        BackendUnavailable when the resolver's backend (a DNS server) cannot answer."""
         ...
 
 
@@ -147,8 +148,8 @@ class Invoker:
         """Answer ``request`` within ``timeout`` seconds (None: no deadline of ours).
 
         Raises InvalidArgument, AccessDenied, RateLimited, AppNotFound, AppUnavailable, AppError,
-        DeadlineExceeded, or an
-        error relayed from the callee sidecar."""
+        DeadlineExceeded, BackendUnavailable (name resolution's DNS server), or an error relayed
+        from the callee sidecar."""
         request.validate()
         if request.hop:
             self._check_hop(request)
@@ -181,7 +182,7 @@ class Invoker:
         return await self._app_channel.invoke(request, timeout)
 
     async def _forward(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
-        addresses = list(self._resolver.resolve(request.app_id))
+        addresses = list(await self._resolver.resolve(request.app_id))
         if not addresses:
             raise AppNotFound(request.app_id)
         hop = replace(request, caller_app_id=self.app_id, hop=True, hop_token=self._hop_token)

@@ -3,7 +3,9 @@ an app id.
 
 * ``static``: the addresses are listed in the config, per app id;
 * ``etcd``: a registry every runtime writes itself into, under a lease it keeps alive; callers
-  read the registry once and then follow it with a watch (see :mod:`.etcd`).
+  read the registry once and then follow it with a watch (see :mod:`.etcd`);
+* ``dns``: SRV or A/AAAA records of a DNS server, what Kubernetes Services give (see :mod:`.dns`;
+  needs the ``dns`` extra, dnspython).
 
 Configured by the runtime config's ``name_resolution`` section::
 
@@ -20,14 +22,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from layotto.server.components.base import ConfigError
+from layotto.server.components.base import ConfigError, MetadataField
 
-TYPES = ("static", "etcd")
+TYPES = ("static", "etcd", "dns")
 
 
 @dataclass(frozen=True)
 class NameResolutionSettings:
-    """``type`` (static or etcd), the registry's ``metadata``, the static ``apps``."""
+    """``type`` (static, etcd or dns), the component's ``metadata``, the static ``apps``."""
 
     type: str = "static"
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -75,12 +77,32 @@ def _addresses(value: Any, where: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def parse_metadata(fields: Sequence[MetadataField], raw: Mapping[str, str]) -> dict[str, Any]:
+    """``raw`` (the ``name_resolution.metadata``) checked against ``fields``, defaults filled in;
+    a ConfigError names an unknown key, a missing required one or a bad value."""
+    known = {f.name: f for f in fields}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"name_resolution.metadata.{unknown[0]}: unknown key (known: {', '.join(known)})")
+    out: dict[str, Any] = {}
+    for name, spec in known.items():
+        if name in raw:
+            out[name] = spec.parse(raw[name], "name_resolution.metadata")
+        elif spec.required:
+            raise ConfigError(f"name_resolution.metadata.{name}: required ({spec.description})")
+        else:
+            out[name] = spec.default
+    return out
+
+
 class NameResolver(ABC):
     """Resolves app ids to sidecar addresses; a registry also announces this runtime."""
 
     @abstractmethod
-    def resolve(self, app_id: str) -> Sequence[str]:
-        """The addresses (HOST:PORT) of the sidecars serving ``app_id``; empty when none is known."""
+    async def resolve(self, app_id: str) -> Sequence[str]:
+        """The addresses (HOST:PORT) of the sidecars serving ``app_id``; empty when none is known.
+
+        Raises BackendUnavailable when the resolver's backend (a DNS server) cannot answer."""
 
     async def start(self, app_id: str, address: str) -> None:
         """Begin serving: a registry announces ``app_id`` at ``address`` (the gRPC API)."""
@@ -91,6 +113,10 @@ class NameResolver(ABC):
 
 def create_resolver(settings: NameResolutionSettings) -> NameResolver:
     """The resolver ``settings`` name; raises ConfigError for bad metadata."""
+    if settings.type == "dns":
+        from layotto.server.components.nameresolution.dns import DnsResolver
+
+        return DnsResolver(settings.metadata)
     if settings.type == "etcd":
         from layotto.server.components.nameresolution.etcd import EtcdRegistry
 

@@ -23,9 +23,9 @@ import grpc
 from aetcd import rpc
 
 from layotto.server.aio import stop_task
-from layotto.server.components.base import ConfigError, MetadataField
+from layotto.server.components.base import MetadataField
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
-from layotto.server.components.nameresolution import NameResolver
+from layotto.server.components.nameresolution import NameResolver, parse_metadata
 from layotto.server.errors import LayottoError
 
 log = logging.getLogger(__name__)
@@ -47,25 +47,9 @@ METADATA = (
 )
 
 
-def _metadata(raw: Mapping[str, str]) -> dict[str, Any]:
-    known = {f.name: f for f in METADATA}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ConfigError(f"name_resolution.metadata.{unknown[0]}: unknown key (known: {', '.join(known)})")
-    out: dict[str, Any] = {}
-    for name, spec in known.items():
-        if name in raw:
-            out[name] = spec.parse(raw[name], "name_resolution.metadata")
-        elif spec.required:
-            raise ConfigError(f"name_resolution.metadata.{name}: required ({spec.description})")
-        else:
-            out[name] = spec.default
-    return out
-
-
 class EtcdRegistry(NameResolver):
     def __init__(self, metadata: Mapping[str, str]) -> None:
-        self._metadata = _metadata(metadata)
+        self._metadata = parse_metadata(METADATA, metadata)
         self._prefix = str(self._metadata["keyPrefix"]).rstrip("/") + "/"
         self._ttl = int(self._metadata["ttlSeconds"])
         self._etcd = EtcdConnection("etcd")
@@ -74,7 +58,7 @@ class EtcdRegistry(NameResolver):
         self._lease = 0
         self._tasks: list[asyncio.Task[None]] = []
 
-    def resolve(self, app_id: str) -> Sequence[str]:
+    async def resolve(self, app_id: str) -> Sequence[str]:
         return self._apps.get(app_id, ())
 
     async def start(self, app_id: str, address: str) -> None:

@@ -13,5 +13,5 @@ class StaticResolver(NameResolver):
     def __init__(self, apps: Mapping[str, Sequence[str]]) -> None:
         self._apps = {app: tuple(addresses) for app, addresses in apps.items()}
 
-    def resolve(self, app_id: str) -> Sequence[str]:
+    async def resolve(self, app_id: str) -> Sequence[str]:
         return self._apps.get(app_id, ())
