@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -7,6 +8,55 @@ import pytest
 from server_helpers import ServerProcess, start_server
 
 from layotto.server import Runtime, embedded_defaults
+
+#: Modules whose subject lies behind the API (components, backends and their faults, several runtimes
+#: sharing a store) or that choose their transports themselves. The -grpcio tox envs set
+#: LAYOTTO_TESTS_TRANSPORT_ONLY=1 and deselect them: they run once, in the plain envs, and the second
+#: transport's run is spent on what differs between the transports (CI's time budget is 40 minutes).
+TRANSPORT_INDEPENDENT_MODULES = frozenset(
+    {
+        "test_aio",
+        "test_backend_faults",
+        "test_config",
+        "test_crypto_key_stores",
+        "test_cryption_go",
+        "test_invocation_dns",
+        "test_invocation_registry",
+        "test_layers",
+        "test_lock_stores",
+        "test_many_runtimes",
+        "test_many_runtimes_lock",
+        "test_many_runtimes_pubsub",
+        "test_many_runtimes_scheduler",
+        "test_masking",
+        "test_memory",
+        "test_mysql_tls",
+        "test_pubsub_repair",
+        "test_redis_restart",
+        "test_snowflake",
+        "test_startup",
+        "test_state_stores",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    here = Path(__file__).parent
+    missing = sorted(name for name in TRANSPORT_INDEPENDENT_MODULES if not (here / f"{name}.py").exists())
+    if missing:
+        raise pytest.UsageError(f"TRANSPORT_INDEPENDENT_MODULES names modules that do not exist: {missing}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("LAYOTTO_TESTS_TRANSPORT_ONLY") != "1":
+        return
+    kept, deselected = [], []
+    for item in items:
+        module = item.path.stem
+        (deselected if module in TRANSPORT_INDEPENDENT_MODULES else kept).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture
