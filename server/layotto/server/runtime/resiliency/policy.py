@@ -20,7 +20,7 @@ import random
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
-from layotto.server.errors import CircuitOpen, DeadlineExceeded
+from layotto.server.errors import CircuitOpen, DeadlineExceeded, LayottoError
 from layotto.server.runtime.resiliency.breaker import CircuitBreaker
 from layotto.server.runtime.resiliency.spec import RetrySpec, TargetSpec
 
@@ -80,7 +80,8 @@ class Policy:
         """The answer of ``attempt(seconds left or None)``, retried per the policy, within
         ``timeout`` seconds (the caller's deadline; None: none). Raises CircuitOpen when the
         breaker refuses, DeadlineExceeded when the timeout policy or the deadline cuts an
-        attempt, else the last attempt's error."""
+        attempt or the retries (naming the last failure), else the last attempt's error (or
+        failed answer) once no retry is left."""
         loop = asyncio.get_running_loop()
         ends_at = None if timeout is None else loop.time() + timeout
         pauses = waits(self.spec.retry)
@@ -101,10 +102,13 @@ class Policy:
                 if judge_answer(answer) is not Verdict.RETRY:
                     return answer
             pause = next(pauses, None)
-            if pause is None or (ends_at is not None and loop.time() + pause >= ends_at):
+            if pause is None:
                 if error is not None:
                     raise error
                 return answer
+            if ends_at is not None and loop.time() + pause >= ends_at:  # retries are left, time is not
+                last = error.message if isinstance(error, LayottoError) else repr(error or answer)
+                raise DeadlineExceeded(f"{self.target} (retried until the caller's deadline; last failure: {last})")
             await asyncio.sleep(pause)
 
     async def _attempt(
