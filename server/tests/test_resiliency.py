@@ -28,7 +28,7 @@ import pytest
 from aiohttp import web
 from server_helpers import PrivateBackend, free_port
 
-from layotto.client import NO_RETRY, AppError, CircuitOpen, DeadlineExceeded, RuntimeClient
+from layotto.client import NO_RETRY, AppError, CircuitOpen, DeadlineExceeded, Message, RuntimeClient, SubscriberApp
 from layotto.server import Runtime
 from layotto.server.components.base import ConfigError
 from layotto.server.config import from_mapping, with_dapr_components
@@ -287,6 +287,42 @@ async def test_a_component_target_naming_no_component_is_refused_at_start(tmp_pa
     with pytest.raises(ConfigError, match=r"targets\.components\.nosuch: no component named 'nosuch' is configured"):
         await runtime.start()
     await runtime.stop(grace=0)
+
+
+async def test_an_inbound_target_naming_a_state_store_is_refused_at_start(tmp_path: Path) -> None:
+    spec = {"policies": POLICIES, "targets": {"components": {"mem": {"inbound": {"retry": "threeTimes"}}}}}
+    runtime = Runtime(_config(tmp_path, "a", {"state": {"mem": {"type": "in-memory"}}, "resiliency": spec}))
+    with pytest.raises(ConfigError, match=r"mem\.inbound: only pub/sub and input binding components deliver"):
+        await runtime.start()
+    await runtime.stop(grace=0)
+
+
+async def test_an_inbound_policy_retries_a_delivery_to_the_app(tmp_path: Path) -> None:
+    """maxDeliveryAttempts 1: without the policy the first RETRY would drop the message."""
+    app, calls, delivered = SubscriberApp(), [0], asyncio.Event()
+
+    @app.subscribe("bus", "orders", max_delivery_attempts=1)
+    async def handle(message: Message) -> None:
+        calls[0] += 1
+        if calls[0] < 3:
+            raise RuntimeError("not yet")
+        delivered.set()
+
+    spec = {"policies": POLICIES, "targets": {"components": {"bus": {"inbound": {"retry": "threeTimes"}}}}}
+    port = free_port()
+    raw = {"app_callback_address": f"127.0.0.1:{port}", "pubsub": {"bus": {"type": "in-memory"}}, "resiliency": spec}
+    runtime = Runtime(_config(tmp_path, "a", raw))
+    async with app.serve(f"127.0.0.1:{port}"):
+        await runtime.start()
+        try:
+            assert runtime.app_subscriptions is not None
+            await asyncio.wait_for(runtime.app_subscriptions.listed.wait(), 10)
+            async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY) as client:
+                await client.pubsub.publish("bus", "orders", {"id": 1})
+            await asyncio.wait_for(delivered.wait(), 10)
+        finally:
+            await runtime.stop(grace=0)
+    assert calls[0] == 3
 
 
 def test_layotto_serve_exits_with_one_line_for_a_bad_manifest(tmp_path: Path) -> None:

@@ -101,12 +101,6 @@ class Runtime:
             except ConfigError as error:
                 await self.components.aclose()
                 raise ConfigError(f"{cfg.source}: {error}") from None
-            if cfg.resiliency is not None and cfg.resiliency.inbound:
-                log.warning(
-                    "resiliency: inbound component policies (%s) are not applied yet: deliveries to the app"
-                    " keep their own retries (docs/resiliency.md)",
-                    ", ".join(sorted(cfg.resiliency.inbound)),
-                )
         self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(
             cfg,
@@ -203,6 +197,7 @@ class Runtime:
                 refresh_seconds=cfg.subscriptions_refresh_seconds,
                 tracing=self.tracing,
                 app_api_token=self.app_api_token,
+                resiliency=self.resiliency,
             )
             self.app_subscriptions.start()
             self._start_app_bindings()
@@ -241,6 +236,7 @@ class Runtime:
             refresh_seconds=cfg.subscriptions_refresh_seconds,
             tracing=self.tracing,
             app_api_token=self.app_api_token,
+            resiliency=self.resiliency,
         )
         self.app_bindings.start()
 

@@ -1,6 +1,8 @@
-"""Component (outbound) policies, applied at one seam: the operations of each configured
+"""Component policies. Outbound ones are applied at one seam: the operations of each configured
 component with a policy are wrapped once, at start, so every front end and every building
-block's service (state, publish, bindings, locks, ...) calls through the policy.
+block's service (state, publish, bindings, locks, ...) calls through the policy. Inbound ones
+(the runtime delivering a pub/sub message or an input binding's event to the app) are applied by
+the deliverers through :func:`inbound_call`.
 
 A failure here is the backend's: BackendUnavailable, BackendError, DeadlineExceeded, or an
 OSError / TimeoutError escaping the component. Those are counted by the breaker and retried;
@@ -13,7 +15,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from layotto.server.components.base import ConfigError
 from layotto.server.components.loader import ComponentSet
@@ -23,6 +25,7 @@ from layotto.server.runtime.resiliency.policy import Policy, Verdict
 if TYPE_CHECKING:
     from layotto.server.runtime.resiliency import Resiliency
 
+T = TypeVar("T")
 #: the operations guarded per building block (the calls the runtime makes on a client's behalf)
 OUTBOUND_OPERATIONS: dict[str, tuple[str, ...]] = {
     "state": ("get", "bulk_get", "set", "delete", "bulk_write", "transact"),
@@ -46,6 +49,23 @@ def backend_verdict(error: Exception) -> Verdict:
     return Verdict.SUCCESS
 
 
+async def inbound_call(
+    policy: Policy | None,
+    call: Callable[[float], Awaitable[T]],
+    default_timeout: float,
+    judge_answer: Callable[[T], Verdict] = lambda _: Verdict.SUCCESS,
+) -> T:
+    """``call(seconds)`` to the app under a component's inbound policy (None: once, as before);
+    each attempt has the policy's timeout, else ``default_timeout``. Any error is retried."""
+    if policy is None:
+        return await call(default_timeout)
+    return await policy.run(
+        lambda seconds: call(default_timeout if seconds is None else seconds),
+        judge_error=lambda _error: Verdict.RETRY,
+        judge_answer=judge_answer,
+    )
+
+
 def _guarded(component: object, method: Callable[..., Awaitable[Any]], policy: Policy) -> Callable[..., Any]:
     key = id(component)
 
@@ -63,17 +83,34 @@ def _guarded(component: object, method: Callable[..., Awaitable[Any]], policy: P
     return call
 
 
-def guard_components(components: ComponentSet, resiliency: Resiliency) -> None:
-    """Put every component named by an outbound target under its policy; a target naming no
-    configured component is a ConfigError."""
-    named = {component.name for _, component in components}
-    for name in resiliency.spec.outbound:
-        if name not in named:
-            choices = ", ".join(sorted(named)) or "none"
+#: the building blocks whose components deliver to the app (Dapr's inbound direction)
+INBOUND_BLOCKS = ("pubsub", "bindings")
+
+
+def _check_targets(components: ComponentSet, resiliency: Resiliency) -> None:
+    blocks: dict[str, set[str]] = {}
+    for block, component in components:
+        blocks.setdefault(component.name, set()).add(block)
+    for name in [*resiliency.spec.outbound, *resiliency.spec.inbound]:
+        if name not in blocks:
+            choices = ", ".join(sorted(blocks)) or "none"
             raise ConfigError(
                 f"resiliency: targets.components.{name}: no component named {name!r} is configured"
                 f" (configured: {choices})"
             )
+    for name in resiliency.spec.inbound:
+        if not blocks[name] & set(INBOUND_BLOCKS):
+            raise ConfigError(
+                f"resiliency: targets.components.{name}.inbound: only pub/sub and input binding components"
+                f" deliver to the app ({name!r} is a {', '.join(sorted(blocks[name]))} component)"
+            )
+
+
+def guard_components(components: ComponentSet, resiliency: Resiliency) -> None:
+    """Put every component named by an outbound target under its policy. A target naming no
+    configured component, or an inbound one naming neither a pub/sub nor a binding, is a
+    ConfigError."""
+    _check_targets(components, resiliency)
     for block, component in components:
         policy = resiliency.outbound(component.name)
         if policy is None:
