@@ -379,3 +379,19 @@ async def test_a_component_policy_retries_a_state_call_across_a_redis_restart(tm
     finally:
         await runtime.stop(grace=0)
         redis.stop()
+
+
+def test_print_config_shows_the_spec_in_daprs_shape_and_it_loads_again() -> None:
+    raw = {
+        "policies": POLICIES,
+        "targets": {
+            "apps": {"b": {"timeout": "short", "retry": "only503", "circuitBreaker": "twoStrikes"}},
+            "components": {"s": {"outbound": {"retry": "forever"}, "inbound": {"timeout": "short"}}},
+        },
+    }
+    config = from_mapping({"resiliency": raw})
+    printed = config.to_dict()["resiliency"]
+    assert printed["targets"]["apps"]["b"] == {"timeout": "short", "retry": "only503", "circuitBreaker": "twoStrikes"}
+    assert printed["policies"]["retries"]["only503"]["matching"] == {"httpStatusCodes": "503"}
+    assert printed["policies"]["timeouts"] == {"short": "0.2s"}
+    assert from_mapping({"resiliency": printed}).resiliency == config.resiliency

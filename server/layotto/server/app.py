@@ -100,6 +100,7 @@ class Runtime:
                 guard_components(self.components, self.resiliency)
             except ConfigError as error:
                 await self.components.aclose()
+                self.components = ComponentSet()
                 raise ConfigError(f"{cfg.source}: {error}") from None
         self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(

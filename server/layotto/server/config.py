@@ -31,7 +31,7 @@ from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
 from layotto.server.dapr_manifests import load_access_control, load_manifests, load_resiliency, load_secret_scopes
 from layotto.server.runtime.access_control import AccessControl, parse_access_control
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
-from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency
+from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency, spec_to_dict
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
@@ -135,6 +135,8 @@ class RuntimeConfig:
             out["name_resolution"] = self.name_resolution.to_dict()
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
+        if self.resiliency is not None:
+            out["resiliency"] = spec_to_dict(self.resiliency)
         if self.secret_scopes:
             out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():

@@ -135,6 +135,71 @@ class ResiliencySpec:
         )
 
 
+def _seconds(value: float) -> str:
+    """A duration as Go writes the simplest form of it: "5s", "0.2s"."""
+    return f"{value:g}s"
+
+
+def _retry_dict(retry: RetrySpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "policy": retry.policy,
+        "duration": _seconds(retry.duration),
+        "maxInterval": _seconds(retry.max_interval),
+        "maxRetries": retry.max_retries,
+    }
+    matching = {
+        key: ",".join(f"{low}" if low == high else f"{low}-{high}" for low, high in ranges)
+        for key, ranges in (("httpStatusCodes", retry.http_codes), ("gRPCStatusCodes", retry.grpc_codes))
+        if ranges
+    }
+    if matching:
+        out["matching"] = matching
+    return out
+
+
+def _breaker_dict(breaker: BreakerSpec) -> dict[str, Any]:
+    return {
+        "maxRequests": breaker.max_requests,
+        "interval": _seconds(breaker.interval),
+        "timeout": _seconds(breaker.timeout),
+        "trip": breaker.trip,
+    }
+
+
+def spec_to_dict(spec: ResiliencySpec) -> dict[str, Any]:
+    """The spec in Dapr's shape ({policies, targets}), as ``--print-config`` shows it: each
+    target's policies under their names (a name two specs gave different policies is suffixed)."""
+    policies: dict[str, dict[str, Any]] = {"timeouts": {}, "retries": {}, "circuitBreakers": {}}
+
+    def named(kind: str, name: str, value: Any) -> str:
+        taken, unique, n = policies[kind], name, 1
+        while unique in taken and taken[unique] != value:
+            n += 1
+            unique = f"{name}#{n}"
+        taken[unique] = value
+        return unique
+
+    def target(policy: TargetSpec) -> dict[str, str]:
+        out = {}
+        if policy.timeout is not None:
+            out["timeout"] = named("timeouts", policy.timeout_name, _seconds(policy.timeout))
+        if policy.retry is not None:
+            out["retry"] = named("retries", policy.retry.name, _retry_dict(policy.retry))
+        if policy.breaker is not None:
+            out["circuitBreaker"] = named("circuitBreakers", policy.breaker.name, _breaker_dict(policy.breaker))
+        return out
+
+    components: dict[str, dict[str, Any]] = {}
+    for direction, targets in (("outbound", spec.outbound), ("inbound", spec.inbound)):
+        for name, policy in targets.items():
+            components.setdefault(name, {})[direction] = target(policy)
+    apps = {app_id: target(policy) for app_id, policy in spec.apps.items()}
+    return {
+        "policies": {kind: value for kind, value in policies.items() if value},
+        "targets": {"apps": apps, "components": components},
+    }
+
+
 def _codes(raw: Any, where: str, bounds: tuple[int, int]) -> tuple[tuple[int, int], ...]:
     """Dapr's status code list, "429,500-599", as (low, high) ranges."""
     if raw is None or raw == "":
