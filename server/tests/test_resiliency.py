@@ -28,7 +28,16 @@ import pytest
 from aiohttp import web
 from server_helpers import PrivateBackend, free_port
 
-from layotto.client import NO_RETRY, AppError, CircuitOpen, DeadlineExceeded, Message, RuntimeClient, SubscriberApp
+from layotto.client import (
+    NO_RETRY,
+    AppError,
+    BackendUnavailable,
+    CircuitOpen,
+    DeadlineExceeded,
+    Message,
+    RuntimeClient,
+    SubscriberApp,
+)
 from layotto.server import Runtime
 from layotto.server.components.base import ConfigError
 from layotto.server.config import from_mapping, with_dapr_components
@@ -395,3 +404,33 @@ def test_print_config_shows_the_spec_in_daprs_shape_and_it_loads_again() -> None
     assert printed["policies"]["retries"]["only503"]["matching"] == {"httpStatusCodes": "503"}
     assert printed["policies"]["timeouts"] == {"short": "0.2s"}
     assert from_mapping({"resiliency": printed}).resiliency == config.resiliency
+
+
+async def test_a_component_breaker_opens_on_backend_failures_only(tmp_path: Path) -> None:
+    if not shutil.which("redis-server"):
+        backends.require_installed("redis-server")
+    redis = PrivateBackend("redis", tmp_path / "redis")
+    redis.start()
+    spec = {"policies": POLICIES, "targets": {"components": {"cache": {"outbound": {"circuitBreaker": "twoStrikes"}}}}}
+    metadata = {**redis.metadata, "keyPrefix": uuid.uuid4().hex, "timeoutInSeconds": "1"}
+    raw = {"state": {"cache": {"type": "redis", "metadata": metadata}}, "resiliency": spec}
+    runtime = Runtime(_config(tmp_path, "a", raw))
+    await runtime.start()
+    try:
+        async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY) as client:
+            await client.state.save("cache", "k", b"v")
+            for _ in range(3):  # an etag mismatch is the request's outcome, not the backend's failure
+                with pytest.raises(Exception, match="etag"):
+                    await client.state.save("cache", "k", b"w", etag="999", timeout=10)
+            assert (await client.state.get("cache", "k")).value == b"v"  # still closed
+            redis.stop()
+            for _ in range(2):
+                with pytest.raises(BackendUnavailable):
+                    await client.state.get("cache", "k", timeout=10)
+            redis.start()
+            with pytest.raises(CircuitOpen) as refused:  # Redis is back, but the breaker is open
+                await client.state.get("cache", "k", timeout=10)
+            assert "component 'cache'" in str(refused.value) and refused.value.code == "UNAVAILABLE"
+    finally:
+        await runtime.stop(grace=0)
+        redis.stop()
