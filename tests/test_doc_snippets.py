@@ -8,7 +8,8 @@
   with LAYOTTO_REQUIRE_BACKENDS=1 (as in CI). ``LAYOTTO_HTTP`` (``http://127.0.0.1:PORT``) is the
   same runtime's HTTP port (the actuator and Dapr's HTTP API).
 * ```yaml blocks are loaded: a runtime config by the config loader, each of its components' type
-  and metadata checked by the component registry; a Dapr manifest by the manifest loader.
+  and metadata checked by the component registry; a Dapr manifest by the manifest loader (a
+  Resiliency manifest's spec by the resiliency parser).
 * ```toml blocks are parsed.
 * ```sh blocks marked ``<!-- snippet: http -->`` run with ``bash -eu`` against a ``layotto serve`` of
   their own on the embedded defaults, reached through ``$LAYOTTO_HTTP`` (``http://127.0.0.1:PORT``,
@@ -41,7 +42,8 @@ import yaml
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import registry_for
 from layotto.server.config import load
-from layotto.server.dapr_manifests import load_manifests
+from layotto.server.dapr_manifests import load_manifests, load_resiliency
+from layotto.server.runtime.resiliency import parse_resiliency
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -255,6 +257,9 @@ def _check_yaml(snippet: Snippet) -> None:
         (Path(directory) / "manifest.yaml").write_text(snippet.code)
         try:
             load_manifests(Path(directory))
+            scopes = document.get("scopes") or [""]
+            for where, raw in load_resiliency(Path(directory), scopes[0]):
+                parse_resiliency(raw, where)
         except ConfigError as error:
             pytest.fail(f"{snippet.where}: the Dapr manifest does not load: {error}")
 

@@ -26,6 +26,7 @@
     ├── AppUnavailable              invoke: the target app, or every sidecar of it, does not answer
     ├── AppError                    invoke: the target app answered with an error (.app_id, .http_status)
     ├── RateLimited                 flow control: over the configured rate (.retry_after seconds)
+    ├── CircuitOpen                 resiliency: the target's circuit breaker is open (.target, .breaker)
     ├── NotImplementedByRuntime     the runtime does not serve this API
     ├── RuntimeInternalError        the runtime failed unexpectedly
     │   └── BackendError            the component's backend answered with an error
@@ -50,6 +51,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailable",
     "BulkWriteError",
+    "CircuitOpen",
     "ClientClosed",
     "DeadlineExceeded",
     "DecryptionFailed",
@@ -198,6 +200,19 @@ class RateLimited(LayottoError):
         return float(value) if value else None
 
 
+class CircuitOpen(LayottoError):
+    """The runtime's resiliency policy refused the call: the circuit breaker of its target (an
+    invoked app id, or a component) is open after failures. ``target`` and ``breaker`` name them."""
+
+    @property
+    def target(self) -> str | None:
+        return self.metadata.get("target")
+
+    @property
+    def breaker(self) -> str | None:
+        return self.metadata.get("breaker")
+
+
 class AppError(LayottoError):
     """``invoke``: the target app answered with an error; ``code`` is the app's own (an HTTP app's
     status mapped as Dapr does), ``http_status`` the HTTP app's status (None from a gRPC app)."""
@@ -269,6 +284,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "APP_UNAVAILABLE": AppUnavailable,
     "APP_ERROR": AppError,
     "RATE_LIMITED": RateLimited,
+    "CIRCUIT_OPEN": CircuitOpen,
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "KEY_NOT_FOUND": KeyNotFound,
     "DECRYPTION_FAILED": DecryptionFailed,

@@ -31,6 +31,7 @@ from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.bindings import input_binding_names
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
+from layotto.server.runtime.resiliency import Resiliency, guard_components
 from layotto.server.runtime.scheduler import SchedulerLoop
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.server.runtime.services import RuntimeServices, build_services
@@ -67,6 +68,7 @@ class Runtime:
         self.app_subscriptions: AppSubscriptions | None = None
         self.resolver: NameResolver | None = None
         self.invoker: Invoker | None = None
+        self.resiliency: Resiliency | None = None  # the policies (and breakers) of apps and components
         self.services: RuntimeServices | None = None  # the runtime layer, once started
         self.app_bindings: AppBindings | None = None
         self.scheduler_loop: SchedulerLoop | None = None
@@ -92,9 +94,22 @@ class Runtime:
             self.components = await load_components(declared, context)
         except ConfigError as error:
             raise ConfigError(f"{cfg.source}: {error}") from None
+        self.resiliency = Resiliency(cfg.resiliency) if cfg.resiliency is not None else None
+        if self.resiliency is not None:
+            try:
+                guard_components(self.components, self.resiliency)
+            except ConfigError as error:
+                await self.components.aclose()
+                self.components = ComponentSet()
+                raise ConfigError(f"{cfg.source}: {error}") from None
         self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(
-            cfg, self.resolver, self.tracing, api_token=self.api_token, app_api_token=self.app_api_token
+            cfg,
+            self.resolver,
+            self.tracing,
+            api_token=self.api_token,
+            app_api_token=self.app_api_token,
+            resiliency=self.resiliency,
         )
         try:
             await self._start_servers(http_host, http_port)
@@ -183,6 +198,7 @@ class Runtime:
                 refresh_seconds=cfg.subscriptions_refresh_seconds,
                 tracing=self.tracing,
                 app_api_token=self.app_api_token,
+                resiliency=self.resiliency,
             )
             self.app_subscriptions.start()
             self._start_app_bindings()
@@ -221,6 +237,7 @@ class Runtime:
             refresh_seconds=cfg.subscriptions_refresh_seconds,
             tracing=self.tracing,
             app_api_token=self.app_api_token,
+            resiliency=self.resiliency,
         )
         self.app_bindings.start()
 

@@ -29,6 +29,7 @@ from layotto.server.components.bindings import BindingEvent
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import BackendUnavailable
 from layotto.server.runtime.bindings import EventReply, InputBindingReaders, forward_reply
+from layotto.server.runtime.resiliency import Resiliency, inbound_call
 from layotto.server.runtime.state import StateService
 
 if TYPE_CHECKING:
@@ -54,8 +55,10 @@ class AppBindings:
         refresh_seconds: float,
         tracing: Tracing | None = None,
         app_api_token: str = "",
+        resiliency: Resiliency | None = None,
     ) -> None:
         self._components = components
+        self._resiliency = resiliency
         self._address = address
         self._refresh_seconds = refresh_seconds
         interceptors = tracing.client_interceptors(address) if tracing is not None else None
@@ -96,8 +99,11 @@ class AppBindings:
 
     async def _deliver(self, name: str, event: BindingEvent) -> None:
         request = dapr_appcallback_pb2.BindingEventRequest(name=name, data=event.data, metadata=dict(event.metadata))
+        policy = self._resiliency.inbound(name) if self._resiliency is not None else None
         try:
-            response = await self._stub.OnBindingEvent(request, timeout=CALL_TIMEOUT_SECONDS)
+            response = await inbound_call(
+                policy, lambda seconds: self._stub.OnBindingEvent(request, timeout=seconds), CALL_TIMEOUT_SECONDS
+            )
         except grpc.aio.AioRpcError as error:
             detail = f"OnBindingEvent({name}): {error.details()}"
             raise BackendUnavailable(f"app callback {self._address}", detail) from error

@@ -31,11 +31,13 @@ from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
 from layotto.server.runtime.delivery import (
     DEFAULT_MAX_ATTEMPTS,
+    RETRY,
     Delivery,
     Subscriber,
     Topics,
     require_dead_letter_topic,
 )
+from layotto.server.runtime.resiliency import Policy, Resiliency, Verdict, inbound_call
 from layotto.server.runtime.validation import parse_max_delivery_attempts
 
 if TYPE_CHECKING:
@@ -73,13 +75,19 @@ def from_listing(response: Any) -> list[TopicSubscription]:
     return out
 
 
+def _judge_status(status: int) -> Verdict:
+    return Verdict.RETRY if status == RETRY else Verdict.SUCCESS
+
+
 class CallbackSubscriber(Subscriber):
     def __init__(
         self,
         on_topic_event: Callable[..., Awaitable[Any]],
         messages: PubSubMessages,
         subscription: TopicSubscription,
+        policy: Policy | None = None,
     ) -> None:
+        """``policy``: the pub/sub component's inbound resiliency policy (None: one call per offer)."""
         metadata = dict(subscription.metadata)
         super().__init__(
             max_attempts=parse_max_delivery_attempts(metadata, "subscription.metadata", DEFAULT_MAX_ATTEMPTS),
@@ -90,11 +98,17 @@ class CallbackSubscriber(Subscriber):
         self._on_topic_event = on_topic_event
         self._messages = messages
         self._path = subscription.path
+        self._policy = policy
 
     async def offer(self, delivery: Delivery) -> int:
+        """The app's answer (SUCCESS, RETRY, DROP): under the inbound policy, an error or RETRY
+        is retried by the policy before the delivery's own retries see it."""
         request = to_event_request(self._messages, delivery, self._path)
-        response = await self._on_topic_event(request, timeout=CALL_TIMEOUT_SECONDS)
-        return int(response.status)
+
+        async def call(seconds: float) -> int:
+            return int((await self._on_topic_event(request, timeout=seconds)).status)
+
+        return await inbound_call(self._policy, call, CALL_TIMEOUT_SECONDS, _judge_status)
 
 
 class AppSubscriptions:
@@ -111,8 +125,10 @@ class AppSubscriptions:
         refresh_seconds: float,
         tracing: Tracing | None = None,
         app_api_token: str = "",
+        resiliency: Resiliency | None = None,
     ) -> None:
         self._components = components
+        self._resiliency = resiliency
         self._topics = topics
         self._app_id = app_id
         self._address = address
@@ -181,7 +197,8 @@ class AppSubscriptions:
         where = f"{subscription.pubsub}/{subscription.topic}"
         try:
             pubsub = find_pubsub(self._components, subscription.pubsub, "subscription.pubsub_name")
-            subscriber = CallbackSubscriber(self._stub.OnTopicEvent, self._messages, subscription)
+            policy = self._resiliency.inbound(subscription.pubsub) if self._resiliency is not None else None
+            subscriber = CallbackSubscriber(self._stub.OnTopicEvent, self._messages, subscription, policy)
         except LayottoError as error:  # the subscription itself is wrong: said once, skipped while listed
             log.warning("ignoring the app's subscription to %s: %s", where, error)
             self._refused.add(subscription)

@@ -28,9 +28,10 @@ from layotto.server.components.base import ConfigError, read_config_text
 from layotto.server.components.nameresolution import NameResolutionSettings, parse_settings
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
-from layotto.server.dapr_manifests import load_access_control, load_manifests, load_secret_scopes
+from layotto.server.dapr_manifests import load_access_control, load_manifests, load_resiliency, load_secret_scopes
 from layotto.server.runtime.access_control import AccessControl, parse_access_control
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
+from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency, spec_to_dict
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
@@ -96,6 +97,7 @@ class RuntimeConfig:
     access_control: AccessControl | None = None  # which apps may invoke which methods of this app (Dapr's shape)
     invoke_token: str = field(default="", repr=False)  # shared by the deployment's sidecars: proves a hop's origin
     flow_control: FlowControl | None = None  # rate limits per gRPC method and per invoked app id
+    resiliency: ResiliencySpec | None = None  # Dapr's timeouts, retries, circuit breakers per app and component
     metrics_enabled: bool = True  # Prometheus /metrics on the HTTP port (config: metrics: {enabled: ...})
     api_token: str = ""  # required of callers as dapr-api-token; DAPR_API_TOKEN overrides it ("": none)
     source: str = "embedded defaults"
@@ -133,6 +135,8 @@ class RuntimeConfig:
             out["name_resolution"] = self.name_resolution.to_dict()
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
+        if self.resiliency is not None:
+            out["resiliency"] = spec_to_dict(self.resiliency)
         if self.secret_scopes:
             out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():
@@ -189,6 +193,7 @@ _SECTION_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "name_resolution": parse_settings,
     "access_control": parse_access_control,
     "flow_control": parse_flow_control,
+    "resiliency": parse_resiliency,
 }
 NEEDS_TOKEN = (
     "an access control needs invoke_token (the secret the deployment's sidecars share),"
@@ -350,6 +355,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "name_resolution",
             "access_control",
             "flow_control",
+            "resiliency",
             *BUILDING_BLOCKS,
         ]
     )
@@ -427,7 +433,17 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
         access = parse_access_control(raw, where)
     if access is not None and not config.invoke_token:
         raise ConfigError(f"components_path: {NEEDS_TOKEN}")
-    return replace(config, components=components, secret_scopes=tuple(scopes.values()), access_control=access)
+    resiliency = config.resiliency
+    for where, raw in load_resiliency(directory, config.app_id):
+        spec = parse_resiliency(raw, where)
+        resiliency = spec if resiliency is None else resiliency.merged(spec, where)
+    return replace(
+        config,
+        components=components,
+        secret_scopes=tuple(scopes.values()),
+        access_control=access,
+        resiliency=resiliency,
+    )
 
 
 def load(path: str | Path) -> RuntimeConfig:

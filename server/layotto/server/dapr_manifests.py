@@ -11,8 +11,10 @@ Users bring the component files they run Dapr with::
       metadata:
       - {name: redisHost, value: "localhost:6379"}
 
-A Configuration manifest's ``spec.secrets.scopes`` (which secrets the app may read) is honoured;
-the rest of it, and other kinds (Subscription, Resiliency), are skipped.
+A Configuration manifest's ``spec.secrets.scopes`` (which secrets the app may read) and
+``spec.accessControl`` are honoured, and so is a Resiliency manifest (its ``spec``: policies and
+targets) whose ``scopes`` list this app id or that has none; the rest of a Configuration, and
+other kinds (Subscription), are skipped.
 """
 
 from __future__ import annotations
@@ -144,3 +146,24 @@ def load_access_control(directory: Path) -> list[tuple[str, Any]]:
         and isinstance(doc.get("spec"), dict)
         and "accessControl" in doc["spec"]
     ]
+
+
+def load_resiliency(directory: Path, app_id: str) -> list[tuple[str, Any]]:
+    """(where, raw ``spec``) of every Resiliency manifest under ``directory`` that applies to
+    ``app_id``: its ``scopes`` name it, or it has none (Dapr's rule)."""
+    found = []
+    for where, doc in _documents(directory):
+        if not isinstance(doc, dict) or doc.get("kind") != "Resiliency":
+            continue
+        if not str(doc.get("apiVersion", "")).startswith("dapr.io/"):
+            raise ConfigError(f"{where}: apiVersion: expected dapr.io/v1alpha1, got {doc.get('apiVersion')!r}")
+        scopes = doc.get("scopes")
+        if scopes is not None and not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):
+            raise ConfigError(f"{where}: scopes: expected a list of app ids, got {scopes!r}")
+        if scopes and app_id not in scopes:
+            log.info("%s: resiliency scoped to %s, not to app %r: skipped", where, ", ".join(scopes), app_id)
+            continue
+        if "spec" not in doc:
+            raise ConfigError(f"{where}: spec is required (policies, targets)")
+        found.append((f"{where}: spec", doc["spec"]))
+    return found

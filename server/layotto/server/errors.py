@@ -288,6 +288,18 @@ class DeadlineExceeded(LayottoError):
         super().__init__(f"the deadline passed before {what} answered")
 
 
+class CircuitOpen(LayottoError):
+    """Resiliency: the circuit breaker of ``target`` (an app id or a component) is open after
+    failures (or half-open with its trial calls under way) and refuses the call."""
+
+    reason = "CIRCUIT_OPEN"
+
+    def __init__(self, target: str, breaker: str, detail: str) -> None:
+        super().__init__(
+            f"{target}: circuit breaker {breaker!r} is {detail}", metadata={"target": target, "breaker": breaker}
+        )
+
+
 class PassedOnError(LayottoError):
     """An error that keeps the status it came with: ``status`` is a gRPC status code name
     (``"NOT_FOUND"``), which the API layer sends instead of its reason's."""

@@ -44,6 +44,7 @@ from layotto.server.runtime.invocation import (
     Resolver,
     SidecarUnreachable,
 )
+from layotto.server.runtime.resiliency import Resiliency
 from layotto.tracing import current_traceparent
 
 if TYPE_CHECKING:  # the tracer loads OpenTelemetry's SDK: only when tracing is configured
@@ -290,7 +291,13 @@ class GrpcSidecarForwarder:
 
 
 def build_invoker(
-    config: RuntimeConfig, resolver: Resolver, tracing: Tracing | None, *, api_token: str = "", app_api_token: str = ""
+    config: RuntimeConfig,
+    resolver: Resolver,
+    tracing: Tracing | None,
+    *,
+    api_token: str = "",
+    app_api_token: str = "",
+    resiliency: Resiliency | None = None,
 ) -> Invoker:
     """The invoker of a runtime: its app channel per ``app_protocol`` (presenting ``app_api_token`` to the
     app), and the sidecar hop (presenting ``api_token``, the runtime's own, to the other sidecars)."""
@@ -315,4 +322,5 @@ def build_invoker(
         access=config.access_control,
         hop_token=config.invoke_token,
         flow=config.flow_control,
+        resiliency=resiliency,
     )

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from layotto.server.errors import AccessDenied, AppNotFound, AppUnavailable, InvalidArgument
+from layotto.server.errors import AccessDenied, AppNotFound, AppUnavailable, InvalidArgument, LayottoError
 from layotto.server.runtime.access_control import AccessControl
 from layotto.server.runtime.flow_control import FlowControl
+from layotto.server.runtime.resiliency import Policy, Resiliency, Verdict, matches
 from layotto.server.runtime.validation import require_name
 
 #: the HTTP verbs of HTTPExtension.Verb (NONE means POST to an HTTP app, as in Dapr)
@@ -130,15 +131,19 @@ class Invoker:
         access: AccessControl | None = None,
         hop_token: str = "",
         flow: FlowControl | None = None,
+        resiliency: Resiliency | None = None,
     ) -> None:
         """``access``: the policies hops to the own app are held to (None: every caller may call).
         ``hop_token``: the deployment's shared secret; sent on every hop, and when set, a hop
         without it is refused (its caller id cannot be trusted). ``flow``: the rate limits of
-        invoked app ids, taken by the calls this runtime's clients make (not by hops)."""
+        invoked app ids, taken by the calls this runtime's clients make (not by hops).
+        ``resiliency``: the timeout, retry and circuit breaker policies of target apps, applied
+        to the calls this runtime's clients make (the calling side, as in Dapr; not to hops)."""
         self.app_id = app_id
         self._access = access
         self._hop_token = hop_token
         self._flow = flow
+        self._resiliency = resiliency
         self._resolver = resolver
         self._forwarder = forwarder
         self._app_channel = app_channel
@@ -148,13 +153,44 @@ class Invoker:
         """Answer ``request`` within ``timeout`` seconds (None: no deadline of ours).
 
         Raises InvalidArgument, AccessDenied, RateLimited, AppNotFound, AppUnavailable, AppError,
-        DeadlineExceeded, BackendUnavailable (name resolution's DNS server), or an error relayed
-        from the callee sidecar."""
+        DeadlineExceeded, CircuitOpen (the target's breaker is open), BackendUnavailable (name
+        resolution's DNS server), or an error relayed from the callee sidecar."""
         request.validate()
         if request.hop:
             self._check_hop(request)
         elif self._flow is not None:
             self._flow.admit_app(request.app_id)
+        policy = None if request.hop or self._resiliency is None else self._resiliency.app(request.app_id)
+        if policy is not None:
+            return await self._under_policy(policy, request, timeout)
+        return await self._route(request, timeout)
+
+    async def _under_policy(self, policy: Policy, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        """The call under the target's policy: every attempt re-sends the request, all within
+        ``timeout``. Retried, as Dapr does: failures to reach the app, and the app's error
+        answers (an HTTP status outside 200-399, a gRPC error) unless the retry's ``matching``
+        leaves their code out."""
+        retry = policy.spec.retry
+
+        def judge_error(error: Exception) -> Verdict:
+            code = app_answer_code(error)
+            if code is not None and not matches(retry, code[0], http=code[1]):
+                return Verdict.FINAL
+            return Verdict.RETRY
+
+        def judge_answer(answer: InvokeResponse) -> Verdict:
+            if not request.raw_http_status or 200 <= answer.status <= 399:
+                return Verdict.SUCCESS
+            return Verdict.RETRY if matches(retry, answer.status, http=True) else Verdict.FINAL
+
+        return await policy.run(
+            lambda seconds: self._route(request, seconds),
+            judge_error=judge_error,
+            judge_answer=judge_answer,
+            timeout=timeout,
+        )
+
+    async def _route(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         if request.app_id == self.app_id:
             return await self._call_own_app(request, timeout)
         if request.hop:
@@ -202,3 +238,41 @@ class Invoker:
         await self._forwarder.aclose()
         if self._app_channel is not None:
             await self._app_channel.aclose()
+
+
+#: gRPC status code numbers by name (Dapr's ``matching.gRPCStatusCodes`` are numbers)
+GRPC_CODE_NUMBERS = {
+    name: number
+    for number, name in enumerate(
+        [
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        ]
+    )
+}
+
+
+def app_answer_code(error: Exception) -> tuple[int, bool] | None:
+    """(status code, is it HTTP) of an app's error answer (AppError, here or relayed from the
+    callee sidecar); None for any other failure."""
+    if not isinstance(error, LayottoError) or error.reason != "APP_ERROR":
+        return None
+    http_status = error.metadata.get("http_status", "")
+    if http_status.isdigit():
+        return int(http_status), True
+    return GRPC_CODE_NUMBERS.get(str(getattr(error, "status", "UNKNOWN")), 2), False
