@@ -32,6 +32,7 @@ from layotto.server.dapr_manifests import load_access_control, load_manifests, l
 from layotto.server.runtime.access_control import AccessControl, parse_access_control
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
+from layotto.server.wasm.settings import WasmSettings, parse_wasm_settings
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
 
@@ -96,6 +97,7 @@ class RuntimeConfig:
     access_control: AccessControl | None = None  # which apps may invoke which methods of this app (Dapr's shape)
     invoke_token: str = field(default="", repr=False)  # shared by the deployment's sidecars: proves a hop's origin
     flow_control: FlowControl | None = None  # rate limits per gRPC method and per invoked app id
+    wasm: WasmSettings | None = None  # WebAssembly functions (the wasm extra): trigger, admin, modules, limits
     metrics_enabled: bool = True  # Prometheus /metrics on the HTTP port (config: metrics: {enabled: ...})
     api_token: str = ""  # required of callers as dapr-api-token; DAPR_API_TOKEN overrides it ("": none)
     source: str = "embedded defaults"
@@ -133,6 +135,8 @@ class RuntimeConfig:
             out["name_resolution"] = self.name_resolution.to_dict()
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
+        if self.wasm is not None:
+            out["wasm"] = self.wasm.to_dict()
         if self.secret_scopes:
             out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():
@@ -189,6 +193,7 @@ _SECTION_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "name_resolution": parse_settings,
     "access_control": parse_access_control,
     "flow_control": parse_flow_control,
+    "wasm": parse_wasm_settings,
 }
 NEEDS_TOKEN = (
     "an access control needs invoke_token (the secret the deployment's sidecars share),"
@@ -350,6 +355,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "name_resolution",
             "access_control",
             "flow_control",
+            "wasm",
             *BUILDING_BLOCKS,
         ]
     )
