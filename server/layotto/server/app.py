@@ -207,7 +207,7 @@ class Runtime:
         assert wasm is not None and self.services is not None and self.invoker is not None
         try:
             from layotto.server.wasm.engine import ModuleRefused
-            from layotto.server.wasm.manager import FunctionManager
+            from layotto.server.wasm.manager import AlreadyInstalled, FunctionManager
             from layotto.server.wasm.trigger import WasmListeners
         except ImportError as error:
             raise ConfigError(f"wasm: needs the wasm extra (pip install 'layotto-server[wasm]'): {error}") from None
@@ -215,7 +215,7 @@ class Runtime:
         self.invoker.functions = self.functions
         try:
             await self.functions.start()
-        except ModuleRefused as error:
+        except (ModuleRefused, AlreadyInstalled) as error:
             raise ConfigError(f"wasm.functions: {error}") from None
         self.wasm_listeners = WasmListeners(self.functions)
         try:

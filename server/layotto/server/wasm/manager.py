@@ -288,8 +288,9 @@ class FunctionManager:
         for function in list(self._functions.values()):
             self._retire(function)
         self._functions.clear()
+        # calls in flight end within their deadline (the epoch ticker keeps running until they do)
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self.engine.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
