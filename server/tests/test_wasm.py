@@ -26,6 +26,7 @@ from layotto.server.config import from_mapping
 from layotto.server.wasm.engine import CallFailed, FunctionInstance, ModuleRefused, WasmEngine
 from layotto.server.wasm.host import Exchange
 from layotto.server.wasm.settings import Limits, parse_wasm_settings
+from layotto.tracing.testing import OtlpReceiver, ReceivedSpan
 
 LIMITS = {"fuel": 5_000_000, "memory_bytes": 2 * 1024 * 1024, "deadline_seconds": 2, "watch_seconds": 0.05}
 
@@ -105,6 +106,39 @@ async def test_layotto_inventory_scenario_on_redis_state(tmp_path: Path) -> None
             assert answer.data == b"7"
     finally:
         await runtime.stop(grace=1)
+
+
+async def test_a_function_call_is_a_span_with_its_state_read_and_invocation_as_children(tmp_path: Path) -> None:
+    client_path = wat.write(tmp_path / "function_1.wasm", wat.INVENTORY_CLIENT)
+    server_path = wat.write(tmp_path / "function_2.wasm", wat.INVENTORY_SERVER)
+    functions = {"function1": _entry("function1", client_path), "function2": _entry("function2", server_path)}
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with OtlpReceiver() as otlp:
+        tracing = {"exporters": ["otlp"], "otlp_endpoint": otlp.endpoint, "service_name": "faas"}
+        runtime = await _start(tmp_path, functions, state={"state_demo": {"type": "in-memory"}}, tracing=tracing)
+        try:
+            async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+                await client.state.save("state_demo", "book1", "3")
+            assert runtime.wasm_listeners is not None
+            url = f"http://127.0.0.1:{runtime.wasm_listeners.port}/?name=book1"
+            headers = {"id": "id_1", "traceparent": traceparent}
+            async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+                assert await response.text() == "There are 3 inventories for book1.\n"
+        finally:
+            await runtime.stop(grace=1)
+
+        def complete(spans: list[ReceivedSpan]) -> bool:
+            return {"wasm id_1", "proxy_invoke_service id_2", "wasm id_2", "proxy_get_state state_demo"} <= {
+                s.name for s in spans
+            }
+
+        spans = {s.name: s for s in otlp.wait_for(complete, timeout=10)}
+    outer = spans["wasm id_1"]
+    assert (outer.trace_id, outer.parent_span_id, outer.kind) == (traceparent[3:35], traceparent[36:52], 2)
+    chain = ["wasm id_1", "proxy_invoke_service id_2", "wasm id_2", "proxy_get_state state_demo"]
+    for parent, child in zip(chain, chain[1:], strict=False):
+        assert spans[child].parent_span_id == spans[parent].span_id, (child, parent)
+        assert spans[child].trace_id == outer.trace_id
 
 
 async def test_install_update_uninstall_over_http(faas: Faas) -> None:

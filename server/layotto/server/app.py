@@ -211,7 +211,7 @@ class Runtime:
             from layotto.server.wasm.trigger import WasmListeners
         except ImportError as error:
             raise ConfigError(f"wasm: needs the wasm extra (pip install 'layotto-server[wasm]'): {error}") from None
-        self.functions = FunctionManager(wasm, self.services.state, self.invoker)
+        self.functions = FunctionManager(wasm, self.services.state, self.invoker, self.tracing)
         self.invoker.functions = self.functions
         try:
             await self.functions.start()

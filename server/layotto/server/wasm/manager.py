@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry.trace import SpanKind
 
 from layotto.server.errors import AppError, DeadlineExceeded
 from layotto.server.wasm.engine import CallFailed, CompiledModule, FunctionInstance, ModuleRefused, WasmEngine
@@ -34,6 +38,7 @@ from layotto.server.wasm.settings import FunctionSpec, WasmSettings
 if TYPE_CHECKING:
     from layotto.server.runtime.invocation import Invoker, InvokeRequest, InvokeResponse
     from layotto.server.runtime.state import StateService
+    from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,8 +66,17 @@ class Function:
 class FunctionManager:
     """The functions of one runtime (thread-safe where the bridge is called from worker threads)."""
 
-    def __init__(self, settings: WasmSettings, state: StateService | None, invoker: Invoker | None) -> None:
+    def __init__(
+        self,
+        settings: WasmSettings,
+        state: StateService | None,
+        invoker: Invoker | None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        """``tracing``: when set, a call is a span (SERVER from the trigger, continuing the request's
+        trace headers; INTERNAL when invoked), its state reads and invocations child spans."""
         self.settings = settings
+        self._tracing = tracing
         self._state = state
         self._invoker = invoker
         self.engine = WasmEngine(wasi=settings.wasi)
@@ -187,20 +201,39 @@ class FunctionManager:
 
     # calls
 
-    async def call(self, function_id: str, exchange: Exchange) -> Exchange:
-        """Serve ``exchange`` with function ``function_id``: FunctionNotFound, CallFailed."""
+    async def call(
+        self, function_id: str, exchange: Exchange, trace_headers: Mapping[str, str] | None = None
+    ) -> Exchange:
+        """Serve ``exchange`` with function ``function_id``: FunctionNotFound, CallFailed.
+        ``trace_headers``: the HTTP request's headers, lower-case (the trigger's call)."""
         function = self._functions.get(function_id)
         if function is None:
             raise FunctionNotFound(f"no function {function_id!r} is installed")
-        deadline = self.settings.limits.deadline_seconds
-        try:
-            instance = await asyncio.wait_for(function.pool.get(), deadline)
-        except TimeoutError:
-            raise CallFailed("busy", f"function {function_id!r}: no instance freed within {deadline:g} s") from None
-        future = self._loop.run_in_executor(self._executor, instance.serve, exchange)
-        future.add_done_callback(lambda _: self._give_back(function, instance))
-        await asyncio.shield(future)
+        kind = SpanKind.INTERNAL if trace_headers is None else SpanKind.SERVER
+        attributes = {"faas.name": function_id, "faas.trigger": "http" if trace_headers is not None else "other"}
+        with self._span(f"wasm {function_id}", kind, attributes, trace_headers):
+            deadline = self.settings.limits.deadline_seconds
+            try:
+                instance = await asyncio.wait_for(function.pool.get(), deadline)
+            except TimeoutError:
+                raise CallFailed("busy", f"function {function_id!r}: no instance freed within {deadline:g} s") from None
+            context = contextvars.copy_context()  # the call's span, for the host calls' spans
+            future = self._loop.run_in_executor(self._executor, context.run, instance.serve, exchange)
+            future.add_done_callback(lambda _: self._give_back(function, instance))
+            await asyncio.shield(future)
         return exchange
+
+    def _span(
+        self,
+        name: str,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> contextlib.AbstractContextManager[Any]:
+        if self._tracing is None:
+            return contextlib.nullcontext()
+        parent = self._tracing.propagator.extract(dict(headers)) if headers is not None else None
+        return self._tracing.tracer.start_as_current_span(name, context=parent, kind=kind, attributes=attributes)
 
     def _give_back(self, function: Function, instance: FunctionInstance) -> None:
         if function.retired:
@@ -244,7 +277,8 @@ class FunctionManager:
             entry = await state.get(store_name, key)
             return b"" if entry is None else entry.value
 
-        return self._await(read(), deadline, f"state {store_name}/{key}")
+        with self._span(f"proxy_get_state {store_name}", attributes={"db.namespace": store_name}):
+            return self._await(read(), deadline, f"state {store_name}/{key}")
 
     def invoke_service(self, app_id: str, method: str, data: bytes, deadline: float) -> bytes:
         from layotto.server.runtime.invocation import InvokeRequest
@@ -253,7 +287,8 @@ class FunctionManager:
             raise DeadlineExceeded("service invocation (not started)")
         request = InvokeRequest(app_id=app_id, method=method or "/", data=data)
         remaining = max(0.0, deadline - time.monotonic())
-        response = self._await(self._invoker.invoke(request, remaining), deadline, f"app {app_id!r}")
+        with self._span(f"proxy_invoke_service {app_id}", attributes={"rpc.service": app_id}):
+            response = self._await(self._invoker.invoke(request, remaining), deadline, f"app {app_id!r}")
         return response.data
 
     def _await(self, work: Awaitable[T], deadline: float, what: str) -> T:

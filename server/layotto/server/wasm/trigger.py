@@ -83,7 +83,8 @@ class WasmListeners:
             },
         )
         try:
-            await self.manager.call(function_id, exchange)
+            trace_headers = {k.lower(): v for k, v in request.headers.items()}
+            await self.manager.call(function_id, exchange, trace_headers)
         except FunctionNotFound as error:
             return _error(404, str(error), function_id, "not_found")
         except CallFailed as failure:
