@@ -7,6 +7,7 @@ admin listeners, the Redis state store and the gRPC API are real; calls go over 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -136,7 +137,7 @@ async def test_a_function_call_is_a_span_with_its_state_read_and_invocation_as_c
     outer = spans["wasm id_1"]
     assert (outer.trace_id, outer.parent_span_id, outer.kind) == (traceparent[3:35], traceparent[36:52], 2)
     chain = ["wasm id_1", "proxy_invoke_service id_2", "wasm id_2", "proxy_get_state state_demo"]
-    for parent, child in zip(chain, chain[1:], strict=False):
+    for parent, child in itertools.pairwise(chain):
         assert spans[child].parent_span_id == spans[parent].span_id, (child, parent)
         assert spans[child].trace_id == outer.trace_id
 
