@@ -182,6 +182,15 @@ async def test_a_missing_import_is_refused_naming_it(faas: Faas, tmp_path: Path)
     )
     status, body = await faas.admin_post("install", _entry("wasi", faas.module("wasi", wasi)))
     assert status == 400 and "imports wasi_snapshot_preview1.fd_write, and WASI is off" in body["error"]
+    big = wat.module("big", "(i32.const 0)").replace('(memory (export "memory") 1)', '(memory (export "memory") 64)')
+    status, body = await faas.admin_post("install", _entry("big", faas.module("big", big)))
+    assert status == 400 and "cannot start an instance" in body["error"]  # 4 MiB initial memory, 2 MiB limit
+    endless_id = wat.module("endless", "(i32.const 0)").replace(
+        '(func (export "proxy_get_id")', '(func (export "proxy_get_id") (loop $l (br $l))'
+    )
+    status, body = await faas.admin_post("install", _entry("endless", faas.module("endless", endless_id)))
+    assert status == 400 and "used up its fuel" in body["error"] and "proxy_get_id" in body["error"]
+    assert faas.runtime.functions is not None and faas.runtime.functions.ids() == []
     with pytest.raises(ConfigError, match="proxy_open_the_pod_bay_doors, which this runtime does not provide"):
         await _start(tmp_path / "other", {"missing": _entry("missing", path)})
 

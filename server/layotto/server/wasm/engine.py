@@ -156,6 +156,7 @@ class FunctionInstance:
         """The id the module names itself with through ``proxy_get_id`` (Layotto's convention)."""
         exchange = Exchange()
         self.host.exchange = exchange
+        self._budget(self.limits.deadline_seconds)
         self._run(lambda: self._call_optional(abi.ID_EXPORT))
         if not exchange.call_data:
             raise ModuleRefused(f"{self.name}: {abi.ID_EXPORT} set no id (the call-data buffer stayed empty)")
@@ -164,6 +165,7 @@ class FunctionInstance:
     def start_root(self, root_context_id: int, plugin_config: bytes = b"") -> None:
         """Create the root context and start the VM (proxy_on_context_create, _vm_start, _configure)."""
         self.host.exchange = Exchange(plugin_config=plugin_config)
+        self._budget(self.limits.deadline_seconds)
         self._run(lambda: self._call_optional("proxy_on_context_create", root_context_id, 0))
         self._run(lambda: self._call_optional("proxy_on_vm_start", root_context_id, 0))
         self._run(lambda: self._call_optional("proxy_on_configure", root_context_id, len(plugin_config)))

@@ -116,7 +116,7 @@ class FunctionManager:
         if any(f.spec.name == spec.name for f in self._functions.values()):
             raise AlreadyInstalled(f"{spec.name!r} is already installed")
         function = await self._load(spec)
-        if function.function_id in self._functions:
+        if function.function_id in self._functions or any(f.spec.name == spec.name for f in self._functions.values()):
             raise AlreadyInstalled(f"function id {function.function_id!r} is already installed")
         await self._grow(function, spec.instance_num - function.size)
         self._functions[function.function_id] = function
@@ -147,6 +147,8 @@ class FunctionManager:
     async def reload(self, function: Function) -> None:
         """Replace ``function`` with its module file as it is now (ModuleRefused keeps the old one)."""
         fresh = await self._load(function.spec)
+        if fresh.function_id != function.function_id and fresh.function_id in self._functions:
+            raise AlreadyInstalled(f"its new id {fresh.function_id!r} is another installed function's")
         await self._grow(fresh, function.spec.instance_num - fresh.size)
         if self._functions.get(function.function_id) is function:
             del self._functions[function.function_id]
@@ -162,14 +164,24 @@ class FunctionManager:
             raise ModuleRefused(f"{spec.path}: cannot read the module: {error.strerror}") from None
         compiled = await self._in_thread(lambda: self.engine.compile(data, spec.path))
         probe = await self._in_thread(lambda: self._instance(compiled, spec))
-        function = Function(spec, probe.function_id(), compiled, stamp)
+        try:
+            function_id = await self._in_thread(probe.function_id)
+        except CallFailed as failure:
+            probe.close()
+            raise ModuleRefused(f"{spec.path}: {failure.message} in proxy_get_id") from None
+        function = Function(spec, function_id, compiled, stamp)
         function.pool.put_nowait(probe)
         function.size = 1
         return function
 
     def _instance(self, compiled: CompiledModule, spec: FunctionSpec) -> FunctionInstance:
+        """A started instance; ModuleRefused when starting it traps or runs out of fuel or time."""
         instance = FunctionInstance(self.engine, compiled, self, self.settings.limits, spec.name)
-        instance.start_root(spec.root_context_id)
+        try:
+            instance.start_root(spec.root_context_id)
+        except CallFailed as failure:
+            instance.close()
+            raise ModuleRefused(f"{spec.path}: cannot start an instance: {failure.message}") from None
         return instance
 
     async def _grow(self, function: Function, count: int) -> None:
