@@ -24,8 +24,7 @@ from layotto.client import AppError, RuntimeClient
 from layotto.server import Runtime
 from layotto.server.components.base import ConfigError
 from layotto.server.config import from_mapping
-from layotto.server.wasm.engine import CallFailed, FunctionInstance, ModuleRefused, WasmEngine
-from layotto.server.wasm.host import Exchange
+from layotto.server.wasm.engine import ModuleRefused, WasmEngine
 from layotto.server.wasm.settings import Limits, parse_wasm_settings
 from layotto.tracing.testing import OtlpReceiver, ReceivedSpan
 
@@ -213,9 +212,14 @@ async def test_hot_reload_on_file_change_keeps_the_last_good_module(faas: Faas) 
 async def test_trap_loop_and_memory_hog_are_contained(faas: Faas) -> None:
     for name, source in (("trap", wat.TRAP), ("loop", wat.LOOP), ("hog", wat.MEMORY_HOG), ("ok", wat.echo("ok"))):
         assert (await faas.admin_post("install", _entry(name, faas.module(name, source))))[0] == 200
+    spin = _entry(
+        "spin", faas.module("spin", wat.LOOP.replace('"loop"', '"spin"'))
+    )  # fuel to spare: the clock stops it
+    assert (await faas.admin_post("install", {**spin, "fuel": 2**60, "deadline_seconds": 0.2}))[0] == 200
     for name, kind, words in (
         ("trap", "trap", "unreachable"),
         ("loop", "fuel", "used up its fuel"),
+        ("spin", "deadline", "ran past its deadline (0.2 s)"),
         ("hog", "trap", "memory in use"),
     ):
         for _ in range(2):  # the failed instance is replaced: the function answers (and fails) again
@@ -232,18 +236,6 @@ async def test_trap_loop_and_memory_hog_are_contained(faas: Faas) -> None:
     status, body, _ = await faas.call("hog", body=b"x")
     used = int(json.loads(body)["error"].split("memory in use: ")[1].split()[0])
     assert used <= LIMITS["memory_bytes"]
-
-
-def test_a_loop_with_fuel_to_spare_stops_at_the_wall_clock_deadline() -> None:
-    engine = WasmEngine()
-    try:
-        compiled = engine.compile(wasmtime.wat2wasm(wat.LOOP), "loop")
-        instance = FunctionInstance(engine, compiled, _NoRuntime(), Limits(fuel=2**60, deadline_seconds=0.1), "loop")
-        with pytest.raises(CallFailed) as failed:
-            instance.serve(Exchange(request_body=b"x"))
-        assert failed.value.kind == "deadline" and instance.broken
-    finally:
-        engine.close()
 
 
 async def test_both_abi_versions_local_responses_and_request_errors(faas: Faas) -> None:
@@ -271,11 +263,14 @@ def test_the_wasm_section_is_checked_naming_the_key() -> None:
     settings = parse_wasm_settings({"functions": {"f": {"vm_config": {"path": "f.wasm"}}}}, "wasm")
     assert settings.address == "127.0.0.1:2045" and settings.functions[0].name == "f"
     assert settings.limits == Limits() and settings.wasi is False
+    own = parse_wasm_settings({"fuel": 5000, "functions": {"f": {"path": "f.wasm", "memory_bytes": 65536}}}, "wasm")
+    assert own.functions[0].limits(own.limits) == Limits(fuel=5000, memory_bytes=65536)
     for raw, message in (
         ({"fule": 1}, "wasm.fule: unknown key"),
         ({"fuel": 0}, "wasm.fuel: expected an integer"),
         ({"functions": {"f": {}}}, "wasm.functions.f.vm_config.path: required"),
         ({"functions": {"f": {"path": "x", "instance_num": 0}}}, "wasm.functions.f.instance_num: expected"),
+        ({"functions": {"f": {"path": "x", "deadline_seconds": 0}}}, "wasm.functions.f.deadline_seconds: expected"),
         ({"functions": {"f": {"vm_config": {"engine": "wamr", "path": "x"}}}}, "vm_config.engine: only wasmtime"),
         ({"address": "2045"}, "wasm.address: expected HOST:PORT"),
     ):
@@ -287,20 +282,6 @@ def test_the_wasm_section_is_checked_naming_the_key() -> None:
 
 
 WasmSettingsDefault = parse_wasm_settings({}, "wasm")
-
-
-class _NoRuntime:
-    def get_state(self, store_name: str, key: str, deadline: float) -> bytes:
-        raise AssertionError("not called")
-
-    def invoke_service(self, app_id: str, method: str, data: bytes, deadline: float) -> bytes:
-        raise AssertionError("not called")
-
-    def get_shared(self, key: str) -> tuple[bytes, int] | None:
-        return None
-
-    def set_shared(self, key: str, value: bytes, cas: int) -> bool:
-        return True
 
 
 async def _async(value: Any) -> Any:

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -134,9 +134,7 @@ class FunctionManager:
     async def update(self, name: str, instance_num: int) -> None:
         """Set the function's pool to ``instance_num`` instances (FunctionNotFound)."""
         function = self.find(name)
-        function.spec = FunctionSpec(
-            function.spec.name, function.spec.path, instance_num, function.spec.root_context_id
-        )
+        function.spec = replace(function.spec, instance_num=instance_num)
         if instance_num > function.size:
             await self._grow(function, instance_num - function.size)
         while function.size > instance_num:
@@ -176,7 +174,7 @@ class FunctionManager:
 
     def _instance(self, compiled: CompiledModule, spec: FunctionSpec) -> FunctionInstance:
         """A started instance; ModuleRefused when starting it traps or runs out of fuel or time."""
-        instance = FunctionInstance(self.engine, compiled, self, self.settings.limits, spec.name)
+        instance = FunctionInstance(self.engine, compiled, self, spec.limits(self.settings.limits), spec.name)
         try:
             instance.start_root(spec.root_context_id)
         except CallFailed as failure:
@@ -224,7 +222,7 @@ class FunctionManager:
         kind = SpanKind.INTERNAL if trace_headers is None else SpanKind.SERVER
         attributes = {"faas.name": function_id, "faas.trigger": "http" if trace_headers is not None else "other"}
         with self._span(f"wasm {function_id}", kind, attributes, trace_headers):
-            deadline = self.settings.limits.deadline_seconds
+            deadline = function.spec.limits(self.settings.limits).deadline_seconds
             try:
                 instance = await asyncio.wait_for(function.pool.get(), deadline)
             except TimeoutError:

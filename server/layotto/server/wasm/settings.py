@@ -16,6 +16,7 @@ Shape (Layotto's function entries are accepted as they are: ``name``, ``instance
           name: function1
           instance_num: 1
           vm_config: {engine: wasmtime, path: demo/function_1.wasm}
+          deadline_seconds: 1        # fuel, memory_bytes, deadline_seconds: this function's own limits
 
 No wasmtime here: the section parses without the ``wasm`` extra installed.
 """
@@ -41,7 +42,14 @@ SECTION_KEYS = (
     "watch_seconds",
     "functions",
 )
-FUNCTION_KEYS = ("name", "instance_num", "vm_config", "path", "root_context_id")
+LIMIT_KEYS = ("fuel", "memory_bytes", "deadline_seconds")
+FUNCTION_KEYS = ("name", "instance_num", "vm_config", "path", "root_context_id", *LIMIT_KEYS)
+#: key -> (bounds, whole number)
+_LIMIT_BOUNDS: dict[str, tuple[tuple[float, float], bool]] = {
+    "fuel": ((1_000, 2**62), True),
+    "memory_bytes": ((65536, 2**32), True),
+    "deadline_seconds": ((0.01, 3600), False),
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,18 @@ class FunctionSpec:
     path: str
     instance_num: int = 1
     root_context_id: int = 1
+    #: this function's own limits, each None for the section's
+    fuel: int | None = None
+    memory_bytes: int | None = None
+    deadline_seconds: float | None = None
+
+    def limits(self, defaults: Limits) -> Limits:
+        """The limits of this function's calls: its own where it sets them, else ``defaults``."""
+        return Limits(
+            fuel=self.fuel if self.fuel is not None else defaults.fuel,
+            memory_bytes=self.memory_bytes if self.memory_bytes is not None else defaults.memory_bytes,
+            deadline_seconds=self.deadline_seconds if self.deadline_seconds is not None else defaults.deadline_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,7 @@ class WasmSettings:
                     "name": f.name,
                     "instance_num": f.instance_num,
                     "vm_config": {"engine": "wasmtime", "path": f.path},
+                    **{key: getattr(f, key) for key in LIMIT_KEYS if getattr(f, key) is not None},
                 }
                 for f in self.functions
             },
@@ -104,11 +125,7 @@ def parse_wasm_settings(raw: Any, where: str) -> WasmSettings:
     unknown = sorted(set(raw) - set(SECTION_KEYS))
     if unknown:
         raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(SECTION_KEYS)})")
-    limits = Limits(
-        fuel=int(_number(raw, "fuel", where, Limits.fuel, (1_000, 2**62), whole=True)),
-        memory_bytes=int(_number(raw, "memory_bytes", where, Limits.memory_bytes, (65536, 2**32), whole=True)),
-        deadline_seconds=_number(raw, "deadline_seconds", where, Limits.deadline_seconds, (0.01, 3600)),
-    )
+    limits = Limits(**{key: value for key, value in _limits(raw, where).items() if value is not None})
     wasi = raw.get("wasi", False)
     if not isinstance(wasi, bool):
         raise ConfigError(f"{where}.wasi: expected true or false, got {wasi!r}")
@@ -148,7 +165,21 @@ def parse_function(raw: Any, where: str, default_name: str = "") -> FunctionSpec
         raise ConfigError(f"{where}.vm_config.path: required: the module file (.wasm or .wat)")
     instance_num = _number(raw, "instance_num", where, 1, (1, MAX_INSTANCES), whole=True)
     root_id = _number(raw, "root_context_id", where, 1, (1, 2**31 - 1), whole=True)
-    return FunctionSpec(name=name, path=path, instance_num=int(instance_num), root_context_id=int(root_id))
+    return FunctionSpec(
+        name=name, path=path, instance_num=int(instance_num), root_context_id=int(root_id), **_limits(raw, where)
+    )
+
+
+def _limits(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """The limit keys ``raw`` sets, checked (ConfigError naming the key); None for the others."""
+    found: dict[str, Any] = {}
+    for key, (bounds, whole) in _LIMIT_BOUNDS.items():
+        if key not in raw:
+            found[key] = None
+            continue
+        number = _number(raw, key, where, 0, bounds, whole=whole)
+        found[key] = int(number) if whole else number
+    return found
 
 
 def _number(
