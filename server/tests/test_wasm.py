@@ -246,6 +246,8 @@ async def test_both_abi_versions_local_responses_and_request_errors(faas: Faas) 
     assert (await faas.admin_post("install", _entry("teapot", faas.module("teapot", wat.TEAPOT))))[0] == 200
     status, body, headers = await faas.call("teapot", body=b"brew")
     assert (status, body, headers["x-teapot"]) == (418, b"teapot", "yes")
+    assert (await faas.admin_post("install", _entry("bad", faas.module("bad", wat.BAD_POINTER))))[0] == 200
+    assert (await faas.call("bad_pointer", body=b"x"))[:2] == (200, b"invalid memory access")
     async with faas.http.get(faas.trigger) as response:
         assert response.status == 400 and (await response.json())["error"].startswith("header id:")
     async with faas.http.post(f"{faas.admin}/wasm/install", data=b"{not json") as response:

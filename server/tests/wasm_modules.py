@@ -144,6 +144,16 @@ TEAPOT = module(
   (data (i32.const 72) "x-teapot")
   (data (i32.const 84) "yes")""",
 )
+#: asks for the request body to be returned at an address past its memory: answers what the host said
+BAD_POINTER = module(
+    "bad_pointer",
+    """
+    (if (i32.eq (call $get_buffer (i32.const 0) (i32.const 0) (local.get $size) (i32.const -16) (i32.const 4))
+          (i32.const 6))
+      (then (call $append (i32.const 64) (i32.const 21))))
+    (i32.const 0)""",
+    extra='(data (i32.const 64) "invalid memory access")',
+)
 MISSING_IMPORT = module(
     "missing",
     "(i32.const 0)",

@@ -86,9 +86,12 @@ class _BadMemory(Exception):
 
 
 def _status(call: Callable[..., int]) -> Callable[..., int]:
+    """``call`` with its i32 arguments read as unsigned (pointers, sizes, types) and a bad pointer
+    answered INVALID_MEMORY_ACCESS."""
+
     def guarded(caller: wasmtime.Caller, *args: int) -> int:
         try:
-            return call(caller, *args)
+            return call(caller, *(arg & 0xFFFFFFFF for arg in args))
         except _BadMemory:
             return INVALID_MEMORY_ACCESS
 
