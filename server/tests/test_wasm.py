@@ -169,6 +169,24 @@ async def test_install_update_uninstall_over_http(faas: Faas) -> None:
     assert status == 400 and body["error"].startswith("body.name: expected a non-empty string")
 
 
+async def test_the_admin_api_needs_the_runtimes_api_token(tmp_path: Path) -> None:
+    path = wat.write(tmp_path / "echo.wasm", wat.echo("echo"))
+    runtime = await _start(tmp_path, {}, api_token="secret")
+    try:
+        assert runtime.wasm_listeners is not None
+        admin = f"http://127.0.0.1:{runtime.wasm_listeners.admin_port}/wasm/install"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(admin, json=_entry("echo", path)) as response:
+                assert response.status == 401 and "missing dapr-api-token" in (await response.json())["error"]
+            async with http.post(admin, json=_entry("echo", path), headers={"dapr-api-token": "wrong"}) as response:
+                assert response.status == 401
+            assert runtime.functions is not None and runtime.functions.ids() == []
+            async with http.post(admin, json=_entry("echo", path), headers={"dapr-api-token": "secret"}) as response:
+                assert response.status == 200
+    finally:
+        await runtime.stop(grace=1)
+
+
 async def test_a_missing_import_is_refused_naming_it(faas: Faas, tmp_path: Path) -> None:
     path = faas.module("missing", wat.MISSING_IMPORT)
     status, body = await faas.admin_post("install", _entry("missing", path))

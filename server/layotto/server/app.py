@@ -217,7 +217,7 @@ class Runtime:
             await self.functions.start()
         except (ModuleRefused, AlreadyInstalled) as error:
             raise ConfigError(f"wasm.functions: {error}") from None
-        self.wasm_listeners = WasmListeners(self.functions)
+        self.wasm_listeners = WasmListeners(self.functions, self.api_token)
         try:
             await self.wasm_listeners.start(wasm.address, wasm.admin_address)
         except OSError as error:

@@ -188,6 +188,15 @@ class FunctionManager:
             function.pool.put_nowait(instance)
             function.size += 1
 
+    async def _replace(self, function: Function) -> None:
+        """A fresh instance for one that failed, unless the pool was shrunk or retired meanwhile."""
+        if function.retired or function.size >= function.spec.instance_num:
+            return
+        try:
+            await self._grow(function, 1)
+        except ModuleRefused as error:  # the module started before: only a broken host would get here
+            log.error("wasm function %r: no instance replaces a failed one: %s", function.function_id, error)
+
     def _retire(self, function: Function) -> None:
         function.retired = True
         while not function.pool.empty():
@@ -254,7 +263,7 @@ class FunctionManager:
             return
         instance.close()
         function.size -= 1
-        task = self._loop.create_task(self._grow(function, 1), name="wasm-replace")
+        task = self._loop.create_task(self._replace(function), name="wasm-replace")
         self._replacing.add(task)
         task.add_done_callback(self._replacing.discard)
 

@@ -10,7 +10,8 @@ Admin (Layotto's shapes): ``POST /wasm/install`` with a function entry
 ``{"name", "instance_num", "vm_config": {"engine": "wasmtime", "path"}}`` answers
 ``{"name", "id"}``; ``POST /wasm/uninstall`` ``{"name"}``; ``POST /wasm/update``
 ``{"name", "instance_num"}``. Refusals are JSON ``{"error"}`` with 400 (bad request or module),
-404 (unknown name) or 409 (already installed).
+404 (unknown name) or 409 (already installed). When the runtime has an API token, admin calls need it
+as the ``dapr-api-token`` header (401 otherwise); the trigger, like an app's own port, does not.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
+from layotto.server.api_token import http_refusal
 from layotto.server.components.base import ConfigError
 from layotto.server.wasm.engine import CallFailed, ModuleRefused
 from layotto.server.wasm.host import Exchange
@@ -34,8 +37,10 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 class WasmListeners:
     """The trigger and admin listeners of one :class:`FunctionManager`; ports once started."""
 
-    def __init__(self, manager: FunctionManager) -> None:
+    def __init__(self, manager: FunctionManager, api_token: str = "") -> None:
+        """``api_token``: required of admin calls as the ``dapr-api-token`` header ("": none)."""
         self.manager = manager
+        self._api_token = api_token
         self.port = 0
         self.admin_port = 0
         self._runners: list[web.AppRunner] = []
@@ -46,7 +51,7 @@ class WasmListeners:
         trigger.router.add_route("*", "/{tail:.*}", self.trigger)
         self.port = await self._serve(trigger, address)
         if admin_address:
-            admin = web.Application(client_max_size=MAX_BODY_BYTES)
+            admin = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._token_guard])
             admin.router.add_post("/wasm/install", self.install)
             admin.router.add_post("/wasm/uninstall", self.uninstall)
             admin.router.add_post("/wasm/update", self.update)
@@ -64,6 +69,13 @@ class WasmListeners:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+
+    @web.middleware
+    async def _token_guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        refusal = http_refusal(self._api_token, request)
+        if refusal is not None:
+            return web.json_response({"error": refusal.message}, status=401)
+        return await handler(request)
 
     async def trigger(self, request: web.Request) -> web.StreamResponse:
         function_id = request.headers.get("id", "")
