@@ -141,6 +141,26 @@ async def test_a_function_call_is_a_span_with_its_state_read_and_invocation_as_c
         assert spans[child].trace_id == outer.trace_id
 
 
+async def test_another_sidecar_reaches_a_function_by_its_id(faas: Faas, tmp_path: Path) -> None:
+    """App id = function id across sidecars: a hop from another runtime lands on the function."""
+    assert (await faas.admin_post("install", _entry("echo", faas.module("echo", wat.echo("echo", "b:")))))[0] == 200
+    caller_config = {
+        "app_id": "caller",
+        "grpc_address": "127.0.0.1:0",
+        "http_address": "127.0.0.1:0",
+        "data_dir": str(tmp_path / "caller"),
+        "name_resolution": {"type": "static", "apps": {"echo": [f"127.0.0.1:{faas.runtime.grpc_port}"]}},
+    }
+    caller = Runtime(from_mapping(caller_config))
+    await caller.start()
+    try:
+        async with RuntimeClient(f"127.0.0.1:{caller.grpc_port}") as client:
+            answer = await client.invoke("echo", "anything", "from afar")
+        assert answer.data == b"b:from afar"
+    finally:
+        await caller.stop(grace=1)
+
+
 async def test_install_update_uninstall_over_http(faas: Faas) -> None:
     path = faas.module("echo", wat.echo("echo", "echo:"))
     assert await faas.admin_post("install", _entry("echo", path)) == (200, {"name": "echo", "id": "echo"})
