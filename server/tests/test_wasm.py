@@ -317,6 +317,9 @@ def test_the_wasm_section_is_checked_naming_the_key() -> None:
         with pytest.raises(ConfigError, match=message):
             parse_wasm_settings(raw, "wasm")
     assert from_mapping({"wasm": {"wasi": False}}).wasm == WasmSettingsDefault
+    layotto_shaped = {"wasm": {"functions": {"function1": {**_entry("function1", Path("f.wasm")), "fuel": 9000}}}}
+    config = from_mapping(layotto_shaped)
+    assert from_mapping(config.to_dict()).wasm == config.wasm  # --print-config gives a config that loads
     with pytest.raises(ModuleRefused, match="exports no proxy-wasm ABI version"):
         WasmEngine().compile(wasmtime.wat2wasm('(module (memory (export "memory") 1))'), "bare")
 
