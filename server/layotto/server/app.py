@@ -40,6 +40,8 @@ from layotto.server.transport import add_services, build_server
 
 if TYPE_CHECKING:
     from layotto.server.metrics import RuntimeMetrics  # imported when metrics are on: prometheus-client
+    from layotto.server.wasm.manager import FunctionManager  # imported when wasm is configured: wasmtime
+    from layotto.server.wasm.trigger import WasmListeners
     from layotto.tracing import Tracing  # imported when tracing is configured: it loads OpenTelemetry's SDK
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class Runtime:
         self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
         self.metrics: RuntimeMetrics | None = None  # the Prometheus registry, when metrics are on
         self.app_api_token = app_token()  # presented to the app on callbacks ("": none); APP_API_TOKEN
+        self.functions: FunctionManager | None = None  # the WebAssembly functions, when wasm is configured
+        self.wasm_listeners: WasmListeners | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -185,6 +189,8 @@ class Runtime:
         self.http_port = self._actuator.port
         self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue)
         self.scheduler_loop.start()
+        if cfg.wasm is not None:
+            await self._start_functions()
         self._actuator.serving = True
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -209,6 +215,36 @@ class Runtime:
             http_host,
             self.http_port,
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        )
+
+    async def _start_functions(self) -> None:
+        """Install the configured functions and open their trigger and admin listeners."""
+        wasm = self.config.wasm
+        assert wasm is not None and self.services is not None and self.invoker is not None
+        try:
+            from layotto.server.wasm.engine import ModuleRefused
+            from layotto.server.wasm.manager import AlreadyInstalled, FunctionManager
+            from layotto.server.wasm.trigger import WasmListeners
+        except ImportError as error:
+            raise ConfigError(f"wasm: needs the wasm extra (pip install 'layotto-server[wasm]'): {error}") from None
+        self.functions = FunctionManager(wasm, self.services.state, self.invoker, self.tracing)
+        self.invoker.functions = self.functions
+        try:
+            await self.functions.start()
+        except (ModuleRefused, AlreadyInstalled) as error:
+            raise ConfigError(f"wasm.functions: {error}") from None
+        self.wasm_listeners = WasmListeners(self.functions, self.api_token)
+        try:
+            await self.wasm_listeners.start(wasm.address, wasm.admin_address)
+        except OSError as error:
+            raise ConfigError(
+                f"wasm: cannot listen on {wasm.address} / {wasm.admin_address}: {error.strerror}"
+            ) from None
+        log.info(
+            "wasm functions %s on port %d (admin port %d)",
+            self.functions.ids(),
+            self.wasm_listeners.port,
+            self.wasm_listeners.admin_port,
         )
 
     async def _register(self, host: str) -> None:
@@ -289,6 +325,12 @@ class Runtime:
             await self._gate.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
             await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
             self._server = None
+        if self.wasm_listeners is not None:
+            await self.wasm_listeners.stop()
+            self.wasm_listeners = None
+        if self.functions is not None:
+            await self.functions.aclose()
+            self.functions = None
         if self.invoker is not None:
             await self.invoker.aclose()
             self.invoker = None

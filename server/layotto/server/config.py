@@ -33,6 +33,7 @@ from layotto.server.runtime.access_control import AccessControl, parse_access_co
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
 from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency, spec_to_dict
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
+from layotto.server.wasm.settings import WasmSettings, parse_wasm_settings
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
 
@@ -98,6 +99,7 @@ class RuntimeConfig:
     invoke_token: str = field(default="", repr=False)  # shared by the deployment's sidecars: proves a hop's origin
     flow_control: FlowControl | None = None  # rate limits per gRPC method and per invoked app id
     resiliency: ResiliencySpec | None = None  # Dapr's timeouts, retries, circuit breakers per app and component
+    wasm: WasmSettings | None = None  # WebAssembly functions (the wasm extra): trigger, admin, modules, limits
     metrics_enabled: bool = True  # Prometheus /metrics on the HTTP port (config: metrics: {enabled: ...})
     api_token: str = ""  # required of callers as dapr-api-token; DAPR_API_TOKEN overrides it ("": none)
     source: str = "embedded defaults"
@@ -137,6 +139,8 @@ class RuntimeConfig:
             out["tracing"] = self.tracing.to_dict()
         if self.resiliency is not None:
             out["resiliency"] = spec_to_dict(self.resiliency)
+        if self.wasm is not None:
+            out["wasm"] = self.wasm.to_dict()
         if self.secret_scopes:
             out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():
@@ -194,6 +198,7 @@ _SECTION_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "access_control": parse_access_control,
     "flow_control": parse_flow_control,
     "resiliency": parse_resiliency,
+    "wasm": parse_wasm_settings,
 }
 NEEDS_TOKEN = (
     "an access control needs invoke_token (the secret the deployment's sidecars share),"
@@ -356,6 +361,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "access_control",
             "flow_control",
             "resiliency",
+            "wasm",
             *BUILDING_BLOCKS,
         ]
     )

@@ -118,8 +118,16 @@ class Resolver(Protocol):
         ...
 
 
+class LocalFunctions(Protocol):
+    """Functions this runtime serves itself (WebAssembly): app id = function id."""
+
+    def serves(self, app_id: str) -> bool: ...
+
+    async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse: ...
+
+
 class Invoker:
-    """Routes invocations: to the own app, or one hop to a sidecar of the target app."""
+    """Routes invocations: to a local function, to the own app, or one hop to a sidecar of the target app."""
 
     def __init__(
         self,
@@ -148,6 +156,7 @@ class Invoker:
         self._forwarder = forwarder
         self._app_channel = app_channel
         self._turn = itertools.count()
+        self.functions: LocalFunctions | None = None  # set by the runtime when it serves functions
 
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         """Answer ``request`` within ``timeout`` seconds (None: no deadline of ours).
@@ -191,6 +200,8 @@ class Invoker:
         )
 
     async def _route(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        if self.functions is not None and self.functions.serves(request.app_id):
+            return await self.functions.invoke(request, timeout)
         if request.app_id == self.app_id:
             return await self._call_own_app(request, timeout)
         if request.hop:
