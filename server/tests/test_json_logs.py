@@ -22,6 +22,8 @@ import pytest
 import yaml
 from server_helpers import free_port
 
+from layotto.server.components.base import ConfigError
+from layotto.server.config import from_mapping
 from layotto.server.logs import JsonFormatter
 from layotto.tracing.testing import OtlpReceiver
 
@@ -131,3 +133,8 @@ def test_json_formatter_masks_passwords_in_messages_and_tracebacks() -> None:
     assert line["message"] == "dsn password=****"
     assert "redis://app:****@127.0.0.1" in line["exception"] and PASSWORD not in json.dumps(line)
     assert "trace_id" not in line  # no span is current here
+
+
+def test_log_format_other_than_text_or_json_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^log_format: expected one of text, json, got 'xml'"):
+        from_mapping({"log_format": "xml"})

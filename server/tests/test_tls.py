@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from tls_certs import Authority, TlsFiles, write_tls_files
 
 from layotto.client import NO_RETRY, RuntimeClient, RuntimeUnavailable, TlsConfig
 from layotto.server import Runtime, embedded_defaults
-from layotto.server.config import TlsSettings
+from layotto.server.components.base import ConfigError
+from layotto.server.config import TlsSettings, from_mapping
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -201,3 +203,29 @@ def test_cli_auto_transport_with_tls_serves_grpcio_and_says_why(tmp_path: Path) 
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"key_file": "k.pem"}, "tls.cert_file: expected the path of a PEM file, got None"),
+        ({"cert_file": "c.pem", "key_file": "k.pem", "ca": "x"}, "tls.ca: unknown key"),
+        ({"cert_file": "c.pem", "key_file": "k.pem", "reload_seconds": 0}, "tls.reload_seconds: expected a number"),
+        ("c.pem", "tls: expected a mapping"),
+    ],
+)
+def test_tls_config_errors_name_the_key(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_mapping({"tls": raw})
+
+
+async def test_unreadable_or_mismatched_files_stop_start_up_naming_the_key(tmp_path: Path) -> None:
+    files = write_tls_files(tmp_path)
+    missing = TlsSettings(str(tmp_path / "nowhere.crt"), str(files.key_file))
+    with pytest.raises(ConfigError, match=r"^tls\.cert_file: cannot read .*nowhere\.crt"):
+        await Runtime(embedded_defaults().with_overrides(tls=missing, data_dir=str(tmp_path))).start()
+    stranger = Authority("other").issue("layotto", server=True)
+    (tmp_path / "other.key").write_bytes(stranger.key)
+    mismatched = TlsSettings(str(files.cert_file), str(tmp_path / "other.key"))
+    with pytest.raises(ConfigError, match=r"^tls\.key_file: .* do not load"):
+        await Runtime(embedded_defaults().with_overrides(tls=mismatched, data_dir=str(tmp_path))).start()

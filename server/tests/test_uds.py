@@ -18,7 +18,7 @@ import pytest
 from layotto.client import RuntimeClient
 from layotto.server import Runtime, embedded_defaults
 from layotto.server.components.base import ConfigError
-from layotto.server.config import default_grpc_transport
+from layotto.server.config import default_grpc_transport, from_mapping
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -97,3 +97,16 @@ def test_cli_unix_domain_socket_directory(tmp_path: Path) -> None:
         process.communicate(timeout=20)
     assert process.returncode == 0
     assert not grpc_socket.exists() and not http_socket.exists()
+
+
+@pytest.mark.parametrize("raw", ["0644", "0777", 600, "rw", True])
+def test_socket_mode_other_than_0600_or_0660_is_refused(raw: object) -> None:
+    with pytest.raises(ConfigError, match=r"^unix_socket_mode: expected one of 0600, 0660 \(octal\)"):
+        from_mapping({"unix_socket_mode": raw})
+
+
+def test_unix_addresses_in_the_config() -> None:
+    config = from_mapping({"grpc_address": "unix:///run/l/g.sock", "unix_socket_mode": "0660"})
+    assert (config.grpc_address, config.unix_socket_mode) == ("unix:///run/l/g.sock", 0o660)
+    with pytest.raises(ConfigError, match=r"^http_address: expected unix:PATH to a socket file"):
+        from_mapping({"http_address": "unix:/run/l/"})
