@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 from server_helpers import free_port
 from tls_certs import Authority, TlsFiles, write_tls_files
@@ -169,8 +170,8 @@ async def test_replaced_certificate_files_are_served_without_restart(
         await _round_trip(runtime, TlsConfig(root_certificates=old_ca))
 
 
-def _serve(tmp_path: Path, files: TlsFiles, transport: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "layotto.server", "serve", "--grpc-transport", transport]
+def _serve(tmp_path: Path, files: TlsFiles, transport: str, *flags: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "layotto.server", "serve", "--grpc-transport", transport, *flags]
     command += ["--grpc-address", f"127.0.0.1:{free_port()}", "--http-address", f"127.0.0.1:{free_port()}"]
     command += ["--data-dir", str(tmp_path), "--tls-cert-file", str(files.cert_file), "--tls-key-file"]
     command += [str(files.key_file), "--tls-client-ca-file", str(files.ca_file)]
@@ -187,22 +188,27 @@ def test_cli_native_transport_with_tls_is_one_config_error(tmp_path: Path) -> No
 
 
 def test_cli_auto_transport_with_tls_serves_grpcio_and_says_why(tmp_path: Path) -> None:
-    process = _serve(tmp_path, write_tls_files(tmp_path), "auto")
-    lines = []
+    """With JSON logs, and a plaintext client refused: every stderr line stays one JSON object."""
+    process = _serve(tmp_path, write_tls_files(tmp_path), "auto", "--log-format", "json")
+    messages = []
     try:
         assert process.stderr is not None
         for line in process.stderr:
-            lines.append(line)
-            if "layotto serving" in line:
+            messages.append(json.loads(line)["message"])
+            if "layotto serving" in messages[-1]:
                 break
-        assert any(
-            "gRPC transport: grpcio (grpc_transport: auto, tls is configured and pygrpc-native serves no TLS)" in line
-            for line in lines
-        ), lines
-        assert "over TLS (mutual)" in lines[-1]
+        assert (
+            "gRPC transport: grpcio (grpc_transport: auto, tls is configured and pygrpc-native serves no TLS)"
+            in messages
+        )
+        assert "over TLS (mutual)" in messages[-1]
+        address = messages[-1].split("gRPC on ")[1].split(" ")[0]
+        with grpc.insecure_channel(address) as channel, pytest.raises(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(channel).result(timeout=1)  # the handshake fails
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        _, rest = process.communicate(timeout=20)
+    assert [json.loads(line)["level"] for line in rest.splitlines()] == ["INFO", "INFO"]  # shutting down, stopped
 
 
 @pytest.mark.parametrize(

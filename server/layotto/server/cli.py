@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -144,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             sys.stdout.write(json.dumps(masked(config.to_dict()), indent=2) + "\n")
             return 0
+        # gRPC's C core writes its own INFO lines to stderr (one per refused TLS handshake), in neither log format
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         from layotto.server.app import serve  # the whole runtime: not imported for --help or --print-config
 
         with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
