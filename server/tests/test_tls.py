@@ -23,19 +23,23 @@ from tls_certs import Authority, TlsFiles, write_tls_files
 from layotto.client import NO_RETRY, RuntimeClient, RuntimeUnavailable, TlsConfig
 from layotto.server import Runtime, embedded_defaults
 from layotto.server.components.base import ConfigError
-from layotto.server.config import TlsSettings, from_mapping
+from layotto.server.config import RuntimeConfig, TlsSettings, from_mapping
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def _runtime(tmp_path: Path, files: TlsFiles, *, mutual: bool) -> Runtime:
+    return Runtime(_config(tmp_path, files, mutual=mutual))
+
+
+def _config(tmp_path: Path, files: TlsFiles, *, mutual: bool) -> RuntimeConfig:
     tls = TlsSettings(
         str(files.cert_file), str(files.key_file), str(files.ca_file) if mutual else "", reload_seconds=0.1
     )
     config = embedded_defaults().with_overrides(
         grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path), tls=tls, grpc_transport="auto"
     )
-    return Runtime(config)
+    return config
 
 
 @pytest.fixture
@@ -115,6 +119,18 @@ async def test_mutual_tls_requires_a_client_certificate(mtls_runtime: tuple[Runt
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
         await asyncio.to_thread(_https, runtime, "/v1.0/healthz", _client_context(files))
     assert (await asyncio.to_thread(_https, runtime, "/v1.0/healthz", _client_context(files, with_cert=True)))[0] == 204
+
+
+async def test_tls_over_a_unix_socket(tmp_path: Path) -> None:
+    files = write_tls_files(tmp_path)
+    config = _config(tmp_path, files, mutual=True).with_overrides(grpc_address=f"unix:{tmp_path}/g.sock")
+    async with Runtime(config):
+        tls = TlsConfig.from_files(files.ca_file, files.client_cert_file, files.client_key_file)  # checks localhost
+        async with RuntimeClient(f"unix:{tmp_path}/g.sock", tls=tls, retry=NO_RETRY, timeout=5) as client:
+            assert (await client.say_hello("tls")).greeting
+        async with RuntimeClient(f"unix:{tmp_path}/g.sock", retry=NO_RETRY, timeout=5) as plain:
+            with pytest.raises(RuntimeUnavailable):
+                await plain.say_hello("plain")
 
 
 def _replace(path: Path, content: bytes) -> None:
