@@ -48,9 +48,11 @@ from layotto.client._pubsub import Message, PubSubClient, ReceivedMessage, Subsc
 from layotto.client._retry import NO_RETRY, RetryPolicy
 from layotto.client._secrets import SecretsClient
 from layotto.client._state import Consistency, StateClient, StateDelete, StateItem, StateWrite
+from layotto.client._tls import TlsConfig
 from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, StreamCall, Transport
 
 __all__ = [
+    "TlsConfig",
     "AppError",
     "AppNotFound",
     "AppUnavailable",

@@ -22,6 +22,7 @@ from layotto.client._pubsub import PubSubClient
 from layotto.client._retry import RetryPolicy
 from layotto.client._secrets import SecretsClient
 from layotto.client._state import StateClient
+from layotto.client._tls import TlsConfig
 from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, GrpcTransport, Transport
 from layotto.client._values import Value
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -74,6 +75,9 @@ class RuntimeClient:
     target (``host:port``, ``[ipv6]:port``, or a ``unix:``/``dns:`` style URI) raises ValueError.
     ``api_token`` (else ``DAPR_API_TOKEN``) is sent as ``dapr-api-token`` metadata on every call, for a
     runtime that requires it (a missing or wrong token raises :class:`Unauthenticated`).
+    ``tls``: connect over TLS, a :class:`TlsConfig` (the CA of the runtime's certificate, the client's
+    certificate for mutual TLS) or True (the system's CAs); None or False: plaintext. ``unix:/path``
+    addresses reach a runtime listening on a Unix socket.
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class RuntimeClient:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         transport: Transport | None = None,
         api_token: str | None = None,
+        tls: TlsConfig | bool | None = None,
     ) -> None:
         address = address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS
         token = api_token or os.environ.get(API_TOKEN_ENV)
@@ -104,6 +109,7 @@ class RuntimeClient:
             interceptors=interceptors,
             options=channel_options,
             max_message_bytes=max_message_bytes,
+            tls=TlsConfig() if tls is True else (tls or None),
         )
         self.state = StateClient(self._transport)
         self.lock = LockClient(self._transport)

@@ -18,6 +18,7 @@ import grpc
 
 from layotto.client._errors import GRPC_ERRORS, ClientClosed, RuntimeUnavailable, translate
 from layotto.client._retry import RetryPolicy, call_with_retry
+from layotto.client._tls import TlsConfig
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
 from layotto.proto.extension.v1.cryption import cryption_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
@@ -111,7 +112,9 @@ class GrpcTransport(Transport):
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: TlsConfig | None = None,
     ) -> None:
+        """``tls``: connect over TLS (see :class:`TlsConfig`); None: in plaintext."""
         self.address = address
         self.timeout = timeout
         self.retry = retry
@@ -120,7 +123,17 @@ class GrpcTransport(Transport):
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
-        self.channel = grpc.aio.insecure_channel(address, options=[*limits, *options], interceptors=list(interceptors))
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(
+                address, options=[*limits, *options], interceptors=list(interceptors)
+            )
+        else:
+            self.channel = grpc.aio.secure_channel(
+                address,
+                tls.credentials(),
+                options=[*limits, *tls.channel_options(address), *options],
+                interceptors=list(interceptors),
+            )
         self._stubs: dict[str, Any] = {
             "": runtime_pb2_grpc.RuntimeStub(self.channel),
             "dapr": dapr_pb2_grpc.DaprStub(self.channel),

@@ -1,4 +1,4 @@
-"""The HTTP actuator: liveness, readiness (with component health) and info.
+"""The HTTP actuator: liveness, readiness (with component health), info and log levels (``/actuator/loggers``).
 
 Also answers Dapr's ``/v1.0/healthz`` and ``/v1.0/healthz/outbound``, which Dapr's
 Python SDK polls before its first call.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from layotto.server.api_token import http_refusal
 from layotto.server.components.base import Health
 from layotto.server.components.loader import ComponentSet
 from layotto.server.http.errors import error_response
+from layotto.server.log_levels import LOGGERS_PATH, loggers_endpoint
 
 HEALTH_TIMEOUT_SECONDS = 2.0
 #: the errorCode of a request refused for lack of the API token
@@ -148,13 +150,26 @@ class Actuator:
             "/v1.0/healthz/outbound": self._dapr_healthz,
         }
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Serve on HOST:PORT (port 0: a free one, then in ``port``); HTTPS with ``ssl_context``."""
+        runner = await self._runner_set_up()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        self.port = int(runner.addresses[0][1])
+
+    async def start_unix(self, path: str, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Serve on the Unix socket ``path`` (its file made by the caller's umask); HTTPS with ``ssl_context``."""
+        runner = await self._runner_set_up()
+        await web.UnixSite(runner, path, ssl_context=ssl_context).start()
+
+    async def _runner_set_up(self) -> web.ServerRunner:
         routes = self.routes()
 
         async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
             refusal = http_refusal(self._api_token, request)
             if refusal is not None:
                 return error_response(refusal, "", UNAUTHENTICATED_CODE)
+            if request.path == LOGGERS_PATH or request.path.startswith(f"{LOGGERS_PATH}/"):
+                return await loggers_endpoint(request)  # GET, and POST to change a level
             handler = routes.get(request.path)
             if handler is None:
                 answer = await self._fallback(request) if self._fallback is not None else None
@@ -170,8 +185,7 @@ class Actuator:
 
         self._runner = web.ServerRunner(_Server(dispatch, access_log=None))
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
-        self.port = int(self._runner.addresses[0][1])
+        return self._runner
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -22,10 +22,11 @@ from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
-from layotto.server.config import RuntimeConfig, split_address
+from layotto.server.config import RuntimeConfig, check_listen_address, unix_path
 from layotto.server.errors import LayottoError
 from layotto.server.http import DaprHttpApi
 from layotto.server.invoke_channels import build_invoker
+from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
 from layotto.server.memory import MemoryTrimmer
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.bindings import input_binding_names
@@ -36,7 +37,8 @@ from layotto.server.runtime.scheduler import SchedulerLoop
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.server.runtime.services import RuntimeServices, build_services
 from layotto.server.shutdown_gate import ShutdownGate
-from layotto.server.transport import add_services, build_server
+from layotto.server.tls import ServerCertificates
+from layotto.server.transport import add_services, build_server, refuse_native_tls
 
 if TYPE_CHECKING:
     from layotto.server.metrics import RuntimeMetrics  # imported when metrics are on: prometheus-client
@@ -79,11 +81,17 @@ class Runtime:
         self.app_api_token = app_token()  # presented to the app on callbacks ("": none); APP_API_TOKEN
         self.functions: FunctionManager | None = None  # the WebAssembly functions, when wasm is configured
         self.wasm_listeners: WasmListeners | None = None
+        self.certificates: ServerCertificates | None = None  # the listeners' TLS, when configured
+        self._tls_watch: asyncio.Task[None] | None = None
+        self._socket_files: list[str] = []  # unix: listeners' files, removed at stop
 
     async def start(self) -> None:
         cfg = self.config
-        split_address(cfg.grpc_address, "grpc_address")
-        http_host, http_port = split_address(cfg.http_address, "http_address")
+        check_listen_address(cfg.grpc_address, "grpc_address")
+        check_listen_address(cfg.http_address, "http_address")
+        refuse_native_tls(cfg.grpc_transport, tls=cfg.tls is not None)
+        if cfg.tls is not None:
+            self.certificates = ServerCertificates(cfg.tls)
         declared = {
             block: {name: (c.type, c.metadata, c.secret_refs) for name, c in components.items()}
             for block, components in cfg.components.items()
@@ -116,13 +124,13 @@ class Runtime:
             resiliency=self.resiliency,
         )
         try:
-            await self._start_servers(http_host, http_port)
-            await self._register(cfg.grpc_address.rpartition(":")[0].strip("[]"))
+            await self._start_servers()
+            await self._register()
         except BaseException:
             await self.stop(grace=0)
             raise
 
-    async def _start_servers(self, http_host: str, http_port: int) -> None:
+    async def _start_servers(self) -> None:
         cfg = self.config
         options = [
             ("grpc.max_receive_message_length", cfg.max_message_bytes),
@@ -143,7 +151,9 @@ class Runtime:
             interceptors.append(FlowGate(cfg.flow_control))
         if self.tracing is not None:
             interceptors.append(self.tracing.server_interceptor())
-        chosen = build_server(cfg.grpc_transport, options=options, interceptors=interceptors)
+        chosen = build_server(
+            cfg.grpc_transport, options=options, interceptors=interceptors, tls=self.certificates is not None
+        )
         server, self.grpc_transport = chosen.server, chosen.transport
         self.services = build_services(
             self.components,
@@ -169,10 +179,7 @@ class Runtime:
         add_services(server, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"]))
-        try:
-            self.grpc_port = server.add_insecure_port(cfg.grpc_address)
-        except RuntimeError as error:
-            raise ConfigError(f"grpc_address: cannot listen on {cfg.grpc_address}: {error}") from None
+        self.grpc_port = self._listen_grpc(server)
         self._server = server
         await server.start()
         self._actuator = Actuator(
@@ -182,11 +189,9 @@ class Runtime:
             api_token=self.api_token,
             metrics=self.metrics.serve if self.metrics is not None else None,
         )
-        try:
-            await self._actuator.start(http_host, http_port)
-        except OSError as error:
-            raise ConfigError(f"http_address: cannot listen on {cfg.http_address}: {error.strerror}") from None
-        self.http_port = self._actuator.port
+        await self._listen_http(self._actuator)
+        if self.certificates is not None:
+            self._tls_watch = asyncio.create_task(self.certificates.watch(), name="layotto-tls-reload")
         self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue)
         self.scheduler_loop.start()
         if cfg.wasm is not None:
@@ -209,11 +214,10 @@ class Runtime:
             self.app_subscriptions.start()
             self._start_app_bindings()
         log.info(
-            "layotto serving gRPC on %s:%d and HTTP on %s:%d (event loop: %s)",
-            cfg.grpc_address.rpartition(":")[0],
-            self.grpc_port,
-            http_host,
-            self.http_port,
+            "layotto serving gRPC on %s and HTTP on %s%s (event loop: %s)",
+            self.bound_address(cfg.grpc_address, self.grpc_port),
+            self.bound_address(cfg.http_address, self.http_port),
+            " over TLS" + (" (mutual)" if self.certificates.mutual else "") if self.certificates else "",
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
 
@@ -247,12 +251,62 @@ class Runtime:
             self.wasm_listeners.admin_port,
         )
 
-    async def _register(self, host: str) -> None:
+    @staticmethod
+    def bound_address(address: str, port: int) -> str:
+        """``address`` with the port the listener bound (a ``unix:`` address as it is)."""
+        if unix_path(address) is not None:
+            return address
+        return f"{address.rpartition(':')[0]}:{port}"
+
+    def _listen_grpc(self, server: grpc.aio.Server) -> int:
+        """Bind the gRPC address (TLS when configured); the bound port (1 for a Unix socket)."""
+        address = self.config.grpc_address
+        path = unix_path(address)
+        try:
+            if path is None:
+                return self._add_port(server, address)
+            prepare_socket_path(path, "grpc_address")
+            with owner_only_umask():
+                port = self._add_port(server, address)
+            self._socket_files.append(path)
+            set_socket_mode(path, self.config.unix_socket_mode)
+            return port
+        except RuntimeError as error:
+            raise ConfigError(f"grpc_address: cannot listen on {address}: {error}") from None
+
+    def _add_port(self, server: grpc.aio.Server, address: str) -> int:
+        if self.certificates is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, self.certificates.grpc_credentials())
+
+    async def _listen_http(self, actuator: Actuator) -> None:
+        """Bind the HTTP address (TLS when configured): HOST:PORT, or unix:PATH."""
+        address = self.config.http_address
+        path = unix_path(address)
+        ssl_context = self.certificates.ssl_context if self.certificates is not None else None
+        try:
+            if path is None:
+                host, port = address.rpartition(":")[0].strip("[]"), int(address.rpartition(":")[2])
+                await actuator.start(host, port, ssl_context=ssl_context)
+                self.http_port = actuator.port
+                return
+            prepare_socket_path(path, "http_address")
+            with owner_only_umask():
+                await actuator.start_unix(path, ssl_context=ssl_context)
+            self._socket_files.append(path)
+            set_socket_mode(path, self.config.unix_socket_mode)
+        except OSError as error:
+            raise ConfigError(f"http_address: cannot listen on {address}: {error.strerror}") from None
+
+    async def _register(self) -> None:
         """Announce this runtime to name resolution (a registry), at its bound gRPC address."""
         assert self.resolver is not None
-        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        address = self.config.grpc_address
+        if unix_path(address) is None:
+            host = address.rpartition(":")[0].strip("[]")
+            address = f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{self.grpc_port}"
         try:
-            await self.resolver.start(self.config.app_id, f"{host}:{self.grpc_port}")
+            await self.resolver.start(self.config.app_id, address)
         except LayottoError as error:
             raise ConfigError(f"name_resolution: {error.message}") from None
 
@@ -341,6 +395,12 @@ class Runtime:
         if self._actuator is not None:
             await self._actuator.stop()
             self._actuator = None
+        if self._tls_watch is not None:
+            self._tls_watch.cancel()
+            self._tls_watch = None
+        for path in self._socket_files:
+            remove_socket_file(path)
+        self._socket_files.clear()
 
     async def __aenter__(self) -> Runtime:
         await self.start()

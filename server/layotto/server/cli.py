@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -13,13 +13,20 @@ from dataclasses import replace
 from layotto.server.components.base import ConfigError
 from layotto.server.config import (
     GRPC_TRANSPORTS,
+    LOG_FORMATS,
     RuntimeConfig,
+    TlsSettings,
+    check_listen_address,
     embedded_defaults,
     load,
+    socket_mode,
     split_address,
+    tls_settings,
+    unix_domain_socket_addresses,
     with_dapr_components,
 )
-from layotto.server.masking import MaskingFormatter, mask_text, masked
+from layotto.server.logs import LOG_LEVELS, configure_logging
+from layotto.server.masking import mask_text, masked
 from layotto.tracing import TracingConfigError, with_environment
 
 
@@ -41,8 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "-c", "--config", help="YAML or JSON config file, relative to the current directory (also runtime_config.json)"
     )
-    run.add_argument("--grpc-address", help="HOST:PORT for the gRPC API (default 127.0.0.1:34904)")
-    run.add_argument("--http-address", help="HOST:PORT for the actuator (default 127.0.0.1:34999)")
+    run.add_argument("--grpc-address", help="HOST:PORT or unix:PATH for the gRPC API (default 127.0.0.1:34904)")
+    run.add_argument("--http-address", help="HOST:PORT or unix:PATH for the HTTP API (default 127.0.0.1:34999)")
+    run.add_argument(
+        "--unix-domain-socket",
+        metavar="DIR",
+        help="listen on Unix sockets in DIR instead of TCP: dapr-APPID-grpc.socket and dapr-APPID-http.socket",
+    )
+    run.add_argument("--unix-socket-mode", help="permissions of the socket files: 0600 (default) or 0660")
+    run.add_argument("--tls-cert-file", help="PEM certificate chain of the gRPC and HTTP listeners (TLS)")
+    run.add_argument("--tls-key-file", help="PEM private key of --tls-cert-file")
+    run.add_argument("--tls-client-ca-file", help="PEM CA certificates clients must present a certificate of (mTLS)")
     run.add_argument("--data-dir", help="directory of embedded durable stores (default ~/.local/share/layotto)")
     run.add_argument("--app-id", help="application id (namespaces keys where a building block does)")
     run.add_argument("--app-callback", help="HOST:PORT of the app's AppCallback server (subscriptions)")
@@ -57,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
     run.add_argument("--version", action="version", version=f"layotto {_version()}")
-    run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    run.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json: one JSON object a line")
     return parser
 
 
@@ -70,7 +87,7 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
     )
     for flag, value in flags:
         if value is not None:
-            split_address(value, flag)
+            (split_address if flag == "--app-callback" else check_listen_address)(value, flag)
     if args.app_port is not None and not 0 < args.app_port <= 65535:
         raise ConfigError(f"--app-port: expected a port number, got {args.app_port}")
     config = config.with_overrides(
@@ -83,12 +100,27 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
         grpc_transport=args.grpc_transport,
         app_protocol=args.app_protocol,
         app_port=args.app_port,
+        log_format=args.log_format,
+        tls=_tls_flags(args, config.tls),
+        unix_socket_mode=socket_mode(args.unix_socket_mode, "--unix-socket-mode") if args.unix_socket_mode else None,
     )
+    if args.unix_domain_socket:
+        grpc_address, http_address = unix_domain_socket_addresses(args.unix_domain_socket, config.app_id)
+        config = replace(config, grpc_address=grpc_address, http_address=http_address)
     try:
         config = replace(config, tracing=with_environment(config.tracing))
     except TracingConfigError as error:
         raise ConfigError(str(error)) from None
     return with_dapr_components(config)
+
+
+def _tls_flags(args: argparse.Namespace, configured: TlsSettings | None) -> TlsSettings | None:
+    """The config's tls section with the --tls-* flags over it; None when neither sets it."""
+    flags = {"cert_file": args.tls_cert_file, "key_file": args.tls_key_file, "client_ca_file": args.tls_client_ca_file}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if not given:
+        return None
+    return tls_settings({**(configured.to_dict() if configured else {}), **given}, "--tls-cert-file/--tls-key-file")
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -106,14 +138,15 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))  # no password logged
-    logging.basicConfig(level=args.log_level, handlers=[handler])
+    configure_logging(args.log_level, args.log_format or "text")
     try:
         config = effective_config(args)
+        configure_logging(args.log_level, config.log_format)
         if args.print_config:
             sys.stdout.write(json.dumps(masked(config.to_dict()), indent=2) + "\n")
             return 0
+        # gRPC's C core writes its own INFO lines to stderr (one per refused TLS handshake), in neither log format
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         from layotto.server.app import serve  # the whole runtime: not imported for --help or --print-config
 
         with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:

@@ -42,6 +42,11 @@ DEFAULT_HTTP_ADDRESS = "127.0.0.1:34999"
 
 
 GRPC_TRANSPORTS = ("auto", "native", "grpcio")
+LOG_FORMATS = ("text", "json")
+UNIX_PREFIX = "unix:"
+DEFAULT_UNIX_SOCKET_MODE = 0o600
+#: the modes a Unix socket file may be given: the owner only, or the owner and its group
+UNIX_SOCKET_MODES = (0o600, 0o660)
 # Options the runtime sets from its own keys; grpc_server_options may not set them again.
 _OWN_GRPC_OPTIONS = ("grpc.max_receive_message_length", "grpc.max_send_message_length", "grpc.so_reuseport")
 
@@ -74,6 +79,27 @@ class ComponentConfig:
 
 
 @dataclass(frozen=True)
+class TlsSettings:
+    """The listeners' TLS: PEM files, read at start-up and again when they change (docs/security.md).
+
+    ``client_ca_file`` set: mutual TLS, every client must present a certificate it signed.
+    ``reload_seconds``: how often the files' size and modification time are compared.
+    """
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str = ""
+    reload_seconds: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cert_file": self.cert_file, "key_file": self.key_file}
+        if self.client_ca_file:
+            out["client_ca_file"] = self.client_ca_file
+        out["reload_seconds"] = self.reload_seconds
+        return out
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     app_id: str = "layotto"
     grpc_address: str = DEFAULT_GRPC_ADDRESS
@@ -102,6 +128,9 @@ class RuntimeConfig:
     wasm: WasmSettings | None = None  # WebAssembly functions (the wasm extra): trigger, admin, modules, limits
     metrics_enabled: bool = True  # Prometheus /metrics on the HTTP port (config: metrics: {enabled: ...})
     api_token: str = ""  # required of callers as dapr-api-token; DAPR_API_TOKEN overrides it ("": none)
+    tls: TlsSettings | None = None  # TLS (mTLS with a client CA) on the gRPC and HTTP listeners
+    unix_socket_mode: int = DEFAULT_UNIX_SOCKET_MODE  # permissions of the unix: listeners' socket files
+    log_format: str = "text"  # text, or json: one JSON object a line (docs/observability.md)
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -133,6 +162,7 @@ class RuntimeConfig:
             out["metrics"] = {"enabled": False}
         if self.api_token:
             out["api_token"] = self.api_token  # masked by --print-config
+        out.update(self._operation_entries())
         if self.name_resolution != NameResolutionSettings():
             out["name_resolution"] = self.name_resolution.to_dict()
         if self.tracing.enabled:
@@ -145,6 +175,17 @@ class RuntimeConfig:
             out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():
             out[block] = {name: c.to_dict() for name, c in components.items()}
+        return out
+
+    def _operation_entries(self) -> dict[str, Any]:
+        """tls, unix_socket_mode and log_format, where they are not the defaults."""
+        out: dict[str, Any] = {}
+        if self.tls is not None:
+            out["tls"] = self.tls.to_dict()
+        if self.unix_socket_mode != DEFAULT_UNIX_SOCKET_MODE:
+            out["unix_socket_mode"] = f"{self.unix_socket_mode:04o}"
+        if self.log_format != "text":
+            out["log_format"] = self.log_format
         return out
 
 
@@ -181,6 +222,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "app_port": int,
     "invoke_token": str,
     "api_token": str,
+    "log_format": str,
 }
 #: the allowed range of every numeric key (docs/configuration.md lists them): a value outside,
 #: NaN, infinity or a boolean stops start-up with one line naming the key
@@ -208,6 +250,14 @@ NEEDS_TOKEN = (
 _SECTION_ALIASES = {"pub_subs": "pubsub", "cryption": "crypto"}
 CALLBACK_PROTOCOLS = ("layotto", "dapr")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+#: keys whose value is one of a few names
+_CHOICES = {
+    "app_callback_protocol": CALLBACK_PROTOCOLS,
+    "app_protocol": APP_PROTOCOLS,
+    "event_loop": EVENT_LOOPS,
+    "grpc_transport": GRPC_TRANSPORTS,
+    "log_format": LOG_FORMATS,
+}
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
 _LAYOTTO_ONLY_SECTIONS = (
     "rpcs",
@@ -245,6 +295,30 @@ def _components(section: Any, where: str) -> dict[str, ComponentConfig]:
     return out
 
 
+def unix_path(address: str) -> str | None:
+    """The socket path of a ``unix:PATH`` or ``unix:///PATH`` address, else None."""
+    if not address.startswith(UNIX_PREFIX):
+        return None
+    path = address[len(UNIX_PREFIX) :]
+    return "/" + path.lstrip("/") if path.startswith("//") else path
+
+
+def unix_domain_socket_addresses(directory: str, app_id: str) -> tuple[str, str]:
+    """The gRPC and HTTP addresses of Dapr's ``--unix-domain-socket DIR``: ``unix:DIR/dapr-APPID-grpc.socket``
+    and ``unix:DIR/dapr-APPID-http.socket``."""
+    base = os.path.join(os.path.abspath(os.path.expanduser(directory)), f"dapr-{app_id}")
+    return f"{UNIX_PREFIX}{base}-grpc.socket", f"{UNIX_PREFIX}{base}-http.socket"
+
+
+def check_listen_address(address: str, key: str) -> None:
+    """A ConfigError naming ``key`` unless ``address`` is HOST:PORT or ``unix:PATH``."""
+    path = unix_path(address)
+    if path is None:
+        split_address(address, key)
+    elif not path or path.endswith("/"):
+        raise ConfigError(f"{key}: expected unix:PATH to a socket file, got {address!r}")
+
+
 def split_address(address: str, key: str) -> tuple[str, int]:
     """HOST and PORT of a listen address, or a ConfigError naming ``key``."""
     host, sep, port = address.rpartition(":")
@@ -264,22 +338,14 @@ def from_mapping(raw: Any) -> RuntimeConfig:
             components[_SECTION_ALIASES.get(key, key)] = _components(value, key)
         else:
             values.update(_top_level_key(key, value))
-    for key in ("grpc_address", "http_address", "app_callback_address"):
+    for key in ("grpc_address", "http_address"):
         if key in values:
-            split_address(values[key], key)
-    if values.get("app_callback_protocol", "layotto") not in CALLBACK_PROTOCOLS:
-        raise ConfigError(
-            f"app_callback_protocol: expected one of {', '.join(CALLBACK_PROTOCOLS)}, "
-            f"got {values['app_callback_protocol']!r}"
-        )
-    if values.get("app_protocol", "grpc") not in APP_PROTOCOLS:
-        raise ConfigError(f"app_protocol: expected one of {', '.join(APP_PROTOCOLS)}, got {values['app_protocol']!r}")
-    if values.get("event_loop", "auto") not in EVENT_LOOPS:
-        raise ConfigError(f"event_loop: expected one of {', '.join(EVENT_LOOPS)}, got {values['event_loop']!r}")
-    if values.get("grpc_transport", "auto") not in GRPC_TRANSPORTS:
-        raise ConfigError(
-            f"grpc_transport: expected one of {', '.join(GRPC_TRANSPORTS)}, got {values['grpc_transport']!r}"
-        )
+            check_listen_address(values[key], key)
+    if "app_callback_address" in values:
+        split_address(values["app_callback_address"], "app_callback_address")
+    for key, choices in _CHOICES.items():
+        if key in values and values[key] not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {values[key]!r}")
     if values.get("access_control") is not None and not values.get("invoke_token"):
         raise ConfigError(f"access_control: {NEEDS_TOKEN}")
     return RuntimeConfig(**values, components=components)
@@ -357,6 +423,8 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "metrics",
             "secret_scopes",
             "grpc_server_options",
+            "tls",
+            "unix_socket_mode",
             "name_resolution",
             "access_control",
             "flow_control",
@@ -366,6 +434,41 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
         ]
     )
     raise ConfigError(f"{key}: unknown key (known: {known})")
+
+
+def tls_settings(raw: Any, key: str) -> TlsSettings:
+    """``{cert_file, key_file, client_ca_file?, reload_seconds?}`` -> TlsSettings; a ConfigError names the key."""
+    known = ("cert_file", "key_file", "client_ca_file", "reload_seconds")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a mapping ({', '.join(known)})")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}: unknown key (known: {', '.join(known)})")
+    files: dict[str, str] = {}
+    for name in known[:3]:
+        value = raw.get(name) or ""
+        if not isinstance(value, str) or (not value and name != "client_ca_file"):
+            raise ConfigError(f"{key}.{name}: expected the path of a PEM file, got {raw.get(name)!r}")
+        files[name] = value
+    seconds = raw.get("reload_seconds", 1.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0.1 <= seconds <= 3600:
+        raise ConfigError(f"{key}.reload_seconds: expected a number between 0.1 and 3600, got {seconds!r}")
+    return TlsSettings(**files, reload_seconds=float(seconds))
+
+
+def socket_mode(raw: Any, key: str) -> int:
+    """``"0600"`` or ``"0660"`` (an octal string, or the integer) -> the mode; a ConfigError names the key."""
+    try:
+        mode = int(raw, 8) if isinstance(raw, str) else int(raw)
+    except (TypeError, ValueError):
+        mode = -1
+    if isinstance(raw, bool) or mode not in UNIX_SOCKET_MODES:
+        choices = ", ".join(f"{m:04o}" for m in UNIX_SOCKET_MODES)
+        raise ConfigError(f"{key}: expected one of {choices} (octal), got {raw!r}")
+    return mode
+
+
+_SECTION_PARSERS.update(tls=tls_settings, unix_socket_mode=socket_mode)
 
 
 def _metrics_section(raw: Any) -> bool:

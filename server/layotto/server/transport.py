@@ -7,7 +7,9 @@
   served natively; client and bidirectional streaming methods (reflection, the topic subscription
   streams) go to a grpc.aio server behind it on a Unix socket. It refuses TLS, connection age and
   idle options and response compression.
-* ``auto``: native when it is installed and takes the server's options, else grpcio.
+* ``auto``: native when it is installed and takes the server's options, else grpcio. With TLS
+  configured (``tls``), grpcio: pygrpc-native 0.5 serves no TLS, and ``native`` is a config error.
+  Both serve ``unix:PATH`` addresses.
 
 Start-up logs the transport and why it was chosen in one line.
 """
@@ -28,6 +30,7 @@ from layotto.server.config import GRPC_TRANSPORTS
 log = logging.getLogger(__name__)
 
 NATIVE_EXTRA = "pip install 'layotto-server[native]'"
+NO_NATIVE_TLS = "tls is configured and pygrpc-native serves no TLS"
 
 MethodHandlers: TypeAlias = "Mapping[str, grpc.RpcMethodHandler[Any, Any]]"
 """RPC name -> its handler, for one service."""
@@ -46,13 +49,24 @@ class _NativeRefused(Exception):
     """pygrpc-native cannot serve this runtime: not installed, or it refuses an option."""
 
 
+def refuse_native_tls(requested: str, *, tls: bool) -> None:
+    """ConfigError when ``native`` is asked for with TLS configured (checked before anything starts)."""
+    if tls and requested == "native":
+        raise ConfigError(f"grpc_transport: native: {NO_NATIVE_TLS}")
+
+
 def build_server(
-    requested: str, *, options: Sequence[tuple[str, Any]], interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]]
+    requested: str,
+    *,
+    options: Sequence[tuple[str, Any]],
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]],
+    tls: bool = False,
 ) -> GrpcServer:
     """The server ``requested`` (one of :data:`GRPC_TRANSPORTS`) asks for, with grpc.aio's options and interceptors.
 
-    Raises ConfigError naming ``grpc_transport`` for an unknown value, and for ``native`` when
-    pygrpc-native is not installed or refuses an option. Logs the choice in one line.
+    ``tls``: the server will listen with TLS, which only grpcio serves. Raises ConfigError naming
+    ``grpc_transport`` for an unknown value, and for ``native`` when pygrpc-native is not
+    installed, refuses an option or TLS is configured. Logs the choice in one line.
     """
     if requested not in GRPC_TRANSPORTS:
         raise ConfigError(f"grpc_transport: expected one of {', '.join(GRPC_TRANSPORTS)}, got {requested!r}")
@@ -60,6 +74,8 @@ def build_server(
         chosen = GrpcServer(_grpcio_server(options, interceptors), "grpcio", "grpc_transport: grpcio")
     else:
         try:
+            if tls:
+                raise _NativeRefused(NO_NATIVE_TLS)
             server, version = _native_server(options, interceptors)
             chosen = GrpcServer(server, "native", f"grpc_transport: {requested}, pygrpc-native {version}")
         except _NativeRefused as refusal:
