@@ -363,18 +363,7 @@ class Runtime:
         if self._actuator is not None:
             self._actuator.serving = False
         await self._health.enter_graceful_shutdown()
-        if self.scheduler_loop is not None:
-            await self.scheduler_loop.aclose()
-            self.scheduler_loop = None
-        if self.app_subscriptions is not None:
-            await self.app_subscriptions.aclose()
-            self.app_subscriptions = None
-        if self.resolver is not None:  # withdrawn first: callers stop choosing this runtime
-            await self.resolver.aclose()
-            self.resolver = None
-        if self.app_bindings is not None:
-            await self.app_bindings.aclose()
-            self.app_bindings = None
+        await self._stop_background()
         if self._server is not None:
             await self._gate.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
             await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
@@ -392,6 +381,25 @@ class Runtime:
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # flushes what is still buffered
             self.tracing = None
+        await self._close_http_and_files()
+
+    async def _stop_background(self) -> None:
+        """Stop what calls out on its own: scheduler, app subscriptions, registration, input bindings."""
+        if self.scheduler_loop is not None:
+            await self.scheduler_loop.aclose()
+            self.scheduler_loop = None
+        if self.app_subscriptions is not None:
+            await self.app_subscriptions.aclose()
+            self.app_subscriptions = None
+        if self.resolver is not None:  # withdrawn first: callers stop choosing this runtime
+            await self.resolver.aclose()
+            self.resolver = None
+        if self.app_bindings is not None:
+            await self.app_bindings.aclose()
+            self.app_bindings = None
+
+    async def _close_http_and_files(self) -> None:
+        """Close the HTTP listener, the certificate watch and the listeners' socket files."""
         if self._actuator is not None:
             await self._actuator.stop()
             self._actuator = None
