@@ -1,0 +1,217 @@
+"""Dapr's gRPC proxying: an app calls any gRPC service of another app through its sidecar.
+
+The app sends the target service's own call (``/helloworld.Greeter/SayHello``) to its sidecar's
+gRPC port with ``dapr-app-id: <target>`` metadata. :class:`GrpcProxy` is a generic handler the
+server asks for every method it has not registered: without ``dapr-app-id`` it declines (the call
+is UNIMPLEMENTED, as before); with it, it serves the call as a bidirectional stream of raw bytes
+(nothing is deserialized, so unary, server-, client- and bidi-streaming calls all pass), and relays
+it over one of the runtime's channels:
+
+* to the sidecar of the target app (found by name resolution, round-robin; a sidecar that does not
+  connect is skipped), with the hop headers of service invocation (``layotto-invoke-hop``, the
+  caller's app id, the deployment's invoke token) and the runtime's API token;
+* or, when the target is this runtime's own app, to the app's gRPC port (``app_protocol: grpc``),
+  with ``dapr-caller-app-id`` / ``dapr-callee-app-id`` and the app's API token.
+
+The caller's metadata passes on, but for gRPC's own, the hop's, ``dapr-app-id`` (kept on the hop
+to route it), ``dapr-stream`` and ``dapr-api-token``. The app's initial metadata, messages, status,
+message and trailing metadata (``grpc-status-details-bin`` included) come back as they are. The
+call's deadline goes on as the time that remains; a cancelled call cancels the next hop. Flow
+control (per method and per target app) and access control (on the callee, verb NONE, the method
+path as operation) apply as to ``InvokeService``; errors of the sidecars themselves carry their
+reason (APP_NOT_FOUND, APP_UNAVAILABLE, ACCESS_DENIED, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, TypeAlias
+
+import grpc
+
+from layotto.server.api.invoke import HOP_HEADERS, RESERVED_HEADERS, TRACE_HEADERS, time_remaining
+from layotto.server.api.status import to_status
+from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
+from layotto.server.errors import AppUnavailable, LayottoError
+from layotto.server.invoke_channels import CONNECT_GRACE_SECONDS, GrpcAppChannel, GrpcSidecarForwarder
+from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, TOKEN_HEADER, Invoker, ProxyRoute
+
+APP_ID_HEADER = "dapr-app-id"
+"""The metadata naming the target app of a proxied call."""
+STREAM_HEADER = "dapr-stream"
+"""Older Dapr versions' mark of a streaming call: accepted and dropped (every call is relayed as a stream)."""
+CALLER_HEADER = "dapr-caller-app-id"
+CALLEE_HEADER = "dapr-callee-app-id"
+#: never relayed as they came: the sidecars set them
+DROPPED_HEADERS = HOP_HEADERS | {APP_ID_HEADER, STREAM_HEADER, CALLEE_HEADER}
+#: what grpc answers a method nobody serves
+UNKNOWN_METHOD = "Method not found!"
+_KEEP_TRAILER = "grpc-status-details-bin"
+
+Metadata: TypeAlias = "tuple[tuple[str, str | bytes], ...]"
+
+
+def relayed_metadata(metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False) -> Metadata:
+    """The caller's metadata a proxied call passes on: not gRPC's or HTTP/2's own, not the sidecars'
+    (:data:`DROPPED_HEADERS`), nor the trace headers when the runtime traces (it sends its own)."""
+    kept = []
+    for name, value in metadata:
+        key = name.lower()
+        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or key in DROPPED_HEADERS:
+            continue
+        if strip_trace and key in TRACE_HEADERS:
+            continue
+        kept.append((key, value))
+    return tuple(kept)
+
+
+def returned_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Metadata:
+    """An answer's initial or trailing metadata as it goes back: gRPC's own keys are gRPC's to set,
+    but for the rich status details."""
+    return tuple(
+        (key, value)
+        for key, value in metadata or ()
+        if key == _KEEP_TRAILER or not (key.startswith((":", "grpc-")) or key in RESERVED_HEADERS)
+    )
+
+
+def _first(metadata: Iterable[tuple[str, str | bytes]], key: str) -> str | None:
+    for name, value in metadata:
+        if name == key and isinstance(value, str):
+            return value
+    return None
+
+
+async def _connected(channel: grpc.aio.Channel, seconds: float, *, fail_fast: bool) -> bool:
+    """Whether ``channel`` is READY within ``seconds``; ``fail_fast``: False at the first failure."""
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + seconds
+    state = channel.get_state(try_to_connect=True)
+    while state is not grpc.ChannelConnectivity.READY:
+        remaining = ends_at - loop.time()
+        if remaining <= 0 or (fail_fast and state is grpc.ChannelConnectivity.TRANSIENT_FAILURE):
+            return False
+        try:
+            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
+        except TimeoutError:
+            return False
+        state = channel.get_state(try_to_connect=True)
+    return True
+
+
+class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
+    """The handler of every unregistered method called with ``dapr-app-id`` (see the module).
+
+    ``forwarder`` holds the channels to the other sidecars; ``app_channel`` the channel to the own
+    app (None when it has no gRPC app); ``hop_token`` is the deployment's invoke token;
+    ``strip_trace``: the runtime traces, so the caller's trace headers are replaced by its own.
+    """
+
+    def __init__(
+        self,
+        invoker: Invoker,
+        forwarder: GrpcSidecarForwarder,
+        app_channel: GrpcAppChannel | None,
+        *,
+        hop_token: str = "",
+        strip_trace: bool = False,
+    ) -> None:
+        self._invoker = invoker
+        self._forwarder = forwarder
+        self._app_channel = app_channel
+        self._hop_token = hop_token
+        self._strip_trace = strip_trace
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """A raw bidi-stream handler for a call with ``dapr-app-id``; None (UNIMPLEMENTED) without."""
+        metadata = handler_call_details.invocation_metadata or ()
+        if _first(metadata, APP_ID_HEADER) is None:
+            return None
+        method = handler_call_details.method
+
+        async def relay(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await self._relay(method, requests, context)
+
+        return grpc.stream_stream_rpc_method_handler(relay)  # no (de)serializers: bytes in, bytes out
+
+    async def _relay(
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        metadata: Metadata = tuple(context.invocation_metadata() or ())
+        app_id = _first(metadata, APP_ID_HEADER)
+        if app_id is None:  # a tracing interceptor may hand a cached handler to a call without it
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, UNKNOWN_METHOD)
+        assert app_id is not None
+        timeout = time_remaining(context)
+        try:
+            route = self._invoker.route_proxied(
+                app_id,
+                method,
+                hop=_first(metadata, HOP_HEADER) is not None,
+                caller_app_id=_first(metadata, CALLER_APP_ID_HEADER) or "",
+                hop_token=_first(metadata, TOKEN_HEADER) or "",
+            )
+            channel, outgoing = await self._target(route, relayed_metadata(metadata, strip_trace=self._strip_trace))
+        except LayottoError as error:
+            code, message, trailers = to_status(error)
+            await context.abort(code, message, trailing_metadata=trailers)
+        call = channel.stream_stream(method, None, None)(requests, timeout=timeout, metadata=outgoing)
+        try:
+            await self._pass_back(call, context)
+        finally:
+            call.cancel()  # a no-op once it ended; else (cancelled, failed) the next hop stops too
+
+    async def _target(self, route: ProxyRoute, metadata: Metadata) -> tuple[grpc.aio.Channel, Metadata]:
+        """The connected channel the call goes on and the metadata it carries.
+
+        Raises AppUnavailable when the app, or every sidecar of it, does not connect."""
+        if route.local:
+            app = self._app_channel
+            if app is None:
+                raise AppUnavailable(route.app_id, "its runtime has no gRPC app (set app_protocol: grpc and app_port)")
+            if not await _connected(app.channel, CONNECT_GRACE_SECONDS, fail_fast=False):
+                raise AppUnavailable(route.app_id, f"its app at {app.address} does not answer")
+            extra: Metadata = ((CALLER_HEADER, route.caller_app_id), (CALLEE_HEADER, route.app_id))
+            if app.app_api_token:
+                extra += ((API_TOKEN_HEADER, app.app_api_token),)
+            return app.channel, metadata + extra
+        failures = []
+        for address in route.addresses:
+            channel = self._forwarder.channel(address)
+            if await _connected(channel, CONNECT_GRACE_SECONDS, fail_fast=True):
+                return channel, metadata + self._hop_metadata(route)
+            failures.append(f"its sidecar at {address} does not connect")
+            await self._forwarder.drop(address)
+        raise AppUnavailable(route.app_id, "; ".join(failures))
+
+    def _hop_metadata(self, route: ProxyRoute) -> Metadata:
+        hop: Metadata = ((APP_ID_HEADER, route.app_id), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, route.caller_app_id))
+        if self._hop_token:
+            hop += ((TOKEN_HEADER, self._hop_token),)
+        if self._forwarder.api_token:
+            hop += ((API_TOKEN_HEADER, self._forwarder.api_token),)
+        return hop
+
+    @staticmethod
+    async def _pass_back(call: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """The callee's headers, messages, status and trailers, to the caller."""
+        try:
+            headers = returned_metadata(await call.initial_metadata())
+            if headers:
+                await context.send_initial_metadata(headers)
+            async for message in call:
+                await context.write(message)
+        except grpc.aio.AioRpcError as error:
+            trailers = returned_metadata(error.trailing_metadata())  # type: ignore[arg-type]
+            await context.abort(error.code(), error.details() or "", trailing_metadata=trailers)
+        context.set_trailing_metadata(returned_metadata(await call.trailing_metadata()))
+
+
+def build_grpc_proxy(invoker: Invoker, *, hop_token: str = "", strip_trace: bool = False) -> GrpcProxy | None:
+    """The proxy of a runtime whose invoker has gRPC channels (None for another invoker)."""
+    forwarder, app_channel = invoker.forwarder, invoker.app_channel
+    if not isinstance(forwarder, GrpcSidecarForwarder):
+        return None
+    grpc_app = app_channel if isinstance(app_channel, GrpcAppChannel) else None
+    return GrpcProxy(invoker, forwarder, grpc_app, hop_token=hop_token, strip_trace=strip_trace)
