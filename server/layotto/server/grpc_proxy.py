@@ -48,6 +48,10 @@ DROPPED_HEADERS = HOP_HEADERS | {APP_ID_HEADER, STREAM_HEADER, CALLEE_HEADER}
 #: what grpc answers a method nobody serves
 UNKNOWN_METHOD = "Method not found!"
 _KEEP_TRAILER = "grpc-status-details-bin"
+#: grpc.aio's status of a call whose message was written as the callee's status arrived
+WRITE_RACE_DETAILS = "Internal error from Core"
+WRITE_RACE_POLLS = 200
+WRITE_RACE_POLL_SECONDS = 0.005  # the callee's status follows within a loop turn or two
 
 Metadata: TypeAlias = "tuple[tuple[str, str | bytes], ...]"
 
@@ -100,6 +104,67 @@ async def _connected(channel: grpc.aio.Channel, seconds: float, *, fail_fast: bo
     return True
 
 
+async def _pump(requests: AsyncIterator[bytes], call: Any) -> None:
+    """The caller's messages to the callee, then the end of them (until the callee's call ends)."""
+    try:
+        async for message in requests:
+            await call.write(message)
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        return  # the callee's call ended: its status goes back to the caller
+
+
+Status: TypeAlias = "tuple[grpc.StatusCode, str, Metadata]"
+
+
+def _at_once(awaitable: Any) -> Any:
+    """The result of a call's status accessor that needs no waiting (the call is done); None else."""
+    try:
+        awaitable.send(None)
+    except StopIteration as done:
+        return done.value
+    except Exception:  # called from grpc's own callback: nothing may escape
+        return None
+    awaitable.close()
+    return None
+
+
+class _EndOfCall:
+    """How the callee ended a call: its status, message and trailers.
+
+    grpc.aio overwrites a call's status with INTERNAL "Internal error from Core" when a message
+    written as the callee's status arrives fails (grpc/grpc#36066), which happens whenever a callee
+    answers before reading the caller's stream (any gRPC server may). The first status a call ends
+    with is kept here the moment it is set; when that first one is the overwrite, the callee's own
+    follows a moment later and replaces it in the call, where it is waited for.
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._first: Status | None = None
+        call.add_done_callback(self._keep)
+
+    def _keep(self, call: Any) -> None:
+        code, details = _at_once(call.code()), _at_once(call.details())
+        self._first = (code, details or "", tuple(_at_once(call.trailing_metadata()) or ()))
+
+    async def status(self) -> Status:
+        first = self._first
+        if first is not None and first[0] is not None and not _overwritten(first[0], first[1]):
+            return first
+        code, details = await self._call.code(), await self._call.details()
+        for _ in range(WRITE_RACE_POLLS):
+            if not _overwritten(code, details):
+                break
+            await asyncio.sleep(WRITE_RACE_POLL_SECONDS)
+            code, details = await self._call.code(), await self._call.details()
+        return code, details or "", tuple(await self._call.trailing_metadata() or ())
+
+
+def _overwritten(code: grpc.StatusCode, details: str) -> bool:
+    return code is grpc.StatusCode.INTERNAL and details == WRITE_RACE_DETAILS
+
+
 class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """The handler of every unregistered method called with ``dapr-app-id`` (see the module).
 
@@ -130,14 +195,17 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             return None
         method = handler_call_details.method
 
-        async def relay(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            await self._relay(method, requests, context)
+        async def relay(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[bytes]:  # an async generator, as the tracing and metrics interceptors expect
+            async for message in self._relay(method, requests, context):
+                yield message
 
         return grpc.stream_stream_rpc_method_handler(relay)  # no (de)serializers: bytes in, bytes out
 
     async def _relay(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
+    ) -> AsyncIterator[bytes]:
         metadata: Metadata = tuple(context.invocation_metadata() or ())
         app_id = _first(metadata, APP_ID_HEADER)
         if app_id is None:  # a tracing interceptor may hand a cached handler to a call without it
@@ -156,11 +224,26 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         except LayottoError as error:
             code, message, trailers = to_status(error)
             await context.abort(code, message, trailing_metadata=trailers)
-        call = channel.stream_stream(method, None, None)(requests, timeout=timeout, metadata=outgoing)
+        call = channel.stream_stream(method, None, None)(None, timeout=timeout, metadata=outgoing)
+        end = _EndOfCall(call)
+        pump = asyncio.create_task(_pump(requests, call))
+        failed = False
         try:
-            await self._pass_back(call, context)
-        finally:
+            headers = returned_metadata(await call.initial_metadata())
+            if headers:
+                await context.send_initial_metadata(headers)
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError:
+            failed = True
+        finally:  # before the status goes back: a read of the caller's stream left pending fails it (INTERNAL)
             call.cancel()  # a no-op once it ended; else (cancelled, failed) the next hop stops too
+            pump.cancel()  # the caller's rest is not read once the callee answered
+            await asyncio.gather(pump, return_exceptions=True)
+        code, details, callee_trailers = await end.status()
+        if failed and code is not grpc.StatusCode.OK:
+            await context.abort(code, details, trailing_metadata=returned_metadata(callee_trailers))
+        context.set_trailing_metadata(returned_metadata(callee_trailers))
 
     async def _target(self, route: ProxyRoute, metadata: Metadata) -> tuple[grpc.aio.Channel, Metadata]:
         """The connected channel the call goes on and the metadata it carries.
@@ -192,20 +275,6 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         if self._forwarder.api_token:
             hop += ((API_TOKEN_HEADER, self._forwarder.api_token),)
         return hop
-
-    @staticmethod
-    async def _pass_back(call: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """The callee's headers, messages, status and trailers, to the caller."""
-        try:
-            headers = returned_metadata(await call.initial_metadata())
-            if headers:
-                await context.send_initial_metadata(headers)
-            async for message in call:
-                await context.write(message)
-        except grpc.aio.AioRpcError as error:
-            trailers = returned_metadata(error.trailing_metadata())  # type: ignore[arg-type]
-            await context.abort(error.code(), error.details() or "", trailing_metadata=trailers)
-        context.set_trailing_metadata(returned_metadata(await call.trailing_metadata()))
 
 
 def build_grpc_proxy(invoker: Invoker, *, hop_token: str = "", strip_trace: bool = False) -> GrpcProxy | None:
