@@ -220,7 +220,9 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 caller_app_id=_first(metadata, CALLER_APP_ID_HEADER) or "",
                 hop_token=_first(metadata, TOKEN_HEADER) or "",
             )
-            channel, outgoing = await self._target(route, relayed_metadata(metadata, strip_trace=self._strip_trace))
+            grace = CONNECT_GRACE_SECONDS if timeout is None else min(timeout, CONNECT_GRACE_SECONDS)
+            relayed = relayed_metadata(metadata, strip_trace=self._strip_trace)
+            channel, outgoing = await self._target(route, relayed, grace)
         except LayottoError as error:
             code, message, trailers = to_status(error)
             await context.abort(code, message, trailing_metadata=trailers)
@@ -236,7 +238,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 yield message
         except grpc.aio.AioRpcError:
             failed = True
-        finally:  # before the status goes back: a read of the caller's stream left pending fails it (INTERNAL)
+        finally:  # the next hop and the pump end before the status goes back (or the caller is gone)
             call.cancel()  # a no-op once it ended; else (cancelled, failed) the next hop stops too
             pump.cancel()  # the caller's rest is not read once the callee answered
             await asyncio.gather(pump, return_exceptions=True)
@@ -245,15 +247,16 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             await context.abort(code, details, trailing_metadata=returned_metadata(callee_trailers))
         context.set_trailing_metadata(returned_metadata(callee_trailers))
 
-    async def _target(self, route: ProxyRoute, metadata: Metadata) -> tuple[grpc.aio.Channel, Metadata]:
-        """The connected channel the call goes on and the metadata it carries.
+    async def _target(self, route: ProxyRoute, metadata: Metadata, grace: float) -> tuple[grpc.aio.Channel, Metadata]:
+        """The connected channel the call goes on and the metadata it carries; an app coming up is
+        waited for up to ``grace`` seconds, a sidecar that fails to connect is passed over.
 
         Raises AppUnavailable when the app, or every sidecar of it, does not connect."""
         if route.local:
             app = self._app_channel
             if app is None:
                 raise AppUnavailable(route.app_id, "its runtime has no gRPC app (set app_protocol: grpc and app_port)")
-            if not await _connected(app.channel, CONNECT_GRACE_SECONDS, fail_fast=False):
+            if not await _connected(app.channel, grace, fail_fast=False):
                 raise AppUnavailable(route.app_id, f"its app at {app.address} does not answer")
             extra: Metadata = ((CALLER_HEADER, route.caller_app_id), (CALLEE_HEADER, route.app_id))
             if app.app_api_token:
@@ -262,7 +265,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         failures = []
         for address in route.addresses:
             channel = self._forwarder.channel(address)
-            if await _connected(channel, CONNECT_GRACE_SECONDS, fail_fast=True):
+            if await _connected(channel, grace, fail_fast=True):
                 return channel, metadata + self._hop_metadata(route)
             failures.append(f"its sidecar at {address} does not connect")
             await self._forwarder.drop(address)
