@@ -213,7 +213,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         assert app_id is not None
         timeout = time_remaining(context)
         try:
-            route = self._invoker.route_proxied(
+            route = await self._invoker.route_proxied(
                 app_id,
                 method,
                 hop=_first(metadata, HOP_HEADER) is not None,

@@ -234,7 +234,7 @@ class Invoker:
             raise AppNotFound(request.app_id, f"forwarded to the sidecar of app {self.app_id!r} by mistake")
         return await self._forward(request, timeout)
 
-    def route_proxied(
+    async def route_proxied(
         self, app_id: str, method: str, *, hop: bool, caller_app_id: str = "", hop_token: str = ""
     ) -> ProxyRoute:
         """Where a proxied gRPC call (Dapr's gRPC proxying) of ``method`` (``/package.Service/Method``)
@@ -243,7 +243,8 @@ class Invoker:
         the access control (verb NONE, the method path as operation); a client's call to the rate
         limit of ``app_id``; a hop is never forwarded again.
 
-        Raises InvalidArgument (field ``dapr-app-id``), AccessDenied, RateLimited, AppNotFound."""
+        Raises InvalidArgument (field ``dapr-app-id``), AccessDenied, RateLimited, AppNotFound,
+        BackendUnavailable (name resolution's DNS server)."""
         if not app_id:
             raise InvalidArgument("dapr-app-id", "required: the target app id")
         require_name(app_id, "dapr-app-id")
@@ -255,7 +256,7 @@ class Invoker:
             return ProxyRoute(app_id, caller_app_id if hop else self.app_id)
         if hop:
             raise AppNotFound(app_id, f"forwarded to the sidecar of app {self.app_id!r} by mistake")
-        addresses = list(self._resolver.resolve(app_id))
+        addresses = list(await self._resolver.resolve(app_id))
         if not addresses:
             raise AppNotFound(app_id)
         start = next(self._turn) % len(addresses)
