@@ -54,6 +54,8 @@ access_control:
         - {{name: /test.v1.Echo/Secret, httpVerb: ["*"], action: deny}}
     - appId: b
       defaultAction: allow
+    - appId: c
+      defaultAction: allow
 """
 A_CONFIG = """\
 app_id: a
@@ -350,3 +352,39 @@ async def test_one_trace_from_the_caller_through_both_sidecars_into_the_app(tmp_
     assert len({s.trace_id for s in chain}) == 1
     traceparent = app.metadata[-1]["traceparent"]  # the app can continue the trace
     assert isinstance(traceparent, str) and traceparent.split("-")[1:3] == [chain[-1].trace_id, chain[-1].span_id]
+
+
+async def test_the_callers_resiliency_timeout_and_breaker(mesh: Mesh, tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        f"app_id: c\napi_token: {API_TOKEN}\ninvoke_token: hop-t0ken\n"
+        f"name_resolution: {{apps: {{b: [{mesh.b.grpc_address}]}}}}\n"
+        "resiliency:\n  policies:\n    timeouts: {quick: 300ms}\n"
+        "    circuitBreakers: {twoStrikes: {maxRequests: 1, timeout: 60s, trip: consecutiveFailures >= 2}}\n"
+        "  targets:\n    apps:\n      b: {timeout: quick, circuitBreaker: twoStrikes}\n"
+    )
+    c = start_server("-c", str(tmp_path / "c.yaml"), data_dir=tmp_path / "c")
+    try:
+        async with echo_app(mesh.b_app_port) as app, grpc.aio.insecure_channel(c.grpc_address) as channel:
+            # a call marked dapr-stream outlives the policy's timeout, as in Dapr
+            bidi = channel.stream_stream(f"/{SERVICE}/Bidi")(metadata=(*TO_B, ("dapr-stream", "true")), timeout=10)
+            await bidi.write(b"1")
+            await asyncio.sleep(0.5)
+            await bidi.write(b"2")
+            assert [await bidi.read(), await bidi.read()] == [b"re:1", b"re:2"]
+            await bidi.done_writing()
+            assert await bidi.code() is grpc.StatusCode.OK
+            with pytest.raises(grpc.aio.AioRpcError) as late:  # the policy's 300 ms, not the caller's 10 s
+                await channel.unary_unary(f"/{SERVICE}/Slow")(b"", metadata=TO_B, timeout=10)
+            assert late.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            await asyncio.wait_for(app.cancelled.wait(), 10)
+            with pytest.raises(grpc.aio.AioRpcError):  # the second failure in a row trips the breaker
+                await channel.unary_unary(f"/{SERVICE}/Fail")(b"", metadata=TO_B, timeout=10)
+            calls = len(app.metadata)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await channel.unary_unary(f"/{SERVICE}/Unary")(b"", metadata=TO_B, timeout=10)
+            assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert "circuit breaker 'twoStrikes' is open" in (refused.value.details() or "")
+            assert len(app.metadata) == calls  # refused without reaching the app
+    finally:
+        c.process.kill()
+        c.process.wait()

@@ -36,6 +36,7 @@ from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
 from layotto.server.errors import AppUnavailable, LayottoError
 from layotto.server.invoke_channels import CONNECT_GRACE_SECONDS, GrpcAppChannel, GrpcSidecarForwarder
 from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, TOKEN_HEADER, Invoker, ProxyRoute
+from layotto.server.runtime.resiliency.policy import Policy
 
 APP_ID_HEADER = "dapr-app-id"
 """The metadata naming the target app of a proxied call."""
@@ -56,7 +57,7 @@ WRITE_RACE_POLL_SECONDS = 0.005  # the callee's status follows within a loop tur
 Metadata: TypeAlias = "tuple[tuple[str, str | bytes], ...]"
 
 
-def relayed_metadata(metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False) -> Metadata:
+def relayed_metadata(metadata: Iterable[tuple[str, str | bytes]], strip_trace: bool = False) -> Metadata:
     """The caller's metadata a proxied call passes on: not gRPC's or HTTP/2's own, not the sidecars'
     (:data:`DROPPED_HEADERS`), nor the trace headers when the runtime traces (it sends its own)."""
     kept = []
@@ -165,6 +166,39 @@ def _overwritten(code: grpc.StatusCode, details: str) -> bool:
     return code is grpc.StatusCode.INTERNAL and details == WRITE_RACE_DETAILS
 
 
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "y", "on")
+
+
+def _call_timeout(timeout: float | None, policy: Policy | None, *, streaming: bool) -> float | None:
+    """The call's deadline (seconds), cut by the target's resiliency timeout but for a call marked
+    ``dapr-stream`` (a stream may last: as in Dapr, no timeout of the policy's)."""
+    limit = None if policy is None or streaming else policy.spec.timeout
+    if limit is None:
+        return timeout
+    return limit if timeout is None else min(timeout, limit)
+
+
+class _Breaker:
+    """The target's circuit breaker around one proxied call (none: every method a no-op): admits
+    it (raising CircuitOpen when open), then counts its outcome once, or gives its place back."""
+
+    def __init__(self, policy: Policy | None) -> None:
+        self._breaker = policy.breaker if policy is not None else None
+        self._generation = self._breaker.before() if self._breaker is not None else 0
+        self._open = self._breaker is not None
+
+    def count(self, *, success: bool) -> None:
+        if self._breaker is not None and self._open:
+            self._breaker.after(self._generation, success)
+            self._open = False
+
+    def abandon(self) -> None:
+        if self._breaker is not None and self._open:
+            self._breaker.abandon(self._generation)
+            self._open = False
+
+
 class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
     """The handler of every unregistered method called with ``dapr-app-id`` (see the module).
 
@@ -220,9 +254,14 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 caller_app_id=_first(metadata, CALLER_APP_ID_HEADER) or "",
                 hop_token=_first(metadata, TOKEN_HEADER) or "",
             )
+            timeout = _call_timeout(timeout, route.policy, streaming=_truthy(_first(metadata, STREAM_HEADER)))
             grace = CONNECT_GRACE_SECONDS if timeout is None else min(timeout, CONNECT_GRACE_SECONDS)
-            relayed = relayed_metadata(metadata, strip_trace=self._strip_trace)
-            channel, outgoing = await self._target(route, relayed, grace)
+            breaker = _Breaker(route.policy)
+            try:
+                channel, outgoing = await self._target(route, relayed_metadata(metadata, self._strip_trace), grace)
+            except LayottoError:
+                breaker.count(success=False)
+                raise
         except LayottoError as error:
             code, message, trailers = to_status(error)
             await context.abort(code, message, trailing_metadata=trailers)
@@ -238,11 +277,15 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 yield message
         except grpc.aio.AioRpcError:
             failed = True
+        except (asyncio.CancelledError, GeneratorExit):
+            breaker.abandon()  # the caller went away: the call has no outcome
+            raise
         finally:  # the next hop and the pump end before the status goes back (or the caller is gone)
             call.cancel()  # a no-op once it ended; else (cancelled, failed) the next hop stops too
             pump.cancel()  # the caller's rest is not read once the callee answered
             await asyncio.gather(pump, return_exceptions=True)
         code, details, callee_trailers = await end.status()
+        breaker.count(success=code is grpc.StatusCode.OK)
         if failed and code is not grpc.StatusCode.OK:
             await context.abort(code, details, trailing_metadata=returned_metadata(callee_trailers))
         context.set_trailing_metadata(returned_metadata(callee_trailers))

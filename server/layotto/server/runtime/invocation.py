@@ -90,6 +90,7 @@ class ProxyRoute:
     app_id: str
     caller_app_id: str
     addresses: tuple[str, ...] = ()
+    policy: Policy | None = None  # the target's resiliency policy (the calling side only, as in Dapr)
 
     @property
     def local(self) -> bool:
@@ -252,15 +253,16 @@ class Invoker:
             self._check_hop(InvokeRequest(app_id, method, caller_app_id=caller_app_id, hop=True, hop_token=hop_token))
         elif self._flow is not None:
             self._flow.admit_app(app_id)
+        policy = None if hop or self._resiliency is None else self._resiliency.app(app_id)
         if app_id == self.app_id:
-            return ProxyRoute(app_id, caller_app_id if hop else self.app_id)
+            return ProxyRoute(app_id, caller_app_id if hop else self.app_id, policy=policy)
         if hop:
             raise AppNotFound(app_id, f"forwarded to the sidecar of app {self.app_id!r} by mistake")
         addresses = list(await self._resolver.resolve(app_id))
         if not addresses:
             raise AppNotFound(app_id)
         start = next(self._turn) % len(addresses)
-        return ProxyRoute(app_id, self.app_id, tuple(addresses[start:] + addresses[:start]))
+        return ProxyRoute(app_id, self.app_id, tuple(addresses[start:] + addresses[:start]), policy)
 
     def _check_hop(self, request: InvokeRequest) -> None:
         """Raise AccessDenied for a hop without the deployment's token, or one the policies refuse."""
