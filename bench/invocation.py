@@ -7,7 +7,9 @@ process) is the calling app. Two rows, in alternating rounds of one run so a cha
 load hits both alike:
 
 * ``direct``: the caller calls the callee app's ``OnInvoke`` itself;
-* ``via sidecars``: the caller calls A's ``Runtime/InvokeService(id=b)``: app -> A -> B -> app.
+* ``via sidecars``: the caller calls A's ``Runtime/InvokeService(id=b)``: app -> A -> B -> app;
+* ``proxied``: Dapr's gRPC proxying, the caller calls the app's own ``AppCallback/OnInvoke`` on A
+  with ``dapr-app-id: b`` metadata: A relays the raw call to B, B to the app.
 
 Each at a fixed rate (500 req/s; p50/p90/p99 over the measured window) and closed-loop at
 concurrency 16 (req/s). "Added" is the sidecars row minus the direct row (the median of each
@@ -158,11 +160,15 @@ async def run(rounds: int, seconds: float, rate: float, transport: str) -> dict[
                 via = pb.InvokeServiceRequest(id="b")
                 via.message.method, via.message.content_type = "echo", "application/octet-stream"
                 via.message.data.value = PAYLOAD
+                proxied = appcallback_pb2_grpc.AppCallbackStub(to_a).OnInvoke
+                to_b = (("dapr-app-id", "b"),)
                 rows = [
                     Row("direct", lambda: on_invoke(direct), {"app": pids["app"], "caller": pids["caller"]}),
                     Row("via sidecars", lambda: invoke(via), pids),
+                    Row("proxied", lambda: proxied(direct, metadata=to_b), pids),
                 ]
                 assert (await invoke(via)).data.value == PAYLOAD  # the echo makes the whole trip
+                assert (await proxied(direct, metadata=to_b)).data.value == PAYLOAD
                 cells = {(row.name, load): Cell() for row in rows for load in LOADS}
                 for _ in range(rounds):
                     for load in LOADS:
@@ -180,14 +186,15 @@ def table(cells: dict[tuple[str, str], Cell], rate: float) -> list[str]:
         f"CPU µs per call at {rate:.0f} req/s: {' / '.join(COUNTED)} | same at c16 |",
         "|---|---|---|---|---|",
     ]
-    for name in ("direct", "via sidecars"):
+    for name in ("direct", "via sidecars", "proxied"):
         at_rate, c16 = cells[name, "rate"], cells[name, "c16"]
         latency = " / ".join(f"{v:.2f}" for v in at_rate.percentiles())
         cpu = [" / ".join(f"{c.cpu_us(p):.0f}" if p in c.cpu else "—" for p in COUNTED) for c in (at_rate, c16)]
         lines.append(f"| {name} | {latency} | {c16.requests / c16.seconds:,.0f} | {cpu[0]} | {cpu[1]} |")
-    via, direct = cells["via sidecars", "rate"].percentiles(), cells["direct", "rate"].percentiles()
-    added = [v - d for v, d in zip(via, direct, strict=True)]
-    lines.append(f"| added by two sidecars | {' / '.join(f'{v:+.2f}' for v in added)} | | | |")
+    direct = cells["direct", "rate"].percentiles()
+    for name, label in (("via sidecars", "added by two sidecars"), ("proxied", "added by proxying")):
+        added = [v - d for v, d in zip(cells[name, "rate"].percentiles(), direct, strict=True)]
+        lines.append(f"| {label} | {' / '.join(f'{v:+.2f}' for v in added)} | | | |")
     return lines
 
 

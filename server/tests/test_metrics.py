@@ -181,3 +181,20 @@ async def test_deliveries_are_counted_by_answer_and_dead_letter(tmp_path: Path) 
             assert got == expected
         finally:
             await runtime.stop(grace=1)
+
+
+def test_the_method_label_is_bounded() -> None:
+    from layotto.server.metrics import MAX_METHOD_LABELS, OTHER_METHOD, RuntimeMetrics
+
+    metrics = RuntimeMetrics("metered")  # gRPC proxying serves whatever method name a client sends
+    for n in range(MAX_METHOD_LABELS + 10):
+        metrics.record_rpc(f"/any.Service/M{n}", "OK", 0.0)
+    metrics.record_rpc("/any.Service/M0", "OK", 0.0)  # a method counted before keeps its series
+    counts = {
+        sample.labels["grpc_server_method"]: sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+        if sample.name == f"{COMPLETED}_total"
+    }
+    assert len(counts) == MAX_METHOD_LABELS + 1
+    assert (counts[OTHER_METHOD], counts["/any.Service/M0"]) == (10, 2)

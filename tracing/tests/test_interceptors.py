@@ -130,3 +130,18 @@ async def test_no_backend_span_outside_a_traced_request(traced: Any) -> None:
         pass
     tracing.force_flush()
     assert not [s for s in exported.get_finished_spans() if s.name == "redis XREADGROUP"]
+
+
+async def test_methods_beyond_the_cache_are_traced_too(traced: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import layotto.tracing._grpc as interceptors
+
+    monkeypatch.setattr(interceptors, "MAX_WRAPPED_METHODS", 1)  # a proxy serves any method name
+    channel, tracing, exported = traced
+    for _ in range(2):
+        assert await channel.unary_unary("/test.Echo/Unary")(b"a") == b"A"
+        assert await channel.stream_stream("/test.Echo/Bidi")(iter([b"ab"])).read() == b"ba"
+    tracing.force_flush()
+    spans = exported.get_finished_spans()
+    for method in ("Unary", "Bidi"):
+        servers = [s for s in spans if s.name == f"test.Echo/{method}" and s.kind is SpanKind.SERVER]
+        assert len(servers) == 2, method

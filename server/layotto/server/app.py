@@ -24,6 +24,7 @@ from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
 from layotto.server.config import RuntimeConfig, check_listen_address, unix_path
 from layotto.server.errors import LayottoError
+from layotto.server.grpc_proxy import build_grpc_proxy
 from layotto.server.http import DaprHttpApi
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
@@ -179,6 +180,10 @@ class Runtime:
         add_services(server, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         enable_reflection(server, (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"]))
+        if self.invoker is not None:  # last: it serves the methods nobody else does (with dapr-app-id)
+            proxy = build_grpc_proxy(self.invoker, hop_token=cfg.invoke_token, strip_trace=self.tracing is not None)
+            if proxy is not None:
+                server.add_generic_rpc_handlers((proxy,))
         self.grpc_port = self._listen_grpc(server)
         self._server = server
         await server.start()

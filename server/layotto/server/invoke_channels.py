@@ -119,6 +119,17 @@ class GrpcAppChannel:
             interceptors=sending_token(app_api_token, interceptors),
         )
         self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
+        self.app_api_token = app_api_token  # streaming calls on the channel add it themselves
+
+    @property
+    def address(self) -> str:
+        """The app's gRPC address (HOST:PORT)."""
+        return self._address
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The one channel to the app (gRPC proxying calls on it too)."""
+        return self._channel
 
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         message = common_pb2.InvokeRequest()
@@ -247,6 +258,17 @@ class GrpcSidecarForwarder:
             self._stubs[address] = (channel, dapr_pb2_grpc.DaprStub(channel))
         return self._stubs[address][1]
 
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """The one channel to the sidecar at ``address`` (gRPC proxying calls on it too). Its unary
+        calls carry the runtime's token; a streaming call must add it (:attr:`api_token`)."""
+        self._stub(address)
+        return self._stubs[address][0]
+
+    @property
+    def api_token(self) -> str:
+        """The runtime's own token, presented to the other sidecars ("" for none)."""
+        return self._api_token
+
     async def forward(self, address: str, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         message = invoke_pb2.InvokeServiceRequest(id=request.app_id)
         fill_invoke_message(message.message, request)
@@ -278,6 +300,10 @@ class GrpcSidecarForwarder:
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"app {app_id!r}")
         return AppUnavailable(app_id, f"its sidecar at {address} failed: {code.name}: {details}")
+
+    async def drop(self, address: str) -> None:
+        """Close the channel to ``address`` (a sidecar that refused to connect): the next call opens a new one."""
+        await self._drop(address)
 
     async def _drop(self, address: str) -> None:
         channel, _ = self._stubs.pop(address, (None, None))

@@ -37,6 +37,10 @@ from prometheus_client import (
 #: latency buckets in milliseconds (a subset of Dapr's, which has 40)
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 _RPC_LABELS = ("app_id", "grpc_server_method", "grpc_server_status")
+#: distinct ``grpc_server_method`` values kept; the calls of any further method count as OTHER_METHOD
+#: (gRPC proxying serves any method name a client sends: the series must stay bounded)
+MAX_METHOD_LABELS = 512
+OTHER_METHOD = "other"
 
 
 class RuntimeMetrics:
@@ -45,6 +49,7 @@ class RuntimeMetrics:
     def __init__(self, app_id: str) -> None:
         self.app_id = app_id
         self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._methods: set[str] = set()  # the grpc_server_method values in use, at most MAX_METHOD_LABELS
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -76,12 +81,20 @@ class RuntimeMetrics:
         """Counts one finished call of ``method`` that began at ``started`` (time.perf_counter())."""
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         children = self._rpc_children.get((method, status))
-        if children is None:  # once per method and status: labels() takes a lock and builds a key
-            labels = (self.app_id, method, status)
-            children = (self.completed_rpcs.labels(*labels), self.server_latency.labels(*labels))
-            self._rpc_children[(method, status)] = children
+        if children is None:
+            if method not in self._methods and len(self._methods) >= MAX_METHOD_LABELS:
+                method = OTHER_METHOD
+            children = self._rpc_children.get((method, status)) or self._children(method, status)
         children[0].inc()
         children[1].observe(elapsed_ms)
+
+    def _children(self, method: str, status: str) -> tuple[Any, Any]:
+        """The series of one method and status, made once (labels() takes a lock and builds a key)."""
+        self._methods.add(method)
+        labels = (self.app_id, method, status)
+        children = (self.completed_rpcs.labels(*labels), self.server_latency.labels(*labels))
+        self._rpc_children[(method, status)] = children
+        return children
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -18,6 +18,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 from layotto.tracing._sw8 import PEER, decode_header
 
 UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+#: methods whose wrapped handler is kept; the handlers of further methods are wrapped per call
+MAX_WRAPPED_METHODS = 512
 _CODE_NUMBERS = {code: code.value[0] for code in grpc.StatusCode}
 _NO_PARENT = otel_context.Context()
 _CARRIED = frozenset({"traceparent", "tracestate", "sw8"})  # the metadata propagation reads
@@ -154,7 +156,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None or method.startswith(UNTRACED_PREFIXES):
             return handler
-        wrapped = self._wrapped[method] = self._wrap(handler, _SpanStarter(self._tracer, self._propagator, method))
+        wrapped = self._wrap(handler, _SpanStarter(self._tracer, self._propagator, method))
+        if len(self._wrapped) < MAX_WRAPPED_METHODS:  # a proxy may serve any method name: the cache stays bounded
+            self._wrapped[method] = wrapped
         return wrapped
 
     @staticmethod

@@ -81,6 +81,23 @@ class InvokeResponse:
     data_type_url: str = ""
 
 
+@dataclass(frozen=True)
+class ProxyRoute:
+    """Where a proxied gRPC call of ``app_id`` goes: this runtime's own app when ``addresses`` is
+    empty, else one of the sidecars at ``addresses`` (HOST:PORT), in the order to try them.
+    ``caller_app_id`` is the app that made the call, as the callee app is told."""
+
+    app_id: str
+    caller_app_id: str
+    addresses: tuple[str, ...] = ()
+    policy: Policy | None = None  # the target's resiliency policy (the calling side only, as in Dapr)
+
+    @property
+    def local(self) -> bool:
+        """Whether the call goes to this runtime's own app."""
+        return not self.addresses
+
+
 class AppChannel(Protocol):
     """The way to this runtime's own app (gRPC AppCallback OnInvoke, or HTTP)."""
 
@@ -158,6 +175,16 @@ class Invoker:
         self._turn = itertools.count()
         self.functions: LocalFunctions | None = None  # set by the runtime when it serves functions
 
+    @property
+    def forwarder(self) -> SidecarForwarder:
+        """The way to the other sidecars."""
+        return self._forwarder
+
+    @property
+    def app_channel(self) -> AppChannel | None:
+        """The way to this runtime's own app (None: it has none)."""
+        return self._app_channel
+
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         """Answer ``request`` within ``timeout`` seconds (None: no deadline of ours).
 
@@ -207,6 +234,35 @@ class Invoker:
         if request.hop:
             raise AppNotFound(request.app_id, f"forwarded to the sidecar of app {self.app_id!r} by mistake")
         return await self._forward(request, timeout)
+
+    async def route_proxied(
+        self, app_id: str, method: str, *, hop: bool, caller_app_id: str = "", hop_token: str = ""
+    ) -> ProxyRoute:
+        """Where a proxied gRPC call (Dapr's gRPC proxying) of ``method`` (``/package.Service/Method``)
+        on app ``app_id`` goes; ``hop``: another sidecar forwarded it here, for ``caller_app_id``,
+        with ``hop_token``. The same policies as :meth:`invoke`: a hop is held to the token and to
+        the access control (verb NONE, the method path as operation); a client's call to the rate
+        limit of ``app_id``; a hop is never forwarded again.
+
+        Raises InvalidArgument (field ``dapr-app-id``), AccessDenied, RateLimited, AppNotFound,
+        BackendUnavailable (name resolution's DNS server)."""
+        if not app_id:
+            raise InvalidArgument("dapr-app-id", "required: the target app id")
+        require_name(app_id, "dapr-app-id")
+        if hop:
+            self._check_hop(InvokeRequest(app_id, method, caller_app_id=caller_app_id, hop=True, hop_token=hop_token))
+        elif self._flow is not None:
+            self._flow.admit_app(app_id)
+        policy = None if hop or self._resiliency is None else self._resiliency.app(app_id)
+        if app_id == self.app_id:
+            return ProxyRoute(app_id, caller_app_id if hop else self.app_id, policy=policy)
+        if hop:
+            raise AppNotFound(app_id, f"forwarded to the sidecar of app {self.app_id!r} by mistake")
+        addresses = list(await self._resolver.resolve(app_id))
+        if not addresses:
+            raise AppNotFound(app_id)
+        start = next(self._turn) % len(addresses)
+        return ProxyRoute(app_id, self.app_id, tuple(addresses[start:] + addresses[:start]), policy)
 
     def _check_hop(self, request: InvokeRequest) -> None:
         """Raise AccessDenied for a hop without the deployment's token, or one the policies refuse."""
