@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -400,3 +401,45 @@ async def test_one_trace_from_the_caller_through_both_sidecars_into_the_callee_a
     assert traceparent.split("-")[1:3] == [callee_app.trace_id, callee_app.span_id]
     http_server = one(hop, server_kind, "rt-c")  # an HTTP app's parent is its sidecar's server span
     assert http_seen[-1].headers["traceparent"].split("-")[1:3] == [http_server.trace_id, http_server.span_id]
+
+
+async def test_one_skywalking_trace_through_both_sidecars_into_the_callee_app(tmp_path: Path) -> None:
+    """With the SkyWalking exporter, the callee app receives an ``sw8`` header of the caller sidecar's
+    trace, whose parent is the callee sidecar's segment, and both sidecars report one trace id."""
+    import base64
+
+    from layotto.tracing.testing import SkyWalkingCollector
+
+    app, seen, _ = grpc_app()
+    app_port = free_port()
+    with SkyWalkingCollector() as oap:
+        tracing = f"tracing: {{exporters: [skywalking], skywalking_address: '{oap.address}', service_name: %s}}\n"
+        (tmp_path / "b.yaml").write_text(f"app_id: b\napp_callback_address: 127.0.0.1:{app_port}\n" + tracing % "sw-b")
+        b = start_server("-c", str(tmp_path / "b.yaml"), data_dir=tmp_path / "b")
+        (tmp_path / "a.yaml").write_text(
+            f"app_id: a\nname_resolution: {{apps: {{b: [{b.grpc_address}]}}}}\n" + tracing % "sw-a"
+        )
+        a = start_server("-c", str(tmp_path / "a.yaml"), data_dir=tmp_path / "a")
+        try:
+            async with app.serve(f"127.0.0.1:{app_port}"), RuntimeClient(a.grpc_address) as client:
+                await client.invoke("b", "echo", "traced", timeout=10)
+        finally:
+            for server in (a, b):  # a runtime flushes its segments when it stops
+                code, stderr = server.terminate()
+                assert code == 0, stderr
+        segments = oap.wait_for(lambda found: {s.service for s in found} >= {"sw-a", "sw-b"})
+
+    sw8 = seen[-1].headers["sw8"].split("-")
+    trace_id = base64.b64decode(sw8[1]).decode()
+    parent_segment, parent_service = base64.b64decode(sw8[2]).decode(), base64.b64decode(sw8[4]).decode()
+    assert parent_service == "sw-b", "the app's parent is its own sidecar"
+
+    def segment_with(service: str, operation: str) -> Any:
+        return next(s for s in segments if s.service == service and any(p.operationName == operation for p in s.spans))
+
+    a_segment = segment_with("sw-a", "spec.proto.runtime.v1.Runtime/InvokeService")
+    b_segment = segment_with("sw-b", "dapr.proto.runtime.v1.AppCallback/OnInvoke")
+    assert a_segment.traceId == b_segment.traceId == trace_id, "one trace id from the caller sidecar to the app"
+    assert parent_segment == b_segment.traceSegmentId
+    (ref,) = next(s for s in b_segment.spans if s.spanId == 0).refs
+    assert ref.parentTraceSegmentId == a_segment.traceSegmentId and ref.parentService == "sw-a"
