@@ -25,6 +25,7 @@ from server_helpers import free_port
 
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2 as dapr_cb
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_cb_grpc
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.app_health import AppHealthSettings, parse_app_health
 from layotto.server.components.base import ConfigError
@@ -110,6 +111,13 @@ async def publish(runtime: Runtime, topic: str, data: Any, content_type: str = "
         assert r.status == 204, await r.text()
 
 
+async def metadata(runtime: Runtime) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{runtime.http_port}/v1.0/metadata") as r:
+        assert r.status == 200
+        answer: dict[str, Any] = await r.json()
+        return answer
+
+
 async def listed(runtime: Runtime) -> None:
     assert runtime.app_subscriptions is not None
     await asyncio.wait_for(runtime.app_subscriptions.listed.wait(), 15)
@@ -187,13 +195,21 @@ scopes: [another-app]
 
 
 async def test_declared_subscriptions_reach_an_http_app_in_scope_only(tmp_path: Path) -> None:
-    app = FakeApp(None)  # /dapr/subscribe answers 404: no programmatic subscription
+    app = FakeApp([{"pubsubname": "bus", "topic": "p1", "route": "/p1", "metadata": {"k": "v"}}])
     config = runtime_config(tmp_path, app)
     config = with_dapr_components(config.with_overrides(components_path=str(manifests(tmp_path, config.app_id))))
     widget = {"specversion": "1.0", "id": "w2", "source": "s", "type": "widget", "data": 1}
     async with app.serving(), Runtime(config) as runtime:
         await listed(runtime)
-        assert len(runtime.topics) == 2  # d3 is another app's
+        assert len(runtime.topics) == 3  # d3 is another app's
+        subscriptions = {s["topic"]: s for s in (await metadata(runtime))["subscriptions"]}
+        assert sorted(subscriptions) == ["d1", "d2", "p1"]
+        assert subscriptions["p1"]["type"] == "PROGRAMMATIC" and subscriptions["p1"]["metadata"] == {"k": "v"}
+        assert subscriptions["d2"]["type"] == "DECLARATIVE"
+        assert subscriptions["d2"]["rules"] == [
+            {"match": 'event.type == "widget"', "path": "/widgets"},
+            {"match": "", "path": "/d2"},
+        ]
         await publish(runtime, "d1", {"n": 1})
         await publish(runtime, "d2", widget, "application/cloudevents+json")
         await publish(runtime, "d2", {"n": 2})
@@ -237,9 +253,16 @@ async def test_declared_subscriptions_reach_a_grpc_app_with_the_rule_path(tmp_pa
             await publish(runtime, "d2", {"n": 2})
             await publish(runtime, "d1", {"n": 1})
             await wait_for(lambda: len(callback.paths) == 3)
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+                answer = await dapr_pb2_grpc.DaprStub(channel).GetMetadata(metadata_pb2.GetMetadataRequest())
     finally:
         await server.stop(None)
     assert sorted(callback.paths) == [("d1", "/d1"), ("d2", "/d2"), ("d2", "/widgets")]
+    declared = metadata_pb2.PubsubSubscriptionType.DECLARATIVE
+    assert [(s.topic, s.type, [r.path for r in s.rules.rules]) for s in answer.subscriptions] == [
+        ("d1", declared, ["/d1"]),
+        ("d2", declared, ["/widgets", "/d2"]),
+    ]
 
 
 async def test_retry_then_success_is_redelivered_and_drop_goes_to_the_dead_letter_topic(tmp_path: Path) -> None:
@@ -293,11 +316,57 @@ async def test_an_unhealthy_app_gets_no_events_until_it_is_healthy_again(tmp_pat
         await wait_for(lambda: keeper_health.status == "healthy")
         app.healthy = False
         await wait_for(lambda: keeper_health.status == "unhealthy")
+        assert (await metadata(runtime))["extended"]["appHealth"] == "unhealthy"
         await publish(runtime, "orders", {"n": 1})
         await asyncio.sleep(0.3)  # several probes later: still held
         assert app.received["/orders"] == []
         app.healthy = True
         await wait_for(lambda: app.datas("/orders") == [{"n": 1}])
+
+
+class DaprHealth(dapr_cb_grpc.AppCallbackHealthCheckServicer):
+    def __init__(self) -> None:
+        self.healthy = True
+
+    async def HealthCheck(self, request: Any, context: Any) -> Any:
+        if not self.healthy:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not now")
+        return dapr_cb.HealthCheckResponse()
+
+
+async def test_an_unhealthy_grpc_app_gets_no_events_until_its_health_check_passes(tmp_path: Path) -> None:
+    app_port = free_port()
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_callback_address=f"127.0.0.1:{app_port}",
+        app_callback_protocol="dapr",
+        app_health=AppHealthSettings(enabled=True, probe_interval_seconds=0.05, probe_timeout_seconds=1, threshold=1),
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+        components_path=str(manifests(tmp_path, "layotto")),
+    )
+    callback, health = DaprCallback(), DaprHealth()
+    server = grpc.aio.server()
+    dapr_cb_grpc.add_AppCallbackServicer_to_server(callback, server)
+    dapr_cb_grpc.add_AppCallbackHealthCheckServicer_to_server(health, server)
+    server.add_insecure_port(f"127.0.0.1:{app_port}")
+    await server.start()
+    try:
+        async with Runtime(with_dapr_components(config)) as runtime:
+            await listed(runtime)
+            assert runtime.app_subscriptions is not None and runtime.app_subscriptions.health is not None
+            app_health = runtime.app_subscriptions.health
+            await wait_for(lambda: app_health.status == "healthy")
+            health.healthy = False
+            await wait_for(lambda: app_health.status == "unhealthy")
+            await publish(runtime, "d1", {"n": 1})
+            await asyncio.sleep(0.3)  # several probes later: still held
+            assert callback.paths == []
+            health.healthy = True
+            await wait_for(lambda: callback.paths == [("d1", "/d1")])
+    finally:
+        await server.stop(None)
 
 
 @pytest.mark.parametrize("broker", REAL_BROKERS)

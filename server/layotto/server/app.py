@@ -342,7 +342,11 @@ class Runtime:
             return
         if cfg.app_health.enabled:
             path = cfg.app_health.path
-            keeper.health = AppHealth(lambda: keeper.probe(path), cfg.app_health, keeper.address)
+            health = keeper.health = AppHealth(lambda: keeper.probe(path), cfg.app_health, keeper.address)
+            if self.services is not None:
+                self.services.metadata.app_health_source = lambda: health.status
+        if self.services is not None:
+            self.services.metadata.subscription_source = keeper.active
         self.app_subscriptions = keeper
         keeper.start()
 

@@ -23,6 +23,7 @@ from layotto.server.app_health import AppHealth
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
 from layotto.server.runtime.delivery import Subscriber, Topics
+from layotto.server.runtime.metadata import AppSubscription
 from layotto.server.runtime.subscriptions import TopicSubscription
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,13 @@ class SubscriptionKeeper(abc.ABC):
             return
         self._active[subscription] = subscriber
         log.info("app subscribed to %s", where)
+
+    def active(self) -> list[AppSubscription]:
+        """The subscriptions delivered to the app now, each DECLARATIVE or PROGRAMMATIC (the metadata API's)."""
+        return [
+            AppSubscription(s, "DECLARATIVE" if s in self._declared else "PROGRAMMATIC")
+            for s in sorted(self._active, key=lambda s: (s.pubsub, s.topic))
+        ]
 
     async def aclose(self) -> None:
         if self._task is not None:
