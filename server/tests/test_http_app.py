@@ -7,6 +7,7 @@ semantics on the in-memory broker, one round-trip on each real broker."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import uuid
@@ -104,9 +105,11 @@ def runtime_config(tmp_path: Path, app: FakeApp, broker: str = "in-memory", **ov
     )
 
 
-async def publish(runtime: Runtime, topic: str, data: Any, content_type: str = "application/json") -> None:
+async def publish(
+    runtime: Runtime, topic: str, data: Any, content_type: str = "application/json", query: str = ""
+) -> None:
     body = data if isinstance(data, bytes) else json.dumps(data).encode()
-    url = f"http://127.0.0.1:{runtime.http_port}/v1.0/publish/bus/{topic}"
+    url = f"http://127.0.0.1:{runtime.http_port}/v1.0/publish/bus/{topic}{query}"
     async with aiohttp.ClientSession() as http, http.post(url, data=body, headers={"Content-Type": content_type}) as r:
         assert r.status == 204, await r.text()
 
@@ -123,6 +126,7 @@ async def listed(runtime: Runtime) -> None:
     await asyncio.wait_for(runtime.app_subscriptions.listed.wait(), 15)
 
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 ROUTED = [
     {"pubsubname": "bus", "topic": "orders", "route": "/orders"},
     {
@@ -147,17 +151,22 @@ async def test_programmatic_subscriptions_route_by_rules_and_post_cloudevents_wi
     monkeypatch.setenv("APP_API_TOKEN", "app-secret")
     app = FakeApp(ROUTED)
     widget = {"specversion": "1.0", "id": "w1", "source": "shop", "type": "widget", "data": {"kind": "w"}}
+    widget["traceparent"] = TRACEPARENT
     async with app.serving(), Runtime(runtime_config(tmp_path, app)) as runtime:
         await listed(runtime)
         await publish(runtime, "orders", b"o1", "text/plain")
+        await wait_for(lambda: len(app.received["/orders"]) == 1)
+        await publish(runtime, "orders", b"\x00raw", "application/octet-stream", "?metadata.rawPayload=true")
         await publish(runtime, "things", widget, "application/cloudevents+json")
         await publish(runtime, "things", {"kind": "gear"})
         await publish(runtime, "things", {"kind": "bolt"})
-        await wait_for(lambda: sum(len(v) for v in app.received.values()) == 4)
-    order = app.received["/orders"][0]
+        await wait_for(lambda: sum(len(v) for v in app.received.values()) == 5)
+    order, raw = app.received["/orders"]
     assert order["data"] == "o1" and order["datacontenttype"] == "text/plain"
     assert order["topic"] == "orders" and order["pubsubname"] == "bus" and order["specversion"] == "1.0"
+    assert raw["data_base64"] == base64.b64encode(b"\x00raw").decode() and "data" not in raw
     assert app.received["/widgets"][0]["id"] == "w1" and app.datas("/widgets") == [{"kind": "w"}]
+    assert [h.get("traceparent") for h in app.headers].count(TRACEPARENT) == 1  # the widget's, passed on
     assert app.datas("/g") == [{"kind": "gear"}] and app.datas("/other") == [{"kind": "bolt"}]
     assert {h["Content-Type"] for h in app.headers} == {"application/cloudevents+json"}
     assert {h["dapr-api-token"] for h in app.headers} == {"app-secret"}
