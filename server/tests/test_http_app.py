@@ -378,6 +378,30 @@ async def test_an_unhealthy_grpc_app_gets_no_events_until_its_health_check_passe
         await server.stop(None)
 
 
+async def test_a_grpc_app_without_dapr_health_checks_is_healthy_while_it_answers(tmp_path: Path) -> None:
+    from layotto.client import Message, SubscriberApp
+
+    app, app_port, received = SubscriberApp(), free_port(), []
+
+    @app.subscribe("bus", "orders")
+    async def on_order(message: Message) -> None:
+        received.append(message.text())
+
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_callback_address=f"127.0.0.1:{app_port}",
+        app_health=AppHealthSettings(enabled=True, probe_interval_seconds=0.05, threshold=1),
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+    )
+    async with app.serve(f"127.0.0.1:{app_port}"), Runtime(config) as runtime:
+        await listed(runtime)
+        await publish(runtime, "orders", b"o1", "text/plain")
+        await wait_for(lambda: received == ["o1"])
+        assert (await metadata(runtime))["extended"]["appHealth"] == "healthy"
+
+
 @pytest.mark.parametrize("broker", REAL_BROKERS)
 async def test_an_http_app_gets_a_retried_event_on_a_real_broker(tmp_path: Path, broker: str) -> None:
     require(broker)

@@ -147,8 +147,11 @@ class AppSubscriptions(SubscriptionKeeper):
 
     async def probe(self, path: str) -> bool:
         """The app health probe: whether the app answers Dapr's ``AppCallbackHealthCheck/HealthCheck``
-        (``path`` is for HTTP apps)."""
-        await self._health_stub.HealthCheck(empty_pb2.Empty())
+        (an app that does not implement it, UNIMPLEMENTED, is up: healthy; ``path`` is for HTTP apps)."""
+        try:
+            await self._health_stub.HealthCheck(empty_pb2.Empty())
+        except grpc.aio.AioRpcError as error:
+            return error.code() is grpc.StatusCode.UNIMPLEMENTED
         return True
 
     async def aclose(self) -> None:
