@@ -333,6 +333,51 @@ async def test_an_unhealthy_app_gets_no_events_until_it_is_healthy_again(tmp_pat
         await wait_for(lambda: app.datas("/orders") == [{"n": 1}])
 
 
+class ListingDaprCallback(DaprCallback):
+    async def ListTopicSubscriptions(self, request: Any, context: Any) -> Any:
+        rules = dapr_cb.TopicRoutes(
+            rules=[dapr_cb.TopicRule(match='event.data.kind == "a"', path="/a")], default="/rest"
+        )
+        bad = dapr_cb.TopicRoutes(rules=[dapr_cb.TopicRule(match="event.data.kind ==", path="/x")])
+        return dapr_cb.ListTopicSubscriptionsResponse(
+            subscriptions=[
+                dapr_cb.TopicSubscription(pubsub_name="bus", topic="r1", routes=rules),
+                dapr_cb.TopicSubscription(pubsub_name="bus", topic="r2", routes=bad),
+            ]
+        )
+
+
+async def test_a_grpc_apps_listed_routing_rules_choose_the_path(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app_port = free_port()
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_callback_address=f"127.0.0.1:{app_port}",
+        app_callback_protocol="dapr",
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+    )
+    callback = ListingDaprCallback()
+    server = grpc.aio.server()
+    dapr_cb_grpc.add_AppCallbackServicer_to_server(callback, server)
+    server.add_insecure_port(f"127.0.0.1:{app_port}")
+    await server.start()
+    try:
+        async with Runtime(config) as runtime:
+            await listed(runtime)
+            assert len(runtime.topics) == 1  # r2's rule does not parse: refused
+            await publish(runtime, "r1", {"kind": "a"})
+            await publish(runtime, "r1", {"kind": "b"})
+            await wait_for(lambda: len(callback.paths) == 2)
+    finally:
+        await server.stop(None)
+    assert sorted(callback.paths) == [("r1", "/a"), ("r1", "/rest")]
+    refused = [r.getMessage() for r in caplog.records if "ignoring the app's subscription" in r.getMessage()]
+    assert len(refused) == 1 and "subscriptions[1].routes.rules[0].match: cannot parse CEL" in refused[0]
+
+
 class DaprHealth(dapr_cb_grpc.AppCallbackHealthCheckServicer):
     def __init__(self) -> None:
         self.healthy = True
