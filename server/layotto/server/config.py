@@ -40,8 +40,8 @@ from layotto.server.runtime.access_control import AccessControl, parse_access_co
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
 from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency, spec_to_dict
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
-from layotto.server.wasm.settings import WasmSettings, parse_wasm_settings
 from layotto.server.runtime.subscriptions import TopicSubscription
+from layotto.server.wasm.settings import WasmSettings, parse_wasm_settings
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
 
@@ -162,16 +162,9 @@ class RuntimeConfig:
             out["grpc_server_options"] = dict(self.grpc_server_options)
         if self.components_path:
             out["components_path"] = self.components_path
-        if self.app_callback_address:
-            out["app_callback_address"] = self.app_callback_address
-            out["app_callback_protocol"] = self.app_callback_protocol
-            out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
-        if self.app_port or self.app_protocol != "grpc":
-            out["app_protocol"], out["app_port"] = self.app_protocol, self.app_port
+        out.update(self._app_dict())
         if not self.metrics_enabled:
             out["metrics"] = {"enabled": False}
-        if self.app_health != AppHealthSettings():
-            out["app_health"] = self.app_health.to_dict()
         if self.api_token:
             out["api_token"] = self.api_token  # masked by --print-config
         out.update(self._operation_entries())
@@ -198,6 +191,19 @@ class RuntimeConfig:
             out["unix_socket_mode"] = f"{self.unix_socket_mode:04o}"
         if self.log_format != "text":
             out["log_format"] = self.log_format
+        return out
+
+    def _app_dict(self) -> dict[str, Any]:
+        """The keys saying how the runtime reaches the app, those set (part of :meth:`to_dict`)."""
+        out: dict[str, Any] = {}
+        if self.app_callback_address:
+            out["app_callback_address"] = self.app_callback_address
+            out["app_callback_protocol"] = self.app_callback_protocol
+            out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
+        if self.app_port or self.app_protocol != "grpc":
+            out["app_protocol"], out["app_port"] = self.app_protocol, self.app_port
+        if self.app_health != AppHealthSettings():
+            out["app_health"] = self.app_health.to_dict()
         return out
 
 
