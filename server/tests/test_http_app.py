@@ -34,6 +34,7 @@ from layotto.server.config import ComponentConfig, with_dapr_components
 from layotto.server.http_app import app_status
 from layotto.server.runtime import delivery
 from layotto.server.runtime.delivery import DROP, RETRY, SUCCESS
+from layotto.server.runtime.resiliency import parse_resiliency
 
 Answer = tuple[int, Any]  # HTTP status, JSON body (None: empty body)
 
@@ -297,6 +298,20 @@ async def test_retry_then_success_is_redelivered_and_drop_goes_to_the_dead_lette
     assert app.datas("/flaky") == [{"n": 1}] * 4  # RETRY, 500, an unknown status: retried; empty body: done
     assert app.datas("/junk") == [{"n": 2}] and app.datas("/dead") == [{"n": 2}]  # dropped once, dead-lettered
     assert app.datas("/missing") == [{"n": 3}]  # 404: dropped, not retried
+
+
+async def test_an_inbound_resiliency_policy_retries_a_post_before_the_delivery_gives_up(tmp_path: Path) -> None:
+    """maxDeliveryAttempts 1: without the component's inbound policy the first RETRY would drop it."""
+    subscriptions = [{"pubsubname": "bus", "topic": "orders", "route": "/o", "metadata": {"maxDeliveryAttempts": "1"}}]
+    app = FakeApp(subscriptions, {"/o": [(503, None), (200, {"status": "RETRY"}), (200, None)]})
+    retries = {"three": {"policy": "constant", "duration": "10ms", "maxRetries": 3}}
+    targets = {"components": {"bus": {"inbound": {"retry": "three"}}}}
+    spec = parse_resiliency({"policies": {"retries": retries}, "targets": targets}, "resiliency")
+    async with app.serving(), Runtime(runtime_config(tmp_path, app, resiliency=spec)) as runtime:
+        await listed(runtime)
+        await publish(runtime, "orders", {"n": 1})
+        await wait_for(lambda: len(app.received["/o"]) == 3)
+    assert app.datas("/o") == [{"n": 1}] * 3
 
 
 async def test_an_app_down_then_up_gets_every_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -324,6 +324,7 @@ class Runtime:
                 refresh_seconds=cfg.subscriptions_refresh_seconds,
                 declared=cfg.subscriptions,
                 app_api_token=self.app_api_token,
+                resiliency=self.resiliency,
             )
         elif cfg.app_callback_address:
             keeper = AppSubscriptions(

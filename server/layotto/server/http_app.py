@@ -11,7 +11,8 @@ with ``traceparent`` and, when ``APP_API_TOKEN`` is set, ``dapr-api-token``. The
 * 404: dropped (logged);
 * any other status, a timeout (``CALL_TIMEOUT_SECONDS``) or a broken connection: RETRY,
 
-through the delivery engine's retries and dead-letter topic (:mod:`layotto.server.runtime.delivery`).
+through the delivery engine's retries and dead-letter topic (:mod:`layotto.server.runtime.delivery`),
+after the pub/sub component's inbound resiliency policy when it has one (as for gRPC apps).
 A refused connection (the app is not up) is not an attempt: the event is held and offered again,
 every 0.1 s doubling to 2 s, until the app listens, so an app that restarts loses nothing.
 """
@@ -39,6 +40,7 @@ from layotto.server.runtime.delivery import (
     Topics,
     require_dead_letter_topic,
 )
+from layotto.server.runtime.resiliency import Policy, Resiliency, Verdict, inbound_call
 from layotto.server.runtime.subscriptions import TopicSubscription, event_json, from_subscribe_answer
 from layotto.server.runtime.validation import parse_max_delivery_attempts
 from layotto.server.subscription_keeper import AppUnreachable, SubscriptionKeeper
@@ -66,6 +68,10 @@ def app_status(http_status: int, body: bytes) -> int:
         return SUCCESS
     status = answer.get("status", "") if isinstance(answer, dict) else ""
     return _STATUSES.get(str(status).upper(), RETRY)
+
+
+def _judge_outcome(outcome: int) -> Verdict:
+    return Verdict.RETRY if outcome == RETRY else Verdict.SUCCESS
 
 
 class HttpApp:
@@ -100,7 +106,15 @@ class HttpApp:
 class HttpSubscriber(Subscriber):
     """POSTs each event of one subscription to the app's route for it."""
 
-    def __init__(self, app: HttpApp, subscription: TopicSubscription, health: AppHealth | None = None) -> None:
+    def __init__(
+        self,
+        app: HttpApp,
+        subscription: TopicSubscription,
+        health: AppHealth | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        """``health``: delivery waits while the app is unhealthy; ``policy``: the pub/sub component's
+        inbound resiliency policy (None: one POST per offer)."""
         metadata = dict(subscription.metadata)
         super().__init__(
             max_attempts=parse_max_delivery_attempts(metadata, "subscription.metadata", DEFAULT_MAX_ATTEMPTS),
@@ -111,6 +125,7 @@ class HttpSubscriber(Subscriber):
         self._app = app
         self._subscription = subscription
         self._health = health
+        self._policy = policy
 
     async def offer(self, delivery: Delivery) -> int:
         event = event_json(delivery.event, delivery.topic, delivery.pubsub)
@@ -123,23 +138,30 @@ class HttpSubscriber(Subscriber):
         traceparent = current_traceparent() or str(event.get("traceparent", ""))
         if traceparent:
             headers["traceparent"] = traceparent
-        status, answer = await self._post(f"{self._app.base_url}/{path.lstrip('/')}", body, headers)
-        outcome = app_status(status, answer)
-        if status == 404:
-            log.error("the app has no route %s (404): event %s on %s dropped", path, delivery.event.id, delivery.topic)
-        elif outcome == RETRY:
-            log.warning(
-                "the app answered %d to event %s on %s: %r", status, delivery.event.id, delivery.topic, answer[:200]
-            )
-        return outcome
+        url = f"{self._app.base_url}/{path.lstrip('/')}"
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        async def call(seconds: float) -> int:
+            status, answer = await self._post(url, body, headers, seconds)
+            outcome = app_status(status, answer)
+            if status == 404:
+                log.error(
+                    "the app has no route %s (404): event %s on %s dropped", path, delivery.event.id, delivery.topic
+                )
+            elif outcome == RETRY:
+                log.warning(
+                    "the app answered %d to event %s on %s: %r", status, delivery.event.id, delivery.topic, answer[:200]
+                )
+            return outcome
+
+        return await inbound_call(self._policy, call, CALL_TIMEOUT_SECONDS, _judge_outcome)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str], seconds: float) -> tuple[int, bytes]:
         wait = REFUSED_FIRST_WAIT_SECONDS
         while True:
             if self._health is not None:
                 await self._health.wait_healthy(lambda: self.closed)
             try:
-                timeout = aiohttp.ClientTimeout(total=CALL_TIMEOUT_SECONDS)
+                timeout = aiohttp.ClientTimeout(total=seconds)
                 async with self._app.session().post(url, data=body, headers=headers, timeout=timeout) as response:
                     return response.status, await response.read()
             except aiohttp.ClientConnectorError:  # not listening: held, not an attempt
@@ -162,7 +184,9 @@ class HttpAppSubscriptions(SubscriptionKeeper):
         refresh_seconds: float,
         declared: Sequence[TopicSubscription] = (),
         app_api_token: str = "",
+        resiliency: Resiliency | None = None,
     ) -> None:
+        self._resiliency = resiliency
         self.app = HttpApp(f"http://127.0.0.1:{app_port}", app_api_token)
         super().__init__(
             components,
@@ -192,7 +216,8 @@ class HttpAppSubscriptions(SubscriptionKeeper):
         return from_subscribe_answer(answer)
 
     def new_subscriber(self, subscription: TopicSubscription) -> Subscriber:
-        return HttpSubscriber(self.app, subscription, self.health)
+        policy = self._resiliency.inbound(subscription.pubsub) if self._resiliency is not None else None
+        return HttpSubscriber(self.app, subscription, self.health, policy)
 
     async def probe(self, path: str) -> bool:
         """The app health probe: whether ``GET path`` answers a 2xx."""
