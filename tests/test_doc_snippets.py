@@ -42,7 +42,7 @@ import yaml
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import registry_for
 from layotto.server.config import load
-from layotto.server.dapr_manifests import load_manifests, load_resiliency
+from layotto.server.dapr_manifests import load_manifests, load_resiliency, load_subscriptions
 from layotto.server.runtime.resiliency import parse_resiliency
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,6 +260,7 @@ def _check_yaml(snippet: Snippet) -> None:
             scopes = document.get("scopes") or [""]
             for where, raw in load_resiliency(Path(directory), scopes[0]):
                 parse_resiliency(raw, where)
+            load_subscriptions(Path(directory))
         except ConfigError as error:
             pytest.fail(f"{snippet.where}: the Dapr manifest does not load: {error}")
 

@@ -266,7 +266,7 @@ async def header_recording_app(port: int) -> AsyncIterator[list[dict[str, str]]]
     seen: list[dict[str, str]] = []
 
     async def anything(request: web.Request) -> web.Response:
-        seen.append(dict(request.headers))
+        seen.append({":path": request.path, **request.headers})
         return web.Response(text="ok")
 
     app = web.Application()
@@ -295,4 +295,6 @@ async def test_an_http_app_gets_app_api_token_never_the_callers(
                 await client.invoke("web", "orders/1", b"x", verb="POST")
         finally:
             await runtime.stop(grace=1)
-    assert [headers.get("dapr-api-token") for headers in seen] == [app_token], json.dumps(seen)
+    # the invocation, and the runtime asking the app's GET /dapr/subscribe (pub/sub), carry the app's token
+    assert "/orders/1" in [headers[":path"] for headers in seen], json.dumps(seen)
+    assert [headers.get("dapr-api-token") for headers in seen] == [app_token] * len(seen), json.dumps(seen)

@@ -177,6 +177,12 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
     assert printed["state"]["sqlite"]["type"] == "sqlite"
 
 
+def test_app_health_flags_turn_the_checks_on(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--print-config", "--enable-app-health-check", "--app-health-check-path", "/ready"]) == 0
+    health = json.loads(capsys.readouterr().out)["app_health"]
+    assert health["enabled"] is True and health["path"] == "/ready" and health["threshold"] == 3
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

@@ -196,11 +196,11 @@ async def test_an_unreachable_app_callback_is_logged_once_and_picked_up_when_it_
     from server_helpers import free_port
 
     from layotto.client import Message, SubscriberApp
-    from layotto.server import appchannel
+    from layotto.server import subscription_keeper as keeper
 
-    monkeypatch.setattr(appchannel, "UNREACHABLE_RETRY_SECONDS", 0.01)
-    monkeypatch.setattr(appchannel, "UNREACHABLE_MAX_RETRY_SECONDS", 0.04)
-    caplog.set_level("DEBUG", logger=appchannel.log.name)
+    monkeypatch.setattr(keeper, "UNREACHABLE_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(keeper, "UNREACHABLE_MAX_RETRY_SECONDS", 0.04)
+    caplog.set_level("DEBUG", logger=keeper.log.name)
     app_port = free_port()
     config = RuntimeConfig(
         grpc_address="127.0.0.1:0",
@@ -211,7 +211,7 @@ async def test_an_unreachable_app_callback_is_logged_once_and_picked_up_when_it_
     )
 
     def lines(level: str) -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == appchannel.log.name and r.levelname == level]
+        return [r.getMessage() for r in caplog.records if r.name == keeper.log.name and r.levelname == level]
 
     app = SubscriberApp()
 

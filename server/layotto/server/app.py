@@ -17,6 +17,7 @@ from layotto.server.actuator import Actuator
 from layotto.server.api.flow_gate import FlowGate
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
 from layotto.server.api_token import ApiTokenGuard, app_token, runtime_token
+from layotto.server.app_health import AppHealth
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
@@ -26,6 +27,7 @@ from layotto.server.config import RuntimeConfig, check_listen_address, unix_path
 from layotto.server.errors import LayottoError
 from layotto.server.grpc_proxy import build_grpc_proxy
 from layotto.server.http import DaprHttpApi
+from layotto.server.http_app import HttpAppSubscriptions
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
 from layotto.server.memory import MemoryTrimmer
@@ -38,6 +40,7 @@ from layotto.server.runtime.scheduler import SchedulerLoop
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.server.runtime.services import RuntimeServices, build_services
 from layotto.server.shutdown_gate import ShutdownGate
+from layotto.server.subscription_keeper import SubscriptionKeeper
 from layotto.server.tls import ServerCertificates
 from layotto.server.transport import add_services, build_server, refuse_native_tls
 
@@ -70,7 +73,7 @@ class Runtime:
         self.shutdown_cause = ""  # who asked the runtime to stop (request_shutdown), "" until then
         self.topics = Topics()
         self.tracing: Tracing | None = None
-        self.app_subscriptions: AppSubscriptions | None = None
+        self.app_subscriptions: SubscriptionKeeper | None = None  # the app's, over gRPC or HTTP
         self.resolver: NameResolver | None = None
         self.invoker: Invoker | None = None
         self.resiliency: Resiliency | None = None  # the policies (and breakers) of apps and components
@@ -204,19 +207,8 @@ class Runtime:
         self._actuator.serving = True
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._start_app_subscriptions()
         if cfg.app_callback_address:
-            self.app_subscriptions = AppSubscriptions(
-                self.components,
-                self.topics,
-                app_id=cfg.app_id,
-                address=cfg.app_callback_address,
-                protocol=cfg.app_callback_protocol,
-                refresh_seconds=cfg.subscriptions_refresh_seconds,
-                tracing=self.tracing,
-                app_api_token=self.app_api_token,
-                resiliency=self.resiliency,
-            )
-            self.app_subscriptions.start()
             self._start_app_bindings()
         log.info(
             "layotto serving gRPC on %s and HTTP on %s%s (event loop: %s)",
@@ -318,6 +310,46 @@ class Runtime:
     def _serving(self) -> bool:
         """Whether calls may start (False once stop() began)."""
         return self._actuator is not None and self._actuator.serving
+
+    def _start_app_subscriptions(self) -> None:
+        """The app's subscriptions: over HTTP (``app_protocol: http``) or its AppCallback server."""
+        cfg = self.config
+        keeper: SubscriptionKeeper
+        if cfg.app_protocol == "http" and cfg.app_port:
+            keeper = HttpAppSubscriptions(
+                self.components,
+                self.topics,
+                app_id=cfg.app_id,
+                app_port=cfg.app_port,
+                refresh_seconds=cfg.subscriptions_refresh_seconds,
+                declared=cfg.subscriptions,
+                app_api_token=self.app_api_token,
+                resiliency=self.resiliency,
+            )
+        elif cfg.app_callback_address:
+            keeper = AppSubscriptions(
+                self.components,
+                self.topics,
+                app_id=cfg.app_id,
+                address=cfg.app_callback_address,
+                protocol=cfg.app_callback_protocol,
+                refresh_seconds=cfg.subscriptions_refresh_seconds,
+                tracing=self.tracing,
+                app_api_token=self.app_api_token,
+                declared=cfg.subscriptions,
+                resiliency=self.resiliency,
+            )
+        else:
+            return
+        if cfg.app_health.enabled:
+            path = cfg.app_health.path
+            health = keeper.health = AppHealth(lambda: keeper.probe(path), cfg.app_health, keeper.address)
+            if self.services is not None:
+                self.services.metadata.app_health_source = lambda: health.status
+        if self.services is not None:
+            self.services.metadata.subscription_source = keeper.active
+        self.app_subscriptions = keeper
+        keeper.start()
 
     def _start_app_bindings(self) -> None:
         cfg = self.config

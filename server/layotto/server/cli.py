@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--app-callback", help="HOST:PORT of the app's AppCallback server (subscriptions)")
     run.add_argument("--app-protocol", choices=["grpc", "http"], help="how service invocation reaches the app")
     run.add_argument("--app-port", type=int, help="the app's HTTP port on 127.0.0.1 (--app-protocol http)")
+    run.add_argument(
+        "--enable-app-health-check",
+        action="store_true",
+        help="probe the app and hold events while it is unhealthy (app_health in the config sets the rest)",
+    )
+    run.add_argument("--app-health-check-path", help="the path probed on an HTTP app (default /healthz)")
     run.add_argument("--components-path", help="directory of Dapr component manifests to load as well")
     run.add_argument(
         "--grpc-transport",
@@ -76,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
     run.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json: one JSON object a line")
     return parser
+
+
+def _app_health_flags(args: argparse.Namespace, config: RuntimeConfig) -> RuntimeConfig:
+    """``config`` with --enable-app-health-check and --app-health-check-path applied."""
+    path = args.app_health_check_path
+    if path is not None and not path.startswith("/"):
+        raise ConfigError(f"--app-health-check-path: expected a path starting with '/', got {path!r}")
+    if not (args.enable_app_health_check or path):
+        return config
+    health = replace(config.app_health, path=path or config.app_health.path)
+    return replace(config, app_health=replace(health, enabled=health.enabled or args.enable_app_health_check))
 
 
 def effective_config(args: argparse.Namespace) -> RuntimeConfig:
@@ -107,6 +124,7 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
     if args.unix_domain_socket:
         grpc_address, http_address = unix_domain_socket_addresses(args.unix_domain_socket, config.app_id)
         config = replace(config, grpc_address=grpc_address, http_address=http_address)
+    config = _app_health_flags(args, config)
     try:
         config = replace(config, tracing=with_environment(config.tracing))
     except TracingConfigError as error:

@@ -24,15 +24,23 @@ from typing import Any
 
 import yaml
 
+from layotto.server.app_health import AppHealthSettings, parse_app_health
 from layotto.server.components.base import ConfigError, read_config_text
 from layotto.server.components.nameresolution import NameResolutionSettings, parse_settings
 from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
-from layotto.server.dapr_manifests import load_access_control, load_manifests, load_resiliency, load_secret_scopes
+from layotto.server.dapr_manifests import (
+    load_access_control,
+    load_manifests,
+    load_resiliency,
+    load_secret_scopes,
+    load_subscriptions,
+)
 from layotto.server.runtime.access_control import AccessControl, parse_access_control
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
 from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency, spec_to_dict
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
+from layotto.server.runtime.subscriptions import TopicSubscription
 from layotto.server.wasm.settings import WasmSettings, parse_wasm_settings
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
@@ -131,6 +139,8 @@ class RuntimeConfig:
     tls: TlsSettings | None = None  # TLS (mTLS with a client CA) on the gRPC and HTTP listeners
     unix_socket_mode: int = DEFAULT_UNIX_SOCKET_MODE  # permissions of the unix: listeners' socket files
     log_format: str = "text"  # text, or json: one JSON object a line (docs/observability.md)
+    app_health: AppHealthSettings = field(default_factory=AppHealthSettings)  # probe the app, hold events meanwhile
+    subscriptions: tuple[TopicSubscription, ...] = ()  # declared by Subscription manifests (components_path)
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -152,12 +162,7 @@ class RuntimeConfig:
             out["grpc_server_options"] = dict(self.grpc_server_options)
         if self.components_path:
             out["components_path"] = self.components_path
-        if self.app_callback_address:
-            out["app_callback_address"] = self.app_callback_address
-            out["app_callback_protocol"] = self.app_callback_protocol
-            out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
-        if self.app_port or self.app_protocol != "grpc":
-            out["app_protocol"], out["app_port"] = self.app_protocol, self.app_port
+        out.update(self._app_dict())
         if not self.metrics_enabled:
             out["metrics"] = {"enabled": False}
         if self.api_token:
@@ -186,6 +191,19 @@ class RuntimeConfig:
             out["unix_socket_mode"] = f"{self.unix_socket_mode:04o}"
         if self.log_format != "text":
             out["log_format"] = self.log_format
+        return out
+
+    def _app_dict(self) -> dict[str, Any]:
+        """The keys saying how the runtime reaches the app, those set (part of :meth:`to_dict`)."""
+        out: dict[str, Any] = {}
+        if self.app_callback_address:
+            out["app_callback_address"] = self.app_callback_address
+            out["app_callback_protocol"] = self.app_callback_protocol
+            out["subscriptions_refresh_seconds"] = self.subscriptions_refresh_seconds
+        if self.app_port or self.app_protocol != "grpc":
+            out["app_protocol"], out["app_port"] = self.app_protocol, self.app_port
+        if self.app_health != AppHealthSettings():
+            out["app_health"] = self.app_health.to_dict()
         return out
 
 
@@ -241,6 +259,7 @@ _SECTION_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "flow_control": parse_flow_control,
     "resiliency": parse_resiliency,
     "wasm": parse_wasm_settings,
+    "app_health": parse_app_health,
 }
 NEEDS_TOKEN = (
     "an access control needs invoke_token (the secret the deployment's sidecars share),"
@@ -430,6 +449,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "flow_control",
             "resiliency",
             "wasm",
+            "app_health",
             *BUILDING_BLOCKS,
         ]
     )
@@ -546,12 +566,14 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
     for where, raw in load_resiliency(directory, config.app_id):
         spec = parse_resiliency(raw, where)
         resiliency = spec if resiliency is None else resiliency.merged(spec, where)
+    subscriptions = (*config.subscriptions, *load_subscriptions(directory))
     return replace(
         config,
         components=components,
         secret_scopes=tuple(scopes.values()),
         access_control=access,
         resiliency=resiliency,
+        subscriptions=subscriptions,
     )
 
 

@@ -12,9 +12,9 @@ Users bring the component files they run Dapr with::
       - {name: redisHost, value: "localhost:6379"}
 
 A Configuration manifest's ``spec.secrets.scopes`` (which secrets the app may read) and
-``spec.accessControl`` are honoured, and so is a Resiliency manifest (its ``spec``: policies and
-targets) whose ``scopes`` list this app id or that has none; the rest of a Configuration, and
-other kinds (Subscription), are skipped.
+``spec.accessControl`` are honoured, the rest of a Configuration is skipped; so is a Resiliency
+manifest (its ``spec``: policies and targets) whose ``scopes`` list this app id or that has none;
+Subscription manifests (v1alpha1 and v2alpha1, with ``scopes``) declare the app's subscriptions.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import yaml
 
 from layotto.server.components.base import ConfigError, read_config_text
 from layotto.server.components.secretrefs import SecretRef, dapr_secret_ref
+from layotto.server.errors import InvalidArgument
+from layotto.server.runtime.subscriptions import TopicSubscription, from_manifest
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,8 @@ def load_manifests(directory: Path) -> list[Manifest]:
     """(block, name, type, metadata, secret references) for every Component manifest under ``directory``."""
     found = []
     for where, doc in _documents(directory):
+        if isinstance(doc, dict) and doc.get("kind") == "Subscription":
+            continue  # load_subscriptions reads them
         if not isinstance(doc, dict) or doc.get("kind") != "Component":
             log.info("%s: skipping kind %s", where, doc.get("kind") if isinstance(doc, dict) else "?")
             continue
@@ -166,4 +170,17 @@ def load_resiliency(directory: Path, app_id: str) -> list[tuple[str, Any]]:
         if "spec" not in doc:
             raise ConfigError(f"{where}: spec is required (policies, targets)")
         found.append((f"{where}: spec", doc["spec"]))
+    return found
+
+
+def load_subscriptions(directory: Path) -> list[TopicSubscription]:
+    """The subscriptions of every Dapr Subscription manifest under ``directory``; a ConfigError (one
+    line naming the file and the field) when one is wrong, a routing rule's CEL match included."""
+    found = []
+    for where, doc in _documents(directory):
+        if isinstance(doc, dict) and doc.get("kind") == "Subscription":
+            try:
+                found.append(from_manifest(doc, where))
+            except InvalidArgument as error:
+                raise ConfigError(error.message) from None
     return found

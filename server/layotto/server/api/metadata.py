@@ -9,7 +9,22 @@ from google.protobuf import empty_pb2
 
 from layotto.proto.dapr.runtime.v1 import metadata_pb2
 from layotto.server.api.adapter import Context
-from layotto.server.runtime.metadata import MetadataService
+from layotto.server.runtime.metadata import AppSubscription, MetadataService
+
+
+def _subscription(entry: AppSubscription) -> metadata_pb2.PubsubSubscription:
+    s = entry.subscription
+    rules = [metadata_pb2.PubsubSubscriptionRule(match=r.match, path=r.path) for r in s.rules]
+    if s.path:
+        rules.append(metadata_pb2.PubsubSubscriptionRule(path=s.path))
+    return metadata_pb2.PubsubSubscription(
+        pubsub_name=s.pubsub,
+        topic=s.topic,
+        metadata=dict(s.metadata),
+        rules=metadata_pb2.PubsubSubscriptionRules(rules=rules),
+        dead_letter_topic=s.dead_letter_topic,
+        type=metadata_pb2.PubsubSubscriptionType.Value(entry.kind),
+    )
 
 
 class MetadataApi:
@@ -27,6 +42,7 @@ class MetadataApi:
             ],
             extended_metadata=self._metadata.extended(),
             runtime_version=self._metadata.version,
+            subscriptions=[_subscription(s) for s in self._metadata.subscriptions()],
         )
 
     async def SetMetadata(self, request: Any, context: Context) -> empty_pb2.Empty:

@@ -10,7 +10,23 @@ from aiohttp import web
 from layotto.server.errors import InvalidArgument
 from layotto.server.http.errors import Call, dapr_errors
 from layotto.server.http.routing import Routes
-from layotto.server.runtime.metadata import MetadataService
+from layotto.server.runtime.metadata import AppSubscription, MetadataService
+
+
+def subscription_json(entry: AppSubscription) -> dict[str, object]:
+    """Dapr's metadata shape of one app subscription."""
+    s = entry.subscription
+    rules = [{"match": r.match, "path": r.path} for r in s.rules]
+    if s.path:
+        rules.append({"match": "", "path": s.path})
+    return {
+        "pubsubname": s.pubsub,
+        "topic": s.topic,
+        "metadata": dict(s.metadata),
+        "rules": rules,
+        "deadLetterTopic": s.dead_letter_topic,
+        "type": entry.kind,
+    }
 
 
 class MetadataHttp:
@@ -36,7 +52,7 @@ class MetadataHttp:
                     for c in metadata.components()
                 ],
                 "extended": metadata.extended(),
-                "subscriptions": [],
+                "subscriptions": [subscription_json(s) for s in metadata.subscriptions()],
                 "httpEndpoints": [],
             }
         )

@@ -3,7 +3,8 @@
 A subscriber is a streaming subscription (SubscribeTopicEvents) or the app's
 AppCallback. The runtime holds one broker subscription per (pubsub, topic) in the
 app's consumer group and hands each message to one live subscriber of it, in turn.
-SUCCESS and DROP acknowledge the message to the broker; RETRY, an error or a
+SUCCESS and DROP acknowledge the message to the broker (a dropped one goes to the
+subscription's dead-letter topic if it has one, as Dapr does since 1.13); RETRY, an error or a
 subscriber that goes away offers it again with exponential backoff, up to the
 subscriber's ``max_attempts``, after which it goes to the subscription's dead-letter
 topic if it has one, else it is dropped and logged. A dead-lettered message carries
@@ -161,11 +162,11 @@ class Topics:
                 self.observer.delivery_outcome(key[0], key[1], OUTCOMES[status])
             if status == SUCCESS:
                 return
-            if status == DROP:
+            if status == DROP and not subscriber.dead_letter_topic:
                 log.warning("subscriber dropped message %s on %s/%s", delivery.event.id, key[0], key[1])
                 return
-            if attempt >= subscriber.max_attempts:
-                await _give_up(pubsub, subscriber, message, delivery)
+            if status == DROP or attempt >= subscriber.max_attempts:
+                await _give_up(pubsub, subscriber, message, delivery, dropped=status == DROP)
                 if self.observer is not None and subscriber.dead_letter_topic:
                     self.observer.delivery_outcome(key[0], key[1], DEAD_LETTER)
                 return
@@ -182,22 +183,25 @@ async def _answer(subscriber: Subscriber, delivery: Delivery) -> int:
     return status if status in (SUCCESS, RETRY, DROP) else RETRY
 
 
-async def _give_up(pubsub: PubSub, subscriber: Subscriber, message: BrokerMessage, delivery: Delivery) -> None:
+async def _give_up(
+    pubsub: PubSub, subscriber: Subscriber, message: BrokerMessage, delivery: Delivery, *, dropped: bool = False
+) -> None:
     where = f"{delivery.pubsub}/{delivery.topic}"
     earlier = message.metadata.get(DEAD_LETTERED_FROM)
+    after = "the subscriber dropped it" if dropped else f"{subscriber.max_attempts} attempts"
     if subscriber.dead_letter_topic and earlier is not None:
         log.error(
-            "message %s on %s dropped after %d attempts: it was dead-lettered from %s already, never twice",
+            "message %s on %s dropped after %s: it was dead-lettered from %s already, never twice",
             delivery.event.id,
             where,
-            subscriber.max_attempts,
+            after,
             earlier,
         )
     elif subscriber.dead_letter_topic:
         metadata = {**message.metadata, DEAD_LETTERED_FROM: where}
         await pubsub.publish(subscriber.dead_letter_topic, message.data, metadata)
         topic = subscriber.dead_letter_topic
-        log.warning("message %s on %s went to dead-letter topic %s", delivery.event.id, where, topic)
+        log.warning("message %s on %s went to dead-letter topic %s after %s", delivery.event.id, where, topic, after)
     else:
         log.error(
             "message %s on %s dropped after %d attempts (no dead-letter topic)",

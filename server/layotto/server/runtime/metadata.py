@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import InvalidArgument
+from layotto.server.runtime.subscriptions import TopicSubscription
 from layotto.server.runtime.validation import require_size
 
 RUNTIME_NAME = "layotto-python"
@@ -18,6 +19,19 @@ MAX_ATTRIBUTES = 256
 MAX_ATTRIBUTES_BYTES = 1024 * 1024
 #: Dapr's name of a building block, where it differs from this runtime's config section
 DAPR_TYPE_PREFIX = {"secret_store": "secretstores", "config_store": "configuration"}
+
+
+#: the extended metadata key reporting the app's health when app health checks are on
+APP_HEALTH_KEY = "appHealth"
+OWN_KEYS = ("runtime", "runtimeVersion", APP_HEALTH_KEY)
+
+
+@dataclass(frozen=True)
+class AppSubscription:
+    """One subscription delivered to the app; ``kind``: DECLARATIVE (a manifest) or PROGRAMMATIC."""
+
+    subscription: TopicSubscription
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,14 @@ class MetadataService:
         self._components = components
         self._shutdown = shutdown
         self._attributes: dict[str, str] = {}  # what apps set, for as long as the runtime runs
+        #: set by the runtime once it keeps the app subscribed: the subscriptions delivered to the app
+        self.subscription_source: Callable[[], list[AppSubscription]] | None = None
+        #: set when app health checks are on: healthy, unhealthy or unknown
+        self.app_health_source: Callable[[], str] | None = None
+
+    def subscriptions(self) -> list[AppSubscription]:
+        """The subscriptions delivered to the app (its listed and declared ones, once subscribed)."""
+        return self.subscription_source() if self.subscription_source is not None else []
 
     def components(self) -> list[RegisteredComponent]:
         return [
@@ -52,8 +74,12 @@ class MetadataService:
         ]
 
     def extended(self) -> dict[str, str]:
-        """The attributes apps set, and the runtime's own ``runtime`` and ``runtimeVersion``."""
-        return {**self._attributes, "runtime": RUNTIME_NAME, "runtimeVersion": self.version}
+        """The attributes apps set, and the runtime's own ``runtime``, ``runtimeVersion`` and (with app
+        health checks on) ``appHealth``."""
+        own = {"runtime": RUNTIME_NAME, "runtimeVersion": self.version}
+        if self.app_health_source is not None:
+            own[APP_HEALTH_KEY] = self.app_health_source()
+        return {**self._attributes, **own}
 
     def set_attribute(self, key: str, value: str) -> None:
         """An attribute :meth:`extended` reports (the runtime's own keys stay its own).
@@ -62,7 +88,7 @@ class MetadataService:
         """
         if not key:
             raise InvalidArgument("key", "the attribute's name is empty")
-        if key in ("runtime", "runtimeVersion"):
+        if key in OWN_KEYS:
             raise InvalidArgument("key", f"{key!r} is reported by the runtime itself")
         require_size(key, "key", MAX_ATTRIBUTE_KEY_BYTES, "an attribute's name")
         require_size(value, "value", MAX_ATTRIBUTE_VALUE_BYTES, "an attribute's value")
