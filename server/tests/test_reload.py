@@ -1,0 +1,294 @@
+"""Live reconfiguration: Layotto's Lifecycle/ApplyConfiguration and config hot reload, on one
+in-process runtime each, against a real Redis (swap a store under load, refuse bad changes)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import backends
+import grpc
+import pytest
+import yaml
+from google.rpc import error_details_pb2, status_pb2
+
+from layotto.client import NO_RETRY, RuntimeClient, StoreNotFound
+from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+from layotto.proto.runtime.v1 import lifecycle_pb2, lifecycle_pb2_grpc
+from layotto.server import Runtime
+from layotto.server.components.base import ConfigError
+from layotto.server.components.inflight import drain, track_calls
+from layotto.server.config import load
+
+WORKERS = 12
+POLL_SECONDS = 0.05
+
+
+def redis_metadata(prefix: str) -> dict[str, str]:
+    """A Redis state store's metadata, its keys under ``prefix``."""
+    backends.require("redis")
+    return {"redisHost": backends.address("redis"), "keyPrefix": prefix}
+
+
+def write_config(path: Path, data_dir: Path, components: dict[str, Any], **extra: Any) -> None:
+    body = {
+        "grpc_address": "127.0.0.1:0",
+        "http_address": "127.0.0.1:0",
+        "data_dir": str(data_dir),
+        "hot_reload": True,
+        "hot_reload_seconds": POLL_SECONDS,
+        "shutdown_grace_seconds": 5,
+        **extra,
+        **components,
+    }
+    path.write_text(yaml.safe_dump(body))
+
+
+@pytest.fixture
+async def started(tmp_path: Path) -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[Runtime]]]:
+    """Starts a runtime from a config file at tmp_path/runtime.yaml with the given components."""
+    runtimes: list[Runtime] = []
+
+    async def start(components: dict[str, Any]) -> Runtime:
+        write_config(tmp_path / "runtime.yaml", tmp_path / "data", components)
+        runtime = Runtime(load(tmp_path / "runtime.yaml"))
+        await runtime.start()
+        runtimes.append(runtime)
+        return runtime
+
+    yield start
+    for runtime in runtimes:
+        await runtime.stop(grace=2)
+
+
+async def apply(runtime: Runtime, kind: str, name: str, metadata: dict[str, str]) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        config = lifecycle_pb2.ComponentConfig(kind=kind, name=name, metadata=metadata)
+        await lifecycle_pb2_grpc.LifecycleStub(channel).ApplyConfiguration(
+            lifecycle_pb2.DynamicConfiguration(component_config=config), timeout=30
+        )
+
+
+def error_field(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The ErrorInfo metadata of a refused call."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return {"reason": info.reason, **info.metadata}
+    return {}
+
+
+async def component_names(runtime: Runtime) -> set[str]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        answer = await dapr_pb2_grpc.DaprStub(channel).GetMetadata(metadata_pb2.GetMetadataRequest(), timeout=5)
+    return {c.name for c in answer.registered_components}
+
+
+async def http_component_names(runtime: Runtime) -> set[str]:
+    def read() -> set[str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{runtime.http_port}/v1.0/metadata", timeout=5) as response:
+            return {c["name"] for c in json.load(response)["components"]}
+
+    return await asyncio.to_thread(read)  # the runtime serves on this same event loop
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, f"not within {seconds}s: {what}"
+        await asyncio.sleep(POLL_SECONDS)
+
+
+# -- ApplyConfiguration ---------------------------------------------------------------------------
+
+
+def store_setting(backend: str, namespace: str, second: bool) -> dict[str, str]:
+    """The metadata keys that move a store to another namespace (Redis: another DB too)."""
+    if backend == "redis":
+        return {"keyPrefix": f"{namespace}:", "redisDB": "1" if second else "0"}
+    return {"tableName": f"state_{namespace}"}
+
+
+async def test_apply_configuration_swaps_a_redis_store_under_load_without_a_failed_call(started: Any) -> None:
+    """Changing the key prefix and the DB while calls run: none fails, new calls see the new
+    setting, and applying the old setting back shows the data was only behind the other prefix.
+    (Redis's client closes gracefully: test_drain_waits_for_the_calls_under_way covers the drain.)"""
+    backend = "redis"
+    backends.require(backend)
+    old, new = f"a{uuid.uuid4().hex}", f"b{uuid.uuid4().hex}"
+    metadata = {**backends.state_metadata(backend, old), **store_setting(backend, old, second=False)}
+    runtime = await started({"state": {"cache": {"type": backend, "metadata": metadata}}})
+    async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY, timeout=10) as client:
+        await client.state.save("cache", "marker", b"old")
+        stop = asyncio.Event()
+        done = [0]
+
+        async def worker(i: int) -> None:
+            while not stop.is_set():
+                await client.state.save("cache", f"load-{i}", str(done[0]).encode())
+                await client.state.get("cache", f"load-{i}")
+                done[0] += 1
+
+        load = [asyncio.create_task(worker(i)) for i in range(WORKERS)]
+        await until(lambda: _at_least(done, 50), "calls under way")
+        await apply(runtime, "state", "cache", store_setting(backend, new, second=True))
+        before = done[0]
+        await until(lambda: _at_least(done, before + 50), "calls on the new instance")
+        stop.set()
+        await asyncio.gather(*load)  # a failed call raises here
+
+        assert not (await client.state.get("cache", "marker")).found  # the new namespace
+        await client.state.save("cache", "marker", b"new")
+        await apply(runtime, "state", "cache", store_setting(backend, old, second=False))
+        assert (await client.state.get("cache", "marker")).value == b"old"
+
+
+async def _at_least(counter: list[int], wanted: int) -> bool:
+    return counter[0] >= wanted
+
+
+async def test_a_bad_apply_is_refused_naming_the_field_and_the_old_instance_keeps_serving(started: Any) -> None:
+    prefix = f"p-{uuid.uuid4().hex}:"
+    runtime = await started(
+        {
+            "state": {"cache": {"type": "redis", "metadata": redis_metadata(prefix)}},
+            "pubsub": {"events": {"type": "in-memory"}},
+        }
+    )
+    async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY, timeout=10) as client:
+        await client.state.save("cache", "k", b"v")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await apply(runtime, "state", "cache", {"redisDB": "seven"})
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "'cache'" in (refused.value.details() or "")
+        assert error_field(refused.value)["field"] == "component_config.metadata.redisDB"
+
+        with pytest.raises(grpc.aio.AioRpcError) as unreachable:  # init fails: nothing listens there
+            await apply(runtime, "state", "cache", {"redisHost": "127.0.0.1:1"})
+        assert unreachable.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "cache" in (unreachable.value.details() or "")
+
+        with pytest.raises(grpc.aio.AioRpcError) as unknown:
+            await apply(runtime, "state", "nope", {"keyPrefix": "x"})
+        assert error_field(unknown.value) == {
+            "reason": "COMPONENT_NOT_FOUND",
+            "field": "component_config.name",
+            "component": "nope",
+        }
+        with pytest.raises(grpc.aio.AioRpcError) as held:  # subscriptions hold a pub/sub instance
+            await apply(runtime, "pub_subs", "events", {"x": "y"})
+        assert held.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "restart" in (held.value.details() or "")
+
+        assert (await client.state.get("cache", "k")).value == b"v"  # the old instance still serves
+
+
+async def test_apply_configuration_changes_layottos_helloworld_greeting(started: Any) -> None:
+    runtime = await started({"hellos": {"helloworld": {"type": "helloworld", "metadata": {"hello": "greetings"}}}})
+    async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY) as client:
+        assert (await client.say_hello("ann", service="helloworld")).greeting.startswith("greetings")
+        await apply(runtime, "hellos", "helloworld", {"hello": "bonjour"})
+        assert (await client.say_hello("ann", service="helloworld")).greeting.startswith("bonjour")
+
+
+# -- hot reload -------------------------------------------------------------------------------------
+
+
+async def test_hot_reload_adds_changes_and_removes_components_and_refuses_broken_files(
+    started: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="layotto.server")
+    first, second = f"h1-{uuid.uuid4().hex}:", f"h2-{uuid.uuid4().hex}:"
+    base = {"state": {"main": {"type": "in-memory"}}}
+    runtime = await started(base)
+    config = tmp_path / "runtime.yaml"
+    async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY, timeout=10) as client:
+        await client.state.save("main", "k", b"kept")
+
+        async def listed(name: str, present: bool = True) -> bool:
+            return (name in await component_names(runtime)) is present
+
+        with_cache = {"state": {**base["state"], "cache": {"type": "redis", "metadata": redis_metadata(first)}}}
+        write_config(config, tmp_path / "data", with_cache)  # added
+        await until(lambda: listed("cache"), "GetMetadata lists the added store")
+        assert "cache" in await http_component_names(runtime)
+        await client.state.save("cache", "x", b"1")
+        assert (await client.state.get("cache", "x")).value == b"1"
+
+        with_cache["state"]["cache"]["metadata"] = redis_metadata(second)  # changed
+        write_config(config, tmp_path / "data", with_cache)
+
+        async def swapped() -> bool:
+            return not (await client.state.get("cache", "x")).found
+
+        await until(swapped, "the changed store serves with the new prefix")
+
+        config.write_text("state: {main: [unclosed\n")  # broken YAML
+        await until(lambda: _logged(caplog, "hot reload refused"), "the refusal is logged")
+        broken = [{"state": {"cache": {"type": "no-such-type"}}}]  # an unknown type
+        write_config(config, tmp_path / "data", broken[0])
+        await until(lambda: _logged(caplog, "hot reload refused", 2), "the unknown type is refused")
+        assert (await client.state.get("main", "k")).value == b"kept"  # the old configuration serves
+        assert await component_names(runtime) >= {"main", "cache"}
+
+        write_config(config, tmp_path / "data", base, app_id="renamed")  # removed; app_id needs a restart
+        await until(lambda: listed("cache", present=False), "GetMetadata no longer lists the removed store")
+        assert "cache" not in await http_component_names(runtime)
+        with pytest.raises(StoreNotFound):
+            await client.state.get("cache", "x")
+        assert (await client.state.get("main", "k")).value == b"kept"  # untouched by every reload
+
+    refusals = [r for r in caplog.records if "hot reload refused" in r.getMessage()]
+    assert len(refusals) == 2, [r.getMessage() for r in refusals]  # one line per bad change
+    assert all(r.levelno == logging.ERROR for r in refusals)
+    assert "not valid YAML" in refusals[0].getMessage()
+    assert "state.cache.type" in refusals[1].getMessage()
+    assert any("app_id" in r.getMessage() and "restart" in r.getMessage() for r in caplog.records)
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str, count: int = 1) -> bool:
+    return sum(text in r.getMessage() for r in caplog.records) >= count
+
+
+def test_hot_reload_is_off_unless_asked_and_takes_a_boolean(tmp_path: Path) -> None:
+    config = tmp_path / "runtime.yaml"
+    config.write_text("app_id: a\n")
+    assert load(config).hot_reload is False
+    config.write_text("hot_reload: 'yes'\n")
+    with pytest.raises(ConfigError, match="hot_reload: expected true or false"):
+        load(config)
+
+
+# -- draining -------------------------------------------------------------------------------------
+
+
+class Slow:
+    """A component-shaped object whose call waits for an event (the drain under test counts it)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    async def call(self) -> str:
+        await self.release.wait()
+        return "done"
+
+
+async def test_drain_waits_for_the_calls_under_way() -> None:
+    slow = Slow()
+    track_calls(slow)
+    call = asyncio.create_task(slow.call())
+    await asyncio.sleep(0)
+    assert await drain(slow, 0.2) is False  # the call still runs: the limit passes first
+    slow.release.set()
+    assert await drain(slow, 5) is True
+    assert call.result() == "done"
