@@ -18,6 +18,7 @@ import grpc
 import pytest
 import yaml
 from google.rpc import error_details_pb2, status_pb2
+from server_helpers import start_server
 
 from layotto.client import NO_RETRY, RuntimeClient, StoreNotFound
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
@@ -292,3 +293,29 @@ async def test_drain_waits_for_the_calls_under_way() -> None:
     slow.release.set()
     assert await drain(slow, 5) is True
     assert call.result() == "done"
+
+
+# -- layotto serve --hot-reload ---------------------------------------------------------------------
+
+
+def test_serve_with_the_hot_reload_flag_applies_an_added_component(tmp_path: Path) -> None:
+    """The flag turns hot reload on; the config is read again with the command's flags, so the
+    listen addresses they set are no change needing a restart."""
+    config = tmp_path / "runtime.yaml"
+    config.write_text(yaml.safe_dump({"hot_reload_seconds": POLL_SECONDS, "state": {"main": {"type": "in-memory"}}}))
+    server = start_server("-c", str(config), "--hot-reload", data_dir=tmp_path / "data")
+    try:
+        body = {
+            "hot_reload_seconds": POLL_SECONDS,
+            "state": {"main": {"type": "in-memory"}, "extra": {"type": "in-memory"}},
+        }
+        config.write_text(yaml.safe_dump(body))
+        deadline = time.monotonic() + 15
+        while "extra" not in {c["name"] for c in json.loads(server.http_get("/v1.0/metadata")[1])["components"]}:
+            assert time.monotonic() < deadline, "the added component is not listed"
+            time.sleep(POLL_SECONDS)
+    finally:
+        code, stderr = server.terminate()
+    assert code == 0, stderr
+    assert "hot reload applied: added state.extra" in stderr
+    assert "restart" not in stderr

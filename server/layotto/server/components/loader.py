@@ -41,8 +41,10 @@ class ComponentSet:
             components[name] = component
         if not components:
             del self._blocks[block]
-        if component is None:
+        if component is None:  # removed: it holds no peer, and none may hold it
             self.dependents.pop((block, name), None)
+            for users in self.dependents.values():
+                users.discard((block, name))
         return old
 
     def names(self, block: str) -> list[str]:

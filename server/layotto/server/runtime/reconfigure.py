@@ -149,9 +149,9 @@ class Reconfigurer:
                     new = await self._build(block, name, config) if config is not None else None
                     built.append((block, name, new, config))
             except BaseException:
-                for _, _, component, _ in built:
+                for block, name, component, _ in built:
                     if component is not None:
-                        await component.close()
+                        await _close_unused(block, name, component)
                 raise
             for block, name, new, config in built:
                 self._install(block, name, new)
@@ -219,6 +219,14 @@ class Reconfigurer:
         """Finish retiring the replaced instances (at shutdown, after the calls drained)."""
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
+
+
+async def _close_unused(block: str, name: str, component: Component) -> None:
+    """Close a new instance that will not be swapped in (another of the same reload failed)."""
+    try:
+        await component.close()
+    except Exception:
+        log.exception("closing the unused new %s %r failed", block, name)
 
 
 def _refusal(kind: str, block: str, name: str, error: ConfigError) -> InvalidArgument:
