@@ -101,6 +101,7 @@ class Runtime:
 
     async def start(self) -> None:
         cfg = self.config
+        self._started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         check_listen_address(cfg.grpc_address, "grpc_address")
         check_listen_address(cfg.http_address, "http_address")
         refuse_native_tls(cfg.grpc_transport, tls=cfg.tls is not None)
