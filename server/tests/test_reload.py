@@ -17,6 +17,7 @@ import backends
 import grpc
 import pytest
 import yaml
+from aiohttp import web
 from google.rpc import error_details_pb2, status_pb2
 from server_helpers import start_server
 
@@ -156,6 +157,44 @@ async def test_apply_configuration_swaps_a_redis_store_under_load_without_a_fail
 
 async def _at_least(counter: list[int], wanted: int) -> bool:
     return counter[0] >= wanted
+
+
+async def test_a_call_inside_the_old_instance_finishes_before_it_is_closed(started: Any) -> None:
+    """An HTTP output binding's request under way when its URL changes: the new instance serves the
+    next call, the old one is closed only once the slow request answered (closing its session
+    earlier would fail that call), and then it is closed."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(request: web.Request) -> web.Response:
+        if request.path.endswith("/slow"):
+            arrived.set()
+            await release.wait()
+        return web.Response(text=request.path)
+
+    server = web.Server(answer)
+    runner = web.ServerRunner(server)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        runtime = await started({"bindings": {"web": {"type": "http", "metadata": {"url": f"{base}/old"}}}})
+        old = runtime.components.get("bindings", "web")
+        async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY, timeout=10) as client:
+            slow = asyncio.create_task(client.bindings.invoke("web", "get", metadata={"path": "slow"}))
+            await arrived.wait()
+            await apply(runtime, "bindings", "web", {"url": f"{base}/new"})
+            assert (await client.bindings.invoke("web", "get")).data == b"/new"
+            assert old is not None and not old._session.closed  # type: ignore[attr-defined]
+            release.set()
+            assert (await slow).data == b"/old/slow"
+
+            async def closed() -> bool:
+                return bool(old._session.closed)  # type: ignore[attr-defined]
+
+            await until(closed, "the old instance is closed once drained")
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_bad_apply_is_refused_naming_the_field_and_the_old_instance_keeps_serving(started: Any) -> None:
