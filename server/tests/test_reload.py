@@ -21,7 +21,7 @@ from aiohttp import web
 from google.rpc import error_details_pb2, status_pb2
 from server_helpers import start_server
 
-from layotto.client import NO_RETRY, RuntimeClient, StoreNotFound
+from layotto.client import NO_RETRY, NoComponentsConfigured, RuntimeClient, StoreNotFound
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
 from layotto.proto.runtime.v1 import lifecycle_pb2, lifecycle_pb2_grpc
 from layotto.server import Runtime
@@ -294,6 +294,36 @@ async def test_hot_reload_adds_changes_and_removes_components_and_refuses_broken
     assert "not valid YAML" in refusals[0].getMessage()
     assert "state.cache.type" in refusals[1].getMessage()
     assert any("app_id" in r.getMessage() and "restart" in r.getMessage() for r in caplog.records)
+
+
+async def test_hot_reload_follows_the_manifests_directory(started: Any, tmp_path: Path) -> None:
+    """A Dapr manifest written into components_path is served; its file removed, it is gone."""
+    manifests = tmp_path / "components"
+    manifests.mkdir()
+    write_config(tmp_path / "runtime.yaml", tmp_path / "data", {}, components_path=str(manifests))
+    runtime = Runtime(load(tmp_path / "runtime.yaml"))
+    await runtime.start()
+    try:
+        manifest = {
+            "apiVersion": "dapr.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": "orders"},
+            "spec": {"type": "state.in-memory", "version": "v1", "metadata": []},
+        }
+        (manifests / "orders.yaml").write_text(yaml.safe_dump(manifest))
+
+        async def listed(present: bool) -> bool:
+            return ("orders" in await component_names(runtime)) is present
+
+        await until(lambda: listed(True), "the manifest's component is served")
+        async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}", retry=NO_RETRY) as client:
+            await client.state.save("orders", "o1", b"x")
+            (manifests / "orders.yaml").unlink()
+            await until(lambda: listed(False), "the removed manifest's component is gone")
+            with pytest.raises(NoComponentsConfigured):
+                await client.state.get("orders", "o1")
+    finally:
+        await runtime.stop(grace=1)
 
 
 async def _logged(caplog: pytest.LogCaptureFixture, text: str, count: int = 1) -> bool:
