@@ -150,9 +150,9 @@ async def channel(runtime: Runtime) -> AsyncIterator[grpc.aio.Channel]:
 FULLY_BUILT = {
     "spec.proto.extension.v1.cryption.CryptionService",
     "spec.proto.extension.v1.delay_queue.DelayQueue",
+    "spec.proto.runtime.v1.Lifecycle",
 }
 UNBUILT_CALLS = [
-    ("spec.proto.runtime.v1.Lifecycle", "ApplyConfiguration"),
     ("spec.proto.extension.v1.email.EmailService", "SendEmail"),
     ("spec.proto.extension.v1.phone.PhoneCallService", "SendVoiceWithTemplate"),
     ("spec.proto.extension.v1.s3.ObjectStorageService", "PutObject"),  # client streaming

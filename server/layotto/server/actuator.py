@@ -120,7 +120,7 @@ class Actuator:
     def __init__(
         self,
         components: ComponentSet,
-        info: dict[str, Any],
+        info: dict[str, Any] | Callable[[], dict[str, Any]],
         fallback: Fallback | None = None,
         api_token: str = "",
         metrics: Handler | None = None,
@@ -221,7 +221,7 @@ class Actuator:
         return web.json_response(body, status=200 if up else 503)
 
     async def _info_endpoint(self, request: web.BaseRequest) -> web.Response:
-        return web.json_response(self._info)
+        return web.json_response(self._info() if callable(self._info) else self._info)
 
     async def _dapr_healthz(self, request: web.BaseRequest) -> web.Response:
         return web.Response(status=204 if self.serving else 503)

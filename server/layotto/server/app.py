@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +22,13 @@ from layotto.server.app_health import AppHealth
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.components.base import ComponentContext, ConfigError
+from layotto.server.components.inflight import track_calls
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
-from layotto.server.config import RuntimeConfig, check_listen_address, unix_path
+from layotto.server.config import RuntimeConfig, check_listen_address, load, unix_path, with_dapr_components
 from layotto.server.errors import LayottoError
 from layotto.server.grpc_proxy import build_grpc_proxy
+from layotto.server.hot_reload import ConfigWatcher, restart_keys
 from layotto.server.http import DaprHttpApi
 from layotto.server.http_app import HttpAppSubscriptions
 from layotto.server.invoke_channels import build_invoker
@@ -35,6 +38,7 @@ from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.bindings import input_binding_names
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
+from layotto.server.runtime.reconfigure import Reconfigurer
 from layotto.server.runtime.resiliency import Resiliency, guard_components
 from layotto.server.runtime.scheduler import SchedulerLoop
 from layotto.server.runtime.secret_scopes import SecretPolicy
@@ -58,8 +62,14 @@ VERSION = "0.1.0"
 class Runtime:
     """One runtime instance. ``async with Runtime(config) as rt`` starts and stops it."""
 
-    def __init__(self, config: RuntimeConfig) -> None:
+    def __init__(self, config: RuntimeConfig, reread: Callable[[], RuntimeConfig] | None = None) -> None:
+        """``reread``: how hot reload builds the configuration again (``layotto serve`` passes its
+        own, flags included); by default the config file (``config.source``) with its manifests."""
         self.config = config
+        self._reread = reread or (lambda: with_dapr_components(load(config.source)))
+        self.reconfigurer: Reconfigurer | None = None  # live component changes, once started
+        self._watcher: ConfigWatcher | None = None
+        self._started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self._data_dir = Path(config.data_dir).expanduser()
         self.components = ComponentSet()
         self.grpc_port = 0
@@ -91,6 +101,7 @@ class Runtime:
 
     async def start(self) -> None:
         cfg = self.config
+        self._started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         check_listen_address(cfg.grpc_address, "grpc_address")
         check_listen_address(cfg.http_address, "http_address")
         refuse_native_tls(cfg.grpc_transport, tls=cfg.tls is not None)
@@ -118,6 +129,15 @@ class Runtime:
                 await self.components.aclose()
                 self.components = ComponentSet()
                 raise ConfigError(f"{cfg.source}: {error}") from None
+        for _, component in self.components:
+            track_calls(component)  # after the resiliency guard: a retry's backoff counts as in flight
+        self.reconfigurer = Reconfigurer(
+            self.components,
+            cfg.components,
+            context,
+            resiliency=self.resiliency,
+            drain_seconds=cfg.shutdown_grace_seconds,
+        )
         self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(
             cfg,
@@ -179,6 +199,7 @@ class Runtime:
             strip_trace=self.tracing is not None,
             services=self.services,
             max_response_bytes=cfg.max_message_bytes,
+            reconfigurer=self.reconfigurer,
         )
         add_services(server, handlers)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
@@ -192,7 +213,7 @@ class Runtime:
         await server.start()
         self._actuator = Actuator(
             self.components,
-            self._info(),
+            self._info,
             fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker),
             api_token=self.api_token,
             metrics=self.metrics.serve if self.metrics is not None else None,
@@ -210,6 +231,9 @@ class Runtime:
         self._start_app_subscriptions()
         if cfg.app_callback_address:
             self._start_app_bindings()
+        if cfg.hot_reload:
+            self._watcher = ConfigWatcher(cfg, self._reread, self.reconfigure)
+            self._watcher.start()
         log.info(
             "layotto serving gRPC on %s and HTTP on %s%s (event loop: %s)",
             self.bound_address(cfg.grpc_address, self.grpc_port),
@@ -368,13 +392,32 @@ class Runtime:
         )
         self.app_bindings.start()
 
-    def _info(self) -> dict[str, object]:
+    async def reconfigure(self, new: RuntimeConfig) -> None:
+        """Apply a new configuration's component changes live (hot reload): added, removed and
+        changed components are swapped in while the old instances drain. Other keys are logged as
+        needing a restart. Raises ConfigError (the running set unchanged) when a new component
+        cannot be built."""
+        assert self.reconfigurer is not None
+        ignored = restart_keys(self.config, new)
+        outcome = await self.reconfigurer.apply_components(new.components)
+        if ignored or outcome.needs_restart:
+            needs = [*ignored, *(f"{c} ({why})" for c, why in outcome.needs_restart.items())]
+            log.warning("hot reload: %s changed: needs a restart, ignored until then", "; ".join(needs))
+        if outcome.added or outcome.removed or outcome.changed:
+            log.info(
+                "hot reload applied: added %s, removed %s, changed %s",
+                ", ".join(outcome.added) or "none",
+                ", ".join(outcome.removed) or "none",
+                ", ".join(outcome.changed) or "none",
+            )
+
+    def _info(self) -> dict[str, Any]:
         return {
             "app": {
                 "name": "Layotto for Python",
                 "version": VERSION,
                 "app_id": self.config.app_id,
-                "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "started": self._started,
             },
             "components": {
                 f"{b}.{c.name}": {"type": c.spec.type, "features": sorted(f.value for f in c.spec.features)}
@@ -414,6 +457,8 @@ class Runtime:
         if self.invoker is not None:
             await self.invoker.aclose()
             self.invoker = None
+        if self.reconfigurer is not None:
+            await self.reconfigurer.aclose()  # the replaced instances still draining
         await self.components.aclose()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)  # flushes what is still buffered
@@ -421,7 +466,10 @@ class Runtime:
         await self._close_http_and_files()
 
     async def _stop_background(self) -> None:
-        """Stop what calls out on its own: scheduler, app subscriptions, registration, input bindings."""
+        """Stop what calls out on its own: hot reload, scheduler, app subscriptions, registration, input bindings."""
+        if self._watcher is not None:
+            await self._watcher.aclose()
+            self._watcher = None
         if self.scheduler_loop is not None:
             await self.scheduler_loop.aclose()
             self.scheduler_loop = None
@@ -455,9 +503,9 @@ class Runtime:
         await self.stop()
 
 
-async def serve(config: RuntimeConfig) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    runtime = Runtime(config)
+async def serve(config: RuntimeConfig, reread: Callable[[], RuntimeConfig] | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully (``reread``: see :class:`Runtime`)."""
+    runtime = Runtime(config, reread)
     trimmer = MemoryTrimmer()  # memory read for refused large requests goes back to the system
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         help="gRPC server: native (pygrpc-native), grpcio (grpc.aio), or auto (native when installed and able); "
         "default auto, or LAYOTTO_GRPC_TRANSPORT",
     )
+    run.add_argument(
+        "--hot-reload",
+        action="store_true",
+        default=None,
+        help="watch the config file and --components-path, apply component changes live (config: hot_reload)",
+    )
     run.add_argument("--print-config", action="store_true", help="print the effective config as JSON and exit")
     run.add_argument("--version", action="version", version=f"layotto {_version()}")
     run.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
@@ -118,6 +124,7 @@ def effective_config(args: argparse.Namespace) -> RuntimeConfig:
         app_protocol=args.app_protocol,
         app_port=args.app_port,
         log_format=args.log_format,
+        hot_reload=args.hot_reload,
         tls=_tls_flags(args, config.tls),
         unix_socket_mode=socket_mode(args.unix_socket_mode, "--unix-socket-mode") if args.unix_socket_mode else None,
     )
@@ -168,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         from layotto.server.app import serve  # the whole runtime: not imported for --help or --print-config
 
         with asyncio.Runner(loop_factory=loop_factory(config.event_loop)) as runner:
-            runner.run(serve(config))
+            runner.run(serve(config, lambda: effective_config(args)))
     except ConfigError as error:
         sys.stderr.write(f"layotto: config error: {mask_text(str(error))}\n")
         return 2

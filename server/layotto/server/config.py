@@ -141,6 +141,8 @@ class RuntimeConfig:
     log_format: str = "text"  # text, or json: one JSON object a line (docs/observability.md)
     app_health: AppHealthSettings = field(default_factory=AppHealthSettings)  # probe the app, hold events meanwhile
     subscriptions: tuple[TopicSubscription, ...] = ()  # declared by Subscription manifests (components_path)
+    hot_reload: bool = False  # watch the config file and components_path, apply component changes live
+    hot_reload_seconds: float = 1.0  # how often hot reload compares the files' size and modification time
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -191,6 +193,8 @@ class RuntimeConfig:
             out["unix_socket_mode"] = f"{self.unix_socket_mode:04o}"
         if self.log_format != "text":
             out["log_format"] = self.log_format
+        if self.hot_reload:
+            out["hot_reload"], out["hot_reload_seconds"] = True, self.hot_reload_seconds
         return out
 
     def _app_dict(self) -> dict[str, Any]:
@@ -241,6 +245,8 @@ _SCALAR_KEYS: dict[str, type] = {
     "invoke_token": str,
     "api_token": str,
     "log_format": str,
+    "hot_reload": bool,
+    "hot_reload_seconds": float,
 }
 #: the allowed range of every numeric key (docs/configuration.md lists them): a value outside,
 #: NaN, infinity or a boolean stops start-up with one line naming the key
@@ -250,6 +256,7 @@ NUMBER_RANGES: dict[str, tuple[float, float]] = {
     "max_publish_bytes": (1, 2**31 - 1),
     "subscriptions_refresh_seconds": (0.1, 86400),
     "app_port": (0, 65535),
+    "hot_reload_seconds": (0.05, 3600),
 }
 APP_PROTOCOLS = ("grpc", "http")
 #: top-level sections parsed by their own module: key -> parser(raw, where)
@@ -266,7 +273,7 @@ NEEDS_TOKEN = (
     " or any client could claim another app's id on a hop"
 )
 #: Layotto's names of building-block sections
-_SECTION_ALIASES = {"pub_subs": "pubsub", "cryption": "crypto"}
+SECTION_ALIASES = {"pub_subs": "pubsub", "cryption": "crypto"}
 CALLBACK_PROTOCOLS = ("layotto", "dapr")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 #: keys whose value is one of a few names
@@ -353,8 +360,8 @@ def from_mapping(raw: Any) -> RuntimeConfig:
     values: dict[str, Any] = {}
     components: dict[str, dict[str, ComponentConfig]] = {}
     for key, value in _unwrap_layotto(raw).items():
-        if key in BUILDING_BLOCKS or key in _SECTION_ALIASES:
-            components[_SECTION_ALIASES.get(key, key)] = _components(value, key)
+        if key in BUILDING_BLOCKS or key in SECTION_ALIASES:
+            components[SECTION_ALIASES.get(key, key)] = _components(value, key)
         else:
             values.update(_top_level_key(key, value))
     for key in ("grpc_address", "http_address"):
@@ -412,6 +419,10 @@ def _shown(bound: float) -> str:
 def _scalar(key: str, value: Any) -> Any:
     if key in NUMBER_RANGES:
         return _number(key, value)
+    if _SCALAR_KEYS[key] is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
     try:
         return _SCALAR_KEYS[key](value)
     except (TypeError, ValueError):

@@ -41,6 +41,7 @@ from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.delay_queue import DelayQueueApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
+from layotto.server.api.lifecycle import LifecycleApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
@@ -50,6 +51,7 @@ from layotto.server.api.state import StateApi, StateMessages
 from layotto.server.components.loader import ComponentSet
 from layotto.server.runtime.delivery import Topics
 from layotto.server.runtime.invocation import Invoker
+from layotto.server.runtime.reconfigure import Reconfigurer
 from layotto.server.runtime.secret_scopes import SecretPolicy
 from layotto.server.runtime.services import RuntimeServices, build_services
 
@@ -92,9 +94,9 @@ RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"]
 DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 CRYPTION_SERVICE = cryption_pb2.DESCRIPTOR.services_by_name["CryptionService"]
 DELAY_QUEUE_SERVICE = delay_queue_pb2.DESCRIPTOR.services_by_name["DelayQueue"]
+LIFECYCLE_SERVICE = lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"]
 #: runtime-side services no building block implements yet: every RPC answers UNIMPLEMENTED
 UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
-    lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"],
     email_pb2.DESCRIPTOR.services_by_name["EmailService"],
     phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"],
     oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],
@@ -105,6 +107,7 @@ SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     DAPR_SERVICE,
     CRYPTION_SERVICE,
     DELAY_QUEUE_SERVICE,
+    LIFECYCLE_SERVICE,
     *UNBUILT_SERVICES,
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVED_SERVICES)
@@ -143,6 +146,7 @@ class Apis:
     delay_queue: DelayQueueApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
+    lifecycle: LifecycleApi | None = None  # None: ApplyConfiguration answers UNIMPLEMENTED
 
 
 def runtime_routes(apis: Apis) -> Routes:
@@ -225,6 +229,7 @@ def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
         DAPR_SERVICE: dapr_routes(apis),
         CRYPTION_SERVICE: cryption_routes(apis),
         DELAY_QUEUE_SERVICE: {"PublishDelayMessage": apis.delay_queue.PublishDelayMessage},
+        LIFECYCLE_SERVICE: {"ApplyConfiguration": apis.lifecycle.ApplyConfiguration} if apis.lifecycle else {},
     }
     for service in UNBUILT_SERVICES:
         tables[service] = {}
@@ -239,6 +244,7 @@ def build_apis(
     topics: Topics,
     invoker: Invoker | None = None,
     strip_trace: bool = False,
+    reconfigurer: Reconfigurer | None = None,
 ) -> Apis:
     """``topics`` is shared: streams of both APIs and the app callback compete for one topic's messages."""
     return Apis(
@@ -260,6 +266,7 @@ def build_apis(
         layotto_bindings=BindingsApi(components, runtime_pb2.InvokeBindingResponse),
         dapr_bindings=BindingsApi(components, dapr_binding_pb2.InvokeBindingResponse),
         delay_queue=DelayQueueApi(services.delay_queue),
+        lifecycle=LifecycleApi(reconfigurer) if reconfigurer is not None else None,
     )
 
 
@@ -276,12 +283,14 @@ def api_handlers(
     strip_trace: bool = False,
     services: RuntimeServices | None = None,
     max_response_bytes: int | None = None,
+    reconfigurer: Reconfigurer | None = None,
 ) -> dict[str, MethodHandlers]:
     """Service full name -> {RPC name -> gRPC method handler}, for every served service.
 
     ``services``: the runtime layer the handlers call (built from the other arguments when None;
     pass the runtime's own so the HTTP API shares it). ``max_response_bytes``: the largest response
-    sent (the server's max send length; a larger one answers PAYLOAD_TOO_LARGE). Raises
+    sent (the server's max send length; a larger one answers PAYLOAD_TOO_LARGE). ``reconfigurer``
+    serves Lifecycle/ApplyConfiguration (None: UNIMPLEMENTED). Raises
     :class:`~layotto.server.api.adapter.RoutingError` when a table does not fit its service.
     """
     if services is None:
@@ -293,7 +302,15 @@ def api_handlers(
             max_publish_bytes=max_publish_bytes,
             secret_policy=secret_policy,
         )
-    apis = build_apis(services, components, app_id=app_id, topics=topics, invoker=invoker, strip_trace=strip_trace)
+    apis = build_apis(
+        services,
+        components,
+        app_id=app_id,
+        topics=topics,
+        invoker=invoker,
+        strip_trace=strip_trace,
+        reconfigurer=reconfigurer,
+    )
     return {
         service.full_name: method_handlers(service, routes, max_response_bytes)
         for service, routes in routing_tables(apis).items()

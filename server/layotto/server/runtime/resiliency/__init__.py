@@ -10,7 +10,7 @@ the deliverers to the app (``inbound``: pub/sub callbacks and input binding even
 
 from __future__ import annotations
 
-from layotto.server.runtime.resiliency.outbound import guard_components, inbound_call
+from layotto.server.runtime.resiliency.outbound import guard_component, guard_components, inbound_call
 from layotto.server.runtime.resiliency.policy import Policy, Verdict, matches
 from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency
 
@@ -42,6 +42,7 @@ __all__ = [
     "Resiliency",
     "ResiliencySpec",
     "Verdict",
+    "guard_component",
     "guard_components",
     "inbound_call",
     "matches",

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from layotto.server.components.base import ConfigError
+from layotto.server.components.base import Component, ConfigError
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import BackendError, BackendUnavailable, DeadlineExceeded
 from layotto.server.runtime.resiliency.policy import Policy, Verdict
@@ -112,10 +112,16 @@ def guard_components(components: ComponentSet, resiliency: Resiliency) -> None:
     ConfigError."""
     _check_targets(components, resiliency)
     for block, component in components:
-        policy = resiliency.outbound(component.name)
-        if policy is None:
-            continue
-        for operation in OUTBOUND_OPERATIONS.get(block, ()):
-            method = getattr(component, operation, None)
-            if method is not None:
-                setattr(component, operation, _guarded(component, method, policy))
+        guard_component(block, component, resiliency)
+
+
+def guard_component(block: str, component: Component, resiliency: Resiliency) -> None:
+    """Put one component of ``block`` under its outbound policy, if a target names it (also
+    used for a component built by live reconfiguration)."""
+    policy = resiliency.outbound(component.name)
+    if policy is None:
+        return
+    for operation in OUTBOUND_OPERATIONS.get(block, ()):
+        method = getattr(component, operation, None)
+        if method is not None:
+            setattr(component, operation, _guarded(component, method, policy))
