@@ -168,7 +168,7 @@ async def test_an_item_claimed_by_a_crashed_runtime_fires_after_its_lease(tmp_pa
         await service.publish_delayed("bus", topic, b"again", content_type="", delay_seconds=0, metadata={})
         scheduler = crashed.find("scheduler", "jobs", "scheduler")
         assert isinstance(scheduler, Scheduler)
-        assert len(await scheduler.claim(time.time(), 2.0, 10)) == 1  # and never acknowledged
+        assert len(await scheduler.claim("delay||", time.time(), 2.0, 10)) == 1  # and never acknowledged
     finally:
         await crashed.aclose()
     async with (

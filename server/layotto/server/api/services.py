@@ -41,6 +41,7 @@ from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.delay_queue import DelayQueueApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
+from layotto.server.api.jobs import JobsApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
@@ -141,6 +142,7 @@ class Apis:
     layotto_bindings: BindingsApi
     dapr_bindings: BindingsApi
     delay_queue: DelayQueueApi
+    jobs: JobsApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
 
@@ -210,6 +212,16 @@ def dapr_routes(apis: Apis) -> Routes:
         "SubtleVerifyAlpha1": apis.cryption.SubtleVerifyAlpha1,
         **({"InvokeService": apis.dapr_invoke.InvokeService} if apis.dapr_invoke else {}),
         "InvokeBinding": apis.dapr_bindings.InvokeBinding,
+        "ScheduleJob": apis.jobs.ScheduleJob,
+        "ScheduleJobAlpha1": apis.jobs.ScheduleJob,
+        "GetJob": apis.jobs.GetJob,
+        "GetJobAlpha1": apis.jobs.GetJob,
+        "DeleteJob": apis.jobs.DeleteJob,
+        "DeleteJobAlpha1": apis.jobs.DeleteJob,
+        "DeleteJobsByPrefix": apis.jobs.DeleteJobsByPrefix,
+        "DeleteJobsByPrefixAlpha1": apis.jobs.DeleteJobsByPrefixAlpha1,
+        "ListJobs": apis.jobs.ListJobs,
+        "ListJobsAlpha1": apis.jobs.ListJobsAlpha1,
     }
 
 
@@ -260,6 +272,7 @@ def build_apis(
         layotto_bindings=BindingsApi(components, runtime_pb2.InvokeBindingResponse),
         dapr_bindings=BindingsApi(components, dapr_binding_pb2.InvokeBindingResponse),
         delay_queue=DelayQueueApi(services.delay_queue),
+        jobs=JobsApi(services.jobs),
     )
 
 
