@@ -87,10 +87,6 @@ class JobSpec:
 JobDeliverer = Callable[[str, JobData | None], Awaitable[None]]
 
 
-def _no_app(name: str, data: JobData | None) -> Awaitable[None]:
-    raise AppUnavailable("(this runtime's)", f"job {name!r}: no app callback address is configured")
-
-
 def _policy_json(policy: FailurePolicy | None) -> dict[str, Any] | None:
     if isinstance(policy, DropPolicy):
         return {"kind": "drop"}
@@ -143,9 +139,13 @@ class JobService:
 
     def __init__(self, components: ComponentSet, app_id: str, max_data_bytes: int) -> None:
         self._components = components
+        self._app_id = app_id
         self.partition = f"job@{app_id}||"
         self._max_data_bytes = max_data_bytes
-        self._deliver: JobDeliverer = _no_app
+        self._deliver: JobDeliverer = self._no_app
+
+    async def _no_app(self, name: str, data: JobData | None) -> None:
+        raise AppUnavailable(self._app_id, f"job {name!r} is due and no app_callback_address is configured")
 
     def deliver_to(self, deliverer: JobDeliverer) -> None:
         """Fire due jobs through ``deliverer`` (the app's callback) from now on."""
