@@ -1,7 +1,8 @@
 """Dapr's Jobs API on the scheduler store: jobs scheduled, read, listed and deleted per app id,
 fired to the app's AppCallbackAlpha/OnJobEventAlpha1 with their data, as often as their
 schedule, repeats and TTL say, retried or dropped by their failure policy; kept across a restart
-(sqlite); fired once per occurrence by two runtimes sharing Redis; Dapr's Python SDK against it."""
+(sqlite); fired once per occurrence by two runtimes sharing Redis or PostgreSQL; Dapr's Python SDK
+against it."""
 
 from __future__ import annotations
 
@@ -283,14 +284,18 @@ async def test_a_pending_job_fires_after_a_restart(tmp_path: Path) -> None:
         assert app.names() == ["kept"] and app.events[0].data == text_data("x")
 
 
-async def test_two_runtimes_sharing_redis_fire_each_occurrence_once(tmp_path: Path) -> None:
-    backends.require("redis")
-    meta = {"redisHost": backends.address("redis"), "queueName": f"jobs-{uuid.uuid4().hex[:8]}"}
+@pytest.mark.parametrize("store", ["redis", "postgresql"])
+async def test_two_runtimes_sharing_a_store_fire_each_occurrence_once(tmp_path: Path, store: str) -> None:
+    backends.require(store)
+    if store == "redis":
+        meta = {"redisHost": backends.address("redis"), "queueName": f"jobs-{uuid.uuid4().hex[:8]}"}
+    else:
+        meta = {"connectionString": backends.address("postgresql"), "tableName": f"jobs_{uuid.uuid4().hex[:8]}"}
     app = JobApp()
     async with (
         serving(app) as address,
-        runtime_and_stub(config(tmp_path / "a", address, store="redis", **meta)) as (_, first),
-        runtime_and_stub(config(tmp_path / "b", address, store="redis", **meta)),
+        runtime_and_stub(config(tmp_path / "a", address, store=store, **meta)) as (_, first),
+        runtime_and_stub(config(tmp_path / "b", address, store=store, **meta)),
     ):
         for n in range(4):
             job = pb.Job(name=f"job-{n}", schedule="@every 150ms", repeats=5)
