@@ -17,10 +17,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import backends
 import grpc
 import pytest
-from google.protobuf import wrappers_pb2
+from google.protobuf import json_format, struct_pb2, wrappers_pb2
 from server_helpers import free_port
 from test_pubsub import wait_for
 
@@ -308,6 +309,41 @@ async def test_two_runtimes_sharing_a_store_fire_each_occurrence_once(tmp_path: 
             await asyncio.sleep(0.05)
         assert not (await first.ListJobs(pb.ListJobsRequest())).jobs
         assert sorted(app.names()) == sorted(f"job-{n}" for n in range(4) for _ in range(5))
+
+
+async def test_dapr_http_jobs_api(tmp_path: Path) -> None:
+    """Dapr's HTTP endpoints: JSON data reaches a gRPC app as an Any of google.protobuf.Value."""
+    app = JobApp()
+    async with serving(app) as address, runtime_and_stub(config(tmp_path, address)) as (runtime, _):
+        base = f"http://127.0.0.1:{runtime.http_port}/v1.0-alpha1/jobs"
+        async with aiohttp.ClientSession() as http:
+            body = {"dueTime": "200ms", "data": {"spice": 5}, "failure_policy": {"constant": {"interval": "1s"}}}
+            async with http.post(f"{base}/spice", json=body) as reply:
+                assert reply.status == 204, await reply.text()
+            async with http.get(f"{base}/spice") as reply:
+                got = await reply.json()
+            assert got == {
+                "name": "spice",
+                "dueTime": "200ms",
+                "data": {"spice": 5},
+                "failurePolicy": {"constant": {"interval": "1s"}},
+            }
+            async with http.post(f"{base}/spice", json=body) as reply:
+                assert reply.status == 409 and (await reply.json())["details"][0]["reason"] == "JOB_ALREADY_EXISTS"
+            async with http.post(f"{base}/bad", json={"schedule": "@every soon"}) as reply:
+                error = await reply.json()
+                assert reply.status == 400 and error["message"].startswith("job.schedule:"), error
+            await wait_for(lambda: app.events)
+            assert app.events[0].data.type_url == "type.googleapis.com/google.protobuf.Value"
+            value = struct_pb2.Value.FromString(app.events[0].data.value)
+            assert json_format.MessageToDict(value) == {"spice": 5}
+            async with http.post(f"{base}/later", json={"dueTime": "1h"}) as reply:
+                assert reply.status == 204
+            async with http.delete(f"http://127.0.0.1:{runtime.http_port}/v1.0/jobs/later") as reply:
+                assert reply.status == 204
+            async with http.get(f"{base}/later") as reply:
+                assert reply.status == 404
+                assert (await reply.json())["errorCode"] == "DAPR_SCHEDULER_GET_JOB"
 
 
 DAPR_JOBS_APP = textwrap.dedent("""
