@@ -30,6 +30,7 @@ from layotto.proto.dapr.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc,
 from layotto.proto.dapr.runtime.v1 import jobs_pb2 as pb
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.config import ComponentConfig
+from layotto.server.runtime.jobs import JobData
 
 
 class JobApp(appcallback_pb2_grpc.AppCallbackAlphaServicer):
@@ -209,6 +210,23 @@ async def test_a_refused_job_with_the_drop_policy_is_given_up(tmp_path: Path) ->
         assert await gone(dapr, "once") and await gone(dapr, "thrice")
         assert app.refused == 1 + 3  # drop: one attempt; constant with 2 retries: three
         assert app.events == []
+
+
+async def test_an_unexpected_error_in_a_delivery_does_not_stop_the_loop(tmp_path: Path) -> None:
+    delivered: list[str] = []
+
+    async def deliver(name: str, data: JobData | None) -> None:
+        if name == "boom":
+            raise RuntimeError("a bug in delivery")
+        delivered.append(name)
+
+    async with runtime_and_stub(config(tmp_path, None, store="in-memory")) as (runtime, dapr):
+        assert runtime.services is not None
+        runtime.services.jobs.deliver_to(deliver)
+        await dapr.ScheduleJob(pb.ScheduleJobRequest(job=pb.Job(name="boom", due_time="0s")))
+        await asyncio.sleep(0.3)  # a poll of the loop has met it
+        await dapr.ScheduleJob(pb.ScheduleJobRequest(job=pb.Job(name="fine", due_time="0s")))
+        await wait_for(lambda: delivered == ["fine"])
 
 
 async def test_the_policy_reads_back_as_scheduled(tmp_path: Path) -> None:

@@ -155,6 +155,8 @@ class SchedulerLoop:
             log.error("scheduler %r: item %r is malformed (%s); dropped", store.name, item.key, error)
             with contextlib.suppress(LayottoError):
                 await store.delete(item.key)
+        except Exception:  # never the loop's end: the item stays leased and fires again after the lease
+            log.exception("scheduler %r: firing %r failed unexpectedly", store.name, item.key)
 
     async def aclose(self) -> None:
         for task in self._tasks:
