@@ -53,10 +53,10 @@ class JobApp(appcallback_pb2_grpc.AppCallbackAlphaServicer):
 
 
 @asynccontextmanager
-async def serving(app: JobApp) -> AsyncIterator[str]:
+async def serving(app: JobApp, port: int = 0) -> AsyncIterator[str]:
     server = grpc.aio.server()
     appcallback_pb2_grpc.add_AppCallbackAlphaServicer_to_server(app, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     try:
         yield f"127.0.0.1:{port}"
@@ -126,6 +126,18 @@ async def test_a_job_fires_once_with_its_data_and_is_then_gone(tmp_path: Path) -
         missing = await code_of(dapr.GetJobAlpha1(pb.GetJobRequest(name="backup")))
         assert missing == grpc.StatusCode.NOT_FOUND
         assert app.names() == ["backup"]
+
+
+async def test_a_job_waits_for_an_app_that_starts_after_the_runtime(tmp_path: Path) -> None:
+    """The runtime's callback channels have met a refused connection before the app listens: the due job
+    is delivered once it does, not failed fast until its retries (3, 1 s apart) are spent."""
+    app, port = JobApp(), free_port()
+    async with runtime_and_stub(config(tmp_path, f"127.0.0.1:{port}", store="in-memory")) as (_, dapr):
+        await dapr.ScheduleJob(pb.ScheduleJobRequest(job=pb.Job(name="early", due_time="0s")))
+        await asyncio.sleep(3.5)  # past the default policy's last retry, were deliveries failing fast
+        async with serving(app, port):
+            await wait_for(lambda: app.events, seconds=10)
+        assert app.names() == ["early"]
 
 
 async def test_a_recurring_job_fires_as_often_as_its_repeats_say(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from layotto.server.aio import stop_task
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.scheduler import ScheduledItem, Scheduler
 from layotto.server.errors import InvalidArgument, LayottoError, NoComponentsConfigured
@@ -112,24 +113,24 @@ class SchedulerLoop:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        """One task per store and partition: jobs waiting for an app that is down never hold up
+        delayed messages."""
         for name in self._components.names("scheduler"):
             store = self._components.find("scheduler", name, "scheduler")
             assert isinstance(store, Scheduler)
-            self._tasks.append(asyncio.create_task(self._run(store), name=f"scheduler-{name}"))
+            for partition in (DELAY_PREFIX, self._jobs.partition):
+                task = asyncio.create_task(self._run(store, partition), name=f"scheduler-{name}-{partition}")
+                self._tasks.append(task)
 
-    async def _run(self, store: Scheduler) -> None:
-        partitions = (DELAY_PREFIX, self._jobs.partition)
+    async def _run(self, store: Scheduler, partition: str) -> None:
         while True:
-            full = False
-            for partition in partitions:
-                try:
-                    due = await store.claim(partition, time.time(), LEASE_SECONDS, CLAIM_LIMIT)
-                except LayottoError as error:
-                    log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
-                    due = []
-                await asyncio.gather(*(self._fire(store, item) for item in due))
-                full = full or len(due) == CLAIM_LIMIT
-            if not full:
+            try:
+                due = await store.claim(partition, time.time(), LEASE_SECONDS, CLAIM_LIMIT)
+            except LayottoError as error:
+                log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
+                due = []
+            await asyncio.gather(*(self._fire(store, item) for item in due))
+            if len(due) < CLAIM_LIMIT:
                 await asyncio.sleep(POLL_SECONDS)
 
     async def _fire(self, store: Scheduler, item: ScheduledItem) -> None:
@@ -159,9 +160,8 @@ class SchedulerLoop:
             log.exception("scheduler %r: firing %r failed unexpectedly", store.name, item.key)
 
     async def aclose(self) -> None:
+        # stop_task cancels again until the task ends: redis-py can lose one cancellation, and the
+        # loop, which carries on after a failed claim, would then never end (a runtime hung on SIGTERM)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._tasks.clear()
