@@ -22,6 +22,7 @@ TRANSPORT_INDEPENDENT_MODULES = frozenset(
         "test_cryption_go",
         "test_invocation_dns",
         "test_invocation_registry",
+        "test_jobs",
         "test_layers",
         "test_lock_stores",
         "test_many_runtimes",

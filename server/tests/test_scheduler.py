@@ -31,6 +31,9 @@ def config(tmp_path: Path, scheduler: str | None = "sqlite") -> RuntimeConfig:
     if scheduler == "redis":
         metadata = {"redisHost": backends.address("redis"), "queueName": f"q-{uuid.uuid4().hex[:8]}"}
         components["scheduler"] = {"jobs": ComponentConfig("redis", metadata)}
+    elif scheduler == "postgresql":
+        metadata = {"connectionString": backends.address("postgresql"), "tableName": f"q_{uuid.uuid4().hex[:8]}"}
+        components["scheduler"] = {"jobs": ComponentConfig("postgresql", metadata)}
     elif scheduler:
         components["scheduler"] = {"jobs": ComponentConfig(scheduler)}
     return RuntimeConfig(
@@ -50,10 +53,10 @@ async def client(runtime: Runtime) -> AsyncIterator[Client]:
         yield Client(channel)
 
 
-@pytest.fixture(params=["in-memory", "sqlite", "redis"])
+@pytest.fixture(params=["in-memory", "sqlite", "redis"])  # postgresql: the lease test below and test_jobs
 async def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Runtime]:
     if request.param == "redis":
-        backends.require("redis")
+        backends.require(request.param)
     async with Runtime(config(tmp_path, request.param)) as started:
         yield started
 
@@ -151,11 +154,11 @@ async def test_a_pending_message_is_published_after_a_restart(tmp_path: Path) ->
         await sub.stop()
 
 
-@pytest.mark.parametrize("store", ["sqlite", "redis"])
+@pytest.mark.parametrize("store", ["sqlite", "redis", "postgresql"])
 async def test_an_item_claimed_by_a_crashed_runtime_fires_after_its_lease(tmp_path: Path, store: str) -> None:
     """A runtime that claimed an item and died before firing it: another runtime fires it once the lease ends."""
-    if store == "redis":
-        backends.require("redis")
+    if store in ("redis", "postgresql"):
+        backends.require(store)
     topic = f"crash-{uuid.uuid4().hex[:6]}"
     shared = config(tmp_path, store)
     declared = {
@@ -168,7 +171,7 @@ async def test_an_item_claimed_by_a_crashed_runtime_fires_after_its_lease(tmp_pa
         await service.publish_delayed("bus", topic, b"again", content_type="", delay_seconds=0, metadata={})
         scheduler = crashed.find("scheduler", "jobs", "scheduler")
         assert isinstance(scheduler, Scheduler)
-        assert len(await scheduler.claim(time.time(), 2.0, 10)) == 1  # and never acknowledged
+        assert len(await scheduler.claim("delay||", time.time(), 2.0, 10)) == 1  # and never acknowledged
     finally:
         await crashed.aclose()
     async with (

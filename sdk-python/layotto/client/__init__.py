@@ -25,6 +25,8 @@ from layotto.client._errors import (
     EtagMismatch,
     FeatureNotSupported,
     InvalidArgument,
+    JobAlreadyExists,
+    JobNotFound,
     KeyNotFound,
     LayottoError,
     LockLost,
@@ -43,6 +45,7 @@ from layotto.client._errors import (
     Unauthenticated,
 )
 from layotto.client._invoke import Invocation, InvokeResponse
+from layotto.client._jobs import ConstantPolicy, DropPolicy, FailurePolicy, Job, JobEvent, JobHandler, JobsClient
 from layotto.client._lock import Lease, LockClient, LockStatus, SequencerClient
 from layotto.client._pubsub import Message, PubSubClient, ReceivedMessage, Subscription, TopicStatus
 from layotto.client._retry import NO_RETRY, RetryPolicy
@@ -53,6 +56,15 @@ from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, StreamCall, Tra
 
 __all__ = [
     "TlsConfig",
+    "ConstantPolicy",
+    "DropPolicy",
+    "FailurePolicy",
+    "Job",
+    "JobAlreadyExists",
+    "JobEvent",
+    "JobHandler",
+    "JobNotFound",
+    "JobsClient",
     "AppError",
     "AppNotFound",
     "AppUnavailable",

@@ -28,6 +28,15 @@ ListInputBindings, OnBindingEvent), served on the same port::
     @app.binding("tick")
     async def on_tick(event: BindingEvent) -> BindingReply | None:
         ...  # returning acknowledges; raising tells the runtime the app did not take the event
+
+Due jobs (``client.jobs.schedule``) arrive through Dapr's ``AppCallbackAlpha/OnJobEventAlpha1``
+(and the stable ``AppCallback/OnJobEvent``), served on the same port::
+
+    @app.job("nightly-report")
+    async def report(event: JobEvent) -> None:
+        ...  # returning acknowledges; raising fails the delivery (the job's failure policy decides)
+
+A job without a handler answers UNIMPLEMENTED (a failed delivery, as with Dapr's SDKs).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from google.protobuf import empty_pb2
 
 from layotto.client._bindings import BindingEvent, BindingHandler
 from layotto.client._invoke import Invocation, InvokeResponse
+from layotto.client._jobs import JobEvent, JobHandler
 from layotto.client._pubsub import Message, TopicStatus, content_type_for, message_from_event, subscription_metadata
 from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES
 from layotto.client._values import Value, encode
@@ -61,6 +71,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Message], Awaitable[TopicStatus | None]]
 MethodHandler = Callable[[Invocation], Awaitable[Value | InvokeResponse]]
 DAPR_APP_CALLBACK = "dapr.proto.runtime.v1.AppCallback"
+DAPR_APP_CALLBACK_ALPHA = "dapr.proto.runtime.v1.AppCallbackAlpha"
 APP_API_TOKEN_ENV = "APP_API_TOKEN"
 TOKEN_METADATA = "dapr-api-token"
 VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -81,6 +92,7 @@ class SubscriberApp:
         self._routes: dict[tuple[str, str], _Route] = {}
         self._methods: dict[str, MethodHandler] = {}
         self._bindings: dict[str, BindingHandler] = {}
+        self._jobs: dict[str, JobHandler] = {}
 
     def method(self, name: str) -> Callable[[MethodHandler], MethodHandler]:
         """Decorate an async function to answer invocations of method ``name``."""
@@ -143,6 +155,17 @@ class SubscriberApp:
 
         return register
 
+    def job(self, name: str) -> Callable[[JobHandler], JobHandler]:
+        """Decorate an async function to handle the due occurrences of the job ``name``."""
+
+        def register(handler: JobHandler) -> JobHandler:
+            if name in self._jobs:
+                raise ValueError(f"job {name!r} already has a handler")
+            self._jobs[name] = handler
+            return handler
+
+        return register
+
     def subscribe(
         self,
         pubsub: str,
@@ -201,8 +224,18 @@ class SubscriberApp:
         token = os.environ.get(APP_API_TOKEN_ENV, "")
         server = grpc.aio.server(options=limits, interceptors=[_TokenCheck(token)] if token else None)
         appcallback_pb2_grpc.add_AppCallbackServicer_to_server(self, server)  # type: ignore[arg-type]
-        dapr_methods = {**self._invoke_methods(), **_DaprBindingCallback(self._bindings).methods()}
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(DAPR_APP_CALLBACK, dapr_methods)])
+        jobs = _DaprJobCallback(self._jobs)
+        dapr_methods = {
+            **self._invoke_methods(),
+            **_DaprBindingCallback(self._bindings).methods(),
+            "OnJobEvent": jobs.method(),
+        }
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(DAPR_APP_CALLBACK, dapr_methods),
+                grpc.method_handlers_generic_handler(DAPR_APP_CALLBACK_ALPHA, {"OnJobEventAlpha1": jobs.method()}),
+            ]
+        )
         port = server.add_insecure_port(address)
         await server.start()
         try:
@@ -276,3 +309,28 @@ class _DaprBindingCallback:
         return dapr_cb.BindingEventResponse(
             to=list(reply.to), data=reply.data, concurrency=concurrency, store_name=reply.state_store, states=states
         )
+
+
+class _DaprJobCallback:
+    """Dapr's OnJobEvent (and OnJobEventAlpha1): a due job to its handler."""
+
+    def __init__(self, handlers: Mapping[str, JobHandler]) -> None:
+        self._handlers = handlers
+
+    def method(self) -> grpc.RpcMethodHandler[Any, Any]:
+        return grpc.unary_unary_rpc_method_handler(
+            self.OnJobEvent,
+            request_deserializer=dapr_cb.JobEventRequest.FromString,
+            response_serializer=dapr_cb.JobEventResponse.SerializeToString,
+        )
+
+    async def OnJobEvent(self, request: dapr_cb.JobEventRequest, context: Any) -> dapr_cb.JobEventResponse:
+        handler = self._handlers.get(request.name)
+        if handler is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"name: no handler for job {request.name!r}")
+        try:
+            await handler(JobEvent(name=request.name, data=bytes(request.data.value)))  # type: ignore[misc]
+        except Exception as error:
+            log.exception("handler of job %s failed", request.name)
+            await context.abort(grpc.StatusCode.INTERNAL, f"handler of job {request.name!r} failed: {error}")
+        return dapr_cb.JobEventResponse()

@@ -17,6 +17,7 @@ from layotto.client._configuration import ConfigurationClient
 from layotto.client._crypto import CryptoClient
 from layotto.client._errors import ClientClosed
 from layotto.client._invoke import InvokeResponse, invoke
+from layotto.client._jobs import JobsClient
 from layotto.client._lock import LockClient, SequencerClient
 from layotto.client._pubsub import PubSubClient
 from layotto.client._retry import RetryPolicy
@@ -119,6 +120,7 @@ class RuntimeClient:
         self.configuration = ConfigurationClient(self._transport)
         self.crypto = CryptoClient(self._transport)
         self.bindings = BindingsClient(self._transport)
+        self.jobs = JobsClient(self._transport)
 
     @property
     def address(self) -> str:

@@ -22,7 +22,9 @@
     ├── NotFound                    the named thing does not exist
     │   ├── SecretNotFound          the secret store has no secret of that name
     │   ├── AppNotFound             invoke: name resolution knows no app of that id
-    │   └── KeyNotFound             the key store has no key of that name
+    │   ├── KeyNotFound             the key store has no key of that name
+    │   └── JobNotFound             jobs: the app has no job of that name
+    ├── JobAlreadyExists            jobs.schedule: the name is taken and overwrite was not set
     ├── AppUnavailable              invoke: the target app, or every sidecar of it, does not answer
     ├── AppError                    invoke: the target app answered with an error (.app_id, .http_status)
     ├── RateLimited                 flow control: over the configured rate (.retry_after seconds)
@@ -60,6 +62,8 @@ __all__ = [
     "FeatureNotSupported",
     "InvalidArgument",
     "KeyNotFound",
+    "JobAlreadyExists",
+    "JobNotFound",
     "LayottoError",
     "LockLost",
     "LockNotAcquired",
@@ -231,6 +235,14 @@ class KeyNotFound(NotFound):
     """The key store has no key of that name (or version); ``metadata["key"]`` names it."""
 
 
+class JobNotFound(NotFound):
+    """``jobs``: the app has no job of that name; ``metadata["name"]`` names it."""
+
+
+class JobAlreadyExists(LayottoError):
+    """``jobs.schedule``: a job of that name exists and ``overwrite`` was not set."""
+
+
 class DecryptionFailed(InvalidArgument):
     """The ciphertext does not verify: tampered, truncated, or sealed with another key. No
     plaintext is returned."""
@@ -288,6 +300,8 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "KEY_NOT_FOUND": KeyNotFound,
     "DECRYPTION_FAILED": DecryptionFailed,
+    "JOB_NOT_FOUND": JobNotFound,
+    "JOB_ALREADY_EXISTS": JobAlreadyExists,
 }
 
 #: the exception of a status that carries no reason (another server, a proxy, gRPC itself)
@@ -301,6 +315,7 @@ BY_CODE: dict[grpc.StatusCode, type[LayottoError]] = {
     grpc.StatusCode.ABORTED: EtagMismatch,
     grpc.StatusCode.FAILED_PRECONDITION: NoComponentsConfigured,
     grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: JobAlreadyExists,
     grpc.StatusCode.UNIMPLEMENTED: NotImplementedByRuntime,
 }
 

@@ -42,12 +42,15 @@ from layotto.client._client import RuntimeClient
 from layotto.client._errors import ClientClosed, DeadlineExceeded, NotImplementedByRuntime
 from layotto.client._retry import NO_RETRY
 from layotto.client._transport import EOF, SERVICE, StreamCall, Transport
+from layotto.proto.dapr.runtime.v1 import dapr_pb2
+from layotto.proto.extension.v1.cryption import cryption_pb2
 from layotto.proto.runtime.v1 import runtime_pb2
 
 __all__ = ["MockHandler", "MockTransport", "TestRuntime", "test_runtime"]
 
 #: ``handler(method, request)``: ``method`` is the RPC's full name
-#: (``"spec.proto.runtime.v1.Runtime.GetState"``), ``request`` the decoded request message.
+#: (``"spec.proto.runtime.v1.Runtime.GetState"``, ``"dapr.proto.runtime.v1.Dapr.ScheduleJob"`` for
+#: the jobs and crypto clients' Dapr RPCs), ``request`` the decoded request message.
 #: A unary RPC's handler returns its response message (None: an empty one) or raises a
 #: ``LayottoError``; a stream's handler gets the first request and returns the responses
 #: to send (an iterable), after which the stream stays open until the client closes it —
@@ -56,7 +59,25 @@ __all__ = ["MockHandler", "MockTransport", "TestRuntime", "test_runtime"]
 #: raises ``TypeError``. Handlers may be ``async``: they run under the call's timeout.
 MockHandler = Callable[[str, Any], Any]
 
-_METHODS = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].methods_by_name
+#: the services a client method name's prefix names (``"GetState"``, ``"dapr/ScheduleJob"``, ``"cryption/Encrypt"``)
+_SERVICES = {
+    "": runtime_pb2.DESCRIPTOR.services_by_name["Runtime"],
+    "dapr": dapr_pb2.DESCRIPTOR.services_by_name["Dapr"],
+    "cryption": cryption_pb2.DESCRIPTOR.services_by_name["CryptionService"],
+}
+
+
+def _descriptor(method: str) -> Any:
+    """The RPC's method descriptor (None: no such RPC)."""
+    service, _, name = method.rpartition("/")
+    found = _SERVICES.get(service)
+    return found.methods_by_name.get(name) if found is not None else None
+
+
+def _full_name(method: str) -> str:
+    """The RPC's full name: ``"dapr/GetJob"`` -> ``"dapr.proto.runtime.v1.Dapr.GetJob"``."""
+    descriptor = _descriptor(method)
+    return descriptor.full_name if descriptor is not None else f"{SERVICE}.{method}"
 
 
 def _copy(message: Any) -> Any:
@@ -67,7 +88,7 @@ def _copy(message: Any) -> Any:
 async def _call(handler: MockHandler, method: str, request: Any, timeout: float | None) -> Any:
     """The handler's answer; an async handler's within ``timeout`` seconds (None: no limit),
     else :class:`DeadlineExceeded`."""
-    result = handler(f"{SERVICE}.{method}", _copy(request))
+    result = handler(_full_name(method), _copy(request))
     if not inspect.isawaitable(result):
         return result
     try:
@@ -81,7 +102,7 @@ async def _call(handler: MockHandler, method: str, request: Any, timeout: float 
 
 def _checked(method: str, response: Any) -> Any:
     """``response`` as the client decodes it; TypeError when it is not ``method``'s output type."""
-    expected = _METHODS[method].output_type.full_name
+    expected = _descriptor(method).output_type.full_name
     descriptor = getattr(response, "DESCRIPTOR", None)
     if getattr(descriptor, "full_name", None) != expected:
         raise TypeError(
@@ -111,15 +132,15 @@ class MockTransport(Transport):
     def _check(self, method: str) -> None:
         if self._closed:
             raise ClientClosed(f"the client is closed: cannot call {method}", code="CANCELLED")
-        if method not in _METHODS:
-            raise NotImplementedByRuntime(f"{SERVICE}.{method} is not an RPC", code="UNIMPLEMENTED")
+        if _descriptor(method) is None:
+            raise NotImplementedByRuntime(f"{_full_name(method)} is not an RPC", code="UNIMPLEMENTED")
 
     async def unary(self, method: str, request: Any, timeout: float | None, *, idempotent: bool = False) -> Any:
         self._check(method)
-        self.requests.append((f"{SERVICE}.{method}", _copy(request)))
+        self.requests.append((_full_name(method), _copy(request)))
         response = await _call(self._handler, method, request, self.timeout if timeout is None else timeout)
         if response is None:
-            return message_factory.GetMessageClass(_METHODS[method].output_type)()
+            return message_factory.GetMessageClass(_descriptor(method).output_type)()
         return _checked(method, response)
 
     def stream(self, method: str) -> StreamCall:
@@ -137,7 +158,7 @@ class _MockStream:
         self._started = False
 
     async def write(self, request: Any) -> None:
-        self._transport.requests.append((f"{SERVICE}.{self._method}", _copy(request)))
+        self._transport.requests.append((_full_name(self._method), _copy(request)))
         if not self._started:
             self._started = True
             handler, timeout = self._transport._handler, self._transport.timeout

@@ -21,6 +21,7 @@ from layotto.server.api_token import ApiTokenGuard, app_token, runtime_token
 from layotto.server.app_health import AppHealth
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
+from layotto.server.appjobs import AppJobs
 from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.inflight import track_calls
 from layotto.server.components.loader import ComponentSet, load_components
@@ -90,6 +91,7 @@ class Runtime:
         self.services: RuntimeServices | None = None  # the runtime layer, once started
         self.app_bindings: AppBindings | None = None
         self.scheduler_loop: SchedulerLoop | None = None
+        self.app_jobs: AppJobs | None = None  # delivers due jobs, when the app has a callback address
         self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
         self.metrics: RuntimeMetrics | None = None  # the Prometheus registry, when metrics are on
         self.app_api_token = app_token()  # presented to the app on callbacks ("": none); APP_API_TOKEN
@@ -221,7 +223,12 @@ class Runtime:
         await self._listen_http(self._actuator)
         if self.certificates is not None:
             self._tls_watch = asyncio.create_task(self.certificates.watch(), name="layotto-tls-reload")
-        self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue)
+        if cfg.app_callback_address:
+            self.app_jobs = AppJobs(
+                cfg.app_callback_address, app_id=cfg.app_id, tracing=self.tracing, app_api_token=self.app_api_token
+            )
+            self.services.jobs.deliver_to(self.app_jobs.deliver)
+        self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue, self.services.jobs)
         self.scheduler_loop.start()
         if cfg.wasm is not None:
             await self._start_functions()
@@ -473,6 +480,9 @@ class Runtime:
         if self.scheduler_loop is not None:
             await self.scheduler_loop.aclose()
             self.scheduler_loop = None
+        if self.app_jobs is not None:
+            await self.app_jobs.aclose()
+            self.app_jobs = None
         if self.app_subscriptions is not None:
             await self.app_subscriptions.aclose()
             self.app_subscriptions = None

@@ -279,6 +279,27 @@ class AppUnavailable(LayottoError):
         super().__init__(f"app {app_id!r} is unavailable: {detail}", metadata={"app_id": app_id})
 
 
+class JobNotFound(LayottoError):
+    """Jobs: the app has no job of that name."""
+
+    reason = "JOB_NOT_FOUND"
+
+    def __init__(self, field: str, name: str) -> None:
+        super().__init__(f"{field}: no job named {name!r}", metadata={"field": field, "name": name})
+
+
+class JobAlreadyExists(LayottoError):
+    """Jobs: a job of that name exists and the request did not ask to overwrite it."""
+
+    reason = "JOB_ALREADY_EXISTS"
+
+    def __init__(self, field: str, name: str) -> None:
+        super().__init__(
+            f"{field}: a job named {name!r} already exists (set overwrite to replace it)",
+            metadata={"field": field, "name": name},
+        )
+
+
 class DeadlineExceeded(LayottoError):
     """The call's deadline passed before ``what`` answered."""
 

@@ -41,6 +41,7 @@ from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.delay_queue import DelayQueueApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
+from layotto.server.api.jobs import JobsApi
 from layotto.server.api.lifecycle import LifecycleApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
@@ -144,6 +145,7 @@ class Apis:
     layotto_bindings: BindingsApi
     dapr_bindings: BindingsApi
     delay_queue: DelayQueueApi
+    jobs: JobsApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
     lifecycle: LifecycleApi | None = None  # None: ApplyConfiguration answers UNIMPLEMENTED
@@ -214,6 +216,16 @@ def dapr_routes(apis: Apis) -> Routes:
         "SubtleVerifyAlpha1": apis.cryption.SubtleVerifyAlpha1,
         **({"InvokeService": apis.dapr_invoke.InvokeService} if apis.dapr_invoke else {}),
         "InvokeBinding": apis.dapr_bindings.InvokeBinding,
+        "ScheduleJob": apis.jobs.ScheduleJob,
+        "ScheduleJobAlpha1": apis.jobs.ScheduleJob,
+        "GetJob": apis.jobs.GetJob,
+        "GetJobAlpha1": apis.jobs.GetJob,
+        "DeleteJob": apis.jobs.DeleteJob,
+        "DeleteJobAlpha1": apis.jobs.DeleteJob,
+        "DeleteJobsByPrefix": apis.jobs.DeleteJobsByPrefix,
+        "DeleteJobsByPrefixAlpha1": apis.jobs.DeleteJobsByPrefixAlpha1,
+        "ListJobs": apis.jobs.ListJobs,
+        "ListJobsAlpha1": apis.jobs.ListJobsAlpha1,
     }
 
 
@@ -267,6 +279,7 @@ def build_apis(
         dapr_bindings=BindingsApi(components, dapr_binding_pb2.InvokeBindingResponse),
         delay_queue=DelayQueueApi(services.delay_queue),
         lifecycle=LifecycleApi(reconfigurer) if reconfigurer is not None else None,
+        jobs=JobsApi(services.jobs),
     )
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from layotto.server.http.configuration import ConfigurationHttp
 from layotto.server.http.errors import HttpSettings
 from layotto.server.http.invoke import InvokeHttp
+from layotto.server.http.jobs import JobsHttp
 from layotto.server.http.lock import LockHttp
 from layotto.server.http.metadata import MetadataHttp
 from layotto.server.http.pubsub import PubSubHttp
@@ -53,6 +54,7 @@ class DaprHttpApi:
             ConfigurationHttp(services.configuration),
             LockHttp(services.locks),
             MetadataHttp(services.metadata),
+            JobsHttp(services.jobs),
         ):
             front.add_routes(self._routes)
 

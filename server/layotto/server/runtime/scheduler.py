@@ -1,11 +1,13 @@
-"""Scheduling: delayed messages kept in a scheduler store, and the loop that fires them.
+"""Scheduling: delayed messages kept in a scheduler store, and the loop that fires them and jobs.
 
 Every runtime runs one :class:`SchedulerLoop` per scheduler component: it claims the due
-items (each leased to this runtime for ``LEASE_SECONDS``), fires them, and acknowledges
-each one fired. An item whose firing fails stays leased and is fired again when the lease
-ends; one whose runtime crashed is fired by any runtime once the lease ends. Firing
-accuracy: an item fires within ``POLL_SECONDS`` (0.25 s) of its due time plus the time to
-publish, while a runtime is running; items due while none runs fire when one starts.
+items of the partitions it fires (delayed messages, its own app's jobs), each leased to this
+runtime for ``LEASE_SECONDS``, fires them (a claimed batch at once), and acknowledges each
+one fired, or replaces it by its next occurrence (a recurring job, a job's retry). A delayed
+message whose publish fails stays leased and is fired again when the lease ends; an item
+whose runtime crashed is fired by any runtime once the lease ends. Firing accuracy: an item
+fires within ``POLL_SECONDS`` (0.25 s) of its due time plus the time to deliver it, while a
+runtime is running; items due while none runs fire when one starts.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
+from layotto.server.aio import stop_task
 from layotto.server.components.loader import ComponentSet
 from layotto.server.components.scheduler import ScheduledItem, Scheduler
 from layotto.server.errors import InvalidArgument, LayottoError, NoComponentsConfigured
 from layotto.server.runtime.publish import Publisher, find_pubsub
 from layotto.server.runtime.validation import require_range
+
+if TYPE_CHECKING:
+    from layotto.server.runtime.jobs import JobService
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +42,8 @@ MAX_DELAY_SECONDS = 366 * 24 * 3600
 DELAY_PREFIX = "delay||"
 
 
-def _scheduler(components: ComponentSet) -> Scheduler:
-    """The runtime's scheduler store: the first configured (by name)."""
+def find_scheduler(components: ComponentSet) -> Scheduler:
+    """The runtime's scheduler store: the first configured (by name). Raises NoComponentsConfigured."""
     names = components.names("scheduler")
     if not names:
         raise NoComponentsConfigured("scheduler")
@@ -72,7 +79,7 @@ class DelayQueueService:
             raise InvalidArgument("topic", "is empty")
         require_range(delay_seconds, "delay_in_seconds", 0, MAX_DELAY_SECONDS, "seconds")
         self._publisher.check_size(data, "data")
-        store = _scheduler(self._components)
+        store = find_scheduler(self._components)
         message_id = str(uuid.uuid4())
         payload = {
             "pubsub": pubsub_name,
@@ -94,28 +101,35 @@ class DelayQueueService:
 
 
 class SchedulerLoop:
-    """Claims and fires the due items of every scheduler component, until :meth:`aclose`."""
+    """Claims and fires the due items of every scheduler component, until :meth:`aclose`.
 
-    def __init__(self, components: ComponentSet, delay_queue: DelayQueueService) -> None:
+    Only the first scheduler (by name) holds jobs; every one is polled for delayed messages.
+    """
+
+    def __init__(self, components: ComponentSet, delay_queue: DelayQueueService, jobs: JobService) -> None:
         self._components = components
         self._delay_queue = delay_queue
+        self._jobs = jobs
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        """One task per store and partition: jobs waiting for an app that is down never hold up
+        delayed messages."""
         for name in self._components.names("scheduler"):
             store = self._components.find("scheduler", name, "scheduler")
             assert isinstance(store, Scheduler)
-            self._tasks.append(asyncio.create_task(self._run(store), name=f"scheduler-{name}"))
+            for partition in (DELAY_PREFIX, self._jobs.partition):
+                task = asyncio.create_task(self._run(store, partition), name=f"scheduler-{name}-{partition}")
+                self._tasks.append(task)
 
-    async def _run(self, store: Scheduler) -> None:
+    async def _run(self, store: Scheduler, partition: str) -> None:
         while True:
             try:
-                due = await store.claim(time.time(), LEASE_SECONDS, CLAIM_LIMIT)
+                due = await store.claim(partition, time.time(), LEASE_SECONDS, CLAIM_LIMIT)
             except LayottoError as error:
                 log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
                 due = []
-            for item in due:
-                await self._fire(store, item)
+            await asyncio.gather(*(self._fire(store, item) for item in due))
             if len(due) < CLAIM_LIMIT:
                 await asyncio.sleep(POLL_SECONDS)
 
@@ -123,9 +137,13 @@ class SchedulerLoop:
         try:
             if item.key.startswith(DELAY_PREFIX):
                 await self._delay_queue.fire(item)
+                following = None
             else:
-                log.warning("scheduler %r: item %r is of no known kind; dropped", store.name, item.key)
-            await store.ack(item)
+                following = await self._jobs.fire(item)
+            if following is None:
+                await store.ack(item)
+            else:
+                await store.reschedule(item, following)
         except LayottoError as error:  # left leased: fired again when the lease ends
             log.warning(
                 "scheduler %r: firing %r failed (retried in %.0fs): %s",
@@ -134,15 +152,16 @@ class SchedulerLoop:
                 LEASE_SECONDS,
                 error.message,
             )
-        except (ValueError, KeyError) as error:
+        except (ValueError, KeyError, TypeError) as error:
             log.error("scheduler %r: item %r is malformed (%s); dropped", store.name, item.key, error)
             with contextlib.suppress(LayottoError):
                 await store.delete(item.key)
+        except Exception:  # never the loop's end: the item stays leased and fires again after the lease
+            log.exception("scheduler %r: firing %r failed unexpectedly", store.name, item.key)
 
     async def aclose(self) -> None:
+        # stop_task cancels again until the task ends: redis-py can lose one cancellation, and the
+        # loop, which carries on after a failed claim, would then never end (a runtime hung on SIGTERM)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
         self._tasks.clear()

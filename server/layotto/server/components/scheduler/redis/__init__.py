@@ -1,11 +1,13 @@
 """Redis scheduler: sorted sets shared by every runtime on the same server.
 
-Keys (``<queue>`` is the ``queueName`` metadata): ``<queue>:due`` (a sorted set, item key ->
-due time), ``<queue>:processing`` (a sorted set, item key -> lease end), ``<queue>:payload``
-and ``<queue>:due_at`` (hashes, item key -> payload / due time). A claim is one Lua script:
+Keys (``<queue>`` is the ``queueName`` metadata, ``<partition>`` an item's partition):
+``<queue>:due:<partition>`` (a sorted set, item key -> due time), ``<queue>:processing:<partition>``
+(a sorted set, item key -> lease end), ``<queue>:payload`` and ``<queue>:due_at`` (hashes, item
+key -> payload / due time). A claim is one Lua script:
 it first puts the items whose lease ended back among the due ones, then moves the due items
 to the processing set with a lease, so two runtimes never claim one item at once, and an
-item whose runtime crashed is claimed again after its lease. Times are the runtimes' clocks
+item whose runtime crashed is claimed again after its lease. Creating, acknowledging and
+rescheduling an item are Lua scripts too (compare, then write). Times are the runtimes' clocks
 (epoch seconds): keep them in sync (NTP).
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
-from layotto.server.components.scheduler import ScheduledItem, Scheduler
+from layotto.server.components.scheduler import ScheduledItem, Scheduler, partition_of
 
 # KEYS: due, processing, payload, due_at; ARGV: now, lease end, limit
 _CLAIM = """
@@ -55,6 +57,32 @@ return 1
 """
 
 
+# KEYS: due, processing, payload, due_at; ARGV: key, due time, payload
+_CREATE = """
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+return 1
+"""
+
+# KEYS: due, processing, payload, due_at; ARGV: key, claimed due time, claimed payload, next due time, next payload
+_RESCHEDULE = """
+if redis.call('HGET', KEYS[4], ARGV[1]) ~= ARGV[2] or redis.call('HGET', KEYS[3], ARGV[1]) ~= ARGV[3] then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[5])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 1
+"""
+
+
+def _glob_escaped(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\^" else c for c in text)
+
+
 class RedisScheduler(Scheduler):
     spec = ComponentSpec(
         type="redis",
@@ -71,17 +99,24 @@ class RedisScheduler(Scheduler):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._redis = self.connect(RedisConnection(name))
-        self._keys: list[str] = []
+        self._queue = ""
+
+    def _keys(self, key_or_partition: str) -> list[str]:
+        """The keys a script on an item of ``key_or_partition``'s partition touches."""
+        partition = partition_of(key_or_partition)
+        q = self._queue
+        return [f"{q}:due:{partition}", f"{q}:processing:{partition}", f"{q}:payload", f"{q}:due_at"]
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
-        queue = str(metadata["queueName"])
-        self._keys = [f"{queue}:due", f"{queue}:processing", f"{queue}:payload", f"{queue}:due_at"]
+        self._queue = str(metadata["queueName"])
         await self._redis.open(metadata)
         self._claim = self._redis.client.register_script(_CLAIM)
         self._ack = self._redis.client.register_script(_ACK)
+        self._create = self._redis.client.register_script(_CREATE)
+        self._reschedule = self._redis.client.register_script(_RESCHEDULE)
 
     async def put(self, item: ScheduledItem) -> None:
-        due, processing, payload, due_at = self._keys
+        due, processing, payload, due_at = self._keys(item.key)
         async with self._redis.errors("MULTI put"), self._redis.client.pipeline(transaction=True) as pipe:
             pipe.hset(payload, item.key, item.payload)
             pipe.hset(due_at, item.key, repr(item.due_at))
@@ -89,9 +124,39 @@ class RedisScheduler(Scheduler):
             pipe.zrem(processing, item.key)
             await pipe.execute()
 
-    async def claim(self, now: float, lease_seconds: float, limit: int) -> list[ScheduledItem]:
+    async def create(self, item: ScheduledItem) -> bool:
+        async with self._redis.errors("EVALSHA create"):
+            created = await self._create(keys=self._keys(item.key), args=[item.key, repr(item.due_at), item.payload])
+        return bool(created)
+
+    async def get(self, key: str) -> ScheduledItem | None:
+        _, _, payload, due_at = self._keys(key)
+        async with self._redis.errors("HGET get"), self._redis.client.pipeline(transaction=True) as pipe:
+            pipe.hget(payload, key)
+            pipe.hget(due_at, key)
+            found, due = await pipe.execute()
+        if found is None or due is None:
+            return None
+        return ScheduledItem(key, float(due), bytes(found))
+
+    async def list_prefix(self, prefix: str) -> list[ScheduledItem]:
+        _, _, payload, due_at = self._keys(prefix)
+        client = self._redis.client
+        async with self._redis.errors("HSCAN list"):
+            found = {
+                bytes(k).decode(): bytes(v)
+                async for k, v in client.hscan_iter(payload, match=_glob_escaped(prefix) + "*", count=500)
+            }
+            dues = await client.hmget(due_at, list(found)) if found else []
+        return [
+            ScheduledItem(key, float(due), value)
+            for (key, value), due in zip(found.items(), dues, strict=True)
+            if due is not None
+        ]
+
+    async def claim(self, partition: str, now: float, lease_seconds: float, limit: int) -> list[ScheduledItem]:
         async with self._redis.errors("EVALSHA claim"):
-            flat = await self._claim(keys=self._keys, args=[repr(now), repr(now + lease_seconds), limit])
+            flat = await self._claim(keys=self._keys(partition), args=[repr(now), repr(now + lease_seconds), limit])
         return [
             ScheduledItem(bytes(flat[i]).decode(), float(flat[i + 1]), bytes(flat[i + 2]))
             for i in range(0, len(flat), 3)
@@ -99,10 +164,23 @@ class RedisScheduler(Scheduler):
 
     async def ack(self, item: ScheduledItem) -> None:
         async with self._redis.errors("EVALSHA ack"):
-            await self._ack(keys=self._keys, args=[item.key, repr(item.due_at), item.payload])
+            await self._ack(keys=self._keys(item.key), args=[item.key, repr(item.due_at), item.payload])
+
+    async def reschedule(self, claimed: ScheduledItem, following: ScheduledItem) -> bool:
+        assert following.key == claimed.key, "an item is rescheduled under its own key"
+        args: list[str | bytes] = [
+            claimed.key,
+            repr(claimed.due_at),
+            claimed.payload,
+            repr(following.due_at),
+            following.payload,
+        ]
+        async with self._redis.errors("EVALSHA reschedule"):
+            done = await self._reschedule(keys=self._keys(claimed.key), args=args)
+        return bool(done)
 
     async def delete(self, key: str) -> bool:
-        due, processing, payload, due_at = self._keys
+        due, processing, payload, due_at = self._keys(key)
         async with self._redis.errors("MULTI delete"), self._redis.client.pipeline(transaction=True) as pipe:
             pipe.hdel(payload, key)
             pipe.hdel(due_at, key)

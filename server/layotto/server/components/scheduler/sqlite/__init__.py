@@ -90,13 +90,28 @@ class SqliteScheduler(Scheduler):
         )
         await self._run(lambda c: c.execute(sql, (item.key, item.due_at, item.payload)))
 
-    async def claim(self, now: float, lease_seconds: float, limit: int) -> list[ScheduledItem]:
+    async def create(self, item: ScheduledItem) -> bool:
+        sql = f"INSERT OR IGNORE INTO {self._table} (key, due_at, payload, leased_until) VALUES (?, ?, ?, 0)"
+        cursor = await self._run(lambda c: c.execute(sql, (item.key, item.due_at, item.payload)))
+        return cursor.rowcount > 0
+
+    async def get(self, key: str) -> ScheduledItem | None:
+        sql = f"SELECT key, due_at, payload FROM {self._table} WHERE key = ?"
+        row = await self._run(lambda c: c.execute(sql, (key,)).fetchone())
+        return None if row is None else ScheduledItem(str(row[0]), float(row[1]), bytes(row[2]))
+
+    async def list_prefix(self, prefix: str) -> list[ScheduledItem]:
+        sql = f"SELECT key, due_at, payload FROM {self._table} WHERE substr(key, 1, ?) = ?"
+        rows = await self._run(lambda c: c.execute(sql, (len(prefix), prefix)).fetchall())
+        return [ScheduledItem(str(key), float(due), bytes(payload)) for key, due, payload in rows]
+
+    async def claim(self, partition: str, now: float, lease_seconds: float, limit: int) -> list[ScheduledItem]:
         def claim_due(conn: sqlite3.Connection) -> list[ScheduledItem]:
             conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
                 f"SELECT key, due_at, payload FROM {self._table} WHERE due_at <= ? AND leased_until <= ? "
-                "ORDER BY due_at LIMIT ?",
-                (now, now, limit),
+                "AND substr(key, 1, ?) = ? ORDER BY due_at LIMIT ?",
+                (now, now, len(partition), partition, limit),
             ).fetchall()
             conn.executemany(
                 f"UPDATE {self._table} SET leased_until = ? WHERE key = ?", [(now + lease_seconds, r[0]) for r in rows]
@@ -109,6 +124,16 @@ class SqliteScheduler(Scheduler):
     async def ack(self, item: ScheduledItem) -> None:
         sql = f"DELETE FROM {self._table} WHERE key = ? AND due_at = ? AND payload = ?"
         await self._run(lambda c: c.execute(sql, (item.key, item.due_at, item.payload)))
+
+    async def reschedule(self, claimed: ScheduledItem, following: ScheduledItem) -> bool:
+        assert following.key == claimed.key, "an item is rescheduled under its own key"
+        sql = (
+            f"UPDATE {self._table} SET due_at = ?, payload = ?, leased_until = 0 "
+            "WHERE key = ? AND due_at = ? AND payload = ?"
+        )
+        values = (following.due_at, following.payload, claimed.key, claimed.due_at, claimed.payload)
+        cursor = await self._run(lambda c: c.execute(sql, values))
+        return cursor.rowcount > 0
 
     async def delete(self, key: str) -> bool:
         cursor = await self._run(lambda c: c.execute(f"DELETE FROM {self._table} WHERE key = ?", (key,)))
