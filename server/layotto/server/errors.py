@@ -186,7 +186,9 @@ class DeliveryRefused(LayottoError):
     reason = "DELIVERY_REFUSED"
 
     def __init__(self, component: str, answer: str) -> None:
-        super().__init__(f"component {component!r}: the message was refused: {answer}", metadata={"component": component})
+        super().__init__(
+            f"component {component!r}: the message was refused: {answer}", metadata={"component": component}
+        )
 
 
 class PayloadTooLarge(LayottoError):

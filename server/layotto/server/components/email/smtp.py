@@ -14,6 +14,7 @@ BackendUnavailable.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import ssl
 from collections.abc import Mapping
@@ -40,7 +41,9 @@ SMTP_METADATA = (
         default="auto",
     ),
     MetadataField("skipTLSVerify", "Accept any server certificate (tests only).", type=bool, default=False),
-    MetadataField("caFile", "PEM file of the CAs that verify the server's certificate (default: the system's).", default=""),
+    MetadataField(
+        "caFile", "PEM file of the CAs that verify the server's certificate (default: the system's).", default=""
+    ),
     MetadataField("emailFrom", "The sender when a request names none.", default="", example="noreply@example.com"),
     MetadataField(
         "timeoutInSeconds", "Connecting and each SMTP command.", type=float, default=10.0, minimum=0.1, maximum=600
@@ -125,10 +128,8 @@ class SmtpSender:
             await client.data(message.as_bytes())
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             if client.is_connected:
-                try:
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
                     await client.rset()
-                except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                    pass
             raise self._failure("send", error) from None
         finally:
             if client.is_connected:

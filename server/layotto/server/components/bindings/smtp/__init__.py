@@ -66,7 +66,9 @@ class SmtpBinding(OutputBinding):
         assert self._sender is not None  # set by init
         values = {**self._defaults, **{k: v for k, v in request.metadata.items() if k in MESSAGE_KEYS}}
         if not values["emailFrom"]:
-            raise InvalidArgument("metadata.emailFrom", "required: neither the request nor the component names a sender")
+            raise InvalidArgument(
+                "metadata.emailFrom", "required: neither the request nor the component names a sender"
+            )
         to = _addresses(values["emailTo"], "emailTo")
         if not to:
             raise InvalidArgument("metadata.emailTo", "required: neither the request nor the component names one")
