@@ -25,7 +25,9 @@ from layotto.proto.extension.v1.email import email_pb2, email_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.components.base import ConfigError
 from layotto.server.components.email.templates import TemplateDirectory
-from layotto.server.config import ComponentConfig
+from layotto.server.components.registry import registry_for
+from layotto.server.config import ComponentConfig, from_mapping
+from layotto.server.dapr_manifests import load_manifests
 
 SENDER = "Layotto Tests <noreply@layotto.test>"
 
@@ -320,3 +322,25 @@ def test_a_template_syntax_error_stops_start_up_naming_the_file(tmp_path: Path) 
     (tmp_path / "broken.html").write_text("<p>{{ name </p>")
     with pytest.raises(ConfigError, match=r"email.mail.metadata.templatesPath: .*broken.html: line 1: "):
         TemplateDirectory(str(tmp_path), "email.mail.metadata.templatesPath")
+
+
+def test_a_dapr_smtp_binding_manifest_and_layotto_sections_load(tmp_path: Path) -> None:
+    names = ("host", "port", "user", "password", "skipTLSVerify", "emailFrom", "emailTo", "emailCC", "emailBCC")
+    values = ("smtp.example.com", "587", "u", "p", "true", "a@x.test", "b@x.test", "c@x.test", "d@x.test")
+    items = "".join(f"  - {{name: {n}, value: '{v}'}}\n" for n, v in zip(names, values, strict=True))
+    (tmp_path / "smtp.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: mailer}\n"
+        "spec:\n  type: bindings.smtp\n  version: v1\n  metadata:\n" + items + "  - {name: priority, value: '1'}\n"
+    )
+    ((block, name, type_name, metadata, _),) = load_manifests(tmp_path)
+    assert (block, name, type_name) == ("bindings", "mailer", "smtp")
+    parsed = registry_for("bindings").spec("smtp").parse_metadata(metadata, "bindings.mailer.metadata")
+    assert (parsed["port"], parsed["skipTLSVerify"], parsed["priority"], parsed["encryption"]) == (587, True, 1, "auto")
+    config = from_mapping(
+        {
+            "email": {"mail": {"type": "smtp", "metadata": {"host": "h"}}},
+            "sms": {"s": {"type": "webhook", "metadata": {"url": "http://h/"}}},
+            "phone": {"p": {"type": "webhook", "metadata": {"url": "http://h/"}}},
+        }
+    )
+    assert sorted(config.components) == ["email", "phone", "sms"]
