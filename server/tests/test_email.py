@@ -211,6 +211,8 @@ async def test_template_errors_name_the_field(
         ("mail", "s", addresses(["ok@layotto.test"], cc=["@layotto.test"]), "address.cc[0]"),
         ("mail", "s", addresses(["ok@layotto.test"], sender="x@y\r\nBcc: victim@layotto.test"), "address.from"),
         ("mail", "s", addresses([]), "address.to"),
+        ("mail", "s", addresses(["josé@layotto.test"]), "address.to[0]"),  # no SMTPUTF8
+        ("mail", "s", addresses(["x" * 250 + "@layotto.test"]), "address.to[0]"),
         ("plain", "s", addresses(["ok@layotto.test"]), "address.from"),  # no emailFrom default
         ("mail", "a\r\nBcc: victim@layotto.test", addresses(["ok@layotto.test"]), "subject"),
         ("nope", "s", addresses(["ok@layotto.test"]), "component_name"),

@@ -2,7 +2,8 @@
 component asked; every bad field is an InvalidArgument naming it.
 
 Limits: at most :data:`MAX_RECIPIENTS` recipients (to, cc and bcc together), a subject of at most
-:data:`MAX_SUBJECT_CHARS` characters without line breaks. ``setting_id`` of Layotto's SendEmail
+:data:`MAX_SUBJECT_CHARS` characters without line breaks, ASCII addresses (no SMTPUTF8) of at most
+:data:`MAX_ADDRESS_CHARS` characters. ``setting_id`` of Layotto's SendEmail
 (a cloud provider's sender setting) is not used by SMTP components.
 """
 
@@ -21,6 +22,7 @@ from layotto.server.errors import InvalidArgument
 
 MAX_RECIPIENTS = 1000
 MAX_SUBJECT_CHARS = 998  # RFC 5322's line limit
+MAX_ADDRESS_CHARS = 254  # RFC 5321's longest forward-path, without its angle brackets
 
 
 def parse_address(value: str, field: str) -> str:
@@ -29,6 +31,8 @@ def parse_address(value: str, field: str) -> str:
         raise InvalidArgument(field, "an email address cannot contain line breaks or NUL")
     parsed = getaddresses([value])
     name, spec = parsed[0] if len(parsed) == 1 else ("", "")
+    if spec and not spec.isascii():
+        raise InvalidArgument(field, f"{spec[:200]!r}: internationalized (non-ASCII) addresses are not supported")
     try:
         if not spec or "@" not in spec:
             raise ValueError
@@ -37,6 +41,8 @@ def parse_address(value: str, field: str) -> str:
             raise ValueError
     except (ValueError, HeaderParseError, IndexError):
         raise InvalidArgument(field, f"{value[:200]!r} is not an email address") from None
+    if len(spec) > MAX_ADDRESS_CHARS:
+        raise InvalidArgument(field, f"{len(spec)} characters is over the {MAX_ADDRESS_CHARS}-character limit")
     return formataddr((name, spec)) if name else spec
 
 
