@@ -23,7 +23,12 @@ ENV = {
     "rabbitmq": ("LAYOTTO_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/"),
     "mqtt": ("LAYOTTO_TEST_MQTT", "tcp://127.0.0.1:1883"),
     "dns": ("LAYOTTO_TEST_DNS", "127.0.0.1:5353"),  # dnsmasq, serving the zone layotto.test
+    "smtp": ("LAYOTTO_TEST_SMTP", "127.0.0.1:2525"),  # aiosmtpd (smtp_server.py), STARTTLS, AUTH layotto/layotto
 }
+_BACKENDS_DIR = os.environ.get("LAYOTTO_BACKENDS_DIR", "/tmp/layotto-backends")
+#: the maildir where the shared SMTP server stores every message it accepts, and its self-signed certificate
+SMTP_MAILDIR = os.environ.get("LAYOTTO_TEST_SMTP_MAILDIR", os.path.join(_BACKENDS_DIR, "smtp", "maildir"))
+SMTP_CA = os.environ.get("LAYOTTO_TEST_SMTP_CA", os.path.join(_BACKENDS_DIR, "smtp", "cert.pem"))
 #: the CA (here: the self-signed certificate) of the TLS-enabled MariaDB that scripts/backends starts
 MYSQL_CA = os.environ.get(
     "LAYOTTO_TEST_MYSQL_CA",

@@ -151,13 +151,13 @@ FULLY_BUILT = {
     "spec.proto.extension.v1.cryption.CryptionService",
     "spec.proto.extension.v1.delay_queue.DelayQueue",
     "spec.proto.runtime.v1.Lifecycle",
+    "spec.proto.extension.v1.email.EmailService",
+    "spec.proto.extension.v1.sms.SmsService",
+    "spec.proto.extension.v1.phone.PhoneCallService",
 }
 UNBUILT_CALLS = [
-    ("spec.proto.extension.v1.email.EmailService", "SendEmail"),
-    ("spec.proto.extension.v1.phone.PhoneCallService", "SendVoiceWithTemplate"),
     ("spec.proto.extension.v1.s3.ObjectStorageService", "PutObject"),  # client streaming
     ("spec.proto.extension.v1.s3.ObjectStorageService", "GetObject"),  # server streaming
-    ("spec.proto.extension.v1.sms.SmsService", "SendSmsWithTemplate"),
     ("spec.proto.runtime.v1.Runtime", "PutFile"),  # client streaming
     ("dapr.proto.runtime.v1.Dapr", "SubscribeActorEventsAlpha1"),  # bidirectional
     ("dapr.proto.runtime.v1.Dapr", "RegisterActorTimer"),

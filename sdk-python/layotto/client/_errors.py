@@ -248,6 +248,11 @@ class DecryptionFailed(InvalidArgument):
     plaintext is returned."""
 
 
+class DeliveryRefused(LayottoError):
+    """The mail server or message gateway refused the message for good (its answer is in the
+    message); sending it again unchanged will not help."""
+
+
 class Unauthenticated(LayottoError):
     """The runtime requires an API token (``DAPR_API_TOKEN``) and the call's was missing or wrong."""
 
@@ -302,6 +307,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "DECRYPTION_FAILED": DecryptionFailed,
     "JOB_NOT_FOUND": JobNotFound,
     "JOB_ALREADY_EXISTS": JobAlreadyExists,
+    "DELIVERY_REFUSED": DeliveryRefused,
 }
 
 #: the exception of a status that carries no reason (another server, a proxy, gRPC itself)

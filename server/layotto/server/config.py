@@ -290,9 +290,6 @@ _LAYOTTO_ONLY_SECTIONS = (
     "file",
     "oss",
     "custom_component",
-    "email",
-    "phone",
-    "sms",
 )
 
 

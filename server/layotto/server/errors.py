@@ -179,6 +179,18 @@ class DecryptionFailed(LayottoError):
         super().__init__(f"{field}: {problem}", metadata={"field": field})
 
 
+class DeliveryRefused(LayottoError):
+    """The mail server or message gateway behind ``component`` refused the message for good (an SMTP
+    5xx reply, an HTTP 4xx answer); ``answer`` is what it said. Retrying the same message will not help."""
+
+    reason = "DELIVERY_REFUSED"
+
+    def __init__(self, component: str, answer: str) -> None:
+        super().__init__(
+            f"component {component!r}: the message was refused: {answer}", metadata={"component": component}
+        )
+
+
 class PayloadTooLarge(LayottoError):
     """A request field is over a size limit (``size`` and ``limit`` in bytes)."""
 

@@ -6,6 +6,7 @@ from layotto.conformance.cases.crypto import CRYPTO_CASES
 from layotto.conformance.cases.hello import HELLO_CASES
 from layotto.conformance.cases.invocation import INVOCATION_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
+from layotto.conformance.cases.messaging import MESSAGING_CASES
 from layotto.conformance.cases.pubsub import PUBSUB_CASES
 from layotto.conformance.cases.secrets import SECRET_CASES
 from layotto.conformance.cases.sequencer import SEQUENCER_CASES
@@ -22,6 +23,7 @@ ALL_CASES = (
     *INVOCATION_CASES,
     *CRYPTO_CASES,
     *BINDING_CASES,
+    *MESSAGING_CASES,
 )
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "HELLO_CASES",
     "INVOCATION_CASES",
     "LOCK_CASES",
+    "MESSAGING_CASES",
     "PUBSUB_CASES",
     "SECRET_CASES",
     "SEQUENCER_CASES",

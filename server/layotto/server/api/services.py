@@ -39,12 +39,14 @@ from layotto.server.api.bindings import BindingsApi
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
 from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.delay_queue import DelayQueueApi
+from layotto.server.api.email import EmailApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
 from layotto.server.api.jobs import JobsApi
 from layotto.server.api.lifecycle import LifecycleApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
+from layotto.server.api.notify import NotifyApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
 from layotto.server.api.secrets import SecretMessages, SecretsApi
 from layotto.server.api.sequencer import SequencerApi
@@ -96,12 +98,12 @@ DAPR_SERVICE = dapr_pb2.DESCRIPTOR.services_by_name["Dapr"]
 CRYPTION_SERVICE = cryption_pb2.DESCRIPTOR.services_by_name["CryptionService"]
 DELAY_QUEUE_SERVICE = delay_queue_pb2.DESCRIPTOR.services_by_name["DelayQueue"]
 LIFECYCLE_SERVICE = lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"]
+EMAIL_SERVICE = email_pb2.DESCRIPTOR.services_by_name["EmailService"]
+SMS_SERVICE = sms_pb2.DESCRIPTOR.services_by_name["SmsService"]
+PHONE_SERVICE = phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"]
 #: runtime-side services no building block implements yet: every RPC answers UNIMPLEMENTED
 UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
-    email_pb2.DESCRIPTOR.services_by_name["EmailService"],
-    phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"],
     oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],
-    sms_pb2.DESCRIPTOR.services_by_name["SmsService"],
 )
 SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     RUNTIME_SERVICE,
@@ -109,6 +111,9 @@ SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     CRYPTION_SERVICE,
     DELAY_QUEUE_SERVICE,
     LIFECYCLE_SERVICE,
+    EMAIL_SERVICE,
+    SMS_SERVICE,
+    PHONE_SERVICE,
     *UNBUILT_SERVICES,
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVED_SERVICES)
@@ -146,6 +151,8 @@ class Apis:
     dapr_bindings: BindingsApi
     delay_queue: DelayQueueApi
     jobs: JobsApi
+    email: EmailApi
+    notify: NotifyApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
     lifecycle: LifecycleApi | None = None  # None: ApplyConfiguration answers UNIMPLEMENTED
@@ -242,6 +249,12 @@ def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
         CRYPTION_SERVICE: cryption_routes(apis),
         DELAY_QUEUE_SERVICE: {"PublishDelayMessage": apis.delay_queue.PublishDelayMessage},
         LIFECYCLE_SERVICE: {"ApplyConfiguration": apis.lifecycle.ApplyConfiguration} if apis.lifecycle else {},
+        EMAIL_SERVICE: {
+            "SendEmail": apis.email.SendEmail,
+            "SendEmailWithTemplate": apis.email.SendEmailWithTemplate,
+        },
+        SMS_SERVICE: {"SendSmsWithTemplate": apis.notify.SendSmsWithTemplate},
+        PHONE_SERVICE: {"SendVoiceWithTemplate": apis.notify.SendVoiceWithTemplate},
     }
     for service in UNBUILT_SERVICES:
         tables[service] = {}
@@ -280,6 +293,8 @@ def build_apis(
         delay_queue=DelayQueueApi(services.delay_queue),
         lifecycle=LifecycleApi(reconfigurer) if reconfigurer is not None else None,
         jobs=JobsApi(services.jobs),
+        email=EmailApi(components),
+        notify=NotifyApi(components),
     )
 
 

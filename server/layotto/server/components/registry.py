@@ -27,6 +27,9 @@ BUILDING_BLOCKS: dict[str, str] = {
     "crypto": "key store",
     "bindings": "binding",
     "scheduler": "scheduler",
+    "email": "email component",
+    "sms": "SMS component",
+    "phone": "phone call component",
 }
 
 
