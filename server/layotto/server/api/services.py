@@ -102,9 +102,7 @@ EMAIL_SERVICE = email_pb2.DESCRIPTOR.services_by_name["EmailService"]
 SMS_SERVICE = sms_pb2.DESCRIPTOR.services_by_name["SmsService"]
 PHONE_SERVICE = phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"]
 #: runtime-side services no building block implements yet: every RPC answers UNIMPLEMENTED
-UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
-    oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],
-)
+UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],)
 SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     RUNTIME_SERVICE,
     DAPR_SERVICE,
