@@ -23,6 +23,7 @@ ENV = {
     "rabbitmq": ("LAYOTTO_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/"),
     "mqtt": ("LAYOTTO_TEST_MQTT", "tcp://127.0.0.1:1883"),
     "dns": ("LAYOTTO_TEST_DNS", "127.0.0.1:5353"),  # dnsmasq, serving the zone layotto.test
+    "s3": ("LAYOTTO_TEST_S3", "http://127.0.0.1:9000"),  # moto's S3 server: any access key and secret
 }
 #: the CA (here: the self-signed certificate) of the TLS-enabled MariaDB that scripts/backends starts
 MYSQL_CA = os.environ.get(
@@ -73,7 +74,7 @@ def _host_port(backend: str) -> tuple[str, int]:
     if backend == "rabbitmq":
         match = re.search(r"@([^:/]+):(\d+)", value)
         return (match.group(1), int(match.group(2))) if match else ("127.0.0.1", 5672)
-    host, _, port = value.split("://")[-1].rpartition(":")
+    host, _, port = value.split("://")[-1].rstrip("/").rpartition(":")
     return host, int(port)
 
 

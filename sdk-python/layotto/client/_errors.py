@@ -288,6 +288,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "KEY_NOT_FOUND": KeyNotFound,
     "DECRYPTION_FAILED": DecryptionFailed,
+    "FILE_NOT_FOUND": NotFound,
 }
 
 #: the exception of a status that carries no reason (another server, a proxy, gRPC itself)

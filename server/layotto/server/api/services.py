@@ -39,6 +39,7 @@ from layotto.server.api.bindings import BindingsApi
 from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfigurationApi
 from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.delay_queue import DelayQueueApi
+from layotto.server.api.files import FilesApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
 from layotto.server.api.lock import LockApi
@@ -141,6 +142,7 @@ class Apis:
     layotto_bindings: BindingsApi
     dapr_bindings: BindingsApi
     delay_queue: DelayQueueApi
+    files: FilesApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
 
@@ -169,6 +171,11 @@ def runtime_routes(apis: Apis) -> Routes:
         "GetBulkSecret": apis.layotto_secrets.GetBulkSecret,
         **({"InvokeService": apis.layotto_invoke.InvokeService} if apis.layotto_invoke else {}),
         "InvokeBinding": apis.layotto_bindings.InvokeBinding,
+        "PutFile": apis.files.PutFile,
+        "GetFile": apis.files.GetFile,
+        "ListFile": apis.files.ListFile,
+        "GetFileMeta": apis.files.GetFileMeta,
+        "DelFile": apis.files.DelFile,
     }
 
 
@@ -260,6 +267,7 @@ def build_apis(
         layotto_bindings=BindingsApi(components, runtime_pb2.InvokeBindingResponse),
         dapr_bindings=BindingsApi(components, dapr_binding_pb2.InvokeBindingResponse),
         delay_queue=DelayQueueApi(services.delay_queue),
+        files=FilesApi(services.files),
     )
 
 

@@ -27,6 +27,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "crypto": "key store",
     "bindings": "binding",
     "scheduler": "scheduler",
+    "file": "file store",
 }
 
 

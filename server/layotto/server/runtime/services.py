@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from layotto.server.components.loader import ComponentSet
 from layotto.server.runtime.configuration import ConfigurationService
+from layotto.server.runtime.files import FileService
 from layotto.server.runtime.lock import LockService
 from layotto.server.runtime.metadata import MetadataService
 from layotto.server.runtime.publish import Publisher
@@ -26,6 +27,7 @@ class RuntimeServices:
     configuration: ConfigurationService
     metadata: MetadataService
     delay_queue: DelayQueueService
+    files: FileService
 
 
 def build_services(
@@ -46,4 +48,5 @@ def build_services(
         configuration=ConfigurationService(components, app_id),
         metadata=MetadataService(app_id, version, components, shutdown),
         delay_queue=DelayQueueService(components, publisher),
+        files=FileService(components),
     )

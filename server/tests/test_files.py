@@ -1,0 +1,270 @@
+"""The File API (PutFile, GetFile, ListFile, GetFileMeta, DelFile) on the `local` and `s3` file stores,
+through a Layotto client built from the generated stubs; s3 against the real S3 server scripts/backends
+starts (moto's, LAYOTTO_TEST_S3)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from aiobotocore.session import get_session
+from backends import address, require
+from test_api import call_error, error_info
+
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime
+from layotto.server.config import from_mapping
+
+MiB = 1024 * 1024
+STORES = ("local", "s3")
+
+
+def s3_client() -> Any:
+    return get_session().create_client(
+        "s3", region_name="us-east-1", endpoint_url=address("s3"), aws_access_key_id="test", aws_secret_access_key="test"
+    )
+
+
+@pytest.fixture
+async def bucket() -> AsyncIterator[str]:
+    require("s3")
+    name = f"files-{uuid.uuid4().hex[:12]}"
+    async with s3_client() as client:
+        await client.create_bucket(Bucket=name)
+        yield name
+        listed = await client.list_objects(Bucket=name)
+        for item in listed.get("Contents") or []:
+            await client.delete_object(Bucket=name, Key=item["Key"])
+        await client.delete_bucket(Bucket=name)
+
+
+def s3_metadata(bucket: str) -> dict[str, str]:
+    return {
+        "bucket": bucket,
+        "endpoint": address("s3"),
+        "accessKey": "test",
+        "secretKey": "test",
+        "forcePathStyle": "true",
+        "partSize": str(5 * MiB),
+        "chunkSize": str(64 * 1024),
+    }
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, bucket: str) -> AsyncIterator[Runtime]:
+    config = from_mapping(
+        {
+            "data_dir": str(tmp_path),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "file": {
+                "local": {"type": "local", "metadata": {"rootPath": str(tmp_path / "files"), "chunkSize": "65536"}},
+                "s3": {"type": "s3", "metadata": s3_metadata(bucket)},
+            },
+        }
+    )
+    async with Runtime(config) as rt:
+        yield rt
+
+
+@pytest.fixture
+async def stub(runtime: Runtime) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        yield runtime_pb2_grpc.RuntimeStub(channel)
+
+
+async def put(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str, parts: list[bytes], **meta: str) -> None:
+    messages = [pb.PutFileRequest(store_name=store, name=name, data=parts[0] if parts else b"", metadata=meta)]
+    messages += [pb.PutFileRequest(data=part) for part in parts[1:]]
+    await stub.PutFile(iter(messages))
+
+
+async def get(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str) -> list[bytes]:
+    return [answer.data async for answer in stub.GetFile(pb.GetFileRequest(store_name=store, name=name))]
+
+
+def ref(store: str, name: str) -> pb.FileRequest:
+    return pb.FileRequest(store_name=store, name=name)
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_round_trip_in_bounded_chunks_with_metadata(stub: runtime_pb2_grpc.RuntimeStub, store: str) -> None:
+    parts = [os.urandom(100_000), b"", os.urandom(70_000)]
+    await put(stub, store, "docs/report.bin", parts, owner="alice", kind="pdf")
+    chunks = await get(stub, store, "docs/report.bin")
+    assert b"".join(chunks) == b"".join(parts)
+    assert max(len(chunk) for chunk in chunks) <= 64 * 1024  # the store's chunkSize
+    meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "docs/report.bin")))
+    assert meta.size == 170_000
+    assert meta.last_modified.endswith("Z") and meta.last_modified[:2] == "20"
+    assert {key: list(value.value) for key, value in meta.response.metadata.items()} == {
+        "owner": ["alice"],
+        "kind": ["pdf"],
+    }
+    await put(stub, store, "docs/report.bin", [b"v2"])  # a put replaces the file and its metadata
+    assert b"".join(await get(stub, store, "docs/report.bin")) == b"v2"
+    meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "docs/report.bin")))
+    assert (meta.size, dict(meta.response.metadata)) == (2, {})
+    await put(stub, store, "empty", [b""])
+    assert await get(stub, store, "empty") == []
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_list_pages_by_marker_in_name_order(stub: runtime_pb2_grpc.RuntimeStub, store: str) -> None:
+    for name in ("dir/e", "dir/a", "dir/sub/c", "dir/b", "dir/d", "other"):
+        await put(stub, store, name, [name.encode()])
+    seen, marker, pages = [], "", []
+    while True:
+        page = await stub.ListFile(pb.ListFileRequest(request=ref(store, "dir/"), page_size=2, marker=marker))
+        names = [file.file_name for file in page.files]
+        pages.append((names, page.is_truncated))
+        seen += page.files
+        assert page.marker == names[-1]
+        if not page.is_truncated:
+            break
+        marker = page.marker
+    assert pages == [(["dir/a", "dir/b"], True), (["dir/d", "dir/e"], True), (["dir/sub/c"], False)]
+    assert [file.size for file in seen] == [5, 5, 5, 5, 9]
+    everything = await stub.ListFile(pb.ListFileRequest(request=ref(store, "")))
+    assert [file.file_name for file in everything.files][-1] == "other" and not everything.is_truncated
+    after_all = await stub.ListFile(pb.ListFileRequest(request=ref(store, "dir/"), marker="dir/sub/c"))
+    assert (list(after_all.files), after_all.marker, after_all.is_truncated) == ([], "", False)
+    error = await call_error(stub.ListFile(pb.ListFileRequest(request=ref(store, "dir/"), page_size=-1)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("page_size:")
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_delete_and_missing_files_answer_not_found_naming_them(
+    stub: runtime_pb2_grpc.RuntimeStub, store: str
+) -> None:
+    await put(stub, store, "gone.txt", [b"x"])
+    await stub.DelFile(pb.DelFileRequest(request=ref(store, "gone.txt")))
+    missing = [
+        stub.DelFile(pb.DelFileRequest(request=ref(store, "gone.txt"))),
+        stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "gone.txt"))),
+    ]
+    for call in missing:
+        error = await call_error(call)
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        assert error.details() == f"request.name: file store '{store}' has no file 'gone.txt'"
+        assert error_info(error).reason == "FILE_NOT_FOUND" and error_info(error).metadata["file"] == "gone.txt"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await get(stub, store, "gone.txt")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "'gone.txt'" in caught.value.details()
+    assert error_info(caught.value).metadata["field"] == "name"
+    listed = await stub.ListFile(pb.ListFileRequest(request=ref(store, "")))
+    assert list(listed.files) == []
+
+
+ESCAPES = ["../outside", "/etc/passwd", "a/../../outside", "a//b", "./a", "", "a\x00b"]
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_names_that_escape_or_are_malformed_are_refused(
+    stub: runtime_pb2_grpc.RuntimeStub, store: str, tmp_path: Path
+) -> None:
+    for name in ESCAPES:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await put(stub, store, name, [b"evil"])
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert error_info(caught.value).metadata["field"] == "name", name
+        error = await call_error(stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, name))))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("request.name:"), name
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "files" / "a").exists()
+    listed = await stub.ListFile(pb.ListFileRequest(request=ref(store, "")))
+    assert list(listed.files) == []
+
+
+async def test_local_refuses_symlinks_out_of_the_root_fifos_and_devices(
+    stub: runtime_pb2_grpc.RuntimeStub, tmp_path: Path
+) -> None:
+    root = tmp_path / "files"
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "key").write_bytes(b"private")
+    (root / "linkdir").symlink_to(outside)
+    (root / "linkfile").symlink_to(outside / "key")
+    (root / "zero").symlink_to("/dev/zero")
+    os.mkfifo(root / "fifo")
+    os.mknod(root / "null", 0o600 | 0o020000, os.makedev(1, 3))  # a character device (root: as in CI)
+    (root / "inside").write_bytes(b"fine")
+    (root / "alias").symlink_to(root / "inside")  # a symlink that stays inside is followed
+    refused = {"linkdir/key": "leads out", "linkfile": "leads out", "zero": "leads out"}
+    refused |= {"fifo": "not a regular file", "null": "not a regular file", ".layotto/meta/x": "reserved"}
+    for name, why in refused.items():
+        for call in (
+            get(stub, "local", name),
+            stub.GetFileMeta(pb.GetFileMetaRequest(request=ref("local", name))),
+            stub.DelFile(pb.DelFileRequest(request=ref("local", name))),
+        ):
+            error = await call_error(call)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and why in error.details(), (name, error)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await put(stub, "local", name, [b"overwrite"])
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+    assert (outside / "key").read_bytes() == b"private"
+    assert b"".join(await get(stub, "local", "alias")) == b"fine"
+    listed = await stub.ListFile(pb.ListFileRequest(request=ref("local", "")))
+    assert [file.file_name for file in listed.files] == ["inside"]  # no links, FIFOs, devices or .layotto
+
+
+async def until(condition: Callable[[], Any], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_a_put_cancelled_mid_stream_leaves_nothing(
+    stub: runtime_pb2_grpc.RuntimeStub, store: str, tmp_path: Path, bucket: str
+) -> None:
+    temp_dir = tmp_path / "files" / ".layotto" / "tmp"
+
+    async def uploading() -> bool:
+        if store == "local":
+            return any(entry.stat().st_size > 0 for entry in temp_dir.iterdir())
+        async with s3_client() as client:
+            return bool((await client.list_multipart_uploads(Bucket=bucket)).get("Uploads"))
+
+    async def cleaned() -> bool:
+        if store == "local":
+            return not any(temp_dir.iterdir())
+        async with s3_client() as client:
+            return not (await client.list_multipart_uploads(Bucket=bucket)).get("Uploads")
+
+    call = stub.PutFile()
+    await call.write(pb.PutFileRequest(store_name=store, name="partial.bin", data=b"x" * MiB))
+    for _ in range(6):  # past one 5 MiB part: the s3 store has begun a multipart upload
+        await call.write(pb.PutFileRequest(data=b"y" * MiB))
+    await until(uploading, "the upload to begin")
+    call.cancel()
+    await until(cleaned, "the partial upload to be removed")
+    error = await call_error(stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "partial.bin"))))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert list((await stub.ListFile(pb.ListFileRequest(request=ref(store, "")))).files) == []
+
+
+def test_file_stores_are_configured_with_their_metadata_checked(tmp_path: Path) -> None:
+    from layotto.server.components.base import ConfigError
+    from layotto.server.components.registry import registry_for
+
+    spec = registry_for("file").spec("s3")
+    with pytest.raises(ConfigError, match=r"partSize: must be between 5242880 and"):
+        spec.parse_metadata({"bucket": "b", "partSize": "1024"}, "file.s3.metadata")
+    with pytest.raises(ConfigError, match=r"bucket: required"):
+        spec.parse_metadata({}, "file.s3.metadata")
+
+
+def chunks_of(total: int, size: int) -> Iterator[bytes]:
+    block = os.urandom(size)
+    for index in range(total // size):
+        yield index.to_bytes(8, "big") + block[8:]
