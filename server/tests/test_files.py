@@ -5,7 +5,10 @@ starts (moto's, LAYOTTO_TEST_S3)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,6 +19,7 @@ import grpc
 import pytest
 from aiobotocore.session import get_session
 from backends import address, require
+from server_helpers import start_server
 from test_api import call_error, error_info
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -268,3 +272,70 @@ def chunks_of(total: int, size: int) -> Iterator[bytes]:
     block = os.urandom(size)
     for index in range(total // size):
         yield index.to_bytes(8, "big") + block[8:]
+
+
+def vm_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+async def put_stream(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str, total: int) -> str:
+    """PutFile of ``total`` bytes in 1 MiB messages; the sha256 of what was sent."""
+    digest = hashlib.sha256()
+
+    async def messages() -> AsyncIterator[pb.PutFileRequest]:
+        for index, chunk in enumerate(chunks_of(total, MiB)):
+            digest.update(chunk)
+            yield pb.PutFileRequest(store_name=store, name=name, data=chunk) if index == 0 else pb.PutFileRequest(
+                data=chunk
+            )
+
+    await stub.PutFile(messages(), timeout=300)
+    return digest.hexdigest()
+
+
+async def get_digest(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    async for answer in stub.GetFile(pb.GetFileRequest(store_name=store, name=name), timeout=300):
+        digest.update(answer.data)
+        size += len(answer.data)
+    return digest.hexdigest(), size
+
+
+#: the most a runtime's resident memory may grow while a large file goes through it (put, then got)
+RSS_GROWTH_BOUND_MIB = 64
+#: the large file's size through the local store: 256 MiB in CI; LAYOTTO_TEST_LARGE_FILE_MIB=1024 for 1 GiB by hand
+LARGE_FILE_MIB = int(os.environ.get("LAYOTTO_TEST_LARGE_FILE_MIB", "256"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+async def test_large_files_go_through_with_bounded_memory(tmp_path: Path, bucket: str) -> None:
+    """LARGE_FILE_MIB (256) MiB through the local store and 48 MiB (ten 5 MiB parts) through s3, on a `layotto serve` process:
+    its peak resident memory (VmHWM, reset first) grows by less than RSS_GROWTH_BOUND_MIB."""
+    config = {
+        "file": {
+            "local": {"type": "local", "metadata": {"rootPath": str(tmp_path / "files")}},
+            "s3": {"type": "s3", "metadata": s3_metadata(bucket)},
+        }
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    server = start_server("-c", str(tmp_path / "config.json"), data_dir=tmp_path)
+    pid = server.process.pid
+    try:
+        async with grpc.aio.insecure_channel(server.grpc_address) as channel:
+            stub = runtime_pb2_grpc.RuntimeStub(channel)
+            for store, total in (("local", LARGE_FILE_MIB * MiB), ("s3", 48 * MiB)):
+                await put_stream(stub, store, "warm", MiB)  # one-time allocations belong to the baseline
+                await get_digest(stub, store, "warm")
+                with open(f"/proc/{pid}/clear_refs", "w") as clear:
+                    clear.write("5")  # resets VmHWM to the current RSS
+                baseline = vm_kib(pid, "VmRSS")
+                sent = await put_stream(stub, store, "big.bin", total)
+                assert await get_digest(stub, store, "big.bin") == (sent, total)
+                growth_mib = (vm_kib(pid, "VmHWM") - baseline) / 1024
+                assert growth_mib < RSS_GROWTH_BOUND_MIB, f"{store}: the runtime's RSS peaked {growth_mib:.0f} MiB up"
+                await stub.DelFile(pb.DelFileRequest(request=ref(store, "big.bin")))
+    finally:
+        server.process.kill()
+        server.process.wait()
