@@ -58,6 +58,7 @@ BACKEND_PORTS = {
     "nats": 4222,
     "mosquitto": 1883,
     "rabbitmq": 5672,
+    "s3": 9000,
 }
 NOT_CODE = {"text"}
 SNIPPET_TIMEOUT_SECONDS = 60

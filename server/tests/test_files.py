@@ -33,7 +33,11 @@ STORES = ("local", "s3")
 
 def s3_client() -> Any:
     return get_session().create_client(
-        "s3", region_name="us-east-1", endpoint_url=address("s3"), aws_access_key_id="test", aws_secret_access_key="test"
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=address("s3"),
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
     )
 
 
@@ -280,6 +284,12 @@ def vm_kib(pid: int, field: str) -> int:
     return int(line.split()[1])
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Resets the process's VmHWM (peak RSS) to its current RSS."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear:
+        clear.write("5")
+
+
 async def put_stream(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str, total: int) -> str:
     """PutFile of ``total`` bytes in 1 MiB messages; the sha256 of what was sent."""
     digest = hashlib.sha256()
@@ -287,8 +297,10 @@ async def put_stream(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str, 
     async def messages() -> AsyncIterator[pb.PutFileRequest]:
         for index, chunk in enumerate(chunks_of(total, MiB)):
             digest.update(chunk)
-            yield pb.PutFileRequest(store_name=store, name=name, data=chunk) if index == 0 else pb.PutFileRequest(
-                data=chunk
+            yield (
+                pb.PutFileRequest(store_name=store, name=name, data=chunk)
+                if index == 0
+                else pb.PutFileRequest(data=chunk)
             )
 
     await stub.PutFile(messages(), timeout=300)
@@ -328,8 +340,7 @@ async def test_large_files_go_through_with_bounded_memory(tmp_path: Path, bucket
             for store, total in (("local", LARGE_FILE_MIB * MiB), ("s3", 48 * MiB)):
                 await put_stream(stub, store, "warm", MiB)  # one-time allocations belong to the baseline
                 await get_digest(stub, store, "warm")
-                with open(f"/proc/{pid}/clear_refs", "w") as clear:
-                    clear.write("5")  # resets VmHWM to the current RSS
+                reset_peak_rss(pid)
                 baseline = vm_kib(pid, "VmRSS")
                 sent = await put_stream(stub, store, "big.bin", total)
                 assert await get_digest(stub, store, "big.bin") == (sent, total)

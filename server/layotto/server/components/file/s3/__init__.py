@@ -21,7 +21,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField
-from layotto.server.components.file import CHUNK_SIZE, MiB, FileInfo, FilePage, FileStore
+from layotto.server.components.file import CHUNK_SIZE, FileInfo, FilePage, FileStore, MiB
 from layotto.server.errors import BackendError, BackendUnavailable, FileNotFound, InvalidArgument
 
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
@@ -40,11 +40,14 @@ class S3FileStore(FileStore):
         "visible; PutFile's metadata is the object's user metadata (ASCII, keys lower-cased).",
         metadata=(
             MetadataField("bucket", "The bucket holding the files (it must exist).", required=True, example="files"),
-            MetadataField("endpoint", "The store's URL; empty: AWS's endpoint for `region`.", default=""),
+            MetadataField("endpoint", "The store's URL; unset: AWS's endpoint for `region`."),
             MetadataField("region", "The region of the bucket.", default="us-east-1"),
-            MetadataField("accessKey", "Access key id; empty: botocore's default credentials.", default=""),
-            MetadataField("secretKey", "Secret access key.", default="", secret=True),
-            MetadataField("sessionToken", "Session token of temporary credentials.", default="", secret=True),
+            MetadataField(
+                "accessKey",
+                "Access key id; unset: botocore's default credentials (environment, config files, instance role).",
+            ),
+            MetadataField("secretKey", "Secret access key.", secret=True),
+            MetadataField("sessionToken", "Session token of temporary credentials.", secret=True),
             MetadataField(
                 "forcePathStyle",
                 "Address buckets as `endpoint/bucket/key` instead of `bucket.endpoint/key` (MinIO, moto).",
@@ -208,4 +211,6 @@ class _Multipart:
 
     async def abort(self) -> None:
         with contextlib.suppress(Exception):
-            await self._store._client.abort_multipart_upload(Bucket=self._store._bucket, Key=self._key, UploadId=self._id)
+            await self._store._client.abort_multipart_upload(
+                Bucket=self._store._bucket, Key=self._key, UploadId=self._id
+            )
