@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from typing import Any
 
 import pytest
 
@@ -130,3 +131,29 @@ def state_metadata(backend: str, namespace: str) -> dict[str, str]:
     if backend == "etcd":
         return {"endpoints": address("etcd"), "keyPrefixPath": f"/layotto-test/{namespace}"}
     return {}
+
+
+def s3_client() -> Any:
+    """An aiobotocore S3 client of the test S3 server (an async context manager)."""
+    from aiobotocore.session import get_session
+
+    return get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=address("s3"),
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def s3_metadata(bucket: str) -> dict[str, str]:
+    """Metadata of an s3 file store or binding on ``bucket`` of the test S3 server (5 MiB parts, 64 KiB chunks)."""
+    return {
+        "bucket": bucket,
+        "endpoint": address("s3"),
+        "accessKey": "test",
+        "secretKey": "test",
+        "forcePathStyle": "true",
+        "partSize": str(5 * 1024 * 1024),
+        "chunkSize": str(64 * 1024),
+    }

@@ -10,15 +10,13 @@ import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from aiobotocore.session import get_session
-from backends import address, require
+from backends import s3_client, s3_metadata
 from server_helpers import start_server
 from test_api import call_error, error_info
 
@@ -29,41 +27,6 @@ from layotto.server.config import from_mapping
 
 MiB = 1024 * 1024
 STORES = ("local", "s3")
-
-
-def s3_client() -> Any:
-    return get_session().create_client(
-        "s3",
-        region_name="us-east-1",
-        endpoint_url=address("s3"),
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-
-
-@pytest.fixture
-async def bucket() -> AsyncIterator[str]:
-    require("s3")
-    name = f"files-{uuid.uuid4().hex[:12]}"
-    async with s3_client() as client:
-        await client.create_bucket(Bucket=name)
-        yield name
-        listed = await client.list_objects(Bucket=name)
-        for item in listed.get("Contents") or []:
-            await client.delete_object(Bucket=name, Key=item["Key"])
-        await client.delete_bucket(Bucket=name)
-
-
-def s3_metadata(bucket: str) -> dict[str, str]:
-    return {
-        "bucket": bucket,
-        "endpoint": address("s3"),
-        "accessKey": "test",
-        "secretKey": "test",
-        "forcePathStyle": "true",
-        "partSize": str(5 * MiB),
-        "chunkSize": str(64 * 1024),
-    }
 
 
 @pytest.fixture
@@ -219,6 +182,12 @@ async def test_local_refuses_symlinks_out_of_the_root_fifos_and_devices(
             await put(stub, "local", name, [b"overwrite"])
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
     assert (outside / "key").read_bytes() == b"private"
+    under_a_file = await call_error(put(stub, "local", "inside/child", [b"x"]))
+    assert (
+        under_a_file.code() == grpc.StatusCode.INVALID_ARGUMENT and "a parent of it is a file" in under_a_file.details()
+    )
+    error = await call_error(stub.GetFileMeta(pb.GetFileMetaRequest(request=ref("local", "inside/child"))))
+    assert error.code() == grpc.StatusCode.NOT_FOUND
     assert b"".join(await get(stub, "local", "alias")) == b"fine"
     listed = await stub.ListFile(pb.ListFileRequest(request=ref("local", "")))
     assert [file.file_name for file in listed.files] == ["inside"]  # no links, FIFOs, devices or .layotto

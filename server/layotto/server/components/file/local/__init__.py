@@ -92,7 +92,7 @@ class LocalFileStore(FileStore):
         path = self._path(name, field)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # a parent that is a file: no such file either
             raise FileNotFound(field, self.name, name) from None
         except OSError as error:
             raise InvalidArgument(field, f"{name!r} cannot be opened: {error.strerror}") from None
@@ -113,14 +113,15 @@ class LocalFileStore(FileStore):
         try:
             async for chunk in chunks:
                 await _settled(_write_all, fd, chunk)
-            await asyncio.to_thread(self._commit, fd, temp, path, metadata)
+            await asyncio.to_thread(self._commit, fd, temp, path, metadata, field)
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # gone already when committed
 
-    def _commit(self, fd: int, temp: Path, path: Path, metadata: Mapping[str, str]) -> None:
+    def _commit(self, fd: int, temp: Path, path: Path, metadata: Mapping[str, str], field: str) -> None:
+        name = str(path.relative_to(self._root))
         try:
             os.fsync(fd)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +131,10 @@ class LocalFileStore(FileStore):
             meta_temp.write_text(json.dumps(dict(metadata)))
             os.replace(meta_temp, meta_path)
             os.replace(temp, path)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            raise InvalidArgument(field, f"{name!r}: a parent of it is a file, or it is a directory") from None
         except OSError as error:
-            raise BackendError(self.name, f"cannot store {path.relative_to(self._root)}: {error.strerror}") from None
+            raise BackendError(self.name, f"cannot store {name!r}: {error.strerror}") from None
 
     async def get(self, name: str, field: str) -> AsyncIterator[bytes]:
         fd, _, _ = await asyncio.to_thread(self._open_regular, name, field)
