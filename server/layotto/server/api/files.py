@@ -47,7 +47,7 @@ class FilesApi:
 
     async def GetFile(self, request: pb.GetFileRequest, context: Context) -> AsyncIterator[pb.GetFileResponse]:
         chunks = await self._files.get(FileRef(request.store_name, request.name))
-        async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 yield pb.GetFileResponse(data=chunk)
 

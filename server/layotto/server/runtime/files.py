@@ -10,7 +10,7 @@ served as that; negative ones are refused.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 
 from layotto.server.components.file import MAX_PAGE_SIZE, FileInfo, FilePage, FileStore, check_name, check_prefix
@@ -48,7 +48,7 @@ class FileService:
         store, name = self._checked(ref)
         await store.put(name, chunks, metadata, ref.name_field)
 
-    async def get(self, ref: FileRef) -> AsyncIterator[bytes]:
+    async def get(self, ref: FileRef) -> AsyncGenerator[bytes, None]:
         """The file's chunks; FileNotFound (or a refused name) is raised before any chunk."""
         store, name = self._checked(ref)
         return await store.get(name, ref.name_field)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -93,12 +94,12 @@ class FileBinding(OutputBinding):
         limit = int(self.metadata.get(MAX_GET_BYTES.name) or MAX_GET_BYTES.default)
         if info.size > limit:
             raise PayloadTooLarge(self._field(), info.size, limit)
-        chunks = await self.store.get(name, self._field())
         data = bytearray()
-        async for chunk in chunks:
-            data += chunk
-            if len(data) > limit:  # grown since the stat
-                raise PayloadTooLarge(self._field(), len(data), limit)
+        async with contextlib.aclosing(await self.store.get(name, self._field())) as chunks:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) > limit:  # grown since the stat
+                    raise PayloadTooLarge(self._field(), len(data), limit)
         return BindingResponse(bytes(data), {self.name_key: name})
 
     async def list_files(self, request: BindingRequest) -> BindingResponse:

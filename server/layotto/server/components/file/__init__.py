@@ -14,7 +14,7 @@ Errors: :class:`~layotto.server.errors.FileNotFound` for a missing file,
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -117,7 +117,7 @@ class FileStore(Component):
         replacing a file of that name."""
 
     @abstractmethod
-    async def get(self, name: str, field: str) -> AsyncIterator[bytes]:
+    async def get(self, name: str, field: str) -> AsyncGenerator[bytes, None]:
         """The file's contents in chunks of at most :attr:`chunk_size` bytes. FileNotFound is raised by
         this call, before the iterator is returned, so a caller can answer it before streaming."""
 

@@ -21,7 +21,7 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -136,11 +136,11 @@ class LocalFileStore(FileStore):
         except OSError as error:
             raise BackendError(self.name, f"cannot store {name!r}: {error.strerror}") from None
 
-    async def get(self, name: str, field: str) -> AsyncIterator[bytes]:
+    async def get(self, name: str, field: str) -> AsyncGenerator[bytes, None]:
         fd, _, _ = await asyncio.to_thread(self._open_regular, name, field)
         return self._read(fd)
 
-    async def _read(self, fd: int) -> AsyncIterator[bytes]:
+    async def _read(self, fd: int) -> AsyncGenerator[bytes, None]:
         try:
             while chunk := await _settled(os.read, fd, self.chunk_size):
                 yield chunk

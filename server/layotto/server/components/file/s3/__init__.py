@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -149,12 +149,12 @@ class S3FileStore(FileStore):
             started = await self._client.create_multipart_upload(Bucket=self._bucket, Key=name, Metadata=metadata)
         return _Multipart(self, name, started["UploadId"])
 
-    async def get(self, name: str, field: str) -> AsyncIterator[bytes]:
+    async def get(self, name: str, field: str) -> AsyncGenerator[bytes, None]:
         with self._errors(field, name):
             response = await self._client.get_object(Bucket=self._bucket, Key=name)
         return self._read(response["Body"])
 
-    async def _read(self, body: Any) -> AsyncIterator[bytes]:
+    async def _read(self, body: Any) -> AsyncGenerator[bytes, None]:
         try:
             while True:
                 with self._errors():
