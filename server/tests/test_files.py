@@ -103,6 +103,8 @@ async def test_list_pages_by_marker_in_name_order(stub: runtime_pb2_grpc.Runtime
             break
         marker = page.marker
     assert pages == [(["dir/a", "dir/b"], True), (["dir/d", "dir/e"], True), (["dir/sub/c"], False)]
+    partial = await stub.ListFile(pb.ListFileRequest(request=ref(store, "dir/s")))  # a prefix, not only a directory
+    assert [file.file_name for file in partial.files] == ["dir/sub/c"]
     assert [file.size for file in seen] == [5, 5, 5, 5, 9]
     everything = await stub.ListFile(pb.ListFileRequest(request=ref(store, "")))
     assert [file.file_name for file in everything.files][-1] == "other" and not everything.is_truncated
@@ -276,9 +278,15 @@ async def put_stream(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str, 
     return digest.hexdigest()
 
 
-async def get_digest(stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str) -> tuple[str, int]:
+async def get_digest(
+    stub: runtime_pb2_grpc.RuntimeStub, store: str, name: str, pause_after_first: float = 0
+) -> tuple[str, int]:
+    """GetFile's (sha256, size); ``pause_after_first`` seconds without reading after the first message
+    (nothing to await: a runtime without back-pressure would read the whole file into memory meanwhile)."""
     digest, size = hashlib.sha256(), 0
     async for answer in stub.GetFile(pb.GetFileRequest(store_name=store, name=name), timeout=300):
+        if pause_after_first and size == 0:
+            await asyncio.sleep(pause_after_first)
         digest.update(answer.data)
         size += len(answer.data)
     return digest.hexdigest(), size
@@ -292,8 +300,9 @@ LARGE_FILE_MIB = int(os.environ.get("LAYOTTO_TEST_LARGE_FILE_MIB", "256"))
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
 async def test_large_files_go_through_with_bounded_memory(tmp_path: Path, bucket: str) -> None:
-    """LARGE_FILE_MIB (256) MiB through the local store and 48 MiB (ten 5 MiB parts) through s3, on a `layotto serve` process:
-    its peak resident memory (VmHWM, reset first) grows by less than RSS_GROWTH_BOUND_MIB."""
+    """LARGE_FILE_MIB (256) MiB through the local store and 80 MiB (sixteen 5 MiB parts) through s3, on a
+    `layotto serve` process: its peak resident memory (VmHWM, reset first) grows by less than
+    RSS_GROWTH_BOUND_MIB, also while a GetFile client stops reading for a while (back-pressure)."""
     config = {
         "file": {
             "local": {"type": "local", "metadata": {"rootPath": str(tmp_path / "files")}},
@@ -306,16 +315,26 @@ async def test_large_files_go_through_with_bounded_memory(tmp_path: Path, bucket
     try:
         async with grpc.aio.insecure_channel(server.grpc_address) as channel:
             stub = runtime_pb2_grpc.RuntimeStub(channel)
-            for store, total in (("local", LARGE_FILE_MIB * MiB), ("s3", 48 * MiB)):
+            for store, total in (("local", LARGE_FILE_MIB * MiB), ("s3", 80 * MiB)):
                 await put_stream(stub, store, "warm", MiB)  # one-time allocations belong to the baseline
                 await get_digest(stub, store, "warm")
                 reset_peak_rss(pid)
                 baseline = vm_kib(pid, "VmRSS")
                 sent = await put_stream(stub, store, "big.bin", total)
-                assert await get_digest(stub, store, "big.bin") == (sent, total)
+                assert await get_digest(stub, store, "big.bin", pause_after_first=0.5) == (sent, total)
                 growth_mib = (vm_kib(pid, "VmHWM") - baseline) / 1024
                 assert growth_mib < RSS_GROWTH_BOUND_MIB, f"{store}: the runtime's RSS peaked {growth_mib:.0f} MiB up"
                 await stub.DelFile(pb.DelFileRequest(request=ref(store, "big.bin")))
     finally:
         server.process.kill()
         server.process.wait()
+
+
+async def test_an_s3_store_without_its_bucket_stops_start_up_naming_it(tmp_path: Path, bucket: str) -> None:
+    from layotto.server.components.base import ConfigError
+
+    metadata = {**s3_metadata(bucket), "bucket": f"{bucket}-missing"}
+    config = from_mapping({"data_dir": str(tmp_path), "file": {"files": {"type": "s3", "metadata": metadata}}})
+    with pytest.raises(ConfigError, match=rf"file\.files\.metadata\.bucket: bucket '{bucket}-missing'"):
+        async with Runtime(config.with_overrides(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0")):
+            pass
