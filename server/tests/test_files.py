@@ -84,6 +84,9 @@ async def test_round_trip_in_bounded_chunks_with_metadata(stub: runtime_pb2_grpc
     assert b"".join(await get(stub, store, "docs/report.bin")) == b"v2"
     meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "docs/report.bin")))
     assert (meta.size, dict(meta.response.metadata)) == (2, {})
+    await put(stub, store, "docs/report.bin.json/x", [b"x"], owner="bob")  # its own metadata, no collision
+    meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "docs/report.bin.json/x")))
+    assert list(meta.response.metadata["owner"].value) == ["bob"]
     await put(stub, store, "empty", [b""])
     assert await get(stub, store, "empty") == []
 

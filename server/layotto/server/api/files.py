@@ -9,6 +9,7 @@ instead of filling the runtime's memory; GetFile likewise sends one chunk at a t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,17 +20,29 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
 from layotto.server.runtime.files import FileRef, FileService
 
+#: loop iterations the end of a PutFile stream waits for a cancel that came with it (measured: one)
+CANCEL_SETTLE_YIELDS = 3
+
 
 def _nested(request: pb.FileRequest) -> FileRef:
     return FileRef(request.store_name, request.name, "request.store_name", "request.name")
 
 
-async def _data_of(first: pb.PutFileRequest, rest: AsyncIterator[pb.PutFileRequest]) -> AsyncIterator[bytes]:
+async def _data_of(
+    first: pb.PutFileRequest, rest: AsyncIterator[pb.PutFileRequest], context: Context
+) -> AsyncIterator[bytes]:
+    """The stream's data. A client that cancels can end the request stream as if it had finished it
+    (pygrpc-native's fallback server sees the end of the stream, then the cancel, one loop iteration
+    later): that end raises CancelledError instead, so the store drops what it received."""
     if first.data:
         yield first.data
     async for message in rest:
         if message.data:
             yield message.data
+    for _ in range(CANCEL_SETTLE_YIELDS):  # a cancel that came with the end is delivered by now
+        await asyncio.sleep(0)
+    if context.cancelled():
+        raise asyncio.CancelledError
 
 
 class FilesApi:
@@ -42,7 +55,9 @@ class FilesApi:
         first = await anext(requests, None)
         if first is None:
             return empty_pb2.Empty()
-        await self._files.put(FileRef(first.store_name, first.name), _data_of(first, requests), dict(first.metadata))
+        await self._files.put(
+            FileRef(first.store_name, first.name), _data_of(first, requests, context), dict(first.metadata)
+        )
         return empty_pb2.Empty()
 
     async def GetFile(self, request: pb.GetFileRequest, context: Context) -> AsyncIterator[pb.GetFileResponse]:

@@ -9,17 +9,20 @@ so a FIFO cannot block a read.
 Writes are atomic: the data goes to a temporary file under ``<root>/.layotto/tmp`` and is moved
 into place with ``os.replace`` once complete; an error or a cancelled stream removes the temporary
 file, so a partial file is never visible. The metadata given with PutFile is kept in a sidecar JSON
-file, ``<root>/.layotto/meta/<name>.json``, written (atomically too) before the data is moved into
-place. ``.layotto`` is reserved: names in it are refused, and listings skip it.
+file, ``<root>/.layotto/meta/<sha256 of name>.json``, written (atomically too) before the data is
+moved into place. Temporary files older than a day (a runtime killed mid-put) are removed at start.
+``.layotto`` is reserved: names in it are refused, and listings skip it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import stat
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -31,6 +34,8 @@ from layotto.server.components.file import CHUNK_SIZE, FileInfo, FilePage, FileS
 from layotto.server.errors import BackendError, FileNotFound, InvalidArgument
 
 RESERVED = ".layotto"
+#: a temporary file untouched this long was left by a runtime killed mid-put, and is removed at start
+STALE_TEMP_SECONDS = 24 * 3600
 T = TypeVar("T")
 
 
@@ -40,6 +45,10 @@ def _make_root(raw: str, where: str) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         for inner in ("tmp", "meta"):
             (root / RESERVED / inner).mkdir(parents=True, exist_ok=True)
+        stale = time.time() - STALE_TEMP_SECONDS
+        for entry in (root / RESERVED / "tmp").iterdir():  # left by a runtime that was killed mid-put
+            if entry.stat().st_mtime < stale:
+                entry.unlink(missing_ok=True)
     except OSError as error:
         raise ConfigError(f"{where}: cannot create {root}: {error.strerror or error}") from None
     return root.resolve()
@@ -86,11 +95,15 @@ class LocalFileStore(FileStore):
         return resolved
 
     def _meta_path(self, path: Path) -> Path:
-        return self._root / RESERVED / "meta" / (str(path.relative_to(self._root)) + ".json")
+        """The sidecar of a file: named by the hash of its path, so no file name can collide with another's."""
+        digest = hashlib.sha256(str(path.relative_to(self._root)).encode()).hexdigest()
+        return self._root / RESERVED / "meta" / f"{digest}.json"
 
     def _open_regular(self, name: str, field: str) -> tuple[int, os.stat_result, Path]:
         path = self._path(name, field)
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):  # never open a device: opening one may act on it
+                raise InvalidArgument(field, f"{name!r} is not a regular file")
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):  # a parent that is a file: no such file either
             raise FileNotFound(field, self.name, name) from None
@@ -113,12 +126,13 @@ class LocalFileStore(FileStore):
         try:
             async for chunk in chunks:
                 await _settled(_write_all, fd, chunk)
-            await asyncio.to_thread(self._commit, fd, temp, path, metadata, field)
+            await _settled(self._commit, fd, temp, path, metadata, field)
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(temp)  # gone already when committed
+            for leftover in (temp, temp.with_suffix(".meta")):  # both gone already when committed
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
 
     def _commit(self, fd: int, temp: Path, path: Path, metadata: Mapping[str, str], field: str) -> None:
         name = str(path.relative_to(self._root))
@@ -126,7 +140,6 @@ class LocalFileStore(FileStore):
             os.fsync(fd)
             path.parent.mkdir(parents=True, exist_ok=True)
             meta_path = self._meta_path(path)
-            meta_path.parent.mkdir(parents=True, exist_ok=True)
             meta_temp = temp.with_suffix(".meta")
             meta_temp.write_text(json.dumps(dict(metadata)))
             os.replace(meta_temp, meta_path)
