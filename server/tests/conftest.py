@@ -19,6 +19,7 @@ TRANSPORT_INDEPENDENT_MODULES = frozenset(
     {
         "test_aio",
         "test_backend_faults",
+        "test_bindings_files",
         "test_config",
         "test_crypto_key_stores",
         "test_cryption_go",
