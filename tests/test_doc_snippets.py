@@ -59,6 +59,7 @@ BACKEND_PORTS = {
     "mosquitto": 1883,
     "rabbitmq": 5672,
     "smtp": 2525,
+    "s3": 9000,
 }
 NOT_CODE = {"text"}
 SNIPPET_TIMEOUT_SECONDS = 60

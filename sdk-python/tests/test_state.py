@@ -136,12 +136,12 @@ async def test_say_hello(client: RuntimeClient) -> None:
 
 
 async def test_unserved_api_is_named(runtime: TestRuntime) -> None:
-    from layotto.proto.runtime.v1 import runtime_pb2 as pb
+    from layotto.proto.dapr.runtime.v1 import actors_pb2
 
     async with runtime.client() as c:
         with pytest.raises(NotImplementedByRuntime):
-            request = pb.GetFileMetaRequest(request=pb.FileRequest(store_name="s", name="f"))
-            await c._transport.unary("GetFileMeta", request, None)
+            request = actors_pb2.RegisterActorTimerRequest(actor_type="t", actor_id="a", name="n")
+            await c._transport.unary("dapr/RegisterActorTimer", request, None)
 
 
 async def test_address_from_environment(monkeypatch: pytest.MonkeyPatch, runtime: TestRuntime) -> None:

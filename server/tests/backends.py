@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ ENV = {
     "mqtt": ("LAYOTTO_TEST_MQTT", "tcp://127.0.0.1:1883"),
     "dns": ("LAYOTTO_TEST_DNS", "127.0.0.1:5353"),  # dnsmasq, serving the zone layotto.test
     "smtp": ("LAYOTTO_TEST_SMTP", "127.0.0.1:2525"),  # aiosmtpd (smtp_server.py), STARTTLS, AUTH layotto/layotto
+    "s3": ("LAYOTTO_TEST_S3", "http://127.0.0.1:9000"),  # moto's S3 server: any access key and secret
 }
 _BACKENDS_DIR = os.environ.get("LAYOTTO_BACKENDS_DIR", "/tmp/layotto-backends")
 #: the maildir where the shared SMTP server stores every message it accepts, and its self-signed certificate
@@ -78,7 +80,7 @@ def _host_port(backend: str) -> tuple[str, int]:
     if backend == "rabbitmq":
         match = re.search(r"@([^:/]+):(\d+)", value)
         return (match.group(1), int(match.group(2))) if match else ("127.0.0.1", 5672)
-    host, _, port = value.split("://")[-1].rpartition(":")
+    host, _, port = value.split("://")[-1].rstrip("/").rpartition(":")
     return host, int(port)
 
 
@@ -134,3 +136,29 @@ def state_metadata(backend: str, namespace: str) -> dict[str, str]:
     if backend == "etcd":
         return {"endpoints": address("etcd"), "keyPrefixPath": f"/layotto-test/{namespace}"}
     return {}
+
+
+def s3_client() -> Any:
+    """An aiobotocore S3 client of the test S3 server (an async context manager)."""
+    from aiobotocore.session import get_session
+
+    return get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=address("s3"),
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def s3_metadata(bucket: str) -> dict[str, str]:
+    """Metadata of an s3 file store or binding on ``bucket`` of the test S3 server (5 MiB parts, 64 KiB chunks)."""
+    return {
+        "bucket": bucket,
+        "endpoint": address("s3"),
+        "accessKey": "test",
+        "secretKey": "test",
+        "forcePathStyle": "true",
+        "partSize": str(5 * 1024 * 1024),
+        "chunkSize": str(64 * 1024),
+    }

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from backends import require, s3_client
 from server_helpers import ServerProcess, start_server
 
 from layotto.server import Runtime, embedded_defaults
@@ -17,6 +19,7 @@ TRANSPORT_INDEPENDENT_MODULES = frozenset(
     {
         "test_aio",
         "test_backend_faults",
+        "test_bindings_files",
         "test_config",
         "test_crypto_key_stores",
         "test_cryption_go",
@@ -80,3 +83,17 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     await rt.start()
     yield rt
     await rt.stop(grace=1)
+
+
+@pytest.fixture
+async def bucket() -> AsyncIterator[str]:
+    """A new bucket of the test S3 server, removed with its objects afterwards."""
+    require("s3")
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    async with s3_client() as client:
+        await client.create_bucket(Bucket=name)
+        yield name
+        listed = await client.list_objects(Bucket=name)
+        for item in listed.get("Contents") or []:
+            await client.delete_object(Bucket=name, Key=item["Key"])
+        await client.delete_bucket(Bucket=name)

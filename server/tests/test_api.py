@@ -9,6 +9,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+from layotto.proto.extension.v1.s3 import oss_pb2, oss_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
@@ -115,17 +116,18 @@ async def test_transaction_validation_names_the_operation(stub: runtime_pb2_grpc
     assert (await stub.GetState(pb.GetStateRequest(store_name="in-memory", key="a"))).data == b""
 
 
-async def test_unserved_rpcs_answer_unimplemented_naming_the_rpc(stub: runtime_pb2_grpc.RuntimeStub) -> None:
-    meta = pb.GetFileMetaRequest(request=pb.FileRequest(store_name="x", name="f"))
-    error = await call_error(stub.GetFileMeta(meta))
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "spec.proto.runtime.v1.Runtime/GetFileMeta" in error.details()
-    stream = stub.GetFile(pb.GetFileRequest(store_name="x", name="f"))
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        async for _ in stream:
-            pass
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "GetFile" in caught.value.details()
+async def test_unserved_rpcs_answer_unimplemented_naming_the_rpc(runtime: Runtime) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        oss = oss_pb2_grpc.ObjectStorageServiceStub(channel)
+        error = await call_error(oss.HeadObject(oss_pb2.HeadObjectInput(store_name="x", bucket="b", key="f")))
+        assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "spec.proto.extension.v1.s3.ObjectStorageService/HeadObject" in error.details()
+        stream = oss.GetObject(oss_pb2.GetObjectInput(store_name="x", bucket="b", key="f"))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for _ in stream:
+                pass
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "GetObject" in caught.value.details()
 
 
 async def test_say_hello_echoes_data_and_validates_service(stub: runtime_pb2_grpc.RuntimeStub) -> None:

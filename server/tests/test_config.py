@@ -112,7 +112,7 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
         ("state: {s: {kind: sqlite}}\n", "c.yaml: state.s.kind: unknown key (known: type, metadata, secret_ref)"),
         ("state: {s: {metadata: {}}}\n", "c.yaml: state.s.type: required"),
         ("state: [1, 2]\n", "c.yaml: state: expected a mapping"),
-        ("file: {p: {type: minio}}\n", "c.yaml: file: this building block is not served yet"),
+        ("oss: {p: {type: minio}}\n", "c.yaml: oss: this building block is not served yet"),
         ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected an integer between 1024 and 2147483647"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
         ("event_loop: trio\n", "c.yaml: event_loop: expected one of auto, uvloop, asyncio, got 'trio'"),

@@ -148,6 +148,7 @@ async def channel(runtime: Runtime) -> AsyncIterator[grpc.aio.Channel]:
 
 #: served services with a handler for every RPC
 FULLY_BUILT = {
+    "spec.proto.runtime.v1.Runtime",
     "spec.proto.extension.v1.cryption.CryptionService",
     "spec.proto.extension.v1.delay_queue.DelayQueue",
     "spec.proto.runtime.v1.Lifecycle",
@@ -158,7 +159,6 @@ FULLY_BUILT = {
 UNBUILT_CALLS = [
     ("spec.proto.extension.v1.s3.ObjectStorageService", "PutObject"),  # client streaming
     ("spec.proto.extension.v1.s3.ObjectStorageService", "GetObject"),  # server streaming
-    ("spec.proto.runtime.v1.Runtime", "PutFile"),  # client streaming
     ("dapr.proto.runtime.v1.Dapr", "SubscribeActorEventsAlpha1"),  # bidirectional
     ("dapr.proto.runtime.v1.Dapr", "RegisterActorTimer"),
 ]

@@ -308,6 +308,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "JOB_NOT_FOUND": JobNotFound,
     "JOB_ALREADY_EXISTS": JobAlreadyExists,
     "DELIVERY_REFUSED": DeliveryRefused,
+    "FILE_NOT_FOUND": NotFound,
 }
 
 #: the exception of a status that carries no reason (another server, a proxy, gRPC itself)

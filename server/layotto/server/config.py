@@ -287,7 +287,6 @@ _CHOICES = {
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
 _LAYOTTO_ONLY_SECTIONS = (
     "rpcs",
-    "file",
     "oss",
     "custom_component",
 )

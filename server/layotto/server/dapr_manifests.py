@@ -50,6 +50,7 @@ TYPE_ALIASES = {
     ("crypto", "dapr.localstorage"): "local",
     ("crypto", "dapr.jwks"): "jwks",
     ("bindings", "postgres"): "postgresql",
+    ("bindings", "aws.s3"): "s3",
 }
 
 

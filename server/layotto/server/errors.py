@@ -169,6 +169,15 @@ class KeyNotFound(LayottoError):
         super().__init__(f"{field}: key store {component!r} has no key {key!r}", metadata={"field": field, "key": key})
 
 
+class FileNotFound(LayottoError):
+    """The file store has no file ``name``; ``field`` names the request field holding it."""
+
+    reason = "FILE_NOT_FOUND"
+
+    def __init__(self, field: str, store: str, name: str) -> None:
+        super().__init__(f"{field}: file store {store!r} has no file {name!r}", metadata={"field": field, "file": name})
+
+
 class DecryptionFailed(LayottoError):
     """The ciphertext does not verify (tampered, truncated, or sealed with another key): no plaintext
     is returned; ``field`` names the request field holding the ciphertext."""

@@ -40,6 +40,7 @@ from layotto.server.api.configuration import DaprConfigurationApi, LayottoConfig
 from layotto.server.api.cryption import CryptionApi
 from layotto.server.api.delay_queue import DelayQueueApi
 from layotto.server.api.email import EmailApi
+from layotto.server.api.files import FilesApi
 from layotto.server.api.hello import HelloApi
 from layotto.server.api.invoke import InvokeApi
 from layotto.server.api.jobs import JobsApi
@@ -151,6 +152,7 @@ class Apis:
     jobs: JobsApi
     email: EmailApi
     notify: NotifyApi
+    files: FilesApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
     lifecycle: LifecycleApi | None = None  # None: ApplyConfiguration answers UNIMPLEMENTED
@@ -180,6 +182,11 @@ def runtime_routes(apis: Apis) -> Routes:
         "GetBulkSecret": apis.layotto_secrets.GetBulkSecret,
         **({"InvokeService": apis.layotto_invoke.InvokeService} if apis.layotto_invoke else {}),
         "InvokeBinding": apis.layotto_bindings.InvokeBinding,
+        "PutFile": apis.files.PutFile,
+        "GetFile": apis.files.GetFile,
+        "ListFile": apis.files.ListFile,
+        "GetFileMeta": apis.files.GetFileMeta,
+        "DelFile": apis.files.DelFile,
     }
 
 
@@ -293,6 +300,7 @@ def build_apis(
         jobs=JobsApi(services.jobs),
         email=EmailApi(components),
         notify=NotifyApi(components),
+        files=FilesApi(services.files),
     )
 
 

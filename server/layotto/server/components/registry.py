@@ -30,6 +30,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "email": "email component",
     "sms": "SMS component",
     "phone": "phone call component",
+    "file": "file store",
 }
 
 

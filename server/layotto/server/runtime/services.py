@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from layotto.server.components.loader import ComponentSet
 from layotto.server.runtime.configuration import ConfigurationService
+from layotto.server.runtime.files import FileService
 from layotto.server.runtime.jobs import JobService
 from layotto.server.runtime.lock import LockService
 from layotto.server.runtime.metadata import MetadataService
@@ -28,6 +29,7 @@ class RuntimeServices:
     metadata: MetadataService
     delay_queue: DelayQueueService
     jobs: JobService
+    files: FileService
 
 
 def build_services(
@@ -49,4 +51,5 @@ def build_services(
         metadata=MetadataService(app_id, version, components, shutdown),
         delay_queue=DelayQueueService(components, publisher),
         jobs=JobService(components, app_id, max_publish_bytes),
+        files=FileService(components),
     )
