@@ -143,6 +143,7 @@ class RuntimeConfig:
     subscriptions: tuple[TopicSubscription, ...] = ()  # declared by Subscription manifests (components_path)
     hot_reload: bool = False  # watch the config file and components_path, apply component changes live
     hot_reload_seconds: float = 1.0  # how often hot reload compares the files' size and modification time
+    api_plugins: dict[str, dict[str, str]] = field(default_factory=dict)  # API plugin name -> its metadata
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -195,6 +196,8 @@ class RuntimeConfig:
             out["log_format"] = self.log_format
         if self.hot_reload:
             out["hot_reload"], out["hot_reload_seconds"] = True, self.hot_reload_seconds
+        if self.api_plugins:
+            out["api_plugins"] = {name: dict(metadata) for name, metadata in self.api_plugins.items()}
         return out
 
     def _app_dict(self) -> dict[str, Any]:
@@ -461,6 +464,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "resiliency",
             "wasm",
             "app_health",
+            "api_plugins",
             *BUILDING_BLOCKS,
         ]
     )
@@ -499,7 +503,23 @@ def socket_mode(raw: Any, key: str) -> int:
     return mode
 
 
-_SECTION_PARSERS.update(tls=tls_settings, unix_socket_mode=socket_mode)
+def api_plugins_section(raw: Any, key: str) -> dict[str, dict[str, str]]:
+    """``{plugin name: {metadata key: value} or null}`` -> name -> string metadata; a ConfigError names the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a mapping of plugin names to their metadata")
+    plugins: dict[str, dict[str, str]] = {}
+    for name, given in raw.items():
+        metadata = {} if given is None else given
+        if not isinstance(name, str) or not name or not isinstance(metadata, dict):
+            raise ConfigError(f"{key}.{name}: expected a mapping of metadata keys to values")
+        for item, value in metadata.items():
+            if isinstance(value, dict | list) or value is None:
+                raise ConfigError(f"{key}.{name}.{item}: expected a string, number or boolean, got {value!r}")
+        plugins[name] = {str(item): str(value) for item, value in metadata.items()}
+    return plugins
+
+
+_SECTION_PARSERS.update(tls=tls_settings, unix_socket_mode=socket_mode, api_plugins=api_plugins_section)
 
 
 def _metrics_section(raw: Any) -> bool:
