@@ -32,6 +32,7 @@ TRANSPORT_INDEPENDENT_MODULES = frozenset(
         "test_masking",
         "test_memory",
         "test_mysql_tls",
+        "test_pluggable_components",
         "test_pubsub_repair",
         "test_redis_restart",
         "test_snowflake",

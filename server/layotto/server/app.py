@@ -26,6 +26,7 @@ from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.inflight import track_calls
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
+from layotto.server.components.pluggable import register_pluggable, sockets_folder
 from layotto.server.config import RuntimeConfig, check_listen_address, load, unix_path, with_dapr_components
 from layotto.server.errors import LayottoError
 from layotto.server.grpc_proxy import build_grpc_proxy
@@ -122,6 +123,7 @@ class Runtime:
             self.tracing = Tracing(cfg.tracing, loop=asyncio.get_running_loop())
             self.tracing.trace_backends()
         try:
+            await register_pluggable(declared, sockets_folder(cfg.pluggable_components_path))
             self.components = await load_components(declared, context)
         except ConfigError as error:
             raise ConfigError(f"{cfg.source}: {error}") from None

@@ -144,6 +144,7 @@ class RuntimeConfig:
     hot_reload: bool = False  # watch the config file and components_path, apply component changes live
     hot_reload_seconds: float = 1.0  # how often hot reload compares the files' size and modification time
     api_plugins: dict[str, dict[str, str]] = field(default_factory=dict)  # API plugin name -> its metadata
+    pluggable_components_path: str = ""  # the pluggable components' sockets ("": $DAPR_COMPONENTS_SOCKETS_FOLDER)
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -196,6 +197,8 @@ class RuntimeConfig:
             out["log_format"] = self.log_format
         if self.hot_reload:
             out["hot_reload"], out["hot_reload_seconds"] = True, self.hot_reload_seconds
+        if self.pluggable_components_path:
+            out["pluggable_components_path"] = self.pluggable_components_path
         if self.api_plugins:
             out["api_plugins"] = {name: dict(metadata) for name, metadata in self.api_plugins.items()}
         return out
@@ -250,6 +253,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "log_format": str,
     "hot_reload": bool,
     "hot_reload_seconds": float,
+    "pluggable_components_path": str,
 }
 #: the allowed range of every numeric key (docs/configuration.md lists them): a value outside,
 #: NaN, infinity or a boolean stops start-up with one line naming the key

@@ -1,0 +1,135 @@
+"""Dapr's pluggable components: components served by another process on a Unix socket.
+
+A pluggable component serves ``dapr.proto.components.v1`` (Dapr's protocol, compiled in
+``layotto.proto.components.v1``) with gRPC reflection on ``<folder>/<name>.sock``; a config
+component of ``type: <name>`` whose name is no built-in type uses it. The folder is the config's
+``pluggable_components_path``, else ``DAPR_COMPONENTS_SOCKETS_FOLDER``, else Dapr's default
+``/tmp/dapr-components-sockets``. Discovery asks the socket's reflection which services it serves
+(the service names the building block: ``StateStore`` is a state store) and the component which
+features it has (its ``Features`` RPC); the runtime then treats it as any other component of that
+block. Served here: state stores (``StateStore``, with ``TransactionalStateStore`` when the
+component declares ``TRANSACTIONAL``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from layotto.proto.components.v1 import common_pb2
+from layotto.server.components.base import ComponentSpec, ConfigError, Feature
+from layotto.server.components.registry import registry_for
+
+log = logging.getLogger(__name__)
+
+SOCKETS_FOLDER_ENV = "DAPR_COMPONENTS_SOCKETS_FOLDER"
+DEFAULT_SOCKETS_FOLDER = "/tmp/dapr-components-sockets"
+PACKAGE = "dapr.proto.components.v1"
+DISCOVERY_TIMEOUT = 5.0
+"""Seconds a socket has to answer reflection and Features at start-up."""
+
+#: the service that makes a socket a component of a block
+BLOCK_SERVICES = {f"{PACKAGE}.StateStore": "state"}
+
+_PLUGGABLE_TYPES: set[tuple[str, str]] = set()  # (block, type) registered by discovery: rediscovered each start
+
+
+def sockets_folder(configured: str) -> Path:
+    """The folder of the components' sockets: ``configured``, else the environment's, else Dapr's default."""
+    return Path(configured or os.environ.get(SOCKETS_FOLDER_ENV) or DEFAULT_SOCKETS_FOLDER)
+
+
+class OpenSpec(ComponentSpec):
+    """A pluggable component's spec: every metadata key is the component's own, passed on as a string."""
+
+    def parse_metadata(self, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+        return {str(key): str(value) for key, value in raw.items()}
+
+
+@dataclass(frozen=True)
+class Discovered:
+    """What a socket serves: its path, its services' full names and the features it declares."""
+
+    socket: Path
+    services: frozenset[str]
+    features: frozenset[str]
+
+
+async def discover(socket: Path, where: str) -> Discovered:
+    """Ask ``socket`` for its services (reflection) and its features; ConfigError naming ``where``."""
+    try:
+        async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            ask = reflection_pb2.ServerReflectionRequest(list_services="")
+            call = reflection.ServerReflectionInfo(iter([ask]), timeout=DISCOVERY_TIMEOUT)
+            answers = [answer async for answer in call]
+            services = frozenset(s.name for a in answers for s in a.list_services_response.service)
+            features: frozenset[str] = frozenset()
+            block_services = services & set(BLOCK_SERVICES)
+            if block_services:
+                method = f"/{min(block_services)}/Features"
+                features_rpc = channel.unary_unary(
+                    method,
+                    request_serializer=common_pb2.FeaturesRequest.SerializeToString,
+                    response_deserializer=common_pb2.FeaturesResponse.FromString,
+                )
+                answer = await features_rpc(common_pb2.FeaturesRequest(), timeout=DISCOVERY_TIMEOUT)
+                features = frozenset(answer.features)
+    except grpc.aio.AioRpcError as error:
+        raise ConfigError(f"{where}: pluggable component at {socket} did not answer: {error.details()}") from None
+    return Discovered(socket, services, features)
+
+
+def block_of(found: Discovered) -> str | None:
+    """The building block a socket's services make it a component of (None: none served here)."""
+    blocks = {BLOCK_SERVICES[s] for s in found.services if s in BLOCK_SERVICES}
+    return min(blocks) if blocks else None
+
+
+async def register_pluggable(declared: Mapping[str, Mapping[str, tuple[str, Any, Any]]], folder: Path) -> Sequence[str]:
+    """Register, in their blocks' registries, the pluggable components the config names.
+
+    ``declared``: block -> component name -> (type, ...). A type that is no registered type of its
+    block and has a socket ``<folder>/<type>.sock`` is discovered and registered under that type;
+    the others are left to the registry (an unknown type stays the registry's ConfigError). Raises
+    ConfigError when the socket does not answer or serves no service of the block it is used in.
+    Returns the registered type names.
+    """
+    from layotto.server.components.pluggable.state import pluggable_state_store
+
+    registered = []
+    for block, components in declared.items():
+        registry = registry_for(block)
+        for name, (type_name, _, _) in components.items():
+            socket = folder / f"{type_name}.sock"
+            pluggable = (block, type_name) in _PLUGGABLE_TYPES
+            if pluggable and not socket.is_socket():  # registered by an earlier start, its socket gone
+                registry.unregister(type_name)
+                _PLUGGABLE_TYPES.discard((block, type_name))
+            if (type_name in registry.types() and not pluggable) or not socket.is_socket():
+                continue
+            where = f"{block}.{name}.type"
+            found = await discover(socket, where)
+            if block_of(found) != block:
+                raise ConfigError(
+                    f"{where}: pluggable component {type_name!r} ({socket}) serves no {block} service"
+                    f" (serves: {', '.join(sorted(found.services)) or 'nothing'})"
+                )
+            registry.register(pluggable_state_store(type_name, found))
+            _PLUGGABLE_TYPES.add((block, type_name))
+            registered.append(type_name)
+            log.info("pluggable component %r at %s: %s, features %s", type_name, socket, block, sorted(found.features))
+    return registered
+
+
+def known_features(declared: frozenset[str]) -> frozenset[Feature]:
+    """The runtime's features among those a component declares (Dapr's names); others are ignored."""
+    values = {feature.value: feature for feature in Feature}
+    return frozenset(values[name] for name in declared if name in values)

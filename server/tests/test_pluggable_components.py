@@ -1,0 +1,107 @@
+"""Dapr's pluggable components: a state store served by another gRPC server on a Unix socket
+(server/tests/pluggable_state.py), found in the sockets folder and used through the SDK."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_reflection.v1alpha import reflection
+from pluggable_state import MemoryStateComponent, serve_component
+
+from layotto.client import EtagMismatch, FeatureNotSupported, RuntimeClient, StateDelete, StateWrite
+from layotto.server import Runtime, embedded_defaults
+from layotto.server.components.base import ConfigError
+from layotto.server.config import ComponentConfig, RuntimeConfig
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    """A short path: a Unix socket's path holds at most 107 bytes."""
+    made = Path(tempfile.mkdtemp(prefix="lp-sock-", dir="/tmp"))
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
+def config(tmp_path: Path, folder: Path) -> RuntimeConfig:
+    return embedded_defaults().with_overrides(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        grpc_transport="grpcio",
+        components={"state": {"orders": ComponentConfig(type="memstore", metadata={"region": "eu", "shards": 3})}},
+        pluggable_components_path=str(folder),
+    )
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, folder: Path, component: MemoryStateComponent) -> AsyncIterator[RuntimeClient]:
+    async with serve_component(folder / "memstore.sock", component):
+        runtime = Runtime(config(tmp_path, folder))
+        await runtime.start()
+        try:
+            async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+                yield client
+        finally:
+            await runtime.stop(grace=1)
+
+
+async def test_state_api_over_a_pluggable_store(tmp_path: Path, folder: Path) -> None:
+    component = MemoryStateComponent(["ETAG", "TRANSACTIONAL"])
+    async with running(tmp_path, folder, component) as client:
+        assert component.inits == [({"region": "eu", "shards": "3"}, "orders")]
+        assert (await client.state.get("orders", "a")).etag is None
+        await client.state.save("orders", "a", b"1")
+        item = await client.state.get("orders", "a")
+        assert (item.value, item.etag) == (b"1", "1")
+        assert component.data["a"] == (b"1", 1)  # it is the component's dict that holds it
+        with pytest.raises(EtagMismatch):
+            await client.state.save("orders", "a", b"2", etag="7")
+        with pytest.raises(EtagMismatch):
+            await client.state.save("orders", "a", b"2", first_write=True)
+        await client.state.save("orders", "a", b"2", etag="1")
+        await client.state.transaction("orders", [StateWrite("b", b"x"), StateDelete("a")])
+        assert component.data == {"b": (b"x", 3)}
+        with pytest.raises(EtagMismatch):  # atomic: the first step is not applied either
+            await client.state.transaction("orders", [StateWrite("c", b"y"), StateDelete("b", etag="1")])
+        assert sorted(component.data) == ["b"]
+        await client.state.delete("orders", "b", etag="3")
+        assert component.data == {}
+
+
+async def test_features_the_component_does_not_declare_are_refused(tmp_path: Path, folder: Path) -> None:
+    component = MemoryStateComponent([])  # no ETAG, no TRANSACTIONAL, no TTL
+    async with running(tmp_path, folder, component) as client:
+        await client.state.save("orders", "a", b"1")
+        for refused in (
+            client.state.save("orders", "a", b"2", etag="1"),
+            client.state.save("orders", "a", b"2", ttl=5),
+            client.state.transaction("orders", [StateWrite("b", b"x")]),
+        ):
+            with pytest.raises(FeatureNotSupported):
+                await refused
+        assert component.calls == ["Set a"]  # refused by the runtime, never sent
+
+
+async def test_a_socket_serving_no_state_store_is_a_config_error(tmp_path: Path, folder: Path) -> None:
+    server = grpc.aio.server()
+    reflection.enable_server_reflection([reflection.SERVICE_NAME], server)
+    server.add_insecure_port(f"unix:{folder / 'memstore.sock'}")
+    await server.start()
+    try:
+        with pytest.raises(
+            ConfigError, match=r"state\.orders\.type: pluggable component 'memstore' .* serves no state"
+        ):
+            await Runtime(config(tmp_path, folder)).start()
+    finally:
+        await server.stop(None)
+
+
+async def test_without_its_socket_the_type_is_unknown(tmp_path: Path, folder: Path) -> None:
+    with pytest.raises(ConfigError, match=r"state\.orders\.type: unknown state store type 'memstore'"):
+        await Runtime(config(tmp_path, folder)).start()
