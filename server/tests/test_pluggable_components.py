@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection
+from pluggable_pubsub import MemoryPubSubComponent, serve_pubsub
 from pluggable_state import MemoryStateComponent, serve_component
 
 from layotto.client import EtagMismatch, FeatureNotSupported, RuntimeClient, StateDelete, StateWrite
@@ -34,9 +38,17 @@ def config(tmp_path: Path, folder: Path) -> RuntimeConfig:
         http_address="127.0.0.1:0",
         data_dir=str(tmp_path),
         grpc_transport="grpcio",
-        components={"state": {"orders": ComponentConfig(type="memstore", metadata={"region": "eu", "shards": 3})}},
+        components={"state": {"orders": ComponentConfig(type="memstore", metadata={"region": "eu", "shards": "3"})}},
         pluggable_components_path=str(folder),
     )
+
+
+async def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
+    for _ in range(int(seconds * 50)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out waiting")
 
 
 @asynccontextmanager
@@ -105,3 +117,30 @@ async def test_a_socket_serving_no_state_store_is_a_config_error(tmp_path: Path,
 async def test_without_its_socket_the_type_is_unknown(tmp_path: Path, folder: Path) -> None:
     with pytest.raises(ConfigError, match=r"state\.orders\.type: unknown state store type 'memstore'"):
         await Runtime(config(tmp_path, folder)).start()
+
+
+async def test_pubsub_over_a_pluggable_broker(tmp_path: Path, folder: Path) -> None:
+    component = MemoryPubSubComponent(["SUBSCRIBE_WILDCARDS"])
+    async with serve_pubsub(folder / "membus.sock", component):
+        bus = {"pubsub": {"bus": ComponentConfig(type="membus", metadata={"brokers": "b1"})}}
+        runtime = Runtime(replace(config(tmp_path, folder), components=bus))
+        await runtime.start()
+        try:
+            assert component.inits == [({"brokers": "b1"}, "bus")]
+            assert "WILDCARD_TOPICS" in runtime.components.find("pubsub", "bus", "name").spec.features
+            async with (
+                RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client,
+                client.pubsub.subscribe("bus", "orders") as subscription,
+            ):
+                await client.pubsub.publish("bus", "orders", {"n": 1})
+                message = await asyncio.wait_for(anext(subscription), 10)
+                assert message.json() == {"n": 1} and message.topic == "orders"
+                await message.ack()
+                await wait_for(lambda: component.acks == ["m1"])
+            published = component.published[0]
+            assert (published.pubsub_name, published.topic) == ("bus", "orders")
+            assert json.loads(published.data)["data"] == {"n": 1}  # the runtime's CloudEvent
+            assert component.subscriptions[0][0] == "orders" and component.subscriptions[0][1]["consumerID"]
+            assert component.ack_errors == []
+        finally:
+            await runtime.stop(grace=1)

@@ -8,7 +8,7 @@ component of ``type: <name>`` whose name is no built-in type uses it. The folder
 (the service names the building block: ``StateStore`` is a state store) and the component which
 features it has (its ``Features`` RPC); the runtime then treats it as any other component of that
 block. Served here: state stores (``StateStore``, with ``TransactionalStateStore`` when the
-component declares ``TRANSACTIONAL``).
+component declares ``TRANSACTIONAL``) and pub/sub brokers (``PubSub``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ DISCOVERY_TIMEOUT = 5.0
 """Seconds a socket has to answer reflection and Features at start-up."""
 
 #: the service that makes a socket a component of a block
-BLOCK_SERVICES = {f"{PACKAGE}.StateStore": "state"}
+BLOCK_SERVICES = {f"{PACKAGE}.StateStore": "state", f"{PACKAGE}.PubSub": "pubsub"}
+#: Dapr's feature names that differ from the runtime's
+FEATURE_ALIASES = {"SUBSCRIBE_WILDCARDS": Feature.WILDCARD_TOPICS}
 
 _PLUGGABLE_TYPES: set[tuple[str, str]] = set()  # (block, type) registered by discovery: rediscovered each start
 
@@ -62,8 +64,9 @@ class Discovered:
     features: frozenset[str]
 
 
-async def discover(socket: Path, where: str) -> Discovered:
-    """Ask ``socket`` for its services (reflection) and its features; ConfigError naming ``where``."""
+async def discover(socket: Path, where: str, block: str) -> Discovered:
+    """Ask ``socket`` for its services (reflection) and, when it serves ``block``'s service, that
+    service's features; ConfigError naming ``where`` when it does not answer."""
     try:
         async with grpc.aio.insecure_channel(f"unix:{socket}") as channel:
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
@@ -72,9 +75,9 @@ async def discover(socket: Path, where: str) -> Discovered:
             answers = [answer async for answer in call]
             services = frozenset(s.name for a in answers for s in a.list_services_response.service)
             features: frozenset[str] = frozenset()
-            block_services = services & set(BLOCK_SERVICES)
-            if block_services:
-                method = f"/{min(block_services)}/Features"
+            served = [s for s in services if BLOCK_SERVICES.get(s) == block]
+            if served:
+                method = f"/{served[0]}/Features"
                 features_rpc = channel.unary_unary(
                     method,
                     request_serializer=common_pb2.FeaturesRequest.SerializeToString,
@@ -87,10 +90,9 @@ async def discover(socket: Path, where: str) -> Discovered:
     return Discovered(socket, services, features)
 
 
-def block_of(found: Discovered) -> str | None:
-    """The building block a socket's services make it a component of (None: none served here)."""
-    blocks = {BLOCK_SERVICES[s] for s in found.services if s in BLOCK_SERVICES}
-    return min(blocks) if blocks else None
+def blocks_of(found: Discovered) -> set[str]:
+    """The building blocks a socket's services make it a component of."""
+    return {BLOCK_SERVICES[s] for s in found.services if s in BLOCK_SERVICES}
 
 
 async def register_pluggable(declared: Mapping[str, Mapping[str, tuple[str, Any, Any]]], folder: Path) -> Sequence[str]:
@@ -102,7 +104,10 @@ async def register_pluggable(declared: Mapping[str, Mapping[str, tuple[str, Any,
     ConfigError when the socket does not answer or serves no service of the block it is used in.
     Returns the registered type names.
     """
+    from layotto.server.components.pluggable.pubsub import pluggable_pubsub
     from layotto.server.components.pluggable.state import pluggable_state_store
+
+    factories = {"state": pluggable_state_store, "pubsub": pluggable_pubsub}
 
     registered = []
     for block, components in declared.items():
@@ -116,13 +121,13 @@ async def register_pluggable(declared: Mapping[str, Mapping[str, tuple[str, Any,
             if (type_name in registry.types() and not pluggable) or not socket.is_socket():
                 continue
             where = f"{block}.{name}.type"
-            found = await discover(socket, where)
-            if block_of(found) != block:
+            found = await discover(socket, where, block)
+            if block not in blocks_of(found):
                 raise ConfigError(
                     f"{where}: pluggable component {type_name!r} ({socket}) serves no {block} service"
                     f" (serves: {', '.join(sorted(found.services)) or 'nothing'})"
                 )
-            registry.register(pluggable_state_store(type_name, found))
+            registry.register(factories[block](type_name, found))
             _PLUGGABLE_TYPES.add((block, type_name))
             registered.append(type_name)
             log.info("pluggable component %r at %s: %s, features %s", type_name, socket, block, sorted(found.features))
@@ -131,5 +136,5 @@ async def register_pluggable(declared: Mapping[str, Mapping[str, tuple[str, Any,
 
 def known_features(declared: frozenset[str]) -> frozenset[Feature]:
     """The runtime's features among those a component declares (Dapr's names); others are ignored."""
-    values = {feature.value: feature for feature in Feature}
+    values = {feature.value: feature for feature in Feature} | FEATURE_ALIASES
     return frozenset(values[name] for name in declared if name in values)
