@@ -139,3 +139,21 @@ def test_plugin_that_cannot_load_is_one_config_error_line(tmp_path: Path, name: 
     assert done.returncode == 2, done.stderr
     errors = [entry for entry in done.stderr.splitlines() if "config error" in entry]
     assert len(errors) == 1 and errors[0].startswith(line), done.stderr
+
+
+def test_the_examples_generated_code_matches_its_proto(tmp_path: Path) -> None:
+    """examples/api-plugin commits its generated code: it must be what its .proto compiles to."""
+    import layotto_greeting
+
+    package = Path(layotto_greeting.__file__).parent
+    outputs = [f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", "-I.", *outputs, "layotto_greeting/greeting.proto"],
+        cwd=package.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("greeting_pb2.py", "greeting_pb2_grpc.py"):
+        assert (tmp_path / "layotto_greeting" / name).read_text() == (package / name).read_text(), name

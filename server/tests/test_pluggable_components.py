@@ -1,5 +1,6 @@
-"""Dapr's pluggable components: a state store served by another gRPC server on a Unix socket
-(server/tests/pluggable_state.py), found in the sockets folder and used through the SDK."""
+"""Dapr's pluggable components: a state store and a pub/sub broker served by another gRPC server on a
+Unix socket (the example package examples/pluggable-memory, installed by tox), found in the sockets
+folder and used through the SDK."""
 
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection
-from pluggable_pubsub import MemoryPubSubComponent, serve_pubsub
-from pluggable_state import MemoryStateComponent, serve_component
+from layotto_pluggable_memory import MemoryPubSubComponent, MemoryStateComponent, serve_pubsub, serve_state
 
 from layotto.client import EtagMismatch, FeatureNotSupported, RuntimeClient, StateDelete, StateWrite
 from layotto.server import Runtime, embedded_defaults
@@ -53,7 +53,7 @@ async def wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
 
 @asynccontextmanager
 async def running(tmp_path: Path, folder: Path, component: MemoryStateComponent) -> AsyncIterator[RuntimeClient]:
-    async with serve_component(folder / "memstore.sock", component):
+    async with serve_state(folder / "memstore.sock", component):
         runtime = Runtime(config(tmp_path, folder))
         await runtime.start()
         try:

@@ -1,4 +1,4 @@
-"""A pluggable pub/sub component written in Python: Dapr's ``dapr.proto.components.v1.PubSub`` over
+"""A pluggable pub/sub broker written in Python: Dapr's ``dapr.proto.components.v1.PubSub`` over
 in-memory topics, served with gRPC reflection on a Unix socket. Every PullMessages stream of a topic
 gets its messages; a message answered with ``ack_error`` is offered again, one never answered stays
 pending."""
@@ -55,6 +55,20 @@ class MemoryPubSubComponent(pubsub_pb2_grpc.PubSubServicer):
         else:
             self._backlog.setdefault(request.topic, []).append(message)
         return pubsub_pb2.PublishResponse()
+
+    async def BulkPublish(self, request: Any, context: Any) -> Any:
+        for entry in request.entries:
+            single = pubsub_pb2.PublishRequest(
+                data=entry.event, pubsub_name=request.pubsub_name, topic=request.topic, metadata=entry.metadata
+            )
+            await self.Publish(single, context)
+        return pubsub_pb2.BulkPublishResponse()
+
+    async def Pause(self, request: Any, context: Any) -> Any:
+        return pubsub_pb2.PauseResponse()
+
+    async def Resume(self, request: Any, context: Any) -> Any:
+        return pubsub_pb2.ResumeResponse()
 
     async def PullMessages(self, requests: Any, context: Any) -> AsyncIterator[Any]:
         first = await anext(requests)

@@ -1,4 +1,4 @@
-"""A pluggable state component written in Python: Dapr's ``dapr.proto.components.v1.StateStore`` (and
+"""A pluggable state store written in Python: Dapr's ``dapr.proto.components.v1.StateStore`` (and
 ``TransactionalStateStore``) over an in-memory dict, served with gRPC reflection on a Unix socket, as
 a component in any language would be. Etags are version numbers; a stale etag answers FAILED_PRECONDITION
 and one that is not a number INVALID_ARGUMENT (Dapr's codes for the pluggable state protocol)."""
@@ -69,6 +69,28 @@ class MemoryStateComponent(state_pb2_grpc.StateStoreServicer, state_pb2_grpc.Tra
         self.data.pop(request.key, None)
         return state_pb2.DeleteResponse()
 
+    async def BulkGet(self, request: Any, context: Any) -> Any:
+        items = []
+        for item in request.items:
+            found = self.data.get(item.key)
+            if found is None:
+                items.append(state_pb2.BulkStateItem(key=item.key))
+            else:
+                items.append(
+                    state_pb2.BulkStateItem(key=item.key, data=found[0], etag=state_pb2.Etag(value=str(found[1])))
+                )
+        return state_pb2.BulkGetResponse(items=items)
+
+    async def BulkSet(self, request: Any, context: Any) -> Any:
+        for item in request.items:
+            await self.Set(item, context)
+        return state_pb2.BulkSetResponse()
+
+    async def BulkDelete(self, request: Any, context: Any) -> Any:
+        for item in request.items:
+            await self.Delete(item, context)
+        return state_pb2.BulkDeleteResponse()
+
     async def Transact(self, request: Any, context: Any) -> Any:
         self.calls.append(f"Transact {len(request.operations)}")
         for operation in request.operations:  # all checked before any applies: atomic
@@ -83,7 +105,7 @@ class MemoryStateComponent(state_pb2_grpc.StateStoreServicer, state_pb2_grpc.Tra
 
 
 @asynccontextmanager
-async def serve_component(socket: Path, component: MemoryStateComponent) -> AsyncIterator[grpc.aio.Server]:
+async def serve_state(socket: Path, component: MemoryStateComponent) -> AsyncIterator[grpc.aio.Server]:
     """Serve ``component`` on ``socket`` (reflection listing its services) until the block exits."""
     server = grpc.aio.server()
     state_pb2_grpc.add_StateStoreServicer_to_server(component, server)
