@@ -16,12 +16,28 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection
-from layotto_pluggable_memory import MemoryPubSubComponent, MemoryStateComponent, serve_pubsub, serve_state
+from layotto_pluggable_memory import (
+    MemoryPubSubComponent,
+    MemoryQueueBinding,
+    MemoryStateComponent,
+    serve_binding,
+    serve_pubsub,
+    serve_state,
+)
 
-from layotto.client import EtagMismatch, FeatureNotSupported, RuntimeClient, StateDelete, StateWrite
+from layotto.client import (
+    BindingEvent,
+    EtagMismatch,
+    FeatureNotSupported,
+    InvalidArgument,
+    RuntimeClient,
+    StateDelete,
+    StateWrite,
+    SubscriberApp,
+)
 from layotto.server import Runtime, embedded_defaults
 from layotto.server.components.base import ConfigError
-from layotto.server.config import ComponentConfig, RuntimeConfig
+from layotto.server.config import ComponentConfig, RuntimeConfig, with_dapr_components
 
 
 @pytest.fixture
@@ -144,3 +160,55 @@ async def test_pubsub_over_a_pluggable_broker(tmp_path: Path, folder: Path) -> N
             assert component.ack_errors == []
         finally:
             await runtime.stop(grace=1)
+
+
+async def test_bindings_over_a_pluggable_component(tmp_path: Path, folder: Path) -> None:
+    """Output: the listed operation runs, another is refused; input: events reach the app, and one
+    the app failed is answered with an error, so the component offers it again."""
+    component = MemoryQueueBinding()
+    seen: list[BindingEvent] = []
+    app = SubscriberApp()
+
+    @app.binding("queue")
+    async def on_item(event: BindingEvent) -> None:
+        seen.append(event)
+        if event.data == b"second" and sum(e.data == b"second" for e in seen) == 1:
+            raise RuntimeError("not this time")
+
+    async with serve_binding(folder / "memqueue.sock", component), app.serve("127.0.0.1:0") as port:
+        queue = {"bindings": {"queue": ComponentConfig(type="memqueue", metadata={"size": "10"})}}
+        configured = replace(config(tmp_path, folder), components=queue, app_callback_address=f"127.0.0.1:{port}")
+        runtime = Runtime(configured)
+        await runtime.start()
+        try:
+            assert sorted(component.inits) == [("input", {"size": "10"}), ("output", {"size": "10"})]
+            async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+                created = await client.bindings.invoke("queue", "create", b"first", {"k": "v"})
+                assert created.metadata == {"id": "q1"}
+                await client.bindings.invoke("queue", "create", b"second")
+                with pytest.raises(InvalidArgument, match="delete"):
+                    await client.bindings.invoke("queue", "delete")
+            await wait_for(lambda: [e.data for e in seen] == [b"first", b"second", b"second"])
+            assert seen[0].metadata["k"] == "v"
+            await wait_for(lambda: len(component.answers) == 3)
+            assert component.answers[0] == ("q1", "")
+            assert component.answers[1][0] == "q2" and "not this time" in component.answers[1][1]
+            assert component.answers[2] == ("q2", "")
+        finally:
+            await runtime.stop(grace=1)
+
+
+async def test_a_dapr_manifest_names_it_as_dapr_does(tmp_path: Path, folder: Path) -> None:
+    """``spec.type: state.<socket name>`` in a Dapr Component manifest (components_path)."""
+    manifests = tmp_path / "components"
+    manifests.mkdir()
+    (manifests / "orders.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: orders}\n"
+        "spec:\n  type: state.memstore\n  version: v1\n  metadata: [{name: region, value: us}]\n"
+    )
+    component = MemoryStateComponent(["ETAG"])
+    configured = with_dapr_components(replace(config(tmp_path, folder), components={}, components_path=str(manifests)))
+    async with serve_state(folder / "memstore.sock", component), Runtime(configured) as runtime:
+        async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+            await client.state.save("orders", "k", b"v")
+        assert component.inits == [({"region": "us"}, "orders")] and component.data["k"][0] == b"v"

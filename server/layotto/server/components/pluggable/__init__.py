@@ -8,7 +8,8 @@ component of ``type: <name>`` whose name is no built-in type uses it. The folder
 (the service names the building block: ``StateStore`` is a state store) and the component which
 features it has (its ``Features`` RPC); the runtime then treats it as any other component of that
 block. Served here: state stores (``StateStore``, with ``TransactionalStateStore`` when the
-component declares ``TRANSACTIONAL``) and pub/sub brokers (``PubSub``).
+component declares ``TRANSACTIONAL``), pub/sub brokers (``PubSub``) and bindings (``InputBinding``,
+``OutputBinding``, or both).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from layotto.proto.components.v1 import common_pb2
+from layotto.proto.components.v1 import bindings_pb2, bindings_pb2_grpc, common_pb2
 from layotto.server.components.base import ComponentSpec, ConfigError, Feature
 from layotto.server.components.registry import registry_for
 
@@ -35,8 +36,17 @@ PACKAGE = "dapr.proto.components.v1"
 DISCOVERY_TIMEOUT = 5.0
 """Seconds a socket has to answer reflection and Features at start-up."""
 
-#: the service that makes a socket a component of a block
-BLOCK_SERVICES = {f"{PACKAGE}.StateStore": "state", f"{PACKAGE}.PubSub": "pubsub"}
+INPUT_BINDING = f"{PACKAGE}.InputBinding"
+OUTPUT_BINDING = f"{PACKAGE}.OutputBinding"
+#: the services that make a socket a component of a block
+BLOCK_SERVICES = {
+    f"{PACKAGE}.StateStore": "state",
+    f"{PACKAGE}.PubSub": "pubsub",
+    INPUT_BINDING: "bindings",
+    OUTPUT_BINDING: "bindings",
+}
+#: the blocks whose service answers Features (bindings declare none: their services say what they are)
+HAS_FEATURES_RPC = ("state", "pubsub")
 #: Dapr's feature names that differ from the runtime's
 FEATURE_ALIASES = {"SUBSCRIBE_WILDCARDS": Feature.WILDCARD_TOPICS}
 
@@ -57,11 +67,13 @@ class OpenSpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class Discovered:
-    """What a socket serves: its path, its services' full names and the features it declares."""
+    """What a socket serves: its path, its services' full names, the features it declares (Features)
+    and, for an output binding, its operations (ListOperations)."""
 
     socket: Path
     services: frozenset[str]
     features: frozenset[str]
+    operations: tuple[str, ...] = ()
 
 
 async def discover(socket: Path, where: str, block: str) -> Discovered:
@@ -75,19 +87,24 @@ async def discover(socket: Path, where: str, block: str) -> Discovered:
             answers = [answer async for answer in call]
             services = frozenset(s.name for a in answers for s in a.list_services_response.service)
             features: frozenset[str] = frozenset()
-            served = [s for s in services if BLOCK_SERVICES.get(s) == block]
-            if served:
-                method = f"/{served[0]}/Features"
+            operations: tuple[str, ...] = ()
+            served = sorted(s for s in services if BLOCK_SERVICES.get(s) == block)
+            if served and block in HAS_FEATURES_RPC:
                 features_rpc = channel.unary_unary(
-                    method,
+                    f"/{served[0]}/Features",
                     request_serializer=common_pb2.FeaturesRequest.SerializeToString,
                     response_deserializer=common_pb2.FeaturesResponse.FromString,
                 )
                 answer = await features_rpc(common_pb2.FeaturesRequest(), timeout=DISCOVERY_TIMEOUT)
                 features = frozenset(answer.features)
+            if OUTPUT_BINDING in served:
+                listed = await bindings_pb2_grpc.OutputBindingStub(channel).ListOperations(
+                    bindings_pb2.ListOperationsRequest(), timeout=DISCOVERY_TIMEOUT
+                )
+                operations = tuple(listed.operations)
     except grpc.aio.AioRpcError as error:
         raise ConfigError(f"{where}: pluggable component at {socket} did not answer: {error.details()}") from None
-    return Discovered(socket, services, features)
+    return Discovered(socket, services, features, operations)
 
 
 def blocks_of(found: Discovered) -> set[str]:
@@ -104,10 +121,11 @@ async def register_pluggable(declared: Mapping[str, Mapping[str, tuple[str, Any,
     ConfigError when the socket does not answer or serves no service of the block it is used in.
     Returns the registered type names.
     """
+    from layotto.server.components.pluggable.bindings import pluggable_binding
     from layotto.server.components.pluggable.pubsub import pluggable_pubsub
     from layotto.server.components.pluggable.state import pluggable_state_store
 
-    factories = {"state": pluggable_state_store, "pubsub": pluggable_pubsub}
+    factories = {"state": pluggable_state_store, "pubsub": pluggable_pubsub, "bindings": pluggable_binding}
 
     registered = []
     for block, components in declared.items():
