@@ -16,6 +16,7 @@ from layotto.server import Runtime, embedded_defaults
 TRANSPORT_INDEPENDENT_MODULES = frozenset(
     {
         "test_aio",
+        "test_api_plugins",
         "test_backend_faults",
         "test_config",
         "test_crypto_key_stores",
