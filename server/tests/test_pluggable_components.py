@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -24,6 +26,7 @@ from layotto_pluggable_memory import (
     serve_pubsub,
     serve_state,
 )
+from server_helpers import start_server
 
 from layotto.client import (
     BindingEvent,
@@ -212,3 +215,41 @@ async def test_a_dapr_manifest_names_it_as_dapr_does(tmp_path: Path, folder: Pat
         async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
             await client.state.save("orders", "k", b"v")
         assert component.inits == [({"region": "us"}, "orders")] and component.data["k"][0] == b"v"
+
+
+async def test_the_example_components_as_a_process_behind_layotto_serve(tmp_path: Path, folder: Path) -> None:
+    """docs/plugins.md's steps on real processes: `python -m layotto_pluggable_memory`, then
+    `layotto serve -c` naming its three sockets; the SDK reaches all three through the runtime."""
+    components = subprocess.Popen(
+        [sys.executable, "-m", "layotto_pluggable_memory", "--folder", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server = None
+    try:
+        sockets = [folder / f"{name}.sock" for name in ("memstore", "membus", "memqueue")]
+        await wait_for(lambda: all(s.is_socket() for s in sockets) or components.poll() is not None)
+        assert components.poll() is None, components.stderr.read() if components.stderr else ""
+        config = tmp_path / "pluggable.yaml"
+        config.write_text(
+            f"pluggable_components_path: {folder}\n"
+            "state: {orders: {type: memstore}}\npubsub: {bus: {type: membus}}\nbindings: {queue: {type: memqueue}}\n"
+        )
+        server = await asyncio.to_thread(start_server, "-c", str(config), data_dir=tmp_path)
+        async with RuntimeClient(server.grpc_address) as client:
+            await client.state.save("orders", "k", b"v")
+            assert (await client.state.get("orders", "k")).etag == "1"
+            async with client.pubsub.subscribe("bus", "t") as subscription:
+                await client.pubsub.publish("bus", "t", b"hello")
+                message = await asyncio.wait_for(anext(subscription), 10)
+                assert message.data == b"hello"
+                await message.ack()
+            assert (await client.bindings.invoke("queue", "create", b"x")).metadata == {"id": "q1"}
+        code, _ = await asyncio.to_thread(server.terminate)
+        assert code == 0
+    finally:
+        if server is not None and server.process.poll() is None:
+            server.process.kill()
+        components.terminate()
+        assert components.wait(timeout=10) == 0
