@@ -9,8 +9,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -157,3 +158,90 @@ def test_the_examples_generated_code_matches_its_proto(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     for name in ("greeting_pb2.py", "greeting_pb2_grpc.py"):
         assert (tmp_path / "layotto_greeting" / name).read_text() == (package / name).read_text(), name
+
+
+RECORDER = '''
+from layotto.server.plugins import ApiPlugin, PluginService
+from layotto.proto.runtime.v1 import runtime_pb2
+from layotto_greeting import greeting_pb2
+
+EVENTS = []
+
+
+class Recorder(ApiPlugin):
+    """Records its lifecycle; its metadata chooses what it serves."""
+
+    async def start(self, context):
+        EVENTS.append(("start", self.name, context.app_id, context.names("state")))
+
+    def services(self):
+        which = self.metadata.get("serve", "greeter")
+        if which == "runtime":  # a service the runtime serves itself
+            return [PluginService(runtime_pb2.DESCRIPTOR.services_by_name["Runtime"], {})]
+        if which == "bad-route":
+            return [PluginService(greeting_pb2.DESCRIPTOR.services_by_name["Greeter"], {"Nope": self.greet})]
+        return [PluginService(greeting_pb2.DESCRIPTOR.services_by_name["Greeter"], {"Greet": self.greet})]
+
+    async def greet(self, request, context):
+        return greeting_pb2.GreetResponse(message="recorded")
+
+    async def stop(self):
+        EVENTS.append(("stop", self.name))
+'''
+
+
+@pytest.fixture
+def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A plugin published by a package of the test's own (a dist-info with its entry point on sys.path)."""
+    import importlib
+
+    site = tmp_path / "recorder-site"
+    dist = site / "recorder_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: recorder-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[layotto.api_plugins]\nrecorder = recorder_plugin:Recorder\n")
+    (site / "recorder_plugin.py").write_text(RECORDER)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    module = importlib.import_module("recorder_plugin")
+    yield module
+    sys.modules.pop("recorder_plugin", None)
+
+
+async def test_plugin_lifecycle_and_the_api_token(
+    tmp_path: Path, recorder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """start() before serving, with the components; stop() once at shutdown; the runtime's
+    interceptors (here the API token) guard the plugin's service as they guard the runtime's."""
+    monkeypatch.delenv("DAPR_API_TOKEN", raising=False)
+    rt = Runtime(config(tmp_path, "grpcio", {"recorder": {}}).with_overrides(api_token="s3cret"))
+    await rt.start()
+    try:
+        assert recorder.EVENTS == [("start", "recorder", "layotto", ["greetings"])]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}") as channel:
+            greeter = greeting_pb2_grpc.GreeterStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await greeter.Greet(greeting_pb2.GreetRequest(name="x"))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            answer = await greeter.Greet(greeting_pb2.GreetRequest(name="x"), metadata=(("dapr-api-token", "s3cret"),))
+            assert answer.message == "recorded"
+            with pytest.raises(grpc.aio.AioRpcError) as unrouted:  # left out of the routes
+                await greeter.SetGreeting(greeting_pb2.SetGreetingRequest(), metadata=(("dapr-api-token", "s3cret"),))
+            assert unrouted.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await rt.stop(grace=1)
+    assert recorder.EVENTS[1:] == [("stop", "recorder")]
+
+
+@pytest.mark.parametrize(
+    ("serve", "message"),
+    [
+        ("runtime", r"^api_plugins\.recorder: service spec\.proto\.runtime\.v1\.Runtime is already served$"),
+        ("bad-route", r"^api_plugins\.recorder: layotto\.example\.greeting\.v1\.Greeter has no RPC named Nope$"),
+    ],
+)
+async def test_services_that_do_not_fit_stop_start_up(tmp_path: Path, recorder: Any, serve: str, message: str) -> None:
+    rt = Runtime(config(tmp_path, "grpcio", {"recorder": {"serve": serve}}))
+    with pytest.raises(ConfigError, match=message):
+        await rt.start()
+    assert recorder.EVENTS[-1] == ("stop", "recorder")  # started, so stopped again
