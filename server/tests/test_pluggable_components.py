@@ -253,3 +253,17 @@ async def test_the_example_components_as_a_process_behind_layotto_serve(tmp_path
             server.process.kill()
         components.terminate()
         assert components.wait(timeout=10) == 0
+
+
+async def test_a_socket_nobody_listens_on_is_a_config_error(tmp_path: Path, folder: Path) -> None:
+    """A component that died and left its socket file: one line naming the component and the socket."""
+    import socket
+
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(folder / "memstore.sock"))
+    stale.close()  # the file stays, nobody accepts
+    with pytest.raises(
+        ConfigError,
+        match=r"^embedded defaults: state\.orders\.type: pluggable component at .*memstore\.sock did not answer",
+    ):
+        await Runtime(config(tmp_path, folder)).start()
