@@ -267,3 +267,15 @@ async def test_a_socket_nobody_listens_on_is_a_config_error(tmp_path: Path, fold
         match=r"^embedded defaults: state\.orders\.type: pluggable component at .*memstore\.sock did not answer",
     ):
         await Runtime(config(tmp_path, folder)).start()
+
+
+async def test_a_pluggable_component_added_by_a_live_reconfiguration(tmp_path: Path, folder: Path) -> None:
+    """Hot reload: a component whose socket appeared after the start is discovered when the new
+    config names it."""
+    started = replace(config(tmp_path, folder), components={})
+    component = MemoryStateComponent(["ETAG"])
+    async with Runtime(started) as runtime, serve_state(folder / "memstore.sock", component):
+        await runtime.reconfigure(config(tmp_path, folder))
+        async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+            await client.state.save("orders", "k", b"v")
+        assert component.data["k"][0] == b"v"

@@ -414,6 +414,12 @@ class Runtime:
         cannot be built."""
         assert self.reconfigurer is not None
         ignored = restart_keys(self.config, new)
+        declared = {
+            block: {n: (c.type, c.metadata, c.secret_refs) for n, c in named.items()}
+            for block, named in new.components.items()
+        }
+        # pluggable components whose sockets appeared since the start (their types are not registered yet)
+        await register_pluggable(declared, sockets_folder(self.config.pluggable_components_path))
         outcome = await self.reconfigurer.apply_components(new.components)
         if ignored or outcome.needs_restart:
             needs = [*ignored, *(f"{c} ({why})" for c, why in outcome.needs_restart.items())]
