@@ -18,6 +18,7 @@ from layotto.server import Runtime, embedded_defaults
 TRANSPORT_INDEPENDENT_MODULES = frozenset(
     {
         "test_aio",
+        "test_api_plugins",
         "test_backend_faults",
         "test_bindings_files",
         "test_config",
@@ -36,6 +37,7 @@ TRANSPORT_INDEPENDENT_MODULES = frozenset(
         "test_masking",
         "test_memory",
         "test_mysql_tls",
+        "test_pluggable_components",
         "test_pubsub_repair",
         "test_redis_restart",
         "test_sms_phone",

@@ -26,6 +26,7 @@ from layotto.server.components.base import ComponentContext, ConfigError
 from layotto.server.components.inflight import track_calls
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
+from layotto.server.components.pluggable import register_pluggable, sockets_folder
 from layotto.server.config import RuntimeConfig, check_listen_address, load, unix_path, with_dapr_components
 from layotto.server.errors import LayottoError
 from layotto.server.grpc_proxy import build_grpc_proxy
@@ -35,6 +36,7 @@ from layotto.server.http_app import HttpAppSubscriptions
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
 from layotto.server.memory import MemoryTrimmer
+from layotto.server.plugins import ApiPlugins, PluginContext
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.bindings import input_binding_names
 from layotto.server.runtime.delivery import Topics
@@ -100,6 +102,7 @@ class Runtime:
         self.certificates: ServerCertificates | None = None  # the listeners' TLS, when configured
         self._tls_watch: asyncio.Task[None] | None = None
         self._socket_files: list[str] = []  # unix: listeners' files, removed at stop
+        self.api_plugins = ApiPlugins(config.api_plugins)  # the third-party services (api_plugins:)
 
     async def start(self) -> None:
         cfg = self.config
@@ -120,6 +123,7 @@ class Runtime:
             self.tracing = Tracing(cfg.tracing, loop=asyncio.get_running_loop())
             self.tracing.trace_backends()
         try:
+            await register_pluggable(declared, sockets_folder(cfg.pluggable_components_path))
             self.components = await load_components(declared, context)
         except ConfigError as error:
             raise ConfigError(f"{cfg.source}: {error}") from None
@@ -203,9 +207,13 @@ class Runtime:
             max_response_bytes=cfg.max_message_bytes,
             reconfigurer=self.reconfigurer,
         )
-        add_services(server, handlers)
+        own = (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"])
+        await self.api_plugins.start(
+            PluginContext(cfg.app_id, self.components), [s.full_name for s in own], cfg.max_message_bytes
+        )
+        add_services(server, {**handlers, **self.api_plugins.handlers()})
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        enable_reflection(server, (*SERVED_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"]))
+        enable_reflection(server, (*own, *self.api_plugins.descriptors()))
         if self.invoker is not None:  # last: it serves the methods nobody else does (with dapr-app-id)
             proxy = build_grpc_proxy(self.invoker, hop_token=cfg.invoke_token, strip_trace=self.tracing is not None)
             if proxy is not None:
@@ -233,7 +241,7 @@ class Runtime:
         if cfg.wasm is not None:
             await self._start_functions()
         self._actuator.serving = True
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *SERVICE_NAMES, *self.api_plugins.handlers()):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._start_app_subscriptions()
         if cfg.app_callback_address:
@@ -406,6 +414,12 @@ class Runtime:
         cannot be built."""
         assert self.reconfigurer is not None
         ignored = restart_keys(self.config, new)
+        declared = {
+            block: {n: (c.type, c.metadata, c.secret_refs) for n, c in named.items()}
+            for block, named in new.components.items()
+        }
+        # pluggable components whose sockets appeared since the start (their types are not registered yet)
+        await register_pluggable(declared, sockets_folder(self.config.pluggable_components_path))
         outcome = await self.reconfigurer.apply_components(new.components)
         if ignored or outcome.needs_restart:
             needs = [*ignored, *(f"{c} ({why})" for c, why in outcome.needs_restart.items())]
@@ -455,6 +469,7 @@ class Runtime:
             await self._gate.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
             await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
             self._server = None
+        await self.api_plugins.stop()
         if self.wasm_listeners is not None:
             await self.wasm_listeners.stop()
             self.wasm_listeners = None

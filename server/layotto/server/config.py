@@ -143,6 +143,8 @@ class RuntimeConfig:
     subscriptions: tuple[TopicSubscription, ...] = ()  # declared by Subscription manifests (components_path)
     hot_reload: bool = False  # watch the config file and components_path, apply component changes live
     hot_reload_seconds: float = 1.0  # how often hot reload compares the files' size and modification time
+    api_plugins: dict[str, dict[str, str]] = field(default_factory=dict)  # API plugin name -> its metadata
+    pluggable_components_path: str = ""  # the pluggable components' sockets ("": $DAPR_COMPONENTS_SOCKETS_FOLDER)
     source: str = "embedded defaults"
 
     def with_overrides(self, **overrides: Any) -> RuntimeConfig:
@@ -195,6 +197,10 @@ class RuntimeConfig:
             out["log_format"] = self.log_format
         if self.hot_reload:
             out["hot_reload"], out["hot_reload_seconds"] = True, self.hot_reload_seconds
+        if self.pluggable_components_path:
+            out["pluggable_components_path"] = self.pluggable_components_path
+        if self.api_plugins:
+            out["api_plugins"] = {name: dict(metadata) for name, metadata in self.api_plugins.items()}
         return out
 
     def _app_dict(self) -> dict[str, Any]:
@@ -247,6 +253,7 @@ _SCALAR_KEYS: dict[str, type] = {
     "log_format": str,
     "hot_reload": bool,
     "hot_reload_seconds": float,
+    "pluggable_components_path": str,
 }
 #: the allowed range of every numeric key (docs/configuration.md lists them): a value outside,
 #: NaN, infinity or a boolean stops start-up with one line naming the key
@@ -457,6 +464,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "resiliency",
             "wasm",
             "app_health",
+            "api_plugins",
             *BUILDING_BLOCKS,
         ]
     )
@@ -495,7 +503,23 @@ def socket_mode(raw: Any, key: str) -> int:
     return mode
 
 
-_SECTION_PARSERS.update(tls=tls_settings, unix_socket_mode=socket_mode)
+def api_plugins_section(raw: Any, key: str) -> dict[str, dict[str, str]]:
+    """``{plugin name: {metadata key: value} or null}`` -> name -> string metadata; a ConfigError names the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key}: expected a mapping of plugin names to their metadata")
+    plugins: dict[str, dict[str, str]] = {}
+    for name, given in raw.items():
+        metadata = {} if given is None else given
+        if not isinstance(name, str) or not name or not isinstance(metadata, dict):
+            raise ConfigError(f"{key}.{name}: expected a mapping of metadata keys to values")
+        for item, value in metadata.items():
+            if isinstance(value, dict | list) or value is None:
+                raise ConfigError(f"{key}.{name}.{item}: expected a string, number or boolean, got {value!r}")
+        plugins[name] = {str(item): str(value) for item, value in metadata.items()}
+    return plugins
+
+
+_SECTION_PARSERS.update(tls=tls_settings, unix_socket_mode=socket_mode, api_plugins=api_plugins_section)
 
 
 def _metrics_section(raw: Any) -> bool:

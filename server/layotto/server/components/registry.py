@@ -53,6 +53,10 @@ class Registry:
         """Adds a component class under its spec's type name (it wins over an entry point of that name)."""
         self._types[component.spec.type] = component
 
+    def unregister(self, type_name: str) -> None:
+        """Removes a type added by :meth:`register` (a pluggable component whose socket is gone)."""
+        self._types.pop(type_name, None)
+
     def _available(self) -> dict[str, EntryPoint]:
         if self._entry_points is None:
             self._entry_points = {}
