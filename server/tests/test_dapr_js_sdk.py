@@ -1,6 +1,7 @@
 """Dapr's JS SDK (``@dapr/dapr``, pinned in server/tests/js/package-lock.json) against a running
 runtime, in its default HTTP mode (Dapr's HTTP API) and in gRPC mode: state, publish (received
-by a gRPC subscriber), secrets, metadata and lock; one script, server/tests/js/dapr_client.mjs. The SDK is installed with ``npm ci`` into server/tests/js the
+by a gRPC subscriber), secrets, metadata and lock (server/tests/js/dapr_client.mjs); and a
+DaprServer app subscribed to a topic, as an HTTP app and as a gRPC app (server/tests/js/dapr_server.mjs). The SDK is installed with ``npm ci`` into server/tests/js the
 first time (about 30 s); without node or npm, or with the registry unreachable, the test skips,
 and fails instead under LAYOTTO_REQUIRE_BACKENDS=1 (as in CI)."""
 
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from server_helpers import free_port
 from test_pubsub import Subscriber, wait_for
 
+from layotto.client import RuntimeClient
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.config import ComponentConfig
@@ -109,3 +112,63 @@ async def test_dapr_js_sdk(dapr_js: Path, runtime: Runtime, protocol: str) -> No
     finally:
         await subscriber.stop()
         await channel.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+async def test_a_dapr_js_sdk_server_receives_its_subscriptions_events(
+    dapr_js: Path, tmp_path: Path, protocol: str
+) -> None:
+    """The runtime finds a DaprServer's subscription (GET /dapr/subscribe, or Dapr's
+    ListTopicSubscriptions in gRPC mode) and delivers published events to its handler."""
+    app_port = free_port()
+    app = (
+        {"app_protocol": "http", "app_port": app_port}
+        if protocol == "http"
+        else {"app_callback_address": f"127.0.0.1:{app_port}", "app_callback_protocol": "dapr"}
+    )
+    config = RuntimeConfig(
+        grpc_address="127.0.0.1:0",
+        http_address="127.0.0.1:0",
+        data_dir=str(tmp_path),
+        app_id=f"app-{uuid.uuid4().hex[:8]}",
+        components={"pubsub": {"bus": ComponentConfig("in-memory")}},
+        subscriptions_refresh_seconds=0.5,
+        **app,  # type: ignore[arg-type]
+    )
+    async with Runtime(config) as rt:
+        node = await asyncio.create_subprocess_exec(
+            "node",
+            "dapr_server.mjs",
+            cwd=dapr_js,
+            env={
+                **os.environ,
+                "DAPR_PROTOCOL": protocol,
+                "APP_PORT": str(app_port),
+                "DAPR_PORT": str(rt.http_port if protocol == "http" else rt.grpc_port),
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert node.stdout is not None
+            lines = node.stdout
+
+            async def next_report() -> dict[str, object]:
+                while True:
+                    line = await asyncio.wait_for(lines.readline(), NODE_TIMEOUT_SECONDS)
+                    assert line, "the JS app exited"
+                    if line.startswith(b"{"):
+                        report: dict[str, object] = json.loads(line)
+                        return report
+
+            assert await next_report() == {"started": True}
+            async with RuntimeClient(f"127.0.0.1:{rt.grpc_port}") as client:
+                assert rt.app_subscriptions is not None
+                await asyncio.wait_for(rt.app_subscriptions.listed.wait(), 30)
+                await client.pubsub.publish("bus", "orders", {"id": 1})
+                await client.pubsub.publish("bus", "orders", {"id": 2})
+            assert [await next_report(), await next_report()] == [{"received": {"id": 1}}, {"received": {"id": 2}}]
+        finally:
+            if node.returncode is None:
+                node.kill()
+            await node.wait()
