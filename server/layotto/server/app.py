@@ -32,7 +32,7 @@ from layotto.server.errors import LayottoError
 from layotto.server.grpc_proxy import build_grpc_proxy
 from layotto.server.hot_reload import ConfigWatcher, restart_keys
 from layotto.server.http import DaprHttpApi
-from layotto.server.http_app import HttpAppSubscriptions
+from layotto.server.http_app import HttpApp, HttpAppSubscriptions
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
 from layotto.server.memory import MemoryTrimmer
@@ -82,6 +82,7 @@ class Runtime:
         self._health = HealthServicer()
         self._gate = ShutdownGate()  # refuses calls with UNAVAILABLE once shutdown begins
         self._actuator: Actuator | None = None
+        self._http_api: DaprHttpApi | None = None
         self._stop_requested = asyncio.Event()
         self.shutdown_cause = ""  # who asked the runtime to stop (request_shutdown), "" until then
         self.topics = Topics()
@@ -221,10 +222,16 @@ class Runtime:
         self.grpc_port = self._listen_grpc(server)
         self._server = server
         await server.start()
+        http_app = (
+            HttpApp(f"http://127.0.0.1:{cfg.app_port}", self.app_api_token)
+            if cfg.app_protocol == "http" and cfg.app_port
+            else None
+        )
+        self._http_api = DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker, http_app)
         self._actuator = Actuator(
             self.components,
             self._info,
-            fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker),
+            fallback=self._http_api,
             api_token=self.api_token,
             metrics=self.metrics.serve if self.metrics is not None else None,
         )
@@ -501,6 +508,10 @@ class Runtime:
         if self.app_subscriptions is not None:
             await self.app_subscriptions.aclose()
             self.app_subscriptions = None
+        if self._http_api is not None:
+            await self._http_api.aclose()
+        if self.services is not None:
+            self.services.configuration.close()
         if self.resolver is not None:  # withdrawn first: callers stop choosing this runtime
             await self.resolver.aclose()
             self.resolver = None
