@@ -69,7 +69,7 @@ async def test_changes_are_posted_to_the_app_until_unsubscribed(sidecar: tuple[R
 
 
 async def test_grpc_unsubscribes_an_http_subscription(sidecar: tuple[Runtime, FakeApp]) -> None:
-    runtime, app = sidecar
+    runtime, _ = sidecar
     _, body = await get(runtime, "/v1.0/configuration/config/subscribe")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
         request = configuration_pb2.UnsubscribeConfigurationRequest(store_name="config", id=body["id"])

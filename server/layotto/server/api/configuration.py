@@ -24,7 +24,6 @@ from layotto.server.components.configuration import (
     DEFAULT_LABEL,
     ConfigChange,
     ConfigItem,
-    ConfigurationStore,
     Scope,
 )
 from layotto.server.errors import InvalidArgument

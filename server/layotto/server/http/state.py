@@ -28,8 +28,8 @@ from layotto.server.http.errors import (
     string_map,
 )
 from layotto.server.http.routing import Routes
-from layotto.server.runtime.state_query import parse_query
 from layotto.server.runtime.state import StateService, delete_request, entry_metadata, set_request
+from layotto.server.runtime.state_query import parse_query
 
 CONCURRENCY = {"first-write": Concurrency.FIRST_WRITE, "last-write": Concurrency.LAST_WRITE}
 CONSISTENCY = ("eventual", "strong")

@@ -97,8 +97,8 @@ def parse_sort(value: Any, field: str) -> tuple[SortKey, ...]:
         raise InvalidArgument(field, "must be an array of {key, order}")
     require_count(value, field)
     keys = []
-    for i, item in enumerate(value):
-        item = _object(item, f"{field}[{i}]", "an object with key and order")
+    for i, raw in enumerate(value):
+        item = _object(raw, f"{field}[{i}]", "an object with key and order")
         order = item.get("order", "ASC")
         if not isinstance(order, str) or order.upper() not in ("ASC", "DESC"):
             raise InvalidArgument(f"{field}[{i}].order", f"must be ASC or DESC, got {json.dumps(order)[:40]}")

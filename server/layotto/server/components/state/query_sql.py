@@ -57,7 +57,8 @@ def sqlite_filter(condition: Filter) -> tuple[str, list[Any]]:
 def sqlite_select(table: str, query: Query, now: float) -> tuple[str, list[Any]]:
     """The statement selecting (key, value, etag, expire_at) of the query's page plus one row
     (whether another page follows), and its parameters."""
-    where, params = f"{SQLITE_DOC} IS NOT NULL AND (expire_at IS NULL OR expire_at > ?)", [now]
+    where = f"{SQLITE_DOC} IS NOT NULL AND (expire_at IS NULL OR expire_at > ?)"
+    params: list[Any] = [now]
     if query.filter is not None:
         text, filter_params = sqlite_filter(query.filter)
         where += " AND " + text
@@ -105,7 +106,7 @@ def pg_filter(condition: Filter) -> tuple[sql.Composable, list[Any]]:
     return text, [p for _, params in parts for p in params]
 
 
-def pg_select(table: sql.Identifier, live: str, query: Query) -> tuple[sql.Composable, list[Any]]:
+def pg_select(table: sql.Identifier, live: str, query: Query) -> tuple[sql.Composed, list[Any]]:
     """The statement selecting (key, value, etag, expiry in epoch seconds) of the query's page
     plus one row, and its parameters."""
     where: sql.Composable = sql.SQL("doc IS NOT NULL")
