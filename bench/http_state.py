@@ -137,7 +137,9 @@ def run(seconds: float, rounds: int, concurrency: int) -> dict[str, list[dict[st
         try:
             for _ in range(rounds):
                 results["bare aiohttp server"].append(one_round("bare", bare.pid, bare_url, concurrency, seconds))
-                results["runtime, in-memory"].append(one_round("runtime", runtime.pid, runtime_url, concurrency, seconds))
+                results["runtime, in-memory"].append(
+                    one_round("runtime", runtime.pid, runtime_url, concurrency, seconds)
+                )
         finally:
             for process in (bare, runtime):
                 process.send_signal(signal.SIGTERM)
@@ -160,7 +162,9 @@ def report(results: dict[str, list[dict[str, float]]], seconds: float, rounds: i
             f" {med['load_cpu']:.0%} of a core |"
         )
     rps = {name: statistics.median(r["rps"] for r in rows) for name, rows in results.items()}
-    print(f"the runtime reaches {rps['runtime, in-memory'] / rps['bare aiohttp server']:.0%} of the bare server's req/s")
+    print(
+        f"the runtime reaches {rps['runtime, in-memory'] / rps['bare aiohttp server']:.0%} of the bare server's req/s"
+    )
 
 
 def main() -> int:

@@ -54,7 +54,10 @@ QUERIES: list[tuple[dict[str, Any], list[str]]] = [
     ({"filter": {"EQ": {"person.missing": "x"}}}, []),
     ({"sort": [{"key": "person.id"}]}, ["d", "f", "g", "h", "b", "c", "e", "a"]),
     ({"sort": [{"key": "person.id", "order": "DESC"}]}, ["a", "e", "c", "b", "d", "f", "g", "h"]),
-    ({"sort": [{"key": "person.org"}, {"key": "person.id", "order": "DESC"}]}, ["f", "g", "h", "a", "d", "c", "b", "e"]),
+    (
+        {"sort": [{"key": "person.org"}, {"key": "person.id", "order": "DESC"}]},
+        ["f", "g", "h", "a", "d", "c", "b", "e"],
+    ),
     ({"sort": [{"key": "n"}]}, ["g", "h", "c", "a", "b", "d", "e", "f"]),
     ({"filter": {"EQ": {"state": "CA"}}, "sort": [{"key": "person.org", "order": "DESC"}]}, ["e", "c", "a"]),
 ]
@@ -141,9 +144,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     backends.require("postgresql")
     backends.require("redis")
     namespace = uuid.uuid4().hex[:12]
-    state = {
-        name: ComponentConfig(name, backends.state_metadata(name, namespace)) for name in (*QUERY_STORES, "redis")
-    }
+    state = {name: ComponentConfig(name, backends.state_metadata(name, namespace)) for name in (*QUERY_STORES, "redis")}
     config = RuntimeConfig(
         grpc_address="127.0.0.1:0", http_address="127.0.0.1:0", data_dir=str(tmp_path), components={"state": state}
     )

@@ -93,7 +93,9 @@ class ConfigurationHttp:
                 for change in changes:
                     await self._post(app, subscription, change.item.key, body)
         except Exception as error:
-            log.warning("configuration subscription %s on %r ended: %s", subscription.id, subscription.store_name, error)
+            log.warning(
+                "configuration subscription %s on %r ended: %s", subscription.id, subscription.store_name, error
+            )
         finally:
             self._configuration.forget(subscription)
 
