@@ -187,6 +187,11 @@ async def test_errors_over_both_fronts(runtime: Runtime) -> None:
             body = await response.json()
             assert (response.status, body["errorCode"]) == (400, "ERR_MALFORMED_REQUEST")
             assert body["message"].startswith("body.filter.IN.state: must be a non-empty array")
+        deep = '{"filter": ' + "[" * 100_000 + "]" * 100_000 + "}"  # nested past the decoder's recursion limit
+        async with http.post(f"{base}/sqlite/query", data=deep, headers={"Content-Type": "application/json"}) as r:
+            body = await r.json()
+            assert (r.status, body["errorCode"]) == (400, "ERR_MALFORMED_REQUEST")
+            assert body["message"].startswith("body: is not valid JSON")
         dapr = dapr_pb2_grpc.DaprStub(ch)
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await dapr.QueryStateAlpha1(state_pb2.QueryStateRequest(store_name="redis", query="{}"))
