@@ -222,16 +222,10 @@ class Runtime:
         self.grpc_port = self._listen_grpc(server)
         self._server = server
         await server.start()
-        http_app = (
-            HttpApp(f"http://127.0.0.1:{cfg.app_port}", self.app_api_token)
-            if cfg.app_protocol == "http" and cfg.app_port
-            else None
-        )
-        self._http_api = DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker, http_app)
         self._actuator = Actuator(
             self.components,
             self._info,
-            fallback=self._http_api,
+            fallback=self._dapr_http_api(),
             api_token=self.api_token,
             metrics=self.metrics.serve if self.metrics is not None else None,
         )
@@ -263,6 +257,19 @@ class Runtime:
             " over TLS" + (" (mutual)" if self.certificates.mutual else "") if self.certificates else "",
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
+
+    def _dapr_http_api(self) -> DaprHttpApi:
+        """Dapr's HTTP API over the runtime layer (kept to be closed at stop); with an HTTP app
+        (``app_protocol: http``), the changes of configuration subscriptions are delivered to it."""
+        cfg = self.config
+        assert self.services is not None
+        http_app = (
+            HttpApp(f"http://127.0.0.1:{cfg.app_port}", self.app_api_token)
+            if cfg.app_protocol == "http" and cfg.app_port
+            else None
+        )
+        self._http_api = DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker, http_app)
+        return self._http_api
 
     async def _start_functions(self) -> None:
         """Install the configured functions and open their trigger and admin listeners."""
