@@ -143,7 +143,7 @@ async def test_dapr_metadata_lists_components_with_capabilities(runtime: Runtime
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}")
     answer = await dapr_pb2_grpc.DaprStub(channel).GetMetadata(metadata_pb2.GetMetadataRequest())
     components = {(c.name, c.type): list(c.capabilities) for c in answer.registered_components}
-    assert components[("sqlite", "state.sqlite")] == ["ETAG", "FIRST_WRITE", "TRANSACTIONAL", "TTL"]
+    assert components[("sqlite", "state.sqlite")] == ["ETAG", "FIRST_WRITE", "QUERY_API", "TRANSACTIONAL", "TTL"]
     assert answer.id == "layotto"
 
 

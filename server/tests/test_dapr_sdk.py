@@ -17,7 +17,7 @@ from server_helpers import ServerProcess, free_port, start_server
 DAPR_APP = textwrap.dedent("""
     import asyncio
     from dapr.aio.clients import DaprClient
-    from dapr.clients.grpc._state import StateOptions, Concurrency
+    from dapr.clients.grpc._state import StateItem, StateOptions, Concurrency
     from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 
     async def main():
@@ -40,6 +40,12 @@ DAPR_APP = textwrap.dedent("""
             assert [(i.key, i.data) for i in bulk.items] == [("a", b"1"), ("order", b""), ("missing", b"")], bulk.items
             await client.delete_state("sqlite", "a")
             assert (await client.get_state("sqlite", "a")).data == b""
+            await client.save_bulk_state("sqlite", [StateItem("q1", '{"city": "Paris", "n": 2}'),
+                                                    StateItem("q2", '{"city": "Oslo", "n": 1}'),
+                                                    StateItem("q3", '{"city": "Paris", "n": 1}')])
+            query = '{"filter": {"EQ": {"city": "Paris"}}, "sort": [{"key": "n"}], "page": {"limit": 1}}'
+            page = await client.query_state("sqlite", query)
+            assert [(i.key, i.json()["n"]) for i in page.results] == [("q3", 1)] and page.token == "1", page
             meta = await client.get_metadata()
             components = {(c.name, c.type) for c in meta.registered_components}
             assert ("sqlite", "state.sqlite") in components, components

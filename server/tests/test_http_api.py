@@ -200,12 +200,11 @@ async def test_unknown_state_store(sidecar: Sidecar) -> None:
     await sidecar.error("POST", "/v1.0/state/nope", 400, "ERR_STATE_STORE_NOT_FOUND", json=[])
 
 
-async def test_state_query_is_refused_as_not_supported(sidecar: Sidecar) -> None:
+async def test_state_query_over_http(sidecar: Sidecar) -> None:
+    await sidecar.call("POST", "/v1.0/state/store", json=[{"key": "k1", "value": {"state": "CA"}}])
     query = {"filter": {"EQ": {"state": "CA"}}}
-    message = await sidecar.error(
-        "POST", "/v1.0-alpha1/state/store/query", 501, "ERR_STATE_STORE_NOT_SUPPORTED", json=query
-    )
-    assert message == "component 'store' does not support queries"
+    status, body, _ = await sidecar.call("POST", "/v1.0-alpha1/state/store/query", json=query)
+    assert (status, [r["key"] for r in body["results"]]) == (200, ["k1"])
     await sidecar.error("POST", "/v1.0-alpha1/state/nope/query", 400, "ERR_STATE_STORE_NOT_FOUND", json=query)
 
 

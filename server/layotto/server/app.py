@@ -32,7 +32,7 @@ from layotto.server.errors import LayottoError
 from layotto.server.grpc_proxy import build_grpc_proxy
 from layotto.server.hot_reload import ConfigWatcher, restart_keys
 from layotto.server.http import DaprHttpApi
-from layotto.server.http_app import HttpAppSubscriptions
+from layotto.server.http_app import HttpApp, HttpAppSubscriptions
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
 from layotto.server.memory import MemoryTrimmer
@@ -82,6 +82,7 @@ class Runtime:
         self._health = HealthServicer()
         self._gate = ShutdownGate()  # refuses calls with UNAVAILABLE once shutdown begins
         self._actuator: Actuator | None = None
+        self._http_api: DaprHttpApi | None = None
         self._stop_requested = asyncio.Event()
         self.shutdown_cause = ""  # who asked the runtime to stop (request_shutdown), "" until then
         self.topics = Topics()
@@ -224,7 +225,7 @@ class Runtime:
         self._actuator = Actuator(
             self.components,
             self._info,
-            fallback=DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker),
+            fallback=self._dapr_http_api(),
             api_token=self.api_token,
             metrics=self.metrics.serve if self.metrics is not None else None,
         )
@@ -256,6 +257,19 @@ class Runtime:
             " over TLS" + (" (mutual)" if self.certificates.mutual else "") if self.certificates else "",
             type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
+
+    def _dapr_http_api(self) -> DaprHttpApi:
+        """Dapr's HTTP API over the runtime layer (kept to be closed at stop); with an HTTP app
+        (``app_protocol: http``), the changes of configuration subscriptions are delivered to it."""
+        cfg = self.config
+        assert self.services is not None
+        http_app = (
+            HttpApp(f"http://127.0.0.1:{cfg.app_port}", self.app_api_token)
+            if cfg.app_protocol == "http" and cfg.app_port
+            else None
+        )
+        self._http_api = DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker, http_app)
+        return self._http_api
 
     async def _start_functions(self) -> None:
         """Install the configured functions and open their trigger and admin listeners."""
@@ -501,6 +515,10 @@ class Runtime:
         if self.app_subscriptions is not None:
             await self.app_subscriptions.aclose()
             self.app_subscriptions = None
+        if self._http_api is not None:
+            await self._http_api.aclose()
+        if self.services is not None:
+            self.services.configuration.close()
         if self.resolver is not None:  # withdrawn first: callers stop choosing this runtime
             await self.resolver.aclose()
             self.resolver = None

@@ -10,7 +10,6 @@ with empty content and the metadata ``deleted: "true"``.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -25,11 +24,10 @@ from layotto.server.components.configuration import (
     DEFAULT_LABEL,
     ConfigChange,
     ConfigItem,
-    ConfigurationStore,
     Scope,
 )
 from layotto.server.errors import InvalidArgument
-from layotto.server.runtime.configuration import ConfigurationService, require_keys
+from layotto.server.runtime.configuration import ConfigurationService, report_changes, require_keys
 from layotto.server.runtime.validation import require_count, require_key
 
 DELETED = {"deleted": "true"}
@@ -80,22 +78,6 @@ class _Stores:
         )
 
 
-async def _report(
-    store: ConfigurationStore, scope: Scope, keys: list[str], out: asyncio.Queue[Any], *, current: bool
-) -> None:
-    """Put (store name, app id, changes) on ``out``: once the watch is established, the current items
-    (none unless ``current``: the first batch also says the watch is in place), then every change;
-    an error ends the feed and is put there too."""
-    try:
-        async with store.watch(scope, keys) as changes:
-            items = await store.get(scope, keys) if current else []
-            await out.put((store.name, scope.app_id, [ConfigChange(i) for i in items]))
-            async for change in changes:
-                await out.put((store.name, scope.app_id, [change]))
-    except Exception as error:  # handed to the stream, which ends with its status
-        await out.put(error)
-
-
 class LayottoConfigurationApi:
     def __init__(self, configuration: ConfigurationService) -> None:
         self._configuration = configuration
@@ -138,7 +120,7 @@ class LayottoConfigurationApi:
                     store = self._stores.find(request.store_name)
                     scope = self._stores.scope(request)
                     keys = require_keys(request.keys, "keys", at_least_one=False)
-                    feeds.append(asyncio.ensure_future(_report(store, scope, keys, out, current=True)))
+                    feeds.append(asyncio.ensure_future(report_changes(store, scope, keys, out, current=True)))
             except Exception as error:
                 await out.put(error)
 
@@ -161,7 +143,6 @@ class DaprConfigurationApi:
     def __init__(self, configuration: ConfigurationService) -> None:
         self._configuration = configuration
         self._stores = _Stores(configuration)
-        self._unsubscribed: dict[tuple[str, str], asyncio.Event] = {}
 
     async def GetConfiguration(self, request: dapr_pb.GetConfigurationRequest, context: Context) -> Any:
         items = await self._configuration.get(request.store_name, request.keys)
@@ -171,38 +152,17 @@ class DaprConfigurationApi:
         self, request: dapr_pb.SubscribeConfigurationRequest, context: Context
     ) -> AsyncIterator[Any]:
         """First a message carrying only the subscription id, then every change until unsubscribed."""
-        store = self._stores.find(request.store_name)
-        keys = require_keys(request.keys, "keys", at_least_one=False)
-        subscription = uuid.uuid4().hex
-        done = self._unsubscribed[(request.store_name, subscription)] = asyncio.Event()
-        out: asyncio.Queue[Any] = asyncio.Queue()
-        feed = asyncio.ensure_future(_report(store, Scope(self._stores.app_id), keys, out, current=False))
-        ended = asyncio.ensure_future(done.wait())
+        subscription = await self._configuration.subscribe(request.store_name, request.keys)
         try:
-            established = await out.get()  # the id goes out once changes can no longer be missed
-            if isinstance(established, Exception):
-                raise established
-            yield dapr_pb.SubscribeConfigurationResponse(id=subscription)
-            while True:
-                got = asyncio.ensure_future(out.get())
-                await asyncio.wait({got, ended}, return_when=asyncio.FIRST_COMPLETED)
-                if not got.done():
-                    got.cancel()
-                    return
-                result = got.result()
-                if isinstance(result, Exception):
-                    raise result
-                yield dapr_pb.SubscribeConfigurationResponse(id=subscription, items=dapr_items(result[2]))
+            yield dapr_pb.SubscribeConfigurationResponse(id=subscription.id)
+            async for changes in subscription.changes():
+                yield dapr_pb.SubscribeConfigurationResponse(id=subscription.id, items=dapr_items(changes))
         finally:
-            feed.cancel()
-            ended.cancel()
-            self._unsubscribed.pop((request.store_name, subscription), None)
+            self._configuration.forget(subscription)
 
     async def UnsubscribeConfiguration(self, request: dapr_pb.UnsubscribeConfigurationRequest, context: Context) -> Any:
-        done = self._unsubscribed.get((request.store_name, request.id))
-        if done is None:
+        if not self._configuration.unsubscribe(request.store_name, request.id):
             return dapr_pb.UnsubscribeConfigurationResponse(
                 ok=False, message=f"id: no subscription {request.id!r} on configuration store {request.store_name!r}"
             )
-        done.set()
         return dapr_pb.UnsubscribeConfigurationResponse(ok=True)

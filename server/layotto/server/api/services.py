@@ -68,6 +68,8 @@ DAPR_STATE = StateMessages(
     get_state_response=state_pb2.GetStateResponse,
     get_bulk_state_response=state_pb2.GetBulkStateResponse,
     bulk_state_item=state_pb2.BulkStateItem,
+    query_state_response=state_pb2.QueryStateResponse,
+    query_state_item=state_pb2.QueryStateItem,
 )
 
 LAYOTTO_PUBSUB = PubSubMessages(
@@ -200,6 +202,7 @@ def dapr_routes(apis: Apis) -> Routes:
         "DeleteState": apis.dapr_state.DeleteState,
         "DeleteBulkState": apis.dapr_state.DeleteBulkState,
         "ExecuteStateTransaction": apis.dapr_state.ExecuteStateTransaction,
+        "QueryStateAlpha1": apis.dapr_state.QueryStateAlpha1,
         "PublishEvent": apis.dapr_pubsub.PublishEvent,
         "BulkPublishEvent": apis.dapr_pubsub.BulkPublishEvent,
         "BulkPublishEventAlpha1": apis.dapr_pubsub.BulkPublishEvent,

@@ -24,6 +24,7 @@ from layotto.server.runtime.state import (
     set_request,
     sub,
 )
+from layotto.server.runtime.state_query import parse_query_text
 from layotto.server.runtime.validation import require_count, require_enum, require_key
 
 __all__ = ["StateApi", "StateMessages", "entry_metadata"]
@@ -36,6 +37,8 @@ class StateMessages:
     get_state_response: Any
     get_bulk_state_response: Any
     bulk_state_item: Any
+    query_state_response: Any = None  # None: the API has no query (Layotto's)
+    query_state_item: Any = None
 
 
 # -- conversions: small pure functions -------------------------------------------------
@@ -135,6 +138,14 @@ class StateApi:
         writes = [to_delete_request(item, f) for item, f in zip(request.states, fields, strict=True)]
         await self._state.write(request.store_name, writes, fields)
         return empty_pb2.Empty()
+
+    async def QueryStateAlpha1(self, request: Any, context: Context) -> Any:
+        """Dapr's query (a JSON text in ``query``): the page's items and the next page's token."""
+        result = await self._state.query(request.store_name, parse_query_text(request.query, "query"))
+        item = self._messages.query_state_item
+        return self._messages.query_state_response(
+            results=[item(key=e.key, data=e.value, etag=e.etag) for e in result.entries], token=result.token
+        )
 
     async def ExecuteStateTransaction(self, request: Any, context: Context) -> empty_pb2.Empty:
         require_count(request.operations, "operations")

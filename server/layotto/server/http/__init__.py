@@ -23,6 +23,7 @@ from layotto.server.http.pubsub import PubSubHttp
 from layotto.server.http.routing import Routes
 from layotto.server.http.secrets import SecretsHttp
 from layotto.server.http.state import StateHttp
+from layotto.server.http_app import HttpApp
 from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.services import RuntimeServices
 
@@ -33,7 +34,9 @@ class DaprHttpApi:
     """Dapr's endpoints over one runtime layer. Bodies over ``max_body_bytes`` are refused (413,
     ``ERR_MALFORMED_REQUEST``), and every call while ``serving()`` is False (503, reason
     RUNTIME_SHUTTING_DOWN). With an ``invoker``, service invocation is served too: under
-    ``/v1.0/invoke/`` and on any path of a request with a ``dapr-app-id`` header."""
+    ``/v1.0/invoke/`` and on any path of a request with a ``dapr-app-id`` header. With an HTTP
+    ``app``, configuration subscriptions deliver their changes to it (:meth:`aclose` stops them
+    and closes its session)."""
 
     def __init__(
         self,
@@ -41,9 +44,12 @@ class DaprHttpApi:
         max_body_bytes: int,
         serving: Callable[[], bool],
         invoker: Invoker | None = None,
+        app: HttpApp | None = None,
     ) -> None:
         self._settings = HttpSettings(max_body_bytes, serving)
         self._routes = Routes()
+        self._app = app
+        self._configuration = ConfigurationHttp(services.configuration, app)
         self._invoke = InvokeHttp(invoker) if invoker is not None else None
         if self._invoke is not None:
             self._invoke.add_routes(self._routes)
@@ -51,12 +57,17 @@ class DaprHttpApi:
             StateHttp(services.state),
             PubSubHttp(services.publisher),
             SecretsHttp(services.secrets),
-            ConfigurationHttp(services.configuration),
+            self._configuration,
             LockHttp(services.locks),
             MetadataHttp(services.metadata),
             JobsHttp(services.jobs),
         ):
             front.add_routes(self._routes)
+
+    async def aclose(self) -> None:
+        await self._configuration.aclose()
+        if self._app is not None:
+            await self._app.aclose()
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse | None:
         """The answer of the endpoint ``request`` names; None when no endpoint has its path."""

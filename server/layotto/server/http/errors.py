@@ -154,7 +154,7 @@ class Call:
         raw = await self.body()
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
+        except (ValueError, UnicodeDecodeError, RecursionError) as error:  # RecursionError: nested too deep
             raise InvalidArgument("body", f"is not valid JSON ({error})") from None
 
     def metadata(self) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Dapr's state API over HTTP (v1.0): save, get, bulk get, delete, transaction.
+"""Dapr's state API over HTTP (v1.0): save, get, bulk get, delete, transaction, query (v1.0-alpha1).
 
 Each handler converts JSON, path, headers and query into the runtime layer's dataclasses and
 calls :class:`~layotto.server.runtime.state.StateService`, the same as the gRPC handlers.
@@ -29,6 +29,7 @@ from layotto.server.http.errors import (
 )
 from layotto.server.http.routing import Routes
 from layotto.server.runtime.state import StateService, delete_request, entry_metadata, set_request
+from layotto.server.runtime.state_query import parse_query
 
 CONCURRENCY = {"first-write": Concurrency.FIRST_WRITE, "last-write": Concurrency.LAST_WRITE}
 CONSISTENCY = ("eventual", "strong")
@@ -181,10 +182,15 @@ class StateHttp:
 
     @dapr_errors("state", "ERR_STATE_QUERY")
     async def query(self, call: Call) -> web.Response:
-        """Refused by every store for now (501, ``ERR_STATE_STORE_NOT_SUPPORTED``)."""
-        require_type(await call.json(), dict, "body", "an object with filter, sort and page")
-        await self._state.query(call.params["store"])
-        return web.Response(status=204)  # not reached while no store answers queries
+        """``{"results": [{key, data, etag}], "token"}`` of the body's query (Dapr's shape)."""
+        query = parse_query(await call.json(), "body")
+        result = await self._state.query(call.params["store"], query)
+        body: dict[str, Any] = {
+            "results": [{"key": e.key, "data": bulk_data(e.value), "etag": e.etag} for e in result.entries]
+        }
+        if result.token:
+            body["token"] = result.token
+        return web.json_response(body)
 
     @dapr_errors("state", "ERR_STATE_TRANSACTION")
     async def transaction(self, call: Call) -> web.Response:

@@ -23,6 +23,7 @@ from layotto.server.components.state import (
     StateStore,
     WriteRequest,
 )
+from layotto.server.components.state.query import Query, QueryResult
 from layotto.server.errors import (
     BulkPartialFailure,
     EtagInvalid,
@@ -205,11 +206,14 @@ class StateService:
             where = {w.key: (w, f) for w, f in zip(writes, fields, strict=True)}
             raise BulkPartialFailure({k: locate_etag_error(e, *where[k]) for k, e in failures.items()})
 
-    async def query(self, store_name: str) -> None:
-        """Dapr's state query: no store of this runtime can answer one yet, so after the store's
-        name is checked it raises FeatureNotSupported (the gRPC QueryStateAlpha1 is not served)."""
+    async def query(self, store_name: str, query: Query) -> QueryResult:
+        """The page of entries ``query`` selects (parse it with
+        :func:`~layotto.server.runtime.state_query.parse_query`); FeatureNotSupported for a store
+        that does not declare QUERY_API."""
         store = self.store(store_name)
-        raise FeatureNotSupported(store.name, "queries")
+        if not store.supports(Feature.QUERY):
+            raise FeatureNotSupported(store.name, "queries")
+        return await store.query(query)
 
     async def transact(self, store_name: str, writes: Sequence[WriteRequest], store_field: str = "storeName") -> None:
         """Apply all ``writes`` atomically (``operations[i].request`` is the path of ``writes[i]``)."""

@@ -8,10 +8,14 @@ import logging
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from layotto.server.aio import stop_task
 from layotto.server.components.base import Component
 from layotto.server.errors import BackendError, BackendUnavailable, EtagInvalid, EtagMismatch, LayottoError
+
+if TYPE_CHECKING:
+    from layotto.server.components.state.query import Query, QueryResult
 
 log = logging.getLogger(__name__)
 
@@ -138,4 +142,9 @@ class StateStore(Component):
 
     async def transact(self, requests: Sequence[WriteRequest]) -> None:
         """Apply every request in order, atomically (stores declaring TRANSACTIONAL)."""
+        raise NotImplementedError
+
+    async def query(self, query: Query) -> QueryResult:
+        """The page of live entries ``query`` selects, with the semantics of
+        :mod:`layotto.server.components.state.query` (stores declaring QUERY_API)."""
         raise NotImplementedError

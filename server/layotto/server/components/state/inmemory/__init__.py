@@ -17,6 +17,7 @@ from layotto.server.components.state import (
     WriteRequest,
     check_etag,
 )
+from layotto.server.components.state.query import Query, QueryResult, evaluate
 
 #: the etag of a value written earlier in the same transaction, which no client can know yet
 _UNSEEN_ETAG = -1
@@ -37,7 +38,7 @@ class InMemoryStateStore(StateStore):
         type="in-memory",
         building_block="state",
         description="Keeps state in the runtime's memory: fast, lost on restart, not shared between runtimes.",
-        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY}),
         metadata=(
             MetadataField(
                 "cleanupIntervalInSeconds",
@@ -114,3 +115,8 @@ class InMemoryStateStore(StateStore):
             after[request.key] = None if isinstance(request, DeleteRequest) else _UNSEEN_ETAG
         for request in requests:
             self._apply(request)
+
+    async def query(self, query: Query) -> QueryResult:
+        now = time.time()
+        live = (StateEntry(k, r.value, str(r.etag), r.expire_at) for k, r in self._data.items() if not r.expired(now))
+        return evaluate(live, query)

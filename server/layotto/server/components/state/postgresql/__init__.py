@@ -23,6 +23,8 @@ from layotto.server.components.state import (
     WriteRequest,
     parse_etag,
 )
+from layotto.server.components.state.query import Query, QueryResult, page_of
+from layotto.server.components.state.query_sql import PG_TRY_JSONB, pg_select
 from layotto.server.errors import EtagMismatch
 
 _LIVE = "(expire_at IS NULL OR expire_at > now())"
@@ -33,7 +35,7 @@ class PostgresStateStore(StateStore):
         type="postgresql",
         building_block="state",
         description="Keeps state in a PostgreSQL table: shared by every runtime that points at the same database.",
-        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY}),
         # keys: a primary-key btree entry holds at most 2704 bytes, 12 of them its headers; TEXT (no NUL)
         limits=Limits(max_key_bytes=2692, text_without_nul=True),
         metadata=(
@@ -68,6 +70,7 @@ class PostgresStateStore(StateStore):
                 "etag BIGINT NOT NULL, expire_at TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             ).format(self._table),
         )
+        await self._pg.create_schema("layotto-try-jsonb", PG_TRY_JSONB)
         self._purger.start(float(metadata["cleanupIntervalInSeconds"]), self._purge_expired)
 
     async def close(self) -> None:
@@ -137,3 +140,10 @@ class PostgresStateStore(StateStore):
         async with self._pg.connection() as conn, conn.transaction():
             for request in requests:
                 await self._apply(conn, request)
+
+    async def query(self, query: Query) -> QueryResult:
+        statement, params = pg_select(self._table, _LIVE, query)
+        async with self._pg.connection() as conn:
+            rows = await (await conn.execute(statement, params)).fetchall()
+        entries = [StateEntry(r[0], bytes(r[1]), str(r[2]), None if r[3] is None else float(r[3])) for r in rows]
+        return page_of(entries, query)

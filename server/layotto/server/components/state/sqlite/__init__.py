@@ -34,6 +34,8 @@ from layotto.server.components.state import (
     WriteRequest,
     check_etag,
 )
+from layotto.server.components.state.query import Query, QueryResult, page_of
+from layotto.server.components.state.query_sql import sqlite_select
 from layotto.server.errors import BackendError
 from layotto.tracing import backend_span, backends_traced, statement_operation
 
@@ -67,7 +69,7 @@ class SqliteStateStore(StateStore):
         type="sqlite",
         building_block="state",
         description="Keeps state in a SQLite file: durable across restarts, for one runtime at a time.",
-        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL}),
+        features=frozenset({Feature.ETAG, Feature.FIRST_WRITE, Feature.TRANSACTIONAL, Feature.TTL, Feature.QUERY}),
         limits=Limits(max_key_bytes=1_000_000_000, max_value_bytes=1_000_000_000),  # SQLITE_MAX_LENGTH
         metadata=(
             MetadataField(
@@ -216,3 +218,8 @@ class SqliteStateStore(StateStore):
 
     async def transact(self, requests: Sequence[WriteRequest]) -> None:
         await self._run(lambda c: self._write_all(c, requests))
+
+    async def query(self, query: Query) -> QueryResult:
+        statement, params = sqlite_select(self._table, query, time.time())
+        rows = await self._run(lambda c: c.execute(statement, params).fetchall())
+        return page_of([StateEntry(row[0], bytes(row[1]), str(row[2]), row[3]) for row in rows], query)
