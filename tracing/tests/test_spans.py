@@ -315,3 +315,19 @@ async def test_the_loop_exporter_sends_on_its_own_schedule() -> None:
         await asyncio.sleep(0.01)
     assert [s.name for batch in keeping.batches for s in batch] == ["a"]
     await asyncio.to_thread(processor.shutdown)
+
+
+def test_a_root_span_samples_like_start_span_and_owns_its_attributes() -> None:
+    attributes = {"rpc.method": "GetState"}
+    kept, collected = tracer(ratio=1.0)
+    span = kept.start_root_span("GetState", SpanKind.SERVER, attributes)
+    span.set_attribute("rpc.grpc.status_code", 0)
+    span.end()
+    (out,) = collected.spans
+    assert out.parent is None and out.kind is SpanKind.SERVER and out.context.trace_flags.sampled
+    assert attributes == {"rpc.method": "GetState"}, "the caller's attribute dict is not changed"
+    dropped, nothing = tracer(ratio=0.0)
+    none = dropped.start_root_span("GetState", SpanKind.SERVER, attributes)
+    assert not none.is_recording() and none.get_span_context().is_valid
+    none.end()
+    assert nothing.spans == []
