@@ -331,3 +331,20 @@ def test_a_root_span_samples_like_start_span_and_owns_its_attributes() -> None:
     assert not none.is_recording() and none.get_span_context().is_valid
     none.end()
     assert nothing.spans == []
+
+
+async def test_a_lone_otlp_exporter_on_the_loop_gets_spans_encoded_as_they_end() -> None:
+    with OtlpReceiver() as receiver:
+        settings = TracingSettings(exporters=("otlp",), service_name="eager", otlp_endpoint=receiver.endpoint)
+        tracing = Tracing(settings, loop=asyncio.get_running_loop())
+        (processor,) = tracing.tracer.processors
+        assert isinstance(processor, LoopBatchProcessor)
+        with tracing.tracer.start_as_current_span("outer", attributes={"k": "v"}):
+            tracing.tracer.start_span("inner", kind=SpanKind.CLIENT).end()
+        assert all(isinstance(queued, bytes) for queued in processor._queue), "kept encoded, not as objects"
+        await processor.flush_async()
+        spans = await asyncio.to_thread(receiver.wait_for, lambda got: len(got) >= 2)
+        await asyncio.to_thread(tracing.shutdown)
+    by_name = {s.name: s for s in spans}
+    assert by_name["inner"].parent_span_id == by_name["outer"].span_id
+    assert by_name["outer"].service == "eager" and by_name["outer"].attributes == {"k": "v"}

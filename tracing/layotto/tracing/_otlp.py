@@ -188,7 +188,11 @@ class SpanEncoder:
         return (_SPAN_HEADS[size] if size < len(_SPAN_HEADS) else b"\x12" + varint(size)) + body
 
     def request(self, spans: Sequence[Any]) -> bytes:
-        scope_spans = self._scope + b"".join([self.span(s) for s in spans])
+        return self.request_of_encoded([self.span(s) for s in spans])
+
+    def request_of_encoded(self, encoded: Sequence[bytes]) -> bytes:
+        """The request of spans encoded by :meth:`span` already."""
+        scope_spans = self._scope + b"".join(encoded)
         resource_spans = self._resource + field_bytes(2, scope_spans)
         return field_bytes(1, resource_spans)
 
@@ -228,12 +232,12 @@ class OtlpExporter:
             return api.secure_channel(self._target, grpc.ssl_channel_credentials())
         return api.insecure_channel(self._target)
 
-    def _raise_unless_retryable(self, spans: Sequence[Any], error: grpc.RpcError, attempt: int) -> None:
+    def _raise_unless_retryable(self, count: int, error: grpc.RpcError, attempt: int) -> None:
         """Raise ExportError when another attempt is no use (a permanent error, or the last try)."""
         code = error.code() if isinstance(error, (grpc.Call, grpc.aio.AioRpcError)) else None
         retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
         if not retryable or attempt == self._retries:
-            raise ExportError(f"OTLP export of {len(spans)} spans to {self.endpoint} failed: {code}") from None
+            raise ExportError(f"OTLP export of {count} spans to {self.endpoint} failed: {code}") from None
 
     def export(self, spans: Sequence[Any]) -> None:
         """Send from a thread (blocking)."""
@@ -248,23 +252,33 @@ class OtlpExporter:
                 send(request, timeout=self._timeout, metadata=self._headers or None)
                 return
             except grpc.RpcError as error:
-                self._raise_unless_retryable(spans, error, attempt)
+                self._raise_unless_retryable(len(spans), error, attempt)
                 time.sleep(0.5 * 2**attempt)
 
     async def export_async(self, spans: Sequence[Any]) -> None:
         """Send from an event loop (grpc.aio, created on first use on that loop)."""
-        if not spans:
-            return
+        if spans:
+            await self._send_async(self._encoder.request(spans), len(spans))
+
+    def encode_span(self, span: Any) -> bytes:
+        """One finished span's wire bytes, for :meth:`export_encoded_async` later."""
+        return self._encoder.span(span)
+
+    async def export_encoded_async(self, encoded: Sequence[bytes]) -> None:
+        """Send spans encoded by :meth:`encode_span`, from an event loop."""
+        if encoded:
+            await self._send_async(self._encoder.request_of_encoded(encoded), len(encoded))
+
+    async def _send_async(self, request: bytes, count: int) -> None:
         if self._aio_channel is None:
             self._aio_channel = self._open(grpc.aio)
         send = self._aio_channel.unary_unary(EXPORT_METHOD, None, None)
-        request = self._encoder.request(spans)
         for attempt in range(self._retries + 1):
             try:
                 await send(request, timeout=self._timeout, metadata=self._headers or None)
                 return
             except grpc.aio.AioRpcError as error:
-                self._raise_unless_retryable(spans, error, attempt)
+                self._raise_unless_retryable(count, error, attempt)
                 await asyncio.sleep(0.5 * 2**attempt)
 
     def shutdown(self) -> None:
