@@ -111,13 +111,12 @@ class _RedisErrors:
         self._span = backend_span("redis", self._operation, peer=connection._host, port=connection._port)
         self._span.__enter__()
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: Any) -> None:
         self._span.__exit__(kind, error, tb)
         if error is None:
-            return False
+            return
         component = self._connection.component
         if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError)):
             raise BackendUnavailable(component, str(error) or type(error).__name__) from error
         if isinstance(error, RedisError):
             raise BackendError(component, str(error)) from error
-        return False
