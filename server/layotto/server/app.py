@@ -557,7 +557,9 @@ async def serve(config: RuntimeConfig, reread: Callable[[], RuntimeConfig] | Non
     await runtime.start()
     # what start-up built (modules, components, config) lives as long as the process: moved out of
     # the collector's generations, a full collection no longer walks it (requests that keep objects
-    # alive for a while, such as spans waiting for export, trigger full collections)
+    # alive for a while, such as spans waiting for export, trigger full collections). Start-up's
+    # garbage is collected first; retiring a replaced component unfreezes (runtime/reconfigure.py).
+    gc.collect()
     gc.freeze()
     trimmer.start()
     try:
