@@ -6,7 +6,10 @@ runtime with ``py-spy record --native --format raw`` (every thread, Python and n
 Prints the frames holding most samples: by self time (the leaf of each stack) and inclusive
 (anywhere in a stack). Needs py-spy (``pip install py-spy``) and leave to ptrace a child.
 
-    python bench/profile_getstate.py [--store in-memory|redis] [--transport native] [--seconds 10]
+    python bench/profile_getstate.py [--store in-memory|redis] [--transport native] [--seconds 10] [--tracing]
+
+``--tracing``: the runtime traces every call (sampling 1.0, OTLP to a collector in another process
+that accepts exports without decoding them, as in ``tracing_overhead.py``).
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import tempfile
 from pathlib import Path
 
 import grpc
+import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _load import closed_loop
 from _runtime import start_runtime, stop, wait_ready
+from tracing_overhead import COLLECTOR
 from transport import runtime_config
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
@@ -83,13 +88,33 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--output", type=Path, help="keep py-spy's raw output here")
+    parser.add_argument("--tracing", action="store_true", help="trace every call (OTLP to a local collector)")
     args = parser.parse_args()
+    collector = None
     with tempfile.TemporaryDirectory() as tmp:
         raw = args.output or Path(tmp) / "profile.txt"
-        runtime, address = start_runtime(tmp, runtime_config(Path(tmp)), ["--grpc-transport", args.transport])
+        config = runtime_config(Path(tmp))
+        if args.tracing:
+            collector = subprocess.Popen([sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True)
+            assert collector.stdout is not None
+            body = yaml.safe_load(config.read_text())
+            otlp = f"http://127.0.0.1:{collector.stdout.readline().strip()}"
+            body["tracing"] = {"exporters": ["otlp"], "otlp_endpoint": otlp, "sampling_ratio": 1.0}
+            config.write_text(yaml.safe_dump(body))
+        runtime, address = start_runtime(tmp, config, ["--grpc-transport", args.transport])
         try:
             asyncio.run(wait_ready(address))
-            command = ["py-spy", "record", "--native", "--format", "raw", "--rate", str(args.rate)]
+            command = [
+                str(Path(sys.executable).with_name("py-spy"))
+                if Path(sys.executable).with_name("py-spy").exists()
+                else "py-spy",
+                "record",
+                "--native",
+                "--format",
+                "raw",
+                "--rate",
+                str(args.rate),
+            ]
             command += ["--duration", str(int(args.seconds)), "--output", str(raw), "--pid", str(runtime.pid)]
             spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             rps = asyncio.run(load(address, args.store, args.concurrency, args.seconds + 1))
@@ -99,6 +124,8 @@ def main() -> int:
                 return 1
         finally:
             stop(runtime)
+            if collector is not None:
+                collector.kill()
         leaf, own, inclusive, total = top_frames(raw, args.top)
     print(
         f"{args.store} GetState on {args.transport}, concurrency {args.concurrency}: {rps:,.0f} req/s, {total} samples"

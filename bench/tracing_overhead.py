@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,7 @@ def main() -> int:
     parser.add_argument("--ratio", type=float, default=1.0, help="sampling ratio of the traced runtime")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
+    load_before = os.getloadavg()[0]
     collector = subprocess.Popen([sys.executable, "-c", COLLECTOR], stdout=subprocess.PIPE, text=True)
     assert collector.stdout is not None
     otlp = f"http://127.0.0.1:{collector.stdout.readline().strip()}"
@@ -126,7 +128,8 @@ def main() -> int:
             collector.kill()
     print(
         f"{started}, {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{args.seconds:.0f} s per row, concurrency {args.concurrency}, {args.rounds} alternating rounds"
+        f"{args.seconds:.0f} s per row, concurrency {args.concurrency}, {args.rounds} alternating rounds; "
+        f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
     print("| operation | concurrency | req/s | p50 ms | p90 ms | p99 ms | runtime CPU µs/request |")
     print("|---|---|---|---|---|---|---|")
@@ -142,6 +145,11 @@ def main() -> int:
     print(
         f"tracing on (ratio {args.ratio}) costs the runtime {on_cpu - off_cpu:.0f} µs more CPU per request: "
         f"{on_cpu / off_cpu - 1:.1%} over {off_cpu:.0f} µs"
+    )
+    off_median, on_median = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+    print(
+        f"median CPU per request {off_median:.0f} µs off, {on_median:.0f} µs on: a CPU-bound runtime serves "
+        f"{off_median / on_median:.2f} of its throughput with tracing on (the figure that holds on a busy machine)"
     )
     print(
         f"tracing off: the hooks left in the path cost {hooks_ns:.0f} ns per request, "

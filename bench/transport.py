@@ -15,7 +15,11 @@ rows have no server process of ours: their CPU is the Redis or PostgreSQL server
 Latencies are the median over rounds of each round's p50/p90/p99. Usage (backends up first):
 
     scripts/backends up redis postgres
-    python bench/transport.py [--rounds 2] [--seconds 1.5] [--rate 500]
+    python bench/transport.py [--rounds 2] [--seconds 1.5] [--rate 500] [--only REGEX] [--without-hiredis]
+
+``--only``: the rows whose name matches (e.g. ``"redis GetState|bare echo native"``; the driver rows
+of the operations kept stay for "added p90"). ``--without-hiredis``: one more runtime on native whose
+redis-py cannot import hiredis (its pure-Python parser), rows "runtime native-no-hiredis: ...".
 
 The load generator is this process (grpc.aio): its own CPU is not counted, but it bounds req/s.
 """
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -171,7 +176,25 @@ async def direct_rows() -> tuple[list[Row], list[Callable[[], Awaitable[None]]]]
     return rows, closers
 
 
-async def run(rounds: int, seconds: float, rate: float) -> dict[tuple[str, str], Cell]:
+def start_without_hiredis(tmp: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The runtime on native with an importable ``hiredis`` that fails, so redis-py parses in Python."""
+    shim = tmp / "no-hiredis"
+    shim.mkdir()
+    (shim / "hiredis.py").write_text("raise ImportError('hiredis hidden by bench/transport.py')\n")
+    previous = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shim), previous]))
+    try:
+        return start_runtime(str(tmp / "no-hiredis-data"), config, ["--grpc-transport", "native"])
+    finally:
+        if previous is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = previous
+
+
+async def run(
+    rounds: int, seconds: float, rate: float, only: str = "", without_hiredis: bool = False
+) -> dict[tuple[str, str], Cell]:
     processes: list[subprocess.Popen[bytes]] = []
     channels: list[grpc.aio.Channel] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -192,8 +215,15 @@ async def run(rounds: int, seconds: float, rate: float) -> dict[tuple[str, str],
                 await wait_ready(address)
                 channels.append(grpc.aio.insecure_channel(address))
                 rows += runtime_rows(transport, channels[-1], process.pid)
+            if without_hiredis:
+                process, address = start_without_hiredis(Path(tmp), config)
+                processes.append(process)
+                await wait_ready(address)
+                channels.append(grpc.aio.insecure_channel(address))
+                rows += runtime_rows("native-no-hiredis", channels[-1], process.pid)
             direct, closers = await direct_rows()
             rows += direct
+            rows = [row for row in rows if re.search(only, row.name)]
             for row in rows:
                 if "SaveState" in row.name:
                     await row.call()  # the key exists before the first GetState
@@ -237,10 +267,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=1.5, help="measured seconds per row, round and load")
     parser.add_argument("--rate", type=float, default=500.0, help="the fixed rate, in requests per second")
+    parser.add_argument("--only", default="", help="measure only the rows whose name matches this regex")
+    parser.add_argument("--without-hiredis", action="store_true", help="add a native runtime without hiredis")
     args = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M")
     load = os.getloadavg()
-    cells = asyncio.run(run(args.rounds, args.seconds, args.rate))
+    cells = asyncio.run(run(args.rounds, args.seconds, args.rate, args.only, args.without_hiredis))
     print(
         f"{args.rounds} alternating rounds of {args.seconds:g} s per row and load, {started}, {platform.platform()}, "
         f"{os.cpu_count()} cores, load average {load[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end, "

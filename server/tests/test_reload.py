@@ -4,6 +4,7 @@ in-process runtime each, against a real Redis (swap a store under load, refuse b
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -239,6 +240,22 @@ async def test_apply_configuration_changes_layottos_helloworld_greeting(started:
         assert (await client.say_hello("ann", service="helloworld")).greeting.startswith("greetings")
         await apply(runtime, "hellos", "helloworld", {"hello": "bonjour"})
         assert (await client.say_hello("ann", service="helloworld")).greeting.startswith("bonjour")
+
+
+async def test_a_replaced_component_is_collectable_again_after_the_start_up_freeze(started: Any) -> None:
+    """serve() freezes start-up's objects (gc.freeze); a component swapped out must not stay frozen."""
+    runtime = await started({"hellos": {"helloworld": {"type": "helloworld", "metadata": {"hello": "hi"}}}})
+    gc.freeze()  # what serve() does once started
+    try:
+        assert gc.get_freeze_count() > 0
+        await apply(runtime, "hellos", "helloworld", {"hello": "bonjour"})
+
+        async def unfrozen() -> bool:
+            return gc.get_freeze_count() == 0
+
+        await until(unfrozen, "the old instance retired and the heap unfrozen")
+    finally:
+        gc.unfreeze()
 
 
 # -- hot reload -------------------------------------------------------------------------------------

@@ -92,3 +92,22 @@ async def test_the_log_says_what_asked_the_runtime_to_stop(tmp_path: Path) -> No
     assert "shutting down (requested by the Dapr Shutdown RPC)" in stderr, stderr
     code, stderr = start_server(data_dir=tmp_path / "signal").terminate()
     assert code == 0 and "shutting down (requested by SIGTERM)" in stderr, stderr
+
+
+def test_wrapper_cache_keeps_a_wrapper_while_the_inner_handler_is_the_same() -> None:
+    from layotto.server.shutdown_gate import WrapperCache
+
+    cache, made = WrapperCache(limit=2), []
+
+    def wrap(handler: object) -> object:
+        made.append(handler)
+        return ("wrapped", handler)
+
+    first, second = object(), object()
+    assert cache.get("/a", first, wrap) is cache.get("/a", first, wrap) and made == [first]
+    assert cache.get("/a", second, wrap) == ("wrapped", second), "a new inner handler: a new wrapper"
+    assert cache.get("/a", second, wrap) is cache.get("/a", second, wrap) and made == [first, second]
+    cache.get("/b", first, wrap)
+    cache.get("/c", first, wrap)
+    cache.get("/c", first, wrap)
+    assert made[-2:] == [first, first], "beyond the limit a method's handler is wrapped per call"

@@ -145,3 +145,29 @@ async def test_methods_beyond_the_cache_are_traced_too(traced: Any, monkeypatch:
     for method in ("Unary", "Bidi"):
         servers = [s for s in spans if s.name == f"test.Echo/{method}" and s.kind is SpanKind.SERVER]
         assert len(servers) == 2, method
+
+
+async def test_an_untraced_caller_starts_a_new_trace_at_the_server() -> None:
+    exported = InMemorySpanExporter()
+    tracing = Tracing(TracingSettings(service_name="test"), extra_exporters=(exported,))
+    tracing.trace_backends()
+    server = grpc.aio.server(interceptors=[tracing.server_interceptor()])
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", HANDLERS),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as plain:  # no client interceptor
+            assert await plain.unary_unary("/test.Echo/Unary")(b"a") == b"A"
+            assert await plain.unary_unary("/test.Echo/Unary")(b"b") == b"B"
+        tracing.force_flush()
+    finally:
+        await server.stop(None)
+        tracing.shutdown()
+    spans = exported.get_finished_spans()
+    servers = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert len(servers) == 2 and all(s.parent is None for s in servers), "root spans: no parent to continue"
+    assert servers[0].context.trace_id != servers[1].context.trace_id, "a new trace per call"
+    assert all(s.context.trace_flags.sampled for s in servers)
+    assert all(s.attributes is not None and s.attributes["rpc.grpc.status_code"] == 0 for s in servers)
+    backends = [s for s in spans if s.name == "redis GET"]
+    assert {b.parent.span_id for b in backends if b.parent} == {s.context.span_id for s in servers}

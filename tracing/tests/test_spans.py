@@ -315,3 +315,36 @@ async def test_the_loop_exporter_sends_on_its_own_schedule() -> None:
         await asyncio.sleep(0.01)
     assert [s.name for batch in keeping.batches for s in batch] == ["a"]
     await asyncio.to_thread(processor.shutdown)
+
+
+def test_a_root_span_samples_like_start_span_and_owns_its_attributes() -> None:
+    attributes = {"rpc.method": "GetState"}
+    kept, collected = tracer(ratio=1.0)
+    span = kept.start_root_span("GetState", SpanKind.SERVER, attributes)
+    span.set_attribute("rpc.grpc.status_code", 0)
+    span.end()
+    (out,) = collected.spans
+    assert out.parent is None and out.kind is SpanKind.SERVER and out.context.trace_flags.sampled
+    assert attributes == {"rpc.method": "GetState"}, "the caller's attribute dict is not changed"
+    dropped, nothing = tracer(ratio=0.0)
+    none = dropped.start_root_span("GetState", SpanKind.SERVER, attributes)
+    assert not none.is_recording() and none.get_span_context().is_valid
+    none.end()
+    assert nothing.spans == []
+
+
+async def test_a_lone_otlp_exporter_on_the_loop_gets_spans_encoded_as_they_end() -> None:
+    with OtlpReceiver() as receiver:
+        settings = TracingSettings(exporters=("otlp",), service_name="eager", otlp_endpoint=receiver.endpoint)
+        tracing = Tracing(settings, loop=asyncio.get_running_loop())
+        (processor,) = tracing.tracer.processors
+        assert isinstance(processor, LoopBatchProcessor)
+        with tracing.tracer.start_as_current_span("outer", attributes={"k": "v"}):
+            tracing.tracer.start_span("inner", kind=SpanKind.CLIENT).end()
+        assert all(isinstance(queued, bytes) for queued in processor._queue), "kept encoded, not as objects"
+        await processor.flush_async()
+        spans = await asyncio.to_thread(receiver.wait_for, lambda got: len(got) >= 2)
+        await asyncio.to_thread(tracing.shutdown)
+    by_name = {s.name: s for s in spans}
+    assert by_name["inner"].parent_span_id == by_name["outer"].span_id
+    assert by_name["outer"].service == "eager" and by_name["outer"].attributes == {"k": "v"}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -41,11 +41,15 @@ class RetryPolicy:
     multiplier: float = 2.0
 
     def delays(self) -> list[float]:
-        delays, delay = [], self.initial_backoff
+        """The pauses between attempts, in seconds (``attempts`` - 1 of them)."""
+        return list(self.backoffs())
+
+    def backoffs(self) -> Iterator[float]:
+        """:meth:`delays`, drawn one at a time (a call that succeeds first time draws none)."""
+        delay = self.initial_backoff
         for _ in range(self.attempts - 1):
-            delays.append(min(delay, self.max_backoff) * (1 + random.uniform(0, 0.2)))
+            yield min(delay, self.max_backoff) * (1 + random.uniform(0, 0.2))
             delay *= self.multiplier
-        return delays
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -74,13 +78,32 @@ async def call_with_retry(
     ends_at: float | None = None,
 ) -> T:
     """Run ``attempt``, retrying per policy until ``ends_at`` (loop time); translate the final error."""
+    try:
+        return await attempt()
+    except grpc.aio.AioRpcError as error:
+        first_error = error
+    return await retry_after(first_error, policy, attempt, idempotent=idempotent, ends_at=ends_at)
+
+
+async def retry_after(
+    error: grpc.aio.AioRpcError,
+    policy: RetryPolicy,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    idempotent: bool = False,
+    ends_at: float | None = None,
+) -> T:
+    """The rest of :func:`call_with_retry` once the first attempt failed with ``error``: the
+    retry machinery costs nothing on a call that succeeds."""
     loop = asyncio.get_running_loop()
-    for delay in [*policy.delays(), None]:
+    delays = policy.backoffs()
+    while True:
+        delay = next(delays, None)
+        out_of_time = ends_at is not None and delay is not None and loop.time() + delay >= ends_at
+        if delay is None or out_of_time or not retryable(error, idempotent):
+            raise translate(error) from None
+        await asyncio.sleep(delay)
         try:
             return await attempt()
-        except grpc.aio.AioRpcError as error:
-            out_of_time = ends_at is not None and delay is not None and loop.time() + delay >= ends_at
-            if delay is None or out_of_time or not retryable(error, idempotent):
-                raise translate(error) from None
-        await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+        except grpc.aio.AioRpcError as next_error:
+            error = next_error

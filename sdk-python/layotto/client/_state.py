@@ -84,19 +84,33 @@ def _options(first_write: bool) -> pb.StateOptions | None:
 
 
 def _item(op: StateWrite | StateDelete) -> pb.StateItem:
-    metadata = dict(op.metadata)
-    value = b""
     if isinstance(op, StateWrite):
-        value = encode(op.value)
-        if op.ttl is not None:
-            metadata[TTL_KEY] = str(ttl_seconds(op.ttl))
-    return pb.StateItem(
-        key=op.key,
-        value=value,
-        etag=pb.Etag(value=op.etag) if op.etag is not None else None,
-        metadata=metadata,
-        options=_options(op.first_write),
-    )
+        return _wire_item(
+            op.key, encode(op.value), etag=op.etag, ttl=op.ttl, first_write=op.first_write, metadata=op.metadata
+        )
+    return _wire_item(op.key, b"", etag=op.etag, ttl=None, first_write=op.first_write, metadata=op.metadata)
+
+
+def _wire_item(
+    key: str,
+    value: bytes,
+    *,
+    etag: str | None,
+    ttl: float | dt.timedelta | None,
+    first_write: bool,
+    metadata: Mapping[str, str],
+) -> pb.StateItem:
+    """The wire item; unset fields are left out of the constructor (each costs upb a conversion)."""
+    item = pb.StateItem(key=key, value=value)
+    if metadata:
+        item.metadata.update(metadata)
+    if ttl is not None:
+        item.metadata[TTL_KEY] = str(ttl_seconds(ttl))
+    if etag is not None:
+        item.etag.value = etag
+    if first_write:
+        item.options.concurrency = pb.StateOptions.CONCURRENCY_FIRST_WRITE
+    return item
 
 
 def _replayable(items: Iterable[Any]) -> bool:
@@ -105,7 +119,7 @@ def _replayable(items: Iterable[Any]) -> bool:
 
 
 def _read(key: str, data: bytes, etag: str, metadata: Mapping[str, str], error: str = "") -> StateItem:
-    return StateItem(key=key, value=data, etag=etag or None, metadata=dict(metadata), error=error or None)
+    return StateItem(key, data, etag or None, dict(metadata) if metadata else {}, error or None)
 
 
 class StateClient:
@@ -158,8 +172,10 @@ class StateClient:
         """Save ``value`` under ``key``. ``ttl`` (seconds or a timedelta) expires it: None is no
         TTL, a positive duration is sent as whole seconds rounded up, anything else (0, -1, NaN,
         infinity, a bool) raises InvalidArgument (field ``ttl``) before any call."""
-        write = StateWrite(key, value, etag=etag, ttl=ttl, first_write=first_write, metadata=metadata or {})
-        await self.save_bulk(store, [write], timeout=timeout)
+        item = _wire_item(key, encode(value), etag=etag, ttl=ttl, first_write=first_write, metadata=metadata or {})
+        request = pb.SaveStateRequest(store_name=store, states=[item])
+        replayable = etag is None and not first_write  # what _replayable answers for this one item
+        await self._t.unary("SaveState", request, timeout, idempotent=replayable)
 
     async def save_bulk(self, store: str, writes: Iterable[StateWrite], *, timeout: float | None = None) -> None:
         """Save several keys; each applies on its own (see BulkWriteError)."""

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from layotto.client._errors import GRPC_ERRORS, ClientClosed, RuntimeUnavailable, translate
-from layotto.client._retry import RetryPolicy, call_with_retry
+from layotto.client._retry import RetryPolicy, call_with_retry, retry_after
 from layotto.client._tls import TlsConfig
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
 from layotto.proto.extension.v1.cryption import cryption_pb2_grpc
@@ -139,19 +139,29 @@ class GrpcTransport(Transport):
             "dapr": dapr_pb2_grpc.DaprStub(self.channel),
             "cryption": cryption_pb2_grpc.CryptionServiceStub(self.channel),
         }
+        self._methods: dict[str, Any] = {}  # "GetState" -> the stub's bound method
         self._closed = False
 
     def _method(self, method: str) -> Any:
         if self._closed:
             raise ClientClosed(f"the client is closed: cannot call {method}", code="CANCELLED")
-        service, _, name = method.rpartition("/")
-        return getattr(self._stubs[service], name)
+        bound = self._methods.get(method)
+        if bound is None:
+            service, _, name = method.rpartition("/")
+            bound = self._methods[method] = getattr(self._stubs[service], name)
+        return bound
 
     async def unary(self, method: str, request: Any, timeout: float | None, *, idempotent: bool = False) -> Any:
         stub_method = self._method(method)
         deadline = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         ends_at = None if deadline is None else loop.time() + deadline
+        try:  # the first attempt straight away: the retry machinery only once it failed
+            return await stub_method(request, timeout=deadline, metadata=self.metadata)
+        except grpc.aio.AioRpcError as error:
+            first_error = error
+        except grpc.aio.BaseError as error:
+            raise translate(error) from None
 
         async def attempt() -> Any:
             remaining = None if ends_at is None else max(0.0, ends_at - loop.time())
@@ -160,7 +170,7 @@ class GrpcTransport(Transport):
             except grpc.aio.BaseError as error:
                 raise translate(error) from None
 
-        return await call_with_retry(self.retry, attempt, idempotent=idempotent, ends_at=ends_at)
+        return await retry_after(first_error, self.retry, attempt, idempotent=idempotent, ends_at=ends_at)
 
     async def unary_with_headers(
         self, method: str, request: Any, timeout: float | None, metadata: Sequence[tuple[str, str]]

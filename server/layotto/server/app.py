@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -554,6 +555,12 @@ async def serve(config: RuntimeConfig, reread: Callable[[], RuntimeConfig] | Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.request_shutdown, sig.name)
     await runtime.start()
+    # what start-up built (modules, components, config) lives as long as the process: moved out of
+    # the collector's generations, a full collection no longer walks it (requests that keep objects
+    # alive for a while, such as spans waiting for export, trigger full collections). Start-up's
+    # garbage is collected first; retiring a replaced component unfreezes (runtime/reconfigure.py).
+    gc.collect()
+    gc.freeze()
     trimmer.start()
     try:
         await runtime.wait_for_shutdown()

@@ -34,6 +34,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from layotto.server.shutdown_gate import WrapperCache
+
 #: latency buckets in milliseconds (a subset of Dapr's, which has 40)
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 _RPC_LABELS = ("app_id", "grpc_server_method", "grpc_server_status")
@@ -124,6 +126,7 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
     def __init__(self, metrics: RuntimeMetrics) -> None:
         self._metrics = metrics
+        self._wrapped = WrapperCache()
 
     async def intercept_service(
         self,
@@ -134,7 +137,9 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         method = handler_call_details.method
-        # a new wrapper per call: the shutdown gate inside already returns a new handler per call
+        return self._wrapped.get(method, handler, lambda inner: self._wrap(method, inner))
+
+    def _wrap(self, method: str, handler: Any) -> Any:
         codecs = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(self._measured(method, handler.unary_unary), *codecs)

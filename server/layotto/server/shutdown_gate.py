@@ -56,6 +56,7 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self.draining = False
         self.in_flight = 0  # unary calls inside a handler
         self._last_arrival = time.monotonic()
+        self._wrapped = WrapperCache()
 
     async def intercept_service(
         self,
@@ -68,7 +69,7 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             return None
         if self.draining and not handler_call_details.method.startswith(_ALWAYS_SERVED):
             return refusing_handler(handler, RuntimeShuttingDown(handler_call_details.method.lstrip("/")))
-        return self._counted(handler)
+        return self._wrapped.get(handler_call_details.method, handler, self._counted)
 
     async def drain(self, grace: float) -> None:
         """Refuse new calls; return once the calls in handlers are done, or after ``grace`` seconds."""
@@ -96,3 +97,22 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 self.in_flight -= 1
 
         return counted
+
+
+class WrapperCache:
+    """The wrapper an interceptor made of a method's handler, kept while the handler it wrapped is the
+    same object (the handlers of a method are built once; an interceptor that builds one per call
+    defeats the cache, never correctness). At most ``limit`` methods: a proxy may serve any name."""
+
+    def __init__(self, limit: int = 512) -> None:
+        self._limit = limit
+        self._kept: dict[str, tuple[Any, Any]] = {}
+
+    def get(self, method: str, handler: Any, wrap: Callable[[Any], Any]) -> Any:
+        kept = self._kept.get(method)
+        if kept is not None and kept[0] is handler:
+            return kept[1]
+        wrapped = wrap(handler)
+        if kept is not None or len(self._kept) < self._limit:
+            self._kept[method] = (handler, wrapped)
+        return wrapped

@@ -38,9 +38,11 @@ def _peer_attributes(target: str) -> dict[str, Any]:
 
 
 def _set_code(span: trace.Span, code: grpc.StatusCode) -> None:
+    if code is grpc.StatusCode.OK:  # most calls: no enum hashing, no status
+        span.set_attribute("rpc.grpc.status_code", 0)
+        return
     span.set_attribute("rpc.grpc.status_code", _CODE_NUMBERS[code])
-    if code is not grpc.StatusCode.OK:
-        span.set_status(Status(StatusCode.ERROR, code.name))
+    span.set_status(Status(StatusCode.ERROR, code.name))
 
 
 class _ClientInterceptor:
@@ -181,10 +183,16 @@ class _SpanStarter:
         self.propagator = propagator
         self.name = method.lstrip("/")
         self.attributes = rpc_attributes(method)
+        # the lean tracer's shortcut for a span without a parent (another tracer: start_span)
+        self.start_root: Callable[[str, SpanKind, dict[str, Any]], trace.Span] | None = getattr(
+            tracer, "start_root_span", None
+        )
 
     def start(self, context: Any) -> trace.Span:
         carried = {key: value for key, value in context.invocation_metadata() or () if key in _CARRIED}
         if not carried:  # an untraced caller: a new trace (a server span's parent is only ever remote)
+            if self.start_root is not None:
+                return self.start_root(self.name, SpanKind.SERVER, self.attributes)
             return self.tracer.start_span(self.name, _NO_PARENT, SpanKind.SERVER, self.attributes)
         attributes = self.attributes
         raw_sw8 = carried.get("sw8")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from layotto.tracing._batch import Exporter, SpanQueue
@@ -36,7 +36,27 @@ class LoopBatchProcessor(SpanQueue):
         super().__init__(exporters, delay=delay, max_batch=max_batch, max_queue=max_queue)
         self._loop = loop
         self._loop_thread = threading.get_ident()
+        # one exporter that encodes spans itself (OTLP): a span is encoded as it ends, while its
+        # objects are still in the CPU's caches, and the queue keeps bytes (which the garbage
+        # collector does not walk) instead of span objects living until the next export
+        only = self._exporters[0] if len(self._exporters) == 1 else None
+        self._encode: Callable[[Any], bytes] | None = None
+        if only is not None and hasattr(only, "export_encoded_async"):
+            self._encode = getattr(only, "encode_span", None)
         self._pump = loop.create_task(self._run(), name="layotto-tracing-export")
+
+    def on_end(self, span: Any) -> None:
+        if self._encode is None:
+            super().on_end(span)
+            return
+        if len(self._queue) >= self._max_queue:
+            self.dropped += 1
+            return
+        try:
+            self._queue.append(self._encode(span))
+        except Exception as error:  # a span that cannot be encoded is lost, never the request
+            self.dropped += 1
+            log.warning("trace span not encoded: %s", error)
 
     async def _run(self) -> None:
         while True:
@@ -48,7 +68,10 @@ class LoopBatchProcessor(SpanQueue):
         for batch in self._batches():
             for exporter in self._exporters:
                 try:
-                    await _export(exporter, batch)
+                    if self._encode is not None:
+                        await exporter.export_encoded_async(batch)  # type: ignore[attr-defined]
+                    else:
+                        await _export(exporter, batch)
                 except Exception as error:  # an exporter must never stop the others, nor the pump
                     log.warning("trace export failed: %s", error)
 

@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
+from opentelemetry.trace import StatusCode
 
 from layotto.tracing._batch import ExportError
+from layotto.tracing._spans import RecordedSpan
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 _CACHE_LIMIT = 4096
@@ -26,6 +28,13 @@ _pack_fixed64 = struct.Struct("<Q").pack
 _pack_fixed32 = struct.Struct("<I").pack
 _pack_double = struct.Struct("<d").pack
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_SAMPLED_FLAGS = _HAS_IS_REMOTE | 1  # a RecordedSpan is sampled
+_LOW64 = 0xFFFFFFFFFFFFFFFF
+# the span's opening fields: trace_id (1) and span_id (2) tags and big-endian bytes, parent_span_id
+# (4), start and end times (7, 8: fixed64 little-endian)
+_pack_ids = struct.Struct(">2sQQ2sQ").pack
+_pack_parent = struct.Struct(">2sQ").pack
+_pack_times = struct.Struct("<cQcQ").pack
 
 
 def varint(value: int) -> bytes:
@@ -151,38 +160,48 @@ class SpanEncoder:
         return encoded
 
     def span(self, span: Any) -> bytes:
-        context = span.context
+        if type(span) is RecordedSpan:  # ours: ids straight from the span, no SpanContext built
+            trace_id, span_id, trace_state, flags = span.trace_id, span.span_id, span.trace_state, _SAMPLED_FLAGS
+        else:
+            context = span.context
+            trace_id, span_id, trace_state = context.trace_id, context.span_id, context.trace_state
+            flags = _HAS_IS_REMOTE | int(context.trace_flags)
         parent = span.parent
-        flags = _HAS_IS_REMOTE | int(context.trace_flags)
-        parts = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
-        if context.trace_state:
-            parts.append(field_bytes(3, context.trace_state.to_header().encode()))
+        parts = [_pack_ids(b"\x0a\x10", trace_id >> 64, trace_id & _LOW64, b"\x12\x08", span_id)]
+        if trace_state:
+            parts.append(field_bytes(3, trace_state.to_header().encode()))
         if parent is not None:
-            parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
+            parts.append(_pack_parent(b"\x22\x08", parent.span_id))
             if parent.is_remote:
                 flags |= _IS_REMOTE
-        parts += (
-            self._static(span),
-            b"\x39",
-            _pack_fixed64(span.start_time),
-            b"\x41",
-            _pack_fixed64(span.end_time),
-        )
+        parts += (self._static(span), _pack_times(b"\x39", span.start_time, b"\x41", span.end_time))
         if span.events:
             parts += [_event(e) for e in span.events]
         if span.links:
             parts += [_link(li) for li in span.links]
-        parts += (_status(span.status), b"\x85\x01", _pack_fixed32(flags))
+        status = span.status
+        if status.status_code is not StatusCode.UNSET:
+            parts.append(_status(status))
+        parts.append(_FLAGS.get(flags) or b"\x85\x01" + _pack_fixed32(flags))
         body = b"".join(parts)
-        return b"\x12" + varint(len(body)) + body  # ScopeSpans.spans (2)
+        size = len(body)
+        return (_SPAN_HEADS[size] if size < len(_SPAN_HEADS) else b"\x12" + varint(size)) + body
 
     def request(self, spans: Sequence[Any]) -> bytes:
-        scope_spans = self._scope + b"".join([self.span(s) for s in spans])
+        return self.request_of_encoded([self.span(s) for s in spans])
+
+    def request_of_encoded(self, encoded: Sequence[bytes]) -> bytes:
+        """The request of spans encoded by :meth:`span` already."""
+        scope_spans = self._scope + b"".join(encoded)
         resource_spans = self._resource + field_bytes(2, scope_spans)
         return field_bytes(1, resource_spans)
 
 
 _KINDS = {kind: varint(kind + 1) for kind in range(5)}  # API SpanKind value -> OTLP's (UNSPECIFIED is 0)
+# the flags field (16, fixed32) of the common values: sampled or not, parent remote or not
+_FLAGS = {f: b"\x85\x01" + _pack_fixed32(f) for f in (0x100, 0x101, 0x300, 0x301)}
+# ScopeSpans.spans (2): tag and length of a span body of each size below 2 KiB
+_SPAN_HEADS = [b"\x12" + varint(size) for size in range(2048)]
 
 
 class OtlpExporter:
@@ -213,12 +232,12 @@ class OtlpExporter:
             return api.secure_channel(self._target, grpc.ssl_channel_credentials())
         return api.insecure_channel(self._target)
 
-    def _raise_unless_retryable(self, spans: Sequence[Any], error: grpc.RpcError, attempt: int) -> None:
+    def _raise_unless_retryable(self, count: int, error: grpc.RpcError, attempt: int) -> None:
         """Raise ExportError when another attempt is no use (a permanent error, or the last try)."""
         code = error.code() if isinstance(error, (grpc.Call, grpc.aio.AioRpcError)) else None
         retryable = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
         if not retryable or attempt == self._retries:
-            raise ExportError(f"OTLP export of {len(spans)} spans to {self.endpoint} failed: {code}") from None
+            raise ExportError(f"OTLP export of {count} spans to {self.endpoint} failed: {code}") from None
 
     def export(self, spans: Sequence[Any]) -> None:
         """Send from a thread (blocking)."""
@@ -233,23 +252,33 @@ class OtlpExporter:
                 send(request, timeout=self._timeout, metadata=self._headers or None)
                 return
             except grpc.RpcError as error:
-                self._raise_unless_retryable(spans, error, attempt)
+                self._raise_unless_retryable(len(spans), error, attempt)
                 time.sleep(0.5 * 2**attempt)
 
     async def export_async(self, spans: Sequence[Any]) -> None:
         """Send from an event loop (grpc.aio, created on first use on that loop)."""
-        if not spans:
-            return
+        if spans:
+            await self._send_async(self._encoder.request(spans), len(spans))
+
+    def encode_span(self, span: Any) -> bytes:
+        """One finished span's wire bytes, for :meth:`export_encoded_async` later."""
+        return self._encoder.span(span)
+
+    async def export_encoded_async(self, encoded: Sequence[bytes]) -> None:
+        """Send spans encoded by :meth:`encode_span`, from an event loop."""
+        if encoded:
+            await self._send_async(self._encoder.request_of_encoded(encoded), len(encoded))
+
+    async def _send_async(self, request: bytes, count: int) -> None:
         if self._aio_channel is None:
             self._aio_channel = self._open(grpc.aio)
         send = self._aio_channel.unary_unary(EXPORT_METHOD, None, None)
-        request = self._encoder.request(spans)
         for attempt in range(self._retries + 1):
             try:
                 await send(request, timeout=self._timeout, metadata=self._headers or None)
                 return
             except grpc.aio.AioRpcError as error:
-                self._raise_unless_retryable(spans, error, attempt)
+                self._raise_unless_retryable(count, error, attempt)
                 await asyncio.sleep(0.5 * 2**attempt)
 
     def shutdown(self) -> None:

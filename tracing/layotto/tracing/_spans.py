@@ -255,6 +255,19 @@ class LeanTracer(trace.Tracer):
             processor.on_start(span, context)
         return span
 
+    def start_root_span(self, name: str, kind: SpanKind, attributes: Mapping[str, AttributeValue]) -> trace.Span:
+        """``start_span(name, Context(), kind, attributes)``: a span of a new trace, without looking
+        for a parent (what a server does for a caller that sent no trace context)."""
+        trace_id = _getrandbits(128) or 1
+        if not self._root_sampled(trace_id):
+            return NonRecordingSpan(SpanContext(trace_id, _getrandbits(64) or 1, False, _NOT_SAMPLED, _EMPTY_STATE))
+        span = RecordedSpan(
+            self, name, trace_id, _getrandbits(64) or 1, _EMPTY_STATE, None, kind, dict(attributes), (), _time_ns()
+        )
+        for processor in self._start_processors:
+            processor.on_start(span, None)
+        return span
+
     def start_as_current_span(  # type: ignore[override]  # noqa: PLR0917  # the API's order; returns a plain context manager
         self,
         name: str,

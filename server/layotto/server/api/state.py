@@ -9,6 +9,9 @@ the HTTP API) and converts the result back.
 
 from __future__ import annotations
 
+import functools
+import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,10 +47,16 @@ class StateMessages:
 # -- conversions: small pure functions -------------------------------------------------
 
 
-def enum_names(message: Any, field_name: str) -> dict[int, str]:
-    """The numbers and names of an enum field of ``message`` (the same for both wire APIs)."""
-    enum = message.DESCRIPTOR.fields_by_name[field_name].enum_type
-    return {value.number: value.name for value in enum.values}
+def enum_names(message: Any, field_name: str) -> Mapping[int, str]:
+    """The numbers and names of an enum field of ``message`` (the same for both wire APIs); built
+    once per message type and field, read only."""
+    return _enum_names(message.DESCRIPTOR, field_name)
+
+
+@functools.cache
+def _enum_names(descriptor: Any, field_name: str) -> Mapping[int, str]:
+    enum = descriptor.fields_by_name[field_name].enum_type
+    return types.MappingProxyType({value.number: value.name for value in enum.values})
 
 
 def require_consistency(message: Any, field: str) -> None:

@@ -19,6 +19,7 @@ input bindings (their delivery loop), and any component another one took as a pe
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -214,6 +215,8 @@ class Reconfigurer:
             await old.close()
         except Exception:
             log.exception("closing the replaced %s %r failed", block, old.name)
+        # serve() froze start-up's objects (gc.freeze), this instance among them: collectable again
+        gc.unfreeze()
 
     async def aclose(self) -> None:
         """Finish retiring the replaced instances (at shutdown, after the calls drained)."""
