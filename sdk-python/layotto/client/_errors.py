@@ -29,6 +29,7 @@
     ├── AppError                    invoke: the target app answered with an error (.app_id, .http_status)
     ├── RateLimited                 flow control: over the configured rate (.retry_after seconds)
     ├── CircuitOpen                 resiliency: the target's circuit breaker is open (.target, .breaker)
+    ├── DeliveryRefused             email, SMS, phone: the mail server or gateway refused the message
     ├── NotImplementedByRuntime     the runtime does not serve this API
     ├── RuntimeInternalError        the runtime failed unexpectedly
     │   └── BackendError            the component's backend answered with an error
