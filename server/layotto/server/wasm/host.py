@@ -6,8 +6,11 @@ allocator (``proxy_on_memory_allocate`` or ``malloc``), and the (pointer, size) 
 two addresses the module gave. A pointer outside the memory answers INVALID_MEMORY_ACCESS (6).
 
 ``proxy_get_state`` and ``proxy_invoke_service`` (Layotto's) reach the runtime through a
-:class:`RuntimeBridge`; the calls that need what this runtime does not offer (HTTP and gRPC
-callouts, shared queues, metrics, foreign functions) are provided and answer UNIMPLEMENTED (12).
+:class:`RuntimeBridge`, as do shared data, shared queues, metrics and the tick period. HTTP callouts
+(``proxy_http_call``, or ``proxy_dispatch_http_call``) are queued on the exchange and made through
+service invocation (upstream = app id, ``:path`` = method) once the module's callback returns; the
+engine then calls ``proxy_on_http_call_response``. gRPC callouts and foreign functions are provided
+and answer UNIMPLEMENTED (12).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import wasmtime
 
 from layotto.server.errors import LayottoError
 from layotto.server.wasm import abi
+from layotto.server.wasm.shared import MAX_NAME_BYTES, FunctionMetrics, SharedLimit, SharedQueues
 
 log = logging.getLogger(__name__)
 INVALID_MEMORY_ACCESS = 6
@@ -41,6 +45,33 @@ class RuntimeBridge(Protocol):
 
     def set_shared(self, key: str, value: bytes, cas: int) -> bool: ...
 
+    @property
+    def queues(self) -> SharedQueues: ...
+
+    @property
+    def metrics(self) -> FunctionMetrics: ...
+
+    def queue_ready(self, owner: str, token: int) -> None:
+        """An item was enqueued into ``owner``'s queue ``token``: tell its root context."""
+
+    def set_tick_period(self, function: str, milliseconds: int) -> None:
+        """Call ``function``'s ``proxy_on_tick`` every ``milliseconds`` (0: stop)."""
+
+
+#: callouts one call of a function may make
+MAX_CALLOUTS = 16
+
+
+@dataclass
+class Callout:
+    """An HTTP callout a module asked for: made through service invocation of ``app_id``."""
+
+    token: int
+    app_id: str
+    method: str
+    body: bytes
+    timeout_seconds: float
+
 
 @dataclass
 class Exchange:
@@ -56,6 +87,10 @@ class Exchange:
     plugin_config: bytes = b""
     properties: dict[str, bytes] = field(default_factory=dict)
     deadline: float = float("inf")
+    callouts: list[Callout] = field(default_factory=list)
+    callouts_made: int = 0
+    call_response_headers: abi.Pairs = field(default_factory=list)
+    call_response_body: bytes = b""
 
     def buffers(self) -> dict[int, bytes]:
         return {
@@ -63,6 +98,7 @@ class Exchange:
             abi.HTTP_RESPONSE_BODY: self.response_body,
             abi.PLUGIN_CONFIGURATION: self.plugin_config,
             abi.CALL_DATA: self.call_data,
+            abi.HTTP_CALL_RESPONSE_BODY: self.call_response_body,
         }
 
     def set_buffer(self, kind: int, value: bytes) -> None:
@@ -78,6 +114,8 @@ class Exchange:
             return self.request_headers
         if kind == abi.HTTP_RESPONSE_HEADERS:
             return self.response_headers
+        if kind == abi.HTTP_CALL_RESPONSE_HEADERS:
+            return self.call_response_headers
         return None
 
 
@@ -100,18 +138,11 @@ def _status(call: Callable[..., int]) -> Callable[..., int]:
 
 #: name -> number of i32 parameters (result i32) of the calls answered UNIMPLEMENTED
 _UNIMPLEMENTED = {
-    "proxy_http_call": 10,
     "proxy_grpc_call": 12,
     "proxy_grpc_stream": 9,
     "proxy_grpc_send": 4,
     "proxy_grpc_cancel": 1,
     "proxy_grpc_close": 1,
-    "proxy_register_shared_queue": 3,
-    "proxy_resolve_shared_queue": 5,
-    "proxy_enqueue_shared_queue": 3,
-    "proxy_dequeue_shared_queue": 3,
-    "proxy_define_metric": 4,
-    "proxy_get_metric": 2,
     "proxy_call_foreign_function": 6,
 }
 #: name -> number of i32 parameters of the calls that only acknowledge (answer OK)
@@ -122,7 +153,6 @@ _ACKNOWLEDGED = {
     "proxy_close_stream": 1,
     "proxy_done": 0,
     "proxy_set_effective_context": 1,
-    "proxy_set_tick_period_milliseconds": 1,
     "proxy_clear_route_cache": 0,
 }
 _ARITY = {
@@ -147,7 +177,28 @@ _ARITY = {
     "proxy_set_shared_data": 5,
     "proxy_get_state": 6,
     "proxy_invoke_service": 8,
+    "proxy_http_call": 10,
+    "proxy_dispatch_http_call": 10,
+    "proxy_register_shared_queue": 3,
+    "proxy_resolve_shared_queue": 5,
+    "proxy_enqueue_shared_queue": 3,
+    "proxy_dequeue_shared_queue": 3,
+    "proxy_define_metric": 4,
+    "proxy_get_metric": 2,
+    "proxy_set_tick_period_milliseconds": 1,
 }
+
+
+_ALIASES = {"proxy_send_http_response": "send_local_response", "proxy_dispatch_http_call": "http_call"}
+
+
+def _metric_status(call: Callable[..., int]) -> Callable[..., int]:
+    """``call`` (metric id, i64 value) with the id read as unsigned."""
+
+    def guarded(caller: wasmtime.Caller, metric_id: int, value: int) -> int:
+        return call(caller, metric_id & 0xFFFFFFFF, value)
+
+    return guarded
 
 
 def signatures() -> dict[str, wasmtime.FuncType]:
@@ -175,9 +226,11 @@ class HostCalls:
         types = signatures()
         table: dict[str, tuple[wasmtime.FuncType, Callable[..., int]]] = {}
         for name in _ARITY:
-            short = "send_local_response" if name == "proxy_send_http_response" else name.removeprefix("proxy_")
+            short = _ALIASES.get(name, name.removeprefix("proxy_"))
             table[name] = (types[name], _status(getattr(self, short)))
-        for name in _UNIMPLEMENTED.keys() | {"proxy_increment_metric", "proxy_record_metric"}:
+        for name in ("proxy_increment_metric", "proxy_record_metric"):
+            table[name] = (types[name], _metric_status(getattr(self, name.removeprefix("proxy_"))))
+        for name in _UNIMPLEMENTED:
             table[name] = (types[name], lambda caller, *args: abi.UNIMPLEMENTED)
         for name in _ACKNOWLEDGED:
             table[name] = (types[name], lambda caller, *args: abi.OK)
@@ -399,3 +452,127 @@ class HostCalls:
             log.warning("[wasm %s] runtime call failed: %s: %s", self.function_name, error.reason, error.message)
             return abi.INTERNAL_FAILURE
         return self._give(caller, value, ptr_ptr, size_ptr)
+
+    # HTTP callouts (through service invocation), made by the engine after the callback returns
+
+    def http_call(self, caller: wasmtime.Caller, *args: int) -> int:
+        """(upstream, headers, body, trailers as ptr/size each, timeout ms, token ptr): queue a callout
+        to app ``upstream``, method ``:path``; its token at the token pointer."""
+        up_ptr, up_size, headers_ptr, headers_size, body_ptr, body_size, _tp, _ts, timeout_ms, token_ptr = args
+        exchange = self.exchange
+        if exchange.callouts_made >= MAX_CALLOUTS:
+            log.warning("[wasm %s] callout refused: %d callouts per call at most", self.function_name, MAX_CALLOUTS)
+            return abi.INTERNAL_FAILURE
+        app_id = self._text(caller, up_ptr, up_size)
+        try:
+            headers = abi.decode_pairs(self._read(caller, headers_ptr, headers_size)) if headers_size else []
+        except ValueError:
+            return abi.SERIALIZATION_FAILURE
+        path = next((v for k, v in headers if k == ":path"), "/")
+        if not app_id:
+            return abi.BAD_ARGUMENT
+        exchange.callouts_made += 1
+        token = exchange.callouts_made
+        timeout = timeout_ms / 1000 if timeout_ms else float("inf")
+        exchange.callouts.append(
+            Callout(token, app_id, path.lstrip("/"), self._read(caller, body_ptr, body_size), timeout)
+        )
+        self._write(caller, token_ptr, struct.pack("<I", token))
+        return abi.OK
+
+    def make_callout(self, callout: Callout) -> None:
+        """Make ``callout`` within the call's deadline and its own timeout; the answer (status 200
+        and the body) or, when it failed, no headers and no body, in the call-response buffers."""
+        deadline = min(self.exchange.deadline, self.clock() + callout.timeout_seconds)
+        try:
+            body = self.bridge.invoke_service(callout.app_id, callout.method, callout.body, deadline)
+        except LayottoError as error:
+            log.warning("[wasm %s] callout to %r failed: %s", self.function_name, callout.app_id, error.message)
+            self.exchange.call_response_headers, self.exchange.call_response_body = [], b""
+            return
+        self.exchange.call_response_headers, self.exchange.call_response_body = [(":status", "200")], body
+
+    # shared queues
+
+    def register_shared_queue(self, caller: wasmtime.Caller, name_ptr: int, name_size: int, token_ptr: int) -> int:
+        try:
+            token = self.bridge.queues.register(self.function_name, self._text(caller, name_ptr, name_size))
+        except SharedLimit as error:
+            log.warning("[wasm %s] %s", self.function_name, error)
+            return abi.INTERNAL_FAILURE
+        self._write(caller, token_ptr, struct.pack("<I", token))
+        return abi.OK
+
+    def resolve_shared_queue(self, caller: wasmtime.Caller, *args: int) -> int:
+        """(vm id ptr/size: the registering function, "" for this one; name ptr/size; token ptr)"""
+        vm_ptr, vm_size, name_ptr, name_size, token_ptr = args
+        owner = self._text(caller, vm_ptr, vm_size) or self.function_name
+        token = self.bridge.queues.resolve(owner, self._text(caller, name_ptr, name_size))
+        if token is None:
+            return abi.NOT_FOUND
+        self._write(caller, token_ptr, struct.pack("<I", token))
+        return abi.OK
+
+    def enqueue_shared_queue(self, caller: wasmtime.Caller, token: int, ptr: int, size: int) -> int:
+        try:
+            owner = self.bridge.queues.enqueue(token, self._read(caller, ptr, size))
+        except SharedLimit as error:
+            log.warning("[wasm %s] %s", self.function_name, error)
+            return abi.INTERNAL_FAILURE
+        if owner is None:
+            return abi.NOT_FOUND
+        self.bridge.queue_ready(owner, token)
+        return abi.OK
+
+    def dequeue_shared_queue(self, caller: wasmtime.Caller, token: int, ptr_ptr: int, size_ptr: int) -> int:
+        try:
+            item = self.bridge.queues.dequeue(token)
+        except KeyError:
+            return abi.NOT_FOUND
+        if item is None:
+            return abi.EMPTY
+        return self._give(caller, item, ptr_ptr, size_ptr)
+
+    # metrics
+
+    def define_metric(self, caller: wasmtime.Caller, kind: int, name_ptr: int, name_size: int, id_ptr: int) -> int:
+        if name_size == 0 or name_size > MAX_NAME_BYTES:
+            return abi.BAD_ARGUMENT
+        try:
+            metric_id = self.bridge.metrics.define(self.function_name, kind, self._text(caller, name_ptr, name_size))
+        except ValueError:
+            return abi.BAD_ARGUMENT
+        except SharedLimit as error:
+            log.warning("[wasm %s] %s", self.function_name, error)
+            return abi.INTERNAL_FAILURE
+        self._write(caller, id_ptr, struct.pack("<I", metric_id))
+        return abi.OK
+
+    def increment_metric(self, caller: wasmtime.Caller, metric_id: int, offset: int) -> int:
+        return self._metric_call(lambda: self.bridge.metrics.increment(metric_id, offset))
+
+    def record_metric(self, caller: wasmtime.Caller, metric_id: int, value: int) -> int:
+        return self._metric_call(lambda: self.bridge.metrics.record(metric_id, value & 0xFFFFFFFFFFFFFFFF))
+
+    def get_metric(self, caller: wasmtime.Caller, metric_id: int, result_ptr: int) -> int:
+        try:
+            value = self.bridge.metrics.get(metric_id)
+        except KeyError:
+            return abi.NOT_FOUND
+        self._write(caller, result_ptr, struct.pack("<Q", value & 0xFFFFFFFFFFFFFFFF))
+        return abi.OK
+
+    def _metric_call(self, call: Callable[[], None]) -> int:
+        try:
+            call()
+        except KeyError:
+            return abi.NOT_FOUND
+        except ValueError:
+            return abi.BAD_ARGUMENT
+        return abi.OK
+
+    # timers
+
+    def set_tick_period_milliseconds(self, caller: wasmtime.Caller, period: int) -> int:
+        self.bridge.set_tick_period(self.function_name, period)
+        return abi.OK
