@@ -6,7 +6,9 @@ and installed over the admin API; calls go through the trigger on loopback.
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,43 @@ async def test_a_tick_period_calls_on_tick_until_uninstalled(host: Host) -> None
     await host.uninstall("ticker")
     assert await _eventually(lambda: _async(ticks()), lambda line: line == "")
     assert not host.runtime.functions._tickers
+
+
+#: Debian's rustc (rustup's has no wasm32 standard library here) and LLVM's wasm-ld: scripts/toolchains
+RUSTC, WASM_LD = Path("/usr/bin/rustc"), Path("/usr/bin/wasm-ld")
+
+
+def _rust_for_wasm32() -> Path:
+    """Debian's rustc when it has the wasm32 standard library; skip (fail under
+    LAYOTTO_REQUIRE_BACKENDS=1, as in CI) otherwise."""
+    if RUSTC.exists() and WASM_LD.exists():
+        sysroot = subprocess.run([RUSTC, "--print", "sysroot"], capture_output=True, text=True, check=True).stdout
+        if (Path(sysroot.strip()) / "lib/rustlib/wasm32-unknown-unknown/lib").is_dir():
+            return RUSTC
+    message = "needs rustc with the wasm32 standard library and wasm-ld (scripts/toolchains up installs them)"
+    if os.environ.get("LAYOTTO_REQUIRE_BACKENDS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def test_a_function_compiled_from_rust_serves_requests(host: Host) -> None:
+    rustc = _rust_for_wasm32()
+    source, module = host.dir / "rusty.rs", host.dir / "rusty.wasm"
+    source.write_text(wat.RUST_FUNCTION)
+    # fmt: off
+    subprocess.run(
+        [rustc, "--edition", "2021", "--crate-type", "cdylib", "--crate-name", "rusty",
+         "--target", "wasm32-unknown-unknown", "-C", "opt-level=1", "-C", "panic=abort", "-C", "strip=symbols",
+         "-C", f"linker={WASM_LD}", str(source), "-o", str(module)],
+        check=True, capture_output=True, timeout=120,
+    )
+    # fmt: on
+    entry = {"name": "rusty", "instance_num": 1, "vm_config": {"engine": "wasmtime", "path": str(module)}}
+    async with host.http.post(f"{host.admin}/wasm/install", json=entry) as response:
+        assert response.status == 200, await response.text()
+    assert await host.call("rusty", b"hello") == (200, b"rust: HELLO #1")
+    assert await host.call("rusty", b"again") == (200, b"rust: AGAIN #2")
+    assert 'layotto_wasm_function_counter_total{function="rusty",name="calls"} 2.0' in host.exposition()
 
 
 async def _async(value: Any) -> Any:

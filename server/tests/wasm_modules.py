@@ -310,3 +310,61 @@ TICKER = module(
     (drop (call $define_metric (i32.const 0) (i32.const 200) (i32.const 5) (i32.const 256)))
     (drop (call $increment_metric (i32.load (i32.const 256)) (i64.const 1))))""",
 )
+
+
+#: a proxy-wasm function in Rust with no crates (compiled by the tests with Debian's rustc for
+#: wasm32): answers "rust: " + the body upper-cased + " #" + its counter "calls", incremented
+RUST_FUNCTION = r"""
+use std::mem::MaybeUninit;
+
+extern "C" {
+    fn proxy_get_buffer_bytes(kind: u32, start: u32, max: u32, ptr: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_set_buffer_bytes(kind: u32, start: u32, size: u32, ptr: *const u8, len: usize) -> u32;
+    fn proxy_define_metric(kind: u32, name: *const u8, name_len: usize, id: *mut u32) -> u32;
+    fn proxy_increment_metric(id: u32, offset: i64) -> u32;
+    fn proxy_get_metric(id: u32, value: *mut u64) -> u32;
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_0() {}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut buffer: Vec<MaybeUninit<u8>> = Vec::with_capacity(size);
+    let ptr = buffer.as_mut_ptr() as *mut u8;
+    std::mem::forget(buffer);
+    ptr
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_get_id() {
+    let id = b"rusty";
+    unsafe { proxy_set_buffer_bytes(8, 0, 0, id.as_ptr(), id.len()) };
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(_context: u32, _parent: u32) {}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(_context: u32, _headers: u32, _end: u32) -> u32 {
+    0
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_body(_context: u32, size: u32, _end: u32) -> u32 {
+    let mut ptr: *mut u8 = std::ptr::null_mut();
+    let mut len: usize = 0;
+    let status = unsafe { proxy_get_buffer_bytes(0, 0, size, &mut ptr, &mut len) };
+    let body = if status == 0 && len > 0 { unsafe { Vec::from_raw_parts(ptr, len, len) } } else { Vec::new() };
+    let (mut id, mut calls) = (0u32, 0u64);
+    let name = b"calls";
+    unsafe {
+        proxy_define_metric(0, name.as_ptr(), name.len(), &mut id);
+        proxy_increment_metric(id, 1);
+        proxy_get_metric(id, &mut calls);
+    }
+    let answer = format!("rust: {} #{}", String::from_utf8_lossy(&body).to_uppercase(), calls);
+    unsafe { proxy_set_buffer_bytes(1, 0, 0, answer.as_ptr(), answer.len()) };
+    0
+}
+"""
