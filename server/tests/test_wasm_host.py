@@ -166,3 +166,15 @@ async def test_a_function_compiled_from_rust_serves_requests(host: Host) -> None
 
 async def _async(value: Any) -> Any:
     return value
+
+
+def test_the_queue_and_metric_bounds_are_checked_naming_the_key() -> None:
+    from layotto.server.components.base import ConfigError
+    from layotto.server.wasm.settings import parse_wasm_settings
+
+    settings = parse_wasm_settings({"queue_capacity": 8, "metrics_per_function": 0}, "wasm")
+    assert (settings.queue_capacity, settings.metrics_per_function) == (8, 0)
+    assert settings.to_dict()["queue_capacity"] == 8
+    for key, value in (("queue_capacity", 0), ("metrics_per_function", 1001), ("queue_capacity", 1.5)):
+        with pytest.raises(ConfigError, match=f"wasm.{key}: expected an integer"):
+            parse_wasm_settings({key: value}, "wasm")
