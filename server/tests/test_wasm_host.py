@@ -122,6 +122,11 @@ async def test_a_tick_period_calls_on_tick_until_uninstalled(host: Host) -> None
         return next((line for line in host.exposition().splitlines() if 'name="ticks"' in line), "")
 
     assert await _eventually(lambda: _async(ticks()), lambda line: line and float(line.split()[-1]) >= 3)
+    async with host.http.post(
+        f"{host.admin}/wasm/install", json={"name": "twin", "path": str(host.dir / "ticker.wasm")}
+    ) as response:
+        assert response.status != 200  # the same function id: refused, and its instance's ticker with it
+    assert set(host.runtime.functions._tickers) == {"ticker"}
     await host.uninstall("ticker")
     assert await _eventually(lambda: _async(ticks()), lambda line: line == "")
     assert not host.runtime.functions._tickers

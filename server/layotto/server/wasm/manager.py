@@ -132,8 +132,14 @@ class FunctionManager:
         (one line naming the fault) and AlreadyInstalled."""
         if any(f.spec.name == spec.name for f in self._functions.values()):
             raise AlreadyInstalled(f"{spec.name!r} is already installed")
-        function = await self._load(spec)
+        try:
+            function = await self._load(spec)
+        except ModuleRefused:
+            self._forget_unless_installed(spec.name)  # what its instances registered while starting
+            raise
         if function.function_id in self._functions or any(f.spec.name == spec.name for f in self._functions.values()):
+            self._retire(function)
+            self._forget_unless_installed(spec.name)
             raise AlreadyInstalled(f"function id {function.function_id!r} is already installed")
         await self._grow(function, spec.instance_num - function.size)
         self._functions[function.function_id] = function
@@ -276,8 +282,8 @@ class FunctionManager:
     def _give_back(self, function: Function, instance: FunctionInstance) -> None:
         if function.retired:
             instance.close()
-            if function.uninstalled and not any(f.spec.name == function.spec.name for f in self._functions.values()):
-                self._forget(function.spec.name)  # what a call in flight registered after the uninstall
+            if function.uninstalled:
+                self._forget_unless_installed(function.spec.name)  # what a call in flight registered meanwhile
             return
         if not instance.broken:
             function.pool.put_nowait(instance)
@@ -381,6 +387,10 @@ class FunctionManager:
             period = max(milliseconds, MIN_TICK_MS) / 1000
             self._tickers[name] = asyncio.create_task(self._tick(name, period), name=f"wasm-tick {name}")
 
+    def _forget_unless_installed(self, name: str) -> None:
+        if not any(f.spec.name == name for f in self._functions.values()):
+            self._forget(name)
+
     def _forget(self, name: str) -> None:
         self._stop_ticker(name)
         self._queues.drop(name)
@@ -406,7 +416,8 @@ class FunctionManager:
         try:
             instance = await asyncio.wait_for(function.pool.get(), deadline) if wait else function.pool.get_nowait()
         except (TimeoutError, asyncio.QueueEmpty):
-            log.warning("wasm function %r: %s skipped, every instance busy", function.function_id, export)
+            level = logging.WARNING if wait else logging.DEBUG  # a tick finding them busy: the next one comes
+            log.log(level, "wasm function %r: %s skipped, every instance busy", function.function_id, export)
             return
         context = contextvars.copy_context()
         future = self._loop.run_in_executor(self._executor, context.run, instance.root_call, export, *args)
