@@ -282,7 +282,8 @@ class Runtime:
             from layotto.server.wasm.trigger import WasmListeners
         except ImportError as error:
             raise ConfigError(f"wasm: needs the wasm extra (pip install 'layotto-server[wasm]'): {error}") from None
-        self.functions = FunctionManager(wasm, self.services.state, self.invoker, self.tracing)
+        registry = self.metrics.registry if self.metrics is not None else None
+        self.functions = FunctionManager(wasm, self.services.state, self.invoker, self.tracing, registry)
         self.invoker.functions = self.functions
         try:
             await self.functions.start()

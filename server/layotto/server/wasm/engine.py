@@ -21,7 +21,7 @@ from typing import Any
 import wasmtime
 
 from layotto.server.wasm import abi
-from layotto.server.wasm.host import Exchange, HostCalls, RuntimeBridge, signatures
+from layotto.server.wasm.host import Callout, Exchange, HostCalls, RuntimeBridge, signatures
 from layotto.server.wasm.settings import Limits
 
 TICK_SECONDS = 0.02
@@ -48,6 +48,9 @@ class CompiledModule:
     module: wasmtime.Module
     abi_version: str
     source: str
+
+    def module_exports(self, name: str) -> bool:
+        return any(export.name == name for export in self.module.exports)
 
 
 class WasmEngine:
@@ -184,14 +187,42 @@ class FunctionInstance:
                 "proxy_on_request_headers", context_id, len(exchange.request_headers), end_of_stream
             )
         )
+        self._make_callouts(context_id)
         if action in (abi.CONTINUE, None) and exchange.request_body and not exchange.local_response:
             action = self._run(
                 lambda: self._call_optional("proxy_on_request_body", context_id, len(exchange.request_body), 1)
             )
+            self._make_callouts(context_id)
         self._run(lambda: self._call_optional("proxy_on_done", context_id))
         self._run(lambda: self._call_optional("proxy_on_delete", context_id))
         if action not in (abi.CONTINUE, None) and not exchange.local_response:
             raise CallFailed("paused", f"function {self.name!r} paused the request and sent no response")
+
+    def root_call(self, export: str, *args: int) -> None:
+        """Call ``export`` (``proxy_on_tick``, ``proxy_on_queue_ready``) on the root context with
+        ``args`` after its id, under the call limits, then make the callouts it asked for."""
+        self.host.exchange = Exchange(deadline=self.host.clock() + self.limits.deadline_seconds)
+        self._budget(self.limits.deadline_seconds)
+        self._run(lambda: self._call_optional(export, self.root_context_id, *args))
+        self._make_callouts(self.root_context_id)
+
+    def exports_function(self, name: str) -> bool:
+        return self._export(name) is not None
+
+    def _make_callouts(self, context_id: int) -> None:
+        """Make the HTTP callouts the module queued, each answered through
+        ``proxy_on_http_call_response`` (which may queue more, up to the per-call cap)."""
+        exchange = self.host.exchange
+        while exchange.callouts:
+            self._answer_callout(context_id, exchange.callouts.pop(0))
+
+    def _answer_callout(self, context_id: int, callout: Callout) -> None:
+        exchange = self.host.exchange
+        self._run(lambda: self.host.make_callout(callout))
+        headers, body = len(exchange.call_response_headers), len(exchange.call_response_body)
+        self._run(
+            lambda: self._call_optional("proxy_on_http_call_response", context_id, callout.token, headers, body, 0)
+        )
 
     def _run(self, call: Callable[[], Any]) -> Any:
         try:

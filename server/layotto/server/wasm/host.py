@@ -1,13 +1,14 @@
 """The host functions a proxy-wasm function imports (module ``env``), bound to one instance.
 
-Memory goes in and out as proxy-wasm specifies: the module passes (pointer, size) pairs into its
-memory; data the host returns is written into memory it allocates through the module's own
-allocator (``proxy_on_memory_allocate`` or ``malloc``), and the (pointer, size) is stored at the
-two addresses the module gave. A pointer outside the memory answers INVALID_MEMORY_ACCESS (6).
+Memory goes in and out as proxy-wasm specifies (:mod:`~layotto.server.wasm.context`); a pointer
+outside the memory answers INVALID_MEMORY_ACCESS (6).
 
 ``proxy_get_state`` and ``proxy_invoke_service`` (Layotto's) reach the runtime through a
-:class:`RuntimeBridge`; the calls that need what this runtime does not offer (HTTP and gRPC
-callouts, shared queues, metrics, foreign functions) are provided and answer UNIMPLEMENTED (12).
+:class:`RuntimeBridge`, as do shared data, shared queues, metrics and the tick period. HTTP callouts
+(``proxy_http_call``, or ``proxy_dispatch_http_call``) are queued on the exchange and made through
+service invocation (upstream = app id, ``:path`` = method) once the module's callback returns; the
+engine then calls ``proxy_on_http_call_response``. gRPC callouts and foreign functions are provided
+and answer UNIMPLEMENTED (12).
 """
 
 from __future__ import annotations
@@ -16,73 +17,18 @@ import logging
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import wasmtime
 
 from layotto.server.errors import LayottoError
 from layotto.server.wasm import abi
+from layotto.server.wasm.context import BadMemory, Callout, Exchange, RuntimeBridge
+from layotto.server.wasm.host_shared import SharedCalls
 
+__all__ = ["Callout", "Exchange", "HostCalls", "RuntimeBridge", "signatures"]
 log = logging.getLogger(__name__)
 INVALID_MEMORY_ACCESS = 6
 _I32, _I64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
-
-
-class RuntimeBridge(Protocol):
-    """What the host functions ask of the runtime; called on the instance's worker thread,
-    each call bounded by ``deadline`` (time.monotonic seconds). Raise LayottoError on failure."""
-
-    def get_state(self, store_name: str, key: str, deadline: float) -> bytes: ...
-
-    def invoke_service(self, app_id: str, method: str, data: bytes, deadline: float) -> bytes: ...
-
-    def get_shared(self, key: str) -> tuple[bytes, int] | None: ...
-
-    def set_shared(self, key: str, value: bytes, cas: int) -> bool: ...
-
-
-@dataclass
-class Exchange:
-    """One HTTP request through a function and the response it builds."""
-
-    request_headers: abi.Pairs = field(default_factory=list)
-    request_body: bytes = b""
-    response_headers: abi.Pairs = field(default_factory=list)
-    response_body: bytes = b""
-    status: int = 200
-    local_response: bool = False  # the module answered with proxy_send_local_response
-    call_data: bytes = b""
-    plugin_config: bytes = b""
-    properties: dict[str, bytes] = field(default_factory=dict)
-    deadline: float = float("inf")
-
-    def buffers(self) -> dict[int, bytes]:
-        return {
-            abi.HTTP_REQUEST_BODY: self.request_body,
-            abi.HTTP_RESPONSE_BODY: self.response_body,
-            abi.PLUGIN_CONFIGURATION: self.plugin_config,
-            abi.CALL_DATA: self.call_data,
-        }
-
-    def set_buffer(self, kind: int, value: bytes) -> None:
-        name = {
-            abi.HTTP_REQUEST_BODY: "request_body",
-            abi.HTTP_RESPONSE_BODY: "response_body",
-            abi.CALL_DATA: "call_data",
-        }[kind]
-        setattr(self, name, value)
-
-    def header_map(self, kind: int) -> abi.Pairs | None:
-        if kind == abi.HTTP_REQUEST_HEADERS:
-            return self.request_headers
-        if kind == abi.HTTP_RESPONSE_HEADERS:
-            return self.response_headers
-        return None
-
-
-class _BadMemory(Exception):
-    pass
 
 
 def _status(call: Callable[..., int]) -> Callable[..., int]:
@@ -92,7 +38,7 @@ def _status(call: Callable[..., int]) -> Callable[..., int]:
     def guarded(caller: wasmtime.Caller, *args: int) -> int:
         try:
             return call(caller, *(arg & 0xFFFFFFFF for arg in args))
-        except _BadMemory:
+        except BadMemory:
             return INVALID_MEMORY_ACCESS
 
     return guarded
@@ -100,18 +46,11 @@ def _status(call: Callable[..., int]) -> Callable[..., int]:
 
 #: name -> number of i32 parameters (result i32) of the calls answered UNIMPLEMENTED
 _UNIMPLEMENTED = {
-    "proxy_http_call": 10,
     "proxy_grpc_call": 12,
     "proxy_grpc_stream": 9,
     "proxy_grpc_send": 4,
     "proxy_grpc_cancel": 1,
     "proxy_grpc_close": 1,
-    "proxy_register_shared_queue": 3,
-    "proxy_resolve_shared_queue": 5,
-    "proxy_enqueue_shared_queue": 3,
-    "proxy_dequeue_shared_queue": 3,
-    "proxy_define_metric": 4,
-    "proxy_get_metric": 2,
     "proxy_call_foreign_function": 6,
 }
 #: name -> number of i32 parameters of the calls that only acknowledge (answer OK)
@@ -122,7 +61,6 @@ _ACKNOWLEDGED = {
     "proxy_close_stream": 1,
     "proxy_done": 0,
     "proxy_set_effective_context": 1,
-    "proxy_set_tick_period_milliseconds": 1,
     "proxy_clear_route_cache": 0,
 }
 _ARITY = {
@@ -147,7 +85,28 @@ _ARITY = {
     "proxy_set_shared_data": 5,
     "proxy_get_state": 6,
     "proxy_invoke_service": 8,
+    "proxy_http_call": 10,
+    "proxy_dispatch_http_call": 10,
+    "proxy_register_shared_queue": 3,
+    "proxy_resolve_shared_queue": 5,
+    "proxy_enqueue_shared_queue": 3,
+    "proxy_dequeue_shared_queue": 3,
+    "proxy_define_metric": 4,
+    "proxy_get_metric": 2,
+    "proxy_set_tick_period_milliseconds": 1,
 }
+
+
+_ALIASES = {"proxy_send_http_response": "send_local_response", "proxy_dispatch_http_call": "http_call"}
+
+
+def _metric_status(call: Callable[..., int]) -> Callable[..., int]:
+    """``call`` (metric id, i64 value) with the id read as unsigned."""
+
+    def guarded(caller: wasmtime.Caller, metric_id: int, value: int) -> int:
+        return call(caller, metric_id & 0xFFFFFFFF, value)
+
+    return guarded
 
 
 def signatures() -> dict[str, wasmtime.FuncType]:
@@ -160,67 +119,23 @@ def signatures() -> dict[str, wasmtime.FuncType]:
     return table
 
 
-class HostCalls:
+class HostCalls(SharedCalls):
     """The host functions of one instance; ``exchange`` is the request it is serving."""
-
-    clock = staticmethod(time.monotonic)
-
-    def __init__(self, bridge: RuntimeBridge, function_name: str) -> None:
-        self.bridge = bridge
-        self.function_name = function_name
-        self.exchange = Exchange()
 
     def table(self) -> dict[str, tuple[wasmtime.FuncType, Callable[..., int]]]:
         """import name -> (type, callable(caller, *args)) for wasmtime's linker."""
         types = signatures()
         table: dict[str, tuple[wasmtime.FuncType, Callable[..., int]]] = {}
         for name in _ARITY:
-            short = "send_local_response" if name == "proxy_send_http_response" else name.removeprefix("proxy_")
+            short = _ALIASES.get(name, name.removeprefix("proxy_"))
             table[name] = (types[name], _status(getattr(self, short)))
-        for name in _UNIMPLEMENTED.keys() | {"proxy_increment_metric", "proxy_record_metric"}:
+        for name in ("proxy_increment_metric", "proxy_record_metric"):
+            table[name] = (types[name], _metric_status(getattr(self, name.removeprefix("proxy_"))))
+        for name in _UNIMPLEMENTED:
             table[name] = (types[name], lambda caller, *args: abi.UNIMPLEMENTED)
         for name in _ACKNOWLEDGED:
             table[name] = (types[name], lambda caller, *args: abi.OK)
         return table
-
-    # memory in and out
-
-    def _memory(self, caller: wasmtime.Caller) -> wasmtime.Memory:
-        memory = caller.get("memory")
-        if not isinstance(memory, wasmtime.Memory):
-            raise _BadMemory
-        return memory
-
-    def _read(self, caller: wasmtime.Caller, ptr: int, size: int) -> bytes:
-        memory = self._memory(caller)
-        if ptr < 0 or size < 0 or ptr + size > memory.data_len(caller):
-            raise _BadMemory
-        return bytes(memory.read(caller, ptr, ptr + size))
-
-    def _text(self, caller: wasmtime.Caller, ptr: int, size: int) -> str:
-        return self._read(caller, ptr, size).decode("utf-8", "replace")
-
-    def _write(self, caller: wasmtime.Caller, ptr: int, data: bytes) -> None:
-        memory = self._memory(caller)
-        if ptr < 0 or ptr + len(data) > memory.data_len(caller):
-            raise _BadMemory
-        memory.write(caller, data, ptr)
-
-    def _give(self, caller: wasmtime.Caller, data: bytes, ptr_ptr: int, size_ptr: int) -> int:
-        """Copy ``data`` into memory the module allocates; store its pointer and size."""
-        ptr = 0
-        if data:
-            allocate = next(
-                (f for f in map(caller.get, abi.ALLOCATOR_EXPORTS) if isinstance(f, wasmtime.Func)),
-                None,
-            )
-            if allocate is None:
-                return abi.INTERNAL_FAILURE
-            ptr = int(allocate(caller, len(data)))
-            self._write(caller, ptr, data)
-        self._write(caller, ptr_ptr, struct.pack("<I", ptr))
-        self._write(caller, size_ptr, struct.pack("<I", len(data)))
-        return abi.OK
 
     # logging, time, properties
 

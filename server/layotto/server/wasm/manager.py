@@ -11,6 +11,10 @@ running version kept.
 The runtime reaches functions through :class:`~layotto.server.runtime.invocation.Invoker`
 (app id = function id), and functions reach the runtime through the :class:`RuntimeBridge`
 methods here: the State layer and the Invoker, on the event loop, awaited from the worker thread.
+Shared queues and metrics live here too (:mod:`~layotto.server.wasm.shared`): an enqueue calls the
+registering function's ``proxy_on_queue_ready`` on one of its instances, and a tick period set with
+``proxy_set_tick_period_milliseconds`` calls its ``proxy_on_tick`` (a tick finding every instance
+busy is skipped). Both go away when the function is uninstalled.
 """
 
 from __future__ import annotations
@@ -34,14 +38,18 @@ from layotto.server.errors import AppError, DeadlineExceeded
 from layotto.server.wasm.engine import CallFailed, CompiledModule, FunctionInstance, ModuleRefused, WasmEngine
 from layotto.server.wasm.host import Exchange
 from layotto.server.wasm.settings import FunctionSpec, WasmSettings
+from layotto.server.wasm.shared import FunctionMetrics, SharedQueues
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from layotto.server.runtime.invocation import Invoker, InvokeRequest, InvokeResponse
     from layotto.server.runtime.state import StateService
     from layotto.tracing import Tracing
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MIN_TICK_MS = 10  # a shorter tick period set by a module is raised to this
 
 
 class FunctionNotFound(Exception):
@@ -61,6 +69,7 @@ class Function:
     pool: asyncio.Queue[FunctionInstance] = field(default_factory=asyncio.Queue)
     size: int = 0  # instances in the pool or serving a call
     retired: bool = False  # replaced or uninstalled: instances coming back are closed
+    uninstalled: bool = False  # its queues, metrics and ticker go (again when a call in flight ends)
 
 
 class FunctionManager:
@@ -72,9 +81,11 @@ class FunctionManager:
         state: StateService | None,
         invoker: Invoker | None,
         tracing: Tracing | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         """``tracing``: when set, a call is a span (SERVER from the trigger, continuing the request's
-        trace headers; INTERNAL when invoked), its state reads and invocations child spans."""
+        trace headers; INTERNAL when invoked), its state reads and invocations child spans.
+        ``registry``: the runtime's Prometheus registry, where the functions' metrics are exported."""
         self.settings = settings
         self._tracing = tracing
         self._state = state
@@ -87,6 +98,12 @@ class FunctionManager:
         self._shared_lock = threading.Lock()
         self._watcher: asyncio.Task[None] | None = None
         self._replacing: set[asyncio.Task[None]] = set()
+        self._queues = SharedQueues(settings.queue_capacity)
+        self._metrics = FunctionMetrics(settings.metrics_per_function)
+        self._registry = registry
+        if registry is not None:
+            registry.register(self._metrics)
+        self._tickers: dict[str, asyncio.Task[None]] = {}  # by install name
 
     async def start(self) -> None:
         """Install the configured functions (ModuleRefused, AlreadyInstalled) and start the file watch."""
@@ -115,8 +132,14 @@ class FunctionManager:
         (one line naming the fault) and AlreadyInstalled."""
         if any(f.spec.name == spec.name for f in self._functions.values()):
             raise AlreadyInstalled(f"{spec.name!r} is already installed")
-        function = await self._load(spec)
+        try:
+            function = await self._load(spec)
+        except ModuleRefused:
+            self._forget_unless_installed(spec.name)  # what its instances registered while starting
+            raise
         if function.function_id in self._functions or any(f.spec.name == spec.name for f in self._functions.values()):
+            self._retire(function)
+            self._forget_unless_installed(spec.name)
             raise AlreadyInstalled(f"function id {function.function_id!r} is already installed")
         await self._grow(function, spec.instance_num - function.size)
         self._functions[function.function_id] = function
@@ -128,6 +151,8 @@ class FunctionManager:
         function = self.find(name)
         del self._functions[function.function_id]
         self._retire(function)
+        function.uninstalled = True
+        self._forget(function.spec.name)
         log.info("wasm function %r uninstalled", function.function_id)
         return function.function_id
 
@@ -257,6 +282,8 @@ class FunctionManager:
     def _give_back(self, function: Function, instance: FunctionInstance) -> None:
         if function.retired:
             instance.close()
+            if function.uninstalled:
+                self._forget_unless_installed(function.spec.name)  # what a call in flight registered meanwhile
             return
         if not instance.broken:
             function.pool.put_nowait(instance)
@@ -333,12 +360,83 @@ class FunctionManager:
             self._shared[key] = (value, current + 1)
             return True
 
+    @property
+    def queues(self) -> SharedQueues:
+        return self._queues
+
+    @property
+    def metrics(self) -> FunctionMetrics:
+        return self._metrics
+
+    def queue_ready(self, owner: str, token: int) -> None:
+        self._loop.call_soon_threadsafe(self._background, self._root_call(owner, "proxy_on_queue_ready", token))
+
+    def set_tick_period(self, function: str, milliseconds: int) -> None:
+        self._loop.call_soon_threadsafe(self._set_ticker, function, milliseconds)
+
+    # queue and tick callbacks, on the event loop
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    def _set_ticker(self, name: str, milliseconds: int) -> None:
+        self._stop_ticker(name)
+        if milliseconds > 0:
+            period = max(milliseconds, MIN_TICK_MS) / 1000
+            self._tickers[name] = asyncio.create_task(self._tick(name, period), name=f"wasm-tick {name}")
+
+    def _forget_unless_installed(self, name: str) -> None:
+        if not any(f.spec.name == name for f in self._functions.values()):
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        self._stop_ticker(name)
+        self._queues.drop(name)
+        self._metrics.drop(name)
+
+    def _stop_ticker(self, name: str) -> None:
+        ticker = self._tickers.pop(name, None)
+        if ticker is not None:
+            ticker.cancel()
+
+    async def _tick(self, name: str, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            await self._root_call(name, "proxy_on_tick", wait=False)
+
+    async def _root_call(self, name: str, export: str, *args: int, wait: bool = True) -> None:
+        """``export`` on the root context of one instance of function ``name`` (installed, or being
+        installed: skipped meanwhile). ``wait``: for a free instance, within the call deadline."""
+        function = next((f for f in self._functions.values() if f.spec.name == name), None)
+        if function is None or not function.compiled.module_exports(export):
+            return
+        deadline = function.spec.limits(self.settings.limits).deadline_seconds
+        try:
+            instance = await asyncio.wait_for(function.pool.get(), deadline) if wait else function.pool.get_nowait()
+        except (TimeoutError, asyncio.QueueEmpty):
+            level = logging.WARNING if wait else logging.DEBUG  # a tick finding them busy: the next one comes
+            log.log(level, "wasm function %r: %s skipped, every instance busy", function.function_id, export)
+            return
+        context = contextvars.copy_context()
+        future = self._loop.run_in_executor(self._executor, context.run, instance.root_call, export, *args)
+        future.add_done_callback(lambda _: self._give_back(function, instance))
+        try:
+            await asyncio.shield(future)
+        except CallFailed as failure:
+            log.warning("wasm function %r: %s failed: %s", function.function_id, export, failure.message)
+
     async def _in_thread(self, work: Callable[[], T]) -> T:
         return await self._loop.run_in_executor(self._executor, work)
 
     async def aclose(self) -> None:
         if self._watcher is not None:
             self._watcher.cancel()
+        for name in list(self._tickers):
+            self._stop_ticker(name)
+        if self._registry is not None:
+            self._registry.unregister(self._metrics)
         for function in list(self._functions.values()):
             self._retire(function)
         self._functions.clear()

@@ -11,6 +11,8 @@ Shape (Layotto's function entries are accepted as they are: ``name``, ``instance
       deadline_seconds: 5            # per call: wall clock, host calls included
       wasi: false                    # true: WASI with no files, sockets, environment or arguments
       watch_seconds: 1               # how often module files are checked for changes (0: never)
+      queue_capacity: 1024           # items a shared queue holds (enqueueing into a full one fails)
+      metrics_per_function: 32       # metrics a function may define (each one Prometheus series)
       functions:
         function1:
           name: function1
@@ -40,6 +42,8 @@ SECTION_KEYS = (
     "deadline_seconds",
     "wasi",
     "watch_seconds",
+    "queue_capacity",
+    "metrics_per_function",
     "functions",
 )
 LIMIT_KEYS = ("fuel", "memory_bytes", "deadline_seconds")
@@ -91,6 +95,8 @@ class WasmSettings:
     limits: Limits = field(default_factory=Limits)
     wasi: bool = False
     watch_seconds: float = 1.0
+    queue_capacity: int = 1024
+    metrics_per_function: int = 32
     functions: tuple[FunctionSpec, ...] = ()
 
     def with_limits(self, **changes: Any) -> WasmSettings:
@@ -106,6 +112,8 @@ class WasmSettings:
             "deadline_seconds": self.limits.deadline_seconds,
             "wasi": self.wasi,
             "watch_seconds": self.watch_seconds,
+            "queue_capacity": self.queue_capacity,
+            "metrics_per_function": self.metrics_per_function,
             "functions": {
                 f.name: {
                     "name": f.name,
@@ -138,6 +146,8 @@ def parse_wasm_settings(raw: Any, where: str) -> WasmSettings:
         limits=limits,
         wasi=wasi,
         watch_seconds=_number(raw, "watch_seconds", where, 1.0, (0, 3600)),
+        queue_capacity=int(_number(raw, "queue_capacity", where, 1024, (1, 1_000_000), whole=True)),
+        metrics_per_function=int(_number(raw, "metrics_per_function", where, 32, (0, 1000), whole=True)),
         functions=tuple(parse_function(item, f"{where}.functions.{key}", str(key)) for key, item in functions.items()),
     )
 
