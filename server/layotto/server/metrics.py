@@ -11,12 +11,12 @@ start-up. Every runtime has its own registry, holding:
 * ``dapr_component_pubsub_ingress_count_total`` (counter) by ``app_id``, ``component``, ``topic`` and
   ``process_status``: every delivery attempt to a subscriber and its answer (``success``, ``retry``,
   ``drop``, Dapr's), plus ``dead_letter`` when a message went to its dead-letter topic;
+* the component, HTTP API and service invocation metrics of :mod:`layotto.server.metrics_ops`;
 * prometheus-client's process and platform collectors (``process_*``, ``python_*``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,11 +34,16 @@ from prometheus_client import (
     generate_latest,
 )
 
+from layotto.server.components.loader import ComponentSet
+from layotto.server.metrics_ops import COMPONENT_FAMILIES, Family, HttpMetrics, InvocationMetrics, instrument_components
+from layotto.server.rpc_status import status_name
 from layotto.server.shutdown_gate import WrapperCache
 
 #: latency buckets in milliseconds (a subset of Dapr's, which has 40)
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 _RPC_LABELS = ("app_id", "grpc_server_method", "grpc_server_status")
+_HTTP = ("app_id", "method", "path", "status")
+_INVOKE = ("app_id", "destination_app_id", "status")
 #: distinct ``grpc_server_method`` values kept; the calls of any further method count as OTHER_METHOD
 #: (gRPC proxying serves any method name a client sends: the series must stay bounded)
 MAX_METHOD_LABELS = 512
@@ -74,6 +79,52 @@ class RuntimeMetrics:
             ("app_id", "component", "topic", "process_status"),
             registry=self.registry,
         )
+        self._component_families: dict[str, Family] = {}
+        self.http = HttpMetrics(app_id, self._family("dapr_http_server_request", "dapr_http_server_latency", _HTTP))
+        self.invocation = InvocationMetrics(
+            app_id,
+            sent=self._counter("dapr_runtime_service_invocation_req_sent", _INVOKE[:2], "invocation requests sent"),
+            received=self._counter(
+                "dapr_runtime_service_invocation_req_recv", ("app_id", "src_app_id"), "invocation requests received"
+            ),
+            answered=self._counter(
+                "dapr_runtime_service_invocation_res_recv", _INVOKE, "invocation responses received"
+            ),
+            latency=Histogram(
+                "dapr_runtime_service_invocation_res_recv_latency_ms",
+                "The remote service invocation round trip latency in milliseconds.",
+                _INVOKE,
+                buckets=LATENCY_BUCKETS_MS,
+                registry=self.registry,
+            ),
+        )
+
+    def _counter(self, name: str, labels: tuple[str, ...], what: str) -> Counter:
+        return Counter(name, f"The number of {what}.", labels, registry=self.registry)
+
+    def _family(self, count_name: str, latency_name: str, labels: tuple[str, ...]) -> Family:
+        counter = Counter(count_name + "_count", f"Operations counted ({count_name}).", labels, registry=self.registry)
+        histogram = Histogram(
+            latency_name,
+            f"Latency in milliseconds ({latency_name}).",
+            labels,
+            buckets=LATENCY_BUCKETS_MS,
+            registry=self.registry,
+        )
+        return Family(counter, histogram)
+
+    def component_family(self, block: str) -> Family:
+        """The count and latency family of a building block's component operations, made on first use."""
+        family = self._component_families.get(block)
+        if family is None:
+            prefix, label = COMPONENT_FAMILIES[block]
+            labels = ("app_id", "component", label, "success")
+            family = self._component_families[block] = self._family(prefix, prefix + "_latencies", labels)
+        return family
+
+    def instrument(self, components: ComponentSet) -> None:
+        """Count and time every operation of ``components`` (see :mod:`layotto.server.metrics_ops`)."""
+        instrument_components(components, self.component_family, self.app_id)
 
     def delivery_outcome(self, pubsub: str, topic: str, outcome: str) -> None:
         """Counts one delivery attempt (a :class:`~layotto.server.runtime.delivery.DeliveryObserver`)."""
@@ -105,17 +156,6 @@ class RuntimeMetrics:
     async def serve(self, request: web.BaseRequest) -> web.Response:
         """The ``/metrics`` endpoint."""
         return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _status_of(context: Any, error: BaseException | None) -> str:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    if isinstance(code, int):  # grpc.aio keeps the number given to set_code/abort
-        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
-    if error is None:
-        return "OK"
-    return "CANCELLED" if isinstance(error, asyncio.CancelledError | GeneratorExit) else "UNKNOWN"
 
 
 class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -157,9 +197,9 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             try:
                 answer = await behavior(request, context)
             except BaseException as error:
-                record(method, _status_of(context, error), started)
+                record(method, status_name(context, error), started)
                 raise
-            record(method, _status_of(context, None), started)
+            record(method, status_name(context, None), started)
             return answer
 
         return measured
@@ -175,8 +215,8 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 async for answer in behavior(request, context):
                     yield answer
             except BaseException as error:
-                record(method, _status_of(context, error), started)
+                record(method, status_name(context, error), started)
                 raise
-            record(method, _status_of(context, None), started)
+            record(method, status_name(context, None), started)
 
         return measured
