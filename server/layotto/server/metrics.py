@@ -28,14 +28,14 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
 
 from layotto.server.components.loader import ComponentSet
-from layotto.server.metrics_ops import COMPONENT_FAMILIES, Family, HttpMetrics, InvocationMetrics, instrument_components
+from layotto.server.metrics_ops import COMPONENT_FAMILIES, HttpMetrics, InvocationMetrics, instrument_components
+from layotto.server.metrics_series import Series, SeriesFamily
 from layotto.server.rpc_status import status_name
 from layotto.server.shutdown_gate import WrapperCache
 
@@ -55,23 +55,17 @@ class RuntimeMetrics:
 
     def __init__(self, app_id: str) -> None:
         self.app_id = app_id
-        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._rpc_series: dict[tuple[str, str], Series] = {}
         self._methods: set[str] = set()  # the grpc_server_method values in use, at most MAX_METHOD_LABELS
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.completed_rpcs = Counter(
+        self.rpcs = self._family(
             "dapr_grpc_io_server_completed_rpcs",
-            "Count of RPCs by method and status.",
-            _RPC_LABELS,
-            registry=self.registry,
-        )
-        self.server_latency = Histogram(
             "dapr_grpc_io_server_server_latency",
-            "Distribution of server latency in milliseconds, by method.",
             _RPC_LABELS,
-            buckets=LATENCY_BUCKETS_MS,
-            registry=self.registry,
+            "Count of RPCs by method and status.",
+            "Distribution of server latency in milliseconds, by method.",
         )
         self.pubsub_ingress = Counter(
             "dapr_component_pubsub_ingress_count",
@@ -79,47 +73,58 @@ class RuntimeMetrics:
             ("app_id", "component", "topic", "process_status"),
             registry=self.registry,
         )
-        self._component_families: dict[str, Family] = {}
-        self.http = HttpMetrics(app_id, self._family("dapr_http_server_request", "dapr_http_server_latency", _HTTP))
+        self._component_families: dict[str, SeriesFamily] = {}
+        http = self._family(
+            "dapr_http_server_request_count",
+            "dapr_http_server_latency",
+            _HTTP,
+            "Number of HTTP requests, by method, route template and status.",
+            "HTTP request latency in milliseconds in the server.",
+        )
+        self.http = HttpMetrics(app_id, http)
         self.invocation = InvocationMetrics(
             app_id,
             sent=self._counter("dapr_runtime_service_invocation_req_sent", _INVOKE[:2], "invocation requests sent"),
             received=self._counter(
                 "dapr_runtime_service_invocation_req_recv", ("app_id", "src_app_id"), "invocation requests received"
             ),
-            answered=self._counter(
-                "dapr_runtime_service_invocation_res_recv", _INVOKE, "invocation responses received"
-            ),
-            latency=Histogram(
+            answers=self._family(
+                "dapr_runtime_service_invocation_res_recv",
                 "dapr_runtime_service_invocation_res_recv_latency_ms",
-                "The remote service invocation round trip latency in milliseconds.",
                 _INVOKE,
-                buckets=LATENCY_BUCKETS_MS,
-                registry=self.registry,
+                "The number of remote service invocation responses received.",
+                "The remote service invocation round trip latency in milliseconds.",
             ),
         )
 
     def _counter(self, name: str, labels: tuple[str, ...], what: str) -> Counter:
         return Counter(name, f"The number of {what}.", labels, registry=self.registry)
 
-    def _family(self, count_name: str, latency_name: str, labels: tuple[str, ...]) -> Family:
-        counter = Counter(count_name + "_count", f"Operations counted ({count_name}).", labels, registry=self.registry)
-        histogram = Histogram(
+    def _family(
+        self, count_name: str, latency_name: str, labels: tuple[str, ...], count_help: str, latency_help: str
+    ) -> SeriesFamily:
+        return SeriesFamily(
+            self.registry,
+            count_name,
             latency_name,
-            f"Latency in milliseconds ({latency_name}).",
             labels,
-            buckets=LATENCY_BUCKETS_MS,
-            registry=self.registry,
+            LATENCY_BUCKETS_MS,
+            count_help=count_help,
+            latency_help=latency_help,
         )
-        return Family(counter, histogram)
 
-    def component_family(self, block: str) -> Family:
+    def component_family(self, block: str) -> SeriesFamily:
         """The count and latency family of a building block's component operations, made on first use."""
         family = self._component_families.get(block)
         if family is None:
             prefix, label = COMPONENT_FAMILIES[block]
-            labels = ("app_id", "component", label, "success")
-            family = self._component_families[block] = self._family(prefix, prefix + "_latencies", labels)
+            family = self._component_families[block] = self._family(
+                prefix + "_count",
+                prefix + "_latencies",
+                ("app_id", "component", label, "success"),
+                f"The number of operations performed on the {block} component.",
+                f"The latency in milliseconds of the response from the {block} component.",
+            )
         return family
 
     def instrument(self, components: ComponentSet) -> None:
@@ -133,21 +138,18 @@ class RuntimeMetrics:
     def record_rpc(self, method: str, status: str, started: float) -> None:
         """Counts one finished call of ``method`` that began at ``started`` (time.perf_counter())."""
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        children = self._rpc_children.get((method, status))
-        if children is None:
-            if method not in self._methods and len(self._methods) >= MAX_METHOD_LABELS:
-                method = OTHER_METHOD
-            children = self._rpc_children.get((method, status)) or self._children(method, status)
-        children[0].inc()
-        children[1].observe(elapsed_ms)
+        series = self._rpc_series.get((method, status))
+        if series is None:
+            series = self._new_rpc_series(method, status)
+        self.rpcs.observe(series, elapsed_ms)
 
-    def _children(self, method: str, status: str) -> tuple[Any, Any]:
-        """The series of one method and status, made once (labels() takes a lock and builds a key)."""
+    def _new_rpc_series(self, method: str, status: str) -> Series:
+        """The series of one method and status (OTHER_METHOD past MAX_METHOD_LABELS methods), kept."""
+        if method not in self._methods and len(self._methods) >= MAX_METHOD_LABELS:
+            return self.rpcs.series((self.app_id, OTHER_METHOD, status))
         self._methods.add(method)
-        labels = (self.app_id, method, status)
-        children = (self.completed_rpcs.labels(*labels), self.server_latency.labels(*labels))
-        self._rpc_children[(method, status)] = children
-        return children
+        series = self._rpc_series[(method, status)] = self.rpcs.series((self.app_id, method, status))
+        return series
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -27,6 +27,7 @@ from typing import Any
 from layotto.proto.reasons import REASONS
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
+from layotto.server.metrics_series import SeriesFamily
 from layotto.server.runtime.invocation import InvokeRequest, InvokeResponse
 from layotto.server.runtime.resiliency.outbound import OUTBOUND_OPERATIONS
 
@@ -64,22 +65,6 @@ class BoundedLabel:
         return value
 
 
-class Family:
-    """A counter and a latency histogram (milliseconds) with the same labels; children made once."""
-
-    def __init__(self, counter: Any, histogram: Any) -> None:
-        self._counter = counter
-        self._histogram = histogram
-        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
-
-    def record(self, labels: tuple[str, ...], elapsed_ms: float) -> None:
-        children = self._children.get(labels)
-        if children is None:
-            children = self._children[labels] = (self._counter.labels(*labels), self._histogram.labels(*labels))
-        children[0].inc()
-        children[1].observe(elapsed_ms)
-
-
 def _label_of(block: str, bounded: BoundedLabel, operation: str) -> Callable[[tuple[Any, ...]], str]:
     """How the label after ``component`` is read from an operation's arguments."""
     if block == "pubsub":  # publish(topic, data, metadata)
@@ -89,9 +74,9 @@ def _label_of(block: str, bounded: BoundedLabel, operation: str) -> Callable[[tu
     return lambda args: operation
 
 
-def instrument_components(components: ComponentSet, family: Callable[[str], Family], app_id: str) -> None:
+def instrument_components(components: ComponentSet, family: Callable[[str], SeriesFamily], app_id: str) -> None:
     """Wrap every configured component's operations (see the module); ``family(block)`` gives the
-    block's :class:`Family`. Done once, at start, after resiliency's policies are applied."""
+    block's :class:`SeriesFamily`. Done once, at start, after resiliency's policies are applied."""
     for block, component in components:
         if block not in COMPONENT_FAMILIES:
             continue
@@ -107,7 +92,7 @@ def instrument_components(components: ComponentSet, family: Callable[[str], Fami
 def _measured(
     component: object,
     method: Callable[..., Awaitable[Any]],
-    family: Family,
+    family: SeriesFamily,
     prefix: tuple[str, str],
     label: Callable[[tuple[Any, ...]], str],
 ) -> Callable[..., Any]:
@@ -143,9 +128,9 @@ def error_status(error: BaseException) -> str:
 class InvocationMetrics:
     """Counts the invocations an :class:`~layotto.server.runtime.invocation.Invoker` makes and receives."""
 
-    def __init__(self, app_id: str, sent: Any, received: Any, answered: Any, latency: Any) -> None:
+    def __init__(self, app_id: str, sent: Any, received: Any, answers: SeriesFamily) -> None:
         self._app_id = app_id
-        self._sent, self._received, self._answered, self._latency = sent, received, answered, latency
+        self._sent, self._received, self._answers = sent, received, answers
         self._apps = BoundedLabel(256)
 
     async def measure(self, request: InvokeRequest, call: Callable[[], Awaitable[InvokeResponse]]) -> InvokeResponse:
@@ -165,15 +150,13 @@ class InvocationMetrics:
             status = error_status(error)
             raise
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            self._answered.labels(self._app_id, target, status).inc()
-            self._latency.labels(self._app_id, target, status).observe(elapsed_ms)
+            self._answers.record((self._app_id, target, status), (time.perf_counter() - started) * 1000.0)
 
 
 class HttpMetrics:
     """Counts and times the HTTP API's requests by method, route template and status."""
 
-    def __init__(self, app_id: str, family: Family) -> None:
+    def __init__(self, app_id: str, family: SeriesFamily) -> None:
         self._app_id = app_id
         self._family = family
 
