@@ -138,10 +138,12 @@ class RuntimeMetrics:
     def record_rpc(self, method: str, status: str, started: float) -> None:
         """Counts one finished call of ``method`` that began at ``started`` (time.perf_counter())."""
         elapsed_ms = (time.perf_counter() - started) * 1000.0
+        self.rpcs.observe(self.rpc_series(method, status), elapsed_ms)
+
+    def rpc_series(self, method: str, status: str) -> Series:
+        """The series of one method and status (OTHER_METHOD past MAX_METHOD_LABELS methods)."""
         series = self._rpc_series.get((method, status))
-        if series is None:
-            series = self._new_rpc_series(method, status)
-        self.rpcs.observe(series, elapsed_ms)
+        return series if series is not None else self._new_rpc_series(method, status)
 
     def _new_rpc_series(self, method: str, status: str) -> Series:
         """The series of one method and status (OTHER_METHOD past MAX_METHOD_LABELS methods), kept."""
@@ -192,16 +194,26 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return grpc.stream_stream_rpc_method_handler(self._measured_stream(method, handler.stream_stream), *codecs)
 
     def _measured(self, method: str, behavior: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Any]:
-        record = self._metrics.record_rpc
+        metrics = self._metrics
+        observe = metrics.rpcs.observe
+        clock = time.perf_counter
+        ok: Series | None = None  # this method's OK series, looked up once
 
         async def measured(request: Any, context: Any) -> Any:
-            started = time.perf_counter()
+            nonlocal ok
+            started = clock()
             try:
                 answer = await behavior(request, context)
             except BaseException as error:
-                record(method, status_name(context, error), started)
+                metrics.record_rpc(method, status_name(context, error), started)
                 raise
-            record(method, status_name(context, None), started)
+            code = context.code()  # None (pygrpc-native) or 0 (grpc.aio) unless a handler set one
+            if not code or code is grpc.StatusCode.OK:
+                if ok is None:
+                    ok = metrics.rpc_series(method, "OK")
+                observe(ok, (clock() - started) * 1000.0)
+            else:
+                metrics.record_rpc(method, status_name(context, None), started)
             return answer
 
         return measured

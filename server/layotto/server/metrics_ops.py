@@ -27,7 +27,7 @@ from typing import Any
 from layotto.proto.reasons import REASONS
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import LayottoError
-from layotto.server.metrics_series import SeriesFamily
+from layotto.server.metrics_series import Series, SeriesFamily
 from layotto.server.runtime.invocation import InvokeRequest, InvokeResponse
 from layotto.server.runtime.resiliency.outbound import OUTBOUND_OPERATIONS
 
@@ -44,9 +44,9 @@ COMPONENT_FAMILIES: dict[str, tuple[str, str]] = {
     "crypto": ("dapr_component_crypto", "operation"),
 }
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-#: the components whose measured operation is under way in this task: a component calling its
-#: own operation (a bulk_get made of gets) is counted once, by the outer call
-_INSIDE: ContextVar[frozenset[int]] = ContextVar("layotto_metrics_inside", default=frozenset())
+#: the component whose measured operation is under way in this task: a component calling its own
+#: operation (a bulk_get made of gets) is counted once, by the outer call
+_INSIDE: ContextVar[object] = ContextVar("layotto_metrics_inside", default=None)
 
 
 class BoundedLabel:
@@ -65,13 +65,13 @@ class BoundedLabel:
         return value
 
 
-def _label_of(block: str, bounded: BoundedLabel, operation: str) -> Callable[[tuple[Any, ...]], str]:
-    """How the label after ``component`` is read from an operation's arguments."""
+def _label_of(block: str, bounded: BoundedLabel, operation: str) -> Callable[[tuple[Any, ...]], str] | None:
+    """How the label after ``component`` is read from an operation's arguments; None: it is ``operation``."""
     if block == "pubsub":  # publish(topic, data, metadata)
         return lambda args: bounded(str(args[0])) if args else OTHER
     if block == "bindings":  # invoke(BindingRequest): the binding's operation
         return lambda args: bounded(str(getattr(args[0], "operation", operation))) if args else operation
-    return lambda args: operation
+    return None
 
 
 def instrument_components(components: ComponentSet, family: Callable[[str], SeriesFamily], app_id: str) -> None:
@@ -84,35 +84,57 @@ def instrument_components(components: ComponentSet, family: Callable[[str], Seri
         for operation in OUTBOUND_OPERATIONS.get(block, ()):
             method = getattr(component, operation, None)
             if method is not None:
-                label = _label_of(block, bounded, operation)
-                measured = _measured(component, method, family(block), (app_id, component.name), label)
-                setattr(component, operation, measured)
+                recorder = _Recorder(
+                    family(block), (app_id, component.name), operation, _label_of(block, bounded, operation)
+                )
+                setattr(component, operation, _measured(component, method, recorder))
 
 
-def _measured(
-    component: object,
-    method: Callable[..., Awaitable[Any]],
-    family: SeriesFamily,
-    prefix: tuple[str, str],
-    label: Callable[[tuple[Any, ...]], str],
-) -> Callable[..., Any]:
-    key = id(component)
+class _Recorder:
+    """Records one operation's calls; the series of a fixed label are looked up once."""
+
+    def __init__(
+        self,
+        family: SeriesFamily,
+        prefix: tuple[str, str],
+        operation: str,
+        label: Callable[[tuple[Any, ...]], str] | None,
+    ) -> None:
+        self._family = family
+        self._prefix = prefix
+        self._label = label
+        self._fixed = {success: family.series((*prefix, operation, success)) for success in ("true", "false")}
+        self._series: dict[tuple[str, str], Series] = {}
+
+    def __call__(self, args: tuple[Any, ...], success: str, elapsed_ms: float) -> None:
+        if self._label is None:
+            self._family.observe(self._fixed[success], elapsed_ms)
+            return
+        key = (self._label(args), success)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = self._family.series((*self._prefix, *key))
+        self._family.observe(found, elapsed_ms)
+
+
+def _measured(component: object, method: Callable[..., Awaitable[Any]], record: _Recorder) -> Callable[..., Any]:
+    clock = time.perf_counter
 
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
-        inside = _INSIDE.get()
-        if key in inside:
+        if _INSIDE.get() is component:
             return await method(*args, **kwargs)
-        token = _INSIDE.set(inside | {key})
-        started = time.perf_counter()
-        success = "false"
+        token = _INSIDE.set(component)
+        started = clock()
         try:
             answer = await method(*args, **kwargs)
-            success = "true"
-            return answer
-        finally:
+        except BaseException:
             _INSIDE.reset(token)
-            family.record((*prefix, label(args), success), (time.perf_counter() - started) * 1000.0)
+            record(args, "false", (clock() - started) * 1000.0)
+            raise
+        _INSIDE.reset(token)
+        record(args, "true", (clock() - started) * 1000.0)
+        return answer
 
     return call
 

@@ -78,6 +78,8 @@ class SeriesFamily(Collector):
         counter = CounterMetricFamily(self._names[0], self._helps[0], labels=self._labels)
         histogram = HistogramMetricFamily(self._names[1], self._helps[1], labels=self._labels)
         for labels, series in list(self._series.items()):
+            if not series.count:  # made ahead of its first event: shown once something is counted
+                continue
             counter.add_metric(list(labels), series.count)
             cumulative, buckets = 0, []
             for le, count in zip(self._le, series.buckets, strict=True):
