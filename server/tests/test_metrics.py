@@ -278,3 +278,17 @@ def test_client_chosen_labels_are_bounded() -> None:
 
     topics = BoundedLabel(2)
     assert [topics(t) for t in ("a", "b", "c", "a", "d")] == ["a", "b", OTHER, "a", OTHER]
+
+
+async def test_a_component_rebuilt_live_is_measured_too(tmp_path: Path) -> None:
+    runtime = Runtime(config(tmp_path))
+    await runtime.start()
+    try:
+        async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+            await client.state.get("sqlite", "k")
+            await runtime.reconfigurer.apply_metadata("state", "sqlite", {"tableName": "state_rebuilt"})
+            await client.state.get("sqlite", "k")  # served by the new instance
+        samples = await scrape(runtime)
+    finally:
+        await runtime.stop(grace=1)
+    assert family(samples, "dapr_component_state_count_total") == {("sqlite", "get", "true"): 2}

@@ -154,6 +154,7 @@ class Runtime:
 
             self.metrics = RuntimeMetrics(cfg.app_id)
             self.metrics.instrument(self.components)  # after resiliency: one count per call, retries inside
+            self.reconfigurer.instrument = self.metrics.instrument_component  # and what reloads build
             self.topics.observer = self.metrics
         self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(
@@ -181,21 +182,8 @@ class Runtime:
             ("grpc.so_reuseport", 0),
             *cfg.grpc_server_options.items(),
         ]
-        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
-        if cfg.traffic_capture is not None and cfg.traffic_capture.enabled:  # sees the calls the others refuse
-            interceptors.insert(0, self._start_capture(cfg.traffic_capture))
-        if self.metrics is not None:  # first: it also counts the calls the others refuse
-            from layotto.server.metrics import RpcMetrics
-
-            interceptors.insert(0, RpcMetrics(self.metrics))
-        if self.api_token:
-            interceptors.append(ApiTokenGuard(self.api_token))
-        if cfg.flow_control is not None and cfg.flow_control.methods:
-            interceptors.append(FlowGate(cfg.flow_control))
-        if self.tracing is not None:
-            interceptors.append(self.tracing.server_interceptor())
         chosen = build_server(
-            cfg.grpc_transport, options=options, interceptors=interceptors, tls=self.certificates is not None
+            cfg.grpc_transport, options=options, interceptors=self._interceptors(), tls=self.certificates is not None
         )
         server, self.grpc_transport = chosen.server, chosen.transport
         self.services = build_services(
@@ -283,6 +271,25 @@ class Runtime:
         )
         self._http_api = DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker, http_app)
         return self._http_api
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+        """The gRPC server's interceptors, outermost first: metrics, traffic capture (both also see the
+        calls the others refuse), the shutdown gate, the API token, flow control, tracing."""
+        cfg = self.config
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
+        if cfg.traffic_capture is not None and cfg.traffic_capture.enabled:
+            interceptors.insert(0, self._start_capture(cfg.traffic_capture))
+        if self.metrics is not None:
+            from layotto.server.metrics import RpcMetrics
+
+            interceptors.insert(0, RpcMetrics(self.metrics))
+        if self.api_token:
+            interceptors.append(ApiTokenGuard(self.api_token))
+        if cfg.flow_control is not None and cfg.flow_control.methods:
+            interceptors.append(FlowGate(cfg.flow_control))
+        if self.tracing is not None:
+            interceptors.append(self.tracing.server_interceptor())
+        return interceptors
 
     def _start_capture(self, settings: CaptureSettings) -> TrafficCapture:
         from layotto.server.traffic.capture import TrafficCapture

@@ -34,7 +34,13 @@ from prometheus_client import (
 )
 
 from layotto.server.components.loader import ComponentSet
-from layotto.server.metrics_ops import COMPONENT_FAMILIES, HttpMetrics, InvocationMetrics, instrument_components
+from layotto.server.metrics_ops import (
+    COMPONENT_FAMILIES,
+    HttpMetrics,
+    InvocationMetrics,
+    instrument_component,
+    instrument_components,
+)
 from layotto.server.metrics_series import Series, SeriesFamily
 from layotto.server.rpc_status import status_name
 from layotto.server.shutdown_gate import WrapperCache
@@ -130,6 +136,10 @@ class RuntimeMetrics:
     def instrument(self, components: ComponentSet) -> None:
         """Count and time every operation of ``components`` (see :mod:`layotto.server.metrics_ops`)."""
         instrument_components(components, self.component_family, self.app_id)
+
+    def instrument_component(self, block: str, component: Any) -> None:
+        """Count and time the operations of one component, built after start (a live reconfiguration)."""
+        instrument_component(block, component, self.component_family, self.app_id)
 
     def delivery_outcome(self, pubsub: str, topic: str, outcome: str) -> None:
         """Counts one delivery attempt (a :class:`~layotto.server.runtime.delivery.DeliveryObserver`)."""

@@ -78,16 +78,20 @@ def instrument_components(components: ComponentSet, family: Callable[[str], Seri
     """Wrap every configured component's operations (see the module); ``family(block)`` gives the
     block's :class:`SeriesFamily`. Done once, at start, after resiliency's policies are applied."""
     for block, component in components:
-        if block not in COMPONENT_FAMILIES:
-            continue
-        bounded = BoundedLabel(256)
-        for operation in OUTBOUND_OPERATIONS.get(block, ()):
-            method = getattr(component, operation, None)
-            if method is not None:
-                recorder = _Recorder(
-                    family(block), (app_id, component.name), operation, _label_of(block, bounded, operation)
-                )
-                setattr(component, operation, _measured(component, method, recorder))
+        instrument_component(block, component, family, app_id)
+
+
+def instrument_component(block: str, component: Any, family: Callable[[str], SeriesFamily], app_id: str) -> None:
+    """Wrap one component's operations (a component built by a live reconfiguration, too)."""
+    if block not in COMPONENT_FAMILIES:
+        return
+    bounded = BoundedLabel(256)
+    for operation in OUTBOUND_OPERATIONS.get(block, ()):
+        method = getattr(component, operation, None)
+        if method is not None:
+            label = _label_of(block, bounded, operation)
+            recorder = _Recorder(family(block), (app_id, component.name), operation, label)
+            setattr(component, operation, _measured(component, method, recorder))
 
 
 class _Recorder:
