@@ -157,7 +157,10 @@ class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         failed = False
         while (item := self._queue.get()) is not None:
             if isinstance(item, threading.Event):
-                files.flush()
+                try:
+                    files.flush()
+                except OSError:
+                    pass  # reported by the write that failed
                 item.set()
                 continue
             try:
