@@ -14,6 +14,7 @@ counted in :attr:`TrafficCapture.dropped`. Streaming calls are not captured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -157,10 +158,8 @@ class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         failed = False
         while (item := self._queue.get()) is not None:
             if isinstance(item, threading.Event):
-                try:
+                with contextlib.suppress(OSError):  # reported by the write that failed
                     files.flush()
-                except OSError:
-                    pass  # reported by the write that failed
                 item.set()
                 continue
             try:
