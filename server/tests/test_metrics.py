@@ -243,7 +243,7 @@ async def test_http_component_and_invocation_metrics_after_known_traffic(tmp_pat
                         assert answer.status in (200, 204)
                 async with session.get(f"{http}/no/such/path") as answer:
                     assert answer.status == 404
-                async with session.request("BREW", f"{http}/v1.0/metadata") as answer:
+                async with session.request("PROPFIND", f"{http}/v1.0/metadata") as answer:
                     assert answer.status == 405
             samples = await scrape(runtime)
         finally:
