@@ -198,3 +198,97 @@ def test_the_method_label_is_bounded() -> None:
     }
     assert len(counts) == MAX_METHOD_LABELS + 1
     assert (counts[OTHER_METHOD], counts["/any.Service/M0"]) == (10, 2)
+
+
+def family(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, *drop: str) -> dict[Any, float]:
+    """The samples named ``name``, by their labels but ``app_id`` and ``drop`` (a tuple of values)."""
+    return {
+        tuple(value for key, value in labels if key not in ("app_id", *drop)): value
+        for (sample, labels), value in samples.items()
+        if sample == name
+    }
+
+
+async def test_http_component_and_invocation_metrics_after_known_traffic(tmp_path: Path) -> None:
+    app = SubscriberApp()
+
+    @app.method("echo")
+    async def echo(request: Any) -> bytes:
+        return b"echo"
+
+    port = free_port()
+    async with app.serve(f"127.0.0.1:{port}"):
+        runtime = Runtime(config(tmp_path, app_callback_address=f"127.0.0.1:{port}"))
+        await runtime.start()
+        try:
+            async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+                await client.state.save("in-memory", "k1", b"v1")
+                assert (await client.state.get("in-memory", "k1")).value == b"v1"
+                await client.state.delete("in-memory", "k1")
+                await client.pubsub.publish("in-memory", "orders", b"o")
+                await client.pubsub.publish("in-memory", "orders", b"o")
+                for _ in range(2):
+                    assert (await client.invoke("metered", "echo", b"x")).data == b"echo"
+                with pytest.raises(Exception):
+                    await client.invoke("ghost", "echo", b"x")
+            http = f"http://127.0.0.1:{runtime.http_port}"
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{http}/v1.0/state/in-memory", json=[{"key": "h", "value": 1}]) as answer:
+                    assert answer.status == 204
+                stale = [{"key": "h", "value": 2, "etag": "999"}]
+                async with session.post(f"{http}/v1.0/state/in-memory", json=stale) as answer:
+                    assert answer.status == 409
+                for key in ("h", "missing"):
+                    async with session.get(f"{http}/v1.0/state/in-memory/{key}") as answer:
+                        assert answer.status in (200, 204)
+                async with session.get(f"{http}/no/such/path") as answer:
+                    assert answer.status == 404
+                async with session.request("PROPFIND", f"{http}/v1.0/metadata") as answer:
+                    assert answer.status == 405
+            samples = await scrape(runtime)
+        finally:
+            await runtime.stop(grace=1)
+    assert family(samples, "dapr_http_server_request_count_total") == {
+        ("POST", "/v1.0/state/{store}", "204"): 1,
+        ("POST", "/v1.0/state/{store}", "409"): 1,
+        ("GET", "/v1.0/state/{store}/{key}", "200"): 1,
+        ("GET", "/v1.0/state/{store}/{key}", "204"): 1,
+        ("GET", "other", "404"): 1,  # no route: never the raw path
+        ("other", "other", "405"): 1,  # a method nobody serves
+    }
+    assert family(samples, "dapr_http_server_latency_count") == family(samples, "dapr_http_server_request_count_total")
+    assert family(samples, "dapr_component_state_count_total") == {
+        ("in-memory", "set", "true"): 2,  # SaveState, then the HTTP API's save
+        ("in-memory", "set", "false"): 1,  # the stale etag
+        ("in-memory", "get", "true"): 3,
+        ("in-memory", "delete", "true"): 1,
+    }
+    assert family(samples, "dapr_component_state_latencies_count") == family(
+        samples, "dapr_component_state_count_total"
+    )
+    assert family(samples, "dapr_component_pubsub_egress_count_total") == {("in-memory", "true", "orders"): 2}
+    assert family(samples, "dapr_runtime_service_invocation_req_sent_total") == {("metered",): 2, ("ghost",): 1}
+    answered = {("metered", "OK"): 2, ("ghost", "NOT_FOUND"): 1}
+    assert family(samples, "dapr_runtime_service_invocation_res_recv_total") == answered
+    assert family(samples, "dapr_runtime_service_invocation_res_recv_latency_ms_count") == answered
+
+
+def test_client_chosen_labels_are_bounded() -> None:
+    from layotto.server.metrics_ops import OTHER, BoundedLabel
+
+    topics = BoundedLabel(2)
+    assert [topics(t) for t in ("a", "b", "c", "a", "d")] == ["a", "b", OTHER, "a", OTHER]
+
+
+async def test_a_component_rebuilt_live_is_measured_too(tmp_path: Path) -> None:
+    runtime = Runtime(config(tmp_path))
+    await runtime.start()
+    try:
+        async with RuntimeClient(f"127.0.0.1:{runtime.grpc_port}") as client:
+            await client.state.get("sqlite", "k")
+            await runtime.reconfigurer.apply_metadata("state", "sqlite", {"tableName": "state_rebuilt"})
+            await client.state.get("sqlite", "k")  # served by the new instance
+        samples = await scrape(runtime)
+    finally:
+        await runtime.stop(grace=1)
+    assert family(samples, "dapr_component_state_count_total") == {("sqlite", "get", "true"): 2}

@@ -21,8 +21,9 @@ import asyncio
 import logging
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
@@ -33,6 +34,7 @@ from layotto.server.api_token import http_refusal
 from layotto.server.components.base import Health
 from layotto.server.components.loader import ComponentSet
 from layotto.server.http.errors import error_response
+from layotto.server.http.routing import ROUTE_KEY
 from layotto.server.log_levels import LOGGERS_PATH, loggers_endpoint
 
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -133,19 +135,63 @@ class _Server(web.Server):
         return _RequestHandler(self, loop=self._loop, **self._kwargs)
 
 
+class HttpRecorder(Protocol):
+    """Records one answered HTTP request (``layotto.server.metrics_ops.HttpMetrics``)."""
+
+    def record(self, method: str, route: str, status: int, elapsed_ms: float) -> None: ...
+
+
+def _route_of(request: web.BaseRequest, own_routes: frozenset[str]) -> str:
+    """The template of the route ``request`` matched: its path for the actuator's own endpoints,
+    the Dapr API's template, or ``other`` (no endpoint, or refused before routing)."""
+    if request.path in own_routes:
+        return request.path
+    if request.path == LOGGERS_PATH:
+        return LOGGERS_PATH
+    if request.path.startswith(f"{LOGGERS_PATH}/"):
+        return f"{LOGGERS_PATH}/{{name}}"
+    return str(request.get(ROUTE_KEY) or "other")
+
+
+def _measured(
+    dispatch: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    recorder: HttpRecorder,
+    own_routes: frozenset[str],
+) -> Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]:
+    async def measured(request: web.BaseRequest) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await dispatch(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000.0
+            recorder.record(request.method, _route_of(request, own_routes), status, elapsed_ms)
+
+    return measured
+
+
 class Actuator:
     def __init__(
         self,
         components: ComponentSet,
         info: dict[str, Any] | Callable[[], dict[str, Any]],
         fallback: Fallback | None = None,
+        *,
         api_token: str = "",
         metrics: Handler | None = None,
+        http_metrics: HttpRecorder | None = None,
     ) -> None:
         """``fallback`` answers the paths the actuator does not serve (the Dapr HTTP API); its None
         is a 404. A non-empty ``api_token`` is required as the ``dapr-api-token`` header of every
         request but health checks (401, reason UNAUTHENTICATED, otherwise). ``metrics`` answers
-        ``GET /metrics`` when given."""
+        ``GET /metrics`` when given; ``http_metrics`` records every answered request (method, route
+        template, status, milliseconds)."""
+        self._http_metrics = http_metrics
         self._api_token = api_token
         self._metrics = metrics
         self._components = components
@@ -200,7 +246,9 @@ class Actuator:
             response: web.StreamResponse = await handler(request)
             return response
 
-        self._runner = web.ServerRunner(_Server(dispatch, access_log=None))
+        recorder = self._http_metrics
+        served = dispatch if recorder is None else _measured(dispatch, recorder, frozenset(routes))
+        self._runner = web.ServerRunner(_Server(served, access_log=None))
         await self._runner.setup()
         return self._runner
 

@@ -54,6 +54,8 @@ from layotto.server.transport import add_services, build_server, refuse_native_t
 
 if TYPE_CHECKING:
     from layotto.server.metrics import RuntimeMetrics  # imported when metrics are on: prometheus-client
+    from layotto.server.traffic.capture import TrafficCapture
+    from layotto.server.traffic.settings import CaptureSettings
     from layotto.server.wasm.manager import FunctionManager  # imported when wasm is configured: wasmtime
     from layotto.server.wasm.trigger import WasmListeners
     from layotto.tracing import Tracing  # imported when tracing is configured: it loads OpenTelemetry's SDK
@@ -98,6 +100,7 @@ class Runtime:
         self.app_jobs: AppJobs | None = None  # delivers due jobs, when the app has a callback address
         self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
         self.metrics: RuntimeMetrics | None = None  # the Prometheus registry, when metrics are on
+        self.traffic_capture: TrafficCapture | None = None  # the capture of received calls, when configured
         self.app_api_token = app_token()  # presented to the app on callbacks ("": none); APP_API_TOKEN
         self.functions: FunctionManager | None = None  # the WebAssembly functions, when wasm is configured
         self.wasm_listeners: WasmListeners | None = None
@@ -146,6 +149,13 @@ class Runtime:
             resiliency=self.resiliency,
             drain_seconds=cfg.shutdown_grace_seconds,
         )
+        if cfg.metrics_enabled:
+            from layotto.server.metrics import RuntimeMetrics
+
+            self.metrics = RuntimeMetrics(cfg.app_id)
+            self.metrics.instrument(self.components)  # after resiliency: one count per call, retries inside
+            self.reconfigurer.instrument = self.metrics.instrument_component  # and what reloads build
+            self.topics.observer = self.metrics
         self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(
             cfg,
@@ -155,6 +165,8 @@ class Runtime:
             app_api_token=self.app_api_token,
             resiliency=self.resiliency,
         )
+        if self.invoker is not None and self.metrics is not None:
+            self.invoker.metrics = self.metrics.invocation
         try:
             await self._start_servers()
             await self._register()
@@ -170,21 +182,8 @@ class Runtime:
             ("grpc.so_reuseport", 0),
             *cfg.grpc_server_options.items(),
         ]
-        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
-        if cfg.metrics_enabled:  # first: it also counts the calls the others refuse
-            from layotto.server.metrics import RpcMetrics, RuntimeMetrics
-
-            self.metrics = RuntimeMetrics(cfg.app_id)
-            self.topics.observer = self.metrics
-            interceptors.insert(0, RpcMetrics(self.metrics))
-        if self.api_token:
-            interceptors.append(ApiTokenGuard(self.api_token))
-        if cfg.flow_control is not None and cfg.flow_control.methods:
-            interceptors.append(FlowGate(cfg.flow_control))
-        if self.tracing is not None:
-            interceptors.append(self.tracing.server_interceptor())
         chosen = build_server(
-            cfg.grpc_transport, options=options, interceptors=interceptors, tls=self.certificates is not None
+            cfg.grpc_transport, options=options, interceptors=self._interceptors(), tls=self.certificates is not None
         )
         server, self.grpc_transport = chosen.server, chosen.transport
         self.services = build_services(
@@ -229,6 +228,7 @@ class Runtime:
             fallback=self._dapr_http_api(),
             api_token=self.api_token,
             metrics=self.metrics.serve if self.metrics is not None else None,
+            http_metrics=self.metrics.http if self.metrics is not None else None,
         )
         await self._listen_http(self._actuator)
         if self.certificates is not None:
@@ -271,6 +271,36 @@ class Runtime:
         )
         self._http_api = DaprHttpApi(self.services, cfg.max_message_bytes, self._serving, self.invoker, http_app)
         return self._http_api
+
+    def _interceptors(self) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+        """The gRPC server's interceptors, outermost first: metrics, traffic capture (both also see the
+        calls the others refuse), the shutdown gate, the API token, flow control, tracing."""
+        cfg = self.config
+        interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
+        if cfg.traffic_capture is not None and cfg.traffic_capture.enabled:
+            interceptors.insert(0, self._start_capture(cfg.traffic_capture))
+        if self.metrics is not None:
+            from layotto.server.metrics import RpcMetrics
+
+            interceptors.insert(0, RpcMetrics(self.metrics))
+        if self.api_token:
+            interceptors.append(ApiTokenGuard(self.api_token))
+        if cfg.flow_control is not None and cfg.flow_control.methods:
+            interceptors.append(FlowGate(cfg.flow_control))
+        if self.tracing is not None:
+            interceptors.append(self.tracing.server_interceptor())
+        return interceptors
+
+    def _start_capture(self, settings: CaptureSettings) -> TrafficCapture:
+        from layotto.server.traffic.capture import TrafficCapture
+
+        capture = TrafficCapture(settings)
+        try:
+            capture.start()
+        except OSError as error:
+            raise ConfigError(f"traffic_capture.dir: cannot write to {settings.dir}: {error.strerror}") from None
+        self.traffic_capture = capture
+        return capture
 
     async def _start_functions(self) -> None:
         """Install the configured functions and open their trigger and admin listeners."""
@@ -486,6 +516,9 @@ class Runtime:
             await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
             self._server = None
         await self.api_plugins.stop()
+        if self.traffic_capture is not None:  # after the server: the last calls' records are written
+            await self.traffic_capture.aclose()
+            self.traffic_capture = None
         if self.wasm_listeners is not None:
             await self.wasm_listeners.stop()
             self.wasm_listeners = None

@@ -41,6 +41,7 @@ from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
 from layotto.server.runtime.resiliency.spec import ResiliencySpec, parse_resiliency, spec_to_dict
 from layotto.server.runtime.secret_scopes import SecretScope, parse_scopes
 from layotto.server.runtime.subscriptions import TopicSubscription
+from layotto.server.traffic.settings import CaptureSettings, parse_capture_settings
 from layotto.server.wasm.settings import WasmSettings, parse_wasm_settings
 from layotto.tracing import TracingConfigError, TracingSettings
 from layotto.tracing import from_mapping as tracing_from_mapping
@@ -135,6 +136,7 @@ class RuntimeConfig:
     resiliency: ResiliencySpec | None = None  # Dapr's timeouts, retries, circuit breakers per app and component
     wasm: WasmSettings | None = None  # WebAssembly functions (the wasm extra): trigger, admin, modules, limits
     metrics_enabled: bool = True  # Prometheus /metrics on the HTTP port (config: metrics: {enabled: ...})
+    traffic_capture: CaptureSettings | None = None  # sampled capture of received calls into files
     api_token: str = ""  # required of callers as dapr-api-token; DAPR_API_TOKEN overrides it ("": none)
     tls: TlsSettings | None = None  # TLS (mTLS with a client CA) on the gRPC and HTTP listeners
     unix_socket_mode: int = DEFAULT_UNIX_SOCKET_MODE  # permissions of the unix: listeners' socket files
@@ -187,7 +189,7 @@ class RuntimeConfig:
         return out
 
     def _operation_entries(self) -> dict[str, Any]:
-        """tls, unix_socket_mode and log_format, where they are not the defaults."""
+        """tls, unix_socket_mode, log_format and traffic_capture, where they are not the defaults."""
         out: dict[str, Any] = {}
         if self.tls is not None:
             out["tls"] = self.tls.to_dict()
@@ -201,6 +203,8 @@ class RuntimeConfig:
             out["pluggable_components_path"] = self.pluggable_components_path
         if self.api_plugins:
             out["api_plugins"] = {name: dict(metadata) for name, metadata in self.api_plugins.items()}
+        if self.traffic_capture is not None:
+            out["traffic_capture"] = self.traffic_capture.to_dict()
         return out
 
     def _app_dict(self) -> dict[str, Any]:
@@ -274,6 +278,7 @@ _SECTION_PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "resiliency": parse_resiliency,
     "wasm": parse_wasm_settings,
     "app_health": parse_app_health,
+    "traffic_capture": parse_capture_settings,
 }
 NEEDS_TOKEN = (
     "an access control needs invoke_token (the secret the deployment's sidecars share),"
@@ -465,6 +470,7 @@ def _top_level_key(key: str, value: Any) -> dict[str, Any]:
             "wasm",
             "app_health",
             "api_plugins",
+            "traffic_capture",
             *BUILDING_BLOCKS,
         ]
     )

@@ -11,12 +11,12 @@ start-up. Every runtime has its own registry, holding:
 * ``dapr_component_pubsub_ingress_count_total`` (counter) by ``app_id``, ``component``, ``topic`` and
   ``process_status``: every delivery attempt to a subscriber and its answer (``success``, ``retry``,
   ``drop``, Dapr's), plus ``dead_letter`` when a message went to its dead-letter topic;
+* the component, HTTP API and service invocation metrics of :mod:`layotto.server.metrics_ops`;
 * prometheus-client's process and platform collectors (``process_*``, ``python_*``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,17 +28,28 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
 )
 
+from layotto.server.components.loader import ComponentSet
+from layotto.server.metrics_ops import (
+    COMPONENT_FAMILIES,
+    HttpMetrics,
+    InvocationMetrics,
+    instrument_component,
+    instrument_components,
+)
+from layotto.server.metrics_series import Series, SeriesFamily
+from layotto.server.rpc_status import status_name
 from layotto.server.shutdown_gate import WrapperCache
 
 #: latency buckets in milliseconds (a subset of Dapr's, which has 40)
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 _RPC_LABELS = ("app_id", "grpc_server_method", "grpc_server_status")
+_HTTP = ("app_id", "method", "path", "status")
+_INVOKE = ("app_id", "destination_app_id", "status")
 #: distinct ``grpc_server_method`` values kept; the calls of any further method count as OTHER_METHOD
 #: (gRPC proxying serves any method name a client sends: the series must stay bounded)
 MAX_METHOD_LABELS = 512
@@ -50,23 +61,17 @@ class RuntimeMetrics:
 
     def __init__(self, app_id: str) -> None:
         self.app_id = app_id
-        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._rpc_series: dict[tuple[str, str], Series] = {}
         self._methods: set[str] = set()  # the grpc_server_method values in use, at most MAX_METHOD_LABELS
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
-        self.completed_rpcs = Counter(
+        self.rpcs = self._family(
             "dapr_grpc_io_server_completed_rpcs",
-            "Count of RPCs by method and status.",
-            _RPC_LABELS,
-            registry=self.registry,
-        )
-        self.server_latency = Histogram(
             "dapr_grpc_io_server_server_latency",
-            "Distribution of server latency in milliseconds, by method.",
             _RPC_LABELS,
-            buckets=LATENCY_BUCKETS_MS,
-            registry=self.registry,
+            "Count of RPCs by method and status.",
+            "Distribution of server latency in milliseconds, by method.",
         )
         self.pubsub_ingress = Counter(
             "dapr_component_pubsub_ingress_count",
@@ -74,6 +79,67 @@ class RuntimeMetrics:
             ("app_id", "component", "topic", "process_status"),
             registry=self.registry,
         )
+        self._component_families: dict[str, SeriesFamily] = {}
+        http = self._family(
+            "dapr_http_server_request_count",
+            "dapr_http_server_latency",
+            _HTTP,
+            "Number of HTTP requests, by method, route template and status.",
+            "HTTP request latency in milliseconds in the server.",
+        )
+        self.http = HttpMetrics(app_id, http)
+        self.invocation = InvocationMetrics(
+            app_id,
+            sent=self._counter("dapr_runtime_service_invocation_req_sent", _INVOKE[:2], "invocation requests sent"),
+            received=self._counter(
+                "dapr_runtime_service_invocation_req_recv", ("app_id", "src_app_id"), "invocation requests received"
+            ),
+            answers=self._family(
+                "dapr_runtime_service_invocation_res_recv",
+                "dapr_runtime_service_invocation_res_recv_latency_ms",
+                _INVOKE,
+                "The number of remote service invocation responses received.",
+                "The remote service invocation round trip latency in milliseconds.",
+            ),
+        )
+
+    def _counter(self, name: str, labels: tuple[str, ...], what: str) -> Counter:
+        return Counter(name, f"The number of {what}.", labels, registry=self.registry)
+
+    def _family(
+        self, count_name: str, latency_name: str, labels: tuple[str, ...], count_help: str, latency_help: str
+    ) -> SeriesFamily:
+        return SeriesFamily(
+            self.registry,
+            count_name,
+            latency_name,
+            labels,
+            LATENCY_BUCKETS_MS,
+            count_help=count_help,
+            latency_help=latency_help,
+        )
+
+    def component_family(self, block: str) -> SeriesFamily:
+        """The count and latency family of a building block's component operations, made on first use."""
+        family = self._component_families.get(block)
+        if family is None:
+            prefix, label = COMPONENT_FAMILIES[block]
+            family = self._component_families[block] = self._family(
+                prefix + "_count",
+                prefix + "_latencies",
+                ("app_id", "component", label, "success"),
+                f"The number of operations performed on the {block} component.",
+                f"The latency in milliseconds of the response from the {block} component.",
+            )
+        return family
+
+    def instrument(self, components: ComponentSet) -> None:
+        """Count and time every operation of ``components`` (see :mod:`layotto.server.metrics_ops`)."""
+        instrument_components(components, self.component_family, self.app_id)
+
+    def instrument_component(self, block: str, component: Any) -> None:
+        """Count and time the operations of one component, built after start (a live reconfiguration)."""
+        instrument_component(block, component, self.component_family, self.app_id)
 
     def delivery_outcome(self, pubsub: str, topic: str, outcome: str) -> None:
         """Counts one delivery attempt (a :class:`~layotto.server.runtime.delivery.DeliveryObserver`)."""
@@ -82,21 +148,20 @@ class RuntimeMetrics:
     def record_rpc(self, method: str, status: str, started: float) -> None:
         """Counts one finished call of ``method`` that began at ``started`` (time.perf_counter())."""
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        children = self._rpc_children.get((method, status))
-        if children is None:
-            if method not in self._methods and len(self._methods) >= MAX_METHOD_LABELS:
-                method = OTHER_METHOD
-            children = self._rpc_children.get((method, status)) or self._children(method, status)
-        children[0].inc()
-        children[1].observe(elapsed_ms)
+        self.rpcs.observe(self.rpc_series(method, status), elapsed_ms)
 
-    def _children(self, method: str, status: str) -> tuple[Any, Any]:
-        """The series of one method and status, made once (labels() takes a lock and builds a key)."""
+    def rpc_series(self, method: str, status: str) -> Series:
+        """The series of one method and status (OTHER_METHOD past MAX_METHOD_LABELS methods)."""
+        series = self._rpc_series.get((method, status))
+        return series if series is not None else self._new_rpc_series(method, status)
+
+    def _new_rpc_series(self, method: str, status: str) -> Series:
+        """The series of one method and status (OTHER_METHOD past MAX_METHOD_LABELS methods), kept."""
+        if method not in self._methods and len(self._methods) >= MAX_METHOD_LABELS:
+            return self.rpcs.series((self.app_id, OTHER_METHOD, status))
         self._methods.add(method)
-        labels = (self.app_id, method, status)
-        children = (self.completed_rpcs.labels(*labels), self.server_latency.labels(*labels))
-        self._rpc_children[(method, status)] = children
-        return children
+        series = self._rpc_series[(method, status)] = self.rpcs.series((self.app_id, method, status))
+        return series
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""
@@ -105,17 +170,6 @@ class RuntimeMetrics:
     async def serve(self, request: web.BaseRequest) -> web.Response:
         """The ``/metrics`` endpoint."""
         return web.Response(body=self.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _status_of(context: Any, error: BaseException | None) -> str:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code.name
-    if isinstance(code, int):  # grpc.aio keeps the number given to set_code/abort
-        return next((c.name for c in grpc.StatusCode if c.value[0] == code), "UNKNOWN")
-    if error is None:
-        return "OK"
-    return "CANCELLED" if isinstance(error, asyncio.CancelledError | GeneratorExit) else "UNKNOWN"
 
 
 class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -150,16 +204,26 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return grpc.stream_stream_rpc_method_handler(self._measured_stream(method, handler.stream_stream), *codecs)
 
     def _measured(self, method: str, behavior: Callable[[Any, Any], Awaitable[Any]]) -> Callable[[Any, Any], Any]:
-        record = self._metrics.record_rpc
+        metrics = self._metrics
+        observe = metrics.rpcs.observe
+        clock = time.perf_counter
+        ok: Series | None = None  # this method's OK series, looked up once
 
         async def measured(request: Any, context: Any) -> Any:
-            started = time.perf_counter()
+            nonlocal ok
+            started = clock()
             try:
                 answer = await behavior(request, context)
             except BaseException as error:
-                record(method, _status_of(context, error), started)
+                metrics.record_rpc(method, status_name(context, error), started)
                 raise
-            record(method, _status_of(context, None), started)
+            code = context.code()  # None (pygrpc-native) or 0 (grpc.aio) unless a handler set one
+            if not code or code is grpc.StatusCode.OK:
+                if ok is None:
+                    ok = metrics.rpc_series(method, "OK")
+                observe(ok, (clock() - started) * 1000.0)
+            else:
+                metrics.record_rpc(method, status_name(context, None), started)
             return answer
 
         return measured
@@ -175,8 +239,8 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 async for answer in behavior(request, context):
                     yield answer
             except BaseException as error:
-                record(method, _status_of(context, error), started)
+                record(method, status_name(context, error), started)
                 raise
-            record(method, _status_of(context, None), started)
+            record(method, status_name(context, None), started)
 
         return measured

@@ -20,12 +20,15 @@ from layotto.server.http.jobs import JobsHttp
 from layotto.server.http.lock import LockHttp
 from layotto.server.http.metadata import MetadataHttp
 from layotto.server.http.pubsub import PubSubHttp
-from layotto.server.http.routing import Routes
+from layotto.server.http.routing import ROUTE_KEY, Routes
 from layotto.server.http.secrets import SecretsHttp
 from layotto.server.http.state import StateHttp
 from layotto.server.http_app import HttpApp
 from layotto.server.runtime.invocation import Invoker
 from layotto.server.runtime.services import RuntimeServices
+
+#: the route template of an invocation addressed by its dapr-app-id header (any path)
+INVOKE_BY_HEADER_ROUTE = "/{path} (dapr-app-id)"
 
 __all__ = ["DaprHttpApi"]
 
@@ -72,5 +75,6 @@ class DaprHttpApi:
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse | None:
         """The answer of the endpoint ``request`` names; None when no endpoint has its path."""
         if self._invoke is not None and self._invoke.addressed_by_header(request):
+            request[ROUTE_KEY] = INVOKE_BY_HEADER_ROUTE
             return await self._invoke.by_header(request, self._settings)
         return await self._routes.answer(request, self._settings)

@@ -12,6 +12,8 @@ from aiohttp.web_urldispatcher import MatchInfoError
 from layotto.server.http.errors import Call, HttpSettings
 
 CallHandler = Callable[[Call], Awaitable[web.StreamResponse]]
+#: the request key under which the matched route's template (``/v1.0/state/{store}``) is kept, for metrics
+ROUTE_KEY = web.RequestKey("layotto.route", str)
 
 
 class Routes:
@@ -32,5 +34,6 @@ class Routes:
                 body = {"error": f"{request.method} not allowed", "allowed": allowed}
                 return web.json_response(body, status=405, headers={"Allow": allowed})
             return None
+        request[ROUTE_KEY] = match.route.resource.canonical if match.route.resource is not None else ""
         handler = cast(CallHandler, match.handler)
         return await handler(Call(request, dict(match), settings))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -143,6 +143,14 @@ class LocalFunctions(Protocol):
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse: ...
 
 
+class InvocationObserver(Protocol):
+    """Measures each invocation (``layotto.server.metrics_ops.InvocationMetrics``)."""
+
+    async def measure(
+        self, request: InvokeRequest, call: Callable[[], Awaitable[InvokeResponse]]
+    ) -> InvokeResponse: ...
+
+
 class Invoker:
     """Routes invocations: to a local function, to the own app, or one hop to a sidecar of the target app."""
 
@@ -174,6 +182,7 @@ class Invoker:
         self._app_channel = app_channel
         self._turn = itertools.count()
         self.functions: LocalFunctions | None = None  # set by the runtime when it serves functions
+        self.metrics: InvocationObserver | None = None  # set by the runtime when metrics are on
 
     @property
     def forwarder(self) -> SidecarForwarder:
@@ -192,6 +201,12 @@ class Invoker:
         DeadlineExceeded, CircuitOpen (the target's breaker is open), BackendUnavailable (name
         resolution's DNS server), or an error relayed from the callee sidecar."""
         request.validate()
+        if self.metrics is not None:
+            return await self.metrics.measure(request, lambda: self._admitted(request, timeout))
+        return await self._admitted(request, timeout)
+
+    async def _admitted(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
+        """A valid request's answer: the hop checked, or the flow limit taken; under the target's policy."""
         if request.hop:
             self._check_hop(request)
         elif self._flow is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from layotto.server.components.base import Component, ComponentContext, ConfigError, Feature
@@ -77,6 +77,8 @@ class Reconfigurer:
         self._init_timeout = init_timeout
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        #: called with (block, component) for each component built here (the runtime's metrics), or None
+        self.instrument: Callable[[str, Component], None] | None = None
 
     def declared(self, block: str, name: str) -> ComponentConfig | None:
         """The config the running component ``block.name`` was built from (None: no such component)."""
@@ -193,6 +195,8 @@ class Reconfigurer:
         if self._resiliency is not None:
             guard_component(block, component, self._resiliency)
         track_calls(component)
+        if self.instrument is not None:
+            self.instrument(block, component)
         return component
 
     def _install(self, block: str, name: str, new: Component | None) -> None:
