@@ -140,7 +140,6 @@ ROUTED = [
             ],
             "default": "/other",
         },
-        "bulkSubscribe": {"enabled": True},
     },
     {"pubsubname": "bus", "topic": "bad", "routes": {"rules": [{"match": "event.type ==", "path": "/x"}]}},
 ]

@@ -9,7 +9,9 @@ path of the first routing rule that matches (or the default path) on Dapr's call
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +25,10 @@ from layotto.server.api.pubsub import PubSubMessages, to_event_request
 from layotto.server.api_token import sending_token
 from layotto.server.app_health import AppHealth
 from layotto.server.components.loader import ComponentSet
+from layotto.server.runtime.batching import Batcher, Entry
 from layotto.server.runtime.delivery import (
     DEFAULT_MAX_ATTEMPTS,
+    DROP,
     RETRY,
     SUCCESS,
     Delivery,
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_SECONDS = 30.0
+BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
+CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 LIST_TIMEOUT_SECONDS = 5.0
 
 LAYOTTO_CALLBACK = PubSubMessages(appcallback_pb2.TopicEventRequest, None, None, has_metadata=True)
@@ -63,9 +69,13 @@ class CallbackSubscriber(Subscriber):
         subscription: TopicSubscription,
         policy: Policy | None = None,
         health: AppHealth | None = None,
+        *,
+        on_bulk_topic_event: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         """``policy``: the pub/sub component's inbound resiliency policy (None: one call per offer);
-        ``health``: delivery waits while the app is unhealthy."""
+        ``health``: delivery waits while the app is unhealthy; ``on_bulk_topic_event``: Dapr's
+        ``AppCallbackAlpha/OnBulkTopicEventAlpha1``, used when the subscription is a bulk one (an app
+        answering UNIMPLEMENTED gets each event of the batch, and every later one, by OnTopicEvent)."""
         metadata = dict(subscription.metadata)
         super().__init__(
             max_attempts=parse_max_delivery_attempts(metadata, "subscription.metadata", DEFAULT_MAX_ATTEMPTS),
@@ -78,6 +88,13 @@ class CallbackSubscriber(Subscriber):
         self._subscription = subscription
         self._policy = policy
         self._health = health
+        self._on_bulk_topic_event = on_bulk_topic_event
+        bulk = subscription.bulk
+        self._batcher = (
+            Batcher(self._send_batch, max_messages=bulk.max_messages, max_await_ms=bulk.max_await_ms)
+            if bulk is not None and on_bulk_topic_event is not None
+            else None
+        )
 
     async def offer(self, delivery: Delivery) -> int:
         """The app's answer (SUCCESS, RETRY, DROP) at the path the routes choose: under the inbound
@@ -90,14 +107,67 @@ class CallbackSubscriber(Subscriber):
                     "no route of %s/%s takes event %s: skipped", delivery.pubsub, delivery.topic, delivery.event.id
                 )
                 return SUCCESS
+        if self._batcher is not None:
+            return await self._batcher.offer(path or "", delivery)
+        return await self._offer_one(delivery, path or "")
+
+    async def _offer_one(self, delivery: Delivery, path: str) -> int:
         if self._health is not None:
             await self._health.wait_healthy(lambda: self.closed)
-        request = to_event_request(self._messages, delivery, path or "")
+        request = to_event_request(self._messages, delivery, path)
 
         async def call(seconds: float) -> int:
             return int((await self._on_topic_event(request, timeout=seconds)).status)
 
         return await inbound_call(self._policy, call, CALL_TIMEOUT_SECONDS, _judge_status)
+
+    async def _send_batch(self, path: str, entries: Sequence[Entry]) -> dict[str, int]:
+        """One OnBulkTopicEventAlpha1 call; each entry's outcome by entry id (a missing one is RETRY)."""
+        assert self._on_bulk_topic_event is not None
+        if self._health is not None:
+            await self._health.wait_healthy(lambda: self.closed)
+        try:
+            response = await self._on_bulk_topic_event(bulk_request(entries, path), timeout=CALL_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as error:
+            if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                raise
+            log.info("the app has no OnBulkTopicEventAlpha1: events of %s go one at a time", self._subscription.topic)
+            self._batcher = None
+            answers = await asyncio.gather(*(_answered(self._offer_one(e.delivery, path)) for e in entries))
+            return {entry.entry_id: answer for entry, answer in zip(entries, answers, strict=True)}
+        return {s.entry_id: s.status if s.status in (SUCCESS, RETRY, DROP) else RETRY for s in response.statuses}
+
+
+async def _answered(call: Awaitable[int]) -> int:
+    try:
+        return await call
+    except Exception:  # as the delivery engine counts a failing offer
+        return RETRY
+
+
+def bulk_request(entries: Sequence[Entry], path: str) -> Any:
+    """Dapr's TopicEventBulkRequest for ``entries`` (each a TopicEventCERequest) sent to ``path``."""
+    first = entries[0].delivery
+    request = dapr_appcallback_pb2.TopicEventBulkRequest(
+        id=str(uuid.uuid4()), topic=first.topic, pubsub_name=first.pubsub, type=BULK_EVENT_TYPE, path=path
+    )
+    for entry in entries:
+        event = entry.delivery.event
+        cloud_event = dapr_appcallback_pb2.TopicEventCERequest(
+            id=event.id,
+            source=event.source,
+            type=event.type,
+            spec_version=event.spec_version,
+            data_content_type=event.content_type,
+            data=event.data,
+        )
+        request.entries.add(
+            entry_id=entry.entry_id,
+            cloud_event=cloud_event,
+            content_type=CLOUDEVENT_CONTENT_TYPE,
+            metadata=dict(entry.delivery.metadata),
+        )
+    return request
 
 
 class AppSubscriptions(SubscriptionKeeper):
@@ -127,9 +197,11 @@ class AppSubscriptions(SubscriptionKeeper):
         if protocol == "dapr":
             self._stub: Any = dapr_appcallback_grpc.AppCallbackStub(self._channel)
             self._messages = DAPR_CALLBACK
+            self._on_bulk: Any = dapr_appcallback_grpc.AppCallbackAlphaStub(self._channel).OnBulkTopicEventAlpha1
         else:
             self._stub = appcallback_pb2_grpc.AppCallbackStub(self._channel)
             self._messages = LAYOTTO_CALLBACK
+            self._on_bulk = None  # Layotto's AppCallback has no bulk call: one event at a time
         self._health_stub = dapr_appcallback_grpc.AppCallbackHealthCheckStub(self._channel)
 
     async def list_subscriptions(self) -> tuple[list[TopicSubscription], list[str]]:
@@ -143,7 +215,14 @@ class AppSubscriptions(SubscriptionKeeper):
 
     def new_subscriber(self, subscription: TopicSubscription) -> Subscriber:
         policy = self._resiliency.inbound(subscription.pubsub) if self._resiliency is not None else None
-        return CallbackSubscriber(self._stub.OnTopicEvent, self._messages, subscription, policy, self.health)
+        return CallbackSubscriber(
+            self._stub.OnTopicEvent,
+            self._messages,
+            subscription,
+            policy,
+            self.health,
+            on_bulk_topic_event=self._on_bulk,
+        )
 
     async def probe(self, path: str) -> bool:
         """The app health probe: whether the app answers Dapr's ``AppCallbackHealthCheck/HealthCheck``

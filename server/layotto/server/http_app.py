@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ import aiohttp
 from layotto.server.api_token import TOKEN_HEADER
 from layotto.server.app_health import AppHealth
 from layotto.server.components.loader import ComponentSet
+from layotto.server.runtime.batching import Batcher, Entry
 from layotto.server.runtime.delivery import (
     DEFAULT_MAX_ATTEMPTS,
     DROP,
@@ -53,6 +55,7 @@ LIST_TIMEOUT_SECONDS = 5.0
 CLOUDEVENT_CONTENT_TYPE = "application/cloudevents+json"
 REFUSED_FIRST_WAIT_SECONDS = 0.1
 REFUSED_MAX_WAIT_SECONDS = 2.0
+BULK_EVENT_TYPE = "com.dapr.event.sent.bulk"
 _STATUSES = {"": SUCCESS, "SUCCESS": SUCCESS, "RETRY": RETRY, "DROP": DROP}
 
 
@@ -68,6 +71,27 @@ def app_status(http_status: int, body: bytes) -> int:
         return SUCCESS
     status = answer.get("status", "") if isinstance(answer, dict) else ""
     return _STATUSES.get(str(status).upper(), RETRY)
+
+
+def bulk_statuses(http_status: int, body: bytes, entry_ids: Sequence[str]) -> dict[str, int]:
+    """Each entry's outcome from the app's answer to a bulk delivery (Dapr's rule): 404 drops them
+    all; another non-2xx, or a body that is not ``{"statuses": [...]}``, retries them all; in
+    ``{"statuses": [{"entryId", "status"}]}`` an entry with no status, or an unknown one, is RETRY."""
+    if http_status == 404:
+        return dict.fromkeys(entry_ids, DROP)
+    if not 200 <= http_status < 300:
+        return {}
+    try:
+        answer = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    statuses = answer.get("statuses") if isinstance(answer, dict) else None
+    outcomes: dict[str, int] = {}
+    wanted = set(entry_ids)
+    for item in statuses if isinstance(statuses, list) else []:
+        if isinstance(item, dict) and str(item.get("entryId", "")) in wanted:
+            outcomes[str(item["entryId"])] = _STATUSES.get(str(item.get("status", "")).upper() or "?", RETRY)
+    return outcomes
 
 
 def _judge_outcome(outcome: int) -> Verdict:
@@ -126,6 +150,10 @@ class HttpSubscriber(Subscriber):
         self._subscription = subscription
         self._health = health
         self._policy = policy
+        bulk = subscription.bulk
+        self._batcher = (
+            Batcher(self._send_batch, max_messages=bulk.max_messages, max_await_ms=bulk.max_await_ms) if bulk else None
+        )
 
     async def offer(self, delivery: Delivery) -> int:
         event = event_json(delivery.event, delivery.topic, delivery.pubsub)
@@ -133,6 +161,8 @@ class HttpSubscriber(Subscriber):
         if path is None:
             log.info("no route of %s/%s takes event %s: skipped", delivery.pubsub, delivery.topic, delivery.event.id)
             return SUCCESS
+        if self._batcher is not None:
+            return await self._batcher.offer(path, delivery)
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
         headers = self._app.headers(**{"Content-Type": CLOUDEVENT_CONTENT_TYPE})
         traceparent = current_traceparent() or str(event.get("traceparent", ""))
@@ -154,6 +184,36 @@ class HttpSubscriber(Subscriber):
             return outcome
 
         return await inbound_call(self._policy, call, CALL_TIMEOUT_SECONDS, _judge_outcome)
+
+    async def _send_batch(self, path: str, entries: Sequence[Entry]) -> dict[str, int]:
+        """POSTs one batch in Dapr's bulk shape; each entry's outcome by entry id."""
+        first = entries[0].delivery
+        body = {
+            "entries": [
+                {
+                    "entryId": entry.entry_id,
+                    "event": event_json(entry.delivery.event, entry.delivery.topic, entry.delivery.pubsub),
+                    "contentType": CLOUDEVENT_CONTENT_TYPE,
+                    "metadata": dict(entry.delivery.metadata),
+                }
+                for entry in entries
+            ],
+            "id": str(uuid.uuid4()),
+            "metadata": {},
+            "pubsubname": first.pubsub,
+            "topic": first.topic,
+            "type": BULK_EVENT_TYPE,
+        }
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        headers = self._app.headers(**{"Content-Type": "application/json"})
+        status, answer = await self._post(
+            f"{self._app.base_url}/{path.lstrip('/')}", data, headers, CALL_TIMEOUT_SECONDS
+        )
+        if status == 404:
+            log.error("the app has no route %s (404): %d events on %s dropped", path, len(entries), first.topic)
+        elif not 200 <= status < 300:
+            log.warning("the app answered %d to a batch on %s: %r", status, first.topic, answer[:200])
+        return bulk_statuses(status, answer, [entry.entry_id for entry in entries])
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str], seconds: float) -> tuple[int, bytes]:
         wait = REFUSED_FIRST_WAIT_SECONDS

@@ -40,6 +40,48 @@ class RouteRule:
     path: str
 
 
+#: Dapr's defaults and this runtime's bounds for ``bulkSubscribe``
+DEFAULT_MAX_MESSAGES = 100
+DEFAULT_MAX_AWAIT_MS = 1000
+MAX_MESSAGES_RANGE = (1, 10_000)
+MAX_AWAIT_MS_RANGE = (1, 60_000)
+
+
+@dataclass(frozen=True)
+class BulkSubscribe:
+    """Dapr's ``bulkSubscribe``: events go to the app in batches of at most ``max_messages``, a
+    partial batch leaving ``max_await_ms`` milliseconds after its first event."""
+
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    max_await_ms: int = DEFAULT_MAX_AWAIT_MS
+
+
+def _bounded(raw: Any, default: int, bounds: tuple[int, int], field: str) -> int:
+    if raw is None or raw == 0:
+        return default  # Dapr: unset (0 in the proto) means the default
+    if isinstance(raw, bool) or not isinstance(raw, int) or not bounds[0] <= raw <= bounds[1]:
+        raise InvalidArgument(field, f"expected an integer from {bounds[0]} to {bounds[1]}, got {raw!r}")
+    return raw
+
+
+def parse_bulk_subscribe(raw: Any, field: str) -> BulkSubscribe | None:
+    """The ``bulkSubscribe`` mapping ``{enabled, maxMessagesCount, maxAwaitDurationMs}`` (None when
+    absent or not enabled); InvalidArgument naming the field when a value is of the wrong type or
+    out of range (maxMessagesCount 1..10000, maxAwaitDurationMs 1..60000; 0 or unset: Dapr's defaults)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidArgument(field, "expected {enabled, maxMessagesCount, maxAwaitDurationMs}")
+    enabled = raw.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise InvalidArgument(f"{field}.enabled", f"expected true or false, got {enabled!r}")
+    count = _bounded(raw.get("maxMessagesCount"), DEFAULT_MAX_MESSAGES, MAX_MESSAGES_RANGE, f"{field}.maxMessagesCount")
+    wait = _bounded(
+        raw.get("maxAwaitDurationMs"), DEFAULT_MAX_AWAIT_MS, MAX_AWAIT_MS_RANGE, f"{field}.maxAwaitDurationMs"
+    )
+    return BulkSubscribe(count, wait) if enabled else None
+
+
 @dataclass(frozen=True)
 class TopicSubscription:
     """One subscription of the app, protocol-neutral. ``path`` is the default route; ``rules`` come
@@ -52,6 +94,7 @@ class TopicSubscription:
     path: str = ""
     rules: tuple[RouteRule, ...] = ()
     scopes: tuple[str, ...] = ()
+    bulk: BulkSubscribe | None = None
 
     def route(self, event: Mapping[str, Any]) -> str | None:
         """The path of ``event`` (a CloudEvent as a JSON object); None: no rule nor default takes it."""
@@ -153,7 +196,7 @@ def _metadata(raw: Any, field: str) -> tuple[tuple[str, str], ...]:
 def from_dapr_json(entry: Any, field: str, *, scopes: Sequence[str] = ()) -> TopicSubscription:
     """A subscription of Dapr's JSON shape (``/dapr/subscribe`` entries, a manifest's spec): v1
     ``{pubsubname, topic, route, metadata, deadLetterTopic}`` or v2 with ``routes`` instead of
-    ``route``; ``bulkSubscribe`` is accepted (events are delivered one at a time).
+    ``route``, and ``bulkSubscribe`` (:func:`parse_bulk_subscribe`).
     InvalidArgument naming the field when the shape is wrong."""
     if not isinstance(entry, dict):
         raise InvalidArgument(field, "expected {pubsubname, topic, route | routes}")
@@ -170,7 +213,8 @@ def from_dapr_json(entry: Any, field: str, *, scopes: Sequence[str] = ()) -> Top
     metadata = _metadata(entry.get("metadata"), f"{field}.metadata")
     dead_letter = entry.get("deadLetterTopic", "") or dict(metadata).get(DEAD_LETTER_METADATA, "")
     dead_letter = _text(dead_letter, f"{field}.deadLetterTopic")
-    return TopicSubscription(pubsub, topic, metadata, dead_letter, path, rules, tuple(scopes))
+    bulk = parse_bulk_subscribe(entry.get("bulkSubscribe"), f"{field}.bulkSubscribe")
+    return TopicSubscription(pubsub, topic, metadata, dead_letter, path, rules, tuple(scopes), bulk)
 
 
 def from_subscribe_answer(answer: Any) -> tuple[list[TopicSubscription], list[str]]:
@@ -205,8 +249,22 @@ def from_listing(response: Any) -> tuple[list[TopicSubscription], list[str]]:
                 refused.append(error.message)
                 continue
         metadata_items = tuple(sorted(metadata.items()))
-        found.append(TopicSubscription(sub.pubsub_name, sub.topic, metadata_items, dead_letter, path, rules))
+        try:
+            bulk = _listed_bulk(sub, f"subscriptions[{index}].bulk_subscribe")
+        except InvalidArgument as error:
+            refused.append(error.message)
+            continue
+        found.append(TopicSubscription(sub.pubsub_name, sub.topic, metadata_items, dead_letter, path, rules, bulk=bulk))
     return found, refused
+
+
+def _listed_bulk(sub: Any, field: str) -> BulkSubscribe | None:
+    if not hasattr(sub, "bulk_subscribe") or not sub.HasField("bulk_subscribe"):
+        return None
+    config = sub.bulk_subscribe
+    raw = {"enabled": config.enabled, "maxMessagesCount": config.max_messages_count}
+    raw["maxAwaitDurationMs"] = config.max_await_duration_ms
+    return parse_bulk_subscribe(raw, field)
 
 
 def from_manifest(doc: Mapping[str, Any], where: str) -> TopicSubscription:

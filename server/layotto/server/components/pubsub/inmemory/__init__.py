@@ -1,5 +1,7 @@
 """In-memory pub/sub: topics and consumer groups inside the runtime (messages published
-before a group subscribes are not kept for it; nothing survives a restart)."""
+before a group subscribes are not kept for it; nothing survives a restart). One message at a
+time per subscription (ordered) unless ``concurrency`` allows more in flight (a bulk
+subscription's batches fill only as far as messages are in flight at once)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,14 @@ class InMemoryPubSub(PubSub):
                 minimum=0,
                 maximum=60,
             ),
+            MetadataField(
+                "concurrency",
+                "Messages in flight per subscription (above 1, delivery is no longer ordered).",
+                type=int,
+                default=1,
+                minimum=1,
+                maximum=10000,
+            ),
         ),
     )
 
@@ -38,9 +48,11 @@ class InMemoryPubSub(PubSub):
         self._groups: dict[str, dict[str, asyncio.Queue[BrokerMessage]]] = {}
         self._ids = itertools.count(1)
         self._delay = 0.05
+        self._concurrency = 1
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._delay = float(metadata["redeliverDelayInSeconds"])
+        self._concurrency = int(metadata["concurrency"])
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         message = BrokerMessage(topic, data, dict(metadata), str(next(self._ids)))
@@ -52,15 +64,37 @@ class InMemoryPubSub(PubSub):
         return Subscription([asyncio.create_task(self._consume(queue, deliver))])
 
     async def _consume(self, queue: asyncio.Queue[BrokerMessage], deliver: Deliver) -> None:
-        while True:
-            message = await queue.get()
+        slots = asyncio.Semaphore(self._concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            slots.release()
+
+        try:
             while True:
+                await slots.acquire()
                 try:
-                    await deliver(message)
-                    break
-                except asyncio.CancelledError:
-                    queue.put_nowait(message)  # not acked: another member of the group gets it
+                    message = await queue.get()
+                except BaseException:
+                    slots.release()
                     raise
-                except Exception:
-                    log.debug("redelivering message %s on %s", message.broker_id, message.topic, exc_info=True)
-                    await asyncio.sleep(self._delay)
+                task = asyncio.create_task(self._handle(queue, message, deliver))
+                running.add(task)
+                task.add_done_callback(finished)
+        finally:
+            for task in list(running):
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _handle(self, queue: asyncio.Queue[BrokerMessage], message: BrokerMessage, deliver: Deliver) -> None:
+        while True:
+            try:
+                await deliver(message)
+                return
+            except asyncio.CancelledError:
+                queue.put_nowait(message)  # not acked: another member of the group gets it
+                raise
+            except Exception:
+                log.debug("redelivering message %s on %s", message.broker_id, message.topic, exc_info=True)
+                await asyncio.sleep(self._delay)
