@@ -127,6 +127,14 @@ NOT_SERVED = frozenset(
         "dapr.proto.runtime.v1.AppCallbackHealthCheck",
         "spec.proto.pluggable.v1.hello.Hello",  # a pluggable component's
         "skywalking.v3.TraceSegmentReportService",  # a trace collector's
+        # a Dapr pluggable component's (the runtime is its client: components/pluggable)
+        "dapr.proto.components.v1.InputBinding",
+        "dapr.proto.components.v1.OutputBinding",
+        "dapr.proto.components.v1.PubSub",
+        "dapr.proto.components.v1.QueriableStateStore",
+        "dapr.proto.components.v1.StateStore",
+        "dapr.proto.components.v1.TransactionalStateStore",
+        "dapr.proto.components.v1.TransactionalStoreMultiMaxSize",
     }
 )
 
