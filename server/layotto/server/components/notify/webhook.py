@@ -134,17 +134,13 @@ def _statuses(answer: Mapping[str, Any]) -> tuple[SendStatus, ...]:
     return tuple(out)
 
 
-class WebhookSms(SmsComponent):
-    spec = ComponentSpec(
-        type="webhook",
-        building_block="sms",
-        description="POSTs each SMS as a JSON document to a URL (bearer token, retries); the endpoint's JSON "
-        "answer becomes the response (docs/email.md lists the body).",
-        metadata=WEBHOOK_METADATA,
-    )
+class _WebhookLifecycle:
+    """The webhook client's life, shared by the SMS and phone components (mixed in before their base)."""
+
+    name: str
 
     def __init__(self, name: str) -> None:
-        super().__init__(name)
+        super().__init__(name)  # type: ignore[call-arg]  # the component base class after this one
         self._client: WebhookClient | None = None
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
@@ -153,6 +149,16 @@ class WebhookSms(SmsComponent):
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+class WebhookSms(_WebhookLifecycle, SmsComponent):
+    spec = ComponentSpec(
+        type="webhook",
+        building_block="sms",
+        description="POSTs each SMS as a JSON document to a URL (bearer token, retries); the endpoint's JSON "
+        "answer becomes the response (docs/email.md lists the body).",
+        metadata=WEBHOOK_METADATA,
+    )
 
     async def send_sms(self, request: SmsRequest) -> SmsResult:
         assert self._client is not None  # set by init
@@ -169,7 +175,7 @@ class WebhookSms(SmsComponent):
         return SmsResult(str(answer.get("requestId") or request.request_id), _statuses(answer))
 
 
-class WebhookPhone(PhoneComponent):
+class WebhookPhone(_WebhookLifecycle, PhoneComponent):
     spec = ComponentSpec(
         type="webhook",
         building_block="phone",
@@ -177,17 +183,6 @@ class WebhookPhone(PhoneComponent):
         "requestId becomes the response's (docs/email.md lists the body).",
         metadata=WEBHOOK_METADATA,
     )
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self._client: WebhookClient | None = None
-
-    async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
-        self._client = WebhookClient(self.name, metadata)
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
 
     async def send_voice(self, request: VoiceRequest) -> str:
         assert self._client is not None  # set by init
