@@ -520,6 +520,7 @@ spec:
     [
         ({"enabled": "yes"}, "app_health.enabled: expected true or false"),
         ({"path": "healthz"}, "app_health.path: expected a URL path"),
+        ({"path": "/ready\r\nX-Injected: 1"}, "app_health.path: expected a URL path"),
         ({"threshold": 0}, "app_health.threshold: expected an integer from 1"),
         ({"probe_interval_seconds": "5s"}, "app_health.probe_interval_seconds: expected a number of seconds"),
         ({"probe": 1}, "app_health.probe: unknown key"),
