@@ -77,7 +77,7 @@ def test_schedules_take_dapr_syntax() -> None:
     assert Schedule("*/15 * * * * *").next_after(start) == start + dt.timedelta(seconds=15)  # seconds first
     assert Schedule("*/5 * * * *").next_after(start) == start + dt.timedelta(minutes=5)
     assert Schedule("@hourly").next_after(start) == start + dt.timedelta(hours=1)
-    for bad in ("every 1s", "@every 0s", "* * *", "61 * * * * *"):
+    for bad in ("every 1s", "@every 0s", "* * *", "61 * * * * *", "0 0 30 2 *", "0 0 0 31 2 *"):  # no Feb 30, 31
         try:
             Schedule(bad)
         except ValueError:

@@ -198,6 +198,12 @@ async def test_local_refuses_symlinks_out_of_the_root_fifos_and_devices(
     assert [file.file_name for file in listed.files] == ["inside"]  # no links, FIFOs, devices or .layotto
 
 
+async def test_local_refuses_a_segment_longer_than_the_filesystem_takes(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    name = "n" * 300  # under the 1024-byte limit on names, over NAME_MAX (255) of one segment
+    error = await call_error(put(stub, "local", name, [b"x"]))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("name:"), error
+
+
 async def until(condition: Callable[[], Any], what: str, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not await condition():

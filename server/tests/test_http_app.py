@@ -142,6 +142,7 @@ ROUTED = [
         },
     },
     {"pubsubname": "bus", "topic": "bad", "routes": {"rules": [{"match": "event.type ==", "path": "/x"}]}},
+    {"pubsubname": "bus", "topic": "nowhere"},  # no route: every event would be skipped, so it is refused
 ]
 
 
@@ -171,8 +172,9 @@ async def test_programmatic_subscriptions_route_by_rules_and_post_cloudevents_wi
     assert {h["Content-Type"] for h in app.headers} == {"application/cloudevents+json"}
     assert {h["dapr-api-token"] for h in app.headers} == {"app-secret"}
     refused = [r.getMessage() for r in caplog.records if "ignoring the app's subscription" in r.getMessage()]
-    assert len(refused) == 1 and "\n" not in refused[0], refused
+    assert len(refused) == 2 and not any("\n" in line for line in refused), refused
     assert "/dapr/subscribe[2].routes.rules[0].match: cannot parse CEL expression 'event.type =='" in refused[0]
+    assert "bus/nowhere: subscription.route: an HTTP app's subscription needs a route" in refused[1]
 
 
 def manifests(directory: Path, app_id: str) -> Path:
@@ -517,6 +519,7 @@ spec:
     [
         ({"enabled": "yes"}, "app_health.enabled: expected true or false"),
         ({"path": "healthz"}, "app_health.path: expected a URL path"),
+        ({"path": "/ready\r\nX-Injected: 1"}, "app_health.path: expected a URL path"),
         ({"threshold": 0}, "app_health.threshold: expected an integer from 1"),
         ({"probe_interval_seconds": "5s"}, "app_health.probe_interval_seconds: expected a number of seconds"),
         ({"probe": 1}, "app_health.probe: unknown key"),

@@ -259,6 +259,8 @@ BAD_JOBS = [
     (pb.Job(name="n", schedule="@every soon"), "job.schedule"),
     (pb.Job(name="n", schedule="@every 0s"), "job.schedule"),
     (pb.Job(name="n", schedule="@every 100000h"), "job.schedule"),
+    (pb.Job(name="n", schedule="0 0 0 30 2 *"), "job.schedule"),  # valid fields, but no February 30th
+    (pb.Job(name="n", due_time="1s", schedule="0 0 0 31 2 *"), "job.schedule"),
     (pb.Job(name="n", due_time="tomorrow"), "job.due_time"),
     (pb.Job(name="n", due_time="-1s"), "job.due_time"),
     (pb.Job(name="n", due_time="99999h"), "job.due_time"),

@@ -22,6 +22,7 @@ from tls_certs import Authority, TlsFiles, write_tls_files
 
 from layotto.client import NO_RETRY, RuntimeClient, RuntimeUnavailable, TlsConfig
 from layotto.server import Runtime, embedded_defaults
+from layotto.server.cli import main
 from layotto.server.components.base import ConfigError
 from layotto.server.config import RuntimeConfig, TlsSettings, from_mapping
 
@@ -251,3 +252,17 @@ async def test_unreadable_or_mismatched_files_stop_start_up_naming_the_key(tmp_p
     mismatched = TlsSettings(str(files.cert_file), str(tmp_path / "other.key"))
     with pytest.raises(ConfigError, match=r"^tls\.key_file: .* do not load"):
         await Runtime(embedded_defaults().with_overrides(tls=mismatched, data_dir=str(tmp_path))).start()
+
+
+@pytest.mark.parametrize(
+    ("flags", "line"),
+    [
+        (["--tls-cert-file", "c.pem"], "--tls-key-file: required with the cert file (or tls.key_file in the config)"),
+        (["--tls-key-file", "k.pem"], "--tls-cert-file: required with the key file (or tls.cert_file in the config)"),
+    ],
+)
+def test_cli_one_half_of_a_tls_pair_names_the_missing_flag(
+    flags: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--print-config", *flags]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"layotto: config error: {line}"]

@@ -58,8 +58,10 @@ def parse_app_health(raw: Any, where: str) -> AppHealthSettings:
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}.enabled: expected true or false, got {enabled!r}")
     path = raw.get("path", "/healthz")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ConfigError(f"{where}.path: expected a URL path starting with '/', got {path!r}")
+    if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() or not c.isprintable() for c in path):
+        raise ConfigError(
+            f"{where}.path: expected a URL path starting with '/' (no spaces or control characters), got {path!r}"
+        )
     numbers: dict[str, Any] = {}
     for key, (low, high) in _RANGES.items():
         if key not in raw:

@@ -171,7 +171,11 @@ def _tls_flags(args: argparse.Namespace, configured: TlsSettings | None) -> TlsS
     given = {key: value for key, value in flags.items() if value is not None}
     if not given:
         return None
-    return tls_settings({**(configured.to_dict() if configured else {}), **given}, "--tls-cert-file/--tls-key-file")
+    merged = {**(configured.to_dict() if configured else {}), **given}
+    for flag, key, other in (("--tls-key-file", "key_file", "cert"), ("--tls-cert-file", "cert_file", "key")):
+        if not merged.get(key):
+            raise ConfigError(f"{flag}: required with the {other} file (or tls.{key} in the config)")
+    return tls_settings(merged, "--tls-cert-file/--tls-key-file")
 
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -31,6 +31,7 @@ import aiohttp
 from layotto.server.api_token import TOKEN_HEADER
 from layotto.server.app_health import AppHealth
 from layotto.server.components.loader import ComponentSet
+from layotto.server.errors import InvalidArgument
 from layotto.server.runtime.batching import Batcher, Entry
 from layotto.server.runtime.delivery import (
     DEFAULT_MAX_ATTEMPTS,
@@ -138,7 +139,13 @@ class HttpSubscriber(Subscriber):
         policy: Policy | None = None,
     ) -> None:
         """``health``: delivery waits while the app is unhealthy; ``policy``: the pub/sub component's
-        inbound resiliency policy (None: one POST per offer)."""
+        inbound resiliency policy (None: one POST per offer). InvalidArgument naming
+        ``subscription.route`` when the subscription has no route at all: an HTTP app's events go to
+        a path, and without one every event would be skipped (acknowledged and lost)."""
+        if not subscription.path and not subscription.rules:
+            raise InvalidArgument(
+                "subscription.route", "an HTTP app's subscription needs a route, or routes with rules or a default"
+            )
         metadata = dict(subscription.metadata)
         super().__init__(
             max_attempts=parse_max_delivery_attempts(metadata, "subscription.metadata", DEFAULT_MAX_ATTEMPTS),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from layotto.server.errors import InvalidArgument
 
@@ -121,6 +121,10 @@ class Schedule:
                 "@every <duration>, a duration, or a descriptor such as @hourly or @daily",
             )
         self.cron = expression
+        try:
+            self.next_after(dt.datetime.now().timestamp())
+        except CroniterBadDateError:
+            raise InvalidArgument(field, f"{text!r} never occurs (a day that no month has, such as 30 2)") from None
 
     def next_after(self, moment: float) -> float:
         """The first occurrence after ``moment`` (epoch seconds)."""

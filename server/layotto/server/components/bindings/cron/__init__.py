@@ -18,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, MetadataField
 from layotto.server.components.bindings import BindingEvent, EventHandler, InputBinding
@@ -56,6 +56,10 @@ class Schedule:
                 "@every <duration> or a descriptor such as @hourly"
             )
         self._cron = expression
+        try:
+            self.next_after(_now())
+        except CroniterBadDateError:
+            raise ValueError(f"{text!r} never occurs (a day that no month has, such as 30 2)") from None
 
     def next_after(self, moment: dt.datetime) -> dt.datetime:
         if self._every is not None:

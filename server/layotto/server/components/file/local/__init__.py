@@ -119,8 +119,7 @@ class LocalFileStore(FileStore):
 
     async def put(self, name: str, chunks: AsyncIterator[bytes], metadata: Mapping[str, str], field: str) -> None:
         path = await asyncio.to_thread(self._path, name, field)
-        if await asyncio.to_thread(lambda: path.exists() and not path.is_file()):
-            raise InvalidArgument(field, f"{name!r} exists and is not a regular file")
+        await asyncio.to_thread(_require_no_other_kind, path, name, field)
         temp = self._root / RESERVED / "tmp" / uuid.uuid4().hex
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
@@ -227,3 +226,16 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _require_no_other_kind(path: Path, name: str, field: str) -> None:
+    """Raises InvalidArgument naming ``field`` when ``path`` holds anything but a regular file, or
+    cannot be a file name at all (a segment over the file system's NAME_MAX)."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, or a parent that is a file: commit says
+        return
+    except OSError as error:
+        raise InvalidArgument(field, f"{name!r} cannot be created: {error.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidArgument(field, f"{name!r} exists and is not a regular file")
