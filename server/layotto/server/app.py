@@ -34,6 +34,7 @@ from layotto.server.grpc_proxy import build_grpc_proxy
 from layotto.server.hot_reload import ConfigWatcher, restart_keys
 from layotto.server.http import DaprHttpApi
 from layotto.server.http_app import HttpApp, HttpAppSubscriptions
+from layotto.server.http_appjobs import HttpAppJobs
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
 from layotto.server.memory import MemoryTrimmer
@@ -95,7 +96,7 @@ class Runtime:
         self.services: RuntimeServices | None = None  # the runtime layer, once started
         self.app_bindings: AppBindings | None = None
         self.scheduler_loop: SchedulerLoop | None = None
-        self.app_jobs: AppJobs | None = None  # delivers due jobs, when the app has a callback address
+        self.app_jobs: AppJobs | HttpAppJobs | None = None  # delivers due jobs: the app's HTTP port or callback
         self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
         self.metrics: RuntimeMetrics | None = None  # the Prometheus registry, when metrics are on
         self.app_api_token = app_token()  # presented to the app on callbacks ("": none); APP_API_TOKEN
@@ -233,10 +234,13 @@ class Runtime:
         await self._listen_http(self._actuator)
         if self.certificates is not None:
             self._tls_watch = asyncio.create_task(self.certificates.watch(), name="layotto-tls-reload")
-        if cfg.app_callback_address:
+        if cfg.app_protocol == "http" and cfg.app_port:
+            self.app_jobs = HttpAppJobs(cfg.app_port, app_id=cfg.app_id, app_api_token=self.app_api_token)
+        elif cfg.app_callback_address:
             self.app_jobs = AppJobs(
                 cfg.app_callback_address, app_id=cfg.app_id, tracing=self.tracing, app_api_token=self.app_api_token
             )
+        if self.app_jobs is not None:
             self.services.jobs.deliver_to(self.app_jobs.deliver)
         self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue, self.services.jobs)
         self.scheduler_loop.start()
