@@ -234,14 +234,7 @@ class Runtime:
         await self._listen_http(self._actuator)
         if self.certificates is not None:
             self._tls_watch = asyncio.create_task(self.certificates.watch(), name="layotto-tls-reload")
-        if cfg.app_protocol == "http" and cfg.app_port:
-            self.app_jobs = HttpAppJobs(cfg.app_port, app_id=cfg.app_id, app_api_token=self.app_api_token)
-        elif cfg.app_callback_address:
-            self.app_jobs = AppJobs(
-                cfg.app_callback_address, app_id=cfg.app_id, tracing=self.tracing, app_api_token=self.app_api_token
-            )
-        if self.app_jobs is not None:
-            self.services.jobs.deliver_to(self.app_jobs.deliver)
+        self._start_app_jobs()
         self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue, self.services.jobs)
         self.scheduler_loop.start()
         if cfg.wasm is not None:
@@ -365,6 +358,18 @@ class Runtime:
             await self.resolver.start(self.config.app_id, address)
         except LayottoError as error:
             raise ConfigError(f"name_resolution: {error.message}") from None
+
+    def _start_app_jobs(self) -> None:
+        """Due jobs go to the app's HTTP port (``app_protocol: http``) or its AppCallback server."""
+        cfg = self.config
+        if cfg.app_protocol == "http" and cfg.app_port:
+            self.app_jobs = HttpAppJobs(cfg.app_port, app_id=cfg.app_id, app_api_token=self.app_api_token)
+        elif cfg.app_callback_address:
+            self.app_jobs = AppJobs(
+                cfg.app_callback_address, app_id=cfg.app_id, tracing=self.tracing, app_api_token=self.app_api_token
+            )
+        if self.app_jobs is not None:
+            self.services.jobs.deliver_to(self.app_jobs.deliver)
 
     def _serving(self) -> bool:
         """Whether calls may start (False once stop() began)."""
