@@ -369,6 +369,7 @@ class Runtime:
                 cfg.app_callback_address, app_id=cfg.app_id, tracing=self.tracing, app_api_token=self.app_api_token
             )
         if self.app_jobs is not None:
+            assert self.services is not None, "services are built before the servers start"
             self.services.jobs.deliver_to(self.app_jobs.deliver)
 
     def _serving(self) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 from aetcd import rpc
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
 from layotto.server.components.scheduler import ScheduledItem, Scheduler, partition_of
 from layotto.server.errors import BackendError
@@ -56,6 +56,7 @@ class EtcdScheduler(Scheduler):
     spec = ComponentSpec(
         type="etcd",
         building_block="scheduler",
+        features=frozenset({Feature.SHARED}),
         description="Scheduled items in etcd v3, claimed with transactions under leases: shared by every runtime "
         "on the same cluster, each item fired by one of them, claimed again when a crashed runtime's lease ends.",
         metadata=(
