@@ -57,9 +57,11 @@ class App(appcallback_pb2_grpc.AppCallbackAlphaServicer):
 
     def __init__(self) -> None:
         self.arrived: dict[str, float] = {}
+        self.changed = asyncio.Event()
 
     async def OnJobEventAlpha1(self, request: Any, context: Any) -> Any:
         self.arrived.setdefault(request.name, time.time())
+        self.changed.set()
         return appcallback_pb2.JobEventResponse()
 
     async def OnBulkTopicEventAlpha1(self, request: Any, context: Any) -> Any:
@@ -96,6 +98,7 @@ async def one_round(store: str, rate: int, seconds: float, app: App, app_address
         async with grpc.aio.insecure_channel(address) as channel:
             dapr = dapr_pb2_grpc.DaprStub(channel)
             count = int(rate * seconds)
+            app.arrived.clear()  # one round's jobs only
             names = [f"{store}-{uuid.uuid4().hex[:10]}-{i}" for i in range(count)]
             estimate = count / 800 + 2.0  # generous: scheduling must end before the first due time
             start = time.time() + estimate + LEAD_SECONDS
@@ -106,8 +109,12 @@ async def one_round(store: str, rate: int, seconds: float, app: App, app_address
             if time.time() > start:
                 return f"| {store} | scheduling took {scheduled_in:.1f}s, past the first due time: no result |"
             deadline = dues[-1] + 30
-            while time.time() < deadline and not all(name in app.arrived for name in names):
-                await asyncio.sleep(0.1)
+            while len(app.arrived) < count:
+                app.changed.clear()
+                try:
+                    await asyncio.wait_for(app.changed.wait(), max(0.01, deadline - time.time()))
+                except TimeoutError:
+                    break
         lags = sorted(app.arrived[name] - due for name, due in zip(names, dues, strict=True) if name in app.arrived)
         missing = count - len(lags)
         ms = [lag * 1000 for lag in lags]
