@@ -318,11 +318,13 @@ async def test_a_pending_job_fires_after_a_restart(tmp_path: Path) -> None:
         assert app.names() == ["kept"] and app.events[0].data == text_data("x")
 
 
-@pytest.mark.parametrize("store", ["postgresql"])  # redis: three processes in test_many_runtimes_scheduler
+@pytest.mark.parametrize("store", ["postgresql", "etcd"])  # redis: three processes in test_many_runtimes_scheduler
 async def test_two_runtimes_sharing_a_store_fire_each_occurrence_once(tmp_path: Path, store: str) -> None:
     backends.require(store)
     if store == "redis":
         meta = {"redisHost": backends.address("redis"), "queueName": f"jobs-{uuid.uuid4().hex[:8]}"}
+    elif store == "etcd":
+        meta = {"endpoints": backends.address("etcd"), "keyPrefix": f"jobs-{uuid.uuid4().hex[:8]}/"}
     else:
         meta = {"connectionString": backends.address("postgresql"), "tableName": f"jobs_{uuid.uuid4().hex[:8]}"}
     app = JobApp()

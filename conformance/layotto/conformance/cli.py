@@ -70,7 +70,7 @@ async def check_target(address: str, config: RunnerConfig, only: set[str] | None
         cases = [c for c in ALL_CASES if only is None or c.id in only]
         blocks = {c.block for c in cases}
         components += [Component(b, RUNTIME_COMPONENT, frozenset()) for b in RUNTIME_BLOCKS if b in blocks]
-        results = await run_suite(channel, components, cases, config.apis)
+        results = await run_suite(channel, components, cases, config.apis, config.runtime)
     problems += [f"did not run: {m}" for m in missing_runs(results, components, cases, config.apis)]
     ran_components = {(r.block, r.component) for r in results if r.outcome is not Outcome.SKIP}
     selected_blocks = {c.block for c in cases}

@@ -6,6 +6,7 @@ import enum
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,6 +34,8 @@ class CaseContext:
     features: frozenset[str]
     timeout: float = 10.0
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    #: the target's runtime config (the runner config's ``runtime:``), for cases that start runtimes of their own
+    runtime_config: Path | None = None
 
     def key(self, name: str) -> str:
         """A key unique to this run, so stale data from earlier runs never interferes."""

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -67,6 +68,7 @@ async def run_suite(
     components: Sequence[Component],
     cases: Sequence[Case],
     apis: Sequence[str] = ("layotto", "dapr"),
+    runtime_config: Path | None = None,
 ) -> list[CaseResult]:
     results: list[CaseResult] = []
     for api_name in apis:
@@ -77,7 +79,13 @@ async def run_suite(
                 if reason is not None:
                     results.append(CaseResult(api_name, component.block, component.name, case.id, Outcome.SKIP, reason))
                     continue
-                ctx = CaseContext(api=api, channel=channel, component=component.name, features=component.features)
+                ctx = CaseContext(
+                    api=api,
+                    channel=channel,
+                    component=component.name,
+                    features=component.features,
+                    runtime_config=runtime_config,
+                )
                 started = time.monotonic()
                 outcome, detail = await _run_case(case, ctx)
                 results.append(

@@ -34,6 +34,7 @@ from layotto.server.grpc_proxy import build_grpc_proxy
 from layotto.server.hot_reload import ConfigWatcher, restart_keys
 from layotto.server.http import DaprHttpApi
 from layotto.server.http_app import HttpApp, HttpAppSubscriptions
+from layotto.server.http_appjobs import HttpAppJobs
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
 from layotto.server.memory import MemoryTrimmer
@@ -97,7 +98,7 @@ class Runtime:
         self.services: RuntimeServices | None = None  # the runtime layer, once started
         self.app_bindings: AppBindings | None = None
         self.scheduler_loop: SchedulerLoop | None = None
-        self.app_jobs: AppJobs | None = None  # delivers due jobs, when the app has a callback address
+        self.app_jobs: AppJobs | HttpAppJobs | None = None  # delivers due jobs: the app's HTTP port or callback
         self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
         self.metrics: RuntimeMetrics | None = None  # the Prometheus registry, when metrics are on
         self.traffic_capture: TrafficCapture | None = None  # the capture of received calls, when configured
@@ -233,11 +234,7 @@ class Runtime:
         await self._listen_http(self._actuator)
         if self.certificates is not None:
             self._tls_watch = asyncio.create_task(self.certificates.watch(), name="layotto-tls-reload")
-        if cfg.app_callback_address:
-            self.app_jobs = AppJobs(
-                cfg.app_callback_address, app_id=cfg.app_id, tracing=self.tracing, app_api_token=self.app_api_token
-            )
-            self.services.jobs.deliver_to(self.app_jobs.deliver)
+        self._start_app_jobs()
         self.scheduler_loop = SchedulerLoop(self.components, self.services.delay_queue, self.services.jobs)
         self.scheduler_loop.start()
         if cfg.wasm is not None:
@@ -391,6 +388,19 @@ class Runtime:
             await self.resolver.start(self.config.app_id, address)
         except LayottoError as error:
             raise ConfigError(f"name_resolution: {error.message}") from None
+
+    def _start_app_jobs(self) -> None:
+        """Due jobs go to the app's HTTP port (``app_protocol: http``) or its AppCallback server."""
+        cfg = self.config
+        if cfg.app_protocol == "http" and cfg.app_port:
+            self.app_jobs = HttpAppJobs(cfg.app_port, app_id=cfg.app_id, app_api_token=self.app_api_token)
+        elif cfg.app_callback_address:
+            self.app_jobs = AppJobs(
+                cfg.app_callback_address, app_id=cfg.app_id, tracing=self.tracing, app_api_token=self.app_api_token
+            )
+        if self.app_jobs is not None:
+            assert self.services is not None, "services are built before the servers start"
+            self.services.jobs.deliver_to(self.app_jobs.deliver)
 
     def _serving(self) -> bool:
         """Whether calls may start (False once stop() began)."""

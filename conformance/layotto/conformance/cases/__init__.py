@@ -8,6 +8,7 @@ from layotto.conformance.cases.invocation import INVOCATION_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
 from layotto.conformance.cases.messaging import MESSAGING_CASES
 from layotto.conformance.cases.pubsub import PUBSUB_CASES
+from layotto.conformance.cases.scheduler import SCHEDULER_CASES
 from layotto.conformance.cases.secrets import SECRET_CASES
 from layotto.conformance.cases.sequencer import SEQUENCER_CASES
 from layotto.conformance.cases.state import STATE_CASES
@@ -24,6 +25,7 @@ ALL_CASES = (
     *CRYPTO_CASES,
     *BINDING_CASES,
     *MESSAGING_CASES,
+    *SCHEDULER_CASES,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "LOCK_CASES",
     "MESSAGING_CASES",
     "PUBSUB_CASES",
+    "SCHEDULER_CASES",
     "SECRET_CASES",
     "SEQUENCER_CASES",
     "STATE_CASES",

@@ -63,6 +63,7 @@ class Feature(enum.StrEnum):
     WILDCARD_TOPICS = "WILDCARD_TOPICS"  # subscribe to a topic pattern; messages carry their real topic
     INPUT_BINDING = "INPUT_BINDING"  # a binding that delivers events to the app (Dapr's capability name)
     OUTPUT_BINDING = "OUTPUT_BINDING"  # a binding the app invokes with operations (Dapr's capability name)
+    SHARED = "SHARED"  # a scheduler whose items runtimes on several machines share, each due item fired once
 
 
 @dataclass(frozen=True)

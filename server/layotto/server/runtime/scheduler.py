@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from layotto.server.aio import stop_task
@@ -39,7 +39,14 @@ LEASE_SECONDS = 30.0
 CLAIM_LIMIT = 100
 #: the longest delay a delayed message may ask for (Layotto's int32 field allows more): 366 days
 MAX_DELAY_SECONDS = 366 * 24 * 3600
+#: the partition of the delayed messages stored before they were partitioned by pub/sub (still fired)
 DELAY_PREFIX = "delay||"
+
+
+def delay_partition(pubsub_name: str) -> str:
+    """The partition of the delayed messages for pub/sub ``pubsub_name``: only runtimes that have that
+    pub/sub claim them (a runtime of another app sharing the store leaves them alone)."""
+    return f"delay@{pubsub_name}||"
 
 
 def find_scheduler(components: ComponentSet) -> Scheduler:
@@ -88,7 +95,9 @@ class DelayQueueService:
             "contentType": content_type,
             "metadata": dict(metadata),
         }
-        item = ScheduledItem(DELAY_PREFIX + message_id, time.time() + delay_seconds, json.dumps(payload).encode())
+        item = ScheduledItem(
+            delay_partition(pubsub_name) + message_id, time.time() + delay_seconds, json.dumps(payload).encode()
+        )
         await store.put(item)
         return message_id
 
@@ -113,29 +122,36 @@ class SchedulerLoop:
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """One task per store and partition: jobs waiting for an app that is down never hold up
-        delayed messages."""
+        """Two tasks per store: its delayed messages (the partitions of the runtime's pub/subs, read
+        each round, so a pub/sub added by a reload is served) and its app's jobs, so jobs waiting
+        for an app that is down never hold up delayed messages."""
         for name in self._components.names("scheduler"):
             store = self._components.find("scheduler", name, "scheduler")
             assert isinstance(store, Scheduler)
-            for partition in (DELAY_PREFIX, self._jobs.partition):
-                task = asyncio.create_task(self._run(store, partition), name=f"scheduler-{name}-{partition}")
-                self._tasks.append(task)
+            self._tasks.append(asyncio.create_task(self._run(store, self._delay_partitions), name=f"scheduler-{name}"))
+            jobs = asyncio.create_task(self._run(store, lambda: [self._jobs.partition]), name=f"scheduler-{name}-jobs")
+            self._tasks.append(jobs)
 
-    async def _run(self, store: Scheduler, partition: str) -> None:
+    def _delay_partitions(self) -> list[str]:
+        return [DELAY_PREFIX, *(delay_partition(name) for name in self._components.names("pubsub"))]
+
+    async def _run(self, store: Scheduler, partitions: Callable[[], list[str]]) -> None:
         while True:
-            try:
-                due = await store.claim(partition, time.time(), LEASE_SECONDS, CLAIM_LIMIT)
-            except LayottoError as error:
-                log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
-                due = []
-            await asyncio.gather(*(self._fire(store, item) for item in due))
-            if len(due) < CLAIM_LIMIT:
+            busy = False
+            for partition in partitions():
+                try:
+                    due = await store.claim(partition, time.time(), LEASE_SECONDS, CLAIM_LIMIT)
+                except LayottoError as error:
+                    log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
+                    due = []
+                await asyncio.gather(*(self._fire(store, item) for item in due))
+                busy = busy or len(due) == CLAIM_LIMIT
+            if not busy:
                 await asyncio.sleep(POLL_SECONDS)
 
     async def _fire(self, store: Scheduler, item: ScheduledItem) -> None:
         try:
-            if item.key.startswith(DELAY_PREFIX):
+            if item.key.startswith("delay"):  # delay|| or delay@<pub/sub>||
                 await self._delay_queue.fire(item)
                 following = None
             else:

@@ -2,8 +2,8 @@
 
 A store keeps items by key, each with its due time (seconds since the epoch) and an opaque
 payload the runtime wrote. An item's **partition** is its key up to and including the first
-``||`` (``delay||``, ``job@<app id>||``): a runtime claims only the partitions it fires (its
-own app's jobs, anyone's delayed messages). Runtimes poll :meth:`Scheduler.claim`: a claim
+``||`` (``delay@<pub/sub>||``, ``job@<app id>||``): a runtime claims only the partitions it fires (its
+own app's jobs, the delayed messages of the pub/subs it has). Runtimes poll :meth:`Scheduler.claim`: a claim
 takes the due items of a partition that no other runtime holds and leases them for
 ``lease_seconds``; the runtime fires each and then :meth:`Scheduler.ack` removes it, or
 :meth:`Scheduler.reschedule` replaces it by its next occurrence (a recurring job, a retry).

@@ -14,7 +14,7 @@ from typing import Any
 
 from psycopg import sql
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, table_name
 from layotto.server.components.scheduler import ScheduledItem, Scheduler, partition_of
 
@@ -33,6 +33,7 @@ class PostgresScheduler(Scheduler):
     spec = ComponentSpec(
         type="postgresql",
         building_block="scheduler",
+        features=frozenset({Feature.SHARED}),
         description="Scheduled items in a PostgreSQL table, claimed with FOR UPDATE SKIP LOCKED: shared by every "
         "runtime on the same database, each item fired by one of them, durable across restarts.",
         metadata=(

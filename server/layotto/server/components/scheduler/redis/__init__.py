@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
+from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.components.scheduler import ScheduledItem, Scheduler, partition_of
 
@@ -87,6 +87,7 @@ class RedisScheduler(Scheduler):
     spec = ComponentSpec(
         type="redis",
         building_block="scheduler",
+        features=frozenset({Feature.SHARED}),
         description="Scheduled items in Redis sorted sets, claimed by a Lua script: shared by every runtime on the "
         "same server, each item fired by one of them. Configure Redis persistence (AOF) for items to survive a "
         "Redis restart.",
