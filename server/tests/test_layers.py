@@ -17,11 +17,16 @@ from layotto.server import errors
 from layotto.server.api.status import grpc_code, http_status, to_status
 
 SERVER = Path(layotto.server.__file__).parent
-#: modules speaking a backend's own protocol, which happens to be gRPC (etcd's API, through aetcd)
+#: modules speaking a backend's own protocol, which happens to be gRPC (etcd's API, through aetcd;
+#: Dapr's pluggable components protocol, dapr.proto.components.v1 over a Unix socket)
 BACKEND_PROTOCOL_MODULES = {
     "components/etcd_client.py",
     "components/configuration/etcd/__init__.py",
     "components/nameresolution/etcd/__init__.py",
+    "components/pluggable/__init__.py",
+    "components/pluggable/bindings.py",
+    "components/pluggable/pubsub.py",
+    "components/pluggable/state.py",
 }
 WIRE_PACKAGES = ("grpc", "grpc_health", "grpc_reflection", "google.rpc", "layotto.proto")
 

@@ -525,6 +525,8 @@ class Runtime:
             await self._gate.drain(max(0.0, deadline - asyncio.get_running_loop().time()))
             await self._server.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
             self._server = None
+        if self.services is not None:  # after the server's stop: streams open at the grace's end get UNAVAILABLE
+            self.services.configuration.close()
         await self.api_plugins.stop()
         if self.traffic_capture is not None:  # after the server: the last calls' records are written
             await self.traffic_capture.aclose()
@@ -562,8 +564,6 @@ class Runtime:
             self.app_subscriptions = None
         if self._http_api is not None:
             await self._http_api.aclose()
-        if self.services is not None:
-            self.services.configuration.close()
         if self.resolver is not None:  # withdrawn first: callers stop choosing this runtime
             await self.resolver.aclose()
             self.resolver = None

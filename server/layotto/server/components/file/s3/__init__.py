@@ -45,6 +45,7 @@ class S3FileStore(FileStore):
             MetadataField(
                 "accessKey",
                 "Access key id; unset: botocore's default credentials (environment, config files, instance role).",
+                secret=True,
             ),
             MetadataField("secretKey", "Secret access key.", secret=True),
             MetadataField("sessionToken", "Session token of temporary credentials.", secret=True),

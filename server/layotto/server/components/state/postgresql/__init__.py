@@ -24,7 +24,7 @@ from layotto.server.components.state import (
     parse_etag,
 )
 from layotto.server.components.state.query import Query, QueryResult, page_of
-from layotto.server.components.state.query_sql import PG_TRY_JSONB, pg_select
+from layotto.server.components.state.query_postgresql import PG_TRY_JSONB, pg_select
 from layotto.server.errors import EtagMismatch
 
 _LIVE = "(expire_at IS NULL OR expire_at > now())"
