@@ -1,6 +1,7 @@
 """Dapr's JS SDK (``@dapr/dapr``, pinned in server/tests/js/package-lock.json) against a running
 runtime, in its default HTTP mode (Dapr's HTTP API) and in gRPC mode: state, publish (received
-by a gRPC subscriber), secrets, metadata and lock (server/tests/js/dapr_client.mjs); and a
+by a gRPC subscriber), secrets, metadata, lock and (gRPC only: the SDK's HTTP client has none)
+configuration (server/tests/js/dapr_client.mjs); and a
 DaprServer app subscribed to a topic, as an HTTP app and as a gRPC app (server/tests/js/dapr_server.mjs). The SDK is installed with ``npm ci`` into server/tests/js the
 first time (about 30 s); without node or npm, or with the registry unreachable, the test skips,
 and fails instead under LAYOTTO_REQUIRE_BACKENDS=1 (as in CI)."""
@@ -22,7 +23,7 @@ from server_helpers import free_port
 from test_pubsub import Subscriber, wait_for
 
 from layotto.client import RuntimeClient
-from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.config import ComponentConfig
 
@@ -75,9 +76,15 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
             "pubsub": {"bus": ComponentConfig("in-memory")},
             "lock": {"locks": ComponentConfig("in-memory")},
             "secret_store": {"vault": ComponentConfig("local.file", {"secretsFile": str(secrets)})},
+            "config_store": {"config": ComponentConfig("in-memory")},
         },
     )
     async with Runtime(config) as rt:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}") as channel:
+            item = runtime_pb2.ConfigurationItem(key="flag", content="on")
+            await runtime_pb2_grpc.RuntimeStub(channel).SaveConfiguration(
+                runtime_pb2.SaveConfigurationRequest(store_name="config", items=[item])
+            )
         yield rt
 
 
@@ -101,7 +108,10 @@ async def test_dapr_js_sdk(dapr_js: Path, runtime: Runtime, protocol: str) -> No
         out, err = await asyncio.wait_for(node.communicate(), NODE_TIMEOUT_SECONDS)
         assert node.returncode == 0, f"{out.decode()}\n{err.decode()}"
         report = json.loads(out.decode().strip().splitlines()[-1])
-        assert report["done"] == ["state", "publish", "secrets", "metadata", "lock"]
+        expected = ["state", "publish", "secrets", "metadata", "lock"] + (
+            ["configuration"] if protocol == "grpc" else []
+        )
+        assert report["done"] == expected
         await wait_for(lambda: len(subscriber.events) == 3)
         events = [(e.data_content_type, e.data) for e in subscriber.events]
         assert [(kind, json.loads(data) if kind == "application/json" else data) for kind, data in events] == [

@@ -67,4 +67,13 @@ const unlocked = await client.lock.unlock("locks", "invoice-9", "worker-1");
 assert.equal(unlocked.status, 0);
 done.push("lock");
 
+// configuration: the SDK serves it over gRPC only (its HTTP client throws HTTPNotSupportedError)
+if (grpc) {
+  const got = await client.configuration.get("config", ["flag"]);
+  assert.equal(got.items.flag.value, "on");
+  const subscription = await client.configuration.subscribeWithKeys("config", ["flag"], () => {});
+  await subscription.stop();
+  done.push("configuration");
+}
+
 console.log(JSON.stringify({ done }));
