@@ -24,10 +24,14 @@ NOT_SERVED_BY_RUNTIMES = frozenset(
 )
 
 
+#: Dapr's pluggable component protocol (dapr.proto.components.v1): served by components, not runtimes
+PLUGGABLE_PACKAGE = "layotto.proto.components."
+
+
 def runtime_services() -> list[_d.ServiceDescriptor]:
     services: dict[str, _d.ServiceDescriptor] = {}
     for info in pkgutil.walk_packages(layotto.proto.__path__, "layotto.proto."):
-        if info.name.endswith("_pb2"):
+        if info.name.endswith("_pb2") and not info.name.startswith(PLUGGABLE_PACKAGE):
             module = importlib.import_module(info.name)
             for service in module.DESCRIPTOR.services_by_name.values():
                 if service.full_name not in NOT_SERVED_BY_RUNTIMES:

@@ -166,7 +166,7 @@ async def _fires_once_across_runtimes(ctx: CaseContext) -> None:
     names = [f"job-{n}" for n in range(3)]
     async with (
         _job_app() as (app, address),
-        _runtimes(ctx, 2, address) as (first, _),
+        _runtimes(ctx, 3, address) as (first, _, _),
         grpc.aio.insecure_channel(first) as channel,
     ):
         dapr = dapr_pb2_grpc.DaprStub(channel)
@@ -180,7 +180,25 @@ async def _fires_once_across_runtimes(ctx: CaseContext) -> None:
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.3)  # a duplicate, if any, would arrive within a poll
     fired = sorted(event.name for event, _ in app.events)
-    check(fired == sorted(names * 3), f"two runtimes sharing the store fired {fired}, expected each job 3 times")
+    check(fired == sorted(names * 3), f"three runtimes sharing the store fired {fired}, expected each job 3 times")
+
+
+async def _survives_a_restart(ctx: CaseContext) -> None:
+    """A job scheduled through one runtime, which stops before it is due, fires through the next."""
+    async with _job_app() as (app, address):
+        async with _runtimes(ctx, 1, address) as (first,), grpc.aio.insecure_channel(first) as channel:
+            job = jobs.Job(name="restart-report", due_time="2s")
+            job.data.Pack(wrappers_pb2.StringValue(value="kept"))
+            scheduled = time.time()
+            await dapr_pb2_grpc.DaprStub(channel).ScheduleJobAlpha1(
+                jobs.ScheduleJobRequest(job=job), timeout=ctx.timeout
+            )
+        check(time.time() - scheduled < 2 and not app.events, "the first runtime stopped after the job was due")
+        async with _runtimes(ctx, 1, address):
+            await app.until(1)
+    event, arrived = app.events[0]
+    check(event.name == "restart-report" and event.data == job.data, f"after the restart the app got {event}")
+    check(arrived >= scheduled + 2 - EARLY_SLACK_SECONDS, "the job fired before its due time")
 
 
 SCHEDULER_CASES = (
@@ -203,9 +221,18 @@ SCHEDULER_CASES = (
     Case(
         "scheduler-once-across-runtimes",
         "scheduler",
-        "two runtimes sharing the store fire each occurrence of a recurring job once",
+        "three runtimes sharing the store fire each occurrence of a recurring job once",
         JOB_RPCS,
         _fires_once_across_runtimes,
+        requires=frozenset({"SHARED"}),
+        apis=("dapr",),
+    ),
+    Case(
+        "scheduler-survives-restart",
+        "scheduler",
+        "a job scheduled through a runtime that stops before it is due fires through the next runtime on the store",
+        JOB_RPCS[:1],
+        _survives_a_restart,
         requires=frozenset({"SHARED"}),
         apis=("dapr",),
     ),
