@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from server_helpers import ServerProcess, start_server
 
+from layotto.server import Runtime
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
@@ -71,3 +73,31 @@ def test_refusals_leave_no_traceback_and_the_runtime_up(tmp_path: Path) -> None:
         code, stderr = process.terminate()
     assert code == 0
     assert "Traceback" not in stderr and " ERROR " not in stderr, stderr
+
+
+async def test_loggers_a_client_can_make_are_bounded(runtime: Runtime) -> None:
+    """Loggers are never freed: reading an unknown one is 404 and makes none; setting new ones is capped."""
+    import logging
+
+    import aiohttp
+
+    from layotto.server import log_levels
+
+    base = f"http://127.0.0.1:{runtime.http_port}{log_levels.LOGGERS_PATH}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/no.such.logger.read") as read:
+            assert read.status == 404
+        assert "no.such.logger.read" not in logging.root.manager.loggerDict
+        async with session.post(f"{base}/layotto.later", json={"configuredLevel": "DEBUG"}) as made:
+            assert made.status == 204
+        assert logging.getLogger("layotto.later").level == logging.DEBUG
+        async with session.post(f"{base}/{'x' * 201}", json={"configuredLevel": "DEBUG"}) as long_name:
+            assert long_name.status == 400
+        log_levels._made.update(f"filler-{i}" for i in range(log_levels.MAX_NEW_LOGGERS))
+        try:
+            async with session.post(f"{base}/one.too.many", json={"configuredLevel": "INFO"}) as refused:
+                assert refused.status == 400 and "at most" in (await refused.json())["error"]
+            async with session.post(f"{base}/layotto.later", json={"configuredLevel": "INFO"}) as existing:
+                assert existing.status == 204, "a logger that exists can always be set"
+        finally:
+            log_levels._made.difference_update(f"filler-{i}" for i in range(log_levels.MAX_NEW_LOGGERS))

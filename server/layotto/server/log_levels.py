@@ -6,6 +6,10 @@ On the HTTP port, behind the API token when one is set (docs/observability.md):
 * ``GET /actuator/loggers/NAME``: ``{"configuredLevel": ..., "effectiveLevel": ...}`` (``ROOT``: the root logger);
 * ``POST /actuator/loggers/NAME`` with ``{"configuredLevel": "DEBUG"}`` (null: inherit the parent's;
   not for ROOT): 204; a level that is not one of :data:`~layotto.server.logs.LOG_LEVELS`: 400.
+
+A logger is never freed once made, so what a client can make is bounded: reading a logger that does
+not exist is 404 (and makes none); setting one that does not exist yet (a component not loaded so far)
+makes it, up to :data:`MAX_NEW_LOGGERS` names of at most :data:`MAX_NAME_LENGTH` characters (400 beyond).
 """
 
 from __future__ import annotations
@@ -20,6 +24,14 @@ from layotto.server.logs import LOG_LEVELS
 
 ROOT = "ROOT"
 LOGGERS_PATH = "/actuator/loggers"
+#: loggers a client may make by setting the level of one that does not exist yet
+MAX_NEW_LOGGERS = 256
+MAX_NAME_LENGTH = 200
+_made: set[str] = set()  # the names made through this endpoint
+
+
+def _exists(name: str) -> bool:
+    return name == ROOT or isinstance(logging.root.manager.loggerDict.get(name), logging.Logger)
 
 
 def _levels(name: str) -> dict[str, str | None]:
@@ -32,6 +44,8 @@ async def loggers_endpoint(request: web.BaseRequest) -> web.Response:
     """``/actuator/loggers[/NAME]``: read (GET) or set (POST ``{"configuredLevel": LEVEL}``) a logger's level."""
     name = request.path[len(LOGGERS_PATH) :].strip("/")
     if request.method in ("GET", "HEAD"):
+        if name and not _exists(name):
+            return web.json_response({"error": f"no logger {name[:MAX_NAME_LENGTH]!r}"}, status=404)
         return web.json_response(_levels(name) if name else _all_levels())
     if request.method != "POST" or not name:
         allowed = "GET, POST" if name else "GET"
@@ -56,6 +70,16 @@ def _set_level(name: str, level: Any) -> web.Response:
         return web.json_response(
             {"error": f"configuredLevel: expected one of {', '.join(LOG_LEVELS)}, got {level!r}"}, status=400
         )
+    if not _exists(name):
+        if len(name) > MAX_NAME_LENGTH or len(_made) >= MAX_NEW_LOGGERS:
+            return web.json_response(
+                {
+                    "error": f"NAME: a new logger's name is at most {MAX_NAME_LENGTH} characters, and at most "
+                    f"{MAX_NEW_LOGGERS} loggers are made through this endpoint"
+                },
+                status=400,
+            )
+        _made.add(name)
     logger = logging.getLogger() if name == ROOT else logging.getLogger(name)
     logger.setLevel(logging.NOTSET if level is None else level.upper())
     logging.getLogger(__name__).info("log level of %s set to %s", name, level)
