@@ -173,3 +173,13 @@ def test_a_dapr_configuration_manifest_gives_the_access_control(tmp_path: Path) 
     (tmp_path / "b.yaml").write_text(f"app_id: b\ncomponents_path: {tmp_path / 'manifests'}\n")
     with pytest.raises(ConfigError, match="components_path: an access control needs invoke_token"):
         with_dapr_components(load(tmp_path / "b.yaml"))
+
+
+def test_an_app_id_with_control_characters_is_invalid_naming_the_field() -> None:
+    from layotto.server.errors import InvalidArgument
+    from layotto.server.runtime.invocation import InvokeRequest
+
+    for app_id in ("b\x00", "b\nc", "\x7f"):
+        with pytest.raises(InvalidArgument) as refused:
+            InvokeRequest(app_id, "echo").validate()
+        assert refused.value.field == "id"

@@ -63,11 +63,20 @@ class InvokeRequest:
         """Raise InvalidArgument naming the field (Layotto's and Dapr's field names)."""
         if not self.app_id:
             raise InvalidArgument("id", "required: the target app id")
-        require_name(self.app_id, "id")
+        require_app_id(self.app_id, "id")
         if not self.method:
             raise InvalidArgument("message.method", "required: the method to invoke")
         if self.verb not in VERBS:
             raise InvalidArgument("message.http_extension.verb", f"unknown verb {self.verb!r} (known: {VERBS})")
+
+
+def require_app_id(app_id: str, field: str) -> str:
+    """An app id within the name limit and without control characters (no resolver can hold one:
+    a DNS name, a registry key or a config entry), else InvalidArgument naming ``field``."""
+    require_name(app_id, field)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in app_id):
+        raise InvalidArgument(field, "an app id holds no control characters")
+    return app_id
 
 
 @dataclass(frozen=True)
@@ -263,7 +272,7 @@ class Invoker:
         BackendUnavailable (name resolution's DNS server)."""
         if not app_id:
             raise InvalidArgument("dapr-app-id", "required: the target app id")
-        require_name(app_id, "dapr-app-id")
+        require_app_id(app_id, "dapr-app-id")
         if hop:
             self._check_hop(InvokeRequest(app_id, method, caller_app_id=caller_app_id, hop=True, hop_token=hop_token))
         elif self._flow is not None:
