@@ -110,3 +110,12 @@ def test_unix_addresses_in_the_config() -> None:
     assert (config.grpc_address, config.unix_socket_mode) == ("unix:///run/l/g.sock", 0o660)
     with pytest.raises(ConfigError, match=r"^http_address: expected unix:PATH to a socket file"):
         from_mapping({"http_address": "unix:/run/l/"})
+
+
+def test_a_socket_path_longer_than_linux_takes_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    from layotto.server.listeners import MAX_SOCKET_PATH_BYTES, prepare_socket_path
+
+    long_path = str(tmp_path / ("s" * (MAX_SOCKET_PATH_BYTES - len(str(tmp_path)))))
+    assert len(long_path) == MAX_SOCKET_PATH_BYTES + 1
+    with pytest.raises(ConfigError, match=r"^grpc_address: .* is 108 bytes; a Unix socket path is at most 107$"):
+        prepare_socket_path(long_path, "grpc_address")

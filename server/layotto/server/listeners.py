@@ -16,9 +16,15 @@ from collections.abc import Iterator
 
 from layotto.server.components.base import ConfigError
 
+#: the longest socket path Linux takes (sockaddr_un's sun_path: 108 bytes with the terminating NUL)
+MAX_SOCKET_PATH_BYTES = 107
+
 
 def prepare_socket_path(path: str, key: str) -> None:
     """Remove a stale socket file at ``path``; ConfigError (naming ``key``) when it cannot be used."""
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH_BYTES:
+        raise ConfigError(f"{key}: {path} is {size} bytes; a Unix socket path is at most {MAX_SOCKET_PATH_BYTES}")
     try:
         info = os.lstat(path)
     except FileNotFoundError:
