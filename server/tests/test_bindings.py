@@ -331,7 +331,7 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
         ("http", {"url": "ftp://x"}, "bindings.c.metadata.url: expected an http:// or https:// URL"),
         ("http", {"url": "http://x", "responseTimeout": "soon"}, "bindings.c.metadata.responseTimeout: 'soon'"),
         ("mysql", {"url": "u@tcp(h:1)/d?tls=bogus"}, "bindings.c.metadata.url: tls='bogus' is not one of"),
-        ("smtp", {}, "bindings.c.type: unknown binding type 'smtp'"),
+        ("ftp", {}, "bindings.c.type: unknown binding type 'ftp'"),
     ],
 )
 async def test_bad_binding_configs_name_the_field(
