@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from layotto.proto.components.v1 import bindings_pb2, bindings_pb2_grpc, common_pb2
 from layotto.server.components.base import ComponentSpec, ConfigError, Feature
 from layotto.server.components.registry import registry_for
+from layotto.server.errors import BackendError, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ DEFAULT_SOCKETS_FOLDER = "/tmp/dapr-components-sockets"
 PACKAGE = "dapr.proto.components.v1"
 DISCOVERY_TIMEOUT = 5.0
 """Seconds a socket has to answer reflection and Features at start-up."""
+
+INSTANCE_METADATA = "x-component-instance"
+"""Names the component instance on every call, as Dapr does (one socket may serve several)."""
+CALL_TIMEOUT = 30.0
+"""Seconds each call to a component's socket may take."""
+REOPEN_SECONDS = 0.5
+"""Pause before a broken stream (pub/sub's PullMessages, a binding's Read) is opened again."""
 
 INPUT_BINDING = f"{PACKAGE}.InputBinding"
 OUTPUT_BINDING = f"{PACKAGE}.OutputBinding"
@@ -51,6 +59,20 @@ HAS_FEATURES_RPC = ("state", "pubsub")
 FEATURE_ALIASES = {"SUBSCRIBE_WILDCARDS": Feature.WILDCARD_TOPICS}
 
 _PLUGGABLE_TYPES: set[tuple[str, str]] = set()  # (block, type) registered by discovery: rediscovered each start
+
+
+def instance_metadata(name: str) -> tuple[tuple[str, str]]:
+    """The call metadata naming component instance ``name``."""
+    return ((INSTANCE_METADATA, name),)
+
+
+def backend_error(name: str, error: grpc.aio.AioRpcError) -> BackendUnavailable | BackendError:
+    """A component's gRPC error as a domain error: UNAVAILABLE or DEADLINE_EXCEEDED is
+    BackendUnavailable, anything else BackendError (both naming component ``name``)."""
+    code = error.code()
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return BackendUnavailable(name, error.details() or code.name)
+    return BackendError(name, f"{code.name}: {error.details()}")
 
 
 def sockets_folder(configured: str) -> Path:

@@ -27,18 +27,21 @@ from layotto.server.components.bindings import (
     InputBinding,
     OutputBinding,
 )
-from layotto.server.components.pluggable import INPUT_BINDING, OUTPUT_BINDING, OpenSpec
-from layotto.server.errors import BackendError, BackendUnavailable, LayottoError
+from layotto.server.components.pluggable import (
+    CALL_TIMEOUT,
+    INPUT_BINDING,
+    OUTPUT_BINDING,
+    REOPEN_SECONDS,
+    OpenSpec,
+    backend_error,
+    instance_metadata,
+)
+from layotto.server.errors import LayottoError
 
 if TYPE_CHECKING:
     from layotto.server.components.pluggable import Discovered
 
 log = logging.getLogger(__name__)
-
-INSTANCE_METADATA = "x-component-instance"
-CALL_TIMEOUT = 30.0
-REOPEN_SECONDS = 0.5
-"""Pause before a broken Read stream is opened again."""
 
 
 def pluggable_binding(type_name: str, found: Discovered) -> type[PluggableBinding]:
@@ -88,13 +91,10 @@ class PluggableBinding(OutputBinding, InputBinding):
             raise ConfigError(f"bindings.{self.name}: pluggable component refused Init: {error.details()}") from None
 
     def _metadata(self) -> tuple[tuple[str, str]]:
-        return ((INSTANCE_METADATA, self.name),)
+        return instance_metadata(self.name)
 
     def _error(self, error: grpc.aio.AioRpcError) -> LayottoError:
-        code = error.code()
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return BackendUnavailable(self.name, error.details() or code.name)
-        return BackendError(self.name, f"{code.name}: {error.details()}")
+        return backend_error(self.name, error)
 
     async def invoke(self, request: BindingRequest) -> BindingResponse:
         assert self._output is not None, "an output binding (the runtime checks the operations first)"

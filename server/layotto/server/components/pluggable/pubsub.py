@@ -18,19 +18,21 @@ import grpc
 
 from layotto.proto.components.v1 import common_pb2, pubsub_pb2, pubsub_pb2_grpc
 from layotto.server.components.base import ComponentContext, ConfigError, Health
-from layotto.server.components.pluggable import OpenSpec, known_features
+from layotto.server.components.pluggable import (
+    CALL_TIMEOUT,
+    REOPEN_SECONDS,
+    OpenSpec,
+    backend_error,
+    instance_metadata,
+    known_features,
+)
 from layotto.server.components.pubsub import BrokerMessage, Deliver, PubSub, Subscription
-from layotto.server.errors import BackendError, BackendUnavailable, LayottoError
+from layotto.server.errors import LayottoError
 
 if TYPE_CHECKING:
     from layotto.server.components.pluggable import Discovered
 
 log = logging.getLogger(__name__)
-
-INSTANCE_METADATA = "x-component-instance"
-CALL_TIMEOUT = 30.0
-REOPEN_SECONDS = 0.5
-"""Pause before a broken PullMessages stream is opened again."""
 
 
 def pluggable_pubsub(type_name: str, found: Discovered) -> type[PluggablePubSub]:
@@ -65,17 +67,14 @@ class PluggablePubSub(PubSub):
             raise ConfigError(f"pubsub.{self.name}: pluggable component refused Init: {error.details()}") from None
 
     def _metadata(self) -> tuple[tuple[str, str]]:
-        return ((INSTANCE_METADATA, self.name),)
+        return instance_metadata(self.name)
 
     def _client(self) -> pubsub_pb2_grpc.PubSubAsyncStub:
         assert self._stub is not None, "init() first"
         return self._stub
 
     def _error(self, error: grpc.aio.AioRpcError) -> LayottoError:
-        code = error.code()
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return BackendUnavailable(self.name, error.details() or code.name)
-        return BackendError(self.name, f"{code.name}: {error.details()}")
+        return backend_error(self.name, error)
 
     async def publish(self, topic: str, data: bytes, metadata: Mapping[str, str]) -> None:
         request = pubsub_pb2.PublishRequest(data=data, pubsub_name=self.name, topic=topic, metadata=dict(metadata))

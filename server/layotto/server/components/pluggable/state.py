@@ -9,7 +9,14 @@ import grpc
 
 from layotto.proto.components.v1 import common_pb2, state_pb2, state_pb2_grpc
 from layotto.server.components.base import ComponentContext, ConfigError, Feature, Health
-from layotto.server.components.pluggable import PACKAGE, OpenSpec, known_features
+from layotto.server.components.pluggable import (
+    CALL_TIMEOUT,
+    PACKAGE,
+    OpenSpec,
+    backend_error,
+    instance_metadata,
+    known_features,
+)
 from layotto.server.components.state import (
     Concurrency,
     DeleteRequest,
@@ -18,14 +25,10 @@ from layotto.server.components.state import (
     StateStore,
     WriteRequest,
 )
-from layotto.server.errors import BackendError, BackendUnavailable, EtagInvalid, EtagMismatch, LayottoError
+from layotto.server.errors import EtagInvalid, EtagMismatch, LayottoError
 
 if TYPE_CHECKING:
     from layotto.server.components.pluggable import Discovered
-
-INSTANCE_METADATA = "x-component-instance"
-"""Names the component instance on every call, as Dapr does (one socket may serve several)."""
-CALL_TIMEOUT = 30.0
 
 
 def pluggable_state_store(type_name: str, found: Discovered) -> type[PluggableStateStore]:
@@ -80,7 +83,7 @@ class PluggableStateStore(StateStore):
             raise ConfigError(f"state.{self.name}: pluggable component refused Init: {error.details()}") from None
 
     def _metadata(self) -> tuple[tuple[str, str]]:
-        return ((INSTANCE_METADATA, self.name),)
+        return instance_metadata(self.name)
 
     def _client(self) -> state_pb2_grpc.StateStoreAsyncStub:
         assert self._stub is not None, "init() first"
@@ -92,9 +95,7 @@ class PluggableStateStore(StateStore):
             return EtagMismatch(request.key, first_write=not request.etag)
         if request is not None and request.etag and code == grpc.StatusCode.INVALID_ARGUMENT:
             return EtagInvalid(request.key, request.etag)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            return BackendUnavailable(self.name, error.details() or code.name)
-        return BackendError(self.name, f"{code.name}: {error.details()}")
+        return backend_error(self.name, error)
 
     async def get(self, key: str) -> StateEntry | None:
         try:
