@@ -32,10 +32,16 @@ _POLL_SECONDS = 0.02
 _ALWAYS_SERVED = ("/grpc.health.v1.Health/",)
 
 
-def refusing_handler(handler: grpc.RpcMethodHandler[Any, Any], error: LayottoError) -> grpc.RpcMethodHandler[Any, Any]:
+def refusing_handler(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    error: LayottoError,
+    extra_trailers: tuple[tuple[str, str], ...] = (),
+) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of ``handler``'s kind (unary or streaming) that answers ``error``'s status, reason and
-    details without reading the request (no deserializer: an undecodable request changes nothing)."""
-    code, message, trailers = to_status(error)
+    details (then ``extra_trailers``) without reading the request (no deserializer: an undecodable
+    request changes nothing)."""
+    code, message, details = to_status(error)
+    trailers: tuple[tuple[str, str | bytes], ...] = (*details, *extra_trailers)
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(code, message, trailing_metadata=trailers)

@@ -11,22 +11,9 @@ from typing import Any
 
 import grpc
 
-from layotto.server.api.status import to_status
 from layotto.server.errors import RateLimited
 from layotto.server.runtime.flow_control import FlowControl
-
-
-def _refusal(error: RateLimited) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
-    code, message, details = to_status(error)
-    trailers: tuple[tuple[str, str | bytes], ...] = (
-        *details,
-        ("retry-after", str(max(1, math.ceil(error.retry_after)))),
-    )
-
-    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(code, message, trailing_metadata=trailers)
-
-    return refuse
+from layotto.server.shutdown_gate import refusing_handler
 
 
 class FlowGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
@@ -47,12 +34,6 @@ class FlowGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         try:
             self._flow.admit_method(method)
         except RateLimited as error:
-            refuse = _refusal(error)  # no deserializer: the refused request is not read
-            if handler.request_streaming and handler.response_streaming:
-                return grpc.stream_stream_rpc_method_handler(refuse)
-            if handler.request_streaming:
-                return grpc.stream_unary_rpc_method_handler(refuse)
-            if handler.response_streaming:
-                return grpc.unary_stream_rpc_method_handler(refuse)
-            return grpc.unary_unary_rpc_method_handler(refuse)
+            retry_after = ("retry-after", str(max(1, math.ceil(error.retry_after))))
+            return refusing_handler(handler, error, (retry_after,))
         return handler
