@@ -34,7 +34,12 @@ from layotto.server.api.invoke import HOP_HEADERS, RESERVED_HEADERS, TRACE_HEADE
 from layotto.server.api.status import to_status
 from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
 from layotto.server.errors import AppUnavailable, LayottoError
-from layotto.server.invoke_channels import CONNECT_GRACE_SECONDS, GrpcAppChannel, GrpcSidecarForwarder
+from layotto.server.invoke_channels import (
+    CONNECT_GRACE_SECONDS,
+    GrpcAppChannel,
+    GrpcSidecarForwarder,
+    until_ready,
+)
 from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, TOKEN_HEADER, Invoker, ProxyRoute
 from layotto.server.runtime.resiliency.policy import Policy
 
@@ -86,23 +91,6 @@ def _first(metadata: Iterable[tuple[str, str | bytes]], key: str) -> str | None:
         if name == key and isinstance(value, str):
             return value
     return None
-
-
-async def _connected(channel: grpc.aio.Channel, seconds: float, *, fail_fast: bool) -> bool:
-    """Whether ``channel`` is READY within ``seconds``; ``fail_fast``: False at the first failure."""
-    loop = asyncio.get_running_loop()
-    ends_at = loop.time() + seconds
-    state = channel.get_state(try_to_connect=True)
-    while state is not grpc.ChannelConnectivity.READY:
-        remaining = ends_at - loop.time()
-        if remaining <= 0 or (fail_fast and state is grpc.ChannelConnectivity.TRANSIENT_FAILURE):
-            return False
-        try:
-            await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
-        except TimeoutError:
-            return False
-        state = channel.get_state(try_to_connect=True)
-    return True
 
 
 async def _pump(requests: AsyncIterator[bytes], call: Any) -> None:
@@ -299,7 +287,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
             app = self._app_channel
             if app is None:
                 raise AppUnavailable(route.app_id, "its runtime has no gRPC app (set app_protocol: grpc and app_port)")
-            if not await _connected(app.channel, grace, fail_fast=False):
+            if not await until_ready(app.channel, grace):
                 raise AppUnavailable(route.app_id, f"its app at {app.address} does not answer")
             extra: Metadata = ((CALLER_HEADER, route.caller_app_id), (CALLEE_HEADER, route.app_id))
             if app.app_api_token:
@@ -308,7 +296,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         failures = []
         for address in route.addresses:
             channel = self._forwarder.channel(address)
-            if await _connected(channel, grace, fail_fast=True):
+            if await until_ready(channel, grace, fail_fast=True):
                 return channel, metadata + self._hop_metadata(route)
             failures.append(f"its sidecar at {address} does not connect")
             await self._forwarder.drop(address)

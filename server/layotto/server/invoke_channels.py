@@ -77,14 +77,14 @@ def _refused(error: grpc.aio.AioRpcError) -> bool:
     return error.code() is grpc.StatusCode.UNAVAILABLE and "failed to connect" in (error.details() or "").lower()
 
 
-async def _until_ready(channel: grpc.aio.Channel, seconds: float) -> bool:
-    """Whether ``channel`` connects within ``seconds``."""
+async def until_ready(channel: grpc.aio.Channel, seconds: float, *, fail_fast: bool = False) -> bool:
+    """Whether ``channel`` is READY within ``seconds``; ``fail_fast``: False at the first failure."""
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + seconds
     state = channel.get_state(try_to_connect=True)
     while state is not grpc.ChannelConnectivity.READY:
         remaining = ends_at - loop.time()
-        if remaining <= 0:
+        if remaining <= 0 or (fail_fast and state is grpc.ChannelConnectivity.TRANSIENT_FAILURE):
             return False
         try:
             await asyncio.wait_for(channel.wait_for_state_change(state), remaining)
@@ -144,7 +144,7 @@ class GrpcAppChannel:
         except grpc.aio.AioRpcError as error:
             remaining = None if ends_at is None else ends_at - loop.time()
             grace = CONNECT_GRACE_SECONDS if remaining is None else min(remaining, CONNECT_GRACE_SECONDS)
-            if not _refused(error) or not await _until_ready(self._channel, grace):
+            if not _refused(error) or not await until_ready(self._channel, grace):
                 raise self._error(error) from None
             try:  # the app came up: the first attempt never reached it
                 answer, headers = await self._call(
