@@ -347,3 +347,17 @@ async def test_an_s3_store_without_its_bucket_stops_start_up_naming_it(tmp_path:
     with pytest.raises(ConfigError, match=rf"file\.files\.metadata\.bucket: bucket '{bucket}-missing'"):
         async with Runtime(config.with_overrides(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0")):
             pass
+
+
+async def test_a_relative_root_path_is_below_the_data_dir(tmp_path: Path) -> None:
+    config = from_mapping(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "file": {"local": {"type": "local", "metadata": {"rootPath": "files"}}},
+        }
+    )
+    async with Runtime(config) as rt, grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}") as channel:
+        await put(runtime_pb2_grpc.RuntimeStub(channel), "local", "a/b.txt", [b"here"])
+    assert (tmp_path / "data" / "files" / "a" / "b.txt").read_bytes() == b"here"
