@@ -35,11 +35,11 @@ async def _data_of(
     """The stream's data; its end raises CancelledError when the client cancelled, so the store drops
     what it received. Through pygrpc-native's front a client's cancel reaches the handler as the end of
     the stream followed by the cancel, hence the grace before deciding (grpc.aio alone never ends it)."""
-    if first.data:
-        yield first.data
+    if data := first.data:  # each read of a bytes field copies it out of the message: read once
+        yield data
     async for message in rest:
-        if message.data:
-            yield message.data
+        if data := message.data:
+            yield data
     if context.peer().startswith("unix:"):  # through pygrpc-native's front: its cancel may follow the end
         await asyncio.sleep(FRONT_CANCEL_GRACE_SECONDS)  # a cancel arriving meanwhile cancels this task
     if context.cancelled():
