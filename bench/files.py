@@ -266,7 +266,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--message-kib", type=int, default=1024, help="KiB of file data per PutFile message")
     parser.add_argument("--part-mib", type=int, default=8, help="the s3 store's partSize (and direct's), MiB")
-    parser.add_argument("--chunk-kib", type=int, default=256, help="the s3 store's chunkSize (and direct's reads)")
+    parser.add_argument("--chunk-kib", type=int, default=1024, help="the s3 store's chunkSize (and direct's reads)")
     args = parser.parse_args()
     plan = Plan(args.mib, args.rounds, args.message_kib * 1024, args.part_mib * MiB, args.chunk_kib * 1024)
     started = time.strftime("%Y-%m-%d %H:%M")

@@ -68,13 +68,14 @@ def ref(store: str, name: str) -> pb.FileRequest:
 
 @pytest.mark.parametrize("store", STORES)
 async def test_round_trip_in_bounded_chunks_with_metadata(stub: runtime_pb2_grpc.RuntimeStub, store: str) -> None:
-    parts = [os.urandom(100_000), b"", os.urandom(70_000)]
+    parts = [os.urandom(100_000), b"", os.urandom(70_000), os.urandom(800_000)]
     await put(stub, store, "docs/report.bin", parts, owner="alice", kind="pdf")
     chunks = await get(stub, store, "docs/report.bin")
     assert b"".join(chunks) == b"".join(parts)
-    assert max(len(chunk) for chunk in chunks) <= 64 * 1024  # the store's chunkSize
+    assert [len(chunk) for chunk in chunks[:-1]] == [64 * 1024] * (len(chunks) - 1)  # full chunkSize messages
+    assert 0 < len(chunks[-1]) <= 64 * 1024
     meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "docs/report.bin")))
-    assert meta.size == 170_000
+    assert meta.size == 970_000
     assert meta.last_modified.endswith("Z") and meta.last_modified[:2] == "20"
     assert {key: list(value.value) for key, value in meta.response.metadata.items()} == {
         "owner": ["alice"],
