@@ -22,6 +22,7 @@ PORTS = {
     "nats": 4222,
     "mosquitto": 1883,
     "rabbitmq": 5672,
+    "s3": 9000,
 }
 
 

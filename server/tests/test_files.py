@@ -68,13 +68,14 @@ def ref(store: str, name: str) -> pb.FileRequest:
 
 @pytest.mark.parametrize("store", STORES)
 async def test_round_trip_in_bounded_chunks_with_metadata(stub: runtime_pb2_grpc.RuntimeStub, store: str) -> None:
-    parts = [os.urandom(100_000), b"", os.urandom(70_000)]
+    parts = [os.urandom(100_000), b"", os.urandom(70_000), os.urandom(800_000)]
     await put(stub, store, "docs/report.bin", parts, owner="alice", kind="pdf")
     chunks = await get(stub, store, "docs/report.bin")
     assert b"".join(chunks) == b"".join(parts)
-    assert max(len(chunk) for chunk in chunks) <= 64 * 1024  # the store's chunkSize
+    assert [len(chunk) for chunk in chunks[:-1]] == [64 * 1024] * (len(chunks) - 1)  # full chunkSize messages
+    assert 0 < len(chunks[-1]) <= 64 * 1024
     meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref(store, "docs/report.bin")))
-    assert meta.size == 170_000
+    assert meta.size == 970_000
     assert meta.last_modified.endswith("Z") and meta.last_modified[:2] == "20"
     assert {key: list(value.value) for key, value in meta.response.metadata.items()} == {
         "owner": ["alice"],
@@ -347,3 +348,17 @@ async def test_an_s3_store_without_its_bucket_stops_start_up_naming_it(tmp_path:
     with pytest.raises(ConfigError, match=rf"file\.files\.metadata\.bucket: bucket '{bucket}-missing'"):
         async with Runtime(config.with_overrides(grpc_address="127.0.0.1:0", http_address="127.0.0.1:0")):
             pass
+
+
+async def test_a_relative_root_path_is_below_the_data_dir(tmp_path: Path) -> None:
+    config = from_mapping(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "file": {"local": {"type": "local", "metadata": {"rootPath": "files"}}},
+        }
+    )
+    async with Runtime(config) as rt, grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}") as channel:
+        await put(runtime_pb2_grpc.RuntimeStub(channel), "local", "a/b.txt", [b"here"])
+    assert (tmp_path / "data" / "files" / "a" / "b.txt").read_bytes() == b"here"

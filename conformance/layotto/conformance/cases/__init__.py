@@ -3,6 +3,7 @@
 from layotto.conformance.cases.bindings import BINDING_CASES
 from layotto.conformance.cases.configuration import CONFIGURATION_CASES
 from layotto.conformance.cases.crypto import CRYPTO_CASES
+from layotto.conformance.cases.files import FILE_CASES
 from layotto.conformance.cases.hello import HELLO_CASES
 from layotto.conformance.cases.invocation import INVOCATION_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
@@ -24,6 +25,7 @@ ALL_CASES = (
     *INVOCATION_CASES,
     *CRYPTO_CASES,
     *BINDING_CASES,
+    *FILE_CASES,
     *MESSAGING_CASES,
     *SCHEDULER_CASES,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "BINDING_CASES",
     "CONFIGURATION_CASES",
     "CRYPTO_CASES",
+    "FILE_CASES",
     "HELLO_CASES",
     "INVOCATION_CASES",
     "LOCK_CASES",

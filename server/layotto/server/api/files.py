@@ -20,9 +20,11 @@ from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.server.api.adapter import Context
 from layotto.server.runtime.files import FileRef, FileService
 
-#: how long the end of a PutFile stream that came through pygrpc-native's front (the runtime's grpc.aio
-#: fallback server, on a Unix socket) waits for a cancel behind it (measured: under 1 ms, on a loaded machine)
-FRONT_CANCEL_GRACE_SECONDS = 0.05
+#: how long the end of a PutFile stream waits for a cancel behind it before the store commits (measured:
+#: under 1 ms, on a loaded machine). grpc.aio serves PutFile on either transport (pygrpc-native's front
+#: hands client streams to its grpc.aio fallback server) and reports a client's cancel as the end of the
+#: request stream first and the cancel moments later.
+CANCEL_GRACE_SECONDS = 0.05
 
 
 def _nested(request: pb.FileRequest) -> FileRef:
@@ -33,15 +35,14 @@ async def _data_of(
     first: pb.PutFileRequest, rest: AsyncIterator[pb.PutFileRequest], context: Context
 ) -> AsyncIterator[bytes]:
     """The stream's data; its end raises CancelledError when the client cancelled, so the store drops
-    what it received. Through pygrpc-native's front a client's cancel reaches the handler as the end of
-    the stream followed by the cancel, hence the grace before deciding (grpc.aio alone never ends it)."""
-    if first.data:
-        yield first.data
+    what it received. A client's cancel reaches the handler as the end of the stream followed by the
+    cancel (grpc.aio, directly or behind pygrpc-native's front), hence the grace before deciding."""
+    if data := first.data:  # each read of a bytes field copies it out of the message: read once
+        yield data
     async for message in rest:
-        if message.data:
-            yield message.data
-    if context.peer().startswith("unix:"):  # through pygrpc-native's front: its cancel may follow the end
-        await asyncio.sleep(FRONT_CANCEL_GRACE_SECONDS)  # a cancel arriving meanwhile cancels this task
+        if data := message.data:
+            yield data
+    await asyncio.sleep(CANCEL_GRACE_SECONDS)  # a cancel arriving meanwhile cancels this task
     if context.cancelled():
         raise asyncio.CancelledError
 

@@ -33,7 +33,7 @@ CHUNK_SIZE = MetadataField(
     "Bytes of file data in one GetFile message (the last may be shorter); keep it below the runtime's "
     "max_message_bytes.",
     type=int,
-    default=256 * KiB,
+    default=1 * MiB,
     minimum=1 * KiB,
     maximum=8 * MiB,
 )

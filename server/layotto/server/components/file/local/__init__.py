@@ -39,8 +39,10 @@ STALE_TEMP_SECONDS = 24 * 3600
 T = TypeVar("T")
 
 
-def _make_root(raw: str, where: str) -> Path:
+def _make_root(raw: str, data_dir: Path, where: str) -> Path:
     root = Path(raw).expanduser()
+    if not root.is_absolute():
+        root = data_dir / root
     try:
         root.mkdir(parents=True, exist_ok=True)
         for inner in ("tmp", "meta"):
@@ -64,7 +66,10 @@ class LocalFileStore(FileStore):
         "`<rootPath>/.layotto/meta`.",
         metadata=(
             MetadataField(
-                "rootPath", "Directory holding the files (created if missing).", required=True, example="/var/files"
+                "rootPath",
+                "Directory holding the files (created if missing); a relative path is below the runtime's data_dir.",
+                required=True,
+                example="/var/files",
             ),
             CHUNK_SIZE,
         ),
@@ -76,7 +81,7 @@ class LocalFileStore(FileStore):
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         where = f"file.{self.name}.metadata.rootPath"
-        self._root = await asyncio.to_thread(_make_root, str(metadata["rootPath"]), where)
+        self._root = await asyncio.to_thread(_make_root, str(metadata["rootPath"]), context.data_dir, where)
 
     # -- paths ---------------------------------------------------------------------------------
 
