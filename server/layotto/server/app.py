@@ -297,6 +297,8 @@ class Runtime:
         except OSError as error:
             raise ConfigError(f"traffic_capture.dir: cannot write to {settings.dir}: {error.strerror}") from None
         self.traffic_capture = capture
+        if self.metrics is not None:
+            self.metrics.watch_capture(capture)
         return capture
 
     async def _start_functions(self) -> None:

@@ -12,6 +12,7 @@ start-up. Every runtime has its own registry, holding:
   ``process_status``: every delivery attempt to a subscriber and its answer (``success``, ``retry``,
   ``drop``, Dapr's), plus ``dead_letter`` when a message went to its dead-letter topic;
 * the component, HTTP API and service invocation metrics of :mod:`layotto.server.metrics_ops`;
+* the traffic capture's counters, when it is on (:mod:`layotto.server.metrics_capture`);
 * prometheus-client's process and platform collectors (``process_*``, ``python_*``).
 """
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiohttp import web
@@ -44,6 +45,9 @@ from layotto.server.metrics_ops import (
 from layotto.server.metrics_series import Series, SeriesFamily
 from layotto.server.rpc_status import status_name
 from layotto.server.shutdown_gate import WrapperCache
+
+if TYPE_CHECKING:
+    from layotto.server.traffic.capture import TrafficCapture
 
 #: latency buckets in milliseconds (a subset of Dapr's, which has 40)
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
@@ -140,6 +144,12 @@ class RuntimeMetrics:
     def instrument_component(self, block: str, component: Any) -> None:
         """Count and time the operations of one component, built after start (a live reconfiguration)."""
         instrument_component(block, component, self.component_family, self.app_id)
+
+    def watch_capture(self, capture: TrafficCapture) -> None:
+        """Export the counters of the runtime's traffic capture (see :mod:`layotto.server.metrics_capture`)."""
+        from layotto.server.metrics_capture import CaptureCollector
+
+        self.registry.register(CaptureCollector(self.app_id, capture))
 
     def delivery_outcome(self, pubsub: str, topic: str, outcome: str) -> None:
         """Counts one delivery attempt (a :class:`~layotto.server.runtime.delivery.DeliveryObserver`)."""
