@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import free_port
 
@@ -292,3 +293,45 @@ async def test_a_component_rebuilt_live_is_measured_too(tmp_path: Path) -> None:
     finally:
         await runtime.stop(grace=1)
     assert family(samples, "dapr_component_state_count_total") == {("sqlite", "get", "true"): 2}
+
+
+async def test_the_metrics_interceptor_does_the_shutdown_gates_work(runtime: Runtime) -> None:
+    """With nothing between them, the metrics interceptor counts the calls in flight for the gate and
+    refuses new ones while it drains (health checks excepted), each counted with its status."""
+    store = runtime.components.find("state", "in-memory", "name")
+    entered, release = asyncio.Event(), asyncio.Event()
+    in_flight_seen: list[int] = []
+
+    async def held_get(key: str) -> None:
+        in_flight_seen.append(runtime._gate.in_flight)
+        entered.set()
+        await release.wait()
+
+    store.get = held_get  # type: ignore[method-assign]
+    token = (("dapr-api-token", "tok"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        layotto = runtime_pb2_grpc.RuntimeStub(channel)
+        held = asyncio.ensure_future(
+            layotto.GetState(pb.GetStateRequest(store_name="in-memory", key="k"), metadata=token, timeout=10)
+        )
+        await asyncio.wait_for(entered.wait(), 10)
+        runtime._gate.draining = True
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await layotto.SayHello(pb.SayHelloRequest(service_name="helloworld"), metadata=token)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in str(
+                refused.value.details()
+            )
+            health = health_pb2_grpc.HealthStub(channel)
+            await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)  # still answered
+            assert runtime._gate.in_flight == 1
+            release.set()
+            await held
+        finally:
+            runtime._gate.draining = False
+    assert in_flight_seen == [1] and runtime._gate.in_flight == 0
+    counts = {
+        labels: value for (name, labels), value in (await scrape(runtime)).items() if name == COMPLETED + "_total"
+    }
+    assert counts[rpc("/spec.proto.runtime.v1.Runtime/SayHello", "UNAVAILABLE")] == 1
+    assert counts[rpc("/spec.proto.runtime.v1.Runtime/GetState", "OK")] == 1

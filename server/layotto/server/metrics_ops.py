@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -107,7 +108,10 @@ class _Recorder:
         self._family = family
         self._prefix = prefix
         self._label = label
+        self.bounds = family.bounds
         self._fixed = {success: family.series((*prefix, operation, success)) for success in ("true", "false")}
+        #: the series of a successful call, when the label is fixed (the measured wrapper updates it itself)
+        self.fixed_ok = self._fixed["true"] if label is None else None
         self._series: dict[tuple[str, str], Series] = {}
 
     def __call__(self, args: tuple[Any, ...], success: str, elapsed_ms: float) -> None:
@@ -123,6 +127,7 @@ class _Recorder:
 
 def _measured(component: object, method: Callable[..., Awaitable[Any]], record: _Recorder) -> Callable[..., Any]:
     clock = time.perf_counter
+    ok, bounds = record.fixed_ok, record.bounds
 
     @functools.wraps(method)
     async def call(*args: Any, **kwargs: Any) -> Any:
@@ -136,8 +141,14 @@ def _measured(component: object, method: Callable[..., Awaitable[Any]], record: 
             _INSIDE.reset(token)
             record(args, "false", (clock() - started) * 1000.0)
             raise
+        elapsed_ms = (clock() - started) * 1000.0
         _INSIDE.reset(token)
-        record(args, "true", (clock() - started) * 1000.0)
+        if ok is None:
+            record(args, "true", elapsed_ms)
+        else:  # SeriesFamily.observe, inlined: this runs on every call of the operation
+            ok.count += 1
+            ok.total += elapsed_ms
+            ok.buckets[bisect_left(bounds, elapsed_ms)] += 1
         return answer
 
     return call
