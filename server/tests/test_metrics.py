@@ -335,3 +335,41 @@ async def test_the_metrics_interceptor_does_the_shutdown_gates_work(runtime: Run
     }
     assert counts[rpc("/spec.proto.runtime.v1.Runtime/SayHello", "UNAVAILABLE")] == 1
     assert counts[rpc("/spec.proto.runtime.v1.Runtime/GetState", "OK")] == 1
+
+
+async def test_a_component_operation_is_counted_in_flight_and_measured_once_when_nested() -> None:
+    """The component metrics keep track_calls' in-flight count in their own wrapper: every call,
+    nested ones too, is in flight while it runs; a nested one (a bulk_get made of gets) is measured once."""
+    from layotto.server.components.inflight import track_calls
+    from layotto.server.metrics import RuntimeMetrics
+
+    seen: list[int] = []
+
+    class Store:
+        name = "s"
+
+        async def get(self, key: str) -> str:
+            seen.append(counter.in_flight)
+            if key == "bad":
+                raise KeyError(key)
+            return key
+
+        async def bulk_get(self, keys: list[str]) -> list[str]:
+            return [await self.get(key) for key in keys]
+
+    store = Store()
+    counter = track_calls(store)
+    metrics = RuntimeMetrics("a")
+    metrics.instrument_component("state", store)
+    assert await store.get("k") == "k"
+    assert await store.bulk_get(["x", "y"]) == ["x", "y"]
+    with pytest.raises(KeyError):
+        await store.get("bad")
+    assert seen == [1, 2, 2, 1] and counter.in_flight == 0
+    counts = {
+        (sample.labels["operation"], sample.labels["success"]): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+        if sample.name == "dapr_component_state_count_total"
+    }
+    assert counts == {("get", "true"): 1, ("bulk_get", "true"): 1, ("get", "false"): 1}
