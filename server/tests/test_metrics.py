@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from server_helpers import free_port
 
@@ -292,3 +293,83 @@ async def test_a_component_rebuilt_live_is_measured_too(tmp_path: Path) -> None:
     finally:
         await runtime.stop(grace=1)
     assert family(samples, "dapr_component_state_count_total") == {("sqlite", "get", "true"): 2}
+
+
+async def test_the_metrics_interceptor_does_the_shutdown_gates_work(runtime: Runtime) -> None:
+    """With nothing between them, the metrics interceptor counts the calls in flight for the gate and
+    refuses new ones while it drains (health checks excepted), each counted with its status."""
+    store = runtime.components.find("state", "in-memory", "name")
+    entered, release = asyncio.Event(), asyncio.Event()
+    in_flight_seen: list[int] = []
+
+    async def held_get(key: str) -> None:
+        in_flight_seen.append(runtime._gate.in_flight)
+        entered.set()
+        await release.wait()
+
+    store.get = held_get  # type: ignore[method-assign]
+    token = (("dapr-api-token", "tok"),)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        layotto = runtime_pb2_grpc.RuntimeStub(channel)
+        held = asyncio.ensure_future(
+            layotto.GetState(pb.GetStateRequest(store_name="in-memory", key="k"), metadata=token, timeout=10)
+        )
+        await asyncio.wait_for(entered.wait(), 10)
+        runtime._gate.draining = True
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await layotto.SayHello(pb.SayHelloRequest(service_name="helloworld"), metadata=token)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in str(
+                refused.value.details()
+            )
+            health = health_pb2_grpc.HealthStub(channel)
+            await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)  # still answered
+            assert runtime._gate.in_flight == 1
+            release.set()
+            await held
+        finally:
+            runtime._gate.draining = False
+    assert in_flight_seen == [1] and runtime._gate.in_flight == 0
+    counts = {
+        labels: value for (name, labels), value in (await scrape(runtime)).items() if name == COMPLETED + "_total"
+    }
+    assert counts[rpc("/spec.proto.runtime.v1.Runtime/SayHello", "UNAVAILABLE")] == 1
+    assert counts[rpc("/spec.proto.runtime.v1.Runtime/GetState", "OK")] == 1
+
+
+async def test_a_component_operation_is_counted_in_flight_and_measured_once_when_nested() -> None:
+    """The component metrics keep track_calls' in-flight count in their own wrapper: every call,
+    nested ones too, is in flight while it runs; a nested one (a bulk_get made of gets) is measured once."""
+    from layotto.server.components.inflight import track_calls
+    from layotto.server.metrics import RuntimeMetrics
+
+    seen: list[int] = []
+
+    class Store:
+        name = "s"
+
+        async def get(self, key: str) -> str:
+            seen.append(counter.in_flight)
+            if key == "bad":
+                raise KeyError(key)
+            return key
+
+        async def bulk_get(self, keys: list[str]) -> list[str]:
+            return [await self.get(key) for key in keys]
+
+    store = Store()
+    counter = track_calls(store)
+    metrics = RuntimeMetrics("a")
+    metrics.instrument_component("state", store)
+    assert await store.get("k") == "k"
+    assert await store.bulk_get(["x", "y"]) == ["x", "y"]
+    with pytest.raises(KeyError):
+        await store.get("bad")
+    assert seen == [1, 2, 2, 1] and counter.in_flight == 0
+    counts = {
+        (sample.labels["operation"], sample.labels["success"]): sample.value
+        for family in text_string_to_metric_families(metrics.exposition().decode())
+        for sample in family.samples
+        if sample.name == "dapr_component_state_count_total"
+    }
+    assert counts == {("get", "true"): 1, ("bulk_get", "true"): 1, ("get", "false"): 1}

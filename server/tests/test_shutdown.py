@@ -99,7 +99,7 @@ def test_wrapper_cache_keeps_a_wrapper_while_the_inner_handler_is_the_same() -> 
 
     cache, made = WrapperCache(limit=2), []
 
-    def wrap(handler: object) -> object:
+    def wrap(method: str, handler: object) -> object:
         made.append(handler)
         return ("wrapped", handler)
 

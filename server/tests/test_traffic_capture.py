@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from layotto.proto.dapr.common.v1 import common_pb2 as dapr_common
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc
@@ -20,7 +22,7 @@ from layotto.server.cli import main
 from layotto.server.components.base import ConfigError
 from layotto.server.config import from_mapping
 from layotto.server.traffic.capture import TrafficCapture
-from layotto.server.traffic.files import CallRecord, capture_files
+from layotto.server.traffic.files import FILE_PATTERN, CallRecord, capture_files
 from layotto.server.traffic.settings import CaptureSettings, parse_capture_settings
 
 TOKEN_A = "capture-secret-token-a"
@@ -165,14 +167,47 @@ async def test_sampling_and_rotation_keep_to_the_config(tmp_path: Path) -> None:
         assert capture is not None
         await capture.flush()
         assert (capture.eligible, capture.sampled, capture.written, capture.dropped) == (40, 10, 10, 0)
+        exported = await capture_metrics(a.http_port)
     finally:
         await a.stop(grace=1)
     files = capture_files(captured)
     assert len(files) == 2 and all(path.stat().st_size <= 1024 for path in files)
+    kept = lines_bytes(captured)
+    made = int(FILE_PATTERN.match(files[-1].name).group(1))  # type: ignore[union-attr]  # numbered from 1 here
+    written_bytes = exported.pop(("written_bytes_total", ""))
+    assert exported == {
+        ("eligible_count_total", ""): 40,
+        ("sampled_count_total", ""): 10,
+        ("dropped_count_total", "queue_full"): 0,
+        ("dropped_count_total", "too_large"): 0,
+        ("written_count_total", ""): 10,
+        ("files_count_total", ""): made,  # the first file, then one per rotation
+    }
+    assert made > 2  # rotated, and the oldest deleted
+    # the deleted files' lines were of the kept lines' sizes, give or take the duration's digits
+    assert sum(map(len, kept)) < written_bytes
+    assert 10 * (min(map(len, kept)) - 4) <= written_bytes <= 10 * (max(map(len, kept)) + 4)
     keys = [pb.SaveStateRequest.FromString(_b64(r["request"])).states[0].key for r in lines(captured)]
     assert keys[-1] == "key-39" and keys == sorted(keys)  # the newest records are kept, in order
     assert all(int(k[-2:]) % 4 == 3 for k in keys)  # of every 4 calls, the 4th
     assert files[0].name > "capture-000002.jsonl"  # the oldest files were deleted
+
+
+async def capture_metrics(http_port: int) -> dict[tuple[str, str], float]:
+    """The traffic capture's samples of /metrics: (name less the prefix, reason label) -> value."""
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{http_port}/metrics") as answer:
+        text = await answer.text()
+    prefix = "layotto_traffic_capture_"
+    return {
+        (sample.name.removeprefix(prefix), sample.labels.get("reason", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith(prefix) and not sample.name.endswith("_created")
+    }
+
+
+def lines_bytes(directory: Path) -> list[bytes]:
+    return [line for path in capture_files(directory) for line in path.read_bytes().splitlines(keepends=True)]
 
 
 def _b64(text: str) -> bytes:

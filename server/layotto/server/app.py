@@ -271,7 +271,8 @@ class Runtime:
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
         """The gRPC server's interceptors, outermost first: metrics, traffic capture (both also see the
-        calls the others refuse), the shutdown gate, the API token, flow control, tracing."""
+        calls the others refuse), the shutdown gate (done by the metrics interceptor when nothing sits
+        between them), the API token, flow control, tracing."""
         cfg = self.config
         interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [self._gate]
         if cfg.traffic_capture is not None and cfg.traffic_capture.enabled:
@@ -279,7 +280,10 @@ class Runtime:
         if self.metrics is not None:
             from layotto.server.metrics import RpcMetrics
 
-            interceptors.insert(0, RpcMetrics(self.metrics))
+            if interceptors[0] is self._gate:  # next to each other: one interceptor does both (see RpcMetrics)
+                interceptors[0] = RpcMetrics(self.metrics, gate=self._gate)
+            else:
+                interceptors.insert(0, RpcMetrics(self.metrics))
         if self.api_token:
             interceptors.append(ApiTokenGuard(self.api_token))
         if cfg.flow_control is not None and cfg.flow_control.methods:
@@ -297,6 +301,8 @@ class Runtime:
         except OSError as error:
             raise ConfigError(f"traffic_capture.dir: cannot write to {settings.dir}: {error.strerror}") from None
         self.traffic_capture = capture
+        if self.metrics is not None:
+            self.metrics.watch_capture(capture)
         return capture
 
     async def _start_functions(self) -> None:

@@ -49,8 +49,8 @@ class SeriesFamily(Collector):
         self._names = (count_name, latency_name)
         self._helps = (count_help, latency_help)
         self._labels = list(labels)
-        self._bounds = tuple(float(bound) for bound in bounds)
-        self._le = [repr(bound) for bound in self._bounds] + ["+Inf"]  # prometheus-client writes 1.0, 5000.0
+        self.bounds = tuple(float(bound) for bound in bounds)  #: the buckets' upper bounds (ms), +Inf not listed
+        self._le = [repr(bound) for bound in self.bounds] + ["+Inf"]  # prometheus-client writes 1.0, 5000.0
         self._series: dict[tuple[str, ...], Series] = {}
         registry.register(self)
 
@@ -58,7 +58,7 @@ class SeriesFamily(Collector):
         """The series of ``labels`` (values in the order of the family's labels), made on first use."""
         found = self._series.get(labels)
         if found is None:
-            found = self._series[labels] = Series(len(self._bounds) + 1)
+            found = self._series[labels] = Series(len(self.bounds) + 1)
         return found
 
     def record(self, labels: tuple[str, ...], elapsed_ms: float) -> None:
@@ -66,13 +66,13 @@ class SeriesFamily(Collector):
         series = self._series.get(labels) or self.series(labels)
         series.count += 1
         series.total += elapsed_ms
-        series.buckets[bisect_left(self._bounds, elapsed_ms)] += 1
+        series.buckets[bisect_left(self.bounds, elapsed_ms)] += 1
 
     def observe(self, series: Series, elapsed_ms: float) -> None:
         """Count one event of a series already looked up (the hot path keeps its series)."""
         series.count += 1
         series.total += elapsed_ms
-        series.buckets[bisect_left(self._bounds, elapsed_ms)] += 1
+        series.buckets[bisect_left(self.bounds, elapsed_ms)] += 1
 
     def collect(self) -> Iterator[Metric]:
         counter = CounterMetricFamily(self._names[0], self._helps[0], labels=self._labels)

@@ -73,9 +73,23 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        if self.draining and not handler_call_details.method.startswith(_ALWAYS_SERVED):
-            return refusing_handler(handler, RuntimeShuttingDown(handler_call_details.method.lstrip("/")))
-        return self._wrapped.get(handler_call_details.method, handler, self._counted)
+        method = handler_call_details.method
+        if self.draining:
+            refused = self.refusal(method, handler)
+            if refused is not None:
+                return refused
+        return self._wrapped.get(method, handler, self._counted)
+
+    def arrived(self) -> None:
+        """Note a call's arrival (what :meth:`intercept_service` does first), for an interceptor doing
+        the gate's work in its own wrapper (:class:`~layotto.server.metrics.RpcMetrics`)."""
+        self._last_arrival = time.monotonic()
+
+    def refusal(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """While draining, the handler refusing a call of ``method`` (health checks excepted); else None."""
+        if self.draining and not method.startswith(_ALWAYS_SERVED):
+            return refusing_handler(handler, RuntimeShuttingDown(method.lstrip("/")))
+        return None
 
     async def drain(self, grace: float) -> None:
         """Refuse new calls; return once the calls in handlers are done, or after ``grace`` seconds."""
@@ -86,7 +100,7 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                 return
             await asyncio.sleep(_POLL_SECONDS)
 
-    def _counted(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    def _counted(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         codecs = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(self._counting(handler.unary_unary), *codecs)
@@ -114,11 +128,12 @@ class WrapperCache:
         self._limit = limit
         self._kept: dict[str, tuple[Any, Any]] = {}
 
-    def get(self, method: str, handler: Any, wrap: Callable[[Any], Any]) -> Any:
+    def get(self, method: str, handler: Any, wrap: Callable[[str, Any], Any]) -> Any:
+        """``wrap(method, handler)``, made once per method and handler."""
         kept = self._kept.get(method)
         if kept is not None and kept[0] is handler:
             return kept[1]
-        wrapped = wrap(handler)
+        wrapped = wrap(method, handler)
         if kept is not None or len(self._kept) < self._limit:
             self._kept[method] = (handler, wrapped)
         return wrapped

@@ -33,12 +33,19 @@ class CallCounter:
         self.last_activity = time.monotonic()
 
     def enter(self) -> None:
-        self.in_flight += 1
-        self.last_activity = time.monotonic()
+        self.enter_at(time.monotonic())
 
     def leave(self) -> None:
+        self.leave_at(time.monotonic())
+
+    def enter_at(self, now: float) -> None:
+        """A call started at ``now`` (time.monotonic()), read by a caller that times the call too."""
+        self.in_flight += 1
+        self.last_activity = now
+
+    def leave_at(self, now: float) -> None:
         self.in_flight -= 1
-        self.last_activity = time.monotonic()
+        self.last_activity = now
 
     def idle(self) -> bool:
         return self.in_flight == 0 and time.monotonic() - self.last_activity >= QUIET_SECONDS
@@ -53,7 +60,17 @@ def _counted(method: Callable[..., Awaitable[Any]], counter: CallCounter) -> Cal
         finally:
             counter.leave()
 
+    call._layotto_counted = (method, counter)  # type: ignore[attr-defined]  # see counted_parts
     return call
+
+
+def counted_parts(wrapper: Callable[..., Any]) -> tuple[Callable[..., Awaitable[Any]], CallCounter] | None:
+    """The method and counter inside a coroutine method's wrapper made by :func:`track_calls`, or None
+    for any other callable: a wrapper put over it (the metrics') may count the call itself, with
+    :meth:`CallCounter.enter_at` and :meth:`CallCounter.leave_at`, and call the method directly,
+    one coroutine less per call."""
+    parts: tuple[Callable[..., Awaitable[Any]], CallCounter] | None = getattr(wrapper, "_layotto_counted", None)
+    return parts
 
 
 def _counted_stream(method: Callable[..., AsyncIterator[Any]], counter: CallCounter) -> Callable[..., Any]:

@@ -40,7 +40,9 @@ class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Captures a sample of the unary calls (see the module). :meth:`start` before serving, :meth:`aclose` after.
 
     Counters (read from any thread): ``eligible`` calls seen, ``sampled`` calls queued, ``dropped``
-    records (queue full), ``written`` records, and ``files.too_large`` records over a file's size.
+    records (queue full), ``written`` records, and ``files.too_large`` records over a file's size,
+    ``files.bytes_written`` and ``files.files_opened``; exported on ``/metrics`` by
+    :mod:`layotto.server.metrics_capture`.
     """
 
     def __init__(self, settings: CaptureSettings) -> None:

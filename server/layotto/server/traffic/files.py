@@ -132,6 +132,8 @@ class RotatingFiles:
         self._file: IO[bytes] | None = None
         self._size = 0
         self.too_large = 0  # records larger than a whole file, dropped
+        self.bytes_written = 0  # bytes of the lines written, into every file
+        self.files_opened = 0  # files made (the first, then one per rotation)
 
     def write(self, line: bytes) -> None:
         """Append ``line``, opening a new file (and deleting the oldest) when it would not fit."""
@@ -143,6 +145,7 @@ class RotatingFiles:
         assert self._file is not None
         self._file.write(line)
         self._size += len(line)
+        self.bytes_written += len(line)
 
     def flush(self) -> None:
         if self._file is not None:
@@ -158,5 +161,6 @@ class RotatingFiles:
         self._sequence += 1
         self._file = (self._directory / f"capture-{self._sequence:06d}.jsonl").open("xb")
         self._size = 0
+        self.files_opened += 1
         for old in capture_files(self._directory)[: -self._max_files]:
             old.unlink(missing_ok=True)
