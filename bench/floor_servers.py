@@ -75,7 +75,30 @@ def pyqwest_unary(address: str, path: str) -> Unary:
     return call
 
 
-CLIENTS = {"grpcaio": grpcaio_unary, "pyqwest": pyqwest_unary}
+def grpcfuture_unary(address: str, path: str) -> Unary:
+    """The same call through grpcio's synchronous channel: ``.future()``, completed on the loop."""
+    import asyncio
+
+    method = grpc.insecure_channel(address).unary_unary(path)
+
+    async def call(body: bytes, timeout: float | None) -> bytes:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes] = loop.create_future()
+
+        def settle(answer: Any) -> None:
+            error = answer.exception()
+            if not done.done():
+                done.set_exception(error) if error is not None else done.set_result(answer.result())
+
+        method.future(body, timeout=timeout, metadata=HOP).add_done_callback(
+            lambda answer: loop.call_soon_threadsafe(settle, answer)
+        )
+        return await done
+
+    return call
+
+
+CLIENTS = {"grpcaio": grpcaio_unary, "pyqwest": pyqwest_unary, "grpcfuture": grpcfuture_unary}
 
 
 def remaining(context: Any) -> float | None:

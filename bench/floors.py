@@ -87,7 +87,7 @@ async def invocation_rows(tmp: Path, started: list[subprocess.Popen[bytes]]) -> 
     a, a_address = start_runtime(str(tmp / "a"), tmp / "a.yaml", ["--grpc-transport", "native"])
     started.append(a)
     paths = [("runtime", a.pid, b.pid, a_address)]
-    variants = [("floor grpc.aio", "grpcaio", "grpcaio")]
+    variants = [("floor grpc.aio", "grpcaio", "grpcaio"), ("floor grpc future", "grpcfuture", "grpcfuture")]
     if HAS_PYQWEST:
         variants += [("floor pyqwest hop", "pyqwest", "grpcaio"), ("floor pyqwest", "pyqwest", "pyqwest")]
     for name, hop_client, app_client in variants:
