@@ -139,7 +139,8 @@ async def state(address: str, redis_address: str) -> None:
     import redis.asyncio as aioredis
 
     host, port = redis_address.rsplit(":", 1)
-    client = aioredis.Redis(host=host, port=int(port))
+    pool = aioredis.BlockingConnectionPool(host=host, port=int(port), max_connections=32)  # waits, never refuses
+    client = aioredis.Redis(connection_pool=pool)
     empty = empty_pb2.Empty()
 
     async def get_state(request: state_pb2.GetStateRequest, context: Any) -> state_pb2.GetStateResponse:

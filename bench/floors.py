@@ -15,9 +15,10 @@ by the calls answered; p50/p90 beside it.
   POST over pyqwest's Rust HTTP/2 client, B's to the app grpc.aio) and ``floor pyqwest`` (both).
 * ``state``: Dapr's ``GetState`` / ``SaveState`` on Redis at concurrency 16 and at the fixed rate:
   the runtime (native) against a minimal server answering from Redis (redis-py asyncio +
-  hiredis, one command per call).
+  hiredis, one command per call), and daprd with ``--daprd PATH`` (or ``$DAPRD``; how to build
+  it: bench/daprd_compare.py).
 
-    python bench/floors.py [--case invocation|state|all] [--rounds 4] [--seconds 0.7] [--rate 500]
+    python bench/floors.py [--case invocation|state|all] [--rounds 3] [--seconds 0.7] [--rate 500] [--daprd PATH]
 
 pyqwest is not a dependency of the project: ``pip install pyqwest`` adds its rows.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import os
 import platform
@@ -42,7 +44,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _runtime import free_port, start, start_runtime, stop, wait_ready
+from _runtime import free_port, start, start_runtime, stop
+from daprd_compare import start_daprd
 from invocation import CALLEE_APP, PAYLOAD, Cell, Row, measure
 
 from layotto.proto.dapr.common.v1 import common_pb2
@@ -67,8 +70,9 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def floor_server(started: list[subprocess.Popen[bytes]], *args: str) -> tuple[int, str]:
+    """A bench/floor_servers.py process (its errors on this process's stderr): pid, address."""
     address = f"127.0.0.1:{free_port()}"
-    process = start([sys.executable, str(HERE / "floor_servers.py"), args[0], address, *args[1:]])
+    process = subprocess.Popen([sys.executable, str(HERE / "floor_servers.py"), args[0], address, *args[1:]])
     started.append(process)
     return process.pid, address
 
@@ -78,10 +82,11 @@ async def invocation_rows(tmp: Path, started: list[subprocess.Popen[bytes]]) -> 
     app_address = f"127.0.0.1:{free_port()}"
     app = start([sys.executable, "-c", CALLEE_APP, app_address])
     started.append(app)
-    await wait_ready(app_address)
+    await ready(app_address, "app")
     (tmp / "b.yaml").write_text(yaml.safe_dump({"app_id": "b", "app_callback_address": app_address}))
     b, b_address = start_runtime(str(tmp / "b"), tmp / "b.yaml", ["--grpc-transport", "native"])
     started.append(b)
+    await ready(b_address, "sidecar B")
     a_config = {"app_id": "a", "name_resolution": {"type": "static", "apps": {"b": [b_address]}}}
     (tmp / "a.yaml").write_text(yaml.safe_dump(a_config))
     a, a_address = start_runtime(str(tmp / "a"), tmp / "a.yaml", ["--grpc-transport", "native"])
@@ -90,15 +95,30 @@ async def invocation_rows(tmp: Path, started: list[subprocess.Popen[bytes]]) -> 
     variants = [("floor grpc.aio", "grpcaio", "grpcaio"), ("floor grpc future", "grpcfuture", "grpcfuture")]
     if HAS_PYQWEST:
         variants += [("floor pyqwest hop", "pyqwest", "grpcaio"), ("floor pyqwest", "pyqwest", "pyqwest")]
-    for name, hop_client, app_client in variants:
-        fb_pid, fb_address = floor_server(started, "forward-b", app_address, app_client)
-        fa_pid, fa_address = floor_server(started, "forward-a", fb_address, hop_client)
+    await ready(a_address, "sidecar A")
+    for name, hop_client, app_client in variants:  # one after the other: on a busy machine ten starting
+        fb_pid, fb_address = floor_server(started, "forward-b", app_address, app_client)  # processes at once
+        fa_pid, fa_address = floor_server(started, "forward-a", fb_address, hop_client)  # take minutes
+        await ready(fa_address, name)
         paths.append((name, fa_pid, fb_pid, fa_address))
     rows = [(Row("direct", lambda: None, {"app": app.pid}), app_address)]  # calls bound in run_invocation
     for name, a_pid, b_pid, address in paths:
-        await wait_ready(address)
         rows.append((Row(name, lambda: None, {"A": a_pid, "B": b_pid, "app": app.pid}), address))
     return rows
+
+
+async def ready(address: str, name: str, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait for the server at ``address`` (up to 3 minutes: start-up on a loaded machine is slow);
+    exits at once if its ``process`` does."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        for _ in range(180):
+            try:
+                await asyncio.wait_for(channel.channel_ready(), 1)
+                return
+            except TimeoutError:
+                if process is not None and process.poll() is not None:
+                    raise SystemExit(f"{name} exited with {process.returncode} before it served") from None
+    raise SystemExit(f"{name} at {address} did not start within 3 minutes")
 
 
 async def run_invocation(rounds: int, seconds: float, rate: float) -> dict[tuple[str, str], Cell]:
@@ -126,7 +146,7 @@ async def run_invocation(rounds: int, seconds: float, rate: float) -> dict[tuple
                 await channel.close()
 
 
-async def run_state(rounds: int, seconds: float, rate: float) -> dict[tuple[str, str], Cell]:
+async def run_state(rounds: int, seconds: float, rate: float, daprd: str = "") -> dict[tuple[str, str], Cell]:
     config = {"state": {"redis": {"type": "redis", "metadata": {"redisHost": REDIS}}}}
     item = common_pb2.StateItem(key="floors-bench", value=b"v" * 100)
     save = state_pb2.SaveStateRequest(store_name="redis", states=[item])
@@ -137,10 +157,16 @@ async def run_state(rounds: int, seconds: float, rate: float) -> dict[tuple[str,
         started.append(ours)
         floor_pid, floor_address = floor_server(started, "state", REDIS)
         servers = [("runtime", ours.pid, ours_address), ("floor", floor_pid, floor_address)]
+        if daprd:
+            (Path(tmp) / "daprd").mkdir()
+            dapr, dapr_address = start_daprd(daprd, Path(tmp) / "daprd")
+            started.append(dapr)
+            await ready(dapr_address, "daprd", dapr)
+            servers.append(("daprd", dapr.pid, dapr_address))
         channels = []
         rows = []
         for name, pid, address in servers:
-            await wait_ready(address)
+            await ready(address, name)
             channel = grpc.aio.insecure_channel(address)
             channels.append(channel)
             stub = dapr_pb2_grpc.DaprStub(channel)
@@ -187,16 +213,18 @@ def invocation_table(cells: dict[tuple[str, str], Cell], rate: float) -> list[st
 
 def state_table(cells: dict[tuple[str, str], Cell], rate: float) -> list[str]:
     lines = [
-        f"| call | sidecar CPU µs per call at c16 | at {rate:.0f} req/s | p50 / p90 ms at {rate:.0f} req/s "
+        f"| call | sidecar CPU µs per call at c16 | ÷ daprd | at {rate:.0f} req/s | p50 / p90 ms at {rate:.0f} req/s "
         "| req/s at c16 |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(name for name, _ in cells):
         at_rate, c16 = cells[name, "rate"], cells[name, "c16"]
         p50, p90, _ = at_rate.percentiles()
+        daprd = cells.get((name.split(",")[0] + ", daprd", "c16"))
+        ratio = f"{c16.cpu_us('sidecar') / daprd.cpu_us('sidecar'):.2f}x" if daprd is not None else "—"
         lines.append(
-            f"| {name} | {c16.cpu_us('sidecar'):.0f} | {at_rate.cpu_us('sidecar'):.0f} | {p50:.2f} / {p90:.2f} | "
-            f"{c16.requests / c16.seconds:,.0f} |"
+            f"| {name} | {c16.cpu_us('sidecar'):.0f} | {ratio} | {at_rate.cpu_us('sidecar'):.0f} | "
+            f"{p50:.2f} / {p90:.2f} | {c16.requests / c16.seconds:,.0f} |"
         )
     return lines
 
@@ -204,10 +232,15 @@ def state_table(cells: dict[tuple[str, str], Cell], rate: float) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", default="all", choices=("invocation", "state", "all"))
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=0.7, help="measured seconds per row, round and load")
     parser.add_argument("--rate", type=float, default=500.0, help="the fixed rate, in requests per second")
+    parser.add_argument(
+        "--daprd", default=os.environ.get("DAPRD", ""), help="a daprd binary: its rows in the state case"
+    )
     args = parser.parse_args()
+    if args.daprd and not Path(args.daprd).is_file():
+        parser.error(f"--daprd: no file {args.daprd}")
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.platform()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, grpcio {grpc.__version__}; {args.rounds} alternating rounds of "
@@ -215,7 +248,7 @@ def main() -> int:
     )
     for case, run, table in (
         ("invocation", run_invocation, invocation_table),
-        ("state", run_state, state_table),
+        ("state", functools.partial(run_state, daprd=args.daprd), state_table),
     ):
         if args.case not in (case, "all"):
             continue
