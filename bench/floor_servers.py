@@ -164,6 +164,15 @@ async def state(address: str, redis_address: str) -> None:
 
 
 async def serve(address: str, services: dict[str, dict[str, Any]]) -> None:
+    import os
+
+    if os.environ.get("FLOOR_FALLBACK"):  # a bidi method: pygrpc-native starts its grpc.aio server behind
+
+        async def chat(requests: Any, context: Any) -> Any:
+            async for request in requests:
+                yield request
+
+        services = {**services, "floor.Chat": {"Chat": grpc.stream_stream_rpc_method_handler(chat)}}
     server = build_server("native", options=[], interceptors=[]).server
     add_services(server, services)
     server.add_insecure_port(address)
