@@ -1,7 +1,7 @@
 """The cheapest Python sidecars bench/floors.py measures ours against: no runtime logic at all.
 
-    python bench/floor_servers.py forward-a ADDRESS NEXT grpcaio|pyqwest
-    python bench/floor_servers.py forward-b ADDRESS APP grpcaio|pyqwest
+    python bench/floor_servers.py forward-a ADDRESS NEXT grpcaio|grpcfuture|pyqwest
+    python bench/floor_servers.py forward-b ADDRESS APP grpcaio|grpcfuture|pyqwest
     python bench/floor_servers.py state ADDRESS REDIS_HOST:PORT
 
 Each serves on pygrpc-native (methods registered one by one, no interceptors) on the loop
@@ -13,8 +13,12 @@ Each serves on pygrpc-native (methods registered one by one, no interceptors) on
 * ``state``: Dapr's ``GetState`` and ``SaveState`` answered straight from Redis with Dapr's
   layout (a hash with ``data`` and ``version``), redis-py asyncio with hiredis, one command each.
 
-The outgoing client is grpc.aio, or pyqwest (a Rust HTTP/2 client, reqwest/hyper on tokio):
-a unary gRPC call is a POST of one length-prefixed message, with ``grpc-status`` in the trailers.
+The outgoing client is grpc.aio, grpcio's synchronous channel (``grpcfuture``: ``.future()``,
+completed on the loop), or pyqwest (a Rust HTTP/2 client, reqwest/hyper on tokio): a unary gRPC
+call is a POST of one length-prefixed message, with ``grpc-status`` in the trailers.
+
+``FLOOR_FALLBACK=1`` in the environment adds one bidirectional method, so pygrpc-native starts the
+grpc.aio server it keeps behind it for such methods (as the runtime's server always has).
 """
 
 from __future__ import annotations
