@@ -9,6 +9,7 @@ etcd registry is tested in test_invocation_registry.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -36,9 +37,11 @@ from layotto.client import (
 )
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from layotto.server.api.invoke import app_headers, to_invoke_request
 from layotto.server.components.base import ConfigError
 from layotto.server.components.nameresolution import create_resolver, parse_settings
 from layotto.server.config import from_mapping
+from layotto.server.runtime.invocation import InvokeRequest
 
 
 @dataclass
@@ -310,6 +313,38 @@ def test_bad_invocation_config_is_one_line_naming_the_key(raw: dict[str, object]
     with pytest.raises(ConfigError) as refused:
         from_mapping(raw)
     assert str(refused.value) == message
+
+
+def test_a_hop_keeps_every_field_of_the_call() -> None:
+    call = InvokeRequest(
+        "b", "m", b"d", "text/plain", "PUT", "q=1", (("h", "v"),), "type/x", "", False, True, "old-token"
+    )
+    hop = call.as_hop("a", "token")
+    assert hop == dataclasses.replace(call, caller_app_id="a", hop=True, hop_token="token")
+
+
+@pytest.mark.parametrize("strip_trace", [False, True])
+def test_the_call_metadata_splits_into_app_headers_and_hop_facts(strip_trace: bool) -> None:
+    message = invoke_pb2.InvokeServiceRequest(id="b")
+    message.message.method = "m"
+    metadata = [
+        ("X-Custom", "1"),
+        ("traceparent", "00-01-02-01"),
+        ("layotto-invoke-hop", "1"),
+        ("Layotto-Caller-App-Id", "a"),
+        ("layotto-raw-http-status", "1"),
+        ("layotto-invoke-token", "t"),
+        ("dapr-api-token", "secret"),
+        ("grpc-accept-encoding", "gzip"),
+        ("user-agent", "grpc"),
+        ("x-bin", b"\x00"),
+    ]
+    request = to_invoke_request(message, metadata, strip_trace=strip_trace)
+    assert request.headers == app_headers(metadata, strip_trace=strip_trace)
+    assert request.headers == (("x-custom", "1"),) + (() if strip_trace else (("traceparent", "00-01-02-01"),))
+    assert (request.hop, request.caller_app_id, request.raw_http_status, request.hop_token) == (True, "a", True, "t")
+    not_a_hop = to_invoke_request(message, metadata[:2] + metadata[3:], strip_trace=strip_trace)
+    assert (not_a_hop.hop, not_a_hop.caller_app_id, not_a_hop.raw_http_status) == (False, "", False)
 
 
 def test_etcd_registry_metadata_is_checked() -> None:

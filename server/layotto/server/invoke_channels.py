@@ -250,12 +250,14 @@ class GrpcSidecarForwarder:
 
     def _stub(self, address: str) -> Any:
         """The Dapr stub of the sidecar at ``address`` (grpc.aio calls, typed Any)."""
-        if address not in self._stubs:
-            interceptors = self._tracing.client_interceptors(address) if self._tracing is not None else None
-            channel = grpc.aio.insecure_channel(
-                address, options=self._options, interceptors=sending_token(self._api_token, interceptors)
-            )
-            self._stubs[address] = (channel, dapr_pb2_grpc.DaprStub(channel))
+        known = self._stubs.get(address)
+        if known is not None:
+            return known[1]
+        interceptors = self._tracing.client_interceptors(address) if self._tracing is not None else None
+        channel = grpc.aio.insecure_channel(
+            address, options=self._options, interceptors=sending_token(self._api_token, interceptors)
+        )
+        self._stubs[address] = (channel, dapr_pb2_grpc.DaprStub(channel))
         return self._stubs[address][1]
 
     def channel(self, address: str) -> grpc.aio.Channel:
@@ -286,7 +288,7 @@ class GrpcSidecarForwarder:
             if isinstance(failure, SidecarUnreachable):  # gone, perhaps for good (a registry's old entry)
                 await self._drop(address)
             raise failure from None
-        status = int(dict(headers).get(HTTP_STATUS_HEADER, "200") or 200)
+        status = int(dict(headers).get(HTTP_STATUS_HEADER, "200") or 200) if headers else 200
         return InvokeResponse(answer.data.value, answer.content_type, headers, status, answer.data.type_url)
 
     @staticmethod

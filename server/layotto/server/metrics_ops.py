@@ -187,14 +187,22 @@ class InvocationMetrics:
         self._app_id = app_id
         self._sent, self._received, self._answers = sent, received, answers
         self._apps = BoundedLabel(256)
+        #: the counters' children by (counter, app label), looked up once (the labels are bounded)
+        self._children: dict[tuple[Any, str], Any] = {}
+
+    def _count(self, counter: Any, app: str) -> None:
+        child = self._children.get((counter, app))
+        if child is None:
+            child = self._children[counter, app] = counter.labels(self._app_id, app)
+        child.inc()
 
     async def measure(self, request: InvokeRequest, call: Callable[[], Awaitable[InvokeResponse]]) -> InvokeResponse:
         """``call()``'s answer, counted: a hop from another sidecar as received, anything else as sent."""
         if request.hop:
-            self._received.labels(self._app_id, self._apps(request.caller_app_id or "unknown")).inc()
+            self._count(self._received, self._apps(request.caller_app_id or "unknown"))
             return await call()
         target = self._apps(request.app_id)
-        self._sent.labels(self._app_id, target).inc()
+        self._count(self._sent, target)
         started = time.perf_counter()
         status = "UNKNOWN"
         try:

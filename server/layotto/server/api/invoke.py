@@ -73,10 +73,22 @@ def verb_name(number: int) -> str:
 
 
 def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool) -> InvokeRequest:
-    """An InvokeServiceRequest of either API, and the call's metadata, as a runtime request."""
-    metadata = list(metadata)
-    found = dict((k.lower(), v) for k, v in metadata if isinstance(v, str))
+    """An InvokeServiceRequest of either API, and the call's metadata, as a runtime request.
+
+    One pass over the metadata: the hop's own headers are read, the rest filtered as
+    :func:`app_headers` does."""
+    headers = []
+    hop_facts: dict[str, str] = {}
+    for name, value in metadata:
+        if isinstance(value, bytes):
+            continue
+        key = name.lower()
+        if key in HOP_HEADERS:
+            hop_facts[key] = value
+        elif not (key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or (strip_trace and key in TRACE_HEADERS)):
+            headers.append((key, value))
     body = message.message
+    hop = HOP_HEADER in hop_facts
     return InvokeRequest(
         app_id=message.id,
         method=body.method,
@@ -85,11 +97,11 @@ def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]],
         content_type=body.content_type,
         verb=verb_name(body.http_extension.verb),
         querystring=body.http_extension.querystring,
-        headers=app_headers(metadata, strip_trace=strip_trace),
-        caller_app_id=found.get(CALLER_APP_ID_HEADER, "") if HOP_HEADER in found else "",
-        hop=HOP_HEADER in found,
-        raw_http_status=HOP_HEADER in found and RAW_HTTP_STATUS_HEADER in found,
-        hop_token=found.get(TOKEN_HEADER, ""),
+        headers=tuple(headers),
+        caller_app_id=hop_facts.get(CALLER_APP_ID_HEADER, "") if hop else "",
+        hop=hop,
+        raw_http_status=hop and RAW_HTTP_STATUS_HEADER in hop_facts,
+        hop_token=hop_facts.get(TOKEN_HEADER, ""),
     )
 
 
@@ -124,7 +136,9 @@ class InvokeApi:
     async def InvokeService(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         invoke = to_invoke_request(request, context.invocation_metadata() or (), strip_trace=self._strip_trace)
         answer = await self._invoker.invoke(invoke, time_remaining(context))
-        await context.send_initial_metadata(grpc_headers(answer.headers))
+        headers = grpc_headers(answer.headers)
+        if headers:  # none to send: the response carries the (empty) initial metadata itself
+            await context.send_initial_metadata(headers)
         response = self._response_cls(content_type=answer.content_type)
         response.data.type_url, response.data.value = answer.data_type_url, answer.data
         return response
