@@ -1,0 +1,229 @@
+"""Layotto's ObjectStorageService on the `s3` object store, against the real S3 server scripts/backends
+starts (moto's, LAYOTTO_TEST_S3), through a client built from the generated stubs as Layotto's Go SDK
+calls it."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from backends import address, require, s3_client
+from test_api import call_error, error_info
+
+from layotto.proto.extension.v1.s3 import oss_pb2 as pb
+from layotto.proto.extension.v1.s3 import oss_pb2_grpc
+from layotto.server import Runtime
+from layotto.server.config import from_mapping
+
+MiB = 1024 * 1024
+Stub = oss_pb2_grpc.ObjectStorageServiceStub
+
+
+def s3_store_metadata() -> dict[str, str]:
+    return {
+        "endpoint": address("s3"),
+        "accessKey": "test",
+        "secretKey": "test",
+        "forcePathStyle": "true",
+        "partSize": str(5 * MiB),
+        "chunkSize": str(64 * 1024),
+    }
+
+
+async def _empty_bucket(client: object, name: str) -> None:
+    versions = await client.list_object_versions(Bucket=name)  # type: ignore[attr-defined]
+    for item in [*(versions.get("Versions") or []), *(versions.get("DeleteMarkers") or [])]:
+        await client.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])  # type: ignore[attr-defined]
+    uploads = await client.list_multipart_uploads(Bucket=name)  # type: ignore[attr-defined]
+    for item in uploads.get("Uploads") or []:
+        await client.abort_multipart_upload(Bucket=name, Key=item["Key"], UploadId=item["UploadId"])  # type: ignore[attr-defined]
+    await client.delete_bucket(Bucket=name)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def buckets() -> AsyncIterator[list[str]]:
+    """Two new buckets of the test S3 server (the second versioned), removed with everything in them."""
+    require("s3")
+    names = [f"oss-{uuid.uuid4().hex[:12]}", f"oss-{uuid.uuid4().hex[:12]}"]
+    async with s3_client() as client:
+        for name in names:
+            await client.create_bucket(Bucket=name)
+        await client.put_bucket_versioning(Bucket=names[1], VersioningConfiguration={"Status": "Enabled"})
+        yield names
+        for name in names:
+            await _empty_bucket(client, name)
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, buckets: list[str]) -> AsyncIterator[Runtime]:
+    config = from_mapping(
+        {
+            "data_dir": str(tmp_path),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "oss": {"s3": {"type": "s3", "metadata": s3_store_metadata()}},
+        }
+    )
+    async with Runtime(config) as rt:
+        yield rt
+
+
+@pytest.fixture
+async def stub(runtime: Runtime) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
+        yield oss_pb2_grpc.ObjectStorageServiceStub(channel)
+
+
+async def put(
+    stub: Stub, bucket: str, key: str, parts: list[bytes], store: str = "s3", **fields: object
+) -> pb.PutObjectOutput:
+    first = pb.PutObjectInput(store_name=store, bucket=bucket, key=key, body=parts[0] if parts else b"", **fields)
+    return await stub.PutObject(iter([first, *(pb.PutObjectInput(body=part) for part in parts[1:])]))
+
+
+async def get(stub: Stub, bucket: str, key: str, store: str = "s3", **fields: object) -> list[pb.GetObjectOutput]:
+    return [
+        message
+        async for message in stub.GetObject(pb.GetObjectInput(store_name=store, bucket=bucket, key=key, **fields))
+    ]
+
+
+async def test_put_get_head_copy_list_delete(stub: Stub, buckets: list[str]) -> None:
+    bucket = buckets[0]
+    parts = [os.urandom(100_000), b"", os.urandom(70_000)]
+    written = await put(stub, bucket, "docs/a.bin", parts, meta={"owner": "alice"})
+    assert written.etag
+    answers = await get(stub, bucket, "docs/a.bin")
+    assert b"".join(a.body for a in answers) == b"".join(parts)
+    assert max(len(a.body) for a in answers) <= 64 * 1024 and len(answers) == 3
+    assert all(a.metadata == {"owner": "alice"} and a.content_length == 170_000 for a in answers)
+    assert answers[0].etag == written.etag and answers[0].last_modified > 1_700_000_000
+    ranged = await get(stub, bucket, "docs/a.bin", start=10, end=19)
+    assert b"".join(a.body for a in ranged) == parts[0][10:20]
+    head = await stub.HeadObject(pb.HeadObjectInput(store_name="s3", bucket=bucket, key="docs/a.bin"))
+    assert head.result_metadata["Content-Length"] == "170000" and head.result_metadata["x-amz-meta-owner"] == "alice"
+    exists = await stub.IsObjectExist(pb.IsObjectExistInput(store_name="s3", bucket=bucket, key="docs/a.bin"))
+    assert exists.file_exist
+    copied = await stub.CopyObject(
+        pb.CopyObjectInput(
+            store_name="s3",
+            bucket=buckets[1],
+            key="copy.bin",
+            copy_source=pb.CopySource(copy_source_bucket=bucket, copy_source_key="docs/a.bin"),
+        )
+    )
+    assert copied.copy_object_result.etag == written.etag and copied.version_id
+    assert b"".join(a.body for a in await get(stub, buckets[1], "copy.bin")) == b"".join(parts)
+    for key in ("docs/b", "docs/sub/c", "docs/sub/d", "top"):
+        await put(stub, bucket, key, [key.encode()])
+    page = await stub.ListObjects(pb.ListObjectsInput(store_name="s3", bucket=bucket, prefix="docs/", delimiter="/"))
+    assert [o.key for o in page.contents] == ["docs/a.bin", "docs/b"] and list(page.common_prefixes) == ["docs/sub/"]
+    first = await stub.ListObjects(pb.ListObjectsInput(store_name="s3", bucket=bucket, maxKeys=2))
+    assert [o.key for o in first.contents] == ["docs/a.bin", "docs/b"] and first.is_truncated
+    rest = await stub.ListObjects(pb.ListObjectsInput(store_name="s3", bucket=bucket, marker=first.next_marker))
+    assert [o.key for o in rest.contents] == ["docs/sub/c", "docs/sub/d", "top"] and not rest.is_truncated
+    await stub.DeleteObject(pb.DeleteObjectInput(store_name="s3", bucket=bucket, key="top"))
+    deleted = await stub.DeleteObjects(
+        pb.DeleteObjectsInput(
+            store_name="s3",
+            bucket=bucket,
+            delete=pb.Delete(objects=[pb.ObjectIdentifier(key="docs/b"), pb.ObjectIdentifier(key="docs/sub/c")]),
+        )
+    )
+    assert sorted(d.key for d in deleted.deleted) == ["docs/b", "docs/sub/c"]
+    left = await stub.ListObjects(pb.ListObjectsInput(store_name="s3", bucket=bucket))
+    assert [o.key for o in left.contents] == ["docs/a.bin", "docs/sub/d"]
+    gone = await stub.IsObjectExist(pb.IsObjectExistInput(store_name="s3", bucket=bucket, key="top"))
+    assert not gone.file_exist
+
+
+async def test_large_object_goes_up_in_parts_and_streams_back(stub: Stub, buckets: list[str]) -> None:
+    parts = [os.urandom(MiB) for _ in range(11)]  # over two 5 MiB parts: a multipart upload
+    await put(stub, buckets[0], "big", parts)
+    received = bytearray()
+    async for answer in stub.GetObject(pb.GetObjectInput(store_name="s3", bucket=buckets[0], key="big")):
+        assert len(answer.body) <= 64 * 1024
+        received += answer.body
+    assert bytes(received) == b"".join(parts)
+    async with s3_client() as client:
+        uploads = await client.list_multipart_uploads(Bucket=buckets[0])
+    assert not uploads.get("Uploads")
+
+
+async def test_missing_bucket_and_key_answer_not_found_naming_them(stub: Stub, buckets: list[str]) -> None:
+    bucket = buckets[0]
+    calls = {
+        "key": [
+            stub.HeadObject(pb.HeadObjectInput(store_name="s3", bucket=bucket, key="nope")),
+            stub.GetObjectTagging(pb.GetObjectTaggingInput(store_name="s3", bucket=bucket, key="nope")),
+        ],
+        "bucket": [
+            stub.HeadObject(pb.HeadObjectInput(store_name="s3", bucket="no-such-bucket-x", key="k")),
+            stub.ListObjects(pb.ListObjectsInput(store_name="s3", bucket="no-such-bucket-x")),
+            stub.IsObjectExist(pb.IsObjectExistInput(store_name="s3", bucket="no-such-bucket-x", key="k")),
+        ],
+    }
+    for field, pending in calls.items():
+        for call in pending:
+            error = await call_error(call)
+            assert error.code() == grpc.StatusCode.NOT_FOUND, error.details()
+            assert error.details().startswith(f"{field}: object store 's3' has no ")
+            assert error_info(error).reason == "OBJECT_NOT_FOUND" and error_info(error).metadata["field"] == field
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await get(stub, bucket, "nope")
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "'nope'" in caught.value.details()
+    source = pb.CopySource(copy_source_bucket=bucket, copy_source_key="nope")
+    error = await call_error(
+        stub.CopyObject(pb.CopyObjectInput(store_name="s3", bucket=bucket, key="t", copy_source=source))
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND and error.details().startswith("copy_source.copy_source_key:")
+
+
+async def test_bad_input_is_invalid_argument_naming_the_field(stub: Stub, buckets: list[str]) -> None:
+    bucket = buckets[0]
+    cases = {
+        "bucket": stub.HeadObject(pb.HeadObjectInput(store_name="s3", bucket="", key="k")),
+        "key": stub.HeadObject(pb.HeadObjectInput(store_name="s3", bucket=bucket, key="")),
+        "maxKeys": stub.ListObjects(pb.ListObjectsInput(store_name="s3", bucket=bucket, maxKeys=-1)),
+        "end": stub.GetObject(pb.GetObjectInput(store_name="s3", bucket=bucket, key="k", start=5, end=2)).read(),
+        "acl": stub.PutObjectCannedAcl(pb.PutObjectCannedAclInput(store_name="s3", bucket=bucket, key="k", acl="all")),
+        "part_number": stub.UploadPart(
+            iter([pb.UploadPartInput(store_name="s3", bucket=bucket, key="k", upload_id="u")])
+        ),
+        "expired_in_sec": stub.SignURL(pb.SignURLInput(store_name="s3", bucket=bucket, key="k", method="GET")),
+        "method": stub.SignURL(
+            pb.SignURLInput(store_name="s3", bucket=bucket, key="k", method="DELETE", expired_in_sec=9)
+        ),
+        "store_name": stub.HeadObject(pb.HeadObjectInput(store_name="nope", bucket=bucket, key="k")),
+        "max_parts": stub.ListParts(
+            pb.ListPartsInput(store_name="s3", bucket=bucket, key="k", upload_id="u", max_parts=-3)
+        ),
+        "content_length": stub.PutObject(
+            iter([pb.PutObjectInput(store_name="s3", bucket=bucket, key="k", body=b"abc", content_length=4)])
+        ),
+    }
+    for field, call in cases.items():
+        error = await call_error(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, error.details())
+        assert error.details().startswith(f"{field}:"), error.details()
+    assert not (await stub.IsObjectExist(pb.IsObjectExistInput(store_name="s3", bucket=bucket, key="k"))).file_exist
+
+
+async def test_unsupported_rpcs_answer_unimplemented_naming_rpc_and_store(stub: Stub, buckets: list[str]) -> None:
+    calls = {
+        "AppendObject": stub.AppendObject(iter([pb.AppendObjectInput(store_name="s3", bucket=buckets[0], key="k")])),
+        "UpdateDownloadBandwidthRateLimit": stub.UpdateDownloadBandwidthRateLimit(
+            pb.UpdateBandwidthRateLimitInput(store_name="s3", average_rate_limit_in_bits_per_sec=8000)
+        ),
+        "UpdateUploadBandwidthRateLimit": stub.UpdateUploadBandwidthRateLimit(
+            pb.UpdateBandwidthRateLimitInput(store_name="s3", average_rate_limit_in_bits_per_sec=8000)
+        ),
+    }
+    for rpc, call in calls.items():
+        error = await call_error(call)
+        assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert rpc in error.details() and "s3 object store" in error.details() and "'s3'" in error.details()
