@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 from backends import address, require, s3_client
@@ -227,3 +228,119 @@ async def test_unsupported_rpcs_answer_unimplemented_naming_rpc_and_store(stub: 
         error = await call_error(call)
         assert error.code() == grpc.StatusCode.UNIMPLEMENTED
         assert rpc in error.details() and "s3 object store" in error.details() and "'s3'" in error.details()
+
+
+async def test_multipart_upload_with_part_copy_list_and_abort(stub: Stub, buckets: list[str]) -> None:
+    bucket = buckets[0]
+    source = os.urandom(6 * MiB)
+    await put(stub, bucket, "source", [source])
+    created = await stub.CreateMultipartUpload(
+        pb.CreateMultipartUploadInput(store_name="s3", bucket=bucket, key="joined", meta_data={"k": "v"})
+    )
+    upload = created.upload_id
+    assert upload and created.key == "joined"
+    part1 = os.urandom(5 * MiB)
+    messages = [pb.UploadPartInput(store_name="s3", bucket=bucket, key="joined", upload_id=upload, part_number=1)]
+    messages += [pb.UploadPartInput(body=part1[i : i + MiB]) for i in range(0, len(part1), MiB)]
+    sent = await stub.UploadPart(iter(messages))
+    copied = await stub.UploadPartCopy(
+        pb.UploadPartCopyInput(
+            store_name="s3",
+            bucket=bucket,
+            key="joined",
+            upload_id=upload,
+            part_number=2,
+            copy_source=pb.CopySource(copy_source_bucket=bucket, copy_source_key="source"),
+            start_position=100,
+            part_size=1000,
+        )
+    )
+    uploads = await stub.ListMultipartUploads(pb.ListMultipartUploadsInput(store_name="s3", bucket=bucket))
+    assert [(u.key, u.upload_id) for u in uploads.uploads] == [("joined", upload)]
+    parts = await stub.ListParts(pb.ListPartsInput(store_name="s3", bucket=bucket, key="joined", upload_id=upload))
+    assert [(p.part_number, p.size) for p in parts.parts] == [(1, 5 * MiB), (2, 1000)]
+    done = await stub.CompleteMultipartUpload(
+        pb.CompleteMultipartUploadInput(
+            store_name="s3",
+            bucket=bucket,
+            key="joined",
+            upload_id=upload,
+            multipart_upload=pb.CompletedMultipartUpload(
+                parts=[
+                    pb.CompletedPart(part_number=1, etag=sent.etag),
+                    pb.CompletedPart(part_number=2, etag=copied.copy_part_result.etag),
+                ]
+            ),
+        )
+    )
+    assert done.etag
+    assert b"".join(a.body for a in await get(stub, bucket, "joined")) == part1 + source[100:1100]
+    other = await stub.CreateMultipartUpload(pb.CreateMultipartUploadInput(store_name="s3", bucket=bucket, key="x"))
+    await stub.AbortMultipartUpload(
+        pb.AbortMultipartUploadInput(store_name="s3", bucket=bucket, key="x", upload_id=other.upload_id)
+    )
+    error = await call_error(
+        stub.ListParts(pb.ListPartsInput(store_name="s3", bucket=bucket, key="x", upload_id=other.upload_id))
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND and error.details().startswith("upload_id:")
+
+
+async def test_tagging_acl_versions_and_restore(stub: Stub, buckets: list[str]) -> None:
+    bucket = buckets[1]  # versioned
+    first = await put(stub, bucket, "t", [b"one"], tagging={"team": "a"})
+    second = await put(stub, bucket, "t", [b"two"])
+    assert first.version_id and second.version_id and first.version_id != second.version_id
+    tags = await stub.GetObjectTagging(
+        pb.GetObjectTaggingInput(store_name="s3", bucket=bucket, key="t", version_id=first.version_id)
+    )
+    assert dict(tags.tags) == {"team": "a"}
+    await stub.PutObjectTagging(
+        pb.PutObjectTaggingInput(store_name="s3", bucket=bucket, key="t", tags={"x": "1", "y": "2"})
+    )
+    assert dict(
+        (await stub.GetObjectTagging(pb.GetObjectTaggingInput(store_name="s3", bucket=bucket, key="t"))).tags
+    ) == {"x": "1", "y": "2"}
+    await stub.DeleteObjectTagging(pb.DeleteObjectTaggingInput(store_name="s3", bucket=bucket, key="t"))
+    assert (
+        dict((await stub.GetObjectTagging(pb.GetObjectTaggingInput(store_name="s3", bucket=bucket, key="t"))).tags)
+        == {}
+    )
+    old = await get(stub, bucket, "t", version_id=first.version_id)
+    assert old[0].body == b"one" and old[0].version_id == first.version_id
+    acl = pb.GetObjectCannedAclInput(store_name="s3", bucket=bucket, key="t")
+    assert (await stub.GetObjectCannedAcl(acl)).canned_acl == "private"
+    await stub.PutObjectCannedAcl(
+        pb.PutObjectCannedAclInput(store_name="s3", bucket=bucket, key="t", acl="public-read")
+    )
+    assert (await stub.GetObjectCannedAcl(acl)).canned_acl == "public-read"
+    await stub.DeleteObject(pb.DeleteObjectInput(store_name="s3", bucket=bucket, key="t"))
+    versions = await stub.ListObjectVersions(pb.ListObjectVersionsInput(store_name="s3", bucket=bucket))
+    assert {v.version_id for v in versions.versions} == {first.version_id, second.version_id}
+    assert [m.is_latest for m in versions.delete_markers] == [True]
+    await put(stub, bucket, "cold", [b"frozen"], storage_class="GLACIER")
+    await stub.RestoreObject(
+        pb.RestoreObjectInput(store_name="s3", bucket=bucket, key="cold", restore_request=pb.RestoreRequest(days=1))
+    )
+    error = await call_error(
+        stub.RestoreObject(
+            pb.RestoreObjectInput(store_name="s3", bucket=bucket, key="cold", restore_request=pb.RestoreRequest())
+        )
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("restore_request.days:")
+
+
+async def test_signed_urls_work_with_a_plain_http_client(stub: Stub, buckets: list[str]) -> None:
+    bucket = buckets[0]
+    put_url = await stub.SignURL(
+        pb.SignURLInput(store_name="s3", bucket=bucket, key="signed", method="PUT", expired_in_sec=60)
+    )
+    get_url = await stub.SignURL(
+        pb.SignURLInput(store_name="s3", bucket=bucket, key="signed", method="get", expired_in_sec=60)
+    )
+    assert "X-Amz-Signature=" in get_url.signed_url and "X-Amz-Expires=60" in get_url.signed_url
+    async with aiohttp.ClientSession() as session:
+        async with session.put(put_url.signed_url, data=b"through a signed url") as answer:
+            assert answer.status == 200
+        async with session.get(get_url.signed_url) as answer:
+            assert answer.status == 200 and await answer.read() == b"through a signed url"
+    assert b"".join(a.body for a in await get(stub, bucket, "signed")) == b"through a signed url"

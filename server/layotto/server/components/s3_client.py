@@ -59,7 +59,10 @@ def part_size_field(what: str) -> MetadataField:
 async def open_client(metadata: Mapping[str, Any], exit_stack: contextlib.AsyncExitStack) -> Any:
     """An aiobotocore S3 client configured from the :data:`CONNECTION_FIELDS` of ``metadata`` (parsed),
     closed with ``exit_stack``."""
-    config = AioConfig(s3={"addressing_style": "path" if metadata["forcePathStyle"] else "auto"})
+    config = AioConfig(
+        signature_version="s3v4",  # presigned URLs too (botocore would sign them with SigV2 in us-east-1)
+        s3={"addressing_style": "path" if metadata["forcePathStyle"] else "auto"},
+    )
     credentials = {
         "aws_access_key_id": metadata["accessKey"] or None,
         "aws_secret_access_key": metadata["secretKey"] or None,
