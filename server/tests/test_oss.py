@@ -426,3 +426,27 @@ async def test_local_tags_acls_and_unimplemented_rpcs(stub: Stub, buckets: list[
         assert error.code() == grpc.StatusCode.UNIMPLEMENTED, (rpc, error.details())
         assert rpc in error.details() and "local object store" in error.details()
     assert b"".join(a.body for a in await get(stub, "local", bucket, "t")) == b"x"  # AppendObject changed nothing
+
+
+async def test_s3_creates_the_buckets_its_metadata_lists(tmp_path: Path) -> None:
+    require("s3")
+    made = f"oss-made-{uuid.uuid4().hex[:10]}"
+    config = from_mapping(
+        {
+            "data_dir": str(tmp_path),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "oss": {"s3": {"type": "s3", "metadata": {**s3_store_metadata(), "buckets": f"{made}, {made}"}}},
+        }
+    )
+    async with s3_client() as client:
+        try:
+            async with (
+                Runtime(config) as runtime,
+                grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel,
+            ):
+                stub = oss_pb2_grpc.ObjectStorageServiceStub(channel)
+                await put(stub, "s3", made, "k", [b"v"])
+            assert (await client.get_object(Bucket=made, Key="k"))["ContentLength"] == 1
+        finally:
+            await _empty_bucket(client, made)

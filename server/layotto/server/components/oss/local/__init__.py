@@ -90,9 +90,7 @@ class LocalObjectStore(ObjectStore):
             MetadataField(
                 "rootPath", "Directory holding the buckets (created if missing).", required=True, example="/var/oss"
             ),
-            MetadataField(
-                "buckets", "Comma-separated names of buckets created at start (S3 bucket names).", default=""
-            ),
+            MetadataField("buckets", "Comma-separated names of buckets created at start (S3 bucket names)."),
             CHUNK_SIZE,
         ),
     )

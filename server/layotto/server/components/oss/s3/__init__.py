@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from botocore.exceptions import ClientError
+import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError
 
-from layotto.server.components.base import ComponentContext, ComponentSpec
+from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField
 from layotto.server.components.oss import (
     CHUNK_SIZE,
     MAX_PART_NUMBER,
@@ -105,7 +106,15 @@ class S3ObjectStore(ObjectStore):
         description="Objects of any bucket of an S3-compatible store (aiobotocore): every ObjectStorageService "
         "RPC but AppendObject and the bandwidth limits (UNIMPLEMENTED). PutObject streams as multipart uploads "
         "of `partSize` parts, aborted if the stream fails; SignURL answers presigned GET/PUT URLs.",
-        metadata=(*CONNECTION_FIELDS, CHUNK_SIZE, part_size_field("object")),
+        metadata=(
+            *CONNECTION_FIELDS,
+            CHUNK_SIZE,
+            part_size_field("object"),
+            MetadataField(
+                "buckets",
+                "Comma-separated names of buckets created at start when missing (for development and test stores).",
+            ),
+        ),
     )
 
     def __init__(self, name: str) -> None:
@@ -115,6 +124,27 @@ class S3ObjectStore(ObjectStore):
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._client = await open_client(metadata, self._exit)
+        try:
+            for bucket in [name.strip() for name in str(metadata["buckets"] or "").split(",") if name.strip()]:
+                await self._create_bucket(bucket, str(metadata["region"]), f"oss.{self.name}.metadata")
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _create_bucket(self, bucket: str, region: str, where: str) -> None:
+        try:
+            await self._client.head_bucket(Bucket=bucket)
+            return
+        except ClientError as error:
+            if error_code(error) not in ("404", "NotFound", "NoSuchBucket"):
+                raise ConfigError(f"{where}.buckets: bucket {bucket!r}: {error}") from None
+        except (BotoCoreError, aiohttp.ClientError, OSError) as error:
+            raise ConfigError(f"{where}.endpoint: cannot reach the store: {error}") from None
+        location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        try:
+            await self._client.create_bucket(Bucket=bucket, **location)
+        except (ClientError, BotoCoreError, aiohttp.ClientError, OSError) as error:
+            raise ConfigError(f"{where}.buckets: cannot create bucket {bucket!r}: {error}") from None
 
     async def close(self) -> None:
         await self._exit.aclose()
