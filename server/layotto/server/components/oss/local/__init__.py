@@ -127,7 +127,7 @@ class LocalObjectStore(ObjectStore):
         store.metadata = {"chunkSize": self.chunk_size}
         assert self._context is not None
         await store.init({"rootPath": str(self._root / ref.bucket)}, self._context)
-        (self._root / ref.bucket / RESERVED / "oss").mkdir(exist_ok=True)
+        await asyncio.to_thread((self._root / ref.bucket / RESERVED / "oss").mkdir, exist_ok=True)
         return self._buckets.setdefault(ref.bucket, store)
 
     def _attrs_path(self, bucket: str, key: str) -> Path:

@@ -4,8 +4,8 @@
 The bucket is the request's. PutObject and UploadPart stream: an object up to ``partSize`` bytes is one
 PutObject, a larger one a multipart upload of ``partSize`` parts (at most one part in memory), aborted on
 any error or cancellation so no partial object is visible; an UploadPart holds its part (S3 needs its
-length before the first byte). GetObject reads ``chunkSize`` bytes at a time. The connection metadata is
-the File API's s3 store's (Dapr's ``bindings.aws.s3`` names).
+length before the first byte: at most ``maxPartSize``). GetObject reads ``chunkSize`` bytes at a time.
+The connection metadata is the File API's s3 store's (Dapr's ``bindings.aws.s3`` names).
 """
 
 from __future__ import annotations
@@ -48,12 +48,19 @@ from layotto.server.components.s3_client import (
     part_size_field,
     upload_stream,
 )
-from layotto.server.errors import InvalidArgument, ObjectNotFound
+from layotto.server.errors import BackendError, InvalidArgument, ObjectNotFound
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
-#: the largest part UploadPart takes (S3's limit)
-MAX_PART_BYTES = 5 * 1024 * MiB
+MAX_PART_SIZE = MetadataField(
+    "maxPartSize",
+    "The largest UploadPart body, in bytes: S3 needs a part's length before its first byte, so the store holds "
+    "a part in memory until it is whole (larger parts are refused with INVALID_ARGUMENT naming body).",
+    type=int,
+    default=64 * MiB,
+    minimum=5 * MiB,
+    maximum=5 * 1024 * MiB,
+)
 
 
 def _time(value: Any) -> datetime:
@@ -110,6 +117,7 @@ class S3ObjectStore(ObjectStore):
             *CONNECTION_FIELDS,
             CHUNK_SIZE,
             part_size_field("object"),
+            MAX_PART_SIZE,
             MetadataField(
                 "buckets",
                 "Comma-separated names of buckets created at start when missing (for development and test stores).",
@@ -255,7 +263,7 @@ class S3ObjectStore(ObjectStore):
         failed = answer.get("Errors") or []
         if failed:
             first = failed[0]
-            raise InvalidArgument("delete.objects", f"{first.get('Key')!r}: {first.get('Message')}")
+            raise BackendError(self.name, f"cannot delete {first.get('Key')!r}: {first.get('Message')}")
         return [
             Deleted(
                 str(item.get("Key", "")),
@@ -333,10 +341,13 @@ class S3ObjectStore(ObjectStore):
 
     async def upload_part(self, ref: ObjectRef, upload_id: str, number: int, chunks: AsyncIterator[bytes]) -> str:
         body = bytearray()
+        limit = int(self.metadata.get("maxPartSize") or MAX_PART_SIZE.default)
         async for chunk in chunks:
             body += chunk
-            if len(body) > MAX_PART_BYTES:
-                raise InvalidArgument("body", f"a part holds at most {MAX_PART_BYTES} bytes")
+            if len(body) > limit:
+                raise InvalidArgument(
+                    "body", f"a part of store {self.name!r} holds at most {limit} bytes (maxPartSize)"
+                )
         with self._errors(ref, upload_id):
             answer = await self._client.upload_part(
                 Bucket=ref.bucket, Key=ref.key, UploadId=upload_id, PartNumber=number, Body=bytes(body)
