@@ -4,14 +4,17 @@ calls it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import grpc
 import pytest
+import pytest_asyncio
 from backends import address, require, s3_client
 from test_api import call_error, error_info
 
@@ -47,33 +50,26 @@ async def _empty_bucket(client: object, name: str) -> None:
     await client.delete_bucket(Bucket=name)  # type: ignore[attr-defined]
 
 
-@pytest.fixture
-async def buckets() -> AsyncIterator[list[str]]:
-    """Two new buckets of the test S3 server (the second versioned), removed with everything in them."""
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # one runtime serves the module's tests
+
+
+@pytest.fixture(scope="module")
+def oss_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local store's root; each test's buckets are directories made below it."""
+    return tmp_path_factory.mktemp("oss-module") / "oss"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def runtime(oss_root: Path) -> AsyncIterator[Runtime]:
     require("s3")
-    names = [f"oss-{uuid.uuid4().hex[:12]}", f"oss-{uuid.uuid4().hex[:12]}"]
-    async with s3_client() as client:
-        for name in names:
-            await client.create_bucket(Bucket=name)
-        await client.put_bucket_versioning(Bucket=names[1], VersioningConfiguration={"Status": "Enabled"})
-        yield names
-        for name in names:
-            await _empty_bucket(client, name)
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path, buckets: list[str]) -> AsyncIterator[Runtime]:
     config = from_mapping(
         {
-            "data_dir": str(tmp_path),
+            "data_dir": str(oss_root.parent),
             "grpc_address": "127.0.0.1:0",
             "http_address": "127.0.0.1:0",
             "oss": {
                 "s3": {"type": "s3", "metadata": s3_store_metadata()},
-                "local": {
-                    "type": "local",
-                    "metadata": {"rootPath": str(tmp_path / "oss"), "buckets": ",".join(buckets), "chunkSize": "65536"},
-                },
+                "local": {"type": "local", "metadata": {"rootPath": str(oss_root), "chunkSize": "65536"}},
             },
         }
     )
@@ -81,10 +77,27 @@ async def runtime(tmp_path: Path, buckets: list[str]) -> AsyncIterator[Runtime]:
         yield rt
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def stub(runtime: Runtime) -> AsyncIterator[Stub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
         yield oss_pb2_grpc.ObjectStorageServiceStub(channel)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def buckets(oss_root: Path) -> AsyncIterator[list[str]]:
+    """Two new buckets of the test S3 server (the second versioned) and of the local store, removed with
+    everything in them."""
+    require("s3")
+    names = [f"oss-{uuid.uuid4().hex[:12]}", f"oss-{uuid.uuid4().hex[:12]}"]
+    for name in names:
+        (oss_root / name).mkdir(parents=True)
+    async with s3_client() as client:
+        for name in names:
+            await client.create_bucket(Bucket=name)
+        await client.put_bucket_versioning(Bucket=names[1], VersioningConfiguration={"Status": "Enabled"})
+        yield names
+        for name in names:
+            await _empty_bucket(client, name)
 
 
 async def put(
@@ -364,13 +377,14 @@ async def test_signed_urls_work_with_a_plain_http_client(stub: Stub, buckets: li
 
 
 async def test_local_refuses_keys_and_buckets_leading_out_of_its_root(
-    stub: Stub, buckets: list[str], tmp_path: Path
+    stub: Stub, buckets: list[str], oss_root: Path
 ) -> None:
-    (tmp_path / "secret").write_text("outside")
-    os.symlink(tmp_path / "secret", tmp_path / "oss" / buckets[0] / "link")
+    secret = oss_root.parent / f"secret-{buckets[0]}"
+    secret.write_text("outside")
+    os.symlink(secret, oss_root / buckets[0] / "link")
     cases = {
         "key": [
-            stub.HeadObject(pb.HeadObjectInput(store_name="local", bucket=buckets[0], key="../../secret")),
+            stub.HeadObject(pb.HeadObjectInput(store_name="local", bucket=buckets[0], key=f"../../{secret.name}")),
             stub.GetObject(pb.GetObjectInput(store_name="local", bucket=buckets[0], key="link")).read(),
             stub.PutObject(iter([pb.PutObjectInput(store_name="local", bucket=buckets[0], key="/etc/x", body=b"x")])),
             stub.PutObject(
@@ -390,7 +404,7 @@ async def test_local_refuses_keys_and_buckets_leading_out_of_its_root(
                     store_name="local",
                     bucket=buckets[0],
                     key="t",
-                    copy_source=pb.CopySource(copy_source_bucket=buckets[0], copy_source_key="../../secret"),
+                    copy_source=pb.CopySource(copy_source_bucket=buckets[0], copy_source_key=f"../../{secret.name}"),
                 )
             )
         ],
@@ -400,8 +414,8 @@ async def test_local_refuses_keys_and_buckets_leading_out_of_its_root(
             error = await call_error(call)
             assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
             assert error.details().startswith(f"{field}:"), error.details()
-    assert (tmp_path / "secret").read_text() == "outside"
-    assert not (tmp_path / "etc").exists()
+    assert secret.read_text() == "outside"
+    assert not (oss_root / "etc").exists()
 
 
 async def test_local_tags_acls_and_unimplemented_rpcs(stub: Stub, buckets: list[str]) -> None:
@@ -455,3 +469,42 @@ async def test_s3_creates_the_buckets_its_metadata_lists(tmp_path: Path) -> None
             assert (await client.get_object(Bucket=made, Key="k"))["ContentLength"] == 1
         finally:
             await _empty_bucket(client, made)
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_a_put_cancelled_mid_stream_leaves_nothing(
+    stub: Stub, buckets: list[str], store: str, oss_root: Path
+) -> None:
+    bucket = buckets[0]
+    temp_dir = oss_root / bucket / ".layotto" / "tmp"
+
+    async def uploads() -> list[object]:
+        async with s3_client() as client:
+            return list((await client.list_multipart_uploads(Bucket=bucket)).get("Uploads") or [])
+
+    async def uploading() -> bool:
+        if store == "local":
+            return temp_dir.is_dir() and any(entry.stat().st_size > 0 for entry in temp_dir.iterdir())
+        return bool(await uploads())
+
+    async def cleaned() -> bool:
+        if store == "local":
+            return not any(temp_dir.iterdir())
+        return not await uploads()
+
+    call = stub.PutObject()
+    await call.write(pb.PutObjectInput(store_name=store, bucket=bucket, key="partial.bin", body=b"x" * MiB))
+    for _ in range(6):  # past one 5 MiB part: the s3 store has begun a multipart upload
+        await call.write(pb.PutObjectInput(body=b"y" * MiB))
+    await until(uploading, "the upload to begin")
+    call.cancel()
+    await until(cleaned, "the partial upload to be removed")
+    exists = await stub.IsObjectExist(pb.IsObjectExistInput(store_name=store, bucket=bucket, key="partial.bin"))
+    assert not exists.file_exist
