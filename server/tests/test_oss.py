@@ -447,7 +447,7 @@ async def test_local_tags_acls_and_unimplemented_rpcs(stub: Stub, buckets: list[
     assert b"".join(a.body for a in await get(stub, "local", bucket, "t")) == b"x"  # AppendObject changed nothing
 
 
-async def test_s3_creates_the_buckets_its_metadata_lists(tmp_path: Path) -> None:
+async def test_s3_takes_layottos_basic_config_and_creates_the_buckets_it_lists(tmp_path: Path) -> None:
     require("s3")
     made = f"oss-made-{uuid.uuid4().hex[:10]}"
     config = from_mapping(
@@ -455,7 +455,21 @@ async def test_s3_creates_the_buckets_its_metadata_lists(tmp_path: Path) -> None
             "data_dir": str(tmp_path),
             "grpc_address": "127.0.0.1:0",
             "http_address": "127.0.0.1:0",
-            "oss": {"s3": {"type": "s3", "metadata": {**s3_store_metadata(), "buckets": f"{made}, {made}"}}},
+            "oss": {
+                "s3": {
+                    "type": "s3",
+                    "metadata": {  # Layotto's basic_config object names the connection
+                        "basic_config": {
+                            "region": "us-east-1",
+                            "endpoint": address("s3"),
+                            "accessKeyID": "test",
+                            "accessKeySecret": "test",
+                        },
+                        "forcePathStyle": "true",
+                        "buckets": f"{made}, {made}",
+                    },
+                }
+            },
         }
     )
     async with s3_client() as client:

@@ -52,6 +52,20 @@ from layotto.server.errors import BackendError, InvalidArgument, ObjectNotFound
 
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+BASIC_CONFIG = MetadataField(
+    "basic_config",
+    "Layotto's connection object (its `config_oss.json`): `region`, `endpoint`, `accessKeyID`, `accessKeySecret`; "
+    "each one given replaces `region`, `endpoint`, `accessKey`, `secretKey`.",
+    type=dict,
+    value_type=str,
+)
+#: Layotto's basic_config keys -> this store's metadata keys
+BASIC_CONFIG_KEYS = {
+    "region": "region",
+    "endpoint": "endpoint",
+    "accessKeyID": "accessKey",
+    "accessKeySecret": "secretKey",
+}
 MAX_PART_SIZE = MetadataField(
     "maxPartSize",
     "The largest UploadPart body, in bytes: S3 needs a part's length before its first byte, so the store holds "
@@ -118,6 +132,7 @@ class S3ObjectStore(ObjectStore):
             CHUNK_SIZE,
             part_size_field("object"),
             MAX_PART_SIZE,
+            BASIC_CONFIG,
             MetadataField(
                 "buckets",
                 "Comma-separated names of buckets created at start when missing (for development and test stores).",
@@ -131,6 +146,12 @@ class S3ObjectStore(ObjectStore):
         self._client: Any = None
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        basic = metadata["basic_config"] or {}
+        unknown = sorted(set(basic) - set(BASIC_CONFIG_KEYS))
+        if unknown:
+            known = ", ".join(BASIC_CONFIG_KEYS)
+            raise ConfigError(f"oss.{self.name}.metadata.basic_config.{unknown[0]}: unknown key (known: {known})")
+        metadata = {**metadata, **{BASIC_CONFIG_KEYS[key]: value for key, value in basic.items() if value}}
         self._client = await open_client(metadata, self._exit)
         try:
             for bucket in [name.strip() for name in str(metadata["buckets"] or "").split(",") if name.strip()]:
