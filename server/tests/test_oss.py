@@ -5,7 +5,10 @@ calls it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +19,9 @@ import grpc
 import pytest
 import pytest_asyncio
 from backends import address, require, s3_client
+from server_helpers import start_server
 from test_api import call_error, error_info
+from test_files import RSS_GROWTH_BOUND_MIB, chunks_of, reset_peak_rss, vm_kib
 
 from layotto.proto.extension.v1.s3 import oss_pb2 as pb
 from layotto.proto.extension.v1.s3 import oss_pb2_grpc
@@ -522,3 +527,62 @@ async def test_a_put_cancelled_mid_stream_leaves_nothing(
     await until(cleaned, "the partial upload to be removed")
     exists = await stub.IsObjectExist(pb.IsObjectExistInput(store_name=store, bucket=bucket, key="partial.bin"))
     assert not exists.file_exist
+
+
+async def _put_stream(stub: Stub, store: str, bucket: str, key: str, total: int) -> str:
+    """PutObject of ``total`` bytes in 1 MiB messages; the sha256 of what was sent."""
+    digest = hashlib.sha256()
+
+    async def messages() -> AsyncIterator[pb.PutObjectInput]:
+        for index, chunk in enumerate(chunks_of(total, MiB)):
+            digest.update(chunk)
+            first = pb.PutObjectInput(store_name=store, bucket=bucket, key=key) if index == 0 else pb.PutObjectInput()
+            first.body = chunk
+            yield first
+
+    await stub.PutObject(messages(), timeout=300)
+    return digest.hexdigest()
+
+
+async def _get_digest(stub: Stub, store: str, bucket: str, key: str, pause_after_first: float = 0) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    request = pb.GetObjectInput(store_name=store, bucket=bucket, key=key)
+    async for answer in stub.GetObject(request, timeout=300):
+        if pause_after_first and size == 0:
+            await asyncio.sleep(pause_after_first)  # a runtime without back-pressure would read it all meanwhile
+        digest.update(answer.body)
+        size += len(answer.body)
+    return digest.hexdigest(), size
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
+async def test_large_objects_go_through_with_bounded_memory(tmp_path: Path, buckets: list[str]) -> None:
+    """96 MiB through the local store and 80 MiB (sixteen 5 MiB parts) through s3, on a `layotto serve`
+    process: its peak resident memory (VmHWM, reset first) grows by less than RSS_GROWTH_BOUND_MIB, also
+    while a GetObject client stops reading for a while (back-pressure)."""
+    (tmp_path / "oss" / buckets[0]).mkdir(parents=True)
+    config = {
+        "oss": {
+            "local": {"type": "local", "metadata": {"rootPath": str(tmp_path / "oss")}},
+            "s3": {"type": "s3", "metadata": s3_store_metadata()},
+        }
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    server = start_server("-c", str(tmp_path / "config.json"), data_dir=tmp_path)
+    pid = server.process.pid
+    try:
+        async with grpc.aio.insecure_channel(server.grpc_address) as channel:
+            stub = oss_pb2_grpc.ObjectStorageServiceStub(channel)
+            for store, total in (("local", 96 * MiB), ("s3", 80 * MiB)):
+                await _put_stream(stub, store, buckets[0], "warm", MiB)  # one-time allocations: the baseline's
+                await _get_digest(stub, store, buckets[0], "warm")
+                reset_peak_rss(pid)
+                baseline = vm_kib(pid, "VmRSS")
+                sent = await _put_stream(stub, store, buckets[0], "big.bin", total)
+                got = await _get_digest(stub, store, buckets[0], "big.bin", pause_after_first=0.5)
+                assert got == (sent, total)
+                growth_mib = (vm_kib(pid, "VmHWM") - baseline) / 1024
+                assert growth_mib < RSS_GROWTH_BOUND_MIB, f"{store}: the runtime's RSS peaked {growth_mib:.0f} MiB up"
+    finally:
+        server.process.kill()
+        server.process.wait()

@@ -11,7 +11,7 @@ The connection metadata is the File API's s3 store's (Dapr's ``bindings.aws.s3``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -182,7 +182,11 @@ class S3ObjectStore(ObjectStore):
     def _part_size(self) -> int:
         return int(self.metadata.get("partSize") or 8 * MiB)
 
-    def _missing_of(self, ref: ObjectRef, upload_field: str = "upload_id", upload_id: str = "") -> Any:
+    def _missing_of(
+        self, ref: ObjectRef, upload_field: str = "upload_id", upload_id: str = ""
+    ) -> Callable[[ClientError], ObjectNotFound]:
+        """S3's answer that something is missing, as ObjectNotFound naming the field of what is."""
+
         def missing(error: ClientError) -> ObjectNotFound:
             code = error_code(error)
             if code == "NoSuchBucket":
