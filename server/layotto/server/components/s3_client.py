@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -47,8 +47,8 @@ def part_size_field(what: str) -> MetadataField:
     """The ``partSize`` metadata key: bytes of one part of the multipart uploads that stream ``what``."""
     return MetadataField(
         "partSize",
-        f"Bytes of one part of a multipart upload, and the largest {what} sent in one PutObject; the most "
-        "an upload holds in memory.",
+        f"Bytes of one part of a multipart upload, and the largest {what} sent in one PutObject; an upload "
+        "holds at most two parts in memory (one sent while the next is received).",
         type=int,
         default=8 * MiB,
         minimum=5 * MiB,
@@ -121,26 +121,23 @@ async def upload_stream(
     **object_args: Any,
 ) -> dict[str, Any]:
     """Store an object from ``chunks``: one PutObject when it is at most ``part_size`` bytes, else a
-    multipart upload of ``part_size`` parts (at most one part in memory), aborted on any error or
-    cancellation so no partial object is ever visible (``missing``: as :func:`backend_errors`).
-    ``object_args``: PutObject's arguments (``Bucket``, ``Key``, ``Metadata``, ...).
-    Returns S3's answer (``ETag``, ``VersionId``)."""
-    buffer = bytearray()
+    multipart upload of ``part_size`` parts, each sent while the next is received (so at most two parts
+    are held in memory), aborted on any error or cancellation so no partial object is ever visible
+    (``missing``: as :func:`backend_errors`). ``object_args``: PutObject's arguments (``Bucket``,
+    ``Key``, ``Metadata``, ...). Returns S3's answer (``ETag``, ``VersionId``)."""
+    parts = _Parts(part_size)
     upload: _Multipart | None = None
     try:
         async for chunk in chunks:
-            buffer += chunk
-            if len(buffer) >= part_size:
+            if parts.add(chunk):
                 if upload is None:
                     upload = await _Multipart.start(client, component, missing, object_args)
-                await upload.send(bytes(buffer[:part_size]))
-                del buffer[:part_size]
-        with backend_errors(component, missing):
-            if upload is None:
-                answer: dict[str, Any] = await client.put_object(Body=bytes(buffer), **object_args)
-                return answer
-        if buffer:
-            await upload.send(bytes(buffer))
+                await upload.send_behind(parts.take())
+        if upload is None:
+            with backend_errors(component, missing):
+                answer: dict[str, Any] = await client.put_object(Body=parts.take(), **object_args)
+            return answer
+        await upload.send_behind(parts.take())
         answer = await upload.complete()
         upload = None
         return answer
@@ -149,8 +146,53 @@ async def upload_stream(
             await asyncio.shield(upload.abort())
 
 
+async def read_chunks(body: Any, chunk_size: int, component: str) -> AsyncGenerator[bytes, None]:
+    """An object's body (aiobotocore's stream) in chunks of ``chunk_size`` bytes (the last may be
+    shorter), closed at the end. aiohttp hands out at most what it buffered (64 to 256 KiB), so a chunk
+    is gathered from several reads: fewer, fuller messages cost the runtime and its client less per byte."""
+    try:
+        while True:
+            wanted = chunk_size
+            pieces: list[bytes] = []
+            while wanted:
+                with backend_errors(component):
+                    piece = await body.read(wanted)
+                if not piece:
+                    break
+                pieces.append(piece)
+                wanted -= len(piece)
+            if not pieces:
+                return
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    finally:
+        body.close()
+
+
+class _Parts:
+    """The data of the part being filled: chunks kept as they came, joined once when the part is taken."""
+
+    def __init__(self, part_size: int) -> None:
+        self._part_size = part_size
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; True once the part holds ``part_size`` bytes or more."""
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        return self._size >= self._part_size
+
+    def take(self) -> bytes:
+        """The part's bytes (one copy of the chunks), leaving it empty."""
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        return data
+
+
 class _Multipart:
-    """One multipart upload: parts sent in order, then completed (or aborted)."""
+    """One multipart upload: parts sent in order, each while the next is received (at most one part in
+    flight, so an upload holds at most two parts), then completed (or aborted)."""
 
     def __init__(self, client: Any, errors: Callable[[], Any], bucket: str, key: str, upload_id: str) -> None:
         self._client = client
@@ -159,6 +201,7 @@ class _Multipart:
         self._key = key
         self._id = upload_id
         self._parts: list[dict[str, Any]] = []
+        self._in_flight: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(
@@ -175,8 +218,18 @@ class _Multipart:
             started = await client.create_multipart_upload(**object_args)
         return cls(client, errors, object_args["Bucket"], object_args["Key"], started["UploadId"])
 
-    async def send(self, data: bytes) -> None:
-        number = len(self._parts) + 1
+    async def send_behind(self, data: bytes) -> None:
+        """Wait for the part in flight (raising its error), then send ``data`` (if any) in the background."""
+        await self._settle()
+        if data:
+            self._in_flight = asyncio.ensure_future(self._send(len(self._parts) + 1, data))
+
+    async def _settle(self) -> None:
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            await in_flight
+
+    async def _send(self, number: int, data: bytes) -> None:
         with self._errors():
             sent = await self._client.upload_part(
                 Bucket=self._bucket, Key=self._key, UploadId=self._id, PartNumber=number, Body=data
@@ -184,6 +237,7 @@ class _Multipart:
         self._parts.append({"ETag": sent["ETag"], "PartNumber": number})
 
     async def complete(self) -> dict[str, Any]:
+        await self._settle()
         with self._errors():
             answer: dict[str, Any] = await self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=self._key, UploadId=self._id, MultipartUpload={"Parts": self._parts}
@@ -191,5 +245,12 @@ class _Multipart:
         return answer
 
     async def abort(self) -> None:
+        """Stop the part in flight and abort the upload; never raises."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            in_flight.cancel()
+            await asyncio.wait({in_flight})
+            if not in_flight.cancelled():
+                in_flight.exception()  # retrieved: whatever it was, the upload is aborted
         with contextlib.suppress(Exception):
             await self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._id)

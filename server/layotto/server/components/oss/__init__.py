@@ -52,7 +52,7 @@ CHUNK_SIZE = MetadataField(
     "Bytes of object data in one GetObject message (the last may be shorter); keep it below the runtime's "
     "max_message_bytes.",
     type=int,
-    default=256 * KiB,
+    default=1 * MiB,
     minimum=1 * KiB,
     maximum=8 * MiB,
 )

@@ -61,8 +61,9 @@ def _is_bucket_name(name: str) -> bool:
     return bool(BUCKET_NAME.fullmatch(name)) and ".." not in name
 
 
-def _make_buckets(raw_root: str, names: list[str], where: str) -> Path:
-    root = Path(raw_root).expanduser().resolve()
+def _make_buckets(raw_root: str, data_dir: Path, names: list[str], where: str) -> Path:
+    root = Path(raw_root).expanduser()
+    root = (root if root.is_absolute() else data_dir / root).resolve()
     try:
         (root / RESERVED / "uploads").mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -88,7 +89,10 @@ class LocalObjectStore(ObjectStore):
         "AppendObject, RestoreObject and bandwidth limits answer UNIMPLEMENTED.",
         metadata=(
             MetadataField(
-                "rootPath", "Directory holding the buckets (created if missing).", required=True, example="/var/oss"
+                "rootPath",
+                "Directory holding the buckets (created if missing); a relative path is below the runtime's data_dir.",
+                required=True,
+                example="/var/oss",
             ),
             MetadataField("buckets", "Comma-separated names of buckets created at start (S3 bucket names)."),
             CHUNK_SIZE,
@@ -108,7 +112,8 @@ class LocalObjectStore(ObjectStore):
             if not _is_bucket_name(name):
                 raise ConfigError(f"{where}.buckets: {name!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
         self._context = context
-        self._root = await asyncio.to_thread(_make_buckets, str(metadata["rootPath"]), names, f"{where}.rootPath")
+        root = str(metadata["rootPath"])
+        self._root = await asyncio.to_thread(_make_buckets, root, context.data_dir, names, f"{where}.rootPath")
 
     # -- buckets and sidecars --------------------------------------------------------------------
 

@@ -4,7 +4,7 @@
 The bucket is the request's. PutObject and UploadPart stream: an object up to ``partSize`` bytes is one
 PutObject, a larger one a multipart upload of ``partSize`` parts (at most one part in memory), aborted on
 any error or cancellation so no partial object is visible; an UploadPart holds its part (S3 needs its
-length before the first byte: at most ``maxPartSize``). GetObject reads ``chunkSize`` bytes at a time.
+length before the first byte: at most ``maxPartSize``). GetObject sends ``chunkSize`` bytes per message.
 The connection metadata is the File API's s3 store's (Dapr's ``bindings.aws.s3`` names).
 """
 
@@ -46,6 +46,7 @@ from layotto.server.components.s3_client import (
     error_code,
     open_client,
     part_size_field,
+    read_chunks,
     upload_stream,
 )
 from layotto.server.errors import BackendError, InvalidArgument, ObjectNotFound
@@ -235,18 +236,7 @@ class S3ObjectStore(ObjectStore):
                 if error_code(error) == "InvalidRange":
                     raise InvalidArgument("start", f"is beyond the object's end: {error}") from None
                 raise
-        return self._info(ref.key, answer), self._read(answer["Body"])
-
-    async def _read(self, body: Any) -> AsyncGenerator[bytes, None]:
-        try:
-            while True:
-                with self._errors():
-                    chunk = await body.read(self.chunk_size)
-                if not chunk:
-                    return
-                yield chunk
-        finally:
-            body.close()
+        return self._info(ref.key, answer), read_chunks(answer["Body"], self.chunk_size, self.name)
 
     @staticmethod
     def _info(key: str, answer: Mapping[str, Any]) -> ObjectInfo:
