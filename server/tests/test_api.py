@@ -8,7 +8,7 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
-from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, metadata_pb2
+from layotto.proto.dapr.runtime.v1 import actors_pb2, binarystore_pb2, dapr_pb2_grpc, metadata_pb2
 from layotto.proto.extension.v1.s3 import oss_pb2, oss_pb2_grpc
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
@@ -118,16 +118,19 @@ async def test_transaction_validation_names_the_operation(stub: runtime_pb2_grpc
 
 async def test_unserved_rpcs_answer_unimplemented_naming_the_rpc(runtime: Runtime) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel:
-        oss = oss_pb2_grpc.ObjectStorageServiceStub(channel)
-        error = await call_error(oss.HeadObject(oss_pb2.HeadObjectInput(store_name="x", bucket="b", key="f")))
+        dapr = dapr_pb2_grpc.DaprStub(channel)
+        error = await call_error(dapr.GetActorState(actors_pb2.GetActorStateRequest(actor_type="t", actor_id="i")))
         assert error.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "spec.proto.extension.v1.s3.ObjectStorageService/HeadObject" in error.details()
-        stream = oss.GetObject(oss_pb2.GetObjectInput(store_name="x", bucket="b", key="f"))
+        assert "dapr.proto.runtime.v1.Dapr/GetActorState" in error.details()
+        stream = dapr.GetBinaryFileAlpha1(binarystore_pb2.GetBinaryFileRequestAlpha1())
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             async for _ in stream:
                 pass
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "GetObject" in caught.value.details()
+        assert "GetBinaryFileAlpha1" in caught.value.details()
+        oss = oss_pb2_grpc.ObjectStorageServiceStub(channel)  # served: this runtime has no object store
+        error = await call_error(oss.HeadObject(oss_pb2.HeadObjectInput(store_name="x", bucket="b", key="f")))
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION and "object store" in error.details()
 
 
 async def test_say_hello_echoes_data_and_validates_service(stub: runtime_pb2_grpc.RuntimeStub) -> None:

@@ -155,10 +155,11 @@ FULLY_BUILT = {
     "spec.proto.extension.v1.email.EmailService",
     "spec.proto.extension.v1.sms.SmsService",
     "spec.proto.extension.v1.phone.PhoneCallService",
+    "spec.proto.extension.v1.s3.ObjectStorageService",
 }
 UNBUILT_CALLS = [
-    ("spec.proto.extension.v1.s3.ObjectStorageService", "PutObject"),  # client streaming
-    ("spec.proto.extension.v1.s3.ObjectStorageService", "GetObject"),  # server streaming
+    ("dapr.proto.runtime.v1.Dapr", "SetBinaryFileAlpha1"),  # client streaming
+    ("dapr.proto.runtime.v1.Dapr", "GetBinaryFileAlpha1"),  # server streaming
     ("dapr.proto.runtime.v1.Dapr", "SubscribeActorEventsAlpha1"),  # bidirectional
     ("dapr.proto.runtime.v1.Dapr", "RegisterActorTimer"),
 ]

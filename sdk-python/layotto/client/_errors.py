@@ -310,6 +310,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "JOB_ALREADY_EXISTS": JobAlreadyExists,
     "DELIVERY_REFUSED": DeliveryRefused,
     "FILE_NOT_FOUND": NotFound,
+    "OBJECT_NOT_FOUND": NotFound,
 }
 
 #: the exception of a status that carries no reason (another server, a proxy, gRPC itself)

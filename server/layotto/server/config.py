@@ -299,7 +299,6 @@ _CHOICES = {
 # Layotto sections this runtime does not serve yet: accepted by name, refused clearly.
 _LAYOTTO_ONLY_SECTIONS = (
     "rpcs",
-    "oss",
     "custom_component",
 )
 

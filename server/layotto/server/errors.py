@@ -178,6 +178,18 @@ class FileNotFound(LayottoError):
         super().__init__(f"{field}: file store {store!r} has no file {name!r}", metadata={"field": field, "file": name})
 
 
+class ObjectNotFound(LayottoError):
+    """The object store has no bucket, object, version or multipart upload of that name; ``field``
+    names the request field holding it, ``what`` says which ("bucket", "object in bucket 'b'", ...)."""
+
+    reason = "OBJECT_NOT_FOUND"
+
+    def __init__(self, field: str, store: str, what: str, name: str) -> None:
+        super().__init__(
+            f"{field}: object store {store!r} has no {what} {name!r}", metadata={"field": field, "name": name}
+        )
+
+
 class DecryptionFailed(LayottoError):
     """The ciphertext does not verify (tampered, truncated, or sealed with another key): no plaintext
     is returned; ``field`` names the request field holding the ciphertext."""

@@ -8,6 +8,7 @@ from layotto.conformance.cases.hello import HELLO_CASES
 from layotto.conformance.cases.invocation import INVOCATION_CASES
 from layotto.conformance.cases.lock import LOCK_CASES
 from layotto.conformance.cases.messaging import MESSAGING_CASES
+from layotto.conformance.cases.oss import OSS_CASES
 from layotto.conformance.cases.pubsub import PUBSUB_CASES
 from layotto.conformance.cases.scheduler import SCHEDULER_CASES
 from layotto.conformance.cases.secrets import SECRET_CASES
@@ -28,6 +29,7 @@ ALL_CASES = (
     *FILE_CASES,
     *MESSAGING_CASES,
     *SCHEDULER_CASES,
+    *OSS_CASES,
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "INVOCATION_CASES",
     "LOCK_CASES",
     "MESSAGING_CASES",
+    "OSS_CASES",
     "PUBSUB_CASES",
     "SCHEDULER_CASES",
     "SECRET_CASES",

@@ -31,16 +31,17 @@ def _nested(request: pb.FileRequest) -> FileRef:
     return FileRef(request.store_name, request.name, "request.store_name", "request.name")
 
 
-async def _data_of(
-    first: pb.PutFileRequest, rest: AsyncIterator[pb.PutFileRequest], context: Context
+async def stream_data(
+    first: Any, rest: AsyncIterator[Any], context: Context, attribute: str = "data"
 ) -> AsyncIterator[bytes]:
-    """The stream's data; its end raises CancelledError when the client cancelled, so the store drops
-    what it received. A client's cancel reaches the handler as the end of the stream followed by the
-    cancel (grpc.aio, directly or behind pygrpc-native's front), hence the grace before deciding."""
-    if data := first.data:  # each read of a bytes field copies it out of the message: read once
+    """The bytes of ``attribute`` of a client stream's messages (``first`` already read); its end
+    raises CancelledError when the client cancelled, so the store drops what it received. A client's
+    cancel reaches the handler as the end of the stream followed by the cancel (grpc.aio, directly or
+    behind pygrpc-native's front), hence the grace before deciding."""
+    if data := getattr(first, attribute):  # each read of a bytes field copies it out of the message: read once
         yield data
     async for message in rest:
-        if data := message.data:
+        if data := getattr(message, attribute):
             yield data
     await asyncio.sleep(CANCEL_GRACE_SECONDS)  # a cancel arriving meanwhile cancels this task
     if context.cancelled():
@@ -58,7 +59,7 @@ class FilesApi:
         if first is None:
             return empty_pb2.Empty()
         await self._files.put(
-            FileRef(first.store_name, first.name), _data_of(first, requests, context), dict(first.metadata)
+            FileRef(first.store_name, first.name), stream_data(first, requests, context), dict(first.metadata)
         )
         return empty_pb2.Empty()
 

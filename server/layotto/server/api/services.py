@@ -48,6 +48,7 @@ from layotto.server.api.lifecycle import LifecycleApi
 from layotto.server.api.lock import LockApi
 from layotto.server.api.metadata import MetadataApi
 from layotto.server.api.notify import NotifyApi
+from layotto.server.api.oss import ObjectsApi
 from layotto.server.api.pubsub import PubSubApi, PubSubMessages
 from layotto.server.api.secrets import SecretMessages, SecretsApi
 from layotto.server.api.sequencer import SequencerApi
@@ -104,8 +105,9 @@ LIFECYCLE_SERVICE = lifecycle_pb2.DESCRIPTOR.services_by_name["Lifecycle"]
 EMAIL_SERVICE = email_pb2.DESCRIPTOR.services_by_name["EmailService"]
 SMS_SERVICE = sms_pb2.DESCRIPTOR.services_by_name["SmsService"]
 PHONE_SERVICE = phone_pb2.DESCRIPTOR.services_by_name["PhoneCallService"]
+OSS_SERVICE = oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"]
 #: runtime-side services no building block implements yet: every RPC answers UNIMPLEMENTED
-UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = (oss_pb2.DESCRIPTOR.services_by_name["ObjectStorageService"],)
+UNBUILT_SERVICES: tuple[_d.ServiceDescriptor, ...] = ()
 SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     RUNTIME_SERVICE,
     DAPR_SERVICE,
@@ -115,6 +117,7 @@ SERVED_SERVICES: tuple[_d.ServiceDescriptor, ...] = (
     EMAIL_SERVICE,
     SMS_SERVICE,
     PHONE_SERVICE,
+    OSS_SERVICE,
     *UNBUILT_SERVICES,
 )
 SERVICE_NAMES = tuple(service.full_name for service in SERVED_SERVICES)
@@ -163,6 +166,7 @@ class Apis:
     email: EmailApi
     notify: NotifyApi
     files: FilesApi
+    objects: ObjectsApi
     layotto_invoke: InvokeApi | None = None  # None: InvokeService answers UNIMPLEMENTED
     dapr_invoke: InvokeApi | None = None
     lifecycle: LifecycleApi | None = None  # None: ApplyConfiguration answers UNIMPLEMENTED
@@ -257,6 +261,39 @@ def cryption_routes(apis: Apis) -> Routes:
     return {"Encrypt": apis.cryption.Encrypt, "Decrypt": apis.cryption.Decrypt}
 
 
+def oss_routes(apis: Apis) -> Routes:
+    """Layotto's ``spec.proto.extension.v1.s3.ObjectStorageService``."""
+    objects = apis.objects
+    return {
+        "PutObject": objects.PutObject,
+        "GetObject": objects.GetObject,
+        "DeleteObject": objects.DeleteObject,
+        "CopyObject": objects.CopyObject,
+        "DeleteObjects": objects.DeleteObjects,
+        "ListObjects": objects.ListObjects,
+        "HeadObject": objects.HeadObject,
+        "IsObjectExist": objects.IsObjectExist,
+        "PutObjectTagging": objects.PutObjectTagging,
+        "DeleteObjectTagging": objects.DeleteObjectTagging,
+        "GetObjectTagging": objects.GetObjectTagging,
+        "GetObjectCannedAcl": objects.GetObjectCannedAcl,
+        "PutObjectCannedAcl": objects.PutObjectCannedAcl,
+        "CreateMultipartUpload": objects.CreateMultipartUpload,
+        "UploadPart": objects.UploadPart,
+        "UploadPartCopy": objects.UploadPartCopy,
+        "CompleteMultipartUpload": objects.CompleteMultipartUpload,
+        "AbortMultipartUpload": objects.AbortMultipartUpload,
+        "ListMultipartUploads": objects.ListMultipartUploads,
+        "ListParts": objects.ListParts,
+        "ListObjectVersions": objects.ListObjectVersions,
+        "SignURL": objects.SignURL,
+        "UpdateDownloadBandwidthRateLimit": objects.UpdateDownloadBandwidthRateLimit,
+        "UpdateUploadBandwidthRateLimit": objects.UpdateUploadBandwidthRateLimit,
+        "AppendObject": objects.AppendObject,
+        "RestoreObject": objects.RestoreObject,
+    }
+
+
 def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
     """Every served service -> its routing table (empty for the services not built yet)."""
     tables: dict[_d.ServiceDescriptor, Routes] = {
@@ -271,6 +308,7 @@ def routing_tables(apis: Apis) -> dict[_d.ServiceDescriptor, Routes]:
         },
         SMS_SERVICE: {"SendSmsWithTemplate": apis.notify.SendSmsWithTemplate},
         PHONE_SERVICE: {"SendVoiceWithTemplate": apis.notify.SendVoiceWithTemplate},
+        OSS_SERVICE: oss_routes(apis),
     }
     for service in UNBUILT_SERVICES:
         tables[service] = {}
@@ -312,6 +350,7 @@ def build_apis(
         email=EmailApi(components),
         notify=NotifyApi(components),
         files=FilesApi(services.files),
+        objects=ObjectsApi(services.objects),
     )
 
 

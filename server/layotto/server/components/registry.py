@@ -31,6 +31,7 @@ BUILDING_BLOCKS: dict[str, str] = {
     "sms": "SMS component",
     "phone": "phone call component",
     "file": "file store",
+    "oss": "object store",
 }
 
 

@@ -12,6 +12,7 @@ from layotto.server.runtime.files import FileService
 from layotto.server.runtime.jobs import JobService
 from layotto.server.runtime.lock import LockService
 from layotto.server.runtime.metadata import MetadataService
+from layotto.server.runtime.oss import ObjectService
 from layotto.server.runtime.publish import Publisher
 from layotto.server.runtime.scheduler import DelayQueueService
 from layotto.server.runtime.secret_scopes import SecretPolicy
@@ -30,6 +31,7 @@ class RuntimeServices:
     delay_queue: DelayQueueService
     jobs: JobService
     files: FileService
+    objects: ObjectService
 
 
 def build_services(
@@ -52,4 +54,5 @@ def build_services(
         delay_queue=DelayQueueService(components, publisher),
         jobs=JobService(components, app_id, max_publish_bytes),
         files=FileService(components),
+        objects=ObjectService(components),
     )

@@ -99,6 +99,11 @@ class LocalFileStore(FileStore):
             raise InvalidArgument(field, f"{name!r} leads into {RESERVED!r}, reserved by the file store")
         return resolved
 
+    def resolve(self, name: str, field: str) -> Path:
+        """The path of file ``name`` below the root (symlinks followed); InvalidArgument naming ``field``
+        when it leads out of the root or into the store's reserved directory."""
+        return self._path(name, field)
+
     def _meta_path(self, path: Path) -> Path:
         """The sidecar of a file: named by the hash of its path, so no file name can collide with another's."""
         digest = hashlib.sha256(str(path.relative_to(self._root)).encode()).hexdigest()
@@ -153,13 +158,25 @@ class LocalFileStore(FileStore):
         except OSError as error:
             raise BackendError(self.name, f"cannot store {name!r}: {error.strerror}") from None
 
-    async def get(self, name: str, field: str) -> AsyncGenerator[bytes, None]:
+    async def get(
+        self, name: str, field: str, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The file's chunks; ``offset`` and ``length`` (None: to the end) select a byte range of it."""
         fd, _, _ = await asyncio.to_thread(self._open_regular, name, field)
-        return self._read(fd)
+        if offset:
+            os.lseek(fd, offset, os.SEEK_SET)
+        return self._read(fd, length)
 
-    async def _read(self, fd: int) -> AsyncGenerator[bytes, None]:
+    async def _read(self, fd: int, length: int | None = None) -> AsyncGenerator[bytes, None]:
+        left = length
         try:
-            while chunk := await _settled(os.read, fd, self.chunk_size):
+            while left is None or left > 0:
+                wanted = self.chunk_size if left is None else min(self.chunk_size, left)
+                chunk = await _settled(os.read, fd, wanted)
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
                 yield chunk
         finally:
             os.close(fd)
