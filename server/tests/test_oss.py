@@ -438,7 +438,7 @@ async def test_local_tags_acls_and_unimplemented_rpcs(stub: Stub, buckets: list[
     assert b"".join(a.body for a in await get(stub, "local", bucket, "t")) == b"x"  # AppendObject changed nothing
 
 
-async def test_s3_takes_layottos_basic_config_and_creates_the_buckets_it_lists(tmp_path: Path) -> None:
+async def test_s3_takes_layottos_type_name_and_basic_config_and_creates_the_buckets_it_lists(tmp_path: Path) -> None:
     require("s3")
     made = f"oss-made-{uuid.uuid4().hex[:10]}"
     config = from_mapping(
@@ -448,7 +448,7 @@ async def test_s3_takes_layottos_basic_config_and_creates_the_buckets_it_lists(t
             "http_address": "127.0.0.1:0",
             "oss": {
                 "s3": {
-                    "type": "s3",
+                    "type": "aws.oss",  # Layotto's configs/config_oss.json names the S3 store so
                     "metadata": {  # Layotto's basic_config object names the connection
                         "basic_config": {
                             "region": "us-east-1",
