@@ -227,6 +227,36 @@ async def test_the_store_contract_create_get_list_claim_reschedule_ack(tmp_path:
         await loaded.aclose()
 
 
+@pytest.mark.parametrize("store", ["in-memory", "sqlite", "redis", "postgresql", "etcd"])
+async def test_ack_many_removes_a_claimed_batch_but_not_an_item_replaced_since(tmp_path: Path, store: str) -> None:
+    """The loop acknowledges a claimed batch in one call: each item goes only while it is the one claimed."""
+    if store in ("redis", "postgresql", "etcd"):
+        backends.require(store)
+    declared = {
+        block: {name: (c.type, c.metadata, c.secret_refs) for name, c in components.items()}
+        for block, components in config(tmp_path, store).components.items()
+    }
+    loaded = await load_components(declared, ComponentContext(app_id="batch", data_dir=tmp_path))
+    try:
+        scheduler = loaded.find("scheduler", "jobs", "scheduler")
+        assert isinstance(scheduler, Scheduler)
+        now = time.time()
+        for n in range(3):
+            await scheduler.put(ScheduledItem(f"job@b||{n}", now - 1 + n / 10, f"{n}".encode()))
+        await scheduler.put(ScheduledItem("job@b||later", now + 60, b"later"))
+        claimed = await scheduler.claim("job@b||", now, 30.0, 10)
+        assert [item.key for item in claimed] == ["job@b||0", "job@b||1", "job@b||2"]
+        replaced = ScheduledItem("job@b||1", now + 30, b"replaced")
+        await scheduler.put(replaced)
+        await scheduler.ack_many([])
+        await scheduler.ack_many(claimed)
+        assert await scheduler.get("job@b||0") is None and await scheduler.get("job@b||2") is None
+        assert await scheduler.get("job@b||1") == replaced
+        assert sorted(item.key for item in await scheduler.list_prefix("job@b||")) == ["job@b||1", "job@b||later"]
+    finally:
+        await loaded.aclose()
+
+
 async def test_a_runtime_claims_only_the_delayed_messages_of_its_own_pubsubs(tmp_path: Path) -> None:
     """Runtimes of other apps share a store: one without pub/sub ``other`` leaves ``other``'s messages
     unclaimed for a runtime that has it; messages stored before the partition by pub/sub still fire."""

@@ -2,12 +2,14 @@
 
 Every runtime runs one :class:`SchedulerLoop` per scheduler component: it claims the due
 items of the partitions it fires (delayed messages, its own app's jobs), each leased to this
-runtime for ``LEASE_SECONDS``, fires them (a claimed batch at once), and acknowledges each
-one fired, or replaces it by its next occurrence (a recurring job, a job's retry). A delayed
-message whose publish fails stays leased and is fired again when the lease ends; an item
-whose runtime crashed is fired by any runtime once the lease ends. Firing accuracy: an item
-fires within ``POLL_SECONDS`` (0.25 s) of its due time plus the time to deliver it, while a
-runtime is running; items due while none runs fire when one starts.
+runtime for ``LEASE_SECONDS``, fires them (a claimed batch at once), and acknowledges the
+batch's fired items in one store call, or replaces an item by its next occurrence (a recurring
+job, a job's retry). A delayed message whose publish fails stays leased and is fired again when
+the lease ends; an item whose runtime crashed is fired by any runtime once the lease ends.
+Firing accuracy: an item fires within ``POLL_SECONDS`` (0.25 s) of its due time plus the time to
+deliver it, while a runtime is running; while items keep coming due the loop claims every
+``BUSY_POLL_SECONDS`` (0.02 s), or at once after a full batch. Items due while no runtime runs
+fire when one starts.
 """
 
 from __future__ import annotations
@@ -34,8 +36,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the pause between claims while nothing came due at the last one
 POLL_SECONDS = 0.25
+#: the pause after a claim that found due items (fewer than a batch): items keep coming due
+BUSY_POLL_SECONDS = 0.02
 LEASE_SECONDS = 30.0
+#: while a claimed batch fires, its items that are over are acknowledged at least this often
+ACK_EVERY_SECONDS = 1.0
 CLAIM_LIMIT = 100
 #: the longest delay a delayed message may ask for (Layotto's int32 field allows more): 366 days
 MAX_DELAY_SECONDS = 366 * 24 * 3600
@@ -137,19 +144,51 @@ class SchedulerLoop:
 
     async def _run(self, store: Scheduler, partitions: Callable[[], list[str]]) -> None:
         while True:
-            busy = False
+            claimed = 0
             for partition in partitions():
                 try:
                     due = await store.claim(partition, time.time(), LEASE_SECONDS, CLAIM_LIMIT)
                 except LayottoError as error:
                     log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
                     due = []
-                await asyncio.gather(*(self._fire(store, item) for item in due))
-                busy = busy or len(due) == CLAIM_LIMIT
-            if not busy:
-                await asyncio.sleep(POLL_SECONDS)
+                if due:
+                    await self._fire_batch(store, due)
+                claimed = max(claimed, len(due))
+            if claimed < CLAIM_LIMIT:  # a full batch: more may be due already
+                await asyncio.sleep(BUSY_POLL_SECONDS if claimed else POLL_SECONDS)
 
-    async def _fire(self, store: Scheduler, item: ScheduledItem) -> None:
+    async def _fire_batch(self, store: Scheduler, due: list[ScheduledItem]) -> None:
+        """Fire a claimed batch at once; acknowledge the items that are over in one store call when
+        the batch is done, or every ``ACK_EVERY_SECONDS`` while a slow one is still firing (so the
+        others' leases never run out waiting for it)."""
+        firing = {asyncio.ensure_future(self._fire(store, item)): item for item in due}
+        try:
+            while firing:
+                fired, _ = await asyncio.wait(firing, timeout=ACK_EVERY_SECONDS)
+                over = [firing[task] for task in fired if task.result()]
+                for task in fired:
+                    del firing[task]
+                if over:
+                    await self._ack(store, over)
+        finally:
+            for task in firing:  # cancelled (the loop stops): each stays leased and fires again later
+                task.cancel()
+
+    async def _ack(self, store: Scheduler, over: list[ScheduledItem]) -> None:
+        try:
+            await store.ack_many(over)
+        except LayottoError as error:  # left leased: fired again when the lease ends
+            log.warning(
+                "scheduler %r: acknowledging %d fired items failed (fired again in %.0fs): %s",
+                store.name,
+                len(over),
+                LEASE_SECONDS,
+                error.message,
+            )
+
+    async def _fire(self, store: Scheduler, item: ScheduledItem) -> bool:
+        """Fire one item; whether it is over (to be acknowledged). A recurring job's next occurrence
+        and a retry replace it here; an item that failed stays leased."""
         try:
             if item.key.startswith("delay"):  # delay|| or delay@<pub/sub>||
                 await self._delay_queue.fire(item)
@@ -157,9 +196,8 @@ class SchedulerLoop:
             else:
                 following = await self._jobs.fire(item)
             if following is None:
-                await store.ack(item)
-            else:
-                await store.reschedule(item, following)
+                return True
+            await store.reschedule(item, following)
         except LayottoError as error:  # left leased: fired again when the lease ends
             log.warning(
                 "scheduler %r: firing %r failed (retried in %.0fs): %s",
@@ -174,6 +212,7 @@ class SchedulerLoop:
                 await store.delete(item.key)
         except Exception:  # never the loop's end: the item stays leased and fires again after the lease
             log.exception("scheduler %r: firing %r failed unexpectedly", store.name, item.key)
+        return False
 
     async def aclose(self) -> None:
         # stop_task cancels again until the task ends: redis-py can lose one cancellation, and the
