@@ -31,6 +31,7 @@ from layotto.proto.dapr.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc,
 from layotto.proto.dapr.runtime.v1 import jobs_pb2 as pb
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.config import ComponentConfig
+from layotto.server.runtime import scheduler as scheduler_loop
 from layotto.server.runtime.jobs import JobData
 
 
@@ -158,6 +159,21 @@ async def test_a_slow_delivery_does_not_hold_back_the_acknowledgements_of_its_ba
             app.release.set()
         await wait_for(lambda: "slow" in app.names())
         assert await gone(dapr, "slow")
+
+
+async def test_jobs_scheduled_through_the_runtime_wake_its_loop_when_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job scheduled through this runtime, and each next occurrence of a recurring one, wakes the
+    scheduler loop at its due time: with an hour-long idle poll they still fire."""
+    monkeypatch.setattr(scheduler_loop, "POLL_SECONDS", 3600.0)
+    app = JobApp()
+    async with serving(app) as address, runtime_and_stub(config(tmp_path, address, store="in-memory")) as (_, dapr):
+        await dapr.ScheduleJobAlpha1(pb.ScheduleJobRequest(job=pb.Job(name="soon", due_time="300ms")))
+        tick = pb.Job(name="tick", schedule="@every 300ms", repeats=3)
+        await dapr.ScheduleJobAlpha1(pb.ScheduleJobRequest(job=tick))
+        await wait_for(lambda: len(app.events) == 4)
+        assert sorted(app.names()) == ["soon", "tick", "tick", "tick"]
 
 
 async def test_a_job_waits_for_an_app_that_starts_after_the_runtime(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from layotto.server.components.base import ComponentContext
 from layotto.server.components.loader import load_components
 from layotto.server.components.scheduler import ScheduledItem, Scheduler
 from layotto.server.config import ComponentConfig
+from layotto.server.runtime import scheduler as scheduler_loop
 from layotto.server.runtime.publish import Publisher
 from layotto.server.runtime.scheduler import DelayQueueService
 
@@ -83,6 +84,24 @@ async def test_a_delayed_message_is_published_to_the_topic_when_due(client: Clie
     assert by_type["text/plain"].data == b"now"  # the CloudEvent's default content type
     assert all(event.topic == topic and event.pubsub_name == "bus" for event in sub.events)
     await sub.stop()
+
+
+async def test_a_message_delayed_through_the_runtime_wakes_its_loop_when_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler loop does not wait out its idle poll (an hour here) for a message delayed through it."""
+    monkeypatch.setattr(scheduler_loop, "POLL_SECONDS", 3600.0)
+    async with (
+        Runtime(config(tmp_path, "in-memory")) as runtime,
+        grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel,
+    ):
+        client = Client(channel)
+        topic = f"wake-{uuid.uuid4().hex[:6]}"
+        sub = await Subscriber(client.runtime, topic).start()
+        await client.delay.PublishDelayMessage(delayed(topic, b"due", 1))
+        await wait_for(lambda: len(sub.events) == 1)
+        assert sub.events[0].data == b"due"
+        await sub.stop()
 
 
 async def test_each_message_is_published_once(client: Client) -> None:

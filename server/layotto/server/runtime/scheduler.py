@@ -8,14 +8,16 @@ job, a job's retry). A delayed message whose publish fails stays leased and is f
 the lease ends; an item whose runtime crashed is fired by any runtime once the lease ends.
 Firing accuracy: an item fires within ``POLL_SECONDS`` (0.25 s) of its due time plus the time to
 deliver it, while a runtime is running; while items keep coming due the loop claims every
-``BUSY_POLL_SECONDS`` (0.02 s), or at once after a full batch. Items due while no runtime runs
-fire when one starts.
+``BUSY_POLL_SECONDS`` (0.02 s), or at once after a full batch; an item stored through this
+runtime wakes it at its due time (:class:`DueSoon`), claims staying ``BUSY_POLL_SECONDS``
+apart. Items due while no runtime runs fire when one starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import contextlib
 import json
 import logging
@@ -56,6 +58,45 @@ def delay_partition(pubsub_name: str) -> str:
     return f"delay@{pubsub_name}||"
 
 
+class DueSoon:
+    """Due times of the items stored through this runtime, so its loops wake when one comes due
+    instead of waiting out their poll (a hint only: items stored by other runtimes are found by
+    the poll). Keeps the :data:`MAX_TIMES` earliest."""
+
+    MAX_TIMES = 1024
+    #: times older than this (seconds) are dropped: every loop has claimed since
+    STALE_SECONDS = 2.0
+
+    def __init__(self) -> None:
+        self._times: list[float] = []
+        self._added = asyncio.Event()
+
+    def add(self, due_at: float) -> None:
+        """An item due at ``due_at`` (epoch seconds) was stored."""
+        if len(self._times) >= self.MAX_TIMES and due_at >= self._times[-1]:
+            return
+        bisect.insort(self._times, due_at)
+        del self._times[self.MAX_TIMES :]
+        self._added.set()
+
+    async def pause(self, seconds: float, claimed_at: float, gap: float) -> None:
+        """Wait ``seconds``, or until the first due time after ``claimed_at`` (the last claim's
+        ``now``: earlier ones were due at that claim) but at least ``gap`` seconds after it (so
+        items due every millisecond are claimed in batches, not one by one)."""
+        deadline = time.time() + seconds
+        while True:
+            now = time.time()
+            del self._times[: bisect.bisect_left(self._times, now - self.STALE_SECONDS)]
+            following = bisect.bisect_right(self._times, claimed_at)
+            wake = min(deadline, self._times[following]) if following < len(self._times) else deadline
+            wake = max(wake, min(deadline, claimed_at + gap))
+            if wake <= now:
+                return
+            self._added.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._added.wait(), wake - now)
+
+
 def find_scheduler(components: ComponentSet) -> Scheduler:
     """The runtime's scheduler store: the first configured (by name). Raises NoComponentsConfigured."""
     names = components.names("scheduler")
@@ -72,6 +113,8 @@ class DelayQueueService:
     def __init__(self, components: ComponentSet, publisher: Publisher) -> None:
         self._components = components
         self._publisher = publisher
+        #: the due times of the messages delayed through this runtime, for the loop
+        self.due_soon = DueSoon()
 
     async def publish_delayed(
         self,
@@ -106,6 +149,7 @@ class DelayQueueService:
             delay_partition(pubsub_name) + message_id, time.time() + delay_seconds, json.dumps(payload).encode()
         )
         await store.put(item)
+        self.due_soon.add(item.due_at)
         return message_id
 
     async def fire(self, item: ScheduledItem) -> None:
@@ -135,19 +179,20 @@ class SchedulerLoop:
         for name in self._components.names("scheduler"):
             store = self._components.find("scheduler", name, "scheduler")
             assert isinstance(store, Scheduler)
-            self._tasks.append(asyncio.create_task(self._run(store, self._delay_partitions), name=f"scheduler-{name}"))
-            jobs = asyncio.create_task(self._run(store, lambda: [self._jobs.partition]), name=f"scheduler-{name}-jobs")
-            self._tasks.append(jobs)
+            delays = self._run(store, self._delay_partitions, self._delay_queue.due_soon)
+            self._tasks.append(asyncio.create_task(delays, name=f"scheduler-{name}"))
+            jobs = self._run(store, lambda: [self._jobs.partition], self._jobs.due_soon)
+            self._tasks.append(asyncio.create_task(jobs, name=f"scheduler-{name}-jobs"))
 
     def _delay_partitions(self) -> list[str]:
         return [DELAY_PREFIX, *(delay_partition(name) for name in self._components.names("pubsub"))]
 
-    async def _run(self, store: Scheduler, partitions: Callable[[], list[str]]) -> None:
+    async def _run(self, store: Scheduler, partitions: Callable[[], list[str]], due_soon: DueSoon) -> None:
         while True:
-            claimed = 0
+            claimed, claimed_at = 0, time.time()
             for partition in partitions():
                 try:
-                    due = await store.claim(partition, time.time(), LEASE_SECONDS, CLAIM_LIMIT)
+                    due = await store.claim(partition, claimed_at, LEASE_SECONDS, CLAIM_LIMIT)
                 except LayottoError as error:
                     log.warning("scheduler %r: claiming due items failed: %s", store.name, error.message)
                     due = []
@@ -155,7 +200,7 @@ class SchedulerLoop:
                     await self._fire_batch(store, due)
                 claimed = max(claimed, len(due))
             if claimed < CLAIM_LIMIT:  # a full batch: more may be due already
-                await asyncio.sleep(BUSY_POLL_SECONDS if claimed else POLL_SECONDS)
+                await due_soon.pause(BUSY_POLL_SECONDS if claimed else POLL_SECONDS, claimed_at, BUSY_POLL_SECONDS)
 
     async def _fire_batch(self, store: Scheduler, due: list[ScheduledItem]) -> None:
         """Fire a claimed batch at once; acknowledge the items that are over in one store call when
@@ -173,6 +218,8 @@ class SchedulerLoop:
         finally:
             for task in firing:  # cancelled (the loop stops): each stays leased and fires again later
                 task.cancel()
+            if firing:
+                await asyncio.wait(firing)
 
     async def _ack(self, store: Scheduler, over: list[ScheduledItem]) -> None:
         try:
@@ -197,7 +244,8 @@ class SchedulerLoop:
                 following = await self._jobs.fire(item)
             if following is None:
                 return True
-            await store.reschedule(item, following)
+            if await store.reschedule(item, following):
+                self._jobs.due_soon.add(following.due_at)
         except LayottoError as error:  # left leased: fired again when the lease ends
             log.warning(
                 "scheduler %r: firing %r failed (retried in %.0fs): %s",
