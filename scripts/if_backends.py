@@ -23,6 +23,7 @@ PORTS = {
     "mosquitto": 1883,
     "rabbitmq": 5672,
     "s3": 9000,
+    "smtp": 2525,
 }
 
 

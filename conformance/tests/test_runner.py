@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from layotto.conformance.cases import ALL_CASES
-from layotto.conformance.cli import RunnerConfig, check_target
+from layotto.conformance.cli import RunnerConfig, check_target, load_config
 from layotto.conformance.coverage import rpc_coverage
 from layotto.conformance.model import Outcome
+from layotto.conformance.runner import RUNTIME_BLOCKS
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.components.base import Feature
 from layotto.server.components.registry import registry_for
@@ -139,3 +141,37 @@ async def test_invocation_cases_run_once_per_target_on_both_apis(address: str) -
     assert ran == {
         (api, "invocation", "runtime", case): Outcome.PASS for api in ("layotto", "dapr") for case in only
     }, [r for r in results if r.outcome is not Outcome.PASS]
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_every_case_runs_in_a_ci_run() -> None:
+    """Each case applies to a component of the embedded or the backends run (whose runs fail when an
+    applicable case produced no result), so no case is left out of CI unnoticed; the cases checking
+    a feature's absence run here, on PlainStore (every store of those runs declares the features)."""
+    runs = [load_config(CONFIGS / name) for name in ("embedded.yaml", "backends.yaml")]
+    never = [
+        case.id
+        for case in ALL_CASES
+        if not case.requires_absent
+        and not any(
+            case.block == block
+            and api in case.apis
+            and (case.block in RUNTIME_BLOCKS or case.skip_reason(features or frozenset()) is None)
+            for run in runs
+            for (block, _), features in [*run.components.items(), *(((b, ""), None) for b in RUNTIME_BLOCKS)]
+            for api in run.apis
+        )
+    ]
+    assert never == []
+
+
+def test_the_runtime_configs_declare_every_listed_component() -> None:
+    """The cases that start runtimes of their own take the component's declaration from ``runtime:``."""
+    for name in ("embedded.yaml", "backends.yaml"):
+        run = load_config(CONFIGS / name)
+        assert run.runtime is not None
+        declared = yaml.safe_load(run.runtime.read_text())
+        for block, component in run.components:
+            assert component in (declared.get(block) or {}), f"{name}: {block}/{component} is not in {run.runtime}"

@@ -7,6 +7,7 @@ against it."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import sys
 import textwrap
@@ -30,6 +31,7 @@ from layotto.proto.dapr.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc,
 from layotto.proto.dapr.runtime.v1 import jobs_pb2 as pb
 from layotto.server import Runtime, RuntimeConfig
 from layotto.server.config import ComponentConfig
+from layotto.server.runtime import scheduler as scheduler_loop
 from layotto.server.runtime.jobs import JobData
 
 
@@ -126,6 +128,52 @@ async def test_a_job_fires_once_with_its_data_and_is_then_gone(tmp_path: Path) -
         missing = await code_of(dapr.GetJobAlpha1(pb.GetJobRequest(name="backup")))
         assert missing == grpc.StatusCode.NOT_FOUND
         assert app.names() == ["backup"]
+
+
+class SlowJobApp(JobApp):
+    """Holds the delivery of the job named ``slow`` until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def OnJobEventAlpha1(self, request: appcallback_pb2.JobEventRequest, context: Any) -> Any:
+        if request.name == "slow":
+            await self.release.wait()
+        return await super().OnJobEventAlpha1(request, context)
+
+
+async def test_a_slow_delivery_does_not_hold_back_the_acknowledgements_of_its_batch(tmp_path: Path) -> None:
+    """The jobs of one claim are acknowledged (gone) while another of them is still being delivered, so
+    their leases never run out waiting for it (another runtime would fire them again)."""
+    app = SlowJobApp()
+    async with serving(app) as address, runtime_and_stub(config(tmp_path, address, store="in-memory")) as (_, dapr):
+        due = datetime.datetime.fromtimestamp(time.time() + 1, datetime.UTC).isoformat()  # one instant: one claim
+        for name in ("slow", "quick"):
+            await dapr.ScheduleJobAlpha1(pb.ScheduleJobRequest(job=pb.Job(name=name, due_time=due)))
+        try:
+            await wait_for(lambda: "quick" in app.names())
+            assert await gone(dapr, "quick")
+            assert await code_of(dapr.GetJob(pb.GetJobRequest(name="slow"))) == grpc.StatusCode.OK  # still firing
+        finally:
+            app.release.set()
+        await wait_for(lambda: "slow" in app.names())
+        assert await gone(dapr, "slow")
+
+
+async def test_jobs_scheduled_through_the_runtime_wake_its_loop_when_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job scheduled through this runtime, and each next occurrence of a recurring one, wakes the
+    scheduler loop at its due time: with an hour-long idle poll they still fire."""
+    monkeypatch.setattr(scheduler_loop, "POLL_SECONDS", 3600.0)
+    app = JobApp()
+    async with serving(app) as address, runtime_and_stub(config(tmp_path, address, store="in-memory")) as (_, dapr):
+        await dapr.ScheduleJobAlpha1(pb.ScheduleJobRequest(job=pb.Job(name="soon", due_time="300ms")))
+        tick = pb.Job(name="tick", schedule="@every 300ms", repeats=3)
+        await dapr.ScheduleJobAlpha1(pb.ScheduleJobRequest(job=tick))
+        await wait_for(lambda: len(app.events) == 4)
+        assert sorted(app.names()) == ["soon", "tick", "tick", "tick"]
 
 
 async def test_a_job_waits_for_an_app_that_starts_after_the_runtime(tmp_path: Path) -> None:

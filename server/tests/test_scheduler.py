@@ -22,6 +22,7 @@ from layotto.server.components.base import ComponentContext
 from layotto.server.components.loader import load_components
 from layotto.server.components.scheduler import ScheduledItem, Scheduler
 from layotto.server.config import ComponentConfig
+from layotto.server.runtime import scheduler as scheduler_loop
 from layotto.server.runtime.publish import Publisher
 from layotto.server.runtime.scheduler import DelayQueueService
 
@@ -83,6 +84,24 @@ async def test_a_delayed_message_is_published_to_the_topic_when_due(client: Clie
     assert by_type["text/plain"].data == b"now"  # the CloudEvent's default content type
     assert all(event.topic == topic and event.pubsub_name == "bus" for event in sub.events)
     await sub.stop()
+
+
+async def test_a_message_delayed_through_the_runtime_wakes_its_loop_when_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler loop does not wait out its idle poll (an hour here) for a message delayed through it."""
+    monkeypatch.setattr(scheduler_loop, "POLL_SECONDS", 3600.0)
+    async with (
+        Runtime(config(tmp_path, "in-memory")) as runtime,
+        grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel,
+    ):
+        client = Client(channel)
+        topic = f"wake-{uuid.uuid4().hex[:6]}"
+        sub = await Subscriber(client.runtime, topic).start()
+        await client.delay.PublishDelayMessage(delayed(topic, b"due", 1))
+        await wait_for(lambda: len(sub.events) == 1)
+        assert sub.events[0].data == b"due"
+        await sub.stop()
 
 
 async def test_each_message_is_published_once(client: Client) -> None:
@@ -223,6 +242,36 @@ async def test_the_store_contract_create_get_list_claim_reschedule_ack(tmp_path:
         assert await scheduler.get(first.key) is None
         assert await scheduler.delete("job@a||two") and not await scheduler.delete("job@a||two")
         assert [item.key for item in await scheduler.claim("job@ab||", now, 30.0, 10)] == ["job@ab||other"]
+    finally:
+        await loaded.aclose()
+
+
+@pytest.mark.parametrize("store", ["in-memory", "sqlite", "redis", "postgresql", "etcd"])
+async def test_ack_many_removes_a_claimed_batch_but_not_an_item_replaced_since(tmp_path: Path, store: str) -> None:
+    """The loop acknowledges a claimed batch in one call: each item goes only while it is the one claimed."""
+    if store in ("redis", "postgresql", "etcd"):
+        backends.require(store)
+    declared = {
+        block: {name: (c.type, c.metadata, c.secret_refs) for name, c in components.items()}
+        for block, components in config(tmp_path, store).components.items()
+    }
+    loaded = await load_components(declared, ComponentContext(app_id="batch", data_dir=tmp_path))
+    try:
+        scheduler = loaded.find("scheduler", "jobs", "scheduler")
+        assert isinstance(scheduler, Scheduler)
+        now = time.time()
+        for n in range(3):
+            await scheduler.put(ScheduledItem(f"job@b||{n}", now - 1 + n / 10, f"{n}".encode()))
+        await scheduler.put(ScheduledItem("job@b||later", now + 60, b"later"))
+        claimed = await scheduler.claim("job@b||", now, 30.0, 10)
+        assert [item.key for item in claimed] == ["job@b||0", "job@b||1", "job@b||2"]
+        replaced = ScheduledItem("job@b||1", now + 30, b"replaced")
+        await scheduler.put(replaced)
+        await scheduler.ack_many([])
+        await scheduler.ack_many(claimed)
+        assert await scheduler.get("job@b||0") is None and await scheduler.get("job@b||2") is None
+        assert await scheduler.get("job@b||1") == replaced
+        assert sorted(item.key for item in await scheduler.list_prefix("job@b||")) == ["job@b||1", "job@b||later"]
     finally:
         await loaded.aclose()
 

@@ -1,12 +1,16 @@
 """Email, SMS and phone call cases, through Layotto's extension services (api ``layotto``; Dapr
-has none): what every provider refuses before it sends anything, so the component under test
-may point at a server that is never reached.
+has none): what every provider refuses before it sends anything (on the target itself), and
+round-trips through a runtime of the case's own: email through the real SMTP server of
+scripts/backends (:mod:`.email_delivery`), SMS and voice calls through a ``webhook`` component and
+a gateway the case runs (:mod:`.webhook`).
 """
 
 from __future__ import annotations
 
 import grpc
 
+from layotto.conformance.cases.email_delivery import email_round_trip
+from layotto.conformance.cases.webhook import phone_round_trip, sms_round_trip
 from layotto.conformance.model import Case, CaseContext, CaseFailed
 from layotto.proto.extension.v1.email import email_pb2, email_pb2_grpc
 from layotto.proto.extension.v1.phone import phone_pb2, phone_pb2_grpc
@@ -101,6 +105,33 @@ MESSAGING_CASES = [
         "a bad phone number or none is INVALID_ARGUMENT naming the field",
         PHONE_RPCS,
         _phone_bad_input,
+        apis=("layotto",),
+    ),
+    Case(
+        "email-round-trip",
+        "email",
+        "SendEmail and SendEmailWithTemplate reach the SMTP server over STARTTLS with AUTH: subject, sender, "
+        "recipients (to, cc), text, rendered template (HTML escaped) as sent",
+        EMAIL_RPCS,
+        email_round_trip,
+        apis=("layotto",),
+    ),
+    Case(
+        "sms-webhook-round-trip",
+        "sms",
+        "the gateway gets the documented JSON body with the bearer token and one Idempotency-Key across retries "
+        "of a 5xx; its answer becomes the response; bounded retries then UNAVAILABLE; a 4xx is FAILED_PRECONDITION",
+        SMS_RPCS,
+        sms_round_trip,
+        apis=("layotto",),
+    ),
+    Case(
+        "phone-webhook-round-trip",
+        "phone",
+        "the gateway gets the documented JSON body with the bearer token, a 5xx is retried, its requestId becomes "
+        "the response's; bounded retries then UNAVAILABLE; a 4xx is FAILED_PRECONDITION",
+        PHONE_RPCS,
+        phone_round_trip,
         apis=("layotto",),
     ),
 ]

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 from google.protobuf import wrappers_pb2
 
+from layotto.conformance.cases.own_runtime import declaration, own_runtimes
 from layotto.conformance.model import Case, CaseContext, CaseFailed, check
-from layotto.conformance.spawn import free_port, serve
+from layotto.conformance.spawn import free_port
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2, appcallback_pb2_grpc, dapr_pb2_grpc
 from layotto.proto.dapr.runtime.v1 import jobs_pb2 as jobs
 from layotto.proto.extension.v1.delay_queue import delay_queue_pb2, delay_queue_pb2_grpc
@@ -38,31 +36,18 @@ EARLY_SLACK_SECONDS = 0.02
 WAIT_SECONDS = 15.0
 
 
-def _declaration(ctx: CaseContext) -> dict[str, Any]:
-    if ctx.runtime_config is None:
-        raise CaseFailed("scheduler cases start runtimes of their own: give the runner config a 'runtime:' entry")
-    raw = yaml.safe_load(ctx.runtime_config.read_text()) or {}
-    found = (raw.get("scheduler") or {}).get(ctx.component)
-    if found is None:
-        raise CaseFailed(f"{ctx.runtime_config.name} declares no scheduler component {ctx.component!r}")
-    return dict(found)
-
-
 @contextlib.asynccontextmanager
 async def _runtimes(ctx: CaseContext, count: int, app_address: str = "") -> AsyncIterator[list[str]]:
     """``count`` runtimes of one app id holding only the component under test; their gRPC addresses."""
     config = {
         "app_id": ctx.key("scheduler-app"),
         "pubsub": {"bus": {"type": "in-memory"}},
-        "scheduler": {ctx.component: _declaration(ctx)},
+        "scheduler": {ctx.component: declaration(ctx, "scheduler")},
     }
     if app_address:
         config["app_callback_address"] = app_address
-    with tempfile.TemporaryDirectory(prefix="layotto-conformance-scheduler-") as folder:
-        path = Path(folder) / "runtime.yaml"
-        path.write_text(yaml.safe_dump(config))
-        async with contextlib.AsyncExitStack() as stack:
-            yield [await stack.enter_async_context(serve(path)) for _ in range(count)]
+    async with own_runtimes(config, count) as addresses:
+        yield addresses
 
 
 def _check_on_time(what: str, due: float, arrived: float) -> None:

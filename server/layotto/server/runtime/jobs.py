@@ -35,7 +35,7 @@ from layotto.server.errors import (
     PayloadTooLarge,
 )
 from layotto.server.runtime.job_times import Schedule, point_in_time, require_duration
-from layotto.server.runtime.scheduler import find_scheduler
+from layotto.server.runtime.scheduler import DueSoon, find_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class JobService:
         self.partition = f"job@{app_id}||"
         self._max_data_bytes = max_data_bytes
         self._deliver: JobDeliverer = self._no_app
+        #: the due times of the jobs scheduled through this runtime, for the scheduler loop
+        self.due_soon = DueSoon()
 
     async def _no_app(self, name: str, data: JobData | None) -> None:
         raise AppUnavailable(self._app_id, f"job {name!r} is due and no app_callback_address is configured")
@@ -204,6 +206,7 @@ class JobService:
             await store.put(item)
         elif not await store.create(item):
             raise JobAlreadyExists("job.name", spec.name)
+        self.due_soon.add(first)
 
     async def get(self, name: str) -> JobSpec:
         """The job ``name`` as scheduled. Raises InvalidArgument (``name``), JobNotFound, NoComponentsConfigured."""

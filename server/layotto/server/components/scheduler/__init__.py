@@ -5,7 +5,8 @@ payload the runtime wrote. An item's **partition** is its key up to and includin
 ``||`` (``delay@<pub/sub>||``, ``job@<app id>||``): a runtime claims only the partitions it fires (its
 own app's jobs, the delayed messages of the pub/subs it has). Runtimes poll :meth:`Scheduler.claim`: a claim
 takes the due items of a partition that no other runtime holds and leases them for
-``lease_seconds``; the runtime fires each and then :meth:`Scheduler.ack` removes it, or
+``lease_seconds``; the runtime fires each and then :meth:`Scheduler.ack` removes it (a batch at
+once: :meth:`Scheduler.ack_many`), or
 :meth:`Scheduler.reschedule` replaces it by its next occurrence (a recurring job, a retry).
 An item whose runtime crashed before either is claimed again once its lease ends, so every
 item fires at least once across crashes, and exactly once while runtimes are healthy (a
@@ -15,7 +16,9 @@ claimed). Writing an item with an existing key replaces it (and drops any lease 
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from layotto.server.components.base import Component
@@ -65,6 +68,12 @@ class Scheduler(Component):
     async def ack(self, item: ScheduledItem) -> None:
         """Remove a fired item, unless it was replaced since it was claimed (its due time or payload
         changed). Raises BackendError."""
+
+    async def ack_many(self, items: Sequence[ScheduledItem]) -> None:
+        """:meth:`ack` every one of ``items`` (fired items, each as claimed). Stores override this to
+        acknowledge a batch in one round trip; this default acks them concurrently. Raises
+        BackendError (then some may be acknowledged, the others stay leased)."""
+        await asyncio.gather(*(self.ack(item) for item in items))
 
     @abstractmethod
     async def reschedule(self, claimed: ScheduledItem, following: ScheduledItem) -> bool:

@@ -7,7 +7,8 @@ claim on it, attached to an etcd lease of ``lease_seconds``, so etcd removes the
 that crashed and the item is claimed again when the lease ends. Every write is one transaction:
 a claim puts the claim key only if there is none (``create_revision == 0``) and the index entry
 read is still the one written (its ``mod_revision``), so two runtimes never claim one occurrence;
-ack, reschedule and delete compare the item's ``mod_revision`` with the one they read. Times are
+ack, reschedule and delete compare the item's ``mod_revision`` with the one they read (a batch of
+acks: one transaction reading the items, one deleting them). Times are
 the runtimes' clocks (epoch seconds): keep them in sync (NTP).
 """
 
@@ -27,6 +28,8 @@ from layotto.server.errors import BackendError
 
 #: etcd refuses a transaction of more than 128 operations (``--max-txn-ops``): two compares per item
 _CLAIM_BATCH = 50
+#: items acknowledged per transaction: three deletes per item
+_ACK_BATCH = 40
 _ATTEMPTS = 20  # compare-and-write rounds before a write that keeps losing races gives up
 
 
@@ -227,6 +230,27 @@ class EtcdScheduler(Scheduler):
             if (await self._txn([self._unchanged(item.key, revision)], [delete, *self._removal(item)])).succeeded:
                 return
         raise self._contended(item.key)
+
+    async def ack_many(self, items: Sequence[ScheduledItem]) -> None:
+        """Two transactions per :data:`_ACK_BATCH` items (read them all, then delete those still as
+        claimed, each compared with the revision read); one changed in between: each on its own."""
+        for start in range(0, len(items), _ACK_BATCH):
+            await self._ack_batch(items[start : start + _ACK_BATCH])
+
+    async def _ack_batch(self, items: Sequence[ScheduledItem]) -> None:
+        reads = [rpc.RequestOp(request_range=rpc.RangeRequest(key=self._item_key(item.key))) for item in items]
+        found = await self._txn([], reads)
+        compares: list[Any] = []
+        deletes: list[Any] = []
+        for item, response in zip(items, found.responses, strict=True):
+            kvs = response.response_range.kvs
+            if not kvs or decode(item.key, bytes(kvs[0].value)) != item:
+                continue  # removed or replaced since it was claimed: it stays as it is
+            compares.append(self._unchanged(item.key, int(kvs[0].mod_revision)))
+            deletes.append(rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=self._item_key(item.key))))
+            deletes.extend(self._removal(item))
+        if deletes and not (await self._txn(compares, deletes)).succeeded:
+            await asyncio.gather(*(self.ack(item) for item in items))
 
     async def reschedule(self, claimed: ScheduledItem, following: ScheduledItem) -> bool:
         assert following.key == claimed.key, "an item is rescheduled under its own key"

@@ -3,13 +3,13 @@
 Each row is an item (its key, partition, due time, payload and lease end). A claim is one
 ``UPDATE … WHERE key IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING``: runtimes claiming at
 once skip each other's rows instead of waiting, and never lease one item twice. Acknowledging
-and rescheduling compare the row with the claimed item in the same statement. Due times and
+(one DELETE per batch) and rescheduling compare the row with the claimed item in the same statement. Due times and
 leases are the runtimes' clocks (epoch seconds): keep them in sync (NTP).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
@@ -107,6 +107,20 @@ class PostgresScheduler(Scheduler):
     async def ack(self, item: ScheduledItem) -> None:
         await self._execute(
             "DELETE FROM {t} WHERE key = %(key)s AND due_at = %(due)s AND payload = %(payload)s", self._row(item)
+        )
+
+    async def ack_many(self, items: Sequence[ScheduledItem]) -> None:
+        """One DELETE for the batch, each row compared with its claimed item."""
+        if not items:
+            return
+        await self._execute(
+            "DELETE FROM {t} AS s USING unnest(%(keys)s::text[], %(dues)s::float8[], %(payloads)s::bytea[]) "
+            "AS a(key, due_at, payload) WHERE s.key = a.key AND s.due_at = a.due_at AND s.payload = a.payload",
+            {
+                "keys": [item.key for item in items],
+                "dues": [item.due_at for item in items],
+                "payloads": [item.payload for item in items],
+            },
         )
 
     async def reschedule(self, claimed: ScheduledItem, following: ScheduledItem) -> bool:

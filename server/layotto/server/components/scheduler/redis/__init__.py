@@ -7,13 +7,14 @@ key -> payload / due time). A claim is one Lua script:
 it first puts the items whose lease ended back among the due ones, then moves the due items
 to the processing set with a lease, so two runtimes never claim one item at once, and an
 item whose runtime crashed is claimed again after its lease. Creating, acknowledging and
-rescheduling an item are Lua scripts too (compare, then write). Times are the runtimes' clocks
-(epoch seconds): keep them in sync (NTP).
+rescheduling an item are Lua scripts too (compare, then write); a claim's batch of fired items
+is acknowledged by one script call. Times are the runtimes' clocks (epoch seconds): keep them
+in sync (NTP).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, MetadataField
@@ -56,6 +57,20 @@ redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
 """
 
+# _ACK for each item of one partition; KEYS: due, processing, payload, due_at; ARGV: (key, due time, payload)...
+_ACK_MANY = """
+local acked = 0
+for i = 1, #ARGV, 3 do
+  if redis.call('HGET', KEYS[4], ARGV[i]) == ARGV[i + 1] and redis.call('HGET', KEYS[3], ARGV[i]) == ARGV[i + 2] then
+    redis.call('ZREM', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[3], ARGV[i])
+    redis.call('HDEL', KEYS[4], ARGV[i])
+    acked = acked + 1
+  end
+end
+return acked
+"""
 
 # KEYS: due, processing, payload, due_at; ARGV: key, due time, payload
 _CREATE = """
@@ -113,6 +128,7 @@ class RedisScheduler(Scheduler):
         await self._redis.open(metadata)
         self._claim = self._redis.client.register_script(_CLAIM)
         self._ack = self._redis.client.register_script(_ACK)
+        self._ack_many = self._redis.client.register_script(_ACK_MANY)
         self._create = self._redis.client.register_script(_CREATE)
         self._reschedule = self._redis.client.register_script(_RESCHEDULE)
 
@@ -166,6 +182,15 @@ class RedisScheduler(Scheduler):
     async def ack(self, item: ScheduledItem) -> None:
         async with self._redis.errors("EVALSHA ack"):
             await self._ack(keys=self._keys(item.key), args=[item.key, repr(item.due_at), item.payload])
+
+    async def ack_many(self, items: Sequence[ScheduledItem]) -> None:
+        """One script per partition (a claim's batch is one partition: one round trip)."""
+        by_partition: dict[str, list[str | bytes]] = {}
+        for item in items:
+            by_partition.setdefault(partition_of(item.key), []).extend([item.key, repr(item.due_at), item.payload])
+        async with self._redis.errors("EVALSHA ack"):
+            for partition, args in by_partition.items():
+                await self._ack_many(keys=self._keys(partition), args=args)
 
     async def reschedule(self, claimed: ScheduledItem, following: ScheduledItem) -> bool:
         assert following.key == claimed.key, "an item is rescheduled under its own key"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -124,6 +124,18 @@ class SqliteScheduler(Scheduler):
     async def ack(self, item: ScheduledItem) -> None:
         sql = f"DELETE FROM {self._table} WHERE key = ? AND due_at = ? AND payload = ?"
         await self._run(lambda c: c.execute(sql, (item.key, item.due_at, item.payload)))
+
+    async def ack_many(self, items: Sequence[ScheduledItem]) -> None:
+        """One transaction for the batch."""
+        sql = f"DELETE FROM {self._table} WHERE key = ? AND due_at = ? AND payload = ?"
+        rows = [(item.key, item.due_at, item.payload) for item in items]
+
+        def delete_all(conn: sqlite3.Connection) -> None:  # on an error, SqliteThread.run rolls back
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+
+        await self._run(delete_all)
 
     async def reschedule(self, claimed: ScheduledItem, following: ScheduledItem) -> bool:
         assert following.key == claimed.key, "an item is rescheduled under its own key"
