@@ -5,7 +5,8 @@ Patterns are aiohttp's (``/v1.0/state/{store}/{key:.+}``: ``{name}`` is one path
 the path with ``%2F`` and ``%25`` still escaped (each value then unescaped), patterns tried by the
 longest static prefix first (the part before the first ``{``, up to its last ``/``), in
 registration order within one prefix; routes of the same pattern added one after the other share
-it (a method not among them: 405 with ``Allow``).
+it (a method not among them: 405 with ``Allow``). A pattern without the request's method is matched
+only when no other answers (it can only add to the 405's ``Allow``).
 
 Own code rather than ``aiohttp.web.UrlDispatcher``: the dispatcher awaits a coroutine and builds
 a match-info object per candidate pattern, which cost a GET of the state API about 4 µs of CPU
@@ -107,22 +108,23 @@ class Routes:
         endpoint has its path."""
         path = request.rel_url.path_safe
         method = request.method
-        allowed: set[str] = set()
+        other_methods: list[_Pattern] = []  # matched only when no pattern answers: they make the 405
         part = path
         while part:
             for pattern in self._index.get(part, ()):
-                params = pattern.match(path)
-                if params is None:
-                    continue
                 handlers = pattern.handlers
                 handler = handlers.get(method) or handlers.get(ANY_METHOD)
-                if handler is not None:
+                if handler is None:
+                    other_methods.append(pattern)
+                    continue
+                params = pattern.match(path)
+                if params is not None:
                     request[ROUTE_KEY] = pattern.template
                     return await handler(Call(request, params, settings))
-                allowed.update(handlers)
             if part == "/":
                 break
             part = part.rpartition("/")[0] or "/"
+        allowed = {verb for pattern in other_methods if pattern.match(path) is not None for verb in pattern.handlers}
         if allowed:
             listed = ", ".join(sorted(allowed))
             body = {"error": f"{method} not allowed", "allowed": listed}
