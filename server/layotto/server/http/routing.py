@@ -10,7 +10,7 @@ only when no other answers (it can only add to the 405's ``Allow``).
 
 Own code rather than ``aiohttp.web.UrlDispatcher``: the dispatcher awaits a coroutine and builds
 a match-info object per candidate pattern, which cost a GET of the state API about 4 µs of CPU
-(a tenth of the runtime's own work on a request, ``bench/http_state.py``); this table runs the
+(about a quarter of the runtime's own work on that request, ``docs/performance.md``); this table runs the
 same walk with one synchronous regular-expression match per candidate.
 """
 
