@@ -162,8 +162,11 @@ def report(results: dict[str, list[dict[str, float]]], seconds: float, rounds: i
             f" {med['load_cpu']:.0%} of a core |"
         )
     rps = {name: statistics.median(r["rps"] for r in rows) for name, rows in results.items()}
+    cpu = {name: statistics.median(r["cpu_us"] for r in rows) for name, rows in results.items()}
     print(
-        f"the runtime reaches {rps['runtime, in-memory'] / rps['bare aiohttp server']:.0%} of the bare server's req/s"
+        f"the runtime reaches {rps['runtime, in-memory'] / rps['bare aiohttp server']:.0%} of the bare server's req/s,"
+        f" {cpu['bare aiohttp server'] / cpu['runtime, in-memory']:.2f} of its capacity by CPU per request;"
+        f" load average {os.getloadavg()[0]:.1f} at the end"
     )
 
 

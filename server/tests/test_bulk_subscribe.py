@@ -26,6 +26,8 @@ from layotto.server.config import ComponentConfig
 from layotto.server.errors import InvalidArgument
 from layotto.server.http_app import bulk_statuses
 from layotto.server.runtime.delivery import DROP, RETRY, SUCCESS
+from layotto.server.runtime.resiliency import parse_resiliency
+from layotto.server.runtime.resiliency.breaker import State
 from layotto.server.runtime.subscriptions import BulkSubscribe, from_dapr_json
 
 ENTRY = {"pubsubname": "bus", "topic": "t", "route": "/t"}
@@ -234,3 +236,88 @@ async def test_bulk_subscribe_round_trip_on_redis(tmp_path: Path) -> None:
         await wait_for(lambda: len(app.seen) == 8 and sum(app.seen.values()) == 9)
     assert all(size <= 5 for size in app.sizes("/r"))
     assert sorted(app.seen.values()) == [1] * 7 + [2]
+
+
+class FailingFirstBulkApp(BulkApp):
+    """Answers its first batch 503 (recorded, not counted as seen), the others as :class:`BulkApp`."""
+
+    async def _event(self, request: web.Request) -> web.Response:
+        if not self.batches:
+            self.batches.setdefault(request.path, []).append(json.loads(await request.read()))
+            return web.Response(status=503)
+        return await super()._event(request)
+
+
+async def test_an_inbound_policy_retries_a_failed_batch_then_only_its_retry_entries(tmp_path: Path) -> None:
+    """maxDeliveryAttempts 1: without the pub/sub's inbound policy the 503 would drop all three."""
+    bulk = {"enabled": True, "maxMessagesCount": 3, "maxAwaitDurationMs": 200}
+    subscription = {"pubsubname": "bus", "topic": "o", "route": "/o", "bulkSubscribe": bulk}
+    app = FailingFirstBulkApp([{**subscription, "metadata": {"maxDeliveryAttempts": "1"}}])
+    retries = {"three": {"policy": "constant", "duration": "10ms", "maxRetries": 3}}
+    spec = parse_resiliency(
+        {"policies": {"retries": retries}, "targets": {"components": {"bus": {"inbound": {"retry": "three"}}}}},
+        "resiliency",
+    )
+    config = config_for(tmp_path, app_protocol="http", app_port=app.port, resiliency=spec)
+    answers = ["SUCCESS", "RETRY", "SUCCESS"]
+    async with app.serving(), Runtime(config) as runtime:
+        await listed(runtime)
+        await bulk_publish(runtime, "o", [{"n": i, "answer": a} for i, a in enumerate(answers)])
+        await wait_for(lambda: sum(app.seen.values()) == 4)
+    assert app.sizes("/o") == [3, 3, 1]  # the 503, the batch again, then only the entry answered RETRY
+    assert {app.number[event_id]: n for event_id, n in app.seen.items()} == {0: 1, 1: 2, 2: 1}
+
+
+class BreakingBulkCallback(BulkCallback):
+    """Fails its first ``failures`` OnBulkTopicEventAlpha1 calls with UNAVAILABLE; lists the
+    subscription with maxDeliveryAttempts 10."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.calls = 0
+
+    async def ListTopicSubscriptions(self, request: Any, context: Any) -> Any:
+        listing = await super().ListTopicSubscriptions(request, context)
+        listing.subscriptions[0].metadata["maxDeliveryAttempts"] = "10"
+        return listing
+
+    async def OnBulkTopicEventAlpha1(self, request: Any, context: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "not yet")
+        return await super().OnBulkTopicEventAlpha1(request, context)
+
+
+async def test_an_inbound_circuit_breaker_opens_on_failed_grpc_batches(tmp_path: Path) -> None:
+    """Two failed OnBulkTopicEventAlpha1 calls open the pub/sub's inbound breaker: the app is not
+    called while it is open; once half-open, the batch goes through and closes it."""
+    breakers = {"twoStrikes": {"maxRequests": 1, "timeout": "1s", "trip": "consecutiveFailures >= 2"}}
+    targets = {"components": {"bus": {"inbound": {"circuitBreaker": "twoStrikes"}}}}
+    spec = parse_resiliency({"policies": {"circuitBreakers": breakers}, "targets": targets}, "resiliency")
+    callback = BreakingBulkCallback(failures=2)
+    app_port = free_port()
+    server = grpc.aio.server()
+    dapr_cb_grpc.add_AppCallbackServicer_to_server(callback, server)
+    dapr_cb_grpc.add_AppCallbackAlphaServicer_to_server(callback, server)
+    server.add_insecure_port(f"127.0.0.1:{app_port}")
+    await server.start()
+    config = config_for(
+        tmp_path, app_callback_address=f"127.0.0.1:{app_port}", app_callback_protocol="dapr", resiliency=spec
+    )
+    try:
+        async with Runtime(config) as runtime:
+            await listed(runtime)
+            assert runtime.resiliency is not None
+            policy = runtime.resiliency.inbound("bus")
+            assert policy is not None and policy.breaker is not None
+            await bulk_publish(runtime, "g", ["a", "b"])
+            await wait_for(lambda: policy.breaker is not None and policy.breaker.state is State.OPEN)
+            assert callback.calls == 2  # opened by the two failures; while open, no call reaches the app
+            await wait_for(lambda: sum(callback.seen.values()) == 2)
+            # the app counted the batch before the runtime read its answer: the success closes it
+            await wait_for(lambda: policy.breaker is not None and policy.breaker.state is State.CLOSED)
+    finally:
+        await server.stop(None)
+    # each event answered once (in one batch, or two when the broker handed them out apart)
+    assert callback.seen == {b'"a"': 1, b'"b"': 1} and callback.singles == []

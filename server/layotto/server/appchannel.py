@@ -25,7 +25,7 @@ from layotto.server.api.pubsub import PubSubMessages, to_event_request
 from layotto.server.api_token import sending_token
 from layotto.server.app_health import AppHealth
 from layotto.server.components.loader import ComponentSet
-from layotto.server.runtime.batching import Batcher, Entry
+from layotto.server.runtime.batching import Batcher, Entry, send_under_policy
 from layotto.server.runtime.delivery import (
     DEFAULT_MAX_ATTEMPTS,
     DROP,
@@ -122,12 +122,19 @@ class CallbackSubscriber(Subscriber):
         return await inbound_call(self._policy, call, CALL_TIMEOUT_SECONDS, _judge_status)
 
     async def _send_batch(self, path: str, entries: Sequence[Entry]) -> dict[str, int]:
-        """One OnBulkTopicEventAlpha1 call; each entry's outcome by entry id (a missing one is RETRY)."""
-        assert self._on_bulk_topic_event is not None
+        """OnBulkTopicEventAlpha1 calls under the inbound policy (as a single delivery); each entry's
+        outcome by entry id (a missing one is RETRY)."""
+        on_bulk_topic_event = self._on_bulk_topic_event
+        assert on_bulk_topic_event is not None
         if self._health is not None:
             await self._health.wait_healthy(lambda: self.closed)
+
+        async def call(waiting: Sequence[Entry], seconds: float) -> dict[str, int]:
+            response = await on_bulk_topic_event(bulk_request(waiting, path), timeout=seconds)
+            return {s.entry_id: s.status if s.status in (SUCCESS, RETRY, DROP) else RETRY for s in response.statuses}
+
         try:
-            response = await self._on_bulk_topic_event(bulk_request(entries, path), timeout=CALL_TIMEOUT_SECONDS)
+            return await send_under_policy(self._policy, call, entries, CALL_TIMEOUT_SECONDS, _unless_unimplemented)
         except grpc.aio.AioRpcError as error:
             if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
                 raise
@@ -135,7 +142,13 @@ class CallbackSubscriber(Subscriber):
             self._batcher = None
             answers = await asyncio.gather(*(_answered(self._offer_one(e.delivery, path)) for e in entries))
             return {entry.entry_id: answer for entry, answer in zip(entries, answers, strict=True)}
-        return {s.entry_id: s.status if s.status in (SUCCESS, RETRY, DROP) else RETRY for s in response.statuses}
+
+
+def _unless_unimplemented(error: Exception) -> Verdict:
+    """An app without AppCallbackAlpha is not failing (its events go one at a time): not retried."""
+    if isinstance(error, grpc.aio.AioRpcError) and error.code() is grpc.StatusCode.UNIMPLEMENTED:
+        return Verdict.SUCCESS
+    return Verdict.RETRY
 
 
 async def _answered(call: Awaitable[int]) -> int:

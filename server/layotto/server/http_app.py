@@ -32,7 +32,7 @@ from layotto.server.api_token import TOKEN_HEADER
 from layotto.server.app_health import AppHealth
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import InvalidArgument
-from layotto.server.runtime.batching import Batcher, Entry
+from layotto.server.runtime.batching import Batcher, Entry, send_under_policy
 from layotto.server.runtime.delivery import (
     DEFAULT_MAX_ATTEMPTS,
     DROP,
@@ -193,7 +193,15 @@ class HttpSubscriber(Subscriber):
         return await inbound_call(self._policy, call, CALL_TIMEOUT_SECONDS, _judge_outcome)
 
     async def _send_batch(self, path: str, entries: Sequence[Entry]) -> dict[str, int]:
-        """POSTs one batch in Dapr's bulk shape; each entry's outcome by entry id."""
+        """One batch under the inbound policy (as a single delivery); each entry's outcome by entry id."""
+
+        async def post(waiting: Sequence[Entry], seconds: float) -> dict[str, int]:
+            return await self._post_batch(path, waiting, seconds)
+
+        return await send_under_policy(self._policy, post, entries, CALL_TIMEOUT_SECONDS)
+
+    async def _post_batch(self, path: str, entries: Sequence[Entry], seconds: float) -> dict[str, int]:
+        """POSTs ``entries`` in Dapr's bulk shape within ``seconds``; each entry's outcome by entry id."""
         first = entries[0].delivery
         body = {
             "entries": [
@@ -213,9 +221,7 @@ class HttpSubscriber(Subscriber):
         }
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         headers = self._app.headers(**{"Content-Type": "application/json"})
-        status, answer = await self._post(
-            f"{self._app.base_url}/{path.lstrip('/')}", data, headers, CALL_TIMEOUT_SECONDS
-        )
+        status, answer = await self._post(f"{self._app.base_url}/{path.lstrip('/')}", data, headers, seconds)
         if status == 404:
             log.error("the app has no route %s (404): %d events on %s dropped", path, len(entries), first.topic)
         elif not 200 <= status < 300:

@@ -97,8 +97,21 @@ def to_write(operation: Any, field: str) -> WriteRequest:
     raise InvalidArgument(f"{field}.operation", f"must be 'upsert' or 'delete', got {str(kind)[:40]!r}")
 
 
+_DECODER = json.JSONDecoder()
+_JSON_WHITESPACE = " \t\n\r"
+
+
 def is_json(value: bytes) -> bool:
-    try:
+    """Whether ``value`` is one JSON document (as ``json.loads`` reads bytes: UTF-8, -16 or -32)."""
+    try:  # the common case first, UTF-8 text, without json.loads' encoding detection (a third of the cost)
+        text = value.decode()
+        start = len(text) - len(text.lstrip(_JSON_WHITESPACE))
+        end = _DECODER.raw_decode(text, start)[1]
+        if not text[end:].strip(_JSON_WHITESPACE):
+            return True
+    except (ValueError, UnicodeDecodeError):
+        pass
+    try:  # a UTF-8 BOM, UTF-16 or UTF-32: json.loads decides
         json.loads(value)
     except (ValueError, UnicodeDecodeError):
         return False

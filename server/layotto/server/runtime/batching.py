@@ -7,6 +7,11 @@ to a :class:`Batcher`, which collects the offers of one route until ``max_messag
 offer with its entry's outcome (SUCCESS, RETRY or DROP). A batch whose call fails is RETRY for all
 its entries. How full batches get depends on how many messages the broker hands out at once (the
 pub/sub component's ``concurrency``).
+
+The pub/sub component's inbound resiliency policy applies to a batch as to a single delivery
+(:func:`send_under_policy`): a failed call, or entries answered RETRY, are retried (the retries
+carrying only the entries not yet settled, as Dapr's), each attempt has the policy's timeout and
+passes its circuit breaker, before the delivery engine sees the outcomes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from layotto.server.runtime.delivery import RETRY, Delivery
+from layotto.server.runtime.resiliency import Policy, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,53 @@ class Entry:
 
 #: sends one batch to ``path``; answers each entry's outcome by entry id (a missing one is RETRY)
 SendBatch = Callable[[str, Sequence[Entry]], Awaitable[dict[str, int]]]
+#: sends entries of a batch within ``seconds``; answers each entry's outcome by entry id
+SendEntries = Callable[[Sequence[Entry], float], Awaitable[dict[str, int]]]
+
+
+def _retried(_error: Exception) -> Verdict:
+    return Verdict.RETRY
+
+
+async def send_under_policy(
+    policy: Policy | None,
+    send: SendEntries,
+    entries: Sequence[Entry],
+    default_timeout: float,
+    judge_error: Callable[[Exception], Verdict] = _retried,
+) -> dict[str, int]:
+    """``send(entries, seconds)`` under a component's inbound ``policy`` (None: once, within
+    ``default_timeout`` seconds); each entry's outcome by entry id (a missing one is RETRY).
+
+    An attempt fails when its call raises an error ``judge_error`` calls RETRY (any, by default)
+    or when entries are left RETRY (or unanswered): the breaker counts it and the retry sends
+    only those entries. Outcomes settled by an attempt are kept when a later one fails; the
+    last error is raised only when none were settled (CircuitOpen included)."""
+    if policy is None:
+        return await send(entries, default_timeout)
+    settled: dict[str, int] = {}
+    waiting = list(entries)
+
+    async def attempt(seconds: float | None) -> list[Entry]:
+        nonlocal waiting
+        outcomes = await send(waiting, default_timeout if seconds is None else seconds)
+        for entry in waiting:
+            outcome = outcomes.get(entry.entry_id, RETRY)
+            if outcome != RETRY:
+                settled[entry.entry_id] = outcome
+        waiting = [entry for entry in waiting if entry.entry_id not in settled]
+        return waiting
+
+    def judge_answer(left: list[Entry]) -> Verdict:
+        return Verdict.RETRY if left else Verdict.SUCCESS
+
+    try:
+        await policy.run(attempt, judge_error=judge_error, judge_answer=judge_answer)
+    except Exception as error:
+        if not settled:
+            raise
+        log.warning("bulk delivery of %d events failed after retries: %s", len(waiting), error)
+    return settled
 
 
 @dataclass
