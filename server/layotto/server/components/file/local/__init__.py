@@ -208,8 +208,8 @@ class LocalFileStore(FileStore):
 
     def _list(self, prefix: str, page_size: int, marker: str) -> FilePage:
         start = Path(os.path.realpath(self._root / prefix.rpartition("/")[0]))
-        if not self._inside(start):
-            return FilePage([], "", False)
+        if not self._inside(start) or start.relative_to(self._root).parts[:1] == (RESERVED,):
+            return FilePage([], "", False)  # outside the root, or in the store's own (reserved) files
         found: list[tuple[str, os.stat_result]] = []
         for directory, subdirectories, files in os.walk(start):
             if Path(directory) == self._root:
