@@ -3,6 +3,8 @@ directory, S3 metadata that HTTP headers would alter or lose, markers longer tha
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from test_api import call_error, error_info
@@ -45,3 +47,15 @@ async def test_a_marker_longer_than_any_name_is_refused(stub: runtime_pb2_grpc.R
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("marker: is over 1024")
     listed = await stub.ListFile(pb.ListFileRequest(request=ref(store, ""), marker="z" * 1024))
     assert list(listed.files) == [] and not listed.is_truncated
+
+
+async def test_local_concurrent_writers_of_one_file_leave_one_writers_data_and_metadata(
+    stub: runtime_pb2_grpc.RuntimeStub,  # noqa: F811
+) -> None:
+    for _ in range(25):  # the writers race to their renames; before the fix, data and metadata mixed often
+        await asyncio.gather(*(put(stub, "local", "same", [str(i).encode()], v=str(i)) for i in range(8)))
+        data = b"".join(
+            [answer.data async for answer in stub.GetFile(pb.GetFileRequest(store_name="local", name="same"))]
+        )
+        meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref("local", "same")))
+        assert list(meta.response.metadata["v"].value) == [data.decode()]
