@@ -4,6 +4,8 @@ directory, S3 metadata that HTTP headers would alter or lose, markers longer tha
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 import grpc
 import pytest
@@ -59,3 +61,14 @@ async def test_local_concurrent_writers_of_one_file_leave_one_writers_data_and_m
         )
         meta = await stub.GetFileMeta(pb.GetFileMetaRequest(request=ref("local", "same")))
         assert list(meta.response.metadata["v"].value) == [data.decode()]
+
+
+async def test_local_listings_skip_a_file_whose_name_is_not_utf8(
+    stub: runtime_pb2_grpc.RuntimeStub,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "files" / "d").mkdir()
+    for name in (b"d/bad\xff", b"d/good"):  # put there by other means: one name no answer can carry
+        (tmp_path / "files" / os.fsdecode(name)).write_bytes(b"x")
+    listed = await stub.ListFile(pb.ListFileRequest(request=ref("local", "")))
+    assert [file.file_name for file in listed.files] == ["d/good"]

@@ -13,7 +13,8 @@ file, ``<root>/.layotto/meta/<sha256 of name>.json``, written (atomically too) b
 moved into place, the two renames made together (as are a GetFileMeta's and a DelFile's reads of the
 pair), so of concurrent writers of one name the last leaves its data and its metadata. Temporary
 files older than a day (a runtime killed mid-put) are removed at start.
-``.layotto`` is reserved: names in it are refused, and listings skip it.
+``.layotto`` is reserved: names in it are refused, and listings skip it, as they skip files whose
+names are not UTF-8 (put there by other means).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ class LocalFileStore(FileStore):
             for file in files:
                 full = os.path.join(directory, file)
                 relative = os.path.relpath(full, self._root).replace(os.sep, "/")
-                if relative.startswith(prefix) and relative > marker:
+                if relative.startswith(prefix) and relative > marker and _is_utf8(relative):
                     info = os.lstat(full)
                     if stat.S_ISREG(info.st_mode):
                         found.append((relative, info))
@@ -249,6 +250,16 @@ async def _settled(function: Callable[..., T], *args: Any) -> T:
     except asyncio.CancelledError:
         await asyncio.wait({future})
         raise
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a name read from the file system is text (one put there by other means may hold bytes that
+    are not UTF-8, decoded as surrogates: no request can name it, nor can an answer carry it)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:
