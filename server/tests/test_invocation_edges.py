@@ -36,3 +36,13 @@ async def test_an_unserved_huge_method_is_unimplemented_not_lost_in_headers(stub
         await stub.InvokeService(request, timeout=10)
     assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED, refused.value.details()
     assert f"method '{'m' * 200}...' is not served by this app" in (refused.value.details() or "")
+
+
+async def test_a_content_type_with_control_characters_is_refused_naming_it(
+    stub: runtime_pb2_grpc.RuntimeStub,
+) -> None:
+    message = pb.CommonInvokeRequest(method="m", content_type="text/plain\r\nX-Injected: 1")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.InvokeService(pb.InvokeServiceRequest(id="self", message=message), timeout=10)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").startswith("message.content_type: "), refused.value.details()
