@@ -148,6 +148,22 @@ def test_wildcards_and_the_longest_matching_operation() -> None:
     assert exact.allows("a", "o/6", "GET") and not exact.allows("a", "o/7", "GET")  # the literal name wins
 
 
+BYPASSES = ["x/../v1/admin/keys", "../v1/admin/keys", "v1/./admin/keys", "v1/admin/keys?x=1", "v1/admin/keys#f"]
+BYPASSES += ["v1/%61dmin/keys", "v1/admin%2Fkeys", "v1/x/%2e%2e/admin/keys"]
+
+
+@pytest.mark.parametrize("method", BYPASSES)
+def test_a_method_is_matched_as_the_path_the_app_gets(method: str) -> None:
+    """An HTTP app is sent the method as a URL path (dot segments removed, percent-decoded, no query or
+    fragment): a policy is matched against that path, so ``x/../v1/admin/keys`` cannot pass as another."""
+    acl = parse_access_control(
+        {"policies": [{"appId": "a", "operations": [{"name": "/v1/admin/*", "httpVerb": ["*"], "action": "deny"}]}]},
+        "acl",
+    )
+    assert acl.allows("a", "v1/users", "GET")
+    assert not acl.allows("a", method, "GET"), method
+
+
 def test_the_token_is_not_in_the_config_repr() -> None:
     config = from_mapping({"app_id": "b", "invoke_token": TOKEN})
     assert config.invoke_token == TOKEN and TOKEN not in repr(config) and "invoke_token" not in config.to_dict()

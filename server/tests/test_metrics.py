@@ -232,6 +232,8 @@ async def test_http_component_and_invocation_metrics_after_known_traffic(tmp_pat
                     assert (await client.invoke("metered", "echo", b"x")).data == b"echo"
                 with pytest.raises(Exception):
                     await client.invoke("ghost", "echo", b"x")
+                with pytest.raises(Exception):  # the app's own error: counted with the status the caller got
+                    await client.invoke("metered", "unserved", b"x")
             http = f"http://127.0.0.1:{runtime.http_port}"
             async with aiohttp.ClientSession() as session:
                 async with session.post(f"{http}/v1.0/state/in-memory", json=[{"key": "h", "value": 1}]) as answer:
@@ -268,8 +270,8 @@ async def test_http_component_and_invocation_metrics_after_known_traffic(tmp_pat
         samples, "dapr_component_state_count_total"
     )
     assert family(samples, "dapr_component_pubsub_egress_count_total") == {("in-memory", "true", "orders"): 2}
-    assert family(samples, "dapr_runtime_service_invocation_req_sent_total") == {("metered",): 2, ("ghost",): 1}
-    answered = {("metered", "OK"): 2, ("ghost", "NOT_FOUND"): 1}
+    assert family(samples, "dapr_runtime_service_invocation_req_sent_total") == {("metered",): 3, ("ghost",): 1}
+    answered = {("metered", "OK"): 2, ("metered", "UNIMPLEMENTED"): 1, ("ghost", "NOT_FOUND"): 1}
     assert family(samples, "dapr_runtime_service_invocation_res_recv_total") == answered
     assert family(samples, "dapr_runtime_service_invocation_res_recv_latency_ms_count") == answered
 

@@ -227,6 +227,9 @@ async def test_bad_input_is_invalid_argument_naming_the_field(stub: Stub, bucket
         big = [pb.UploadPartInput(store_name=store, bucket=bucket, key="k", upload_id="u", part_number=1)]
         big += [pb.UploadPartInput(body=bytes(MiB)) for _ in range(5)] + [pb.UploadPartInput(body=b"x")]
         cases["body"] = stub.UploadPart(iter(big))
+        for key, value in (("a:b", "v"), ("k", " padded")):  # a header would split or strip it: refused
+            put = pb.PutObjectInput(store_name=store, bucket=bucket, key="k", body=b"x", meta={key: value})
+            cases[f"meta[{key!r}]"] = stub.PutObject(iter([put]))
     for field, call in cases.items():
         error = await call_error(call)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, error.details())

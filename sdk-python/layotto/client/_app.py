@@ -108,7 +108,10 @@ class SubscriberApp:
     async def OnInvoke(self, request: common_pb2.InvokeRequest, context: Any) -> common_pb2.InvokeResponse:
         handler = self._methods.get(request.method)
         if handler is None:
-            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method {request.method!r} is not served by this app")
+            shown = (
+                request.method if len(request.method) <= 200 else f"{request.method[:200]}..."
+            )  # fits gRPC's headers
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method {shown!r} is not served by this app")
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         extension = request.http_extension
         invocation = Invocation(

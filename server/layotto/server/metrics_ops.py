@@ -28,7 +28,7 @@ from typing import Any
 from layotto.proto.reasons import REASONS
 from layotto.server.components.inflight import counted_parts
 from layotto.server.components.loader import ComponentSet
-from layotto.server.errors import LayottoError
+from layotto.server.errors import LayottoError, PassedOnError
 from layotto.server.metrics_series import Series, SeriesFamily
 from layotto.server.runtime.invocation import InvokeRequest, InvokeResponse
 from layotto.server.runtime.resiliency.outbound import OUTBOUND_OPERATIONS
@@ -173,7 +173,10 @@ def _measured(component: object, method: Callable[..., Awaitable[Any]], record: 
 
 
 def error_status(error: BaseException) -> str:
-    """The gRPC status code name an error is answered with (``UNKNOWN`` for one the runtime does not know)."""
+    """The gRPC status code name an error is answered with (``UNKNOWN`` for one the runtime does not know):
+    an error passed on (an invoked app's, another runtime's) keeps the status it came with."""
+    if isinstance(error, PassedOnError):
+        return error.status
     if isinstance(error, LayottoError):
         reason = REASONS.get(error.reason)
         return reason.grpc if reason is not None else "UNKNOWN"

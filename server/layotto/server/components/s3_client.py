@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
@@ -18,11 +19,35 @@ from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from layotto.server.components.base import ConfigError, MetadataField
-from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
 
 MiB = 1024 * 1024
 #: the error codes S3 answers for a missing object, bucket or upload
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload", "NoSuchVersion"})
+
+#: S3's limit on an object's user metadata: its keys and values, in bytes
+MAX_METADATA_BYTES = 2 * 1024
+#: an HTTP header field name (RFC 9110's token), which an S3 metadata key travels as
+_HEADER_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def check_user_metadata(metadata: Mapping[str, str], field: str) -> None:
+    """InvalidArgument naming the entry (``field[key]``) for user metadata S3 would alter or lose: each
+    key travels as the name of an ``x-amz-meta-<key>`` header (a non-empty HTTP token), each value as its
+    value (printable ASCII, no spaces at either end, which HTTP strips); all of it is at most
+    :data:`MAX_METADATA_BYTES` (InvalidArgument naming ``field``)."""
+    for key, value in metadata.items():
+        entry = f"{field}[{key!r}]"
+        if not _HEADER_TOKEN.fullmatch(key):
+            raise InvalidArgument(entry, "an S3 metadata key must be a non-empty HTTP token (letters, digits, -_.)")
+        if not (value.isascii() and value.isprintable()) or value != value.strip():
+            raise InvalidArgument(
+                entry, "an S3 metadata value must be printable ASCII, not starting or ending in spaces"
+            )
+    size = sum(len(key) + len(value) for key, value in metadata.items())
+    if size > MAX_METADATA_BYTES:
+        raise InvalidArgument(field, f"holds {size} bytes; S3 keeps at most {MAX_METADATA_BYTES}")
+
 
 CONNECTION_FIELDS = (
     MetadataField("endpoint", "The store's URL; unset: AWS's endpoint for `region`."),

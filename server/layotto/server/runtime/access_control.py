@@ -5,7 +5,8 @@ allow when absent) for callers without a policy, ``trustDomain`` (accepted, igno
 SPIFFE identities here), and ``policies``: per calling ``appId`` a ``defaultAction`` and
 ``operations`` ``[{name: /path/*, httpVerb: [GET, POST] or ["*"], action: allow|deny}]``.
 
-An operation's ``name`` is matched against the method with a leading ``/``: ``*`` stands for one
+An operation's ``name`` is matched against the method as the path an HTTP app is sent
+(:func:`operation_path`: ``x/../admin?y`` is ``/admin``): ``*`` stands for one
 path segment, ``**`` for any number of them; when several match, the most specific wins (the
 longest name without its wildcards: ``/orders/7`` over ``/orders/*``). Its
 ``httpVerb`` list is checked for HTTP verbs only: a gRPC call (verb NONE) matches any list. A call
@@ -21,6 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from yarl import URL
 
 from layotto.server.components.base import ConfigError, config_entries
 
@@ -59,11 +62,21 @@ class AccessControl:
         policy = (self.policies or {}).get(caller_app_id)
         if policy is None:
             return self.default_allow
-        path = "/" + method.lstrip("/")
+        path = operation_path(method)
         matching = [op for op in policy.operations if op.matches(path, verb)]
         if not matching:
             return policy.default_allow
         return max(matching, key=lambda op: len(op.name.replace("*", ""))).allow
+
+
+def operation_path(method: str) -> str:
+    """The path an HTTP app is sent for ``method``, as the app channel's URL makes it: dot segments
+    removed, percent-decoded, without a query or fragment (``x/../admin?y`` is ``/admin``). Dapr
+    normalizes an operation so too before matching it, so no spelling of a method passes as another."""
+    try:
+        return URL("http://app/" + method.lstrip("/")).path
+    except ValueError:  # no URL at all: the app channel refuses it too
+        return "/" + method.lstrip("/")
 
 
 def _pattern(name: str) -> re.Pattern[str]:

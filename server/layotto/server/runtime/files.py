@@ -5,7 +5,7 @@ request field named in the error, before a store is asked (:func:`~layotto.serve
 ListFile pages in name order: ``marker`` is the last name of the previous page ("" for the first),
 the answer's ``marker`` the last name of this page, and ``is_truncated`` says whether more files follow.
 ``page_size`` 0 means :data:`~layotto.server.components.file.MAX_PAGE_SIZE`; larger values are
-served as that; negative ones are refused.
+served as that; negative ones are refused, and so is a ``marker`` over MAX_NAME_BYTES (no name follows it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass
 
-from layotto.server.components.file import MAX_PAGE_SIZE, FileInfo, FilePage, FileStore, check_name, check_prefix
+from layotto.server.components.file import (
+    MAX_NAME_BYTES,
+    MAX_PAGE_SIZE,
+    FileInfo,
+    FilePage,
+    FileStore,
+    check_name,
+    check_prefix,
+)
 from layotto.server.components.loader import ComponentSet
 from layotto.server.errors import InvalidArgument
 
@@ -69,4 +77,6 @@ class FileService:
             raise InvalidArgument("page_size", f"must not be negative, got {page_size}")
         if "\x00" in marker:
             raise InvalidArgument("marker", "must not contain NUL")
+        if len(marker.encode()) > MAX_NAME_BYTES:  # no name follows it; S3 would refuse the request line
+            raise InvalidArgument("marker", f"is over {MAX_NAME_BYTES} bytes, longer than any file name")
         return await store.list(prefix, min(page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE), marker)

@@ -86,6 +86,8 @@ class InvokeRequest:
             raise InvalidArgument("message.method", "required: the method to invoke")
         if self.verb not in VERBS:
             raise InvalidArgument("message.http_extension.verb", f"unknown verb {self.verb!r} (known: {VERBS})")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.content_type):  # it travels as a header
+            raise InvalidArgument("message.content_type", "a content type holds no control characters")
 
 
 def require_app_id(app_id: str, field: str) -> str:

@@ -10,8 +10,11 @@ Writes are atomic: the data goes to a temporary file under ``<root>/.layotto/tmp
 into place with ``os.replace`` once complete; an error or a cancelled stream removes the temporary
 file, so a partial file is never visible. The metadata given with PutFile is kept in a sidecar JSON
 file, ``<root>/.layotto/meta/<sha256 of name>.json``, written (atomically too) before the data is
-moved into place. Temporary files older than a day (a runtime killed mid-put) are removed at start.
-``.layotto`` is reserved: names in it are refused, and listings skip it.
+moved into place, the two renames made together (as are a GetFileMeta's and a DelFile's reads of the
+pair), so of concurrent writers of one name the last leaves its data and its metadata. Temporary
+files older than a day (a runtime killed mid-put) are removed at start.
+``.layotto`` is reserved: names in it are refused, and listings skip it, as they skip files whose
+names are not UTF-8 (put there by other means).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -78,6 +82,9 @@ class LocalFileStore(FileStore):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._root = Path()
+        #: held while a file and its sidecar change or are read together, so concurrent writers of one
+        #: name never leave one writer's data with another's metadata
+        self._pairing = threading.Lock()
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         where = f"file.{self.name}.metadata.rootPath"
@@ -148,11 +155,11 @@ class LocalFileStore(FileStore):
         try:
             os.fsync(fd)
             path.parent.mkdir(parents=True, exist_ok=True)
-            meta_path = self._meta_path(path)
             meta_temp = temp.with_suffix(".meta")
             meta_temp.write_text(json.dumps(dict(metadata)))
-            os.replace(meta_temp, meta_path)
-            os.replace(temp, path)
+            with self._pairing:
+                os.replace(meta_temp, self._meta_path(path))
+                os.replace(temp, path)
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             raise InvalidArgument(field, f"{name!r}: a parent of it is a file, or it is a directory") from None
         except OSError as error:
@@ -182,34 +189,36 @@ class LocalFileStore(FileStore):
             os.close(fd)
 
     def _stat(self, name: str, field: str) -> FileInfo:
-        fd, info, path = self._open_regular(name, field)
-        os.close(fd)
-        try:
-            metadata = json.loads(self._meta_path(path).read_text())
-        except (OSError, ValueError):
-            metadata = {}  # a file put there by other means
+        with self._pairing:
+            fd, info, path = self._open_regular(name, field)
+            os.close(fd)
+            try:
+                metadata = json.loads(self._meta_path(path).read_text())
+            except (OSError, ValueError):
+                metadata = {}  # a file put there by other means
         return FileInfo(name, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC), metadata)
 
     async def stat(self, name: str, field: str) -> FileInfo:
         return await asyncio.to_thread(self._stat, name, field)
 
     def _delete(self, name: str, field: str) -> None:
-        fd, _, path = self._open_regular(name, field)
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            raise FileNotFound(field, self.name, name) from None
-        with contextlib.suppress(OSError):
-            os.unlink(self._meta_path(path))
+        with self._pairing:
+            fd, _, path = self._open_regular(name, field)
+            os.close(fd)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                raise FileNotFound(field, self.name, name) from None
+            with contextlib.suppress(OSError):
+                os.unlink(self._meta_path(path))
 
     async def delete(self, name: str, field: str) -> None:
         await asyncio.to_thread(self._delete, name, field)
 
     def _list(self, prefix: str, page_size: int, marker: str) -> FilePage:
         start = Path(os.path.realpath(self._root / prefix.rpartition("/")[0]))
-        if not self._inside(start):
-            return FilePage([], "", False)
+        if not self._inside(start) or start.relative_to(self._root).parts[:1] == (RESERVED,):
+            return FilePage([], "", False)  # outside the root, or in the store's own (reserved) files
         found: list[tuple[str, os.stat_result]] = []
         for directory, subdirectories, files in os.walk(start):
             if Path(directory) == self._root:
@@ -217,7 +226,7 @@ class LocalFileStore(FileStore):
             for file in files:
                 full = os.path.join(directory, file)
                 relative = os.path.relpath(full, self._root).replace(os.sep, "/")
-                if relative.startswith(prefix) and relative > marker:
+                if relative.startswith(prefix) and relative > marker and _is_utf8(relative):
                     info = os.lstat(full)
                     if stat.S_ISREG(info.st_mode):
                         found.append((relative, info))
@@ -241,6 +250,16 @@ async def _settled(function: Callable[..., T], *args: Any) -> T:
     except asyncio.CancelledError:
         await asyncio.wait({future})
         raise
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a name read from the file system is text (one put there by other means may hold bytes that
+    are not UTF-8, decoded as surrogates: no request can name it, nor can an answer carry it)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -4,7 +4,9 @@ A file's name is its object key in ``bucket``. PutFile streams: a file up to ``p
 one PutObject; a larger one is a multipart upload of ``partSize`` parts, each sent while the next is
 received (so at most two parts are held in memory per upload), completed when the stream ends and
 aborted on any error or cancellation, so no partial object is ever visible. PutFile's metadata
-becomes the object's user metadata (``x-amz-meta-*``: ASCII only, keys lower-cased by S3).
+becomes the object's user metadata (``x-amz-meta-*``: keys HTTP tokens, lower-cased by S3; values printable
+ASCII without spaces at either end; 2 KiB in all): other metadata is refused with INVALID_ARGUMENT naming
+the entry, rather than stored altered or lost.
 Metadata names are those of Dapr's ``bindings.aws.s3``.
 """
 
@@ -20,12 +22,13 @@ from layotto.server.components.s3_client import (
     CONNECTION_FIELDS,
     backend_errors,
     check_bucket,
+    check_user_metadata,
     open_client,
     part_size_field,
     read_chunks,
     upload_stream,
 )
-from layotto.server.errors import FileNotFound, InvalidArgument
+from layotto.server.errors import FileNotFound
 
 
 class S3FileStore(FileStore):
@@ -70,9 +73,7 @@ class S3FileStore(FileStore):
         return backend_errors(self.name, (lambda _: FileNotFound(field, self.name, name)) if name else None)
 
     async def put(self, name: str, chunks: AsyncIterator[bytes], metadata: Mapping[str, str], field: str) -> None:
-        for key, value in metadata.items():
-            if not (key + value).isascii() or not key.isprintable() or not value.isprintable():
-                raise InvalidArgument(f"metadata[{key!r}]", "S3 object metadata must be printable ASCII")
+        check_user_metadata(metadata, "metadata")
         await upload_stream(
             self._client, self.name, chunks, self._part_size, Bucket=self._bucket, Key=name, Metadata=dict(metadata)
         )

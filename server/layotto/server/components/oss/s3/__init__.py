@@ -43,6 +43,7 @@ from layotto.server.components.s3_client import (
     CONNECTION_FIELDS,
     MiB,
     backend_errors,
+    check_user_metadata,
     error_code,
     open_client,
     part_size_field,
@@ -98,9 +99,7 @@ def _canned(grants: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _write_args(options: WriteOptions) -> dict[str, Any]:
-    for key, value in options.metadata.items():
-        if not (key + value).isascii() or not key.isprintable() or not value.isprintable():
-            raise InvalidArgument(f"meta[{key!r}]", "S3 object metadata must be printable ASCII")
+    check_user_metadata(options.metadata, "meta")
     args: dict[str, Any] = {"Metadata": dict(options.metadata)}
     if options.tags:
         args["Tagging"] = urlencode(options.tags)

@@ -1,0 +1,48 @@
+"""Service invocation's edges found by trying to break it, on one runtime calling its own app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from server_helpers import free_port
+
+from layotto.client import SubscriberApp
+from layotto.proto.runtime.v1 import runtime_pb2 as pb
+from layotto.proto.runtime.v1 import runtime_pb2_grpc
+from layotto.server import Runtime
+from layotto.server.config import from_mapping
+
+
+@pytest.fixture
+async def stub(tmp_path: Path) -> AsyncIterator[runtime_pb2_grpc.RuntimeStub]:
+    app, port = SubscriberApp(), free_port()
+    config = {"app_id": "self", "data_dir": str(tmp_path), "grpc_address": "127.0.0.1:0", "http_address": "127.0.0.1:0"}
+    config["app_callback_address"] = f"127.0.0.1:{port}"
+    async with (
+        app.serve(f"127.0.0.1:{port}"),
+        Runtime(from_mapping(config)) as runtime,
+        grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel,
+    ):
+        yield runtime_pb2_grpc.RuntimeStub(channel)
+
+
+async def test_an_unserved_huge_method_is_unimplemented_not_lost_in_headers(stub: runtime_pb2_grpc.RuntimeStub) -> None:
+    method = "m" * 100_000  # the SDK app's error named it whole: over gRPC's 16 KiB of headers, RESOURCE_EXHAUSTED
+    request = pb.InvokeServiceRequest(id="self", message=pb.CommonInvokeRequest(method=method))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.InvokeService(request, timeout=10)
+    assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED, refused.value.details()
+    assert f"method '{'m' * 200}...' is not served by this app" in (refused.value.details() or "")
+
+
+async def test_a_content_type_with_control_characters_is_refused_naming_it(
+    stub: runtime_pb2_grpc.RuntimeStub,
+) -> None:
+    message = pb.CommonInvokeRequest(method="m", content_type="text/plain\r\nX-Injected: 1")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.InvokeService(pb.InvokeServiceRequest(id="self", message=message), timeout=10)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").startswith("message.content_type: "), refused.value.details()
