@@ -223,6 +223,18 @@ def test_a_full_queue_drops_and_counts_records(tmp_path: Path) -> None:
     assert (capture.sampled, capture.dropped) == (2, 3)
 
 
+def test_queued_requests_are_bounded_by_bytes_and_a_request_larger_than_a_file_is_never_queued(
+    tmp_path: Path,
+) -> None:
+    """A writer that falls behind holds at most a file's worth of request bytes (plus the count bound)."""
+    capture = TrafficCapture(CaptureSettings(dir=str(tmp_path), max_file_bytes=4096))  # not started
+    for _ in range(5):
+        capture._offer(CallRecord("/a.B/C", (), b"x" * 1500, "OK", 0.1, 0.0))
+    capture._offer(CallRecord("/a.B/C", (), b"x" * 5000, "OK", 0.1, 0.0))
+    assert (capture.sampled, capture.dropped, capture.too_large) == (2, 3, 1)
+    assert capture._queued_bytes == 3000
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [

@@ -50,7 +50,7 @@ class CaptureCollector(Collector):
             labels=["app_id", "reason"],
         )
         dropped.add_metric([self._app_id, "queue_full"], capture.dropped)
-        dropped.add_metric([self._app_id, "too_large"], too_large)
+        dropped.add_metric([self._app_id, "too_large"], too_large + capture.too_large)
         yield dropped
         yield _counter("written_count", "Records written into the capture files.", capture.written, app_id)
         yield _counter("written_bytes", "Bytes written into the capture files.", written_bytes, app_id)

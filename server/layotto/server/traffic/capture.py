@@ -39,8 +39,12 @@ _Item = CallRecord | threading.Event | None  # a record, a flush marker, or the 
 class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Captures a sample of the unary calls (see the module). :meth:`start` before serving, :meth:`aclose` after.
 
+    The queue holds at most ``queue_size`` records and ``max_file_bytes`` request bytes; what would
+    exceed either is dropped (and counted), so a writer that falls behind costs bounded memory.
+
     Counters (read from any thread): ``eligible`` calls seen, ``sampled`` calls queued, ``dropped``
-    records (queue full), ``written`` records, and ``files.too_large`` records over a file's size,
+    records (queue full, by count or bytes), ``written`` records, ``too_large`` requests larger than
+    a whole file (dropped before the queue) and ``files.too_large`` records whose line is,
     ``files.bytes_written`` and ``files.files_opened``; exported on ``/metrics`` by
     :mod:`layotto.server.metrics_capture`.
     """
@@ -49,6 +53,10 @@ class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._settings = settings
         self._ratio = settings.sample_ratio
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=settings.queue_size)
+        # request bytes waiting in the queue, bounded by a file's size as its count is by queue_size
+        self._queued_bytes = 0
+        self._queued_lock = threading.Lock()
+        self.too_large = 0  # requests larger than a whole file, dropped before the queue
         self._eligibility: dict[str, bool] = {}
         self.files: RotatingFiles | None = None
         self._writer: threading.Thread | None = None
@@ -144,14 +152,31 @@ class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         )
 
     def _offer(self, record: CallRecord) -> None:
+        size = len(record.request)
+        budget = self._settings.max_file_bytes
+        if size > budget:  # its line (longer than the request) could never go into a file
+            self.too_large += 1
+            return
+        with self._queued_lock:
+            full = self._queued_bytes + size > budget
+            if not full:
+                self._queued_bytes += size
         try:
+            if full:
+                raise queue.Full
             self._queue.put_nowait(record)
         except queue.Full:
+            if not full:
+                self._release(size)
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10000 == 0:
                 log.warning("traffic capture: the writer is behind, %d records dropped so far", self.dropped)
             return
         self.sampled += 1
+
+    def _release(self, size: int) -> None:
+        with self._queued_lock:
+            self._queued_bytes -= size
 
     def _write_all(self) -> None:
         """The writer thread: records to lines to files, until the end marker."""
@@ -164,6 +189,7 @@ class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
                     files.flush()
                 item.set()
                 continue
+            self._release(len(item.request))
             try:
                 files.write(item.to_line())
                 self.written += 1
