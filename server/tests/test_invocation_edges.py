@@ -46,3 +46,25 @@ async def test_a_content_type_with_control_characters_is_refused_naming_it(
         await stub.InvokeService(pb.InvokeServiceRequest(id="self", message=message), timeout=10)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert (refused.value.details() or "").startswith("message.content_type: "), refused.value.details()
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (pb.CommonInvokeRequest(method="m\r\nX-Injected: 1"), "message.method"),
+        (
+            pb.CommonInvokeRequest(
+                method="m", http_extension=pb.HTTPExtension(verb=pb.HTTPExtension.GET, querystring="a=1\r\nX: 1")
+            ),
+            "message.http_extension.querystring",
+        ),
+    ],
+)
+async def test_a_method_or_query_string_with_control_characters_is_refused_naming_it(
+    stub: runtime_pb2_grpc.RuntimeStub, message: pb.CommonInvokeRequest, field: str
+) -> None:
+    """An HTTP app would get them in its request line: refused, not silently dropped."""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.InvokeService(pb.InvokeServiceRequest(id="self", message=message), timeout=10)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").startswith(f"{field}: "), refused.value.details()

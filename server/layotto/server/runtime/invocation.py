@@ -84,17 +84,26 @@ class InvokeRequest:
         require_app_id(self.app_id, "id")
         if not self.method:
             raise InvalidArgument("message.method", "required: the method to invoke")
+        if has_control_characters(self.method):  # an HTTP app gets it as its request path
+            raise InvalidArgument("message.method", "a method holds no control characters")
         if self.verb not in VERBS:
             raise InvalidArgument("message.http_extension.verb", f"unknown verb {self.verb!r} (known: {VERBS})")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.content_type):  # it travels as a header
+        if has_control_characters(self.querystring):
+            raise InvalidArgument("message.http_extension.querystring", "a query string holds no control characters")
+        if has_control_characters(self.content_type):  # it travels as a header
             raise InvalidArgument("message.content_type", "a content type holds no control characters")
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a C0 control character or DEL (none may reach a path or a header)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def require_app_id(app_id: str, field: str) -> str:
     """An app id within the name limit and without control characters (no resolver can hold one:
     a DNS name, a registry key or a config entry), else InvalidArgument naming ``field``."""
     require_name(app_id, field)
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in app_id):
+    if has_control_characters(app_id):
         raise InvalidArgument(field, "an app id holds no control characters")
     return app_id
 
