@@ -58,6 +58,11 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults of process ``pid`` so far (from /proc/<pid>/stat): each maps a fresh page in."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[7])
+
+
 def s3_server_pid() -> int | None:
     path = Path(os.environ.get("LAYOTTO_BACKENDS_DIR", "/tmp/layotto-backends")) / "s3.pid"
     try:
@@ -77,6 +82,8 @@ class Sample:
     runtime_ms_per_mib: float
     server_ms_per_mib: float
     client_ms_per_mib: float
+    runtime_faults_per_mib: float
+    client_faults_per_mib: float
 
 
 @dataclass
@@ -89,6 +96,7 @@ class Figures:
 
 async def timed(run: Callable[[], Awaitable[None]], mib: float, runtime_pid: int, server_pid: int | None) -> Sample:
     cpu_runtime, cpu_server, cpu_client = cpu_seconds(runtime_pid), cpu_seconds(server_pid), time.process_time()
+    faults_runtime, faults_client = minor_faults(runtime_pid), minor_faults(os.getpid())
     started = time.perf_counter()
     await run()
     seconds = time.perf_counter() - started
@@ -97,6 +105,8 @@ async def timed(run: Callable[[], Awaitable[None]], mib: float, runtime_pid: int
         (cpu_seconds(runtime_pid) - cpu_runtime) * 1000 / mib,
         (cpu_seconds(server_pid) - cpu_server) * 1000 / mib,
         (time.process_time() - cpu_client) * 1000 / mib,
+        (minor_faults(runtime_pid) - faults_runtime) / mib,
+        (minor_faults(os.getpid()) - faults_client) / mib,
     )
 
 
@@ -239,15 +249,17 @@ async def run(plan: Plan) -> tuple[Figures, bool]:
 
 def report(figures: Figures, plan: Plan, with_server_cpu: bool) -> list[str]:
     lines = [
-        "| what | round | MiB/s | runtime CPU ms/MiB | S3 server CPU ms/MiB | client CPU ms/MiB |",
-        "|---|---|---|---|---|---|",
+        "| what | round | MiB/s | runtime CPU ms/MiB | S3 server CPU ms/MiB | client CPU ms/MiB "
+        "| runtime / client page faults per MiB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, samples in figures.samples.items():
         for index, sample in enumerate(samples, start=1):
             server = f"{sample.server_ms_per_mib:.1f}" if with_server_cpu else "-"
             lines.append(
                 f"| {name} | {index} | {sample.rate:.1f} | {sample.runtime_ms_per_mib:.1f} | {server} "
-                f"| {sample.client_ms_per_mib:.1f} |"
+                f"| {sample.client_ms_per_mib:.1f} "
+                f"| {sample.runtime_faults_per_mib:.0f} / {sample.client_faults_per_mib:.0f} |"
             )
     for operation in OPERATIONS:
         runtime = figures.samples[f"{operation} runtime"]

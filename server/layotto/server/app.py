@@ -37,7 +37,7 @@ from layotto.server.http_app import HttpApp, HttpAppSubscriptions
 from layotto.server.http_appjobs import HttpAppJobs
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
-from layotto.server.memory import MemoryTrimmer
+from layotto.server.memory import MemoryTrimmer, keep_large_buffers
 from layotto.server.plugins import ApiPlugins, PluginContext
 from layotto.server.reflection import enable_reflection
 from layotto.server.runtime.bindings import input_binding_names
@@ -599,6 +599,8 @@ class Runtime:
 
 async def serve(config: RuntimeConfig, reread: Callable[[], RuntimeConfig] | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully (``reread``: see :class:`Runtime`)."""
+    if not keep_large_buffers():
+        log.debug("no mallopt in this C library: large buffers are mapped in and out by the allocator")
     runtime = Runtime(config, reread)
     trimmer = MemoryTrimmer()  # memory read for refused large requests goes back to the system
     loop = asyncio.get_running_loop()
