@@ -412,6 +412,61 @@ async def test_local_refuses_keys_and_buckets_leading_out_of_its_root(
     assert not (oss_root / "etc").exists()
 
 
+async def test_local_refuses_keys_that_alias_another_key(stub: Stub, buckets: list[str]) -> None:
+    """As paths 'x//y', 'x/./y' and 'x/' name the file of 'x/y' or 'x': stored, they would share it."""
+    await put(stub, "local", buckets[0], "x/y", [b"first"])
+    for key in ("x//y", "x/./y", "x/", "x/z/../y"):
+        error = await call_error(put(stub, "local", buckets[0], key, [b"second"]))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("key:"), key
+    assert b"".join(a.body for a in await get(stub, "local", buckets[0], "x/y")) == b"first"
+
+
+async def test_local_part_of_an_upload_aborted_mid_stream_is_not_found(
+    stub: Stub, buckets: list[str], oss_root: Path
+) -> None:
+    bucket = buckets[0]
+    upload = await stub.CreateMultipartUpload(pb.CreateMultipartUploadInput(store_name="local", bucket=bucket, key="k"))
+    aborted = asyncio.Event()
+
+    async def part() -> AsyncIterator[pb.UploadPartInput]:
+        yield pb.UploadPartInput(
+            store_name="local", bucket=bucket, key="k", upload_id=upload.upload_id, part_number=1, body=b"a"
+        )
+        await aborted.wait()
+        yield pb.UploadPartInput(body=b"b")
+
+    sending = asyncio.ensure_future(stub.UploadPart(part()))
+    directory = oss_root / ".layotto" / "uploads" / upload.upload_id
+    while not list(directory.glob("*.tmp")):  # the part is being written
+        await asyncio.sleep(0.01)
+    abort = pb.AbortMultipartUploadInput(store_name="local", bucket=bucket, key="k", upload_id=upload.upload_id)
+    await stub.AbortMultipartUpload(abort)
+    aborted.set()
+    error = await call_error(sending)
+    assert error.code() == grpc.StatusCode.NOT_FOUND and error.details().startswith("upload_id:"), error.details()
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_tags_outside_s3s_alphabet_are_invalid_argument(stub: Stub, buckets: list[str], store: str) -> None:
+    await put(stub, store, buckets[0], "t", [b"x"])
+    for tags in ({"a#b": "v"}, {"k": "line\nbreak"}, {"aws:x": "v"}):
+        request = pb.PutObjectTaggingInput(store_name=store, bucket=buckets[0], key="t", tags=tags)
+        error = await call_error(stub.PutObjectTagging(request))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("tags["), error.details()
+    fine = {"é ü": "a+b-c=d.e_f:g/h@i 1"}
+    await stub.PutObjectTagging(pb.PutObjectTaggingInput(store_name=store, bucket=buckets[0], key="t", tags=fine))
+    got = await stub.GetObjectTagging(pb.GetObjectTaggingInput(store_name=store, bucket=buckets[0], key="t"))
+    assert dict(got.tags) == fine
+
+
+async def test_s3_copy_onto_itself_changing_nothing_is_invalid_argument(stub: Stub, buckets: list[str]) -> None:
+    await put(stub, "s3", buckets[0], "same", [b"x"])
+    source = pb.CopySource(copy_source_bucket=buckets[0], copy_source_key="same")
+    request = pb.CopyObjectInput(store_name="s3", bucket=buckets[0], key="same", copy_source=source)
+    error = await call_error(stub.CopyObject(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("copy_source:")
+
+
 async def test_local_tags_acls_and_unimplemented_rpcs(stub: Stub, buckets: list[str]) -> None:
     bucket = buckets[0]
     await put(stub, "local", bucket, "t", [b"x"], tagging={"team": "a"}, acl="public-read")

@@ -73,6 +73,16 @@ def _make_buckets(raw_root: str, data_dir: Path, names: list[str], where: str) -
     return root
 
 
+def _check_path(key: str, field: str) -> None:
+    """InvalidArgument naming ``field`` for a key with an empty, ``.`` or ``..`` segment: as a path it
+    would name the file of another key (``a//b`` and ``a/./b`` are ``a/b``), so two S3 keys would share
+    one object."""
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise InvalidArgument(
+            field, f"{key[:200]!r}: a local store's key is a path, without empty, '.' or '..' segments"
+        )
+
+
 async def _hashed(chunks: AsyncIterator[bytes], digest: Any) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         digest.update(chunk)
@@ -118,9 +128,12 @@ class LocalObjectStore(ObjectStore):
     # -- buckets and sidecars --------------------------------------------------------------------
 
     async def _bucket(self, ref: ObjectRef) -> LocalFileStore:
-        """The file store of the bucket ``ref`` names; ObjectNotFound when it does not exist."""
+        """The file store of the bucket ``ref`` names; ObjectNotFound when it does not exist,
+        InvalidArgument naming the key's field for a key that is not one path (see :func:`_check_path`)."""
         if not _is_bucket_name(ref.bucket):
             raise InvalidArgument(ref.bucket_field, f"{ref.bucket!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
+        if ref.key:
+            _check_path(ref.key, ref.key_field)
         if ref.version_id:
             raise self.unsupported("object versions (version_id)")
         store = self._buckets.get(ref.bucket)
@@ -335,10 +348,19 @@ class LocalObjectStore(ObjectStore):
             await asyncio.to_thread(temp.unlink, missing_ok=True)
         return etag
 
+    @contextlib.contextmanager
+    def _upload_gone(self, ref: ObjectRef, upload_id: str) -> Any:
+        """An upload's directory removed under a running call (aborted, completed): ObjectNotFound."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise ObjectNotFound("upload_id", self.name, f"multipart upload of {ref.key!r}", upload_id) from None
+
     async def upload_part(self, ref: ObjectRef, upload_id: str, number: int, chunks: AsyncIterator[bytes]) -> str:
         await self._bucket(ref)
         directory, _ = await asyncio.to_thread(self._upload, ref, upload_id)
-        return await self._write_part(directory, number, chunks)
+        with self._upload_gone(ref, upload_id):
+            return await self._write_part(directory, number, chunks)
 
     async def upload_part_copy(
         self, ref: ObjectRef, upload_id: str, number: int, source: ObjectRef, byte_range: ByteRange | None
@@ -347,7 +369,8 @@ class LocalObjectStore(ObjectStore):
         directory, _ = await asyncio.to_thread(self._upload, ref, upload_id)
         _, chunks = await self.get(source, byte_range)
         async with contextlib.aclosing(chunks):
-            etag = await self._write_part(directory, number, chunks)
+            with self._upload_gone(ref, upload_id):
+                etag = await self._write_part(directory, number, chunks)
         return Written(etag, "", datetime.now(UTC))
 
     def _parts(self, directory: Path) -> builtins.list[Part]:
