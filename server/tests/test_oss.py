@@ -22,6 +22,7 @@ from backends import address, require, s3_client
 from server_helpers import start_server
 from test_api import call_error, error_info
 from test_files import RSS_GROWTH_BOUND_MIB, chunks_of, reset_peak_rss, vm_kib
+from test_pubsub import wait_for
 
 from layotto.proto.extension.v1.s3 import oss_pb2 as pb
 from layotto.proto.extension.v1.s3 import oss_pb2_grpc
@@ -437,8 +438,7 @@ async def test_local_part_of_an_upload_aborted_mid_stream_is_not_found(
 
     sending = asyncio.ensure_future(stub.UploadPart(part()))
     directory = oss_root / ".layotto" / "uploads" / upload.upload_id
-    while not list(directory.glob("*.tmp")):  # the part is being written
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: list(directory.glob("*.tmp")))  # the part is being written
     abort = pb.AbortMultipartUploadInput(store_name="local", bucket=bucket, key="k", upload_id=upload.upload_id)
     await stub.AbortMultipartUpload(abort)
     aborted.set()
