@@ -446,6 +446,46 @@ async def test_local_part_of_an_upload_aborted_mid_stream_is_not_found(
     assert error.code() == grpc.StatusCode.NOT_FOUND and error.details().startswith("upload_id:"), error.details()
 
 
+async def test_local_concurrent_writers_of_one_part_leave_its_etag_beside_its_bytes(
+    stub: Stub, buckets: list[str]
+) -> None:
+    """Writers of one part number finishing together: the part listed and completed is one writer's,
+    etag and bytes alike (the etag of one beside the bytes of another passed CompleteMultipartUpload)."""
+    bucket = buckets[0]
+    for _ in range(8):
+        create = pb.CreateMultipartUploadInput(store_name="local", bucket=bucket, key="k")
+        upload_id = (await stub.CreateMultipartUpload(create)).upload_id
+        together = asyncio.Event()
+
+        async def part(
+            byte: int, upload_id: str = upload_id, together: asyncio.Event = together
+        ) -> pb.UploadPartOutput:
+            async def messages() -> AsyncIterator[pb.UploadPartInput]:
+                yield pb.UploadPartInput(
+                    store_name="local", bucket=bucket, key="k", upload_id=upload_id, part_number=1, body=bytes([byte])
+                )
+                await together.wait()
+                yield pb.UploadPartInput(body=bytes([byte]) * 100_000)
+
+            return await stub.UploadPart(messages())
+
+        writers = [asyncio.ensure_future(part(byte)) for byte in range(12)]
+        await asyncio.sleep(0.05)
+        together.set()
+        await asyncio.gather(*writers)
+        listed = await stub.ListParts(
+            pb.ListPartsInput(store_name="local", bucket=bucket, key="k", upload_id=upload_id)
+        )
+        completed = pb.CompletedMultipartUpload(parts=[pb.CompletedPart(part_number=1, etag=listed.parts[0].etag)])
+        await stub.CompleteMultipartUpload(
+            pb.CompleteMultipartUploadInput(
+                store_name="local", bucket=bucket, key="k", upload_id=upload_id, multipart_upload=completed
+            )
+        )
+        data = b"".join(a.body for a in await get(stub, "local", bucket, "k"))
+        assert listed.parts[0].etag.strip('"') == hashlib.md5(data).hexdigest()
+
+
 @pytest.mark.parametrize("store", STORES)
 async def test_tags_outside_s3s_alphabet_are_invalid_argument(stub: Stub, buckets: list[str], store: str) -> None:
     await put(stub, store, buckets[0], "t", [b"x"])

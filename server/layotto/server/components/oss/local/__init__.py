@@ -114,6 +114,9 @@ class LocalObjectStore(ObjectStore):
         self._root = Path()
         self._context: ComponentContext | None = None
         self._buckets: dict[str, LocalFileStore] = {}
+        # a part's etag file and its data file change together under this lock, and are read under it:
+        # concurrent writers of one part number would otherwise leave one's etag beside the other's bytes
+        self._parts_lock = asyncio.Lock()
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         where = f"oss.{self.name}.metadata"
@@ -342,8 +345,9 @@ class LocalObjectStore(ObjectStore):
                     digest.update(chunk)
                     await asyncio.to_thread(out.write, chunk)
             etag = f'"{digest.hexdigest()}"'
-            await asyncio.to_thread((directory / f"{number}.etag").write_text, etag)
-            await asyncio.to_thread(os.replace, temp, directory / f"{number}.part")
+            async with self._parts_lock:
+                await asyncio.to_thread((directory / f"{number}.etag").write_text, etag)
+                await asyncio.to_thread(os.replace, temp, directory / f"{number}.part")
         finally:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
         return etag
@@ -373,6 +377,10 @@ class LocalObjectStore(ObjectStore):
                 etag = await self._write_part(directory, number, chunks)
         return Written(etag, "", datetime.now(UTC))
 
+    async def _listed_parts(self, directory: Path) -> builtins.list[Part]:
+        async with self._parts_lock:
+            return await asyncio.to_thread(self._parts, directory)
+
     def _parts(self, directory: Path) -> builtins.list[Part]:
         parts = []
         for entry in directory.glob("*.part"):
@@ -385,7 +393,7 @@ class LocalObjectStore(ObjectStore):
     async def complete_upload(self, ref: ObjectRef, upload_id: str, parts: Sequence[tuple[int, str]]) -> Written:
         await self._bucket(ref)
         directory, record = await asyncio.to_thread(self._upload, ref, upload_id)
-        uploaded = {part.number: part for part in await asyncio.to_thread(self._parts, directory)}
+        uploaded = {part.number: part for part in await self._listed_parts(directory)}
         previous = 0
         for i, (number, etag) in enumerate(parts):
             field = f"multipart_upload.parts[{i}]"
@@ -440,7 +448,7 @@ class LocalObjectStore(ObjectStore):
     async def list_parts(self, ref: ObjectRef, upload_id: str, marker: int, limit: int) -> PartPage:
         await self._bucket(ref)
         directory, _ = await asyncio.to_thread(self._upload, ref, upload_id)
-        parts = [part for part in await asyncio.to_thread(self._parts, directory) if part.number > marker]
+        parts = [part for part in await self._listed_parts(directory) if part.number > marker]
         page = parts[:limit]
         truncated = len(parts) > limit
         return PartPage(page, truncated, page[-1].number if truncated else 0)
