@@ -486,6 +486,36 @@ async def test_local_concurrent_writers_of_one_part_leave_its_etag_beside_its_by
         assert listed.parts[0].etag.strip('"') == hashlib.md5(data).hexdigest()
 
 
+async def test_local_concurrent_writers_of_one_key_leave_one_writers_etag_and_attributes(
+    stub: Stub, buckets: list[str]
+) -> None:
+    """PutObject calls of one key finishing together: the object's etag and attributes are those of the
+    writer whose bytes it holds (its attributes were written after the data, each writer on its own)."""
+    bucket = buckets[0]
+    for _ in range(10):
+        together = asyncio.Event()
+
+        async def write(byte: int, together: asyncio.Event = together) -> pb.PutObjectOutput:
+            async def messages() -> AsyncIterator[pb.PutObjectInput]:
+                first = bytes([byte])
+                yield pb.PutObjectInput(
+                    store_name="local", bucket=bucket, key="k", body=first, cache_control=f"c{byte}"
+                )
+                await together.wait()
+                yield pb.PutObjectInput(body=bytes([byte]) * 100_000)
+
+            return await stub.PutObject(messages())
+
+        writers = [asyncio.ensure_future(write(byte)) for byte in range(16)]
+        await asyncio.sleep(0.05)
+        together.set()
+        await asyncio.gather(*writers)
+        answers = await get(stub, "local", bucket, "k")
+        data = b"".join(a.body for a in answers)
+        assert answers[0].etag.strip('"') == hashlib.md5(data).hexdigest()
+        assert answers[0].cache_control == f"c{data[0]}"
+
+
 @pytest.mark.parametrize("store", STORES)
 async def test_tags_outside_s3s_alphabet_are_invalid_argument(stub: Stub, buckets: list[str], store: str) -> None:
     await put(stub, store, buckets[0], "t", [b"x"])

@@ -206,10 +206,12 @@ class LocalObjectStore(ObjectStore):
     ) -> Written:
         store = await self._bucket(ref)
         digest = hashlib.md5(usedforsecurity=False)
-        await store.put(ref.key, _hashed(chunks, digest), metadata, ref.key_field)
-        etag = f'"{digest.hexdigest()}"'
-        await asyncio.to_thread(self._write_attrs, ref.bucket, ref.key, {**attrs, "etag": etag})
-        return Written(etag, "", datetime.now(UTC))
+
+        def write_attrs() -> None:  # with the data, in one step: concurrent writers leave one's of each
+            self._write_attrs(ref.bucket, ref.key, {**attrs, "etag": f'"{digest.hexdigest()}"'})
+
+        await store.put(ref.key, _hashed(chunks, digest), metadata, ref.key_field, paired=write_attrs)
+        return Written(f'"{digest.hexdigest()}"', "", datetime.now(UTC))
 
     async def put(self, ref: ObjectRef, chunks: AsyncIterator[bytes], options: WriteOptions) -> Written:
         attrs = {
