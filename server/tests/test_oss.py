@@ -22,6 +22,7 @@ from backends import address, require, s3_client
 from server_helpers import start_server
 from test_api import call_error, error_info
 from test_files import RSS_GROWTH_BOUND_MIB, chunks_of, reset_peak_rss, vm_kib
+from test_pubsub import wait_for
 
 from layotto.proto.extension.v1.s3 import oss_pb2 as pb
 from layotto.proto.extension.v1.s3 import oss_pb2_grpc
@@ -410,6 +411,130 @@ async def test_local_refuses_keys_and_buckets_leading_out_of_its_root(
             assert error.details().startswith(f"{field}:"), error.details()
     assert secret.read_text() == "outside"
     assert not (oss_root / "etc").exists()
+
+
+async def test_local_refuses_keys_that_alias_another_key(stub: Stub, buckets: list[str]) -> None:
+    """As paths 'x//y', 'x/./y' and 'x/' name the file of 'x/y' or 'x': stored, they would share it."""
+    await put(stub, "local", buckets[0], "x/y", [b"first"])
+    for key in ("x//y", "x/./y", "x/", "x/z/../y"):
+        error = await call_error(put(stub, "local", buckets[0], key, [b"second"]))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("key:"), key
+    assert b"".join(a.body for a in await get(stub, "local", buckets[0], "x/y")) == b"first"
+
+
+async def test_local_part_of_an_upload_aborted_mid_stream_is_not_found(
+    stub: Stub, buckets: list[str], oss_root: Path
+) -> None:
+    bucket = buckets[0]
+    upload = await stub.CreateMultipartUpload(pb.CreateMultipartUploadInput(store_name="local", bucket=bucket, key="k"))
+    aborted = asyncio.Event()
+
+    async def part() -> AsyncIterator[pb.UploadPartInput]:
+        yield pb.UploadPartInput(
+            store_name="local", bucket=bucket, key="k", upload_id=upload.upload_id, part_number=1, body=b"a"
+        )
+        await aborted.wait()
+        yield pb.UploadPartInput(body=b"b")
+
+    sending = asyncio.ensure_future(stub.UploadPart(part()))
+    directory = oss_root / ".layotto" / "uploads" / upload.upload_id
+    await wait_for(lambda: list(directory.glob("*.tmp")))  # the part is being written
+    abort = pb.AbortMultipartUploadInput(store_name="local", bucket=bucket, key="k", upload_id=upload.upload_id)
+    await stub.AbortMultipartUpload(abort)
+    aborted.set()
+    error = await call_error(sending)
+    assert error.code() == grpc.StatusCode.NOT_FOUND and error.details().startswith("upload_id:"), error.details()
+
+
+async def test_local_concurrent_writers_of_one_part_leave_its_etag_beside_its_bytes(
+    stub: Stub, buckets: list[str]
+) -> None:
+    """Writers of one part number finishing together: the part listed and completed is one writer's,
+    etag and bytes alike (the etag of one beside the bytes of another passed CompleteMultipartUpload)."""
+    bucket = buckets[0]
+    for _ in range(8):
+        create = pb.CreateMultipartUploadInput(store_name="local", bucket=bucket, key="k")
+        upload_id = (await stub.CreateMultipartUpload(create)).upload_id
+        together = asyncio.Event()
+
+        async def part(
+            byte: int, upload_id: str = upload_id, together: asyncio.Event = together
+        ) -> pb.UploadPartOutput:
+            async def messages() -> AsyncIterator[pb.UploadPartInput]:
+                yield pb.UploadPartInput(
+                    store_name="local", bucket=bucket, key="k", upload_id=upload_id, part_number=1, body=bytes([byte])
+                )
+                await together.wait()
+                yield pb.UploadPartInput(body=bytes([byte]) * 100_000)
+
+            return await stub.UploadPart(messages())
+
+        writers = [asyncio.ensure_future(part(byte)) for byte in range(12)]
+        await asyncio.sleep(0.05)
+        together.set()
+        await asyncio.gather(*writers)
+        listed = await stub.ListParts(
+            pb.ListPartsInput(store_name="local", bucket=bucket, key="k", upload_id=upload_id)
+        )
+        completed = pb.CompletedMultipartUpload(parts=[pb.CompletedPart(part_number=1, etag=listed.parts[0].etag)])
+        await stub.CompleteMultipartUpload(
+            pb.CompleteMultipartUploadInput(
+                store_name="local", bucket=bucket, key="k", upload_id=upload_id, multipart_upload=completed
+            )
+        )
+        data = b"".join(a.body for a in await get(stub, "local", bucket, "k"))
+        assert listed.parts[0].etag.strip('"') == hashlib.md5(data).hexdigest()
+
+
+async def test_local_concurrent_writers_of_one_key_leave_one_writers_etag_and_attributes(
+    stub: Stub, buckets: list[str]
+) -> None:
+    """PutObject calls of one key finishing together: the object's etag and attributes are those of the
+    writer whose bytes it holds (its attributes were written after the data, each writer on its own)."""
+    bucket = buckets[0]
+    for _ in range(10):
+        together = asyncio.Event()
+
+        async def write(byte: int, together: asyncio.Event = together) -> pb.PutObjectOutput:
+            async def messages() -> AsyncIterator[pb.PutObjectInput]:
+                first = bytes([byte])
+                yield pb.PutObjectInput(
+                    store_name="local", bucket=bucket, key="k", body=first, cache_control=f"c{byte}"
+                )
+                await together.wait()
+                yield pb.PutObjectInput(body=bytes([byte]) * 100_000)
+
+            return await stub.PutObject(messages())
+
+        writers = [asyncio.ensure_future(write(byte)) for byte in range(16)]
+        await asyncio.sleep(0.05)
+        together.set()
+        await asyncio.gather(*writers)
+        answers = await get(stub, "local", bucket, "k")
+        data = b"".join(a.body for a in answers)
+        assert answers[0].etag.strip('"') == hashlib.md5(data).hexdigest()
+        assert answers[0].cache_control == f"c{data[0]}"
+
+
+@pytest.mark.parametrize("store", STORES)
+async def test_tags_outside_s3s_alphabet_are_invalid_argument(stub: Stub, buckets: list[str], store: str) -> None:
+    await put(stub, store, buckets[0], "t", [b"x"])
+    for tags in ({"a#b": "v"}, {"k": "line\nbreak"}, {"aws:x": "v"}):
+        request = pb.PutObjectTaggingInput(store_name=store, bucket=buckets[0], key="t", tags=tags)
+        error = await call_error(stub.PutObjectTagging(request))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("tags["), error.details()
+    fine = {"é ü": "a+b-c=d.e_f:g/h@i 1"}
+    await stub.PutObjectTagging(pb.PutObjectTaggingInput(store_name=store, bucket=buckets[0], key="t", tags=fine))
+    got = await stub.GetObjectTagging(pb.GetObjectTaggingInput(store_name=store, bucket=buckets[0], key="t"))
+    assert dict(got.tags) == fine
+
+
+async def test_s3_copy_onto_itself_changing_nothing_is_invalid_argument(stub: Stub, buckets: list[str]) -> None:
+    await put(stub, "s3", buckets[0], "same", [b"x"])
+    source = pb.CopySource(copy_source_bucket=buckets[0], copy_source_key="same")
+    request = pb.CopyObjectInput(store_name="s3", bucket=buckets[0], key="same", copy_source=source)
+    error = await call_error(stub.CopyObject(request))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("copy_source:")
 
 
 async def test_local_tags_acls_and_unimplemented_rpcs(stub: Stub, buckets: list[str]) -> None:

@@ -9,6 +9,7 @@ a signed URL lives 1 s .. 7 days.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -32,6 +33,7 @@ MAX_TAGS = 10
 MAX_TAG_KEY_CHARS = 128
 MAX_TAG_VALUE_CHARS = 256
 SIGN_METHODS = ("GET", "PUT")
+TAG_PUNCTUATION = frozenset("_.:/=+-@")
 
 
 class ObjectService:
@@ -113,7 +115,8 @@ def canned_acl(acl: str, field: str = "acl", *, required: bool = False) -> str:
 
 
 def tags(values: Mapping[str, str], field: str = "tagging") -> dict[str, str]:
-    """Tags within S3's limits: at most 10, keys 1 .. 128 characters, values at most 256."""
+    """Tags within S3's limits: at most 10, keys 1 .. 128 characters, values at most 256, of letters,
+    digits, spaces and ``_ . : / = + - @``; InvalidArgument naming ``field`` (and the key) otherwise."""
     if len(values) > MAX_TAGS:
         raise InvalidArgument(field, f"at most {MAX_TAGS} tags, got {len(values)}")
     for key, value in values.items():
@@ -123,7 +126,19 @@ def tags(values: Mapping[str, str], field: str = "tagging") -> dict[str, str]:
             raise InvalidArgument(f"{field}[{key!r}]", f"a tag value has at most {MAX_TAG_VALUE_CHARS} characters")
         if "\x00" in key + value:
             raise InvalidArgument(f"{field}[{key!r}]", "must not contain NUL")
+        if key.lower().startswith("aws:"):
+            raise InvalidArgument(f"{field}[{key!r}]", "the prefix aws: is reserved for AWS's own tags")
+        odd = next((char for char in key + value if not _is_tag_char(char)), None)
+        if odd is not None:
+            raise InvalidArgument(
+                f"{field}[{key!r}]", f"{odd!r} is not allowed in a tag (letters, digits, spaces and _ . : / = + - @)"
+            )
     return dict(values)
+
+
+def _is_tag_char(char: str) -> bool:
+    """S3's tag alphabet: Unicode letters, numbers and spaces, and ``_ . : / = + - @``."""
+    return char in TAG_PUNCTUATION or unicodedata.category(char)[0] in "LNZ"
 
 
 def expiry(seconds: int, field: str = "expires") -> datetime | None:

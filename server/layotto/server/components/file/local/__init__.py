@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -134,7 +135,18 @@ class LocalFileStore(FileStore):
 
     # -- operations ----------------------------------------------------------------------------
 
-    async def put(self, name: str, chunks: AsyncIterator[bytes], metadata: Mapping[str, str], field: str) -> None:
+    async def put(
+        self,
+        name: str,
+        chunks: AsyncIterator[bytes],
+        metadata: Mapping[str, str],
+        field: str,
+        *,
+        paired: Callable[[], None] | None = None,
+    ) -> None:
+        """Store ``name`` from ``chunks`` with its user ``metadata``, atomically; ``paired`` (a blocking
+        call, e.g. another sidecar's write) runs in the same step as the data's replacement, so
+        concurrent writers of ``name`` leave one writer's data, metadata and ``paired`` writes."""
         path = await asyncio.to_thread(self._path, name, field)
         await asyncio.to_thread(_require_no_other_kind, path, name, field)
         temp = self._root / RESERVED / "tmp" / uuid.uuid4().hex
@@ -142,7 +154,7 @@ class LocalFileStore(FileStore):
         try:
             async for chunk in chunks:
                 await _settled(_write_all, fd, chunk)
-            await _settled(self._commit, fd, temp, path, metadata, field)
+            await _settled(functools.partial(self._commit, paired=paired), fd, temp, path, metadata, field)
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -150,7 +162,16 @@ class LocalFileStore(FileStore):
                 with contextlib.suppress(OSError):
                     os.unlink(leftover)
 
-    def _commit(self, fd: int, temp: Path, path: Path, metadata: Mapping[str, str], field: str) -> None:
+    def _commit(
+        self,
+        fd: int,
+        temp: Path,
+        path: Path,
+        metadata: Mapping[str, str],
+        field: str,
+        *,
+        paired: Callable[[], None] | None = None,
+    ) -> None:
         name = str(path.relative_to(self._root))
         try:
             os.fsync(fd)
@@ -160,6 +181,8 @@ class LocalFileStore(FileStore):
             with self._pairing:
                 os.replace(meta_temp, self._meta_path(path))
                 os.replace(temp, path)
+                if paired is not None:
+                    paired()
         except (FileExistsError, NotADirectoryError, IsADirectoryError):
             raise InvalidArgument(field, f"{name!r}: a parent of it is a file, or it is a directory") from None
         except OSError as error:

@@ -73,6 +73,16 @@ def _make_buckets(raw_root: str, data_dir: Path, names: list[str], where: str) -
     return root
 
 
+def _check_path(key: str, field: str) -> None:
+    """InvalidArgument naming ``field`` for a key with an empty, ``.`` or ``..`` segment: as a path it
+    would name the file of another key (``a//b`` and ``a/./b`` are ``a/b``), so two S3 keys would share
+    one object."""
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise InvalidArgument(
+            field, f"{key[:200]!r}: a local store's key is a path, without empty, '.' or '..' segments"
+        )
+
+
 async def _hashed(chunks: AsyncIterator[bytes], digest: Any) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         digest.update(chunk)
@@ -104,6 +114,9 @@ class LocalObjectStore(ObjectStore):
         self._root = Path()
         self._context: ComponentContext | None = None
         self._buckets: dict[str, LocalFileStore] = {}
+        # a part's etag file and its data file change together under this lock, and are read under it:
+        # concurrent writers of one part number would otherwise leave one's etag beside the other's bytes
+        self._parts_lock = asyncio.Lock()
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         where = f"oss.{self.name}.metadata"
@@ -118,9 +131,12 @@ class LocalObjectStore(ObjectStore):
     # -- buckets and sidecars --------------------------------------------------------------------
 
     async def _bucket(self, ref: ObjectRef) -> LocalFileStore:
-        """The file store of the bucket ``ref`` names; ObjectNotFound when it does not exist."""
+        """The file store of the bucket ``ref`` names; ObjectNotFound when it does not exist,
+        InvalidArgument naming the key's field for a key that is not one path (see :func:`_check_path`)."""
         if not _is_bucket_name(ref.bucket):
             raise InvalidArgument(ref.bucket_field, f"{ref.bucket!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
+        if ref.key:
+            _check_path(ref.key, ref.key_field)
         if ref.version_id:
             raise self.unsupported("object versions (version_id)")
         store = self._buckets.get(ref.bucket)
@@ -190,10 +206,12 @@ class LocalObjectStore(ObjectStore):
     ) -> Written:
         store = await self._bucket(ref)
         digest = hashlib.md5(usedforsecurity=False)
-        await store.put(ref.key, _hashed(chunks, digest), metadata, ref.key_field)
-        etag = f'"{digest.hexdigest()}"'
-        await asyncio.to_thread(self._write_attrs, ref.bucket, ref.key, {**attrs, "etag": etag})
-        return Written(etag, "", datetime.now(UTC))
+
+        def write_attrs() -> None:  # with the data, in one step: concurrent writers leave one's of each
+            self._write_attrs(ref.bucket, ref.key, {**attrs, "etag": f'"{digest.hexdigest()}"'})
+
+        await store.put(ref.key, _hashed(chunks, digest), metadata, ref.key_field, paired=write_attrs)
+        return Written(f'"{digest.hexdigest()}"', "", datetime.now(UTC))
 
     async def put(self, ref: ObjectRef, chunks: AsyncIterator[bytes], options: WriteOptions) -> Written:
         attrs = {
@@ -329,16 +347,26 @@ class LocalObjectStore(ObjectStore):
                     digest.update(chunk)
                     await asyncio.to_thread(out.write, chunk)
             etag = f'"{digest.hexdigest()}"'
-            await asyncio.to_thread((directory / f"{number}.etag").write_text, etag)
-            await asyncio.to_thread(os.replace, temp, directory / f"{number}.part")
+            async with self._parts_lock:
+                await asyncio.to_thread((directory / f"{number}.etag").write_text, etag)
+                await asyncio.to_thread(os.replace, temp, directory / f"{number}.part")
         finally:
             await asyncio.to_thread(temp.unlink, missing_ok=True)
         return etag
 
+    @contextlib.contextmanager
+    def _upload_gone(self, ref: ObjectRef, upload_id: str) -> Any:
+        """An upload's directory removed under a running call (aborted, completed): ObjectNotFound."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise ObjectNotFound("upload_id", self.name, f"multipart upload of {ref.key!r}", upload_id) from None
+
     async def upload_part(self, ref: ObjectRef, upload_id: str, number: int, chunks: AsyncIterator[bytes]) -> str:
         await self._bucket(ref)
         directory, _ = await asyncio.to_thread(self._upload, ref, upload_id)
-        return await self._write_part(directory, number, chunks)
+        with self._upload_gone(ref, upload_id):
+            return await self._write_part(directory, number, chunks)
 
     async def upload_part_copy(
         self, ref: ObjectRef, upload_id: str, number: int, source: ObjectRef, byte_range: ByteRange | None
@@ -347,8 +375,13 @@ class LocalObjectStore(ObjectStore):
         directory, _ = await asyncio.to_thread(self._upload, ref, upload_id)
         _, chunks = await self.get(source, byte_range)
         async with contextlib.aclosing(chunks):
-            etag = await self._write_part(directory, number, chunks)
+            with self._upload_gone(ref, upload_id):
+                etag = await self._write_part(directory, number, chunks)
         return Written(etag, "", datetime.now(UTC))
+
+    async def _listed_parts(self, directory: Path) -> builtins.list[Part]:
+        async with self._parts_lock:
+            return await asyncio.to_thread(self._parts, directory)
 
     def _parts(self, directory: Path) -> builtins.list[Part]:
         parts = []
@@ -362,7 +395,7 @@ class LocalObjectStore(ObjectStore):
     async def complete_upload(self, ref: ObjectRef, upload_id: str, parts: Sequence[tuple[int, str]]) -> Written:
         await self._bucket(ref)
         directory, record = await asyncio.to_thread(self._upload, ref, upload_id)
-        uploaded = {part.number: part for part in await asyncio.to_thread(self._parts, directory)}
+        uploaded = {part.number: part for part in await self._listed_parts(directory)}
         previous = 0
         for i, (number, etag) in enumerate(parts):
             field = f"multipart_upload.parts[{i}]"
@@ -417,7 +450,7 @@ class LocalObjectStore(ObjectStore):
     async def list_parts(self, ref: ObjectRef, upload_id: str, marker: int, limit: int) -> PartPage:
         await self._bucket(ref)
         directory, _ = await asyncio.to_thread(self._upload, ref, upload_id)
-        parts = [part for part in await asyncio.to_thread(self._parts, directory) if part.number > marker]
+        parts = [part for part in await self._listed_parts(directory) if part.number > marker]
         page = parts[:limit]
         truncated = len(parts) > limit
         return PartPage(page, truncated, page[-1].number if truncated else 0)

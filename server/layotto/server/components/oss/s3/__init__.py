@@ -298,7 +298,12 @@ class S3ObjectStore(ObjectStore):
             args.update(TaggingDirective="REPLACE", Tagging=urlencode(tags))
         await self.head(source)  # S3 answers a missing source as a missing key, whichever is missing
         with self._errors(target):
-            answer = await self._client.copy_object(Bucket=target.bucket, Key=target.key, **args)
+            try:
+                answer = await self._client.copy_object(Bucket=target.bucket, Key=target.key, **args)
+            except ClientError as error:
+                if error_code(error) == "InvalidRequest":  # S3's refusal of a copy onto itself changing nothing
+                    raise InvalidArgument("copy_source", str(error)) from None
+                raise
         result = answer.get("CopyObjectResult") or {}
         return Written(str(result.get("ETag", "")), str(answer.get("VersionId", "")), result.get("LastModified"))
 
