@@ -73,10 +73,74 @@ async def sidecar(tmp_path: Path) -> AsyncIterator[Sidecar]:
             "lock": {"locks": ComponentConfig("in-memory")},
             "config_store": {"config": ComponentConfig("in-memory")},
             "secret_store": {"vault": ComponentConfig("local.file", {"secretsFile": str(secrets_file)})},
+            "bindings": {"disk": ComponentConfig("localstorage", {"rootPath": str(tmp_path / "disk")})},
         },
     )
     async with Runtime(config) as runtime, aiohttp.ClientSession() as session:
         yield Sidecar(runtime, session)
+
+
+async def test_output_bindings_take_daprs_body_and_answer_data_with_metadata_headers(sidecar: Sidecar) -> None:
+    """POST/PUT /v1.0/bindings/{name}: ``data`` goes to the binding as its JSON text (daprd's
+    json.Marshal: a string keeps its quotes), the answer is the binding's data with each response
+    metadata entry as a ``metadata.<name>`` header."""
+    status, body, response = await sidecar.call(
+        "POST",
+        "/v1.0/bindings/disk",
+        json={"operation": "create", "data": {"n": 1, "é": "x"}, "metadata": {"fileName": "a.json"}},
+    )
+    assert (status, body) == (200, {"fileName": "a.json"}) and response.headers["metadata.fileName"] == "a.json"
+    status, body, _ = await sidecar.call(
+        "PUT", "/v1.0/bindings/disk", json={"operation": "get", "metadata": {"fileName": "a.json"}}
+    )
+    assert (status, body) == (200, {"n": 1, "é": "x"})
+    await sidecar.call(
+        "POST", "/v1.0/bindings/disk", json={"operation": "create", "data": "hi", "metadata": {"fileName": "s"}}
+    )
+    status, raw, _ = await sidecar.call(
+        "POST", "/v1.0/bindings/disk", json={"operation": "get", "metadata": {"fileName": "s"}}
+    )
+    assert (status, raw) == (200, "hi")  # stored as the JSON text "hi", quotes included, as daprd stores it
+    status, _, _ = await sidecar.call(
+        "POST", "/v1.0/bindings/disk", json={"operation": "delete", "metadata": {"fileName": "s"}}
+    )
+    assert status == 204
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code", "named"),
+    [
+        (
+            "/v1.0/bindings/disk",
+            {"operation": "fly"},
+            400,
+            "ERR_MALFORMED_REQUEST",
+            "operation: 'fly' is not an operation",
+        ),
+        (
+            "/v1.0/bindings/disk",
+            {"operation": "get", "metadata": {"fileName": 3}},
+            400,
+            "ERR_MALFORMED_REQUEST",
+            "metadata.fileName",
+        ),
+        ("/v1.0/bindings/disk", ["create"], 400, "ERR_MALFORMED_REQUEST", "body: expected an object"),
+        ("/v1.0/bindings/nowhere", {"operation": "create"}, None, "ERR_INVOKE_OUTPUT_BINDING", "nowhere"),
+        (
+            "/v1.0/bindings/disk",
+            {"operation": "get", "metadata": {"fileName": "missing"}},
+            404,
+            "ERR_INVOKE_OUTPUT_BINDING",
+            "metadata.fileName",
+        ),
+    ],
+)
+async def test_output_binding_errors_name_the_field(
+    sidecar: Sidecar, path: str, body: Any, status: int | None, *, code: str, named: str
+) -> None:
+    got, answer, _ = await sidecar.call("POST", path, json=body)
+    assert answer["errorCode"] == code and named in answer["message"], answer
+    assert got == status if status is not None else 400 <= got < 500, (got, answer)
 
 
 @pytest.fixture

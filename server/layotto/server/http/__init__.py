@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from layotto.server.http.bindings import BindingsHttp
 from layotto.server.http.configuration import ConfigurationHttp
 from layotto.server.http.errors import HttpSettings
 from layotto.server.http.invoke import InvokeHttp
@@ -64,6 +65,7 @@ class DaprHttpApi:
             LockHttp(services.locks),
             MetadataHttp(services.metadata),
             JobsHttp(services.jobs),
+            BindingsHttp(services.components),
         ):
             front.add_routes(self._routes)
 

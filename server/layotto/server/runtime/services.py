@@ -22,6 +22,7 @@ from layotto.server.runtime.state import StateService
 
 @dataclass(frozen=True)
 class RuntimeServices:
+    components: ComponentSet  # the output bindings are called through runtime.bindings.invoke_binding
     state: StateService
     publisher: Publisher
     secrets: SecretService
@@ -45,6 +46,7 @@ def build_services(
 ) -> RuntimeServices:
     publisher = Publisher(components, app_id, max_publish_bytes)
     return RuntimeServices(
+        components=components,
         state=StateService(components),
         publisher=publisher,
         secrets=SecretService(components, secret_policy),
