@@ -341,3 +341,63 @@ async def test_streams_open_at_the_end_of_the_grace_end_unavailable(transport: s
                     if await stream.read() is grpc.aio.EOF:  # ended OK: the client would not retry
                         pytest.fail("a stream open at the end of the grace ended with OK, not UNAVAILABLE")
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
+
+
+class _Picker(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Refuses ``/test.Pick/Refused`` by picking no handler; records which of its two entries ran."""
+
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        self.entries.append("intercept_service")
+        return self._picked(details.method, await continuation(details))
+
+    def pick(self, method: str, handler: Any) -> Any:
+        self.entries.append("pick")
+        return self._picked(method, handler)
+
+    @staticmethod
+    def _picked(method: str, handler: Any) -> Any:
+        return None if method.endswith("/Refused") else handler
+
+
+class _Counter(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """An interceptor without ``pick``: counts the calls it sees."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        self.calls += 1
+        return await continuation(details)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("with_counter", [False, True])
+async def test_interceptors_that_only_pick_a_handler_run_without_the_per_call_chain(
+    transport: str, with_counter: bool
+) -> None:
+    """On native, a chain whose every interceptor has ``pick`` is run as picks (no HandlerCallDetails,
+    no coroutine per interceptor); any other chain, and grpcio, run ``intercept_service``. Same answers."""
+    picker, counter = _Picker(), _Counter()
+    chosen = build_server(transport, options=[], interceptors=[picker, counter] if with_counter else [picker])
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        return request[::-1]
+
+    methods = {name: grpc.unary_unary_rpc_method_handler(echo) for name in ("Echo", "Refused")}
+    add_services(chosen.server, {"test.Pick": methods})
+    port = chosen.server.add_insecure_port("127.0.0.1:0")
+    await chosen.server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            assert await channel.unary_unary("/test.Pick/Echo")(b"abc", timeout=5) == b"cba"
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await channel.unary_unary("/test.Pick/Refused")(b"abc", timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await chosen.server.stop(grace=None)
+    shortcut = transport == "native" and not with_counter
+    assert picker.entries == ["pick" if shortcut else "intercept_service"] * 2
+    assert counter.calls == (2 if with_counter else 0)

@@ -205,10 +205,20 @@ class RpcMetrics(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         gate = self._gate
         if gate is not None:
             gate.arrived()
-        handler = await continuation(handler_call_details)
+        return self._picked(handler_call_details.method, await continuation(handler_call_details))
+
+    def pick(self, method: str, handler: Any) -> Any:
+        """What :meth:`intercept_service` returns when its continuation gives ``handler`` (None for
+        an unknown method), without the call's details: the native server calls this instead."""
+        gate = self._gate
+        if gate is not None:
+            gate.arrived()
+        return self._picked(method, handler)
+
+    def _picked(self, method: str, handler: Any) -> Any:
         if handler is None:
             return None
-        method = handler_call_details.method
+        gate = self._gate
         if gate is not None and gate.draining:
             refused = gate.refusal(method, handler)
             if refused is not None:

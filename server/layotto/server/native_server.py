@@ -1,17 +1,32 @@
-"""pygrpc-native's asyncio server, with one fix: answers given during a graceful stop reach the client.
+"""pygrpc-native's asyncio server, with one fix: answers given during a graceful stop reach the client,
+and one shortcut: a chain of interceptors that only pick a method's handler runs as one call.
+
+pygrpc-native 0.5 runs a call's interceptors as grpc.aio does: a ``HandlerCallDetails`` with the
+call's metadata copied, then one coroutine per interceptor and per continuation. The runtime's
+default chain (:class:`~layotto.server.metrics.RpcMetrics` with the shutdown gate, or the
+:class:`~layotto.server.shutdown_gate.ShutdownGate` alone) reads no metadata and awaits nothing:
+each such interceptor also offers ``pick(method, handler)``, the same decision made synchronously
+(given None, the handler an inner one refused, it answers None). When every interceptor of the
+server has it, a call of a natively served method goes through the picks (innermost first, as
+the continuations would) instead of the chain. Calls the grpc.aio server behind the front serves
+(streams from the client, unknown methods) see the interceptors as before.
 
 Importing this module raises ImportError when pygrpc-native is not installed.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import grpc
 import pygrpc_native
 import pygrpc_native.aio
+from pygrpc_native._server import _code, _use_handler
+
+_LOG = logging.getLogger(__name__)
 
 VERSION: str = pygrpc_native.__version__
 
@@ -41,8 +56,42 @@ class _SettlingFront:
         self._front.close()
 
 
+class HandlerPicker(Protocol):
+    """An interceptor whose whole work is choosing the handler of a call from its method name (no
+    metadata read, nothing awaited): ``pick`` gives what ``intercept_service`` would return when its
+    continuation returns ``handler``."""
+
+    def pick(self, method: str, handler: Any) -> Any: ...
+
+
 class NativeServer(pygrpc_native.aio.Server):
-    """``pygrpc_native.aio.Server`` whose graceful stop delivers the answers of the calls it waited for."""
+    """``pygrpc_native.aio.Server`` whose graceful stop delivers the answers of the calls it waited
+    for, and which runs a chain of :class:`HandlerPicker` s without the per-call chain (see the module)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pickers: list[Callable[[str, Any], Any]] = []
+        for interceptor in self._interceptors:
+            pick = getattr(interceptor, "pick", None)
+            if pick is None:
+                break
+            pickers.append(pick)
+        #: the interceptors' picks, innermost first; None: the chain runs as pygrpc-native runs it
+        self._picks = tuple(reversed(pickers)) if pickers and len(pickers) == len(self._interceptors) else None
+
+    async def _intercept(self, call: Any) -> bool:
+        picks, front = self._picks, self._front
+        if picks is None or front is None:
+            return await super()._intercept(call)
+        handler, method = call.handler, call.method
+        try:
+            for pick in picks:  # each is called, as each interceptor's intercept_service would be
+                handler = pick(method, handler)
+        except Exception as error:  # as pygrpc-native answers an interceptor's error
+            _LOG.exception("Unexpected error in interceptor: %s", error)
+            front.fail(call.call_id, _code(grpc.StatusCode.UNKNOWN), f"Unexpected {type(error)}: {error}")
+            return False
+        return _use_handler(front, call, handler)
 
     def add_insecure_port(self, address: str) -> int:
         port = super().add_insecure_port(address)

@@ -70,10 +70,17 @@ class ShutdownGate(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:  # a handler, or None for an unknown method
         self._last_arrival = time.monotonic()
-        handler = await continuation(handler_call_details)
+        return self._picked(handler_call_details.method, await continuation(handler_call_details))
+
+    def pick(self, method: str, handler: Any) -> Any:
+        """What :meth:`intercept_service` returns when its continuation gives ``handler`` (None for
+        an unknown method), without the call's details: the native server calls this instead."""
+        self._last_arrival = time.monotonic()
+        return self._picked(method, handler)
+
+    def _picked(self, method: str, handler: Any) -> Any:
         if handler is None:
             return None
-        method = handler_call_details.method
         if self.draining:
             refused = self.refusal(method, handler)
             if refused is not None:

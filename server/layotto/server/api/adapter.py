@@ -142,8 +142,31 @@ def check_response_size(response: Any, limit: int | None) -> None:
         raise ResponseTooLarge(largest_field(response), size, limit)
 
 
+def _unary_unary(full: str, decode: Decode, impl: Handler, limit: int | None) -> Handler:
+    """A unary request and answer: :func:`_unary_response` without the request stream's bookkeeping."""
+
+    async def handle(raw: bytes, context: Context) -> Any:
+        try:
+            response = await impl(decode(raw), context)
+            if limit is not None:
+                check_response_size(response, limit)
+        except grpc.aio.AbortError:
+            raise
+        except LayottoError as error:
+            await _fail(context, full, error)
+            raise
+        except Exception:
+            await _abort_internal(context, full)
+            raise
+        return response
+
+    return handle
+
+
 def _unary_response(full: str, method: _d.MethodDescriptor, impl: Handler, limit: int | None) -> Handler:
     decode = decoder(method)
+    if not method.client_streaming:
+        return _unary_unary(full, decode, impl, limit)
 
     async def handle(raw: Any, context: Context) -> Any:
         call = _Call(method, decode, raw)

@@ -11,7 +11,7 @@ knows a wire format.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 from layotto.server.components.base import Feature
 from layotto.server.components.loader import ComponentSet
@@ -162,12 +162,14 @@ class StateService:
         assert isinstance(store, StateStore)  # the state registry only holds state stores
         return store
 
-    async def get(self, store_name: str, key: str, key_field: str = "key") -> StateEntry | None:
-        """The entry at ``key``, or None when there is none."""
+    def get(self, store_name: str, key: str, key_field: str = "key") -> Awaitable[StateEntry | None]:
+        """Awaitable: the entry at ``key``, or None when there is none. The arguments are checked at
+        once (the errors above raise here); the store's own when awaited. Not a coroutine itself: the
+        store's coroutine is handed back, one frame less on every resumption of a read."""
         require_key(key, key_field)
         store = self.store(store_name)
         require_storable(key, key_field, store.spec.limits, _what(store))
-        return await store.get(key)
+        return store.get(key)
 
     async def bulk_get(
         self, store_name: str, keys: Sequence[str], parallelism: int = 0, field: str = "keys"

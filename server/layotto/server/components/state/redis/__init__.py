@@ -14,7 +14,6 @@ from layotto.server.components.base import ComponentContext, ComponentSpec, Feat
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.components.state import (
     DeleteRequest,
-    SetRequest,
     StateEntry,
     StateStore,
     WriteRequest,
@@ -106,11 +105,19 @@ class RedisStateStore(StateStore):
             async with self._redis.errors("EVALSHA save"):
                 await self._write(keys=keys, args=argv)
         except BackendError as error:
-            cause = error.__cause__
-            if isinstance(cause, ResponseError) and str(cause).startswith("ETAG_MISMATCH"):
-                index = int(str(cause).split()[1]) - 1
-                raise EtagMismatch(requests[index].key) from None
-            raise
+            mismatch = self._etag_mismatch(error, requests)
+            if mismatch is None:
+                raise
+            raise mismatch from None
+
+    @staticmethod
+    def _etag_mismatch(error: BackendError, requests: Sequence[WriteRequest]) -> EtagMismatch | None:
+        """EtagMismatch naming the write the script refused, when that is what ``error`` says."""
+        cause = error.__cause__
+        if isinstance(cause, ResponseError) and str(cause).startswith("ETAG_MISMATCH"):
+            index = int(str(cause).split()[1]) - 1
+            return EtagMismatch(requests[index].key)
+        return None
 
     @staticmethod
     def _entry(key: str, found: Any) -> StateEntry | None:
@@ -148,11 +155,20 @@ class RedisStateStore(StateStore):
                 raise BackendError(self.name, str(outcome)) from outcome
         return failures
 
-    async def set(self, request: SetRequest) -> None:
-        await self._run_writes([request])
+    async def set(self, request: WriteRequest) -> None:
+        """One write (a save, or a delete: see ``delete``), :meth:`_run_writes` of one in this frame:
+        every save runs it, and a Redis reply resumes each frame of the await chain."""
+        argv = self._argv(request)
+        try:
+            async with self._redis.errors("EVALSHA save"):
+                await self._write(keys=[self._prefix + request.key, self._seq_key], args=argv)
+        except BackendError as error:
+            mismatch = self._etag_mismatch(error, (request,))
+            if mismatch is None:
+                raise
+            raise mismatch from None
 
-    async def delete(self, request: DeleteRequest) -> None:
-        await self._run_writes([request])
+    delete = set
 
     async def transact(self, requests: Sequence[WriteRequest]) -> None:
         if requests:
