@@ -107,6 +107,8 @@ class _RequestHandler(web.RequestHandler):
             self._sniffed = True
             if _REQUEST_LINE_START.match(data) and repeats_a_singleton_header(data):
                 self._parser = self._python_parser()
+            # sniffed once: the connection's later data goes straight to aiohttp's method (a frame less per read)
+            self.data_received = super().data_received  # type: ignore[method-assign]
         super().data_received(data)
 
     def _python_parser(self) -> _RequestParser:

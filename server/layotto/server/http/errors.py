@@ -122,7 +122,7 @@ class HttpSettings:
     serving: Callable[[], bool]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs every request three object.__setattr__
 class Call:
     """One request to a Dapr endpoint: the request, its path parameters, the settings."""
 

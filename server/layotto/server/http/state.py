@@ -162,7 +162,8 @@ class StateHttp:
 
     @dapr_errors("state", "ERR_STATE_GET")
     async def get(self, call: Call) -> web.Response:
-        check_consistency(call.request.query.get("consistency"), "consistency")
+        if call.request.query_string:  # parsing an empty query costs every call a MultiDict
+            check_consistency(call.request.query.get("consistency"), "consistency")
         entry = await self._state.get(call.params["store"], call.params["key"])
         if entry is None:
             return web.Response(status=204)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Mapping, Sequence
+from typing import cast
 
 from layotto.server.components.base import Feature
 from layotto.server.components.loader import ComponentSet
@@ -158,9 +159,8 @@ class StateService:
         self._components = components
 
     def store(self, name: str, field: str = "store_name") -> StateStore:
-        store = self._components.find("state", name, field)
-        assert isinstance(store, StateStore)  # the state registry only holds state stores
-        return store
+        # the state registry only holds state stores (an isinstance check on the ABC costs every call)
+        return cast(StateStore, self._components.find("state", name, field))
 
     def get(self, store_name: str, key: str, key_field: str = "key") -> Awaitable[StateEntry | None]:
         """Awaitable: the entry at ``key``, or None when there is none. The arguments are checked at
@@ -168,7 +168,12 @@ class StateService:
         store's coroutine is handed back, one frame less on every resumption of a read."""
         require_key(key, key_field)
         store = self.store(store_name)
-        require_storable(key, key_field, store.spec.limits, _what(store))
+        limits = store.spec.limits
+        longest = limits.max_key_bytes
+        # a key of n characters is at most 4n bytes of UTF-8: only a key that may not fit is checked
+        # (naming the store costs a format every call)
+        if (longest is not None and len(key) * 4 > longest) or (limits.text_without_nul and "\x00" in key):
+            require_storable(key, key_field, limits, _what(store))
         return store.get(key)
 
     async def bulk_get(
