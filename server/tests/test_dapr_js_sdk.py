@@ -1,6 +1,6 @@
 """Dapr's JS SDK (``@dapr/dapr``, pinned in server/tests/js/package-lock.json) against a running
 runtime, in its default HTTP mode (Dapr's HTTP API) and in gRPC mode: state, publish (received
-by a gRPC subscriber), secrets, metadata, lock and (gRPC only: the SDK's HTTP client has none)
+by a gRPC subscriber), secrets, metadata, lock, output bindings and (gRPC only: the SDK's HTTP client has none)
 configuration (server/tests/js/dapr_client.mjs); and a
 DaprServer app subscribed to a topic, as an HTTP app and as a gRPC app (server/tests/js/dapr_server.mjs). The SDK is installed with ``npm ci`` into server/tests/js the
 first time (about 30 s); without node or npm, or with the registry unreachable, the test skips,
@@ -77,6 +77,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
             "lock": {"locks": ComponentConfig("in-memory")},
             "secret_store": {"vault": ComponentConfig("local.file", {"secretsFile": str(secrets)})},
             "config_store": {"config": ComponentConfig("in-memory")},
+            "bindings": {"disk": ComponentConfig("localstorage", {"rootPath": str(tmp_path / "disk")})},
         },
     )
     async with Runtime(config) as rt:
@@ -108,7 +109,7 @@ async def test_dapr_js_sdk(dapr_js: Path, runtime: Runtime, protocol: str) -> No
         out, err = await asyncio.wait_for(node.communicate(), NODE_TIMEOUT_SECONDS)
         assert node.returncode == 0, f"{out.decode()}\n{err.decode()}"
         report = json.loads(out.decode().strip().splitlines()[-1])
-        expected = ["state", "publish", "secrets", "metadata", "lock"] + (
+        expected = ["state", "publish", "secrets", "metadata", "lock", "bindings"] + (
             ["configuration"] if protocol == "grpc" else []
         )
         assert report["done"] == expected

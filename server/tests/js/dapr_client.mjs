@@ -67,6 +67,15 @@ const unlocked = await client.lock.unlock("locks", "invoice-9", "worker-1");
 assert.equal(unlocked.status, 0);
 done.push("lock");
 
+// bindings: a file written and read back through the localstorage output binding
+const fileName = `js-${grpc ? "grpc" : "http"}.json`;
+await client.binding.send("disk", "create", { n: 1, item: "book" }, { fileName });
+const read = await client.binding.send("disk", "get", undefined, { fileName });
+// HTTP: the body, parsed as the JSON it is; gRPC: {data: the bytes, metadata, operation}
+const readBack = grpc ? JSON.parse(Buffer.from(read.data).toString()) : read;
+assert.deepEqual(readBack, { n: 1, item: "book" });
+done.push("bindings");
+
 // configuration: the SDK serves it over gRPC only (its HTTP client throws HTTPNotSupportedError)
 if (grpc) {
   const got = await client.configuration.get("config", ["flag"]);
