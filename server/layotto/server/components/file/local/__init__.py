@@ -188,6 +188,16 @@ class LocalFileStore(FileStore):
         except OSError as error:
             raise BackendError(self.name, f"cannot store {name!r}: {error.strerror}") from None
 
+    async def paired_update(self, action: Callable[[], None]) -> None:
+        """Run the blocking ``action`` in a thread while no put commits: it sees and changes what a
+        put's ``paired`` step writes as a whole (before or after that put, never in between)."""
+
+        def locked() -> None:
+            with self._pairing:
+                action()
+
+        await asyncio.to_thread(locked)
+
     async def get(
         self, name: str, field: str, offset: int = 0, length: int | None = None
     ) -> AsyncGenerator[bytes, None]:

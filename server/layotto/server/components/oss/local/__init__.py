@@ -174,8 +174,13 @@ class LocalObjectStore(ObjectStore):
 
     async def _update_attrs(self, ref: ObjectRef, **changes: Any) -> None:
         await self.head(ref)
-        attrs = await asyncio.to_thread(self._read_attrs, ref.bucket, ref.key)
-        await asyncio.to_thread(self._write_attrs, ref.bucket, ref.key, {**attrs, **changes})
+        store = await self._bucket(ref)
+
+        def update() -> None:  # read and written while no put commits: a put's etag is never undone
+            attrs = self._read_attrs(ref.bucket, ref.key)
+            self._write_attrs(ref.bucket, ref.key, {**attrs, **changes})
+
+        await store.paired_update(update)
 
     @contextlib.contextmanager
     def _not_found(self, ref: ObjectRef) -> Any:
