@@ -21,6 +21,7 @@ This is also the boundary where bytes become messages and errors become statuses
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -282,3 +283,29 @@ def service_handler(
 ) -> grpc.GenericRpcHandler[Any, Any]:
     """The same handlers as :func:`method_handlers`, as one generic handler of the service."""
     return grpc.method_handlers_generic_handler(service.full_name, method_handlers(service, routes, max_response_bytes))
+
+
+# -- client streams of bytes (PutFile, PutObject, UploadPart, AppendObject) -------------------
+
+#: how long the end of a client stream waits for a cancel behind it before the store commits (measured:
+#: under 1 ms, on a loaded machine). grpc.aio serves client streams on either transport (pygrpc-native's
+#: front hands them to its grpc.aio fallback server) and reports a client's cancel as the end of the
+#: request stream first and the cancel moments later.
+CANCEL_GRACE_SECONDS = 0.05
+
+
+async def stream_data(
+    first: Any, rest: AsyncIterator[Any], context: Context, attribute: str = "data"
+) -> AsyncIterator[bytes]:
+    """The bytes of ``attribute`` of a client stream's messages (``first`` already read); its end
+    raises CancelledError when the client cancelled, so the store drops what it received. A client's
+    cancel reaches the handler as the end of the stream followed by the cancel (grpc.aio, directly or
+    behind pygrpc-native's front), hence the grace before deciding."""
+    if data := getattr(first, attribute):  # each read of a bytes field copies it out of the message: read once
+        yield data
+    async for message in rest:
+        if data := getattr(message, attribute):
+            yield data
+    await asyncio.sleep(CANCEL_GRACE_SECONDS)  # a cancel arriving meanwhile cancels this task
+    if context.cancelled():
+        raise asyncio.CancelledError

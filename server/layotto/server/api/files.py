@@ -9,7 +9,6 @@ instead of filling the runtime's memory; GetFile likewise sends one chunk at a t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,35 +16,12 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
-from layotto.server.api.adapter import Context
+from layotto.server.api.adapter import Context, stream_data
 from layotto.server.runtime.files import FileRef, FileService
-
-#: how long the end of a PutFile stream waits for a cancel behind it before the store commits (measured:
-#: under 1 ms, on a loaded machine). grpc.aio serves PutFile on either transport (pygrpc-native's front
-#: hands client streams to its grpc.aio fallback server) and reports a client's cancel as the end of the
-#: request stream first and the cancel moments later.
-CANCEL_GRACE_SECONDS = 0.05
 
 
 def _nested(request: pb.FileRequest) -> FileRef:
     return FileRef(request.store_name, request.name, "request.store_name", "request.name")
-
-
-async def stream_data(
-    first: Any, rest: AsyncIterator[Any], context: Context, attribute: str = "data"
-) -> AsyncIterator[bytes]:
-    """The bytes of ``attribute`` of a client stream's messages (``first`` already read); its end
-    raises CancelledError when the client cancelled, so the store drops what it received. A client's
-    cancel reaches the handler as the end of the stream followed by the cancel (grpc.aio, directly or
-    behind pygrpc-native's front), hence the grace before deciding."""
-    if data := getattr(first, attribute):  # each read of a bytes field copies it out of the message: read once
-        yield data
-    async for message in rest:
-        if data := getattr(message, attribute):
-            yield data
-    await asyncio.sleep(CANCEL_GRACE_SECONDS)  # a cancel arriving meanwhile cancels this task
-    if context.cancelled():
-        raise asyncio.CancelledError
 
 
 class FilesApi:

@@ -22,8 +22,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from layotto.proto.extension.v1.s3 import oss_pb2 as pb
-from layotto.server.api.adapter import Context
-from layotto.server.api.files import stream_data
+from layotto.server.api.adapter import Context, stream_data
 from layotto.server.components.oss import MAX_PART_NUMBER, ObjectInfo, ObjectRef, WriteOptions
 from layotto.server.errors import InvalidArgument
 from layotto.server.runtime import oss as checks
