@@ -18,12 +18,9 @@ from layotto.server.components.loader import ComponentSet
 from layotto.server.http.errors import Call, dapr_errors, field_of, optional_string, require_type, string_map
 from layotto.server.http.routing import Routes
 from layotto.server.runtime.bindings import invoke_binding
+from layotto.server.runtime.validation import has_control_characters
 
 INVOKE_CODE = "ERR_INVOKE_OUTPUT_BINDING"
-
-
-def _header_safe(text: str) -> bool:
-    return not any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 class BindingsHttp:
@@ -47,6 +44,6 @@ class BindingsHttp:
         headers = {
             f"metadata.{key}": value
             for key, value in result.metadata.items()
-            if _header_safe(key) and _header_safe(value)  # a header cannot carry them
+            if not has_control_characters(key) and not has_control_characters(value)  # a header cannot carry them
         }
         return web.Response(status=200, body=result.data, content_type="application/json", headers=headers)

@@ -24,7 +24,7 @@ from layotto.server.errors import AccessDenied, AppNotFound, AppUnavailable, Inv
 from layotto.server.runtime.access_control import AccessControl
 from layotto.server.runtime.flow_control import FlowControl
 from layotto.server.runtime.resiliency import Policy, Resiliency, Verdict, matches
-from layotto.server.runtime.validation import require_name
+from layotto.server.runtime.validation import has_control_characters, require_name
 
 #: the HTTP verbs of HTTPExtension.Verb (NONE means POST to an HTTP app, as in Dapr)
 VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
@@ -92,11 +92,6 @@ class InvokeRequest:
             raise InvalidArgument("message.http_extension.querystring", "a query string holds no control characters")
         if has_control_characters(self.content_type):  # it travels as a header
             raise InvalidArgument("message.content_type", "a content type holds no control characters")
-
-
-def has_control_characters(text: str) -> bool:
-    """Whether ``text`` holds a C0 control character or DEL (none may reach a path or a header)."""
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def require_app_id(app_id: str, field: str) -> str:

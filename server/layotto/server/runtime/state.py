@@ -168,12 +168,7 @@ class StateService:
         store's coroutine is handed back, one frame less on every resumption of a read."""
         require_key(key, key_field)
         store = self.store(store_name)
-        limits = store.spec.limits
-        longest = limits.max_key_bytes
-        # a key of n characters is at most 4n bytes of UTF-8: only a key that may not fit is checked
-        # (naming the store costs a format every call)
-        if (longest is not None and len(key) * 4 > longest) or (limits.text_without_nul and "\x00" in key):
-            require_storable(key, key_field, limits, _what(store))
+        require_storable(key, key_field, store.spec.limits, lambda: _what(store))  # named only when refused
         return store.get(key)
 
     async def bulk_get(

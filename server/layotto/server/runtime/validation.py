@@ -18,7 +18,8 @@ cannot convert. The bounds (all documented in docs/limits.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sized
+from collections.abc import Callable, Mapping, Sized
+from typing import TypeAlias
 
 from layotto.server.components.base import Limits
 from layotto.server.errors import InvalidArgument
@@ -45,6 +46,11 @@ def require_text(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is empty")
     return value
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether ``text`` holds a C0 control character or DEL (none may reach a path or a header)."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
 
 
 def require_name(name: str, field: str) -> str:
@@ -96,7 +102,16 @@ def require_count(items: Sized, field: str, limit: int = MAX_BULK_ITEMS) -> None
         raise InvalidArgument(field, f"{len(items)} items is over the limit of {limit} in one request")
 
 
-def require_size(data: str | bytes, field: str, limit: int | None, what: str) -> None:
+#: whose limit it is: the name, or a function making it only when a refusal needs it (a hot path's
+#: checks then format nothing while the value fits)
+Owner: TypeAlias = str | Callable[[], str]
+
+
+def _named(what: Owner) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def require_size(data: str | bytes, field: str, limit: int | None, what: Owner) -> None:
     """Refuse ``data`` longer than ``limit`` bytes (UTF-8 for text); ``None`` is no limit.
 
     ``what`` names whose limit it is, e.g. "state store 'mysql'".
@@ -105,10 +120,10 @@ def require_size(data: str | bytes, field: str, limit: int | None, what: str) ->
         return
     size = len(data.encode()) if isinstance(data, str) else len(data)
     if size > limit:
-        raise InvalidArgument(field, f"{size} bytes is over the {limit}-byte limit of {what}")
+        raise InvalidArgument(field, f"{size} bytes is over the {limit}-byte limit of {_named(what)}")
 
 
-def require_storable(text: str, field: str, limits: Limits, what: str, *, sized: bool = True) -> None:
+def require_storable(text: str, field: str, limits: Limits, what: Owner, *, sized: bool = True) -> None:
     """Refuse a key (or other stored text, ``sized=False``: a lock owner) the component cannot
     store: longer than ``limits.max_key_bytes``, or holding NUL where ``limits.text_without_nul``.
     ``what`` names the component, e.g. "state store 's' (postgresql)"."""
@@ -116,7 +131,7 @@ def require_storable(text: str, field: str, limits: Limits, what: str, *, sized:
         require_size(text, field, limits.max_key_bytes, what)
     if limits.text_without_nul and "\x00" in text:
         at = text.index("\x00")
-        raise InvalidArgument(field, f"contains NUL (U+0000, at character {at}), which {what} cannot store")
+        raise InvalidArgument(field, f"contains NUL (U+0000, at character {at}), which {_named(what)} cannot store")
 
 
 def parse_int(raw: str, field: str, minimum: int, maximum: int, unit: str = "") -> int:
