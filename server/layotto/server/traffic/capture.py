@@ -158,21 +158,23 @@ class TrafficCapture(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             self.too_large += 1
             return
         with self._queued_lock:
-            full = self._queued_bytes + size > budget
-            if not full:
-                self._queued_bytes += size
+            if self._queued_bytes + size > budget:
+                self._drop()
+                return
+            self._queued_bytes += size
         try:
-            if full:
-                raise queue.Full
             self._queue.put_nowait(record)
         except queue.Full:
-            if not full:
-                self._release(size)
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 10000 == 0:
-                log.warning("traffic capture: the writer is behind, %d records dropped so far", self.dropped)
+            self._release(size)
+            self._drop()
             return
         self.sampled += 1
+
+    def _drop(self) -> None:
+        """Count a record the writer had no room for (by count or by bytes)."""
+        self.dropped += 1
+        if self.dropped == 1 or self.dropped % 10000 == 0:
+            log.warning("traffic capture: the writer is behind, %d records dropped so far", self.dropped)
 
     def _release(self, size: int) -> None:
         with self._queued_lock:
