@@ -304,13 +304,14 @@ async def get_digest(
 
 #: the most a runtime's resident memory may grow while a large file goes through it (put, then got)
 RSS_GROWTH_BOUND_MIB = 64
-#: the large file's size through the local store: 256 MiB in CI; LAYOTTO_TEST_LARGE_FILE_MIB=1024 for 1 GiB by hand
-LARGE_FILE_MIB = int(os.environ.get("LAYOTTO_TEST_LARGE_FILE_MIB", "256"))
+#: the large file's size through the local store: 1 GiB, as issue #17 names it (about 9 s here);
+#: LAYOTTO_TEST_LARGE_FILE_MIB sets another size
+LARGE_FILE_MIB = int(os.environ.get("LAYOTTO_TEST_LARGE_FILE_MIB", "1024"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/PID/status")
 async def test_large_files_go_through_with_bounded_memory(tmp_path: Path, bucket: str) -> None:
-    """LARGE_FILE_MIB (256) MiB through the local store and 80 MiB (sixteen 5 MiB parts) through s3, on a
+    """LARGE_FILE_MIB (1024) MiB through the local store and 80 MiB (sixteen 5 MiB parts) through s3, on a
     `layotto serve` process: its peak resident memory (VmHWM, reset first) grows by less than
     RSS_GROWTH_BOUND_MIB, also while a GetFile client stops reading for a while (back-pressure)."""
     config = {
