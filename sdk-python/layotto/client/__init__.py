@@ -25,6 +25,7 @@ from layotto.client._errors import (
     EtagInvalid,
     EtagMismatch,
     FeatureNotSupported,
+    FileNotFound,
     InvalidArgument,
     JobAlreadyExists,
     JobNotFound,
@@ -45,6 +46,7 @@ from layotto.client._errors import (
     StoreNotFound,
     Unauthenticated,
 )
+from layotto.client._files import FileData, FileInfo, FileMeta, FilePage, FilesClient
 from layotto.client._invoke import Invocation, InvokeResponse
 from layotto.client._jobs import ConstantPolicy, DropPolicy, FailurePolicy, Job, JobEvent, JobHandler, JobsClient
 from layotto.client._lock import Lease, LockClient, LockStatus, SequencerClient
@@ -102,6 +104,12 @@ __all__ = [
     "EtagInvalid",
     "EtagMismatch",
     "FeatureNotSupported",
+    "FileData",
+    "FileInfo",
+    "FileMeta",
+    "FileNotFound",
+    "FilePage",
+    "FilesClient",
     "Handler",
     "Hello",
     "InvalidArgument",

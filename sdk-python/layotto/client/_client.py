@@ -16,6 +16,7 @@ from layotto.client._bindings import BindingsClient
 from layotto.client._configuration import ConfigurationClient
 from layotto.client._crypto import CryptoClient
 from layotto.client._errors import ClientClosed
+from layotto.client._files import FilesClient
 from layotto.client._invoke import InvokeResponse, invoke
 from layotto.client._jobs import JobsClient
 from layotto.client._lock import LockClient, SequencerClient
@@ -121,6 +122,7 @@ class RuntimeClient:
         self.crypto = CryptoClient(self._transport)
         self.bindings = BindingsClient(self._transport)
         self.jobs = JobsClient(self._transport)
+        self.files = FilesClient(self._transport)
 
     @property
     def address(self) -> str:

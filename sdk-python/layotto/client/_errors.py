@@ -21,6 +21,7 @@
     ├── FeatureNotSupported         the component lacks the feature (etag, ttl, ...)
     ├── NotFound                    the named thing does not exist
     │   ├── SecretNotFound          the secret store has no secret of that name
+    │   ├── FileNotFound            files: the file store has no file of that name
     │   ├── AppNotFound             invoke: name resolution knows no app of that id
     │   ├── KeyNotFound             the key store has no key of that name
     │   └── JobNotFound             jobs: the app has no job of that name
@@ -61,6 +62,7 @@ __all__ = [
     "EtagInvalid",
     "EtagMismatch",
     "FeatureNotSupported",
+    "FileNotFound",
     "InvalidArgument",
     "KeyNotFound",
     "JobAlreadyExists",
@@ -187,6 +189,10 @@ class SecretNotFound(NotFound):
     """The secret store has no secret of that name."""
 
 
+class FileNotFound(NotFound):
+    """``files``: the file store has no file of that name; ``metadata["file"]`` names it."""
+
+
 class AppNotFound(NotFound):
     """``invoke``: name resolution knows no instance of the app id (``metadata["app_id"]``)."""
 
@@ -309,7 +315,7 @@ BY_REASON: dict[str, type[LayottoError]] = {
     "JOB_NOT_FOUND": JobNotFound,
     "JOB_ALREADY_EXISTS": JobAlreadyExists,
     "DELIVERY_REFUSED": DeliveryRefused,
-    "FILE_NOT_FOUND": NotFound,
+    "FILE_NOT_FOUND": FileNotFound,
     "OBJECT_NOT_FOUND": NotFound,
 }
 

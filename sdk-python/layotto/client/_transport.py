@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -62,6 +62,18 @@ class Transport(ABC):
     @abstractmethod
     def stream(self, method: str) -> StreamCall:
         """Open the bidirectional stream ``method`` (no deadline)."""
+
+    @abstractmethod
+    def unary_stream(self, method: str, request: Any, timeout: float | None) -> AsyncIterator[Any]:
+        """Call the server-streaming ``method``: its responses in order. ``timeout``: seconds for
+        the whole stream, None for no deadline. Closing the iterator early cancels the call."""
+
+    @abstractmethod
+    async def stream_unary(self, method: str, requests: AsyncIterable[Any], timeout: float | None) -> Any:
+        """Send ``requests`` on the client-streaming ``method`` and answer its response.
+        ``timeout``: seconds for the whole call, None for no deadline. When ``requests`` raises,
+        the call is cancelled (the runtime sees a cancel, not the stream's end) and the exception
+        propagates."""
 
     @abstractmethod
     async def aclose(self) -> None: ...
@@ -196,6 +208,29 @@ class GrpcTransport(Transport):
 
     def stream(self, method: str) -> StreamCall:
         return GrpcStreamCall(self._method(method)(metadata=self.metadata))
+
+    async def unary_stream(self, method: str, request: Any, timeout: float | None) -> AsyncIterator[Any]:
+        call = self._method(method)(request, timeout=timeout, metadata=self.metadata)
+        try:
+            while (response := await call.read()) is not EOF:
+                yield response
+        except GRPC_ERRORS as error:
+            raise translate(error) from None
+        finally:
+            call.cancel()  # a no-op once the stream ended; else the consumer stopped early
+
+    async def stream_unary(self, method: str, requests: AsyncIterable[Any], timeout: float | None) -> Any:
+        call = self._method(method)(timeout=timeout, metadata=self.metadata)
+        try:
+            async for request in requests:
+                await call.write(request)
+            await call.done_writing()
+            return await call
+        except GRPC_ERRORS as error:
+            raise translate(error) from None
+        except BaseException:
+            call.cancel()  # the requests' source failed (or the caller was cancelled): store nothing
+            raise
 
     async def aclose(self) -> None:
         self._closed = True

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -56,7 +56,10 @@ __all__ = ["MockHandler", "MockTransport", "TestRuntime", "test_runtime"]
 #: to send (an iterable), after which the stream stays open until the client closes it —
 #: unless it returned none (None or empty): then the stream ends at once, as a runtime
 #: ending it without answering would. A response of another message type than the RPC's
-#: raises ``TypeError``. Handlers may be ``async``: they run under the call's timeout.
+#: raises ``TypeError``. A server stream's handler (``GetFile``) returns its responses (an
+#: iterable), after which the stream ends; a client stream's handler (``PutFile``) gets the list
+#: of the requests sent and returns the response. Handlers may be ``async``: they run under the
+#: call's timeout.
 MockHandler = Callable[[str, Any], Any]
 
 #: the services a client method name's prefix names (``"GetState"``, ``"dapr/ScheduleJob"``, ``"cryption/Encrypt"``)
@@ -88,7 +91,7 @@ def _copy(message: Any) -> Any:
 async def _call(handler: MockHandler, method: str, request: Any, timeout: float | None) -> Any:
     """The handler's answer; an async handler's within ``timeout`` seconds (None: no limit),
     else :class:`DeadlineExceeded`."""
-    result = handler(_full_name(method), _copy(request))
+    result = handler(_full_name(method), request if isinstance(request, list) else _copy(request))
     if not inspect.isawaitable(result):
         return result
     try:
@@ -139,6 +142,11 @@ class MockTransport(Transport):
         self._check(method)
         self.requests.append((_full_name(method), _copy(request)))
         response = await _call(self._handler, method, request, self.timeout if timeout is None else timeout)
+        return self._response(method, response)
+
+    @staticmethod
+    def _response(method: str, response: Any) -> Any:
+        """A unary answer as the client decodes it (None: an empty message)."""
         if response is None:
             return message_factory.GetMessageClass(_descriptor(method).output_type)()
         return _checked(method, response)
@@ -146,6 +154,19 @@ class MockTransport(Transport):
     def stream(self, method: str) -> StreamCall:
         self._check(method)
         return _MockStream(self, method)
+
+    async def unary_stream(self, method: str, request: Any, timeout: float | None) -> AsyncIterator[Any]:
+        self._check(method)
+        self.requests.append((_full_name(method), _copy(request)))
+        for response in await _call(self._handler, method, request, timeout) or ():
+            yield _checked(method, response)
+
+    async def stream_unary(self, method: str, requests: AsyncIterable[Any], timeout: float | None) -> Any:
+        self._check(method)
+        sent = [_copy(request) async for request in requests]
+        self.requests.extend((_full_name(method), request) for request in sent)
+        response = await _call(self._handler, method, sent, timeout)
+        return self._response(method, response)
 
     async def aclose(self) -> None:
         self._closed = True
