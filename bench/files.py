@@ -29,7 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,11 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def minor_faults(pid: int) -> int:
-    """Minor page faults of process ``pid`` so far (from /proc/<pid>/stat): each maps a fresh page in."""
+def minor_faults(pid: int | None) -> int:
+    """Minor page faults of process ``pid`` so far (from /proc/<pid>/stat): each maps a fresh page in;
+    0 without a pid."""
+    if pid is None:
+        return 0
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[7])
 
 
@@ -94,7 +97,10 @@ class Figures:
         self.samples.setdefault(name, []).append(sample)
 
 
-async def timed(run: Callable[[], Awaitable[None]], mib: float, runtime_pid: int, server_pid: int | None) -> Sample:
+async def timed(
+    run: Callable[[], Awaitable[None]], mib: float, runtime_pid: int | None, server_pid: int | None
+) -> Sample:
+    """Time ``run`` moving ``mib`` MiB; the runtime's CPU and faults are 0 without ``runtime_pid``."""
     cpu_runtime, cpu_server, cpu_client = cpu_seconds(runtime_pid), cpu_seconds(server_pid), time.process_time()
     faults_runtime, faults_client = minor_faults(runtime_pid), minor_faults(os.getpid())
     started = time.perf_counter()
@@ -206,44 +212,49 @@ async def measure(plan: Plan, address: str, runtime_pid: int, client: Any, bucke
     return figures
 
 
-async def run(plan: Plan) -> tuple[Figures, bool]:
+@asynccontextmanager
+async def s3_bucket() -> AsyncIterator[tuple[Any, str]]:
+    """An aiobotocore client on ENDPOINT and a fresh bucket of its own, emptied and deleted at the end."""
     bucket = f"bench-files-{uuid.uuid4().hex[:8]}"
     session = get_session()
-    async with AsyncExitStack() as stack:
-        client = await stack.enter_async_context(
-            session.create_client(
-                "s3",
-                region_name="us-east-1",
-                endpoint_url=ENDPOINT,
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-            )
-        )
+    async with session.create_client(
+        "s3", region_name="us-east-1", endpoint_url=ENDPOINT, aws_access_key_id="test", aws_secret_access_key="test"
+    ) as client:
         await client.create_bucket(Bucket=bucket)
         try:
-            with tempfile.TemporaryDirectory(prefix="layotto-bench-files-") as tmp:
-                metadata = {
-                    "bucket": bucket,
-                    "endpoint": ENDPOINT,
-                    "accessKey": "test",
-                    "secretKey": "test",
-                    "forcePathStyle": "true",
-                    "partSize": str(plan.part_size),
-                    "chunkSize": str(plan.chunk_size),
-                }
-                config = Path(tmp) / "bench.json"
-                config.write_text(json.dumps({"file": {"s3": {"type": "s3", "metadata": metadata}}}))
-                process, address = start_runtime(tmp, config)
-                try:
-                    await wait_ready(address)
-                    figures = await measure(plan, address, process.pid, client, bucket)
-                finally:
-                    stop(process)
+            yield client, bucket
         finally:
             listed = await client.list_objects(Bucket=bucket)
             for item in listed.get("Contents") or []:
                 await client.delete_object(Bucket=bucket, Key=item["Key"])
             await client.delete_bucket(Bucket=bucket)
+
+
+def write_store_config(directory: str, bucket: str, part_size: int, chunk_size: int) -> Path:
+    """A runtime config (JSON, in ``directory``) with one file store, ``s3``, on ``bucket``; its path."""
+    metadata = {
+        "bucket": bucket,
+        "endpoint": ENDPOINT,
+        "accessKey": "test",
+        "secretKey": "test",
+        "forcePathStyle": "true",
+        "partSize": str(part_size),
+        "chunkSize": str(chunk_size),
+    }
+    config = Path(directory) / "bench.json"
+    config.write_text(json.dumps({"file": {"s3": {"type": "s3", "metadata": metadata}}}))
+    return config
+
+
+async def run(plan: Plan) -> tuple[Figures, bool]:
+    async with s3_bucket() as (client, bucket):
+        with tempfile.TemporaryDirectory(prefix="layotto-bench-files-") as tmp:
+            process, address = start_runtime(tmp, write_store_config(tmp, bucket, plan.part_size, plan.chunk_size))
+            try:
+                await wait_ready(address)
+                figures = await measure(plan, address, process.pid, client, bucket)
+            finally:
+                stop(process)
     return figures, s3_server_pid() is not None
 
 

@@ -3,15 +3,27 @@
     python bench/floor_servers.py forward-a ADDRESS NEXT grpcaio|grpcfuture|pyqwest
     python bench/floor_servers.py forward-b ADDRESS APP grpcaio|grpcfuture|pyqwest
     python bench/floor_servers.py state ADDRESS REDIS_HOST:PORT
+    python bench/floor_servers.py files ADDRESS native|grpcio S3_ENDPOINT BUCKET PART_BYTES CHUNK_BYTES
 
-Each serves on pygrpc-native (methods registered one by one, no interceptors) on the loop
-``layotto serve`` picks:
+Each serves on pygrpc-native (methods registered one by one, no interceptors; ``files`` on either
+transport) on the loop ``layotto serve`` picks:
 
 * ``forward-a``: Layotto's ``Runtime/InvokeService`` in; builds Dapr's ``InvokeServiceRequest``
   and calls ``Dapr/InvokeService`` at NEXT with the hop metadata; answers the data back.
 * ``forward-b``: Dapr's ``InvokeService`` in; calls the app's ``AppCallback/OnInvoke`` at APP.
 * ``state``: Dapr's ``GetState`` and ``SaveState`` answered straight from Redis with Dapr's
   layout (a hash with ``data`` and ``version``), redis-py asyncio with hiredis, one command each.
+* ``files``: Layotto's ``Runtime/GetFile`` (server stream) and ``Runtime/PutFile`` (client stream)
+  on BUCKET through one aiobotocore client (the s3 store's client config: SigV4, path style).
+  GetFile reads ``get_object``'s body as the s3 store does (``read_chunks``: reads gathered into
+  CHUNK_BYTES messages, since aiohttp hands out 64-256 KiB per read) and yields a GetFileResponse
+  per chunk. PutFile keeps the data messages of the stream and, as the store's ``upload_stream``
+  does, sends one PutObject for a file up to PART_BYTES, else a multipart upload of PART_BYTES
+  parts, each part sent while the next is received (one in flight). No store name, metadata or
+  size checks, no error mapping, no abort of a failed upload. glibc's allocator is set as
+  ``layotto serve`` sets it (``keep_large_buffers``), so 1 MiB buffers are reused as there. On
+  pygrpc-native a client-streaming method (PutFile) is served by the grpc.aio server it keeps
+  behind it on a Unix socket, in the same process, as in the runtime: that is part of its floor.
 
 The outgoing client is grpc.aio, grpcio's synchronous channel (``grpcfuture``: ``.future()``,
 completed on the loop), or pyqwest (a Rust HTTP/2 client, reqwest/hyper on tokio): a unary gRPC
@@ -23,9 +35,10 @@ grpc.aio server it keeps behind it for such methods (as the runtime's server alw
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -81,8 +94,6 @@ def pyqwest_unary(address: str, path: str) -> Unary:
 
 def grpcfuture_unary(address: str, path: str) -> Unary:
     """The same call through grpcio's synchronous channel: ``.future()``, completed on the loop."""
-    import asyncio
-
     method = grpc.insecure_channel(address).unary_unary(path)
 
     async def call(body: bytes, timeout: float | None) -> bytes:
@@ -167,7 +178,90 @@ async def state(address: str, redis_address: str) -> None:
     await serve(address, {"dapr.proto.runtime.v1.Dapr": handlers})
 
 
-async def serve(address: str, services: dict[str, dict[str, Any]]) -> None:
+async def files(address: str, transport: str, endpoint: str, bucket: str, part_bytes: str, chunk_bytes: str) -> None:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    config = AioConfig(signature_version="s3v4", s3={"addressing_style": "path"})
+    opening = get_session().create_client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=config,
+    )
+    async with opening as client:
+        chunk_size, part_size = int(chunk_bytes), int(part_bytes)
+
+        async def get_file(request: pb.GetFileRequest, context: Any) -> AsyncIterator[pb.GetFileResponse]:
+            body = (await client.get_object(Bucket=bucket, Key=request.name))["Body"]
+            try:
+                while pieces := await read_filled(body, chunk_size):
+                    yield pb.GetFileResponse(data=pieces[0] if len(pieces) == 1 else b"".join(pieces))
+            finally:
+                body.close()
+
+        async def put_file(requests: AsyncIterator[pb.PutFileRequest], context: Any) -> empty_pb2.Empty:
+            await upload(client, bucket, requests, part_size)
+            return empty_pb2.Empty()
+
+        handlers = {
+            "GetFile": grpc.unary_stream_rpc_method_handler(
+                get_file, pb.GetFileRequest.FromString, pb.GetFileResponse.SerializeToString
+            ),
+            "PutFile": grpc.stream_unary_rpc_method_handler(
+                put_file, pb.PutFileRequest.FromString, empty_pb2.Empty.SerializeToString
+            ),
+        }
+        await serve(address, {"spec.proto.runtime.v1.Runtime": handlers}, transport)
+
+
+async def read_filled(body: Any, size: int) -> list[bytes]:
+    """The pieces of the next ``size`` bytes of ``body`` (fewer at its end; none after it)."""
+    pieces: list[bytes] = []
+    while size and (piece := await body.read(size)):
+        pieces.append(piece)
+        size -= len(piece)
+    return pieces
+
+
+async def upload(client: Any, bucket: str, requests: AsyncIterator[pb.PutFileRequest], part_size: int) -> None:
+    """The stream's data as the object its first message names: one PutObject up to ``part_size``
+    bytes, else a multipart upload of ``part_size`` parts, each sent while the next is received."""
+    key, upload_id, size = "", "", 0
+    chunks: list[bytes] = []
+    parts: list[dict[str, Any]] = []
+    in_flight: asyncio.Future[dict[str, Any]] | None = None
+
+    async def send(number: int, data: bytes) -> dict[str, Any]:
+        sent = await client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data)
+        return {"ETag": sent["ETag"], "PartNumber": number}
+
+    async for request in requests:
+        if not key:
+            key = request.name
+        data = request.data  # read once: each read of a bytes field copies it
+        chunks.append(data)
+        size += len(data)
+        if size >= part_size:
+            if not upload_id:
+                upload_id = (await client.create_multipart_upload(Bucket=bucket, Key=key))["UploadId"]
+            if in_flight is not None:
+                parts.append(await in_flight)
+            in_flight = asyncio.ensure_future(send(len(parts) + 1, b"".join(chunks)))
+            chunks, size = [], 0
+    if not upload_id:
+        await client.put_object(Bucket=bucket, Key=key, Body=b"".join(chunks))
+        return
+    if in_flight is not None:
+        parts.append(await in_flight)
+    if chunks:
+        parts.append(await send(len(parts) + 1, b"".join(chunks)))
+    await client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+
+
+async def serve(address: str, services: dict[str, dict[str, Any]], transport: str = "native") -> None:
     import os
 
     if os.environ.get("FLOOR_FALLBACK"):  # a bidi method: pygrpc-native starts its grpc.aio server behind
@@ -177,7 +271,7 @@ async def serve(address: str, services: dict[str, dict[str, Any]]) -> None:
                 yield request
 
         services = {**services, "floor.Chat": {"Chat": grpc.stream_stream_rpc_method_handler(chat)}}
-    server = build_server("native", options=[], interceptors=[]).server
+    server = build_server(transport, options=[], interceptors=[]).server
     add_services(server, services)
     server.add_insecure_port(address)
     await server.start()
@@ -186,5 +280,9 @@ async def serve(address: str, services: dict[str, dict[str, Any]]) -> None:
 
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
-    main = {"forward-a": forward_a, "forward-b": forward_b, "state": state}[role]
+    main = {"forward-a": forward_a, "forward-b": forward_b, "state": state, "files": files}[role]
+    if role == "files":
+        from layotto.server.memory import keep_large_buffers
+
+        keep_large_buffers()  # before any thread starts, as `layotto serve` does
     serve_like_the_runtime(main(*args))  # type: ignore[operator]

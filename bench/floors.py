@@ -18,7 +18,14 @@ by the calls answered; p50/p90 beside it.
   hiredis, one command per call), and daprd with ``--daprd PATH`` (or ``$DAPRD``; how to build
   it: bench/daprd_compare.py).
 
-    python bench/floors.py [--case invocation|state|all] [--rounds 3] [--seconds 0.7] [--rate 500] [--daprd PATH]
+* ``files``: Layotto's ``GetFile`` / ``PutFile`` of a ``--mib`` MiB object on moto's S3 server:
+  aiobotocore directly, the runtime on each transport, and a minimal relay on each (aiobotocore
+  behind ``Runtime/GetFile`` and ``Runtime/PutFile`` only); MiB/s, the ratio to direct, the CPU per
+  MiB of the relay, of moto and of this process, and the bound that CPU sets on 2 cores
+  (bench/floor_files.py says how).
+
+    python bench/floors.py [--case invocation|state|files|all] [--rounds 3] [--seconds 0.7] [--rate 500]
+        [--daprd PATH] [--mib 32]
 
 pyqwest is not a dependency of the project: ``pip install pyqwest`` adds its rows.
 """
@@ -57,6 +64,7 @@ HERE = Path(__file__).parent
 REDIS = "127.0.0.1:6379"
 LOADS = ("rate", "c16")
 HAS_PYQWEST = importlib.util.find_spec("pyqwest") is not None
+FILE_ROUNDS = 8
 
 
 @contextmanager
@@ -231,20 +239,25 @@ def state_table(cells: dict[tuple[str, str], Cell], rate: float) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", default="all", choices=("invocation", "state", "all"))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--case", default="all", choices=("invocation", "state", "files", "all"))
+    parser.add_argument("--rounds", type=int, help=f"alternating rounds (default 3; {FILE_ROUNDS} for files)")
     parser.add_argument("--seconds", type=float, default=0.7, help="measured seconds per row, round and load")
     parser.add_argument("--rate", type=float, default=500.0, help="the fixed rate, in requests per second")
     parser.add_argument(
         "--daprd", default=os.environ.get("DAPRD", ""), help="a daprd binary: its rows in the state case"
     )
+    parser.add_argument("--mib", type=int, default=32, help="MiB per transfer in the files case")
     args = parser.parse_args()
     if args.daprd and not Path(args.daprd).is_file():
         parser.error(f"--daprd: no file {args.daprd}")
+    per_call = (
+        ""
+        if args.case == "files"
+        else f"; {args.rounds or 3} alternating rounds of {args.seconds:g} s per row and load"
+    )
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}, {platform.platform()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, grpcio {grpc.__version__}; {args.rounds} alternating rounds of "
-        f"{args.seconds:g} s per row and load"
+        f"{platform.python_version()}, grpcio {grpc.__version__}{per_call}"
     )
     for case, run, table in (
         ("invocation", run_invocation, invocation_table),
@@ -253,9 +266,13 @@ def main() -> int:
         if args.case not in (case, "all"):
             continue
         load = os.getloadavg()[0]
-        cells = asyncio.run(run(args.rounds, args.seconds, args.rate))
+        cells = asyncio.run(run(args.rounds or 3, args.seconds, args.rate))
         print(f"\n{case}: load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
         print("\n".join(table(cells, args.rate)))
+    if args.case in ("files", "all"):
+        from floor_files import files_case  # it imports this module's helpers
+
+        print("\n" + "\n".join(files_case(args.rounds or FILE_ROUNDS, args.mib)))
     return 0
 
 
