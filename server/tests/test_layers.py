@@ -89,6 +89,23 @@ def test_building_blocks_import_each_other_only_through_the_adapter_and_the_stat
         assert not sideways, f"{path.name} imports {sorted(sideways)}"
 
 
+def test_the_streamed_read_chunk_size_is_one_declaration_for_every_store_that_streams() -> None:
+    """File and object stores (and the bindings over them) document and check ``chunkSize`` alike: each
+    spec holds the one field of components/base.py, not a copy that could drift."""
+    from layotto.server.components.base import CHUNK_SIZE
+    from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
+
+    holders = {
+        f"{block}.{type_name}": field
+        for block in BUILDING_BLOCKS
+        for type_name in registry_for(block).types()
+        for field in registry_for(block).spec(type_name).metadata
+        if field.name == CHUNK_SIZE.name
+    }
+    assert {"file.local", "oss.local", "oss.s3"} <= holders.keys()
+    assert {name for name, field in holders.items() if field is not CHUNK_SIZE} == set()
+
+
 # -- the error catalog against the contract ----------------------------------------------------
 
 

@@ -317,6 +317,55 @@ async def test_the_loop_exporter_sends_on_its_own_schedule() -> None:
     await asyncio.to_thread(processor.shutdown)
 
 
+class Connecting:
+    """An exporter whose first send waits for its connection (a collector slow to accept one, a
+    loaded machine) before the spans are delivered."""
+
+    def __init__(self) -> None:
+        self.sending = asyncio.Event()
+        self.delivered: list[str] = []
+
+    async def export_async(self, spans: Sequence[Any]) -> None:
+        self.sending.set()
+        await asyncio.sleep(0.2)  # connecting: nothing has left yet
+        self.delivered += [s.name for s in spans]
+
+    def export(self, spans: Sequence[Any]) -> None:
+        raise AssertionError("sent from the loop")
+
+    def shutdown(self) -> None:
+        pass
+
+
+async def test_stopping_while_a_batch_is_being_sent_lets_that_batch_go_out() -> None:
+    """Shutdown arriving while the exporter's own round sends a batch: the batch was taken from the
+    queue, so cancelling the send lost it (a runtime stopped one second after a call lost the call's
+    spans when its first export was still connecting)."""
+    connecting = Connecting()
+    processor = LoopBatchProcessor([connecting], asyncio.get_running_loop(), delay=0.01)
+    lean, _ = tracer()
+    lean.add_span_processor(processor)
+    lean.start_span("in flight").end()
+    await asyncio.wait_for(connecting.sending.wait(), 10)
+    lean.start_span("queued").end()
+    await asyncio.to_thread(processor.shutdown)
+    assert connecting.delivered == ["in flight", "queued"]
+
+
+async def test_a_flush_returns_once_the_batch_being_sent_went_out() -> None:
+    """force_flush while the exporter's own round sends a batch: it returns after that batch, not as
+    soon as the queue is empty (a caller reading the collector next missed the batch)."""
+    connecting = Connecting()
+    processor = LoopBatchProcessor([connecting], asyncio.get_running_loop(), delay=0.01)
+    lean, _ = tracer()
+    lean.add_span_processor(processor)
+    lean.start_span("in flight").end()
+    await asyncio.wait_for(connecting.sending.wait(), 10)
+    assert await asyncio.to_thread(processor.force_flush)
+    assert connecting.delivered == ["in flight"]
+    await asyncio.to_thread(processor.shutdown)
+
+
 def test_a_root_span_samples_like_start_span_and_owns_its_attributes() -> None:
     attributes = {"rpc.method": "GetState"}
     kept, collected = tracer(ratio=1.0)

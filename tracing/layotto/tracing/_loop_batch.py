@@ -11,6 +11,7 @@ with an ``export_async`` coroutine are awaited; others run in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -43,6 +44,8 @@ class LoopBatchProcessor(SpanQueue):
         self._encode: Callable[[Any], bytes] | None = None
         if only is not None and hasattr(only, "export_encoded_async"):
             self._encode = getattr(only, "encode_span", None)
+        self._stopping = asyncio.Event()
+        self._sending = asyncio.Lock()  # one flush at a time: a flush returns after the batches before it
         self._pump = loop.create_task(self._run(), name="layotto-tracing-export")
 
     def on_end(self, span: Any) -> None:
@@ -59,12 +62,19 @@ class LoopBatchProcessor(SpanQueue):
             log.warning("trace span not encoded: %s", error)
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._delay)
+        """Export every ``delay`` seconds until stopping; an export under way when stopping is
+        asked for is finished (cancelling it lost its batch: taken from the queue, never sent)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._delay)
             await self.flush_async()
 
     async def flush_async(self) -> None:
-        """Export what is queued now."""
+        """Export what is queued now, once a flush under way (the pump's) has sent what it took."""
+        async with self._sending:
+            await self._send_queued()
+
+    async def _send_queued(self) -> None:
         for batch in self._batches():
             for exporter in self._exporters:
                 try:
@@ -102,7 +112,9 @@ class LoopBatchProcessor(SpanQueue):
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(30)
 
     async def _close(self) -> None:
-        self._pump.cancel()
+        self._stopping.set()
+        # the pump finishes the batch it may be sending, then sends what is queued, and ends
+        await asyncio.gather(self._pump, return_exceptions=True)
         await self.flush_async()
         for exporter in self._exporters:
             try:

@@ -133,6 +133,20 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+KiB = 1024
+MiB = 1024 * KiB
+
+#: the size of a streamed read's messages, shared by the stores that stream (file, oss)
+CHUNK_SIZE = MetadataField(
+    "chunkSize",
+    "Bytes of data in one message of a streamed read (GetFile, GetObject; the last may be shorter); keep it "
+    "below the runtime's max_message_bytes.",
+    type=int,
+    default=1 * MiB,
+    minimum=1 * KiB,
+    maximum=8 * MiB,
+)
+
 #: the runtime-level key namespacing of lock and sequencer keys, as in Layotto
 KEY_PREFIX = MetadataField(
     "keyPrefix",

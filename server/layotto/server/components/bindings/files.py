@@ -20,9 +20,9 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
-from layotto.server.components.base import ComponentContext, MetadataField
+from layotto.server.components.base import ComponentContext, MetadataField, MiB
 from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
-from layotto.server.components.file import MAX_PAGE_SIZE, FileInfo, FileStore, MiB, check_name, check_prefix
+from layotto.server.components.file import MAX_PAGE_SIZE, FileInfo, FileStore, check_name, check_prefix
 from layotto.server.errors import InvalidArgument, PayloadTooLarge
 
 OPERATIONS = ("create", "get", "list", "delete")

@@ -18,25 +18,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from layotto.server.components.base import Component, MetadataField
+from layotto.server.components.base import CHUNK_SIZE, Component
 from layotto.server.errors import InvalidArgument
 
 #: the longest file name, in UTF-8 bytes (S3's limit on object keys)
 MAX_NAME_BYTES = 1024
 #: the most files one ListFile page holds (S3's limit); a larger page_size is served as this
 MAX_PAGE_SIZE = 1000
-KiB = 1024
-MiB = 1024 * KiB
-
-CHUNK_SIZE = MetadataField(
-    "chunkSize",
-    "Bytes of file data in one GetFile message (the last may be shorter); keep it below the runtime's "
-    "max_message_bytes.",
-    type=int,
-    default=1 * MiB,
-    minimum=1 * KiB,
-    maximum=8 * MiB,
-)
 
 
 @dataclass(frozen=True)

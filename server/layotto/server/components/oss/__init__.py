@@ -22,11 +22,9 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from layotto.server.components.base import Component, MetadataField
+from layotto.server.components.base import CHUNK_SIZE, Component
 from layotto.server.errors import FeatureNotSupported, InvalidArgument, ObjectNotFound
 
-KiB = 1024
-MiB = 1024 * KiB
 #: the longest object key and bucket name, in UTF-8 bytes (S3's limits)
 MAX_KEY_BYTES = 1024
 MAX_BUCKET_BYTES = 63
@@ -45,16 +43,6 @@ CANNED_ACLS = (
     "aws-exec-read",
     "bucket-owner-read",
     "bucket-owner-full-control",
-)
-
-CHUNK_SIZE = MetadataField(
-    "chunkSize",
-    "Bytes of object data in one GetObject message (the last may be shorter); keep it below the runtime's "
-    "max_message_bytes.",
-    type=int,
-    default=1 * MiB,
-    minimum=1 * KiB,
-    maximum=8 * MiB,
 )
 
 

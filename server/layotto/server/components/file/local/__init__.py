@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField
-from layotto.server.components.file import CHUNK_SIZE, FileInfo, FilePage, FileStore
+from layotto.server.components.base import CHUNK_SIZE, ComponentContext, ComponentSpec, ConfigError, MetadataField
+from layotto.server.components.file import FileInfo, FilePage, FileStore
 from layotto.server.errors import BackendError, FileNotFound, InvalidArgument
 
 RESERVED = ".layotto"

@@ -16,8 +16,8 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, MetadataField
-from layotto.server.components.file import CHUNK_SIZE, FileInfo, FilePage, FileStore, MiB
+from layotto.server.components.base import CHUNK_SIZE, ComponentContext, ComponentSpec, MetadataField, MiB
+from layotto.server.components.file import FileInfo, FilePage, FileStore
 from layotto.server.components.s3_client import (
     CONNECTION_FIELDS,
     backend_errors,

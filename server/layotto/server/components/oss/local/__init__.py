@@ -28,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField
+from layotto.server.components.base import CHUNK_SIZE, ComponentContext, ComponentSpec, ConfigError, MetadataField
 from layotto.server.components.file import FileInfo
 from layotto.server.components.file.local import RESERVED, LocalFileStore
 from layotto.server.components.oss import (
-    CHUNK_SIZE,
     ByteRange,
     Deleted,
     Listing,

@@ -19,9 +19,8 @@ from urllib.parse import urlencode
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
-from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, MetadataField
+from layotto.server.components.base import CHUNK_SIZE, ComponentContext, ComponentSpec, ConfigError, MetadataField
 from layotto.server.components.oss import (
-    CHUNK_SIZE,
     MAX_PART_NUMBER,
     ByteRange,
     Deleted,
