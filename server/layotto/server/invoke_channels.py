@@ -17,16 +17,19 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
 
 import aiohttp
 import grpc
+import yarl
 from google.rpc import error_details_pb2, status_pb2
+from multidict import CIMultiDict
 
 from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.reasons import ERROR_DOMAIN
-from layotto.server.api.invoke import fill_invoke_message, grpc_headers
+from layotto.server.api.invoke import NO_DEADLINE_BEYOND_SECONDS, fill_invoke_message, grpc_headers
 from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
 from layotto.server.api_token import sending_token
 from layotto.server.config import RuntimeConfig
@@ -54,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: response headers of an HTTP app that describe the connection, not the answer
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "date", "server"})
+#: what a query string may hold as it is (RFC 3986 query characters and escapes); anything else is escaped
+QUERY_SAFE = "!$&'()*+,;=:@/?%"
 #: how long a call waits for an app that refused the connection to come up (seconds)
 CONNECT_GRACE_SECONDS = 2.0
 #: an app or sidecar that went away is tried again within a second of coming back
@@ -62,6 +67,12 @@ RECONNECT_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+def grpc_timeout(seconds: float | None) -> float | None:
+    """``seconds`` as a gRPC call's timeout: beyond :data:`NO_DEADLINE_BEYOND_SECONDS` none (grpc's
+    deadline overflows near 9.2e9 s, and a call with it failed at once with DEADLINE_EXCEEDED)."""
+    return None if seconds is None or seconds > NO_DEADLINE_BEYOND_SECONDS else seconds
 
 
 def _message_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -157,7 +168,7 @@ class GrpcAppChannel:
     async def _call(
         self, message: Any, timeout: float | None, metadata: list[tuple[str, str]]
     ) -> tuple[Any, tuple[tuple[str, str], ...]]:
-        call = self._stub.OnInvoke(message, timeout=timeout, metadata=metadata)
+        call = self._stub.OnInvoke(message, timeout=grpc_timeout(timeout), metadata=metadata)
         answer = await call
         return answer, _text_metadata(await call.initial_metadata())
 
@@ -187,12 +198,30 @@ class HttpAppChannel:
             self._session = aiohttp.ClientSession(auto_decompress=False)
         return self._session
 
+    def url(self, method: str, querystring: str) -> yarl.URL:
+        """The app's URL for ``method`` (a path, escapes kept as the caller wrote them; dot segments
+        removed, as :func:`~layotto.server.runtime.access_control.operation_path` reads it) and
+        ``querystring``, sent as they are. A query in the method comes first; a fragment is dropped."""
+        path, _, _fragment = method.lstrip("/").partition("#")
+        path, _, own_query = path.partition("?")
+        url = yarl.URL(f"{self._base_url}/{path}")
+        query = "&".join(part for part in (own_query, querystring.lstrip("?")) if part)
+        return yarl.URL.build(
+            scheme=url.scheme,
+            host=url.raw_host or "",
+            port=url.explicit_port,
+            path=url.raw_path,
+            query_string=quote(query, safe=QUERY_SAFE),
+            encoded=True,
+        )
+
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         verb = "POST" if request.verb == "NONE" else request.verb
-        url = f"{self._base_url}/{request.method.lstrip('/')}"
-        if request.querystring:
-            url += "?" + request.querystring.lstrip("?")
-        headers = dict(request.headers)
+        try:
+            url = self.url(request.method, request.querystring)
+        except ValueError:
+            raise InvalidArgument("message.method", f"{request.method!r} does not make a URL path") from None
+        headers = CIMultiDict(request.headers)
         if request.content_type:
             headers["Content-Type"] = request.content_type
         if request.caller_app_id:
@@ -204,8 +233,8 @@ class HttpAppChannel:
             headers["traceparent"] = traceparent
         try:
             async with self._client().request(
-                verb, url, data=request.data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as response:
+                verb, url, data=request.data or None, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:  # no body: no Content-Type of aiohttp's own
                 body = await response.read()
         except TimeoutError:
             raise DeadlineExceeded(f"app {self._app_id!r}") from None
@@ -219,7 +248,8 @@ class HttpAppChannel:
             raise AppError.from_http(self._app_id, response.status, body)
         kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
         kept.append((HTTP_STATUS_HEADER, str(response.status)))
-        return InvokeResponse(body, response.content_type if body else "", tuple(kept), response.status)
+        content_type = response.headers.get("Content-Type", "") if body else ""  # with its charset, boundary, ...
+        return InvokeResponse(body, content_type, tuple(kept), response.status)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -279,7 +309,7 @@ class GrpcSidecarForwarder:
             metadata.append((RAW_HTTP_STATUS_HEADER, "1"))
         if request.hop_token:
             metadata.append((TOKEN_HEADER, request.hop_token))
-        call = self._stub(address).InvokeService(message, timeout=timeout, metadata=metadata)
+        call = self._stub(address).InvokeService(message, timeout=grpc_timeout(timeout), metadata=metadata)
         try:
             answer = await call
             headers = _text_metadata(await call.initial_metadata())
