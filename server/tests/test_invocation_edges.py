@@ -9,7 +9,7 @@ import grpc
 import pytest
 from server_helpers import free_port
 
-from layotto.client import SubscriberApp
+from layotto.client import Invocation, SubscriberApp
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime
@@ -68,3 +68,28 @@ async def test_a_method_or_query_string_with_control_characters_is_refused_namin
         await stub.InvokeService(pb.InvokeServiceRequest(id="self", message=message), timeout=10)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert (refused.value.details() or "").startswith(f"{field}: "), refused.value.details()
+
+
+async def test_a_resiliency_timeout_beyond_grpcs_deadline_range_is_no_deadline(tmp_path: Path) -> None:
+    """grpc's deadline overflows near 9.2e9 s: a call with a timeout policy of 2562047h (within
+    Go's range, so a valid Dapr spec) failed at once with DEADLINE_EXCEEDED."""
+    app, port = SubscriberApp(), free_port()
+
+    @app.method("echo")
+    async def echo(call: Invocation) -> bytes:
+        return call.data
+
+    spec = {"policies": {"timeouts": {"long": "2562047h"}}, "targets": {"apps": {"self": {"timeout": "long"}}}}
+    config = {"app_id": "self", "data_dir": str(tmp_path), "grpc_address": "127.0.0.1:0", "http_address": "127.0.0.1:0"}
+    config |= {"app_callback_address": f"127.0.0.1:{port}", "resiliency": spec}
+    async with (
+        app.serve(f"127.0.0.1:{port}"),
+        Runtime(from_mapping(config)) as runtime,
+        grpc.aio.insecure_channel(f"127.0.0.1:{runtime.grpc_port}") as channel,
+    ):
+        message = pb.CommonInvokeRequest(method="echo")
+        message.data.value = b"hi"
+        answer = await runtime_pb2_grpc.RuntimeStub(channel).InvokeService(
+            pb.InvokeServiceRequest(id="self", message=message)
+        )
+        assert answer.data.value == b"hi"
