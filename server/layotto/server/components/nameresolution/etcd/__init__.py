@@ -25,7 +25,7 @@ from aetcd import rpc
 from layotto.server.aio import stop_task
 from layotto.server.components.base import MetadataField
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
-from layotto.server.components.nameresolution import NameResolver, parse_metadata
+from layotto.server.components.nameresolution import NameResolver, parse_metadata, sidecar_address
 from layotto.server.errors import LayottoError
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ METADATA = (
 class EtcdRegistry(NameResolver):
     def __init__(self, metadata: Mapping[str, str]) -> None:
         self._metadata = parse_metadata(METADATA, metadata)
+        if self._metadata["advertiseAddress"]:
+            sidecar_address(self._metadata["advertiseAddress"], "name_resolution.metadata.advertiseAddress")
         self._prefix = str(self._metadata["keyPrefix"]).rstrip("/") + "/"
         self._ttl = int(self._metadata["ttlSeconds"])
         self._etcd = EtcdConnection("etcd")
