@@ -21,6 +21,8 @@ from layotto.proto.runtime.v1 import runtime_pb2_grpc
 from layotto.server import Runtime
 from layotto.server.config import from_mapping
 
+LIMIT = 64 * 1024  # max_message_bytes of both runtimes: the HTTP API's body limit too
+
 
 @dataclass
 class Seen:
@@ -72,7 +74,7 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     await runner.setup()
     app_port, b_port = free_port(), free_port()
     await web.TCPSite(runner, "127.0.0.1", app_port).start()
-    common = {"grpc_address": "127.0.0.1:0", "http_address": "127.0.0.1:0"}
+    common = {"grpc_address": "127.0.0.1:0", "http_address": "127.0.0.1:0", "max_message_bytes": LIMIT}
     b_config = {"app_id": "b", "app_protocol": "http", "app_port": app_port, "data_dir": str(tmp_path / "b")}
     apps = {"b": [f"127.0.0.1:{b_port}"]}
     a_config = {"app_id": "a", "data_dir": str(tmp_path / "a"), "name_resolution": {"type": "static", "apps": apps}}
@@ -162,3 +164,17 @@ async def test_an_http_caller_going_away_cancels_the_call_down_to_the_app(pair: 
         call.cancel()  # the connection closes
         await asyncio.gather(call, return_exceptions=True)
     await asyncio.wait_for(pair.seen.slow_cancelled.wait(), 10)
+
+
+async def test_a_body_the_api_took_but_the_hop_cannot_carry_is_too_large_not_an_app_down(pair: Pair) -> None:
+    """A body within the HTTP API's limit made, with the method and headers, a hop message over the
+    limit: grpc refused to send it and the caller was told the app was unavailable (503)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{pair.base('local')}/echo", data=b"x" * (LIMIT - 8)) as reply:
+            assert reply.status == 200  # the own HTTP app takes it as it is
+        async with http.post(f"{pair.base('remote')}/echo", data=b"x" * (LIMIT - 8)) as reply:
+            body = await reply.json()
+            assert reply.status == 413 and body["details"][0]["reason"] == "PAYLOAD_TOO_LARGE", body
+            assert body["message"].startswith("message: "), body
+        async with http.post(f"{pair.base('remote')}/echo", data=b"x" * (LIMIT // 2)) as reply:
+            assert reply.status == 200

@@ -33,7 +33,14 @@ from layotto.server.api.invoke import NO_DEADLINE_BEYOND_SECONDS, fill_invoke_me
 from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
 from layotto.server.api_token import sending_token
 from layotto.server.config import RuntimeConfig
-from layotto.server.errors import AppError, AppUnavailable, DeadlineExceeded, InvalidArgument, RelayedError
+from layotto.server.errors import (
+    AppError,
+    AppUnavailable,
+    DeadlineExceeded,
+    InvalidArgument,
+    PayloadTooLarge,
+    RelayedError,
+)
 from layotto.server.runtime.invocation import (
     CALLER_APP_ID_HEADER,
     HOP_HEADER,
@@ -73,6 +80,15 @@ def grpc_timeout(seconds: float | None) -> float | None:
     """``seconds`` as a gRPC call's timeout: beyond :data:`NO_DEADLINE_BEYOND_SECONDS` none (grpc's
     deadline overflows near 9.2e9 s, and a call with it failed at once with DEADLINE_EXCEEDED)."""
     return None if seconds is None or seconds > NO_DEADLINE_BEYOND_SECONDS else seconds
+
+
+def require_sendable(message: Any, max_message_bytes: int) -> None:
+    """PayloadTooLarge (field ``message``) when the call's message is over the channel's limit: a
+    body the API took whole made, with its method and headers, a message grpc refused to send (the
+    caller was told the app was unavailable, or that the app had answered RESOURCE_EXHAUSTED)."""
+    size = message.ByteSize()
+    if size > max_message_bytes:
+        raise PayloadTooLarge("message", size, max_message_bytes)
 
 
 def _message_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -130,6 +146,7 @@ class GrpcAppChannel:
             interceptors=sending_token(app_api_token, interceptors),
         )
         self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
+        self._max_message_bytes = max_message_bytes
         self.app_api_token = app_api_token  # streaming calls on the channel add it themselves
 
     @property
@@ -145,6 +162,7 @@ class GrpcAppChannel:
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         message = common_pb2.InvokeRequest()
         fill_invoke_message(message, request)
+        require_sendable(message, self._max_message_bytes)
         metadata = [*grpc_headers(request.headers)]
         if request.caller_app_id:
             metadata.append(("dapr-caller-app-id", request.caller_app_id))
@@ -274,6 +292,7 @@ class GrpcSidecarForwarder:
     def __init__(self, *, max_message_bytes: int, tracing: Tracing | None = None, api_token: str = "") -> None:
         """``api_token``: the runtime's own, presented to the other sidecars (they share it)."""
         self._options = _message_options(max_message_bytes)
+        self._max_message_bytes = max_message_bytes
         self._tracing = tracing
         self._api_token = api_token
         self._stubs: dict[str, tuple[grpc.aio.Channel, Any]] = {}
@@ -304,6 +323,7 @@ class GrpcSidecarForwarder:
     async def forward(self, address: str, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         message = invoke_pb2.InvokeServiceRequest(id=request.app_id)
         fill_invoke_message(message.message, request)
+        require_sendable(message, self._max_message_bytes)
         metadata = [*grpc_headers(request.headers), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, request.caller_app_id)]
         if request.raw_http_status:
             metadata.append((RAW_HTTP_STATUS_HEADER, "1"))
