@@ -188,7 +188,10 @@ class GrpcAppChannel:
     ) -> tuple[Any, tuple[tuple[str, str], ...]]:
         call = self._stub.OnInvoke(message, timeout=grpc_timeout(timeout), metadata=metadata)
         answer = await call
-        return answer, _text_metadata(await call.initial_metadata())
+        headers = _text_metadata(await call.initial_metadata())
+        # the status header is an HTTP app's, set by its channel: a gRPC app's own would make the
+        # caller's HTTP answer take it (abc: 500 with a traceback, 99999: no answer at all)
+        return answer, tuple((key, value) for key, value in headers if key != HTTP_STATUS_HEADER)
 
     def _error(self, error: grpc.aio.AioRpcError) -> Exception:
         code = error.code()
@@ -274,6 +277,14 @@ class HttpAppChannel:
             await self._session.close()
 
 
+def _http_status(headers: Sequence[tuple[str, str]]) -> int:
+    """The HTTP app's status a callee sidecar reported (its last ``dapr-http-status``); 200 when
+    none is, or it is no HTTP status (100-599)."""
+    reported = [value for key, value in headers if key == HTTP_STATUS_HEADER]
+    status = reported[-1].strip() if reported else ""
+    return int(status) if status.isascii() and status.isdigit() and 100 <= int(status) <= 599 else 200
+
+
 def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]] | None:
     """The reason and metadata a runtime sent with ``error``, if it is one of ours."""
     trailers = cast("Sequence[tuple[str, str | bytes]]", error.trailing_metadata() or ())
@@ -338,7 +349,7 @@ class GrpcSidecarForwarder:
             if isinstance(failure, SidecarUnreachable):  # gone, perhaps for good (a registry's old entry)
                 await self._drop(address)
             raise failure from None
-        status = int(dict(headers).get(HTTP_STATUS_HEADER, "200") or 200) if headers else 200
+        status = _http_status(headers)
         return InvokeResponse(answer.data.value, answer.content_type, headers, status, answer.data.type_url)
 
     @staticmethod
