@@ -178,3 +178,20 @@ async def test_a_body_the_api_took_but_the_hop_cannot_carry_is_too_large_not_an_
             assert body["message"].startswith("message: "), body
         async with http.post(f"{pair.base('remote')}/echo", data=b"x" * (LIMIT // 2)) as reply:
             assert reply.status == 200
+
+
+async def test_headers_the_api_took_but_a_hop_cannot_carry_are_too_large_not_an_app_down(pair: Pair) -> None:
+    """Headers within the HTTP API's limits (8 KiB each) went on as hop metadata over gRPC's 8 KiB:
+    the callee sidecar answered 431 and the caller was told the app was unavailable (503)."""
+    three = {f"x-big-{n}": "v" * 3000 for n in range(3)}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{pair.base('local')}/echo", headers=three) as reply:
+            assert reply.status == 200  # the own HTTP app takes them
+        async with http.get(f"{pair.base('remote')}/echo", headers=three) as reply:
+            body = await reply.json()
+            assert reply.status == 413 and body["details"][0]["reason"] == "PAYLOAD_TOO_LARGE", body
+            assert body["message"].startswith("metadata: "), body
+        two = dict(list(three.items())[:2])
+        async with http.get(f"{pair.base('remote')}/echo", headers=two) as reply:
+            assert reply.status == 200
+        assert pair.seen.last[1]["x-big-1"] == "v" * 3000

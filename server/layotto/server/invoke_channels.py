@@ -91,6 +91,20 @@ def require_sendable(message: Any, max_message_bytes: int) -> None:
         raise PayloadTooLarge("message", size, max_message_bytes)
 
 
+#: the call's own metadata a gRPC hop or app may carry (bytes as HTTP/2 counts them: name, value and
+#: 32 per entry): gRPC servers refuse headers over 8 KiB (431), and gRPC's own take the rest
+METADATA_LIMIT_BYTES = 8192 - 512
+
+
+def require_sendable_metadata(metadata: Sequence[tuple[str, str]]) -> None:
+    """PayloadTooLarge (field ``metadata``) when ``metadata`` is over :data:`METADATA_LIMIT_BYTES`:
+    HTTP headers the API took (8 KiB each) went on as a hop's metadata the callee's gRPC server
+    refused with 431, and the caller was told the app was unavailable."""
+    size = sum(len(key) + len(value.encode()) + 32 for key, value in metadata)
+    if size > METADATA_LIMIT_BYTES:
+        raise PayloadTooLarge("metadata", size, METADATA_LIMIT_BYTES)
+
+
 def _message_options(max_message_bytes: int) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
@@ -166,6 +180,7 @@ class GrpcAppChannel:
         metadata = [*grpc_headers(request.headers)]
         if request.caller_app_id:
             metadata.append(("dapr-caller-app-id", request.caller_app_id))
+        require_sendable_metadata(metadata)
         loop = asyncio.get_running_loop()
         ends_at = None if timeout is None else loop.time() + timeout
         try:
@@ -340,6 +355,7 @@ class GrpcSidecarForwarder:
             metadata.append((RAW_HTTP_STATUS_HEADER, "1"))
         if request.hop_token:
             metadata.append((TOKEN_HEADER, request.hop_token))
+        require_sendable_metadata(metadata)
         call = self._stub(address).InvokeService(message, timeout=grpc_timeout(timeout), metadata=metadata)
         try:
             answer = await call
