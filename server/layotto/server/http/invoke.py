@@ -1,5 +1,6 @@
-"""Dapr's service invocation over HTTP: ``/v1.0/invoke/{app-id}/method/{method...}`` with any verb,
-and the ``dapr-app-id`` header form (any other path, the path being the method), as daprd serves them.
+"""Dapr's service invocation over HTTP: ``/v1.0/invoke/{app-id}/method/{method...}`` with any verb
+of HTTPExtension, and the ``dapr-app-id`` header form (any other path, the path being the method),
+as daprd serves them.
 
 The request's verb, querystring, headers (less HTTP's and the runtimes' own), body and
 ``Content-Type`` become a runtime :class:`~layotto.server.runtime.invocation.InvokeRequest`
