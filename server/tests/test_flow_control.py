@@ -105,6 +105,18 @@ def test_the_switch_and_the_rules_are_checked() -> None:
         ({"rules": [{"appId": "b", "threshold": 1, "statIntervalInMs": 0}]}, r"statIntervalInMs: expected a positive"),
         ({"global_switch": "yes"}, "fc.global_switch: expected true or false"),
         ({"rule": []}, "fc.rule: unknown key"),
+        (  # Sentinel's 0 limits concurrent calls: it was taken as QPS
+            {"rules": [{"appId": "b", "threshold": 1, "grantType": 0}]},
+            r"fc.rules\[0\].grantType: only 1 \(QPS\) is served, got 0",
+        ),
+        (  # the second rule replaced the first without a word
+            {"rules": [{"appId": "b", "threshold": 1}, {"appId": "b", "threshold": 9}]},
+            r"fc.rules\[1\].appId: 'b' has a rule already",
+        ),
+        (
+            {"rules": [{"resource": "/a.B/C", "threshold": 1}, {"resource": "/a.B/C", "threshold": 9}]},
+            r"fc.rules\[1\].resource: '/a.B/C' has a rule already",
+        ),
     ]
     for raw, message in cases:
         with pytest.raises(ConfigError, match=message):

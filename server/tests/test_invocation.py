@@ -305,6 +305,16 @@ async def test_a_dapr_app_answers_on_its_app_callback(mesh: Mesh) -> None:
             "name_resolution.apps.b: expected HOST:PORT, got 'nowhere'",
         ),
         ({"name_resolution": {"colour": 1}}, "name_resolution.colour: unknown key (known: type, metadata, apps)"),
+        (  # gRPC took it as port 34463 (99999 mod 65536): the calls went to whatever listened there
+            {"name_resolution": {"apps": {"b": ["127.0.0.1:1", "127.0.0.1:99999"]}}},
+            "name_resolution.apps.b: expected HOST:PORT, got '127.0.0.1:99999' (a port is 1-65535)",
+        ),
+        (
+            {"name_resolution": {"apps": {"b": ["127.0.0.1:0"]}}},
+            "name_resolution.apps.b: expected HOST:PORT, got '127.0.0.1:0' (a port is 1-65535)",
+        ),
+        ({"name_resolution": {"apps": {"b": ["[::1:5"]}}}, "name_resolution.apps.b: expected HOST:PORT, got '[::1:5'"),
+        ({"name_resolution": {"apps": {"b": ["a b:5"]}}}, "name_resolution.apps.b: expected HOST:PORT, got 'a b:5'"),
         ({"app_protocol": "smtp"}, "app_protocol: expected one of grpc, http, got 'smtp'"),
         ({"app_port": 70000}, "app_port: must be between 0 and 65535, got 70000"),
     ],
@@ -352,6 +362,9 @@ def test_etcd_registry_metadata_is_checked() -> None:
         create_resolver(parse_settings({"type": "etcd"}, "name_resolution"))
     with pytest.raises(ConfigError, match=r"ttlSeconds: must be between 2 and 86400, got 1"):
         create_resolver(parse_settings({"type": "etcd", "metadata": {"endpoints": "x:1", "ttlSeconds": 1}}, "n"))
+    advertised = {"endpoints": "x:1", "advertiseAddress": "10.0.0.7:70000"}
+    with pytest.raises(ConfigError, match=r"advertiseAddress: expected HOST:PORT, got '10.0.0.7:70000' \(a port"):
+        create_resolver(parse_settings({"type": "etcd", "metadata": advertised}, "name_resolution"))
 
 
 def test_the_cli_takes_the_app_protocol_and_port(tmp_path: Path) -> None:

@@ -116,6 +116,11 @@ def test_access_control_needs_the_token_and_is_checked_key_by_key() -> None:
         ({"policies": [{"appId": "a", "operations": [{"name": "orders"}]}]}, "acl.policies[0].operations[0].name"),
         ({"policies": [{"appId": "a", "operations": [{"name": "/o", "httpVerb": "GET"}]}]}, "httpVerb: expected"),
         ({"policies": [{"appId": "a"}, {"appId": "a"}]}, "acl.policies[1].appId: 'a' has a policy already"),
+        (  # a typo'd verb matched no call: the deny rule was accepted and denied nothing
+            {"policies": [{"appId": "a", "operations": [{"name": "/o", "httpVerb": ["DELTE"], "action": "deny"}]}]},
+            "acl.policies[0].operations[0].httpVerb: unknown verb 'DELTE' \\(known: GET, HEAD,",
+        ),
+        ({"policies": [{"appId": "a", "operations": [{"name": "/o", "httpVerb": []}]}]}, "httpVerb: expected"),
         ({"other": 1}, "acl.other: unknown key"),
     ]
     for raw, message in cases:

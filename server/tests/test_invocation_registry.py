@@ -216,3 +216,32 @@ async def test_the_registry_outlives_an_etcd_outage(tmp_path: Path) -> None:
     finally:
         _stop(*servers)
         etcd.stop()
+
+
+async def test_a_registry_entry_no_sidecar_can_have_is_ignored() -> None:
+    """An entry written by hand or by a misconfigured runtime (a port over 65535) was dialled as
+    another port (99999 mod 65536 = 34463); a good one beside it is kept, in the load and the watch."""
+    require("etcd")
+    from aetcd import rpc
+
+    from layotto.server.components.nameresolution.etcd import EtcdRegistry
+
+    prefix = f"/layotto-test/{uuid.uuid4().hex}/"
+    registry = EtcdRegistry({"endpoints": address("etcd"), "keyPrefix": prefix, "ttlSeconds": "3"})
+    async with grpc.aio.insecure_channel(address("etcd")) as channel:
+        kv = rpc.KVStub(channel)
+        for entry in ("b/127.0.0.1:99999", "b/127.0.0.1:7001", "b/not an address:1"):
+            await kv.Put(rpc.PutRequest(key=f"{prefix}{entry}".encode()))
+        await registry.start("me", "127.0.0.1:7000")
+        try:
+            assert list(await registry.resolve("b")) == ["127.0.0.1:7001"]
+            await kv.Put(rpc.PutRequest(key=f"{prefix}c/127.0.0.1:0".encode()))
+            await kv.Put(rpc.PutRequest(key=f"{prefix}c/127.0.0.1:7002".encode()))
+
+            async def only_the_good_one() -> bool:
+                return list(await registry.resolve("c")) == ["127.0.0.1:7002"]
+
+            await until(only_the_good_one, "c's good entry, and nothing else")
+        finally:
+            await registry.aclose()
+            await kv.DeleteRange(rpc.DeleteRangeRequest(key=prefix.encode(), range_end=prefix[:-1].encode() + b"0"))

@@ -256,6 +256,11 @@ def test_go_durations() -> None:
         ({"targets": {"apps": {"b": {"retry": "nope"}}}}, "targets.apps.b.retry: no policy 'nope' in policies.retries"),
         ({"policies": {"timeouts": {"t": "5 seconds"}}}, "policies.timeouts.t: expected a duration"),
         ({"policies": {"timeouts": {"t": "-1s"}}}, "policies.timeouts.t: expected a duration"),
+        (  # was inf: accepted, then every call timed out at once
+            {"policies": {"timeouts": {"t": "9" * 400 + "h"}}},
+            "policies.timeouts.t: '999",
+        ),
+        ({"policies": {"retries": {"r": {"duration": "2562048h"}}}}, "is longer than Go's longest duration"),
         ({"policies": {"retries": {"r": {"maxRetries": -2}}}}, "policies.retries.r.maxRetries: expected an integer"),
         ({"policies": {"retries": {"r": {"policy": "linear"}}}}, "policies.retries.r.policy: expected constant or"),
         ({"policies": {"circuitBreakers": {"cb": {"maxRequests": -1}}}}, "circuitBreakers.cb.maxRequests"),

@@ -34,7 +34,7 @@ from layotto.server.api_token import http_refusal
 from layotto.server.components.base import Health
 from layotto.server.components.loader import ComponentSet
 from layotto.server.http.errors import error_response
-from layotto.server.http.routing import ROUTE_KEY
+from layotto.server.http.routing import CANCEL_ON_DISCONNECT, ROUTE_KEY
 from layotto.server.log_levels import LOGGERS_PATH, loggers_endpoint
 
 HEALTH_TIMEOUT_SECONDS = 2.0
@@ -123,6 +123,14 @@ class _RequestHandler(web.RequestHandler):
             auto_decompress=self._auto_decompress,
             max_msg_queue_size=self._max_msg_queue_size,
         )
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """aiohttp's, and a request marked :data:`CANCEL_ON_DISCONNECT` has its handler cancelled
+        (aiohttp cancels no handler when its client goes away: the others run to their end)."""
+        request, handler = self._current_request, self._task_handler
+        super().connection_lost(exc)
+        if request is not None and handler is not None and request.get(CANCEL_ON_DISCONNECT):
+            handler.cancel()
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         error = kw.get("exc_info")

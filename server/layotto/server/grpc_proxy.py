@@ -38,6 +38,7 @@ from layotto.server.invoke_channels import (
     CONNECT_GRACE_SECONDS,
     GrpcAppChannel,
     GrpcSidecarForwarder,
+    grpc_timeout,
     until_ready,
 )
 from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, TOKEN_HEADER, Invoker, ProxyRoute
@@ -253,7 +254,7 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         except LayottoError as error:
             code, message, trailers = to_status(error)
             await context.abort(code, message, trailing_metadata=trailers)
-        call = channel.stream_stream(method, None, None)(None, timeout=timeout, metadata=outgoing)
+        call = channel.stream_stream(method, None, None)(None, timeout=grpc_timeout(timeout), metadata=outgoing)
         end = _EndOfCall(call)
         pump = asyncio.create_task(_pump(requests, call))
         failed = False

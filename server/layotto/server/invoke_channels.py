@@ -17,20 +17,30 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import quote
 
 import aiohttp
 import grpc
+import yarl
 from google.rpc import error_details_pb2, status_pb2
+from multidict import CIMultiDict
 
 from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.reasons import ERROR_DOMAIN
-from layotto.server.api.invoke import fill_invoke_message, grpc_headers
+from layotto.server.api.invoke import NO_DEADLINE_BEYOND_SECONDS, fill_invoke_message, grpc_headers
 from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
 from layotto.server.api_token import sending_token
 from layotto.server.config import RuntimeConfig
-from layotto.server.errors import AppError, AppUnavailable, DeadlineExceeded, InvalidArgument, RelayedError
+from layotto.server.errors import (
+    AppError,
+    AppUnavailable,
+    DeadlineExceeded,
+    InvalidArgument,
+    PayloadTooLarge,
+    RelayedError,
+)
 from layotto.server.runtime.invocation import (
     CALLER_APP_ID_HEADER,
     HOP_HEADER,
@@ -54,6 +64,8 @@ log = logging.getLogger(__name__)
 
 #: response headers of an HTTP app that describe the connection, not the answer
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "date", "server"})
+#: what a query string may hold as it is (RFC 3986 query characters and escapes); anything else is escaped
+QUERY_SAFE = "!$&'()*+,;=:@/?%"
 #: how long a call waits for an app that refused the connection to come up (seconds)
 CONNECT_GRACE_SECONDS = 2.0
 #: an app or sidecar that went away is tried again within a second of coming back
@@ -62,6 +74,35 @@ RECONNECT_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+def grpc_timeout(seconds: float | None) -> float | None:
+    """``seconds`` as a gRPC call's timeout: beyond :data:`NO_DEADLINE_BEYOND_SECONDS` none (grpc's
+    deadline overflows near 9.2e9 s, and a call with it failed at once with DEADLINE_EXCEEDED)."""
+    return None if seconds is None or seconds > NO_DEADLINE_BEYOND_SECONDS else seconds
+
+
+def require_sendable(message: Any, max_message_bytes: int) -> None:
+    """PayloadTooLarge (field ``message``) when the call's message is over the channel's limit: a
+    body the API took whole made, with its method and headers, a message grpc refused to send (the
+    caller was told the app was unavailable, or that the app had answered RESOURCE_EXHAUSTED)."""
+    size = message.ByteSize()
+    if size > max_message_bytes:
+        raise PayloadTooLarge("message", size, max_message_bytes)
+
+
+#: the call's own metadata a gRPC hop or app may carry (bytes as HTTP/2 counts them: name, value and
+#: 32 per entry): gRPC servers refuse headers over 8 KiB (431), and gRPC's own take the rest
+METADATA_LIMIT_BYTES = 8192 - 512
+
+
+def require_sendable_metadata(metadata: Sequence[tuple[str, str]]) -> None:
+    """PayloadTooLarge (field ``metadata``) when ``metadata`` is over :data:`METADATA_LIMIT_BYTES`:
+    HTTP headers the API took (8 KiB each) went on as a hop's metadata the callee's gRPC server
+    refused with 431, and the caller was told the app was unavailable."""
+    size = sum(len(key) + len(value.encode()) + 32 for key, value in metadata)
+    if size > METADATA_LIMIT_BYTES:
+        raise PayloadTooLarge("metadata", size, METADATA_LIMIT_BYTES)
 
 
 def _message_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -119,6 +160,7 @@ class GrpcAppChannel:
             interceptors=sending_token(app_api_token, interceptors),
         )
         self._stub = dapr_appcallback_grpc.AppCallbackStub(self._channel)
+        self._max_message_bytes = max_message_bytes
         self.app_api_token = app_api_token  # streaming calls on the channel add it themselves
 
     @property
@@ -134,9 +176,11 @@ class GrpcAppChannel:
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         message = common_pb2.InvokeRequest()
         fill_invoke_message(message, request)
+        require_sendable(message, self._max_message_bytes)
         metadata = [*grpc_headers(request.headers)]
         if request.caller_app_id:
             metadata.append(("dapr-caller-app-id", request.caller_app_id))
+        require_sendable_metadata(metadata)
         loop = asyncio.get_running_loop()
         ends_at = None if timeout is None else loop.time() + timeout
         try:
@@ -157,9 +201,12 @@ class GrpcAppChannel:
     async def _call(
         self, message: Any, timeout: float | None, metadata: list[tuple[str, str]]
     ) -> tuple[Any, tuple[tuple[str, str], ...]]:
-        call = self._stub.OnInvoke(message, timeout=timeout, metadata=metadata)
+        call = self._stub.OnInvoke(message, timeout=grpc_timeout(timeout), metadata=metadata)
         answer = await call
-        return answer, _text_metadata(await call.initial_metadata())
+        headers = _text_metadata(await call.initial_metadata())
+        # the status header is an HTTP app's, set by its channel: a gRPC app's own would make the
+        # caller's HTTP answer take it (abc: 500 with a traceback, 99999: no answer at all)
+        return answer, tuple((key, value) for key, value in headers if key != HTTP_STATUS_HEADER)
 
     def _error(self, error: grpc.aio.AioRpcError) -> Exception:
         code = error.code()
@@ -187,12 +234,30 @@ class HttpAppChannel:
             self._session = aiohttp.ClientSession(auto_decompress=False)
         return self._session
 
+    def url(self, method: str, querystring: str) -> yarl.URL:
+        """The app's URL for ``method`` (a path, escapes kept as the caller wrote them; dot segments
+        removed, as :func:`~layotto.server.runtime.access_control.operation_path` reads it) and
+        ``querystring``, sent as they are. A query in the method comes first; a fragment is dropped."""
+        path, _, _fragment = method.lstrip("/").partition("#")
+        path, _, own_query = path.partition("?")
+        url = yarl.URL(f"{self._base_url}/{path}")
+        query = "&".join(part for part in (own_query, querystring.lstrip("?")) if part)
+        return yarl.URL.build(
+            scheme=url.scheme,
+            host=url.raw_host or "",
+            port=url.explicit_port,
+            path=url.raw_path,
+            query_string=quote(query, safe=QUERY_SAFE),
+            encoded=True,
+        )
+
     async def invoke(self, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         verb = "POST" if request.verb == "NONE" else request.verb
-        url = f"{self._base_url}/{request.method.lstrip('/')}"
-        if request.querystring:
-            url += "?" + request.querystring.lstrip("?")
-        headers = dict(request.headers)
+        try:
+            url = self.url(request.method, request.querystring)
+        except ValueError:
+            raise InvalidArgument("message.method", f"{request.method!r} does not make a URL path") from None
+        headers = CIMultiDict(request.headers)
         if request.content_type:
             headers["Content-Type"] = request.content_type
         if request.caller_app_id:
@@ -204,8 +269,8 @@ class HttpAppChannel:
             headers["traceparent"] = traceparent
         try:
             async with self._client().request(
-                verb, url, data=request.data, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as response:
+                verb, url, data=request.data or None, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:  # no body: no Content-Type of aiohttp's own
                 body = await response.read()
         except TimeoutError:
             raise DeadlineExceeded(f"app {self._app_id!r}") from None
@@ -219,11 +284,20 @@ class HttpAppChannel:
             raise AppError.from_http(self._app_id, response.status, body)
         kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
         kept.append((HTTP_STATUS_HEADER, str(response.status)))
-        return InvokeResponse(body, response.content_type if body else "", tuple(kept), response.status)
+        content_type = response.headers.get("Content-Type", "") if body else ""  # with its charset, boundary, ...
+        return InvokeResponse(body, content_type, tuple(kept), response.status)
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _http_status(headers: Sequence[tuple[str, str]]) -> int:
+    """The HTTP app's status a callee sidecar reported (its last ``dapr-http-status``); 200 when
+    none is, or it is no HTTP status (100-599)."""
+    reported = [value for key, value in headers if key == HTTP_STATUS_HEADER]
+    status = reported[-1].strip() if reported else ""
+    return int(status) if status.isascii() and status.isdigit() and 100 <= int(status) <= 599 else 200
 
 
 def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]] | None:
@@ -244,6 +318,7 @@ class GrpcSidecarForwarder:
     def __init__(self, *, max_message_bytes: int, tracing: Tracing | None = None, api_token: str = "") -> None:
         """``api_token``: the runtime's own, presented to the other sidecars (they share it)."""
         self._options = _message_options(max_message_bytes)
+        self._max_message_bytes = max_message_bytes
         self._tracing = tracing
         self._api_token = api_token
         self._stubs: dict[str, tuple[grpc.aio.Channel, Any]] = {}
@@ -274,12 +349,14 @@ class GrpcSidecarForwarder:
     async def forward(self, address: str, request: InvokeRequest, timeout: float | None) -> InvokeResponse:
         message = invoke_pb2.InvokeServiceRequest(id=request.app_id)
         fill_invoke_message(message.message, request)
+        require_sendable(message, self._max_message_bytes)
         metadata = [*grpc_headers(request.headers), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, request.caller_app_id)]
         if request.raw_http_status:
             metadata.append((RAW_HTTP_STATUS_HEADER, "1"))
         if request.hop_token:
             metadata.append((TOKEN_HEADER, request.hop_token))
-        call = self._stub(address).InvokeService(message, timeout=timeout, metadata=metadata)
+        require_sendable_metadata(metadata)
+        call = self._stub(address).InvokeService(message, timeout=grpc_timeout(timeout), metadata=metadata)
         try:
             answer = await call
             headers = _text_metadata(await call.initial_metadata())
@@ -288,7 +365,7 @@ class GrpcSidecarForwarder:
             if isinstance(failure, SidecarUnreachable):  # gone, perhaps for good (a registry's old entry)
                 await self._drop(address)
             raise failure from None
-        status = int(dict(headers).get(HTTP_STATUS_HEADER, "200") or 200) if headers else 200
+        status = _http_status(headers)
         return InvokeResponse(answer.data.value, answer.content_type, headers, status, answer.data.type_url)
 
     @staticmethod

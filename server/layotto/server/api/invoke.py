@@ -28,9 +28,26 @@ from layotto.server.runtime.invocation import (
     InvokeRequest,
 )
 
-#: metadata gRPC or HTTP sets for itself: never passed to the app as a header
+#: metadata gRPC or HTTP sets for itself: never passed to the app as a header. HTTP/1's
+#: connection-specific headers (RFC 9110 7.6.1) among them: an HTTP caller's ``Transfer-Encoding:
+#: chunked`` sent on beside the body's Content-Length made the app's server refuse the request, and
+#: on a hop HTTP/2 refuses them (the callee sidecar reset the stream)
 RESERVED_HEADERS = frozenset(
-    {"content-type", "user-agent", "te", "host", "content-length", "connection", "accept-encoding"}
+    {
+        "content-type",
+        "user-agent",
+        "te",
+        "host",
+        "content-length",
+        "connection",
+        "accept-encoding",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "trailer",
+        "upgrade",
+        "expect",
+    }
 )
 #: set by the runtimes themselves: a caller's own values are dropped
 #: (the caller's dapr-api-token too: the app gets APP_API_TOKEN, never the runtime's token)

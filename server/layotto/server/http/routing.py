@@ -27,6 +27,9 @@ from layotto.server.http.errors import Call, HttpSettings
 CallHandler = Callable[[Call], Awaitable[web.StreamResponse]]
 #: the request key under which the matched route's template (``/v1.0/state/{store}``) is kept, for metrics
 ROUTE_KEY = web.RequestKey("layotto.route", str)
+#: set on a request whose handler is worth nothing once its client has gone (service invocation:
+#: the call to the app is cancelled down the chain); the server cancels that handler on disconnect
+CANCEL_ON_DISCONNECT = web.RequestKey("layotto.cancel_on_disconnect", bool)
 #: a method a route serves whatever the request's method
 ANY_METHOD = "*"
 _PARAMETER = re.compile(r"\{(?P<name>[_a-zA-Z][_a-zA-Z0-9]*)(?::(?P<regex>[^{}]*))?\}")

@@ -42,6 +42,10 @@ class Operation:
         return verb == "NONE" or "*" in self.verbs or verb in self.verbs
 
 
+#: the verbs a call can have (HTTPExtension.Verb's, but NONE: a gRPC call, which any list matches)
+HTTP_VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+
+
 @dataclass(frozen=True)
 class AppPolicy:
     app_id: str
@@ -99,8 +103,11 @@ def _operations(raw: Any, where: str) -> tuple[Operation, ...]:
         if not isinstance(name, str) or not name.startswith("/"):
             raise ConfigError(f"{at}.name: expected a path starting with '/', got {name!r}")
         verbs = item.get("httpVerb", ["*"])
-        if not isinstance(verbs, list) or not all(isinstance(v, str) and v for v in verbs):
+        if not isinstance(verbs, list) or not verbs or not all(isinstance(v, str) and v for v in verbs):
             raise ConfigError(f"{at}.httpVerb: expected a list of HTTP verbs or ['*']")
+        unknown = [v for v in verbs if v.upper() not in (*HTTP_VERBS, "*")]
+        if unknown:  # a verb no call has: a deny rule with a typo (DELTE) would deny nothing
+            raise ConfigError(f"{at}.httpVerb: unknown verb {unknown[0]!r} (known: {', '.join(HTTP_VERBS)}, or '*')")
         operations.append(
             Operation(name, frozenset(v.upper() for v in verbs), _action(item.get("action"), f"{at}.action"))
         )

@@ -14,8 +14,8 @@ Config (``flow_control:``), Layotto's rule keys::
 
 Each rule is one bucket of ``threshold`` tokens refilled at ``threshold`` per interval; a call
 takes one token, and a call that finds none is refused with :class:`RateLimited` telling how
-long until the next token (``retry_after_seconds``). ``grantType`` (Layotto's 1 = QPS) is
-accepted; only QPS exists.
+long until the next token (``retry_after_seconds``). ``grantType`` may only be Layotto's 1
+(QPS); one rule per method or app id.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from layotto.server.components.base import ConfigError, config_entries
 from layotto.server.errors import RateLimited
 
 RULE_KEYS = ("resource", "appId", "threshold", "statIntervalInMs", "grantType")
+QPS_GRANT_TYPE = 1  # Layotto's (Sentinel's) grantType of a QPS rule, the only kind
 
 
 class TokenBucket:
@@ -98,6 +99,13 @@ def _positive_int(raw: Any, where: str) -> int:
     return raw
 
 
+def _add_once(rules: dict[str, Rule], key: str, rule: Rule, where: str) -> None:
+    """One rule per method or app id: a second one silently replaced the first."""
+    if key in rules:
+        raise ConfigError(f"{where}: {key!r} has a rule already")
+    rules[key] = rule
+
+
 def parse_flow_control(raw: Any, where: str) -> FlowControl:
     """``{global_switch, rules}`` as :class:`FlowControl`; ConfigError naming the key."""
     if not isinstance(raw, dict):
@@ -115,15 +123,18 @@ def parse_flow_control(raw: Any, where: str) -> FlowControl:
             _positive_int(item.get("threshold"), f"{at}.threshold"),
             _positive_int(item.get("statIntervalInMs", 1000), f"{at}.statIntervalInMs"),
         )
+        grant_type = item.get("grantType", QPS_GRANT_TYPE)
+        if grant_type != QPS_GRANT_TYPE or isinstance(grant_type, bool):  # Sentinel's 0 counts threads: not served
+            raise ConfigError(f"{at}.grantType: only 1 (QPS) is served, got {grant_type!r}")
         resource, app_id = item.get("resource"), item.get("appId")
         if (resource is None) == (app_id is None):
             raise ConfigError(f"{at}: expected one of resource (a gRPC method) or appId (an invoked app)")
         if resource is not None:
             if not isinstance(resource, str) or not resource.startswith("/") or resource.count("/") != 2:
                 raise ConfigError(f"{at}.resource: expected a gRPC method /package.Service/Method, got {resource!r}")
-            methods[resource] = rule
+            _add_once(methods, resource, rule, f"{at}.resource")
         elif not isinstance(app_id, str) or not app_id:
             raise ConfigError(f"{at}.appId: expected an app id, got {app_id!r}")
         else:
-            apps[app_id] = rule
+            _add_once(apps, app_id, rule, f"{at}.appId")
     return FlowControl(methods, apps, switch)

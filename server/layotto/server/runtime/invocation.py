@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from layotto.server.errors import AccessDenied, AppNotFound, AppUnavailable, InvalidArgument, LayottoError
-from layotto.server.runtime.access_control import AccessControl
+from layotto.server.runtime.access_control import HTTP_VERBS, AccessControl
 from layotto.server.runtime.flow_control import FlowControl
 from layotto.server.runtime.resiliency import Policy, Resiliency, Verdict, matches
 from layotto.server.runtime.validation import has_control_characters, require_name
 
 #: the HTTP verbs of HTTPExtension.Verb (NONE means POST to an HTTP app, as in Dapr)
-VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
+VERBS = ("NONE", *HTTP_VERBS)
 #: headers that carry the hop's own facts: set by the forwarding sidecar, never passed to an app
 CALLER_APP_ID_HEADER = "layotto-caller-app-id"
 HOP_HEADER = "layotto-invoke-hop"

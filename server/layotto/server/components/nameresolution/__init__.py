@@ -17,6 +17,8 @@ Configured by the runtime config's ``name_resolution`` section::
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,13 +70,33 @@ def _addresses(value: Any, where: str) -> tuple[str, ...]:
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{where}: expected a list of HOST:PORT")
-    out = []
-    for item in items:
-        host, sep, port = str(item).strip().rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ConfigError(f"{where}: expected HOST:PORT, got {item!r}")
-        out.append(str(item).strip())
-    return tuple(out)
+    return tuple(sidecar_address(item, where) for item in items)
+
+
+#: a host name or IPv4 address as a gRPC target takes it (no scheme, path, space or port of its own)
+_HOST = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def sidecar_address(item: Any, where: str) -> str:
+    """``item`` as a sidecar's HOST:PORT (``[IPv6]:PORT`` too), else a ConfigError naming ``where``.
+
+    The port is 1-65535: gRPC took ``127.0.0.1:99999`` as port 34463 (99999 mod 65536), so a typo
+    sent the calls to whatever listened there."""
+    text = str(item).strip()
+    host, sep, port = text.rpartition(":")
+    valid = isinstance(item, str) and bool(sep) and port.isascii() and port.isdigit()
+    if valid and host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            valid = False
+    elif valid:
+        valid = _HOST.fullmatch(host) is not None
+    if not valid:
+        raise ConfigError(f"{where}: expected HOST:PORT, got {item!r}")
+    if not 1 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected HOST:PORT, got {item!r} (a port is 1-65535)")
+    return text
 
 
 def parse_metadata(fields: Sequence[MetadataField], raw: Mapping[str, str]) -> dict[str, Any]:

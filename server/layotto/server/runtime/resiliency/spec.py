@@ -34,6 +34,8 @@ from layotto.server.components.base import ConfigError
 
 #: Go's time.ParseDuration units, in seconds
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: Go's longest duration (2562047h47m16.854775807s): time.ParseDuration refuses any longer one
+MAX_DURATION_SECONDS = 9223372036.854775807
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _TRIP = re.compile(r"\s*consecutiveFailures\s*(>=|>)\s*(\d+)\s*")
 RETRY_KEYS = ("policy", "duration", "maxInterval", "maxRetries", "matching")
@@ -50,7 +52,10 @@ def parse_duration(raw: Any, where: str) -> float:
         return 0.0
     if text is None or not text or text.startswith("-") or _DURATION_PART.sub("", text.lstrip("+")) != "":
         raise ConfigError(f"{where}: expected a duration such as 5s, 100ms or 1m30s (not negative), got {raw!r}")
-    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+    seconds = sum(float(number) * _UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+    if seconds > MAX_DURATION_SECONDS:  # accepted, 1e400h was inf: every call timed out at once
+        raise ConfigError(f"{where}: {text!r} is longer than Go's longest duration, 2562047h47m16.854775807s")
+    return seconds
 
 
 def _integer(raw: Any, where: str, low: int) -> int:

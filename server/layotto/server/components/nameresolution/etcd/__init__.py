@@ -23,9 +23,9 @@ import grpc
 from aetcd import rpc
 
 from layotto.server.aio import stop_task
-from layotto.server.components.base import MetadataField
+from layotto.server.components.base import ConfigError, MetadataField
 from layotto.server.components.etcd_client import ETCD_METADATA, EtcdConnection
-from layotto.server.components.nameresolution import NameResolver, parse_metadata
+from layotto.server.components.nameresolution import NameResolver, parse_metadata, sidecar_address
 from layotto.server.errors import LayottoError
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ METADATA = (
 class EtcdRegistry(NameResolver):
     def __init__(self, metadata: Mapping[str, str]) -> None:
         self._metadata = parse_metadata(METADATA, metadata)
+        if self._metadata["advertiseAddress"]:
+            sidecar_address(self._metadata["advertiseAddress"], "name_resolution.metadata.advertiseAddress")
         self._prefix = str(self._metadata["keyPrefix"]).rstrip("/") + "/"
         self._ttl = int(self._metadata["ttlSeconds"])
         self._etcd = EtcdConnection("etcd")
@@ -97,8 +99,17 @@ class EtcdRegistry(NameResolver):
         return int(found.header.revision)
 
     def _parse(self, key: bytes) -> tuple[str, str] | None:
+        """(app id, address) of a registry key; None for a key that is not an entry, or whose
+        address no sidecar can have (``127.0.0.1:99999`` was dialled as port 34463)."""
         app_id, sep, address = key[len(self._prefix) :].decode(errors="replace").partition("/")
-        return (app_id, address) if sep and app_id and address else None
+        if not (sep and app_id and address):
+            return None
+        try:
+            sidecar_address(address, f"registry entry {key.decode(errors='replace')!r}")
+        except ConfigError as error:
+            log.warning("ignored: %s", error)
+            return None
+        return app_id, address
 
     async def _keep_alive(self) -> None:
         failing = False
