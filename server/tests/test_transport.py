@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -401,3 +402,36 @@ async def test_interceptors_that_only_pick_a_handler_run_without_the_per_call_ch
     shortcut = transport == "native" and not with_counter
     assert picker.entries == ["pick" if shortcut else "intercept_service"] * 2
     assert counter.calls == (2 if with_counter else 0)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_streams_whose_clients_stop_reading_hold_no_thread(transport: str) -> None:
+    """More clients than the loop's default executor has threads open a server stream and stop reading:
+    the runtime's own threads (``asyncio.to_thread``: files, secrets, crypto) still run, and the stop
+    ends. (pygrpc-native 0.5.0 waited for each such client in a default-executor thread.)"""
+    stalled = min(32, (os.cpu_count() or 1) + 4) + 1  # ThreadPoolExecutor's default size, and one more
+    sent = 0
+
+    async def flood(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            yield b"x" * 1_000_000  # more than the client's flow-control window in a few messages
+            sent += 1
+
+    chosen = build_server(transport, options=[], interceptors=[])
+    add_services(chosen.server, {"test.Flood": {"Flood": grpc.unary_stream_rpc_method_handler(flood)}})
+    port = chosen.server.add_insecure_port("127.0.0.1:0")
+    await chosen.server.start()
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(stalled)]  # one connection each
+    try:
+        streams = [channel.unary_stream("/test.Flood/Flood")(b"") for channel in channels]
+        for stream in streams:
+            await stream.read()  # and no more
+        async with asyncio.timeout(10):
+            while sent < 2 * stalled:  # every stream has tried to send past what its client took
+                await asyncio.sleep(0.01)
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "ran"), 10) == "ran"
+        await asyncio.wait_for(chosen.server.stop(grace=0.2), 10)
+    finally:
+        for channel in channels:
+            await channel.close()

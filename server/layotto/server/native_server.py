@@ -1,5 +1,6 @@
-"""pygrpc-native's asyncio server, with one fix: answers given during a graceful stop reach the client,
-and one shortcut: a chain of interceptors that only pick a method's handler runs as one call.
+"""pygrpc-native's asyncio server, with two fixes: answers given during a graceful stop reach the client,
+and a stream whose client reads slowly (or not at all) waits on the event loop, not in a thread; and one
+shortcut: a chain of interceptors that only pick a method's handler runs as one call.
 
 pygrpc-native 0.5 runs a call's interceptors as grpc.aio does: a ``HandlerCallDetails`` with the
 call's metadata copied, then one coroutine per interceptor and per continuation. The runtime's
@@ -16,6 +17,7 @@ Importing this module raises ImportError when pygrpc-native is not installed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 import grpc
 import pygrpc_native
 import pygrpc_native.aio
+from pygrpc_native._native import STREAM_CLOSED, STREAM_FULL
 from pygrpc_native._server import _code, _use_handler
 
 _LOG = logging.getLogger(__name__)
@@ -32,6 +35,10 @@ VERSION: str = pygrpc_native.__version__
 
 SETTLE_SECONDS = 0.05
 """How long the front is given to write the answers it holds before it closes."""
+
+FIRST_SEND_PAUSE_SECONDS = 0.001
+LONGEST_SEND_PAUSE_SECONDS = 0.05
+"""A stream whose client has not read enough tries its next message again after these pauses (doubling)."""
 
 
 class _SettlingFront:
@@ -92,6 +99,28 @@ class NativeServer(pygrpc_native.aio.Server):
             front.fail(call.call_id, _code(grpc.StatusCode.UNKNOWN), f"Unexpected {type(error)}: {error}")
             return False
         return _use_handler(front, call, handler)
+
+    async def _send(self, call: Any, context: Any, response: Any) -> bool:
+        """Sends one message of a server stream; False when the stream is gone (or the message failed).
+
+        pygrpc-native 0.5.0 waits for a client that has not read enough in ``stream_send``, on the
+        loop's default executor: a few clients that stop reading (6 on 2 cores) held all its threads,
+        so every ``asyncio.to_thread`` of the runtime (files, secrets, crypto, ...) waited for them,
+        and a stop never ended (closing the front runs on that executor too). Here the stream waits
+        on the loop, retrying ``stream_try_send`` (which sends nothing when the stream is full);
+        a client that goes away cancels the call's task, and with it the wait.
+        """
+        front = self._front
+        assert front is not None
+        data = self._encode(call, context, response)
+        if data is None:
+            return False
+        context._initial_sent = True
+        pause = FIRST_SEND_PAUSE_SECONDS
+        while (sent := front.stream_try_send(call.call_id, data)) == STREAM_FULL:
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, LONGEST_SEND_PAUSE_SECONDS)
+        return bool(sent != STREAM_CLOSED)
 
     def add_insecure_port(self, address: str) -> int:
         port = super().add_insecure_port(address)
