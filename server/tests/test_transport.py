@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -435,3 +436,37 @@ async def test_streams_whose_clients_stop_reading_hold_no_thread(transport: str)
     finally:
         for channel in channels:
             await channel.close()
+
+
+async def test_native_forgets_calls_cancelled_before_their_handler_started() -> None:
+    """A call whose cancel (the client's, or its deadline) reaches the loop before the call's task
+    has run: pygrpc-native 0.5.0 kept it (and its request bytes) in the server's table of calls for
+    good. Native only: grpc.aio has no such table."""
+    started = 0
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        nonlocal started
+        started += 1
+        return request
+
+    chosen = build_server("native", options=[], interceptors=[])
+    add_services(chosen.server, {"test.Echo": {"Echo": grpc.unary_unary_rpc_method_handler(echo)}})
+    port = chosen.server.add_insecure_port("127.0.0.1:0")
+    await chosen.server.start()
+    calls: dict[int, Any] = chosen.server._calls  # type: ignore[attr-defined]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo_call = channel.unary_unary("/test.Echo/Echo")
+            assert await echo_call(b"warm", timeout=5) == b"warm"
+            for _ in range(3):
+                pending = [echo_call(b"x" * 100_000) for _ in range(20)]
+                await asyncio.sleep(0)  # the calls go out (grpc's own threads send them)
+                for call in pending:
+                    call.cancel()
+                time.sleep(0.15)  # the loop is busy: the calls and their cancels reach it together
+                await asyncio.sleep(0.05)  # the loop runs what arrived
+            assert await echo_call(b"last", timeout=5) == b"last"
+        assert started < 62, "no call was cancelled before it started: the test proves nothing"
+        assert calls == {}
+    finally:
+        await chosen.server.stop(grace=None)

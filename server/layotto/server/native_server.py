@@ -1,6 +1,7 @@
-"""pygrpc-native's asyncio server, with two fixes: answers given during a graceful stop reach the client,
-and a stream whose client reads slowly (or not at all) waits on the event loop, not in a thread; and one
-shortcut: a chain of interceptors that only pick a method's handler runs as one call.
+"""pygrpc-native's asyncio server, with three fixes: answers given during a graceful stop reach the client,
+a stream whose client reads slowly (or not at all) waits on the event loop, not in a thread, and a call
+cancelled before its handler started is forgotten; and one shortcut: a chain of interceptors that only
+pick a method's handler runs as one call.
 
 pygrpc-native 0.5 runs a call's interceptors as grpc.aio does: a ``HandlerCallDetails`` with the
 call's metadata copied, then one coroutine per interceptor and per continuation. The runtime's
@@ -26,7 +27,7 @@ from typing import Any, Protocol
 import grpc
 import pygrpc_native
 import pygrpc_native.aio
-from pygrpc_native._native import STREAM_CLOSED, STREAM_FULL
+from pygrpc_native._native import EVENT_CANCEL, STREAM_CLOSED, STREAM_FULL
 from pygrpc_native._server import _code, _use_handler
 
 _LOG = logging.getLogger(__name__)
@@ -99,6 +100,19 @@ class NativeServer(pygrpc_native.aio.Server):
             front.fail(call.call_id, _code(grpc.StatusCode.UNKNOWN), f"Unexpected {type(error)}: {error}")
             return False
         return _use_handler(front, call, handler)
+
+    def _on_events(self, events: list[tuple[Any, ...]]) -> None:
+        """pygrpc-native's, and a call cancelled before its task ran is dropped from the table of calls.
+
+        pygrpc-native 0.5.0 drops a call when its task ends (``_run``'s ``finally``); a task cancelled
+        before its first step never runs that, so a call whose cancel (the client's, or its deadline)
+        reached the loop with it stayed in ``_calls``, request bytes included, for good.
+        """
+        super()._on_events(events)
+        calls = self._calls
+        for event in events:
+            if event[0] == EVENT_CANCEL and (call := calls.get(event[1])) is not None and call.task is not None:
+                call.task.add_done_callback(lambda _task, call_id=event[1]: calls.pop(call_id, None))
 
     async def _send(self, call: Any, context: Any, response: Any) -> bool:
         """Sends one message of a server stream; False when the stream is gone (or the message failed).
