@@ -19,6 +19,7 @@ Importing this module raises ImportError when pygrpc-native is not installed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -62,6 +63,11 @@ class _SettlingFront:
     def close(self) -> None:
         time.sleep(SETTLE_SECONDS)  # stop() calls this in an executor thread, never on the loop
         self._front.close()
+
+
+def _forget(calls: dict[int, Any], call_id: int, task: asyncio.Task[None]) -> None:
+    """Drops ``call_id`` from the server's calls once its task is done (a done callback)."""
+    calls.pop(call_id, None)
 
 
 class HandlerPicker(Protocol):
@@ -112,7 +118,7 @@ class NativeServer(pygrpc_native.aio.Server):
         calls = self._calls
         for event in events:
             if event[0] == EVENT_CANCEL and (call := calls.get(event[1])) is not None and call.task is not None:
-                call.task.add_done_callback(lambda _task, call_id=event[1]: calls.pop(call_id, None))
+                call.task.add_done_callback(functools.partial(_forget, calls, event[1]))
 
     async def _send(self, call: Any, context: Any, response: Any) -> bool:
         """Sends one message of a server stream; False when the stream is gone (or the message failed).
