@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -241,6 +242,32 @@ async def test_dapr_subscription_id_first_then_changes_until_unsubscribed(runtim
     )
     assert done.ok
     assert await asyncio.wait_for(stream.read(), 5) is grpc.aio.EOF  # type: ignore[attr-defined]
+
+
+def pending_queue_gets() -> list[asyncio.Task[Any]]:
+    """The event loop's tasks waiting on an asyncio.Queue (what a stream's consumer waits in)."""
+    return [task for task in asyncio.all_tasks() if getattr(task.get_coro(), "__qualname__", "") == "Queue.get"]
+
+
+async def test_a_dapr_subscription_its_client_cancels_leaves_no_task_behind(runtime_with_config: Runtime) -> None:
+    """The client goes away while the stream waits for a change: the wait for the next change ends
+    with it (it was left pending on the queue, one task and queue per cancelled stream, forever)."""
+    layotto, dapr = stubs(runtime_with_config)
+    configuration = runtime_with_config.services.configuration  # type: ignore[union-attr]
+    for _ in range(3):
+        stream = dapr.SubscribeConfiguration(dapr_pb.SubscribeConfigurationRequest(store_name="config", keys=["k"]))
+        assert (await asyncio.wait_for(stream.read(), 5)).id
+        save = pb.SaveConfigurationRequest(store_name="config", items=[pb.ConfigurationItem(key="k", content="v")])
+        await layotto.SaveConfiguration(save)
+        assert (await asyncio.wait_for(stream.read(), 5)).items["k"].value == "v"  # waiting for the next one now
+        stream.cancel()
+    for _ in range(500):  # the handlers end as the cancellations reach the server
+        if not configuration._subscriptions:
+            break
+        await asyncio.sleep(0.01)
+    assert not configuration._subscriptions
+    await asyncio.sleep(0.05)  # the cancelled handlers' own cancellations run
+    assert pending_queue_gets() == []
 
 
 @pytest.mark.parametrize("backend", ["etcd", "redis"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -401,3 +403,72 @@ async def test_interceptors_that_only_pick_a_handler_run_without_the_per_call_ch
     shortcut = transport == "native" and not with_counter
     assert picker.entries == ["pick" if shortcut else "intercept_service"] * 2
     assert counter.calls == (2 if with_counter else 0)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_streams_whose_clients_stop_reading_hold_no_thread(transport: str) -> None:
+    """More clients than the loop's default executor has threads open a server stream and stop reading:
+    the runtime's own threads (``asyncio.to_thread``: files, secrets, crypto) still run, and the stop
+    ends. (pygrpc-native 0.5.0 waited for each such client in a default-executor thread.)"""
+    stalled = min(32, (os.cpu_count() or 1) + 4) + 1  # ThreadPoolExecutor's default size, and one more
+    sent = 0
+
+    async def flood(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+        nonlocal sent
+        while True:
+            yield b"x" * 1_000_000  # more than the client's flow-control window in a few messages
+            sent += 1
+
+    chosen = build_server(transport, options=[], interceptors=[])
+    add_services(chosen.server, {"test.Flood": {"Flood": grpc.unary_stream_rpc_method_handler(flood)}})
+    port = chosen.server.add_insecure_port("127.0.0.1:0")
+    await chosen.server.start()
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(stalled)]  # one connection each
+    try:
+        streams = [channel.unary_stream("/test.Flood/Flood")(b"") for channel in channels]
+        for stream in streams:
+            await stream.read()  # and no more
+        for _ in range(1000):  # until every stream has tried to send past what its client took
+            if sent >= 2 * stalled:
+                break
+            await asyncio.sleep(0.01)
+        assert sent >= 2 * stalled
+        assert await asyncio.wait_for(asyncio.to_thread(lambda: "ran"), 10) == "ran"
+        await asyncio.wait_for(chosen.server.stop(grace=0.2), 10)
+    finally:
+        for channel in channels:
+            await channel.close()
+
+
+async def test_native_forgets_calls_cancelled_before_their_handler_started() -> None:
+    """A call whose cancel (the client's, or its deadline) reaches the loop before the call's task
+    has run: pygrpc-native 0.5.0 kept it (and its request bytes) in the server's table of calls for
+    good. Native only: grpc.aio has no such table."""
+    started = 0
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        nonlocal started
+        started += 1
+        return request
+
+    chosen = build_server("native", options=[], interceptors=[])
+    add_services(chosen.server, {"test.Echo": {"Echo": grpc.unary_unary_rpc_method_handler(echo)}})
+    port = chosen.server.add_insecure_port("127.0.0.1:0")
+    await chosen.server.start()
+    calls: dict[int, Any] = chosen.server._calls  # type: ignore[attr-defined]
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            echo_call = channel.unary_unary("/test.Echo/Echo")
+            assert await echo_call(b"warm", timeout=5) == b"warm"
+            for _ in range(3):
+                pending = [echo_call(b"x" * 100_000) for _ in range(20)]
+                await asyncio.sleep(0)  # the calls go out (grpc's own threads send them)
+                for call in pending:
+                    call.cancel()
+                time.sleep(0.15)  # noqa: ASYNC251 - the loop kept busy: the calls and their cancels reach it together
+                await asyncio.sleep(0.05)  # the loop runs what arrived
+            assert await echo_call(b"last", timeout=5) == b"last"
+        assert started < 62, "no call was cancelled before it started: the test proves nothing"
+        assert calls == {}
+    finally:
+        await chosen.server.stop(grace=None)

@@ -1,5 +1,7 @@
-"""pygrpc-native's asyncio server, with one fix: answers given during a graceful stop reach the client,
-and one shortcut: a chain of interceptors that only pick a method's handler runs as one call.
+"""pygrpc-native's asyncio server, with three fixes: answers given during a graceful stop reach the client,
+a stream whose client reads slowly (or not at all) waits on the event loop, not in a thread, and a call
+cancelled before its handler started is forgotten; and one shortcut: a chain of interceptors that only
+pick a method's handler runs as one call.
 
 pygrpc-native 0.5 runs a call's interceptors as grpc.aio does: a ``HandlerCallDetails`` with the
 call's metadata copied, then one coroutine per interceptor and per continuation. The runtime's
@@ -16,6 +18,8 @@ Importing this module raises ImportError when pygrpc-native is not installed.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,6 +28,7 @@ from typing import Any, Protocol
 import grpc
 import pygrpc_native
 import pygrpc_native.aio
+from pygrpc_native._native import EVENT_CANCEL, STREAM_CLOSED, STREAM_FULL
 from pygrpc_native._server import _code, _use_handler
 
 _LOG = logging.getLogger(__name__)
@@ -32,6 +37,10 @@ VERSION: str = pygrpc_native.__version__
 
 SETTLE_SECONDS = 0.05
 """How long the front is given to write the answers it holds before it closes."""
+
+FIRST_SEND_PAUSE_SECONDS = 0.001
+LONGEST_SEND_PAUSE_SECONDS = 0.05
+"""A stream whose client has not read enough tries its next message again after these pauses (doubling)."""
 
 
 class _SettlingFront:
@@ -54,6 +63,11 @@ class _SettlingFront:
     def close(self) -> None:
         time.sleep(SETTLE_SECONDS)  # stop() calls this in an executor thread, never on the loop
         self._front.close()
+
+
+def _forget(calls: dict[int, Any], call_id: int, task: asyncio.Task[None]) -> None:
+    """Drops ``call_id`` from the server's calls once its task is done (a done callback)."""
+    calls.pop(call_id, None)
 
 
 class HandlerPicker(Protocol):
@@ -92,6 +106,41 @@ class NativeServer(pygrpc_native.aio.Server):
             front.fail(call.call_id, _code(grpc.StatusCode.UNKNOWN), f"Unexpected {type(error)}: {error}")
             return False
         return _use_handler(front, call, handler)
+
+    def _on_events(self, events: list[tuple[Any, ...]]) -> None:
+        """pygrpc-native's, and a call cancelled before its task ran is dropped from the table of calls.
+
+        pygrpc-native 0.5.0 drops a call when its task ends (``_run``'s ``finally``); a task cancelled
+        before its first step never runs that, so a call whose cancel (the client's, or its deadline)
+        reached the loop with it stayed in ``_calls``, request bytes included, for good.
+        """
+        super()._on_events(events)
+        calls = self._calls
+        for event in events:
+            if event[0] == EVENT_CANCEL and (call := calls.get(event[1])) is not None and call.task is not None:
+                call.task.add_done_callback(functools.partial(_forget, calls, event[1]))
+
+    async def _send(self, call: Any, context: Any, response: Any) -> bool:
+        """Sends one message of a server stream; False when the stream is gone (or the message failed).
+
+        pygrpc-native 0.5.0 waits for a client that has not read enough in ``stream_send``, on the
+        loop's default executor: a few clients that stop reading (6 on 2 cores) held all its threads,
+        so every ``asyncio.to_thread`` of the runtime (files, secrets, crypto, ...) waited for them,
+        and a stop never ended (closing the front runs on that executor too). Here the stream waits
+        on the loop, retrying ``stream_try_send`` (which sends nothing when the stream is full);
+        a client that goes away cancels the call's task, and with it the wait.
+        """
+        front = self._front
+        assert front is not None
+        data = self._encode(call, context, response)
+        if data is None:
+            return False
+        context._initial_sent = True
+        pause = FIRST_SEND_PAUSE_SECONDS
+        while (sent := front.stream_try_send(call.call_id, data)) == STREAM_FULL:
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, LONGEST_SEND_PAUSE_SECONDS)
+        return bool(sent != STREAM_CLOSED)
 
     def add_insecure_port(self, address: str) -> int:
         port = super().add_insecure_port(address)

@@ -54,12 +54,12 @@ class DaprSubscription:
     async def changes(self) -> AsyncIterator[list[ConfigChange]]:
         """Each batch of changes until :meth:`end`; raises the error that ended the watch."""
         ended = asyncio.ensure_future(self._ended.wait())
+        got: asyncio.Future[Any] | None = None
         try:
             while True:
                 got = asyncio.ensure_future(self._out.get())
                 await asyncio.wait({got, ended}, return_when=asyncio.FIRST_COMPLETED)
                 if not got.done():
-                    got.cancel()
                     return
                 result = got.result()
                 if isinstance(result, Exception):
@@ -67,6 +67,8 @@ class DaprSubscription:
                 yield result[2]
         finally:
             ended.cancel()
+            if got is not None:
+                got.cancel()  # no-op when done; a consumer cancelled in the wait (client gone) left it pending
 
     def end(self) -> None:
         """Stop the watch: :meth:`changes` returns."""
