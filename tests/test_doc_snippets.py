@@ -23,6 +23,7 @@ A block in any other language, or a sh block without its marker, fails the test.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import re
@@ -400,3 +401,15 @@ def test_the_configuration_page_agrees_with_the_code(tmp_path: Path) -> None:
         assert f"`{section}`" in page, f"docs/configuration.md should list the refused section {section}"
     for prefix in DAPR_BLOCKS:
         assert f"`{prefix}.*`" in page, f"docs/configuration.md should list the Dapr manifest type {prefix}.*"
+    for flag in _serve_flags():
+        assert re.search(rf"`[^`\n]*{re.escape(flag)}\b", page), f"docs/configuration.md's flag table lacks {flag}"
+
+
+def _serve_flags() -> list[str]:
+    """The long options of `layotto serve`, as its --help lists them."""
+    from layotto.server.cli import _parser
+
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [
+        o for a in commands.choices["serve"]._actions for o in a.option_strings if o.startswith("--") and o != "--help"
+    ]
