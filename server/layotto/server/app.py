@@ -123,6 +123,11 @@ class Runtime:
             for block, components in cfg.components.items()
         }
         context = ComponentContext(app_id=cfg.app_id, data_dir=self._data_dir)
+        try:  # before the components: a bad name_resolution opens no backend connection
+            resolver = create_resolver(cfg.name_resolution)
+        except ConfigError as error:
+            raise ConfigError(f"{cfg.source}: {error}") from None
+        self.resolver = resolver
         if cfg.tracing.enabled:
             from layotto.tracing import Tracing
 
@@ -157,10 +162,9 @@ class Runtime:
             self.metrics.instrument(self.components)  # after resiliency: one count per call, retries inside
             self.reconfigurer.instrument = self.metrics.instrument_component  # and what reloads build
             self.topics.observer = self.metrics
-        self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(
             cfg,
-            self.resolver,
+            resolver,
             self.tracing,
             api_token=self.api_token,
             app_api_token=self.app_api_token,
@@ -393,7 +397,7 @@ class Runtime:
         try:
             await self.resolver.start(self.config.app_id, address)
         except LayottoError as error:
-            raise ConfigError(f"name_resolution: {error.message}") from None
+            raise ConfigError(f"{self.config.source}: name_resolution: {error.message}") from None
 
     def _start_app_jobs(self) -> None:
         """Due jobs go to the app's HTTP port (``app_protocol: http``) or its AppCallback server."""
