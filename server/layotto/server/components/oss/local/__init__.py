@@ -312,7 +312,7 @@ class LocalObjectStore(ObjectStore):
         except (OSError, ValueError):
             record = None
         if not isinstance(record, dict) or (record.get("bucket"), record.get("key")) != (ref.bucket, ref.key):
-            raise ObjectNotFound("upload_id", self.name, f"multipart upload of {ref.key!r}", upload_id)
+            raise ObjectNotFound("upload_id", self.name, "multipart upload", upload_id, f"of {ref.key!r}")
         return directory, record
 
     async def create_upload(self, ref: ObjectRef, options: WriteOptions) -> str:
@@ -364,7 +364,7 @@ class LocalObjectStore(ObjectStore):
         try:
             yield
         except FileNotFoundError:
-            raise ObjectNotFound("upload_id", self.name, f"multipart upload of {ref.key!r}", upload_id) from None
+            raise ObjectNotFound("upload_id", self.name, "multipart upload", upload_id, f"of {ref.key!r}") from None
 
     async def upload_part(self, ref: ObjectRef, upload_id: str, number: int, chunks: AsyncIterator[bytes]) -> str:
         await self._bucket(ref)
