@@ -10,7 +10,7 @@ import pytest
 
 from layotto.server.cli import loop_factory, main
 from layotto.server.components.base import ConfigError
-from layotto.server.config import ComponentConfig, embedded_defaults, load
+from layotto.server.config import ComponentConfig, embedded_defaults, from_mapping, load
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -106,6 +106,29 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
+    ("servers", "message"),
+    [
+        ({"runtime": {"listeners": []}}, "servers: expected a list of mappings"),
+        ([{"listeners": {"name": "grpc"}}], "servers[0].listeners: expected a list of mappings"),
+        ([{"listeners": [{"filter_chains": ["grpc"]}]}], "servers[0].listeners[0].filter_chains: expected a list"),
+        (
+            [{"listeners": [{"filter_chains": [{"filters": [{"type": "grpc", "config": "x"}]}]}]}],
+            "servers[0].listeners[0].filter_chains[0].filters[0].config: expected a mapping",
+        ),
+    ],
+    ids=["servers-a-mapping", "listeners-a-mapping", "chain-a-string", "config-a-string"],
+)
+def test_a_layotto_file_of_another_shape_is_one_line_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], servers: Any, message: str
+) -> None:
+    """Layotto's servers tree walked with the wrong shape crashed with an AttributeError traceback."""
+    path = write(tmp_path, "runtime_config.json", json.dumps({"servers": servers}))
+    assert main(["serve", "--print-config", "-c", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"layotto: config error: {path}: {message}"), line
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("colour: blue\n", "c.yaml: colour: unknown key (known: app_id, grpc_address"),
@@ -117,6 +140,11 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
         ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected an integer between 1024 and 2147483647"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
         ("event_loop: trio\n", "c.yaml: event_loop: expected one of auto, uvloop, asyncio, got 'trio'"),
+        ("app_id:\n", "c.yaml: app_id: expected a string, got None"),  # was the app id "None"
+        ("api_token:\n", "c.yaml: api_token: expected a string, got None"),  # was the token "None"
+        ("app_id: [shop]\n", "c.yaml: app_id: expected a string, got ['shop']"),
+        ("app_id: 1.50\n", "c.yaml: app_id: expected a string, got 1.5"),
+        ("grpc_address: {host: x}\n", "c.yaml: grpc_address: expected a string, got {'host': 'x'}"),
     ],
 )
 def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -124,6 +152,10 @@ def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -
         load(write(tmp_path, "c.yaml", text))
     assert str(error.value).startswith(str(tmp_path / expected.split(":", maxsplit=1)[0]) + ":")
     assert expected.split(": ", 1)[1] in str(error.value)
+
+
+def test_a_bare_number_is_taken_as_a_string_key() -> None:
+    assert from_mapping({"app_id": 42}).app_id == "42"
 
 
 def test_event_loop_choice() -> None:

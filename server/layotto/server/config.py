@@ -430,6 +430,12 @@ def _scalar(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
+    if _SCALAR_KEYS[key] is str:
+        # str() would turn an empty YAML value into the text "None" (an app id, a token), a list
+        # into "[1]" and 1.50 into "1.5": only a string, or a whole number written bare, is taken
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
     try:
         return _SCALAR_KEYS[key](value)
     except (TypeError, ValueError):
@@ -557,16 +563,30 @@ def _app_section(app: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _layotto_list(value: Any, where: str) -> list[dict[str, Any]]:
+    """A list of mappings of Layotto's ``servers`` tree (None: empty); else a ConfigError naming ``where``."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(f"{where}: expected a list of mappings, as in Layotto's runtime_config.json")
+    return value
+
+
 def _unwrap_layotto(raw: dict[str, Any]) -> dict[str, Any]:
     if "grpc_config" in raw and isinstance(raw["grpc_config"], dict):
         return dict(raw["grpc_config"])
     if "servers" not in raw:
         return raw
-    for server in raw.get("servers") or []:
-        for listener in server.get("listeners") or []:
-            for chain in listener.get("filter_chains") or []:
-                for flt in chain.get("filters") or []:
-                    grpc_config = (flt.get("config") or {}).get("grpc_config")
+    for s, server in enumerate(_layotto_list(raw.get("servers"), "servers")):
+        for n, listener in enumerate(_layotto_list(server.get("listeners"), f"servers[{s}].listeners")):
+            chains = _layotto_list(listener.get("filter_chains"), f"servers[{s}].listeners[{n}].filter_chains")
+            for c, chain in enumerate(chains):
+                where = f"servers[{s}].listeners[{n}].filter_chains[{c}].filters"
+                for f, flt in enumerate(_layotto_list(chain.get("filters"), where)):
+                    filter_config = flt.get("config") or {}
+                    if not isinstance(filter_config, dict):
+                        raise ConfigError(f"{where}[{f}].config: expected a mapping")
+                    grpc_config = filter_config.get("grpc_config")
                     if flt.get("type") == "grpc" and isinstance(grpc_config, dict):
                         unwrapped = dict(grpc_config)
                         if listener.get("address") and listener.get("network", "tcp") == "tcp":
