@@ -210,6 +210,41 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
     assert printed["state"]["sqlite"]["type"] == "sqlite"
 
 
+def test_print_config_shows_the_invocation_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Access control, its invoke token (masked) and flow control were left out of the printout, so
+    whether a Configuration manifest's accessControl was applied could not be seen; they print in
+    the config's own shape, which loads again to the same printout."""
+    text = (
+        "invoke_token: hop-secret\n"
+        "access_control:\n  defaultAction: deny\n"
+        "  policies: [{appId: b, defaultAction: allow, operations: [{name: /admin/*, httpVerb: [post, GET], action: deny}]}]\n"
+        "flow_control: {global_switch: false, rules: [{resource: /a.B/C, threshold: 5}, {appId: b, threshold: 2, statIntervalInMs: 10}]}\n"
+    )
+    assert main(["serve", "--print-config", "-c", str(write(tmp_path, "c.yaml", text))]) == 0
+    printed = capsys.readouterr().out
+    shown = json.loads(printed)
+    assert shown["invoke_token"] == "****" and "hop-secret" not in printed
+    assert shown["access_control"] == {
+        "defaultAction": "deny",
+        "policies": [
+            {
+                "appId": "b",
+                "defaultAction": "allow",
+                "operations": [{"name": "/admin/*", "httpVerb": ["GET", "POST"], "action": "deny"}],
+            }
+        ],
+    }
+    assert shown["flow_control"] == {
+        "global_switch": False,
+        "rules": [
+            {"resource": "/a.B/C", "threshold": 5, "statIntervalInMs": 1000},
+            {"appId": "b", "threshold": 2, "statIntervalInMs": 10},
+        ],
+    }
+    assert main(["serve", "--print-config", "-c", str(write(tmp_path, "again.json", printed))]) == 0
+    assert json.loads(capsys.readouterr().out) == shown
+
+
 def test_app_health_flags_turn_the_checks_on(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--print-config", "--enable-app-health-check", "--app-health-check-path", "/ready"]) == 0
     health = json.loads(capsys.readouterr().out)["app_health"]

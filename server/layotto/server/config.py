@@ -174,8 +174,7 @@ class RuntimeConfig:
         if self.api_token:
             out["api_token"] = self.api_token  # masked by --print-config
         out.update(self._operation_entries())
-        if self.name_resolution != NameResolutionSettings():
-            out["name_resolution"] = self.name_resolution.to_dict()
+        out.update(self._invocation_entries())
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
         if self.resiliency is not None:
@@ -186,6 +185,19 @@ class RuntimeConfig:
             out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():
             out[block] = {name: c.to_dict() for name, c in components.items()}
+        return out
+
+    def _invocation_entries(self) -> dict[str, Any]:
+        """name_resolution, invoke_token, access_control and flow_control, where they are set."""
+        out: dict[str, Any] = {}
+        if self.name_resolution != NameResolutionSettings():
+            out["name_resolution"] = self.name_resolution.to_dict()
+        if self.invoke_token:
+            out["invoke_token"] = self.invoke_token  # masked by --print-config
+        if self.access_control is not None:  # the config's, or a Configuration manifest's
+            out["access_control"] = self.access_control.to_dict()
+        if self.flow_control is not None:
+            out["flow_control"] = self.flow_control.to_dict()
         return out
 
     def _operation_entries(self) -> dict[str, Any]:
