@@ -11,6 +11,7 @@ import pytest
 from layotto.server.cli import loop_factory, main
 from layotto.server.components.base import ConfigError
 from layotto.server.config import ComponentConfig, embedded_defaults, from_mapping, load
+from layotto.server.dapr_manifests import load_manifests
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -380,6 +381,11 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
             "  metadata: [{name: redisPassword, secretKeyRef: {name: s, key: k}}]\n",
             "redisPassword).secretKeyRef: needs the manifest's auth.secretStore naming a secret store",
         ),
+        (  # was loaded with no metadata at all
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec:\n  type: state.in-memory\n"
+            "  metdata: [{name: keyPrefix, value: x}]\n",
+            "spec.metdata: unknown key (known: ignoreErrors, initTimeout, metadata, type, version)",
+        ),
     ],
 )
 def test_bad_dapr_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest: str, fragment: str) -> None:
@@ -387,6 +393,29 @@ def test_bad_dapr_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     assert main(["serve", "--print-config", "--components-path", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"layotto: config error: {tmp_path / 'c.yaml'}: ") and fragment in error
+
+
+def test_a_manifest_component_s_error_names_the_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It named the runtime config's file (or "embedded defaults"), where the component is not."""
+    manifests = tmp_path / "components"
+    manifests.mkdir()
+    (manifests / "files.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: files}\n"
+        "spec: {type: bindings.localstorage, metadata: [{name: rootpath, value: /tmp/x}]}\n"
+    )
+    config = write(tmp_path, "runtime.yaml", f"components_path: {manifests}\nstate: {{s: {{type: in-memory}}}}\n")
+    listen = ["--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+    assert main(["serve", "-c", str(config), *listen]) == 2
+    line = capsys.readouterr().err.splitlines()[-1]  # after the log lines of the components loaded
+    assert line.startswith(f"layotto: config error: {manifests / 'files.yaml'}: bindings.files.metadata.rootpath: ")
+
+
+def test_a_manifest_of_no_dapr_kind_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "c.yaml").write_text("apiVersion: dapr.io/v1alpha1\nkind: Componet\nmetadata: {name: s}\n")
+    with caplog.at_level("INFO", logger="layotto.server.dapr_manifests"):
+        assert load_manifests(tmp_path) == []
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "kind 'Componet' is not a Dapr manifest kind" in record.getMessage()
 
 
 def test_layotto_sequencer_bigger_than_and_app_callback(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from layotto.server.app_health import AppHealth
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.appjobs import AppJobs
-from layotto.server.components.base import ComponentContext, ConfigError
+from layotto.server.components.base import ComponentContext, ConfigError, LocatedConfigError
 from layotto.server.components.inflight import track_calls
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
@@ -133,11 +133,7 @@ class Runtime:
 
             self.tracing = Tracing(cfg.tracing, loop=asyncio.get_running_loop())
             self.tracing.trace_backends()
-        try:
-            await register_pluggable(declared, sockets_folder(cfg.pluggable_components_path))
-            self.components = await load_components(declared, context)
-        except ConfigError as error:
-            raise ConfigError(f"{cfg.source}: {error}") from None
+        await self._load_components(declared, context)
         self.resiliency = Resiliency(cfg.resiliency) if cfg.resiliency is not None else None
         if self.resiliency is not None:
             try:
@@ -178,6 +174,21 @@ class Runtime:
         except BaseException:
             await self.stop(grace=0)
             raise
+
+    async def _load_components(self, declared: dict[str, dict[str, Any]], context: ComponentContext) -> None:
+        """Build and initialise the declared components; a ConfigError names the file declaring
+        the component: its Dapr manifest, else the runtime config."""
+        cfg = self.config
+        sources = {
+            (block, name): c.source for block, named in cfg.components.items() for name, c in named.items() if c.source
+        }
+        try:
+            await register_pluggable(declared, sockets_folder(cfg.pluggable_components_path))
+            self.components = await load_components(declared, context, sources=sources)
+        except LocatedConfigError:
+            raise
+        except ConfigError as error:
+            raise ConfigError(f"{cfg.source}: {error}") from None
 
     async def _start_servers(self) -> None:
         cfg = self.config

@@ -31,10 +31,10 @@ from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
 from layotto.server.dapr_manifests import (
     load_access_control,
-    load_manifests,
     load_resiliency,
     load_secret_scopes,
     load_subscriptions,
+    located_manifests,
 )
 from layotto.server.runtime.access_control import AccessControl, parse_access_control
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
@@ -76,6 +76,8 @@ class ComponentConfig:
     metadata: dict[str, str] = field(default_factory=dict)
     #: metadata read from secret stores at start-up
     secret_refs: tuple[SecretRef, ...] = ()
+    #: the Dapr manifest declaring it ("": the runtime config), named by its errors
+    source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "metadata": dict(self.metadata)}
@@ -613,10 +615,10 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
         return config
     directory = Path(config.components_path).expanduser()
     components = {block: dict(named) for block, named in config.components.items()}
-    for block, name, type_name, metadata, refs in load_manifests(directory):
+    for where, (block, name, type_name, metadata, refs) in located_manifests(directory):
         if name in components.get(block, {}):
             raise ConfigError(f"components_path: {block} component {name!r} is defined twice")
-        components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata, refs)
+        components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata, refs, where)
     scopes = {scope.store: scope for scope in config.secret_scopes}
     for where, raw in load_secret_scopes(directory):
         for scope in parse_scopes(raw, where):
