@@ -100,6 +100,9 @@ async def test_invoke_errors(served: tuple[TestRuntime, list[Invocation]]) -> No
             with pytest.raises(InvalidArgument, match=r"^headers: ") as header:  # a space was a RuntimeInternalError
                 await client.invoke("shop", "greet", headers=bad)
             assert header.value.field == "headers" and repr(next(iter(bad)).lower()) in str(header.value)
+        with pytest.raises(InvalidArgument) as number:  # was an AttributeError ('int' has no isascii)
+            await client.invoke("shop", "greet", headers={"x-n": 5})  # type: ignore[dict-item]
+        assert number.value.field == "headers['x-n']"
 
 
 async def test_an_app_that_is_not_up_is_unavailable() -> None:

@@ -23,10 +23,9 @@ from typing import Any
 
 from google.protobuf import any_pb2
 
-from layotto.client._errors import InvalidArgument
 from layotto.client._pubsub import content_type_for
 from layotto.client._transport import Transport
-from layotto.client._values import Value, encode
+from layotto.client._values import Value, encode, invalid, string_map
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 __all__ = ["Invocation", "InvokeResponse", "VERBS"]
@@ -81,17 +80,13 @@ class Invocation:
         return json.loads(self.data)
 
 
-def _invalid(field: str, problem: str) -> InvalidArgument:
-    return InvalidArgument(f"{field}: {problem}", code="INVALID_ARGUMENT", metadata={"field": field})
-
-
 def invoke_request(
     app_id: str, method: str, data: Value, verb: str, content_type: str | None
 ) -> pb.InvokeServiceRequest:
     """The wire request; raises InvalidArgument (``field`` "verb") for a verb the wire does not have."""
     verb = verb.upper()
     if verb not in VERBS:
-        raise _invalid("verb", f"expected one of {', '.join(VERBS)}, got {verb!r}")
+        raise invalid("verb", f"expected one of {', '.join(VERBS)}, got {verb!r}")
     message = pb.CommonInvokeRequest(
         method=method,
         data=any_pb2.Any(value=encode(data) if data is not None else b""),
@@ -106,12 +101,12 @@ def header_metadata(headers: Mapping[str, str] | None) -> tuple[tuple[str, str],
     """``headers`` as gRPC metadata, keys lower-cased; InvalidArgument (``field`` "headers") for one
     gRPC cannot carry: a key of other characters than ``0-9 a-z _ . -`` (a space, ``:``, non-ASCII),
     gRPC's own (``grpc-*``), a binary one (``-bin``), or a value that is not printable ASCII."""
-    metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
+    metadata = tuple((k.lower(), v) for k, v in string_map(headers, "headers").items())
     for key, value in metadata:
         if not _HEADER_KEY.fullmatch(key) or key.startswith("grpc-") or key.endswith("-bin"):
-            raise _invalid("headers", f"{key!r} is not a header name gRPC carries (0-9 a-z _ . -, not grpc-* or *-bin)")
+            raise invalid("headers", f"{key!r} is not a header name gRPC carries (0-9 a-z _ . -, not grpc-* or *-bin)")
         if not (value.isascii() and value.isprintable()):
-            raise _invalid("headers", f"{key!r}: {value!r} is not a header value gRPC carries (printable ASCII)")
+            raise invalid("headers", f"{key!r}: {value!r} is not a header value gRPC carries (printable ASCII)")
     return metadata
 
 
