@@ -23,6 +23,7 @@ A block in any other language, or a sh block without its marker, fails the test.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import re
@@ -41,7 +42,7 @@ import yaml
 
 from layotto.server.components.base import ConfigError
 from layotto.server.components.registry import registry_for
-from layotto.server.config import load
+from layotto.server.config import DEFAULT_GRPC_ADDRESS, DEFAULT_HTTP_ADDRESS, load
 from layotto.server.dapr_manifests import load_manifests, load_resiliency, load_subscriptions
 from layotto.server.runtime.resiliency import parse_resiliency
 
@@ -314,6 +315,47 @@ def test_a_snippet_needing_more_than_the_sdk_says_so(snippet: Snippet) -> None:
         assert install, f"{snippet.where} requires {package}: its page gives no pip install line with it"
 
 
+#: what each variable the test sets is when a reader runs the snippet: the embedded defaults' addresses
+READER_ADDRESSES = {"LAYOTTO_GRPC_ENDPOINT": DEFAULT_GRPC_ADDRESS, "LAYOTTO_HTTP": f"http://{DEFAULT_HTTP_ADDRESS}"}
+
+
+def _environment_reads(code: str) -> list[tuple[str, str | None]]:
+    """(variable, its fallback) for each ``os.environ.get``, ``os.getenv`` or ``os.environ[...]`` of
+    a variable in READER_ADDRESSES; the fallback is None where the code gives none."""
+    reads: list[tuple[str, str | None]] = []
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            key, fallback = node.slice, None
+        elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv") and node.args:
+            key = node.args[0]
+            fallback = ast.literal_eval(node.args[1]) if len(node.args) > 1 else None
+        else:
+            continue
+        if isinstance(key, ast.Constant) and key.value in READER_ADDRESSES:
+            reads.append((key.value, fallback))
+    return reads
+
+
+@pytest.mark.parametrize("snippet", PYTHON, ids=[s.where for s in PYTHON])
+def test_a_snippet_reaches_the_embedded_defaults_without_the_test_s_variables(snippet: Snippet) -> None:
+    """The test runs each snippet with LAYOTTO_GRPC_ENDPOINT and LAYOTTO_HTTP set to its runtime's
+    free ports; a reader runs it without them, against `scripts/dev serve`. So a snippet that reads
+    one falls back to the embedded defaults' address, or the reader's run fails where the test's passes."""
+    for variable, fallback in _environment_reads(snippet.code):
+        assert fallback == READER_ADDRESSES[variable], (
+            f"{snippet.where} reads {variable} with the fallback {fallback!r}: a reader has no {variable},"
+            f" so it should be os.environ.get({variable!r}, {READER_ADDRESSES[variable]!r})"
+        )
+
+
+def test_a_page_with_http_blocks_tells_the_reader_to_set_layotto_http() -> None:
+    """The ```sh blocks the test runs reach the runtime through $LAYOTTO_HTTP, which the test sets
+    and a reader has not: each page with such blocks says how to set it."""
+    export = f"export LAYOTTO_HTTP={READER_ADDRESSES['LAYOTTO_HTTP']}"
+    for path in sorted({s.path for s in SNIPPETS if s.lang == "sh" and "http" in s.options}):
+        assert export in path.read_text(), f"{path.relative_to(ROOT)} runs curl on $LAYOTTO_HTTP: say `{export}`"
+
+
 def test_blocks_not_run_say_why() -> None:
     """The blocks that are not run are only sh blocks, each with its reason (printed with -v)."""
     for snippet in NOT_RUN:
@@ -359,3 +401,15 @@ def test_the_configuration_page_agrees_with_the_code(tmp_path: Path) -> None:
         assert f"`{section}`" in page, f"docs/configuration.md should list the refused section {section}"
     for prefix in DAPR_BLOCKS:
         assert f"`{prefix}.*`" in page, f"docs/configuration.md should list the Dapr manifest type {prefix}.*"
+    for flag in _serve_flags():
+        assert re.search(rf"`[^`\n]*{re.escape(flag)}\b", page), f"docs/configuration.md's flag table lacks {flag}"
+
+
+def _serve_flags() -> list[str]:
+    """The long options of `layotto serve`, as its --help lists them."""
+    from layotto.server.cli import _parser
+
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return [
+        o for a in commands.choices["serve"]._actions for o in a.option_strings if o.startswith("--") and o != "--help"
+    ]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
 
-from layotto.client import BackendError, BindingResult, InvalidArgument, StoreNotFound
-from layotto.client.testing import test_runtime
+from layotto.client import BackendError, BindingResult, InvalidArgument, RuntimeClient, StoreNotFound
+from layotto.client.testing import MockTransport, test_runtime
 from layotto.server import embedded_defaults
 from layotto.server.config import ComponentConfig, RuntimeConfig
 
@@ -54,3 +55,24 @@ async def test_invoke_errors_are_the_sdks(url: str) -> None:
         with pytest.raises(BackendError) as failed:
             await client.bindings.invoke("web", "get", metadata={"path": "down"})
         assert "received status code 503" in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "metadata", "field"),
+    [
+        (b"x", {"ttlInSeconds": 60}, "metadata['ttlInSeconds']"),
+        (b"x", {"key": None}, "metadata['key']"),
+        ({"id": 7}, {}, "data"),
+        ("text", {}, "data"),
+    ],
+    ids=["int-metadata", "none-metadata", "dict-data", "str-data"],
+)
+async def test_what_the_wire_cannot_carry_is_invalid_argument_naming_it(
+    data: Any, metadata: dict[str, Any], field: str
+) -> None:
+    """protobuf raised TypeError("bad argument type for built-in operation"), naming nothing."""
+    transport = MockTransport(lambda method, request: None)
+    async with RuntimeClient(transport=transport) as client:
+        with pytest.raises(InvalidArgument) as bad:
+            await client.bindings.invoke("web", "create", data, metadata)
+    assert bad.value.field == field and transport.requests == []

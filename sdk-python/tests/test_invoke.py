@@ -93,10 +93,16 @@ async def test_invoke_errors(served: tuple[TestRuntime, list[Invocation]]) -> No
         with pytest.raises(InvalidArgument) as no_id:
             await client.invoke("", "greet")
         assert no_id.value.field == "id"
-        with pytest.raises(ValueError, match="verb"):
+        with pytest.raises(InvalidArgument, match=r"^verb: expected one of NONE, GET") as verb:
             await client.invoke("shop", "greet", verb="FETCH")
-        with pytest.raises(ValueError, match="headers: 'x-name'"):
-            await client.invoke("shop", "greet", headers={"X-Name": "Zo\u00eb"})
+        assert verb.value.field == "verb"
+        for bad in ({"X-Name": "Zo\u00eb"}, {"bad header": "x"}, {"x:y": "1"}, {"grpc-timeout": "1"}, {"x-bin": "1"}):
+            with pytest.raises(InvalidArgument, match=r"^headers: ") as header:  # a space was a RuntimeInternalError
+                await client.invoke("shop", "greet", headers=bad)
+            assert header.value.field == "headers" and repr(next(iter(bad)).lower()) in str(header.value)
+        with pytest.raises(InvalidArgument) as number:  # was an AttributeError ('int' has no isascii)
+            await client.invoke("shop", "greet", headers={"x-n": 5})  # type: ignore[dict-item]
+        assert number.value.field == "headers['x-n']"
 
 
 async def test_an_app_that_is_not_up_is_unavailable() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from layotto.client import (
     RuntimeUnavailable,
     StateWrite,
 )
-from layotto.client.testing import MockTransport
+from layotto.client.testing import MockTransport, test_runtime
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
@@ -138,3 +139,16 @@ def test_a_malformed_address_raises_value_error_at_construction(address: str) ->
 @pytest.mark.parametrize("address", ["127.0.0.1:34904", "localhost:1", "[::1]:50001", "unix:/tmp/x.sock", "dns:///h:1"])
 async def test_grpc_targets_are_accepted(address: str) -> None:
     await RuntimeClient(address).aclose()
+
+
+async def test_test_runtime_without_the_runtime_gives_the_install_command_that_works(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """layotto-server is not on a package index: the hint is the repository's install line, the
+    one docs/sdk.md gives, never `pip install 'layotto-sdk[testing]'`, which cannot find it."""
+    monkeypatch.setitem(sys.modules, "layotto.server", None)  # as if only the SDK were installed
+    with pytest.raises(ImportError) as raised:
+        async with test_runtime():
+            pass
+    assert "pip install ./proto ./tracing ./server './sdk-python[testing]'" in str(raised.value)
+    assert "layotto-sdk[testing]'" not in str(raised.value).replace("sdk-python[testing]", "")

@@ -10,7 +10,8 @@ import pytest
 
 from layotto.server.cli import loop_factory, main
 from layotto.server.components.base import ConfigError
-from layotto.server.config import ComponentConfig, embedded_defaults, load
+from layotto.server.config import ComponentConfig, embedded_defaults, from_mapping, load
+from layotto.server.dapr_manifests import load_manifests
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -106,6 +107,29 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
+    ("servers", "message"),
+    [
+        ({"runtime": {"listeners": []}}, "servers: expected a list of mappings"),
+        ([{"listeners": {"name": "grpc"}}], "servers[0].listeners: expected a list of mappings"),
+        ([{"listeners": [{"filter_chains": ["grpc"]}]}], "servers[0].listeners[0].filter_chains: expected a list"),
+        (
+            [{"listeners": [{"filter_chains": [{"filters": [{"type": "grpc", "config": "x"}]}]}]}],
+            "servers[0].listeners[0].filter_chains[0].filters[0].config: expected a mapping",
+        ),
+    ],
+    ids=["servers-a-mapping", "listeners-a-mapping", "chain-a-string", "config-a-string"],
+)
+def test_a_layotto_file_of_another_shape_is_one_line_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], servers: Any, message: str
+) -> None:
+    """Layotto's servers tree walked with the wrong shape crashed with an AttributeError traceback."""
+    path = write(tmp_path, "runtime_config.json", json.dumps({"servers": servers}))
+    assert main(["serve", "--print-config", "-c", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"layotto: config error: {path}: {message}"), line
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("colour: blue\n", "c.yaml: colour: unknown key (known: app_id, grpc_address"),
@@ -117,6 +141,11 @@ def test_layotto_runtime_config_json_takes_listener_address(tmp_path: Path) -> N
         ("max_message_bytes: lots\n", "c.yaml: max_message_bytes: expected an integer between 1024 and 2147483647"),
         ("state: {s: {type: [unclosed\n", "c.yaml: line"),
         ("event_loop: trio\n", "c.yaml: event_loop: expected one of auto, uvloop, asyncio, got 'trio'"),
+        ("app_id:\n", "c.yaml: app_id: expected a string, got None"),  # was the app id "None"
+        ("api_token:\n", "c.yaml: api_token: expected a string, got None"),  # was the token "None"
+        ("app_id: [shop]\n", "c.yaml: app_id: expected a string, got ['shop']"),
+        ("app_id: 1.50\n", "c.yaml: app_id: expected a string, got 1.5"),
+        ("grpc_address: {host: x}\n", "c.yaml: grpc_address: expected a string, got {'host': 'x'}"),
     ],
 )
 def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -124,6 +153,10 @@ def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -
         load(write(tmp_path, "c.yaml", text))
     assert str(error.value).startswith(str(tmp_path / expected.split(":", maxsplit=1)[0]) + ":")
     assert expected.split(": ", 1)[1] in str(error.value)
+
+
+def test_a_bare_number_is_taken_as_a_string_key() -> None:
+    assert from_mapping({"app_id": 42}).app_id == "42"
 
 
 def test_event_loop_choice() -> None:
@@ -176,6 +209,41 @@ def test_print_config_prints_effective_config(capsys: pytest.CaptureFixture[str]
     printed = json.loads(capsys.readouterr().out)
     assert printed["grpc_address"] == "127.0.0.1:1234"
     assert printed["state"]["sqlite"]["type"] == "sqlite"
+
+
+def test_print_config_shows_the_invocation_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Access control, its invoke token (masked) and flow control were left out of the printout, so
+    whether a Configuration manifest's accessControl was applied could not be seen; they print in
+    the config's own shape, which loads again to the same printout."""
+    text = (
+        "invoke_token: hop-secret\n"
+        "access_control:\n  defaultAction: deny\n"
+        "  policies: [{appId: b, defaultAction: allow, operations: [{name: /admin/*, httpVerb: [post, GET], action: deny}]}]\n"
+        "flow_control: {global_switch: false, rules: [{resource: /a.B/C, threshold: 5}, {appId: b, threshold: 2, statIntervalInMs: 10}]}\n"
+    )
+    assert main(["serve", "--print-config", "-c", str(write(tmp_path, "c.yaml", text))]) == 0
+    printed = capsys.readouterr().out
+    shown = json.loads(printed)
+    assert shown["invoke_token"] == "****" and "hop-secret" not in printed
+    assert shown["access_control"] == {
+        "defaultAction": "deny",
+        "policies": [
+            {
+                "appId": "b",
+                "defaultAction": "allow",
+                "operations": [{"name": "/admin/*", "httpVerb": ["GET", "POST"], "action": "deny"}],
+            }
+        ],
+    }
+    assert shown["flow_control"] == {
+        "global_switch": False,
+        "rules": [
+            {"resource": "/a.B/C", "threshold": 5, "statIntervalInMs": 1000},
+            {"appId": "b", "threshold": 2, "statIntervalInMs": 10},
+        ],
+    }
+    assert main(["serve", "--print-config", "-c", str(write(tmp_path, "again.json", printed))]) == 0
+    assert json.loads(capsys.readouterr().out) == shown
 
 
 def test_app_health_flags_turn_the_checks_on(capsys: pytest.CaptureFixture[str]) -> None:
@@ -313,6 +381,11 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
             "  metadata: [{name: redisPassword, secretKeyRef: {name: s, key: k}}]\n",
             "redisPassword).secretKeyRef: needs the manifest's auth.secretStore naming a secret store",
         ),
+        (  # was loaded with no metadata at all
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: s}\nspec:\n  type: state.in-memory\n"
+            "  metdata: [{name: keyPrefix, value: x}]\n",
+            "spec.metdata: unknown key (known: ignoreErrors, initTimeout, metadata, type, version)",
+        ),
     ],
 )
 def test_bad_dapr_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str], manifest: str, fragment: str) -> None:
@@ -320,6 +393,29 @@ def test_bad_dapr_manifests(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     assert main(["serve", "--print-config", "--components-path", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"layotto: config error: {tmp_path / 'c.yaml'}: ") and fragment in error
+
+
+def test_a_manifest_component_s_error_names_the_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It named the runtime config's file (or "embedded defaults"), where the component is not."""
+    manifests = tmp_path / "components"
+    manifests.mkdir()
+    (manifests / "files.yaml").write_text(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: files}\n"
+        "spec: {type: bindings.localstorage, metadata: [{name: rootpath, value: /tmp/x}]}\n"
+    )
+    config = write(tmp_path, "runtime.yaml", f"components_path: {manifests}\nstate: {{s: {{type: in-memory}}}}\n")
+    listen = ["--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+    assert main(["serve", "-c", str(config), *listen]) == 2
+    line = capsys.readouterr().err.splitlines()[-1]  # after the log lines of the components loaded
+    assert line.startswith(f"layotto: config error: {manifests / 'files.yaml'}: bindings.files.metadata.rootpath: ")
+
+
+def test_a_manifest_of_no_dapr_kind_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "c.yaml").write_text("apiVersion: dapr.io/v1alpha1\nkind: Componet\nmetadata: {name: s}\n")
+    with caplog.at_level("INFO", logger="layotto.server.dapr_manifests"):
+        assert load_manifests(tmp_path) == []
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "kind 'Componet' is not a Dapr manifest kind" in record.getMessage()
 
 
 def test_layotto_sequencer_bigger_than_and_app_callback(tmp_path: Path) -> None:

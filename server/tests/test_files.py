@@ -366,3 +366,35 @@ async def test_a_relative_root_path_is_below_the_data_dir(tmp_path: Path) -> Non
     async with Runtime(config) as rt, grpc.aio.insecure_channel(f"127.0.0.1:{rt.grpc_port}") as channel:
         await put(runtime_pb2_grpc.RuntimeStub(channel), "local", "a/b.txt", [b"here"])
     assert (tmp_path / "data" / "files" / "a" / "b.txt").read_bytes() == b"here"
+
+
+@pytest.mark.parametrize(
+    ("block", "root", "message"),
+    [
+        ("file", "", r"file\.local\.metadata\.rootPath: required, a directory"),
+        ("file", ".", r"file\.local\.metadata\.rootPath: '\.' is the data directory itself"),
+        ("oss", "", r"oss\.local\.metadata\.rootPath: required, a directory"),
+        ("oss", "DATA_DIR", r"oss\.local\.metadata\.rootPath: '.*' is the data directory itself"),
+    ],
+    ids=["file-empty", "file-dot", "oss-empty", "oss-data-dir"],
+)
+async def test_a_local_root_that_is_the_data_dir_is_refused(
+    tmp_path: Path, block: str, root: str, message: str
+) -> None:
+    """An empty rootPath was the data directory: ListFile showed state.db, and DelFile could delete it."""
+    from layotto.server.components.base import ConfigError
+
+    data_dir = tmp_path / "data"
+    metadata = {"rootPath": str(data_dir) if root == "DATA_DIR" else root}
+    config = from_mapping(
+        {
+            "data_dir": str(data_dir),
+            "grpc_address": "127.0.0.1:0",
+            "http_address": "127.0.0.1:0",
+            "state": {"s": {"type": "sqlite"}},
+            block: {"local": {"type": "local", "metadata": metadata}},
+        }
+    )
+    with pytest.raises(ConfigError, match=message):
+        async with Runtime(config):
+            pass

@@ -38,6 +38,7 @@ from layotto.client import (
 )
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from layotto.server import errors
 from layotto.server.api.invoke import app_headers, to_invoke_request
 from layotto.server.components.base import ConfigError
 from layotto.server.components.nameresolution import create_resolver, parse_settings
@@ -323,6 +324,55 @@ def test_bad_invocation_config_is_one_line_naming_the_key(raw: dict[str, object]
     with pytest.raises(ConfigError) as refused:
         from_mapping(raw)
     assert str(refused.value) == message
+
+
+@pytest.mark.parametrize(
+    ("resolution", "message"),
+    [
+        (
+            {"metadata": {"endpoints": "127.0.0.1:2379"}},  # `type: etcd` forgotten: static is the default
+            "name_resolution.metadata: type static takes no metadata (it lists addresses under apps);"
+            " a registry or DNS needs type: etcd or dns",
+        ),
+        (
+            {"type": "etcd", "metadata": {"endpoints": "127.0.0.1:2379"}, "apps": {"b": ["127.0.0.1:1"]}},
+            "name_resolution.apps: only type static reads apps (type etcd finds the addresses itself)",
+        ),
+        (
+            {"type": "dns", "apps": {"b": ["127.0.0.1:1"]}},
+            "name_resolution.apps: only type static reads apps (type dns finds the addresses itself)",
+        ),
+    ],
+    ids=["static-with-metadata", "etcd-with-apps", "dns-with-apps"],
+)
+def test_a_name_resolution_key_its_type_would_ignore_is_refused(resolution: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        from_mapping({"name_resolution": resolution})
+    assert str(refused.value) == message
+
+
+def test_a_resolver_s_metadata_error_names_the_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As every config error does: a reader of the one line knows which file to open."""
+    from layotto.server.cli import main
+
+    config = tmp_path / "r.yaml"
+    config.write_text("name_resolution: {type: dns, metadata: {recordtype: A}}\n")
+    listen = ["--grpc-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+    assert main(["serve", "-c", str(config), *listen]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"layotto: config error: {config}: name_resolution.metadata.recordtype: unknown key (known: server, domain,"
+        " nameFormat, recordType, srvPrefix, port, timeoutInSeconds)"
+    ]
+
+
+def test_an_unknown_verb_is_named_with_the_verbs_known() -> None:
+    call = InvokeRequest("b", "m", b"", "", "VERB_99", "", (), "", "", False, False, "")
+    with pytest.raises(errors.InvalidArgument) as refused:
+        call.validate()
+    assert refused.value.message == (
+        "message.http_extension.verb: unknown verb 'VERB_99'"
+        " (known: NONE, GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH)"
+    )
 
 
 def test_a_hop_keeps_every_field_of_the_call() -> None:

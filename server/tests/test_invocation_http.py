@@ -56,6 +56,9 @@ async def test_runtime_errors_answer_dapr_error_bodies(mesh: Mesh) -> None:  # n
             assert reply.status == 503 and body["details"][0]["reason"] == "APP_UNAVAILABLE", body
         async with http.get(f"http://{mesh.a.http_address}/nothing", headers={"dapr-app-id": "nobody"}) as reply:
             assert reply.status == 404 and (await reply.json())["details"][0]["reason"] == "APP_NOT_FOUND"
+        async with http.post(f"http://{mesh.a.http_address}/v1.0/invoke/nobody/method/orders/%0A1") as reply:
+            body = await reply.json()  # was {"error": "no such endpoint: ..."}: the route did not match a newline
+            assert reply.status == 404 and body["details"][0]["reason"] == "APP_NOT_FOUND", body
 
 
 DAPR_HTTP_INVOKER = textwrap.dedent("""

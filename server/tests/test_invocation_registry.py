@@ -118,7 +118,9 @@ def test_an_unreachable_registry_stops_start_up_in_one_line(tmp_path: Path) -> N
     server = start_server("-c", str(tmp_path / "r.yaml"), data_dir=tmp_path, ready=False)
     _, stderr = server.process.communicate(timeout=60)
     assert server.process.returncode == 2, stderr
-    assert stderr.splitlines()[-1].startswith("layotto: config error: name_resolution: component 'etcd' is unavailable")
+    assert stderr.splitlines()[-1].startswith(
+        f"layotto: config error: {tmp_path / 'r.yaml'}: name_resolution: component 'etcd' is unavailable"
+    )
 
 
 class PrivateEtcd:

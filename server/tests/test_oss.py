@@ -194,6 +194,11 @@ async def test_missing_bucket_and_key_answer_not_found_naming_them(stub: Stub, b
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await get(stub, store, bucket, "nope")
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND and "'nope'" in caught.value.details()
+    missing = await call_error(stub.HeadObject(pb.HeadObjectInput(store_name=store, bucket=bucket, key="nope")))
+    assert missing.details() == f"key: object store '{store}' has no object 'nope' in bucket '{bucket}'"
+    no_upload = pb.AbortMultipartUploadInput(store_name=store, bucket=bucket, key="k", upload_id="nope")
+    missing = await call_error(stub.AbortMultipartUpload(no_upload))
+    assert missing.details() == f"upload_id: object store '{store}' has no multipart upload 'nope' of 'k'"
     source = pb.CopySource(copy_source_bucket=bucket, copy_source_key="nope")
     error = await call_error(
         stub.CopyObject(pb.CopyObjectInput(store_name=store, bucket=bucket, key="t", copy_source=source))

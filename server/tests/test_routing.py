@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import empty_pb2
+from google.protobuf import descriptor_pb2, empty_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from test_api import call_error, error_info
 
@@ -192,6 +192,21 @@ async def test_reflection_lists_every_served_service(channel: grpc.aio.Channel) 
         listed = {s.name for s in answer.list_services_response.service}
         break
     assert set(SERVICE_NAMES) <= listed
+
+
+async def test_reflection_describes_the_error_details_every_error_carries(channel: grpc.aio.Channel) -> None:
+    """grpcurl decodes an error's grpc-status-details-bin (the ErrorInfo's reason and field) by
+    asking reflection for its types: without them it shows the details as bytes."""
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    for symbol, file in (
+        ("google.rpc.ErrorInfo", "google/rpc/error_details.proto"),
+        ("google.rpc.Status", "google/rpc/status.proto"),
+    ):
+        request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol)
+        async for answer in stub.ServerReflectionInfo(iter([request])):
+            files = answer.file_descriptor_response.file_descriptor_proto
+            break
+        assert file in [descriptor_pb2.FileDescriptorProto.FromString(f).name for f in files], symbol
 
 
 # -- undecodable requests ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from layotto.client._transport import Transport
+from layotto.client._values import invalid, string_map
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 __all__ = ["BindingEvent", "BindingHandler", "BindingReply", "BindingResult", "BindingsClient"]
@@ -56,7 +57,7 @@ class BindingsClient:
         self,
         name: str,
         operation: str,
-        data: bytes = b"",
+        data: bytes | None = b"",
         metadata: Mapping[str, str] | None = None,
         *,
         timeout: float | None = None,
@@ -64,10 +65,16 @@ class BindingsClient:
         """Run ``operation`` of the binding ``name`` with ``data`` and request ``metadata``.
 
         Raises InvalidArgument for an operation the binding lacks (the message lists its
-        operations) or bad request metadata, StoreNotFound for an unknown binding, BackendError
+        operations), bad request metadata (one that is not a str: before the call) or data that is
+        not bytes, StoreNotFound for an unknown binding, BackendError
         or BackendUnavailable when the binding's target fails. Not retried: an operation may
         have effects.
         """
-        request = pb.InvokeBindingRequest(name=name, operation=operation, data=data, metadata=dict(metadata or {}))
+        data = b"" if data is None else data
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise invalid("data", f"expected bytes, got {type(data).__name__} (encode a str or JSON value first)")
+        request = pb.InvokeBindingRequest(
+            name=name, operation=operation, data=bytes(data), metadata=string_map(metadata, "metadata")
+        )
         response = await self._t.unary("InvokeBinding", request, timeout, idempotent=False)
         return BindingResult(data=response.data, metadata=dict(response.metadata))

@@ -157,7 +157,7 @@ class RuntimeClient:
         HTTP app) and ``querystring`` reach an HTTP app as such; ``headers`` reach the app as
         headers or gRPC metadata. Not retried once it may have reached the runtime.
         Raises AppNotFound, AppUnavailable, AppError (the app's own error), DeadlineExceeded,
-        InvalidArgument (empty app id or method), ValueError (an unknown verb)."""
+        InvalidArgument (empty app id or method, an unknown verb, a header gRPC cannot carry)."""
         return await invoke(
             self._transport,
             app_id,

@@ -15,6 +15,7 @@ not answer), :class:`AppError` (the app answered with an error), :class:`Deadlin
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,7 +25,7 @@ from google.protobuf import any_pb2
 
 from layotto.client._pubsub import content_type_for
 from layotto.client._transport import Transport
-from layotto.client._values import Value, encode
+from layotto.client._values import Value, encode, invalid, string_map
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 __all__ = ["Invocation", "InvokeResponse", "VERBS"]
@@ -32,6 +33,8 @@ __all__ = ["Invocation", "InvokeResponse", "VERBS"]
 #: the verbs of the wire's HTTPExtension.Verb ("NONE": the app's default, POST for an HTTP app)
 VERBS = ("NONE", "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 HTTP_STATUS_HEADER = "dapr-http-status"
+#: the characters of a gRPC metadata key (lower-cased first)
+_HEADER_KEY = re.compile(r"[0-9a-z_.\-]+")
 
 
 def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -80,10 +83,10 @@ class Invocation:
 def invoke_request(
     app_id: str, method: str, data: Value, verb: str, content_type: str | None
 ) -> pb.InvokeServiceRequest:
-    """The wire request; raises ValueError for a verb the wire does not have."""
+    """The wire request; raises InvalidArgument (``field`` "verb") for a verb the wire does not have."""
     verb = verb.upper()
     if verb not in VERBS:
-        raise ValueError(f"verb: expected one of {', '.join(VERBS)}, got {verb!r}")
+        raise invalid("verb", f"expected one of {', '.join(VERBS)}, got {verb!r}")
     message = pb.CommonInvokeRequest(
         method=method,
         data=any_pb2.Any(value=encode(data) if data is not None else b""),
@@ -92,6 +95,19 @@ def invoke_request(
     if verb != "NONE":
         message.http_extension.verb = VERBS.index(verb)  # type: ignore[assignment]
     return pb.InvokeServiceRequest(id=app_id, message=message)
+
+
+def header_metadata(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """``headers`` as gRPC metadata, keys lower-cased; InvalidArgument (``field`` "headers") for one
+    gRPC cannot carry: a key of other characters than ``0-9 a-z _ . -`` (a space, ``:``, non-ASCII),
+    gRPC's own (``grpc-*``), a binary one (``-bin``), or a value that is not printable ASCII."""
+    metadata = tuple((k.lower(), v) for k, v in string_map(headers, "headers").items())
+    for key, value in metadata:
+        if not _HEADER_KEY.fullmatch(key) or key.startswith("grpc-") or key.endswith("-bin"):
+            raise invalid("headers", f"{key!r} is not a header name gRPC carries (0-9 a-z _ . -, not grpc-* or *-bin)")
+        if not (value.isascii() and value.isprintable()):
+            raise invalid("headers", f"{key!r}: {value!r} is not a header value gRPC carries (printable ASCII)")
+    return metadata
 
 
 async def invoke(
@@ -109,10 +125,7 @@ async def invoke(
     request = invoke_request(app_id, method, data, verb, content_type)
     if querystring:
         request.message.http_extension.querystring = querystring.lstrip("?")
-    metadata = tuple((k.lower(), v) for k, v in (headers or {}).items())
-    for key, value in metadata:
-        if not (key.isascii() and value.isascii() and value.isprintable()) or key.startswith(("grpc-", ":")):
-            raise ValueError(f"headers: {key!r}: {value!r} is not a header gRPC can carry (printable ASCII)")
+    metadata = header_metadata(headers)
     response, answered = await transport.unary_with_headers("InvokeService", request, timeout, metadata)
     found = dict(answered)
     status = found.get(HTTP_STATUS_HEADER, "200")

@@ -213,14 +213,19 @@ class TestRuntime:
         return RuntimeClient(self.address, **options)
 
 
+#: how to install the runtime test_runtime() starts: layotto-server and the project's distributions it
+#: needs are not on a package index, so ``pip install 'layotto-sdk[testing]'`` cannot find them
+INSTALL_RUNTIME = "from the repository's root, pip install ./proto ./tracing ./server './sdk-python[testing]'"
+
+
 @asynccontextmanager
 async def test_runtime(config: Any = None, *, port: int = 0) -> AsyncIterator[TestRuntime]:
     """Start a runtime (embedded defaults unless a ``RuntimeConfig`` is given) on loopback
     ``port`` (0: a free one; give one to restart a runtime where clients expect it)."""
     try:
         from layotto.server import Runtime, embedded_defaults
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError("layotto.client.testing needs the runtime: pip install 'layotto-sdk[testing]'") from error
+    except ImportError as error:
+        raise ImportError(f"test_runtime() needs the runtime beside the SDK: {INSTALL_RUNTIME}") from error
     with tempfile.TemporaryDirectory(prefix="layotto-test-") as data_dir:
         base = config if config is not None else embedded_defaults()
         cfg = base.with_overrides(grpc_address=f"127.0.0.1:{port}", http_address="127.0.0.1:0", data_dir=data_dir)

@@ -23,7 +23,7 @@ from layotto.server.app_health import AppHealth
 from layotto.server.appbindings import AppBindings
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.appjobs import AppJobs
-from layotto.server.components.base import ComponentContext, ConfigError
+from layotto.server.components.base import ComponentContext, ConfigError, LocatedConfigError
 from layotto.server.components.inflight import track_calls
 from layotto.server.components.loader import ComponentSet, load_components
 from layotto.server.components.nameresolution import NameResolver, create_resolver
@@ -123,16 +123,17 @@ class Runtime:
             for block, components in cfg.components.items()
         }
         context = ComponentContext(app_id=cfg.app_id, data_dir=self._data_dir)
+        try:  # before the components: a bad name_resolution opens no backend connection
+            resolver = create_resolver(cfg.name_resolution)
+        except ConfigError as error:
+            raise ConfigError(f"{cfg.source}: {error}") from None
+        self.resolver = resolver
         if cfg.tracing.enabled:
             from layotto.tracing import Tracing
 
             self.tracing = Tracing(cfg.tracing, loop=asyncio.get_running_loop())
             self.tracing.trace_backends()
-        try:
-            await register_pluggable(declared, sockets_folder(cfg.pluggable_components_path))
-            self.components = await load_components(declared, context)
-        except ConfigError as error:
-            raise ConfigError(f"{cfg.source}: {error}") from None
+        await self._load_components(declared, context)
         self.resiliency = Resiliency(cfg.resiliency) if cfg.resiliency is not None else None
         if self.resiliency is not None:
             try:
@@ -157,10 +158,9 @@ class Runtime:
             self.metrics.instrument(self.components)  # after resiliency: one count per call, retries inside
             self.reconfigurer.instrument = self.metrics.instrument_component  # and what reloads build
             self.topics.observer = self.metrics
-        self.resolver = create_resolver(cfg.name_resolution)
         self.invoker = build_invoker(
             cfg,
-            self.resolver,
+            resolver,
             self.tracing,
             api_token=self.api_token,
             app_api_token=self.app_api_token,
@@ -174,6 +174,21 @@ class Runtime:
         except BaseException:
             await self.stop(grace=0)
             raise
+
+    async def _load_components(self, declared: dict[str, dict[str, Any]], context: ComponentContext) -> None:
+        """Build and initialise the declared components; a ConfigError names the file declaring
+        the component: its Dapr manifest, else the runtime config."""
+        cfg = self.config
+        sources = {
+            (block, name): c.source for block, named in cfg.components.items() for name, c in named.items() if c.source
+        }
+        try:
+            await register_pluggable(declared, sockets_folder(cfg.pluggable_components_path))
+            self.components = await load_components(declared, context, sources=sources)
+        except LocatedConfigError:
+            raise
+        except ConfigError as error:
+            raise ConfigError(f"{cfg.source}: {error}") from None
 
     async def _start_servers(self) -> None:
         cfg = self.config
@@ -393,7 +408,7 @@ class Runtime:
         try:
             await self.resolver.start(self.config.app_id, address)
         except LayottoError as error:
-            raise ConfigError(f"name_resolution: {error.message}") from None
+            raise ConfigError(f"{self.config.source}: name_resolution: {error.message}") from None
 
     def _start_app_jobs(self) -> None:
         """Due jobs go to the app's HTTP port (``app_protocol: http``) or its AppCallback server."""

@@ -31,10 +31,10 @@ from layotto.server.components.registry import BUILDING_BLOCKS
 from layotto.server.components.secretrefs import SecretRef, layotto_secret_refs
 from layotto.server.dapr_manifests import (
     load_access_control,
-    load_manifests,
     load_resiliency,
     load_secret_scopes,
     load_subscriptions,
+    located_manifests,
 )
 from layotto.server.runtime.access_control import AccessControl, parse_access_control
 from layotto.server.runtime.flow_control import FlowControl, parse_flow_control
@@ -76,6 +76,8 @@ class ComponentConfig:
     metadata: dict[str, str] = field(default_factory=dict)
     #: metadata read from secret stores at start-up
     secret_refs: tuple[SecretRef, ...] = ()
+    #: the Dapr manifest declaring it ("": the runtime config), named by its errors
+    source: str = field(default="", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "metadata": dict(self.metadata)}
@@ -174,8 +176,7 @@ class RuntimeConfig:
         if self.api_token:
             out["api_token"] = self.api_token  # masked by --print-config
         out.update(self._operation_entries())
-        if self.name_resolution != NameResolutionSettings():
-            out["name_resolution"] = self.name_resolution.to_dict()
+        out.update(self._invocation_entries())
         if self.tracing.enabled:
             out["tracing"] = self.tracing.to_dict()
         if self.resiliency is not None:
@@ -186,6 +187,19 @@ class RuntimeConfig:
             out["secret_scopes"] = [scope.to_dict() for scope in self.secret_scopes]
         for block, components in self.components.items():
             out[block] = {name: c.to_dict() for name, c in components.items()}
+        return out
+
+    def _invocation_entries(self) -> dict[str, Any]:
+        """name_resolution, invoke_token, access_control and flow_control, where they are set."""
+        out: dict[str, Any] = {}
+        if self.name_resolution != NameResolutionSettings():
+            out["name_resolution"] = self.name_resolution.to_dict()
+        if self.invoke_token:
+            out["invoke_token"] = self.invoke_token  # masked by --print-config
+        if self.access_control is not None:  # the config's, or a Configuration manifest's
+            out["access_control"] = self.access_control.to_dict()
+        if self.flow_control is not None:
+            out["flow_control"] = self.flow_control.to_dict()
         return out
 
     def _operation_entries(self) -> dict[str, Any]:
@@ -430,6 +444,12 @@ def _scalar(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
+    if _SCALAR_KEYS[key] is str:
+        # str() would turn an empty YAML value into the text "None" (an app id, a token), a list
+        # into "[1]" and 1.50 into "1.5": only a string, or a whole number written bare, is taken
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return str(value)
     try:
         return _SCALAR_KEYS[key](value)
     except (TypeError, ValueError):
@@ -557,16 +577,30 @@ def _app_section(app: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _layotto_list(value: Any, where: str) -> list[dict[str, Any]]:
+    """A list of mappings of Layotto's ``servers`` tree (None: empty); else a ConfigError naming ``where``."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(f"{where}: expected a list of mappings, as in Layotto's runtime_config.json")
+    return value
+
+
 def _unwrap_layotto(raw: dict[str, Any]) -> dict[str, Any]:
     if "grpc_config" in raw and isinstance(raw["grpc_config"], dict):
         return dict(raw["grpc_config"])
     if "servers" not in raw:
         return raw
-    for server in raw.get("servers") or []:
-        for listener in server.get("listeners") or []:
-            for chain in listener.get("filter_chains") or []:
-                for flt in chain.get("filters") or []:
-                    grpc_config = (flt.get("config") or {}).get("grpc_config")
+    for s, server in enumerate(_layotto_list(raw.get("servers"), "servers")):
+        for n, listener in enumerate(_layotto_list(server.get("listeners"), f"servers[{s}].listeners")):
+            chains = _layotto_list(listener.get("filter_chains"), f"servers[{s}].listeners[{n}].filter_chains")
+            for c, chain in enumerate(chains):
+                where = f"servers[{s}].listeners[{n}].filter_chains[{c}].filters"
+                for f, flt in enumerate(_layotto_list(chain.get("filters"), where)):
+                    filter_config = flt.get("config") or {}
+                    if not isinstance(filter_config, dict):
+                        raise ConfigError(f"{where}[{f}].config: expected a mapping")
+                    grpc_config = filter_config.get("grpc_config")
                     if flt.get("type") == "grpc" and isinstance(grpc_config, dict):
                         unwrapped = dict(grpc_config)
                         if listener.get("address") and listener.get("network", "tcp") == "tcp":
@@ -581,10 +615,10 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
         return config
     directory = Path(config.components_path).expanduser()
     components = {block: dict(named) for block, named in config.components.items()}
-    for block, name, type_name, metadata, refs in load_manifests(directory):
+    for where, (block, name, type_name, metadata, refs) in located_manifests(directory):
         if name in components.get(block, {}):
             raise ConfigError(f"components_path: {block} component {name!r} is defined twice")
-        components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata, refs)
+        components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata, refs, where)
     scopes = {scope.store: scope for scope in config.secret_scopes}
     for where, raw in load_secret_scopes(directory):
         for scope in parse_scopes(raw, where):

@@ -42,6 +42,10 @@ DAPR_BLOCKS = {
     "crypto": "crypto",
     "bindings": "bindings",
 }
+#: the kinds of Dapr's manifests (dapr.io)
+DAPR_KINDS = ("Component", "Configuration", "Resiliency", "Subscription", "HTTPEndpoint")
+#: the keys of Dapr's ComponentSpec
+SPEC_KEYS = frozenset({"type", "version", "metadata", "initTimeout", "ignoreErrors"})
 #: Dapr metadata keys that change nothing here and are accepted silently
 IGNORED_KEYS = frozenset({"actorStateStore", "direction"})  # direction: a binding's spec says what it does
 #: Dapr's type names that differ from ours
@@ -83,6 +87,11 @@ def _component(doc: dict[str, Any], where: str) -> Manifest:
     spec = doc.get("spec") or {}
     if not name:
         raise ConfigError(f"{where}: metadata.name is required")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: spec: expected a mapping (type, version, metadata, ...)")
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:  # a misspelt `metadata:` would load the component with none
+        raise ConfigError(f"{where}: spec.{unknown[0]}: unknown key (known: {', '.join(sorted(SPEC_KEYS))})")
     dapr_type = str(spec.get("type", ""))
     prefix, _, type_name = dapr_type.partition(".")
     if not type_name:
@@ -115,16 +124,26 @@ def _documents(directory: Path) -> list[tuple[str, Any]]:
 
 def load_manifests(directory: Path) -> list[Manifest]:
     """(block, name, type, metadata, secret references) for every Component manifest under ``directory``."""
+    return [manifest for _, manifest in located_manifests(directory)]
+
+
+def located_manifests(directory: Path) -> list[tuple[str, Manifest]]:
+    """(where: the file, and the document's number in it when it has several; the manifest) for
+    every Component manifest under ``directory``."""
     found = []
     for where, doc in _documents(directory):
         if isinstance(doc, dict) and doc.get("kind") == "Subscription":
             continue  # load_subscriptions reads them
         if not isinstance(doc, dict) or doc.get("kind") != "Component":
-            log.info("%s: skipping kind %s", where, doc.get("kind") if isinstance(doc, dict) else "?")
+            kind = doc.get("kind") if isinstance(doc, dict) else None
+            if kind in DAPR_KINDS:  # read by their own loaders, or not served
+                log.info("%s: skipping kind %s", where, kind)
+            else:  # a misspelt kind: Component would leave a component out without a word
+                log.warning("%s: kind %r is not a Dapr manifest kind (%s): skipped", where, kind, ", ".join(DAPR_KINDS))
             continue
         if not str(doc.get("apiVersion", "")).startswith("dapr.io/"):
             raise ConfigError(f"{where}: apiVersion: expected dapr.io/v1alpha1, got {doc.get('apiVersion')!r}")
-        found.append(_component(doc, where))
+        found.append((where, _component(doc, where)))
     return found
 
 

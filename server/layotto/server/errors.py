@@ -180,13 +180,16 @@ class FileNotFound(LayottoError):
 
 class ObjectNotFound(LayottoError):
     """The object store has no bucket, object, version or multipart upload of that name; ``field``
-    names the request field holding it, ``what`` says which ("bucket", "object in bucket 'b'", ...)."""
+    names the request field holding it, ``what`` says which ("bucket", "object", ...) and ``within``
+    where it was looked for ("in bucket 'b'", "of 'key'"; empty: the store itself): the message
+    reads ``key: object store 's' has no object 'k' in bucket 'b'``."""
 
     reason = "OBJECT_NOT_FOUND"
 
-    def __init__(self, field: str, store: str, what: str, name: str) -> None:
+    def __init__(self, field: str, store: str, what: str, name: str, within: str = "") -> None:
         super().__init__(
-            f"{field}: object store {store!r} has no {what} {name!r}", metadata={"field": field, "name": name}
+            f"{field}: object store {store!r} has no {what} {name!r}{' ' + within if within else ''}",
+            metadata={"field": field, "name": name},
         )
 
 

@@ -16,6 +16,11 @@ class ConfigError(Exception):
     """A configuration problem, reported as one line naming where it is and what fits."""
 
 
+class LocatedConfigError(ConfigError):
+    """A ConfigError whose message starts with the file it is in (a Dapr manifest's component):
+    not to be prefixed with the runtime config's file again."""
+
+
 def read_config_text(path: Path, where: str = "") -> str:
     """The UTF-8 text of a file the config names, or a one-line ConfigError naming ``where`` (if
     given) and the path and saying why it cannot be read: missing, a directory, permission

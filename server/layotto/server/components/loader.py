@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 
-from layotto.server.components.base import Component, ComponentContext, ConfigError
+from layotto.server.components.base import Component, ComponentContext, ConfigError, LocatedConfigError
 from layotto.server.components.registry import BUILDING_BLOCKS, registry_for
 from layotto.server.components.secretrefs import SecretRef, resolve
 from layotto.server.errors import ComponentNotFound, LayottoError, NoComponentsConfigured
@@ -137,14 +137,24 @@ async def load_components(
     declared: Mapping[str, Mapping[str, tuple[str, Mapping[str, str], Sequence[SecretRef]]]],
     context: ComponentContext,
     init_timeout: float = 30.0,
+    sources: Mapping[tuple[str, str], str] | None = None,
 ) -> ComponentSet:
     """Create and initialise every declared component: block -> name -> (type, metadata, secret
-    references). Secret stores come first, so the others' references can be read from them."""
+    references). Secret stores come first, so the others' references can be read from them.
+    ``sources`` names the file of a (block, name) declared outside the runtime config (a Dapr
+    manifest): a ConfigError of that component is a LocatedConfigError starting with it."""
     loaded = ComponentSet()
     try:
         for block in sorted(declared, key=lambda b: b != "secret_store"):
             for name, entry in declared[block].items():
-                loaded.add(block, await build_component(block, name, entry, context, loaded, init_timeout=init_timeout))
+                try:
+                    component = await build_component(block, name, entry, context, loaded, init_timeout=init_timeout)
+                except ConfigError as error:
+                    source = (sources or {}).get((block, name))
+                    if source is None:
+                        raise
+                    raise LocatedConfigError(f"{source}: {error}") from None
+                loaded.add(block, component)
                 log.info("loaded %s %r (type %s)", BUILDING_BLOCKS[block], name, entry[0])
     except BaseException:
         await loaded.aclose()

@@ -66,7 +66,8 @@ class InvokeHttp:
         self._invoker = invoker
 
     def add_routes(self, routes: Routes) -> None:
-        routes.add("*", "/v1.0/invoke/{app_id}/method/{method:.+}", self.by_path)
+        # [\s\S], not ".": a method holding a newline (%0A) is served, not a 404 "no such endpoint"
+        routes.add("*", "/v1.0/invoke/{app_id}/method/{method:[\\s\\S]+}", self.by_path)
 
     async def by_path(self, call: Call) -> web.StreamResponse:
         """Answer ``/v1.0/invoke/{app-id}/method/{method...}``: the method as the caller spelled it."""

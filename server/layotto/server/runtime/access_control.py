@@ -60,6 +60,23 @@ class AccessControl:
     default_allow: bool = True
     policies: Mapping[str, AppPolicy] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """Dapr's ``accessControl`` shape, as ``--print-config`` shows it."""
+        return {
+            "defaultAction": _action_name(self.default_allow),
+            "policies": [
+                {
+                    "appId": policy.app_id,
+                    "defaultAction": _action_name(policy.default_allow),
+                    "operations": [
+                        {"name": op.name, "httpVerb": sorted(op.verbs), "action": _action_name(op.allow)}
+                        for op in policy.operations
+                    ],
+                }
+                for policy in (self.policies or {}).values()
+            ],
+        }
+
     def allows(self, caller_app_id: str, method: str, verb: str) -> bool:
         """Whether app ``caller_app_id`` may call ``method`` (a path, with or without its leading
         ``/``) with ``verb`` (an HTTP verb, or NONE for a gRPC call)."""
@@ -87,6 +104,10 @@ def _pattern(name: str) -> re.Pattern[str]:
     parts = re.split(r"(\*\*|\*)", name)
     regex = "".join({"**": ".*", "*": "[^/]*"}.get(part, re.escape(part)) for part in parts)
     return re.compile(regex)
+
+
+def _action_name(allow: bool) -> str:
+    return "allow" if allow else "deny"
 
 
 def _action(raw: Any, where: str) -> bool:

@@ -81,6 +81,15 @@ class FlowControl:
         if wait:
             raise RateLimited(what, rule.threshold, rule.interval_ms, wait)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The config's shape (``global_switch``, ``rules``), as ``--print-config`` shows it."""
+        rules = [
+            {key: name, "threshold": rule.threshold, "statIntervalInMs": rule.interval_ms}
+            for key, named in (("resource", self.methods), ("appId", self.apps))
+            for name, rule in named.items()
+        ]
+        return {"global_switch": self.enabled, "rules": rules}
+
     def limits_method(self, method: str) -> bool:
         return self.enabled and method in self.methods
 

@@ -87,7 +87,9 @@ class InvokeRequest:
         if has_control_characters(self.method):  # an HTTP app gets it as its request path
             raise InvalidArgument("message.method", "a method holds no control characters")
         if self.verb not in VERBS:
-            raise InvalidArgument("message.http_extension.verb", f"unknown verb {self.verb!r} (known: {VERBS})")
+            raise InvalidArgument(
+                "message.http_extension.verb", f"unknown verb {self.verb!r} (known: {', '.join(VERBS)})"
+            )
         if has_control_characters(self.querystring):
             raise InvalidArgument("message.http_extension.querystring", "a query string holds no control characters")
         if has_control_characters(self.content_type):  # it travels as a header

@@ -62,6 +62,15 @@ def parse_settings(raw: Any, where: str) -> NameResolutionSettings:
     apps = raw.get("apps") or {}
     if not isinstance(apps, dict):
         raise ConfigError(f"{where}.apps: expected a mapping of app id to a list of HOST:PORT")
+    # each key belongs to one kind: the other kind's key would be ignored, so a config missing its
+    # `type: etcd` (static is the default) would run with no app known, silently
+    if kind == "static" and metadata:
+        raise ConfigError(
+            f"{where}.metadata: type static takes no metadata (it lists addresses under apps);"
+            " a registry or DNS needs type: etcd or dns"
+        )
+    if kind != "static" and apps:
+        raise ConfigError(f"{where}.apps: only type static reads apps (type {kind} finds the addresses itself)")
     parsed = {str(app): _addresses(value, f"{where}.apps.{app}") for app, value in apps.items()}
     return NameResolutionSettings(kind, {str(k): str(v) for k, v in metadata.items()}, parsed)
 

@@ -261,8 +261,8 @@ class ObjectStore(Component):
         if what == "bucket":
             return ObjectNotFound(ref.bucket_field, self.name, "bucket", ref.bucket)
         if what == "version":
-            return ObjectNotFound(ref.version_field, self.name, f"version of {ref.key!r}", ref.version_id)
-        return ObjectNotFound(ref.key_field, self.name, f"object in bucket {ref.bucket!r}", ref.key)
+            return ObjectNotFound(ref.version_field, self.name, "version", ref.version_id, f"of {ref.key!r}")
+        return ObjectNotFound(ref.key_field, self.name, "object", ref.key, f"in bucket {ref.bucket!r}")
 
     # -- core ------------------------------------------------------------------------------------
 

@@ -44,10 +44,24 @@ STALE_TEMP_SECONDS = 24 * 3600
 T = TypeVar("T")
 
 
-def _make_root(raw: str, data_dir: Path, where: str) -> Path:
+def local_root(raw: str, data_dir: Path, where: str) -> Path:
+    """The directory ``raw`` names (a relative one below ``data_dir``), absolute; a ConfigError naming
+    ``where`` when it is empty or ``data_dir`` itself: there the store would serve, overwrite and
+    delete the files of the embedded stores (``state.db``, ``scheduler.db``)."""
+    if not raw.strip():
+        raise ConfigError(f"{where}: required, a directory (a relative one is below the data directory)")
     root = Path(raw).expanduser()
-    if not root.is_absolute():
-        root = data_dir / root
+    root = (root if root.is_absolute() else data_dir / root).resolve()
+    if root == data_dir.expanduser().resolve():
+        raise ConfigError(
+            f"{where}: {raw!r} is the data directory itself, where the embedded stores keep their files;"
+            " give the store a directory of its own"
+        )
+    return root
+
+
+def _make_root(raw: str, data_dir: Path, where: str) -> Path:
+    root = local_root(raw, data_dir, where)
     try:
         root.mkdir(parents=True, exist_ok=True)
         for inner in ("tmp", "meta"):

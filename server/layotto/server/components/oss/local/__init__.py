@@ -30,7 +30,7 @@ from typing import Any
 
 from layotto.server.components.base import CHUNK_SIZE, ComponentContext, ComponentSpec, ConfigError, MetadataField
 from layotto.server.components.file import FileInfo
-from layotto.server.components.file.local import RESERVED, LocalFileStore
+from layotto.server.components.file.local import RESERVED, LocalFileStore, local_root
 from layotto.server.components.oss import (
     ByteRange,
     Deleted,
@@ -61,8 +61,7 @@ def _is_bucket_name(name: str) -> bool:
 
 
 def _make_buckets(raw_root: str, data_dir: Path, names: list[str], where: str) -> Path:
-    root = Path(raw_root).expanduser()
-    root = (root if root.is_absolute() else data_dir / root).resolve()
+    root = local_root(raw_root, data_dir, where)
     try:
         (root / RESERVED / "uploads").mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -312,7 +311,7 @@ class LocalObjectStore(ObjectStore):
         except (OSError, ValueError):
             record = None
         if not isinstance(record, dict) or (record.get("bucket"), record.get("key")) != (ref.bucket, ref.key):
-            raise ObjectNotFound("upload_id", self.name, f"multipart upload of {ref.key!r}", upload_id)
+            raise ObjectNotFound("upload_id", self.name, "multipart upload", upload_id, f"of {ref.key!r}")
         return directory, record
 
     async def create_upload(self, ref: ObjectRef, options: WriteOptions) -> str:
@@ -364,7 +363,7 @@ class LocalObjectStore(ObjectStore):
         try:
             yield
         except FileNotFoundError:
-            raise ObjectNotFound("upload_id", self.name, f"multipart upload of {ref.key!r}", upload_id) from None
+            raise ObjectNotFound("upload_id", self.name, "multipart upload", upload_id, f"of {ref.key!r}") from None
 
     async def upload_part(self, ref: ObjectRef, upload_id: str, number: int, chunks: AsyncIterator[bytes]) -> str:
         await self._bucket(ref)

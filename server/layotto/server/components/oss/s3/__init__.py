@@ -191,7 +191,7 @@ class S3ObjectStore(ObjectStore):
             if code == "NoSuchBucket":
                 return self.missing(ref, "bucket")
             if code == "NoSuchUpload":
-                return ObjectNotFound(upload_field, self.name, "multipart upload", upload_id)
+                return ObjectNotFound(upload_field, self.name, "multipart upload", upload_id, f"of {ref.key!r}")
             if code == "NoSuchVersion" or (ref.version_id and code in ("404", "NotFound")):
                 return self.missing(ref, "version")
             return self.missing(ref)
