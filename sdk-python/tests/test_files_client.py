@@ -94,12 +94,16 @@ async def test_errors_are_the_sdks(runtime: TestRuntime) -> None:
         assert escape.value.field == "name"
         with pytest.raises(StoreNotFound):
             await client.files.get_meta("no-such-store", "x")
-        with pytest.raises(ValueError, match="chunk_size"):
-            await client.files.put(STORE, "x", b"x", chunk_size=0)
-        with pytest.raises(ValueError, match="page_size"):
-            await client.files.list(STORE, page_size=-1)
-        with pytest.raises(TypeError, match="bytes"):
-            await client.files.put(STORE, "x", "text")  # type: ignore[arg-type]
+        for call, field in (
+            (client.files.put(STORE, "x", b"x", chunk_size=0), "chunk_size"),
+            (client.files.list(STORE, page_size=-1), "page_size"),
+            (client.files.put(STORE, "x", "text"), "data"),  # type: ignore[arg-type]
+            (client.files.put(STORE, "x", [b"a", 1]), "data"),  # type: ignore[list-item]
+            (client.files.put(STORE, "x", b"x", {"n": 1}), "metadata['n']"),  # type: ignore[dict-item]
+        ):
+            with pytest.raises(InvalidArgument) as refused:
+                await call
+            assert refused.value.field == field
 
 
 async def test_a_failing_source_cancels_the_put_and_leaves_the_old_file(runtime: TestRuntime) -> None:

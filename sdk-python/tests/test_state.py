@@ -149,3 +149,16 @@ async def test_address_from_environment(monkeypatch: pytest.MonkeyPatch, runtime
     async with RuntimeClient() as c:
         assert c.address == runtime.address
         await c.state.save("in-memory", "env", "ok")
+
+
+async def test_metadata_that_is_not_strings_is_refused_naming_the_entry() -> None:
+    async with test_runtime() as runtime, runtime.client() as client:
+        for call in (
+            client.state.get("in-memory", "k", metadata={"ttlInSeconds": 5}),  # type: ignore[dict-item]
+            client.state.save("in-memory", "k", "v", metadata={"ttlInSeconds": 5}),  # type: ignore[dict-item]
+            client.state.delete("in-memory", "k", metadata={"ttlInSeconds": 5}),  # type: ignore[dict-item]
+            client.pubsub.publish("in-memory", "t", "x", metadata={"ttlInSeconds": 5}),  # type: ignore[dict-item]
+        ):
+            with pytest.raises(InvalidArgument) as refused:
+                await call
+            assert refused.value.field == "metadata['ttlInSeconds']"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Ma
 from dataclasses import dataclass
 
 from layotto.client._transport import DEFAULT_MAX_MESSAGE_BYTES, Transport
+from layotto.client._values import invalid, string_map
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 __all__ = ["FileData", "FileInfo", "FileMeta", "FilePage", "FilesClient"]
@@ -81,14 +82,14 @@ class FilesClient:
         """Store ``data`` as the file ``name`` of ``store`` with ``metadata``, replacing a file of
         that name; answers the bytes sent.
 
-        ``bytes`` are sent in messages of ``chunk_size`` bytes (1 to 8 MiB, else ValueError); the
-        chunks of an iterable are sent as they come. The file appears whole when the transfer
+        ``bytes`` are sent in messages of ``chunk_size`` bytes (1 to 8 MiB, else InvalidArgument
+        naming ``chunk_size``); the chunks of an iterable are sent as they come (larger ones cut). The file appears whole when the transfer
         ends, or not at all: when ``data`` raises, the call is cancelled, nothing is stored and
         its exception propagates. Not retried.
         """
         if not 1 <= chunk_size <= MAX_CHUNK_BYTES:
-            raise ValueError(f"chunk_size must be 1 to {MAX_CHUNK_BYTES} bytes, got {chunk_size}")
-        first = pb.PutFileRequest(store_name=store, name=name, metadata=dict(metadata or {}))
+            raise invalid("chunk_size", f"must be 1 to {MAX_CHUNK_BYTES} bytes, got {chunk_size!r}")
+        first = pb.PutFileRequest(store_name=store, name=name, metadata=string_map(metadata, "metadata"))
         sent = 0
 
         async def requests() -> AsyncIterator[pb.PutFileRequest]:
@@ -113,7 +114,7 @@ class FilesClient:
         ``chunkSize``): ``async for chunk in client.files.get(...)``. Closing the iterator early
         (``break`` inside ``contextlib.aclosing``) cancels the call. Raises NotFound when the store
         does not hold the file."""
-        request = pb.GetFileRequest(store_name=store, name=name, metadata=dict(metadata or {}))
+        request = pb.GetFileRequest(store_name=store, name=name, metadata=string_map(metadata, "metadata"))
         async for response in self._t.unary_stream("GetFile", request, timeout):
             yield response.data
 
@@ -126,9 +127,9 @@ class FilesClient:
     ) -> FilePage:
         """One page of the files of ``store`` whose names start with ``prefix`` ("" for all), in
         name order, after ``marker`` (the previous page's), at most ``page_size`` of them (0: the
-        runtime's default, 1000). ValueError for a ``page_size`` outside 0 to 2**31 - 1."""
+        runtime's default, 1000). InvalidArgument naming ``page_size`` outside 0 to 2**31 - 1."""
         if not 0 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be 0 to {MAX_PAGE_SIZE}, got {page_size}")
+            raise invalid("page_size", f"must be 0 to {MAX_PAGE_SIZE}, got {page_size!r}")
         request = pb.ListFileRequest(
             request=pb.FileRequest(store_name=store, name=prefix), page_size=page_size, marker=marker
         )
@@ -167,8 +168,8 @@ class FilesClient:
 
 async def _chunks(data: FileData, chunk_size: int) -> AsyncIterator[bytes]:
     """``data``'s bytes as messages of at most ``chunk_size`` bytes: ``bytes`` cut into pieces, an
-    iterable's chunks as they come (empty ones skipped, larger ones cut); TypeError for anything
-    else."""
+    iterable's chunks as they come (empty ones skipped, larger ones cut); InvalidArgument naming
+    ``data`` for anything else."""
     if isinstance(data, bytes | bytearray | memoryview):
         for piece in _cut(data, chunk_size):
             yield piece
@@ -181,12 +182,12 @@ async def _chunks(data: FileData, chunk_size: int) -> AsyncIterator[bytes]:
             for piece in _cut(chunk, chunk_size):
                 yield piece
     else:
-        raise TypeError(f"data must be bytes or an iterable of bytes, got {type(data).__name__}")
+        raise invalid("data", f"expected bytes or an iterable of bytes, got {type(data).__name__}")
 
 
 def _cut(chunk: object, chunk_size: int) -> Iterator[bytes]:
     if not isinstance(chunk, bytes | bytearray | memoryview):
-        raise TypeError(f"data's chunks must be bytes, got {type(chunk).__name__}")
+        raise invalid("data", f"a chunk is a {type(chunk).__name__}, not bytes")
     if len(chunk) <= chunk_size:
         if chunk:
             yield bytes(chunk)

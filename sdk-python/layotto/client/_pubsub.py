@@ -30,7 +30,7 @@ from layotto.client._errors import ClientClosed, LayottoError
 from layotto.client._stream import ResumableStream
 from layotto.client._transport import StreamCall, Transport
 from layotto.client._ttl import ttl_seconds
-from layotto.client._values import Value, encode
+from layotto.client._values import Value, encode, string_map
 from layotto.proto.runtime.v1 import appcallback_pb2 as cb
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
@@ -117,7 +117,7 @@ def message_from_event(event: Any, settle: Callable[[str, TopicStatus], Awaitabl
 
 def subscription_metadata(metadata: Mapping[str, str] | None, max_delivery_attempts: int | None) -> dict[str, str]:
     """A subscription's metadata, with ``maxDeliveryAttempts`` when one is given."""
-    meta = dict(metadata or {})
+    meta = string_map(metadata, "metadata")
     if max_delivery_attempts is not None:
         meta["maxDeliveryAttempts"] = str(max_delivery_attempts)
     return meta
@@ -154,7 +154,7 @@ class PubSubClient:
         anything else (0, -1, NaN, infinity, a bool) raises InvalidArgument naming ``ttl`` before
         any call.
         """
-        meta = dict(metadata or {})
+        meta = string_map(metadata, "metadata")
         if ttl is not None:
             meta["ttlInSeconds"] = str(ttl_seconds(ttl))
         if raw:

@@ -10,7 +10,7 @@ from typing import Any
 
 from layotto.client._transport import Transport
 from layotto.client._ttl import ttl_seconds
-from layotto.client._values import Value, decode_json, encode
+from layotto.client._values import Value, decode_json, encode, string_map
 from layotto.proto.runtime.v1 import runtime_pb2 as pb
 
 __all__ = ["Consistency", "StateClient", "StateDelete", "StateItem", "StateWrite"]
@@ -103,7 +103,7 @@ def _wire_item(
     """The wire item; unset fields are left out of the constructor (each costs upb a conversion)."""
     item = pb.StateItem(key=key, value=value)
     if metadata:
-        item.metadata.update(metadata)
+        item.metadata.update(string_map(metadata, "metadata"))
     if ttl is not None:
         item.metadata[TTL_KEY] = str(ttl_seconds(ttl))
     if etag is not None:
@@ -138,7 +138,7 @@ class StateClient:
         timeout: float | None = None,
     ) -> StateItem:
         """The key's value and etag (``etag`` None when it does not exist)."""
-        request = pb.GetStateRequest(store_name=store, key=key, metadata=metadata)
+        request = pb.GetStateRequest(store_name=store, key=key, metadata=string_map(metadata, "metadata"))
         if consistency is not None:
             request.consistency = Consistency(consistency).to_wire()
         response = await self._t.unary("GetState", request, timeout, idempotent=True)
@@ -153,7 +153,9 @@ class StateClient:
         metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> list[StateItem]:
-        request = pb.GetBulkStateRequest(store_name=store, keys=keys, parallelism=parallelism, metadata=metadata)
+        request = pb.GetBulkStateRequest(
+            store_name=store, keys=keys, parallelism=parallelism, metadata=string_map(metadata, "metadata")
+        )
         response = await self._t.unary("GetBulkState", request, timeout, idempotent=True)
         return [_read(i.key, i.data, i.etag, i.metadata, i.error) for i in response.items]
 
@@ -197,7 +199,7 @@ class StateClient:
             key=key,
             etag=pb.Etag(value=etag) if etag is not None else None,
             options=_options(first_write),
-            metadata=metadata,
+            metadata=string_map(metadata, "metadata"),
         )
         await self._t.unary("DeleteState", request, timeout, idempotent=_replayable([request]))
 
@@ -221,6 +223,8 @@ class StateClient:
             )
             for op in operations
         ]
-        request = pb.ExecuteStateTransactionRequest(storeName=store, operations=ops, metadata=metadata)
+        request = pb.ExecuteStateTransactionRequest(
+            storeName=store, operations=ops, metadata=string_map(metadata, "metadata")
+        )
         replayable = _replayable([op.request for op in request.operations])
         await self._t.unary("ExecuteStateTransaction", request, timeout, idempotent=replayable)
