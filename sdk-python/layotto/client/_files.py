@@ -83,9 +83,9 @@ class FilesClient:
         that name; answers the bytes sent.
 
         ``bytes`` are sent in messages of ``chunk_size`` bytes (1 to 8 MiB, else InvalidArgument
-        naming ``chunk_size``); the chunks of an iterable are sent as they come (larger ones cut). The file appears whole when the transfer
-        ends, or not at all: when ``data`` raises, the call is cancelled, nothing is stored and
-        its exception propagates. Not retried.
+        naming ``chunk_size``); the chunks of an iterable are sent as they come (larger ones cut).
+        The file appears whole when the transfer ends, or not at all: when ``data`` raises, the
+        call is cancelled, nothing is stored and its exception propagates. Not retried.
         """
         if not 1 <= chunk_size <= MAX_CHUNK_BYTES:
             raise invalid("chunk_size", f"must be 1 to {MAX_CHUNK_BYTES} bytes, got {chunk_size!r}")
