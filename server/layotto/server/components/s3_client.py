@@ -18,7 +18,6 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
-from layotto.server.aio import stop_task
 from layotto.server.components.base import ConfigError, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
 
@@ -172,54 +171,26 @@ async def upload_stream(
             await asyncio.shield(upload.abort())
 
 
-#: chunks of an object's body read ahead of the one being sent (each up to ``chunk_size`` bytes)
-READ_AHEAD_CHUNKS = 2
-
-
 async def read_chunks(body: Any, chunk_size: int, component: str) -> AsyncGenerator[bytes, None]:
     """An object's body (aiobotocore's stream) in chunks of ``chunk_size`` bytes (the last may be
-    shorter), closed at the end. A task reads up to READ_AHEAD_CHUNKS chunks ahead of the consumer, so
-    the S3 server keeps sending while the runtime's client is still taking the previous chunk (at most
-    READ_AHEAD_CHUNKS + 2 chunks of a body are held at once); its errors reach the consumer in order."""
-    ahead: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(READ_AHEAD_CHUNKS)
-    reader = asyncio.create_task(_read_ahead(body, chunk_size, component, ahead))
+    shorter), closed at the end. aiohttp hands out at most what it buffered (64 to 256 KiB), so a chunk
+    is gathered from several reads: fewer, fuller messages cost the runtime and its client less per byte."""
     try:
-        while (item := await ahead.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        while True:
+            wanted = chunk_size
+            pieces: list[bytes] = []
+            while wanted:
+                with backend_errors(component):
+                    piece = await body.read(wanted)
+                if not piece:
+                    break
+                pieces.append(piece)
+                wanted -= len(piece)
+            if not pieces:
+                return
+            yield pieces[0] if len(pieces) == 1 else b"".join(pieces)
     finally:
-        await stop_task(reader)
         body.close()
-
-
-async def _read_ahead(
-    body: Any, chunk_size: int, component: str, ahead: asyncio.Queue[bytes | BaseException | None]
-) -> None:
-    """Put ``body``'s chunks into ``ahead``, then None (the end), or the error that stopped it."""
-    try:
-        while chunk := await _gather(body, chunk_size, component):
-            await ahead.put(chunk)
-    except Exception as error:  # handed to the consumer, which raises it where the chunk would be
-        await ahead.put(error)
-        return
-    await ahead.put(None)
-
-
-async def _gather(body: Any, chunk_size: int, component: str) -> bytes:
-    """The body's next ``chunk_size`` bytes (fewer at its end, b"" past it). aiohttp hands out at most
-    what it buffered (64 to 256 KiB), so a chunk is gathered from several reads: fewer, fuller messages
-    cost the runtime and its client less per byte."""
-    wanted = chunk_size
-    pieces: list[bytes] = []
-    while wanted:
-        with backend_errors(component):
-            piece = await body.read(wanted)
-        if not piece:
-            break
-        pieces.append(piece)
-        wanted -= len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 class _Parts:
