@@ -225,3 +225,12 @@ async def test_a_carrier_of_headers_that_is_no_list_of_pairs_is_invalid_argument
         carried = (("layotto-headers-bin", '[["x-name", "café"]]'.encode()),)
         await stub.InvokeService(request, metadata=carried, timeout=10)
         assert pair.seen.last[1]["x-name"] == "café"
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+async def test_a_head_answer_keeps_the_apps_content_length(pair: Pair, where: str) -> None:
+    """A HEAD's Content-Length says how long the GET's body would be: it came back as 0."""
+    async with aiohttp.ClientSession() as http, http.head(f"{pair.base(where)}/echo") as reply:
+        assert reply.status == 200 and reply.headers["Content-Length"] == "2"
+        assert await reply.read() == b""
+    assert pair.seen.last[0] == "/echo"

@@ -299,7 +299,9 @@ class HttpAppChannel:
             raise InvalidArgument("metadata", f"not sendable as an HTTP request: {error}") from None
         if not 200 <= response.status < 300 and not request.raw_http_status:
             raise AppError.from_http(self._app_id, response.status, body)
-        kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
+        # a HEAD's Content-Length is the GET's body's: the answer's own, not its connection's
+        hop_by_hop = HOP_BY_HOP - {"content-length"} if verb == "HEAD" else HOP_BY_HOP
+        kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in hop_by_hop]
         kept.append((HTTP_STATUS_HEADER, str(response.status)))
         content_type = response.headers.get("Content-Type", "") if body else ""  # with its charset, boundary, ...
         return InvokeResponse(body, content_type, tuple(kept), response.status)

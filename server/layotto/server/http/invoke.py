@@ -32,9 +32,11 @@ ANSWER_HEADERS_DROPPED = frozenset(
 )
 
 
-def answer_of(reply: InvokeResponse) -> web.Response:
-    """The HTTP answer carrying an app's ``reply`` as it came."""
-    headers = [(k, v) for k, v in reply.headers if k.lower() not in ANSWER_HEADERS_DROPPED]
+def answer_of(reply: InvokeResponse, *, head: bool = False) -> web.Response:
+    """The HTTP answer carrying an app's ``reply`` as it came; ``head``: the answer to a HEAD, whose
+    Content-Length (the GET's body's, the body being empty) is the app's."""
+    dropped = ANSWER_HEADERS_DROPPED - {"content-length"} if head else ANSWER_HEADERS_DROPPED
+    headers = [(k, v) for k, v in reply.headers if k.lower() not in dropped]
     response = web.Response(status=reply.status, body=reply.data, headers=headers)
     if reply.content_type:
         response.headers["Content-Type"] = reply.content_type
@@ -100,4 +102,4 @@ class InvokeHttp:
             headers=app_headers(headers),
             raw_http_status=True,
         )
-        return answer_of(await self._invoker.invoke(invoke, None))
+        return answer_of(await self._invoker.invoke(invoke, None), head=invoke.verb == "HEAD")
