@@ -234,3 +234,17 @@ async def test_a_head_answer_keeps_the_apps_content_length(pair: Pair, where: st
         assert reply.status == 200 and reply.headers["Content-Length"] == "2"
         assert await reply.read() == b""
     assert pair.seen.last[0] == "/echo"
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+async def test_accept_encoding_and_the_encoded_answer_pass_as_they_are(pair: Pair, where: str) -> None:
+    """The app saw aiohttp's own Accept-Encoding instead of the caller's (or of none), so it could
+    compress an answer the caller cannot read."""
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        async with http.get(f"{pair.base(where)}/gzip", headers={"Accept-Encoding": "gzip;q=0.5, br"}) as reply:
+            assert reply.status == 200 and reply.headers["Content-Encoding"] == "gzip"
+            assert await reply.read() == GZIPPED
+        assert pair.seen.last[1]["accept-encoding"] == "gzip;q=0.5, br"
+        async with http.get(f"{pair.base(where)}/echo", skip_auto_headers=["Accept-Encoding"]) as reply:
+            assert reply.status == 200
+        assert "accept-encoding" not in pair.seen.last[1]

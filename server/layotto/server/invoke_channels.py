@@ -72,6 +72,10 @@ log = logging.getLogger(__name__)
 
 #: response headers of an HTTP app that describe the connection, not the answer
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "date", "server"})
+#: request headers the app gets from the caller or not at all (aiohttp would set its own
+#: Accept-Encoding: the app could compress an answer the caller cannot read; the answer's body and
+#: Content-Encoding pass as they are, the session does not decompress)
+CALLERS_OWN_HEADERS = ("Accept-Encoding",)
 #: what a query string may hold as it is (RFC 3986 query characters and escapes); anything else is escaped
 QUERY_SAFE = "!$&'()*+,;=:@/?%"
 #: how long a call waits for an app that refused the connection to come up (seconds)
@@ -286,7 +290,12 @@ class HttpAppChannel:
             headers["traceparent"] = traceparent
         try:
             async with self._client().request(
-                verb, url, data=request.data or None, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                verb,
+                url,
+                data=request.data or None,
+                headers=headers,
+                skip_auto_headers=CALLERS_OWN_HEADERS,
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:  # no body: no Content-Type of aiohttp's own
                 body = await response.read()
         except TimeoutError:

@@ -63,13 +63,15 @@ TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation"
 
 
 def app_headers(
-    metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False
+    metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False, passed: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str], ...]:
-    """The caller's metadata worth passing to the app: text keys, not gRPC's own, not the hop's."""
+    """The caller's metadata worth passing to the app: text keys, not gRPC's own (but those named in
+    ``passed``), not the hop's."""
     out = []
     for name, value in metadata:
         key = name.lower()
-        if isinstance(value, bytes) or key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
+        reserved = key in RESERVED_HEADERS and key not in passed
+        if isinstance(value, bytes) or key.startswith((":", "grpc-")) or reserved:
             continue
         if key in HOP_HEADERS or (strip_trace and key in TRACE_HEADERS):
             continue

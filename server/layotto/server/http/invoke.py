@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from layotto.server.api.invoke import app_headers
+from layotto.server.api.invoke import PASSED_RESERVED_HEADERS, app_headers
 from layotto.server.http.errors import Call, HttpSettings, dapr_errors
 from layotto.server.http.routing import CANCEL_ON_DISCONNECT, Routes
 from layotto.server.runtime.invocation import HTTP_STATUS_HEADER, Invoker, InvokeRequest, InvokeResponse
@@ -99,7 +99,7 @@ class InvokeHttp:
             content_type=request.headers.get("Content-Type", ""),
             verb=request.method.upper(),
             querystring=request.rel_url.raw_query_string,
-            headers=app_headers(headers),
+            headers=app_headers(headers, passed=PASSED_RESERVED_HEADERS),  # Accept-Encoding too, as daprd
             raw_http_status=True,
         )
         return answer_of(await self._invoker.invoke(invoke, None), head=invoke.verb == "HEAD")
