@@ -1,6 +1,7 @@
-"""Dapr's gRPC proxying against a caller's metadata near gRPC's 8 KiB: two runtimes in process, ``a``
-(no app) relaying to ``b``, whose gRPC app (raw bytes, generic handlers) is served from the test's
-event loop. Runs on the transport LAYOTTO_GRPC_TRANSPORT picks."""
+"""Metadata a gRPC app cannot be sent as it is: two runtimes in process, ``a`` (no app) relaying to
+``b``, whose gRPC app (raw bytes, generic handlers: an Echo service for Dapr's gRPC proxying and
+AppCallback's OnInvoke) is served from the test's event loop. Runs on the transport
+LAYOTTO_GRPC_TRANSPORT picks."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 from server_helpers import free_port
 
+from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.server import Runtime
 from layotto.server.config import from_mapping
 
@@ -35,9 +38,19 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
         seen.append(dict(context.invocation_metadata() or ()))
         return b"echo:" + request
 
+    async def on_invoke(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        seen.append(dict(context.invocation_metadata() or ()))
+        return common_pb2.InvokeResponse(content_type="text/plain").SerializeToString()
+
     app = grpc.aio.server()
     handlers = {"Unary": grpc.unary_unary_rpc_method_handler(unary)}
-    app.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.v1.Echo", handlers),))
+    callback = {"OnInvoke": grpc.unary_unary_rpc_method_handler(on_invoke)}
+    app.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler("test.v1.Echo", handlers),
+            grpc.method_handlers_generic_handler("dapr.proto.runtime.v1.AppCallback", callback),
+        )
+    )
     app_port = app.add_insecure_port("127.0.0.1:0")
     await app.start()
     b_port = free_port()
@@ -85,3 +98,22 @@ async def test_metadata_a_hop_or_the_app_cannot_take_is_too_large_before_it_is_s
         fits = (("dapr-app-id", "b"), ("x-big", "v" * 7000))
         assert await call(b"hi", metadata=fits, timeout=10) == b"echo:hi"
         assert mesh.seen[-1]["x-big"] == "v" * 7000
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+async def test_a_header_a_grpc_apps_metadata_cannot_carry_is_refused_naming_it(mesh: Mesh, where: str) -> None:
+    """An HTTP caller's non-ASCII header was dropped silently on the way to a gRPC app (daprd's
+    grpc-go refuses such metadata): now a 400 naming it, as the header is not the app's to lose."""
+    sidecar = mesh.b if where == "local" else mesh.a
+    url = f"http://127.0.0.1:{sidecar.http_port}/v1.0/invoke/b/method/echo"
+    async with aiohttp.ClientSession() as http:
+        for header in ({"X-Name": "café"}, {"X-Tab": "a\tb"}, {"X-Thing-Bin": "text"}):
+            async with http.get(url, headers=header) as reply:
+                body = await reply.json()
+                assert reply.status == 400 and body["details"][0]["reason"] == "INVALID_ARGUMENT", body
+                name = next(iter(header)).lower()
+                assert body["message"].startswith(f"metadata: header {name!r}"), body
+        assert not mesh.seen
+        async with http.get(url, headers={"X-Name": "cafe"}) as reply:
+            assert reply.status == 200
+        assert mesh.seen[-1]["x-name"] == "cafe"

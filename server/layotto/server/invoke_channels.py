@@ -35,7 +35,7 @@ from layotto.server.api.invoke import (
     NO_DEADLINE_BEYOND_SECONDS,
     carried_headers,
     fill_invoke_message,
-    grpc_headers,
+    grpc_app_metadata,
     hop_metadata,
 )
 from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
@@ -198,7 +198,7 @@ class GrpcAppChannel:
         message = common_pb2.InvokeRequest()
         fill_invoke_message(message, request)
         require_sendable(message, self._max_message_bytes)
-        metadata = [*grpc_headers(request.headers)]
+        metadata = [*grpc_app_metadata(request.headers)]
         if request.caller_app_id:
             metadata.append(("dapr-caller-app-id", request.caller_app_id))
         require_sendable_metadata(metadata)

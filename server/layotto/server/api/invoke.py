@@ -101,6 +101,25 @@ def grpc_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], .
     return tuple(out)
 
 
+def grpc_app_metadata(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """:func:`grpc_headers` for a gRPC app: a header text metadata cannot carry (a non-ASCII or
+    tab-holding value, a name ending ``-bin``, ...) is refused, not dropped (as daprd's grpc-go
+    refuses it). gRPC's own and the reserved headers are dropped as ever.
+
+    Raises InvalidArgument (field ``metadata``) naming the header."""
+    for name, value in headers:
+        key = name.lower()
+        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
+            continue
+        if not _text_metadata_key(key):
+            raise InvalidArgument(
+                "metadata", f"header {key!r}: a gRPC app's metadata names are of a-z 0-9 -_. (not -bin)"
+            )
+        if not _text_metadata_value(value):
+            raise InvalidArgument("metadata", f"header {key!r}: a gRPC app's metadata values are printable ASCII")
+    return grpc_headers(headers)
+
+
 #: the hop's one binary metadata entry for the headers text metadata cannot carry as they are: a
 #: JSON list of ``[name, value]`` (ASCII-escaped, so bytes an HTTP server decoded with
 #: surrogateescape come back as they were)
