@@ -5,6 +5,7 @@ Each case runs on ``b`` calling its own app ("local") and on ``a`` through the h
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from layotto.server import Runtime
 from layotto.server.config import from_mapping
 
 LIMIT = 64 * 1024  # max_message_bytes of both runtimes: the HTTP API's body limit too
+GZIPPED = gzip.compress(b"squeezed " * 100, mtime=0)
 
 
 @dataclass
@@ -58,7 +60,10 @@ async def _record(seen: Seen, request: web.Request) -> web.StreamResponse:
         except asyncio.CancelledError:
             seen.slow_cancelled.set()
             raise
-    return web.Response(body=b"ok", headers={"Content-Type": "text/plain; charset=utf-8"})
+    if request.path == "/gzip":  # an answer the app compressed itself, as the caller accepts
+        return web.Response(body=GZIPPED, headers={"Content-Encoding": "gzip", "Content-Type": "text/plain"})
+    headers = {"Content-Type": "text/plain; charset=utf-8", "X-Answer": "naïve\tvalue"}
+    return web.Response(body=b"ok", headers=headers)
 
 
 @pytest.fixture
@@ -195,3 +200,51 @@ async def test_headers_the_api_took_but_a_hop_cannot_carry_are_too_large_not_an_
         async with http.get(f"{pair.base('remote')}/echo", headers=two) as reply:
             assert reply.status == 200
         assert pair.seen.last[1]["x-big-1"] == "v" * 3000
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+async def test_headers_metadata_cannot_carry_reach_the_app_and_come_back(pair: Pair, where: str) -> None:
+    """Non-ASCII or tab-holding values, and a name ending -bin, reached an own HTTP app but were
+    dropped on the hop (gRPC text metadata is printable ASCII): so were the app's answer headers."""
+    sent = {"X-Name": "café ☕", "X-Tab": "a\tb", "X-Thing-Bin": "plain text", "X-Plain": "p"}
+    async with aiohttp.ClientSession() as http, http.get(f"{pair.base(where)}/echo", headers=sent) as reply:
+        assert reply.status == 200
+        assert reply.headers["X-Answer"] == "naïve\tvalue"
+    got = pair.seen.last[1]
+    assert {key: got.get(key.lower()) for key in sent} == sent
+
+
+async def test_a_carrier_of_headers_that_is_no_list_of_pairs_is_invalid_argument(pair: Pair) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{pair.b.grpc_port}") as channel:
+        stub = runtime_pb2_grpc.RuntimeStub(channel)
+        request = pb.InvokeServiceRequest(id="b", message=pb.CommonInvokeRequest(method="echo"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.InvokeService(request, metadata=(("layotto-headers-bin", b'{"x": 1}'),), timeout=10)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details().startswith("metadata: layotto-headers-bin"), refused.value.details()
+        carried = (("layotto-headers-bin", '[["x-name", "café"]]'.encode()),)
+        await stub.InvokeService(request, metadata=carried, timeout=10)
+        assert pair.seen.last[1]["x-name"] == "café"
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+async def test_a_head_answer_keeps_the_apps_content_length(pair: Pair, where: str) -> None:
+    """A HEAD's Content-Length says how long the GET's body would be: it came back as 0."""
+    async with aiohttp.ClientSession() as http, http.head(f"{pair.base(where)}/echo") as reply:
+        assert reply.status == 200 and reply.headers["Content-Length"] == "2"
+        assert await reply.read() == b""
+    assert pair.seen.last[0] == "/echo"
+
+
+@pytest.mark.parametrize("where", ["local", "remote"])
+async def test_accept_encoding_and_the_encoded_answer_pass_as_they_are(pair: Pair, where: str) -> None:
+    """The app saw aiohttp's own Accept-Encoding instead of the caller's (or of none), so it could
+    compress an answer the caller cannot read."""
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        async with http.get(f"{pair.base(where)}/gzip", headers={"Accept-Encoding": "gzip;q=0.5, br"}) as reply:
+            assert reply.status == 200 and reply.headers["Content-Encoding"] == "gzip"
+            assert await reply.read() == GZIPPED
+        assert pair.seen.last[1]["accept-encoding"] == "gzip;q=0.5, br"
+        async with http.get(f"{pair.base(where)}/echo", skip_auto_headers=["Accept-Encoding"]) as reply:
+            assert reply.status == 200
+        assert "accept-encoding" not in pair.seen.last[1]

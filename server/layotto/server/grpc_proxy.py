@@ -18,7 +18,8 @@ to route it), ``dapr-stream`` and ``dapr-api-token``. The app's initial metadata
 message and trailing metadata (``grpc-status-details-bin`` included) come back as they are. The
 call's deadline goes on as the time that remains; a cancelled call cancels the next hop. Flow
 control (per method and per target app) and access control (on the callee, verb NONE, the method
-path as operation) apply as to ``InvokeService``; errors of the sidecars themselves carry their
+path as operation) apply as to ``InvokeService``, and so does its metadata limit (7,680 bytes,
+PAYLOAD_TOO_LARGE naming ``metadata``, checked before the call goes on); errors of the sidecars themselves carry their
 reason (APP_NOT_FOUND, APP_UNAVAILABLE, ACCESS_DENIED, ...).
 """
 
@@ -33,12 +34,13 @@ import grpc
 from layotto.server.api.invoke import HOP_HEADERS, RESERVED_HEADERS, TRACE_HEADERS, time_remaining
 from layotto.server.api.status import to_status
 from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
-from layotto.server.errors import AppUnavailable, LayottoError
+from layotto.server.errors import AppUnavailable, LayottoError, PayloadTooLarge
 from layotto.server.invoke_channels import (
     CONNECT_GRACE_SECONDS,
     GrpcAppChannel,
     GrpcSidecarForwarder,
     grpc_timeout,
+    require_sendable_metadata,
     until_ready,
 )
 from layotto.server.runtime.invocation import CALLER_APP_ID_HEADER, HOP_HEADER, TOKEN_HEADER, Invoker, ProxyRoute
@@ -250,6 +252,11 @@ class GrpcProxy(grpc.GenericRpcHandler):  # type: ignore[type-arg]
                 channel, outgoing = await self._target(route, relayed_metadata(metadata, self._strip_trace), grace)
             except LayottoError:
                 breaker.count(success=False)
+                raise
+            try:  # as InvokeService: the next server would refuse it (431), or take it by chance
+                require_sendable_metadata(outgoing)
+            except PayloadTooLarge:
+                breaker.abandon()  # the caller's fault: not the target's
                 raise
         except LayottoError as error:
             code, message, trailers = to_status(error)

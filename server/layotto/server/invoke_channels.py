@@ -8,7 +8,8 @@ other runtimes' sidecars (Dapr's ``InvokeService`` as the hop).
   with the headers and body; the app's status comes back as ``dapr-http-status``; a non-2xx
   status is an :class:`AppError` whose code is mapped from it, as Dapr's gRPC API does.
 * :class:`GrpcSidecarForwarder` keeps one channel per callee sidecar and calls its Dapr
-  ``InvokeService`` with the hop headers.
+  ``InvokeService`` with the hop headers; headers text metadata cannot carry go, and come back, in
+  one binary entry (:func:`~layotto.server.api.invoke.hop_metadata`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from layotto.proto.dapr.common.v1 import common_pb2
 from layotto.proto.dapr.runtime.v1 import appcallback_pb2_grpc as dapr_appcallback_grpc
 from layotto.proto.dapr.runtime.v1 import dapr_pb2_grpc, invoke_pb2
 from layotto.proto.reasons import ERROR_DOMAIN
-from layotto.server.api.invoke import NO_DEADLINE_BEYOND_SECONDS, fill_invoke_message, grpc_headers
+from layotto.server.api.invoke import (
+    CARRIED_HEADERS_KEY,
+    NO_DEADLINE_BEYOND_SECONDS,
+    carried_headers,
+    fill_invoke_message,
+    grpc_app_metadata,
+    hop_metadata,
+)
 from layotto.server.api_token import TOKEN_HEADER as API_TOKEN_HEADER
 from layotto.server.api_token import sending_token
 from layotto.server.config import RuntimeConfig
@@ -64,6 +72,10 @@ log = logging.getLogger(__name__)
 
 #: response headers of an HTTP app that describe the connection, not the answer
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "date", "server"})
+#: request headers the app gets from the caller or not at all (aiohttp would set its own
+#: Accept-Encoding: the app could compress an answer the caller cannot read; the answer's body and
+#: Content-Encoding pass as they are, the session does not decompress)
+CALLERS_OWN_HEADERS = ("Accept-Encoding",)
 #: what a query string may hold as it is (RFC 3986 query characters and escapes); anything else is escaped
 QUERY_SAFE = "!$&'()*+,;=:@/?%"
 #: how long a call waits for an app that refused the connection to come up (seconds)
@@ -96,11 +108,20 @@ def require_sendable(message: Any, max_message_bytes: int) -> None:
 METADATA_LIMIT_BYTES = 8192 - 512
 
 
-def require_sendable_metadata(metadata: Sequence[tuple[str, str]]) -> None:
+def metadata_bytes(metadata: Sequence[tuple[str, str | bytes]]) -> int:
+    """The size of ``metadata`` as HTTP/2 counts it: each entry's name, value (a binary one
+    base64-encoded, as gRPC sends it) and 32."""
+    return sum(
+        len(key) + (-(-len(value) * 4 // 3) if isinstance(value, bytes) else len(value.encode())) + 32
+        for key, value in metadata
+    )
+
+
+def require_sendable_metadata(metadata: Sequence[tuple[str, str | bytes]]) -> None:
     """PayloadTooLarge (field ``metadata``) when ``metadata`` is over :data:`METADATA_LIMIT_BYTES`:
     HTTP headers the API took (8 KiB each) went on as a hop's metadata the callee's gRPC server
     refused with 431, and the caller was told the app was unavailable."""
-    size = sum(len(key) + len(value.encode()) + 32 for key, value in metadata)
+    size = metadata_bytes(metadata)
     if size > METADATA_LIMIT_BYTES:
         raise PayloadTooLarge("metadata", size, METADATA_LIMIT_BYTES)
 
@@ -177,7 +198,7 @@ class GrpcAppChannel:
         message = common_pb2.InvokeRequest()
         fill_invoke_message(message, request)
         require_sendable(message, self._max_message_bytes)
-        metadata = [*grpc_headers(request.headers)]
+        metadata = [*grpc_app_metadata(request.headers)]
         if request.caller_app_id:
             metadata.append(("dapr-caller-app-id", request.caller_app_id))
         require_sendable_metadata(metadata)
@@ -269,7 +290,12 @@ class HttpAppChannel:
             headers["traceparent"] = traceparent
         try:
             async with self._client().request(
-                verb, url, data=request.data or None, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                verb,
+                url,
+                data=request.data or None,
+                headers=headers,
+                skip_auto_headers=CALLERS_OWN_HEADERS,
+                timeout=aiohttp.ClientTimeout(total=timeout),
             ) as response:  # no body: no Content-Type of aiohttp's own
                 body = await response.read()
         except TimeoutError:
@@ -282,7 +308,9 @@ class HttpAppChannel:
             raise InvalidArgument("metadata", f"not sendable as an HTTP request: {error}") from None
         if not 200 <= response.status < 300 and not request.raw_http_status:
             raise AppError.from_http(self._app_id, response.status, body)
-        kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP]
+        # a HEAD's Content-Length is the GET's body's: the answer's own, not its connection's
+        hop_by_hop = HOP_BY_HOP - {"content-length"} if verb == "HEAD" else HOP_BY_HOP
+        kept = [(k.lower(), v) for k, v in response.headers.items() if k.lower() not in hop_by_hop]
         kept.append((HTTP_STATUS_HEADER, str(response.status)))
         content_type = response.headers.get("Content-Type", "") if body else ""  # with its charset, boundary, ...
         return InvokeResponse(body, content_type, tuple(kept), response.status)
@@ -290,6 +318,16 @@ class HttpAppChannel:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _answer_headers(metadata: Any) -> tuple[tuple[str, str], ...]:
+    """A callee sidecar's answer headers: its text metadata and the headers it carried
+    (:data:`~layotto.server.api.invoke.CARRIED_HEADERS_KEY`)."""
+    headers = list(_text_metadata(metadata))
+    for key, value in metadata or ():
+        if key == CARRIED_HEADERS_KEY and isinstance(value, bytes):
+            headers.extend((name, text) for name, text in carried_headers(value) if not name.startswith(":"))
+    return tuple(headers)
 
 
 def _http_status(headers: Sequence[tuple[str, str]]) -> int:
@@ -350,7 +388,7 @@ class GrpcSidecarForwarder:
         message = invoke_pb2.InvokeServiceRequest(id=request.app_id)
         fill_invoke_message(message.message, request)
         require_sendable(message, self._max_message_bytes)
-        metadata = [*grpc_headers(request.headers), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, request.caller_app_id)]
+        metadata = [*hop_metadata(request.headers), (HOP_HEADER, "1"), (CALLER_APP_ID_HEADER, request.caller_app_id)]
         if request.raw_http_status:
             metadata.append((RAW_HTTP_STATUS_HEADER, "1"))
         if request.hop_token:
@@ -359,7 +397,7 @@ class GrpcSidecarForwarder:
         call = self._stub(address).InvokeService(message, timeout=grpc_timeout(timeout), metadata=metadata)
         try:
             answer = await call
-            headers = _text_metadata(await call.initial_metadata())
+            headers = _answer_headers(await call.initial_metadata())
         except grpc.aio.AioRpcError as error:
             failure = self._error(address, request.app_id, error)
             if isinstance(failure, SidecarUnreachable):  # gone, perhaps for good (a registry's old entry)

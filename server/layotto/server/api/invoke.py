@@ -8,16 +8,21 @@ the call's remaining deadline, sends the app's headers back as the response's in
 (``dapr-http-status`` among them for an HTTP app) and answers with ``data`` as an Any.
 
 Dapr's ``InvokeService`` is also the hop between sidecars: a call carrying the hop header
-(``layotto-invoke-hop``) came from another sidecar and is never forwarded again.
+(``layotto-invoke-hop``) came from another sidecar and is never forwarded again. Headers gRPC's text
+metadata cannot carry as they are (non-ASCII or tab-holding values, names ending ``-bin``, names
+gRPC reserves) cross the hop, both ways, JSON-encoded in one ``layotto-headers-bin`` entry
+(:func:`hop_metadata`, :func:`carried_headers`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 import grpc
 
+from layotto.server.errors import InvalidArgument
 from layotto.server.runtime.invocation import (
     CALLER_APP_ID_HEADER,
     HOP_HEADER,
@@ -58,13 +63,15 @@ TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation"
 
 
 def app_headers(
-    metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False
+    metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False, passed: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str], ...]:
-    """The caller's metadata worth passing to the app: text keys, not gRPC's own, not the hop's."""
+    """The caller's metadata worth passing to the app: text keys, not gRPC's own (but those named in
+    ``passed``), not the hop's."""
     out = []
     for name, value in metadata:
         key = name.lower()
-        if isinstance(value, bytes) or key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
+        reserved = key in RESERVED_HEADERS and key not in passed
+        if isinstance(value, bytes) or key.startswith((":", "grpc-")) or reserved:
             continue
         if key in HOP_HEADERS or (strip_trace and key in TRACE_HEADERS):
             continue
@@ -72,16 +79,87 @@ def app_headers(
     return tuple(out)
 
 
+def _text_metadata_key(key: str) -> bool:
+    """Whether ``key`` (lower-case) is a gRPC text metadata key: ASCII letters, digits, ``-_.``, no ``-bin``."""
+    return bool(key) and all(c.isascii() and (c.isalnum() or c in "-_.") for c in key) and not key.endswith("-bin")
+
+
+def _text_metadata_value(value: str) -> bool:
+    """Whether ``value`` is a gRPC text metadata value: printable ASCII (no tab, no UTF-8)."""
+    return value.isascii() and value.isprintable()
+
+
 def grpc_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
     """Headers that are valid gRPC metadata: lower-case, printable, not gRPC's own."""
     out = []
     for name, value in headers:
         key = name.lower()
-        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or key.endswith("-bin"):
+        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
             continue
-        if key and all(c.isalnum() or c in "-_." for c in key) and value.isascii() and value.isprintable():
+        if _text_metadata_key(key) and _text_metadata_value(value):
             out.append((key, value))
     return tuple(out)
+
+
+def grpc_app_metadata(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """:func:`grpc_headers` for a gRPC app: a header text metadata cannot carry (a non-ASCII or
+    tab-holding value, a name ending ``-bin``, ...) is refused, not dropped (as daprd's grpc-go
+    refuses it). gRPC's own and the reserved headers are dropped as ever.
+
+    Raises InvalidArgument (field ``metadata``) naming the header."""
+    for name, value in headers:
+        key = name.lower()
+        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
+            continue
+        if not _text_metadata_key(key):
+            raise InvalidArgument(
+                "metadata", f"header {key!r}: a gRPC app's metadata names are of a-z 0-9 -_. (not -bin)"
+            )
+        if not _text_metadata_value(value):
+            raise InvalidArgument("metadata", f"header {key!r}: a gRPC app's metadata values are printable ASCII")
+    return grpc_headers(headers)
+
+
+#: the hop's one binary metadata entry for the headers text metadata cannot carry as they are: a
+#: JSON list of ``[name, value]`` (ASCII-escaped, so bytes an HTTP server decoded with
+#: surrogateescape come back as they were)
+CARRIED_HEADERS_KEY = "layotto-headers-bin"
+#: headers gRPC reserves that still go from an HTTP caller to an HTTP app (Dapr passes them on)
+PASSED_RESERVED_HEADERS = frozenset({"accept-encoding"})
+
+
+def hop_metadata(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str | bytes], ...]:
+    """``headers`` as a hop's metadata, none lost: those valid as text metadata as they are, and the
+    rest (but gRPC's own) in one :data:`CARRIED_HEADERS_KEY` entry, which :func:`carried_headers`
+    reads back. A header is never dropped silently: gRPC text metadata is printable ASCII only."""
+    out: list[tuple[str, str | bytes]] = []
+    carried = []
+    for name, value in headers:
+        key = name.lower()
+        if key.startswith((":", "grpc-")):
+            continue
+        if key not in RESERVED_HEADERS and _text_metadata_key(key) and _text_metadata_value(value):
+            out.append((key, value))
+        else:
+            carried.append([key, value])
+    if carried:
+        out.append((CARRIED_HEADERS_KEY, json.dumps(carried).encode()))
+    return tuple(out)
+
+
+def carried_headers(value: bytes) -> list[tuple[str, str]]:
+    """The headers a :data:`CARRIED_HEADERS_KEY` entry carries (as :func:`hop_metadata` wrote them).
+
+    Raises InvalidArgument (field ``metadata``) when it is not a JSON list of [name, value] strings."""
+    try:
+        pairs = json.loads(value)
+    except ValueError:
+        pairs = None
+    if not isinstance(pairs, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair) for pair in pairs
+    ):
+        raise InvalidArgument("metadata", f"{CARRIED_HEADERS_KEY} is not a JSON list of [name, value] strings")
+    return [(name.lower(), text) for name, text in pairs]
 
 
 def verb_name(number: int) -> str:
@@ -97,9 +175,11 @@ def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]],
     headers = []
     hop_facts: dict[str, str] = {}
     for name, value in metadata:
-        if isinstance(value, bytes):
-            continue
         key = name.lower()
+        if isinstance(value, bytes):
+            if key == CARRIED_HEADERS_KEY:
+                headers.extend(_carried_request_headers(value, strip_trace=strip_trace))
+            continue
         if key in HOP_HEADERS:
             hop_facts[key] = value
         elif not (key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or (strip_trace and key in TRACE_HEADERS)):
@@ -120,6 +200,16 @@ def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]],
         raw_http_status=hop and RAW_HTTP_STATUS_HEADER in hop_facts,
         hop_token=hop_facts.get(TOKEN_HEADER, ""),
     )
+
+
+def _carried_request_headers(value: bytes, *, strip_trace: bool) -> list[tuple[str, str]]:
+    """The carried headers of a request worth passing to the app (as :func:`app_headers` filters)."""
+    return [
+        (key, text)
+        for key, text in carried_headers(value)
+        if not (key.startswith((":", "grpc-")) or key in HOP_HEADERS or (strip_trace and key in TRACE_HEADERS))
+        and (key not in RESERVED_HEADERS or key in PASSED_RESERVED_HEADERS)
+    ]
 
 
 def fill_invoke_message(target: Any, request: InvokeRequest) -> None:
@@ -153,7 +243,7 @@ class InvokeApi:
     async def InvokeService(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         invoke = to_invoke_request(request, context.invocation_metadata() or (), strip_trace=self._strip_trace)
         answer = await self._invoker.invoke(invoke, time_remaining(context))
-        headers = grpc_headers(answer.headers)
+        headers = hop_metadata(answer.headers) if invoke.hop else grpc_headers(answer.headers)
         if headers:  # none to send: the response carries the (empty) initial metadata itself
             await context.send_initial_metadata(headers)
         response = self._response_cls(content_type=answer.content_type)

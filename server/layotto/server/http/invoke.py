@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from layotto.server.api.invoke import app_headers
+from layotto.server.api.invoke import PASSED_RESERVED_HEADERS, app_headers
 from layotto.server.http.errors import Call, HttpSettings, dapr_errors
 from layotto.server.http.routing import CANCEL_ON_DISCONNECT, Routes
 from layotto.server.runtime.invocation import HTTP_STATUS_HEADER, Invoker, InvokeRequest, InvokeResponse
@@ -32,9 +32,11 @@ ANSWER_HEADERS_DROPPED = frozenset(
 )
 
 
-def answer_of(reply: InvokeResponse) -> web.Response:
-    """The HTTP answer carrying an app's ``reply`` as it came."""
-    headers = [(k, v) for k, v in reply.headers if k.lower() not in ANSWER_HEADERS_DROPPED]
+def answer_of(reply: InvokeResponse, *, head: bool = False) -> web.Response:
+    """The HTTP answer carrying an app's ``reply`` as it came; ``head``: the answer to a HEAD, whose
+    Content-Length (the GET's body's, the body being empty) is the app's."""
+    dropped = ANSWER_HEADERS_DROPPED - {"content-length"} if head else ANSWER_HEADERS_DROPPED
+    headers = [(k, v) for k, v in reply.headers if k.lower() not in dropped]
     response = web.Response(status=reply.status, body=reply.data, headers=headers)
     if reply.content_type:
         response.headers["Content-Type"] = reply.content_type
@@ -97,7 +99,7 @@ class InvokeHttp:
             content_type=request.headers.get("Content-Type", ""),
             verb=request.method.upper(),
             querystring=request.rel_url.raw_query_string,
-            headers=app_headers(headers),
+            headers=app_headers(headers, passed=PASSED_RESERVED_HEADERS),  # Accept-Encoding too, as daprd
             raw_http_status=True,
         )
-        return answer_of(await self._invoker.invoke(invoke, None))
+        return answer_of(await self._invoker.invoke(invoke, None), head=invoke.verb == "HEAD")
