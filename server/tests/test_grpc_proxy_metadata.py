@@ -54,7 +54,13 @@ async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
     app_port = app.add_insecure_port("127.0.0.1:0")
     await app.start()
     b_port = free_port()
-    common = {"grpc_address": "127.0.0.1:0", "http_address": "127.0.0.1:0"}
+    # the sidecars take a caller's metadata up to 16 KiB (grpcio's own soft limit, 8 KiB, refuses
+    # at random above it, which would decide the oversized call below before the hop's check)
+    common = {
+        "grpc_address": "127.0.0.1:0",
+        "http_address": "127.0.0.1:0",
+        "grpc_server_options": {"grpc.max_metadata_size": 16384},
+    }
     b_config = {"app_id": "b", "app_protocol": "grpc", "app_port": app_port, "data_dir": str(tmp_path / "b")}
     apps = {"b": [f"127.0.0.1:{b_port}"]}
     a_config = {"app_id": "a", "data_dir": str(tmp_path / "a"), "name_resolution": {"type": "static", "apps": apps}}
