@@ -365,6 +365,30 @@ def test_dapr_component_manifests_are_loaded(tmp_path: Path, capsys: pytest.Capt
     assert printed["state"]["sqlite"]["type"] == "sqlite"  # the embedded defaults stay
 
 
+def test_a_scoped_component_manifest_loads_only_in_the_apps_it_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Dapr loads a component whose scopes list app ids only in those apps (it was loaded in all)."""
+    component = (
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {{name: {name}}}\nspec: {{type: state.in-memory}}\n"
+    )
+    (tmp_path / "orders.yaml").write_text(component.format(name="orders") + "scopes: [checkout, billing]\n")
+    (tmp_path / "everyone.yaml").write_text(component.format(name="everyone"))
+    (tmp_path / "bad.yaml").write_text(component.format(name="bad") + "scopes: checkout\n")
+    loaded = {}
+    for app_id in ("checkout", "catalog"):
+        args = ["serve", "--print-config", "--components-path", str(tmp_path), "--app-id", app_id]
+        assert main(args) == 2  # bad.yaml's scopes are no list
+        assert f"{tmp_path / 'bad.yaml'}: scopes: expected a list of app ids" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").unlink()
+    for app_id in ("checkout", "catalog"):
+        args = ["serve", "--print-config", "--components-path", str(tmp_path), "--app-id", app_id]
+        assert main(args) == 0
+        loaded[app_id] = set(json.loads(capsys.readouterr().out)["state"])
+    assert {"orders", "everyone"} <= loaded["checkout"]
+    assert "everyone" in loaded["catalog"] and "orders" not in loaded["catalog"]
+
+
 @pytest.mark.parametrize(
     ("manifest", "fragment"),
     [

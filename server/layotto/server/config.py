@@ -615,7 +615,7 @@ def with_dapr_components(config: RuntimeConfig) -> RuntimeConfig:
         return config
     directory = Path(config.components_path).expanduser()
     components = {block: dict(named) for block, named in config.components.items()}
-    for where, (block, name, type_name, metadata, refs) in located_manifests(directory):
+    for where, (block, name, type_name, metadata, refs) in located_manifests(directory, config.app_id):
         if name in components.get(block, {}):
             raise ConfigError(f"components_path: {block} component {name!r} is defined twice")
         components.setdefault(block, {})[name] = ComponentConfig(type_name, metadata, refs, where)

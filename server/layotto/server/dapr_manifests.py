@@ -127,9 +127,10 @@ def load_manifests(directory: Path) -> list[Manifest]:
     return [manifest for _, manifest in located_manifests(directory)]
 
 
-def located_manifests(directory: Path) -> list[tuple[str, Manifest]]:
+def located_manifests(directory: Path, app_id: str | None = None) -> list[tuple[str, Manifest]]:
     """(where: the file, and the document's number in it when it has several; the manifest) for
-    every Component manifest under ``directory``."""
+    every Component manifest under ``directory``; with ``app_id``, only those whose ``scopes`` name
+    it or that have none (Dapr loads a scoped component only in the apps its scopes list)."""
     found = []
     for where, doc in _documents(directory):
         if isinstance(doc, dict) and doc.get("kind") == "Subscription":
@@ -143,8 +144,23 @@ def located_manifests(directory: Path) -> list[tuple[str, Manifest]]:
             continue
         if not str(doc.get("apiVersion", "")).startswith("dapr.io/"):
             raise ConfigError(f"{where}: apiVersion: expected dapr.io/v1alpha1, got {doc.get('apiVersion')!r}")
-        found.append((where, _component(doc, where)))
+        manifest = _component(doc, where)
+        if app_id is not None and not _in_scope(doc, where, app_id, f"component {manifest[1]!r}"):
+            continue
+        found.append((where, manifest))
     return found
+
+
+def _in_scope(doc: dict[str, Any], where: str, app_id: str, what: str) -> bool:
+    """Whether the manifest applies to ``app_id``: its ``scopes`` (a list of app ids) name it, or it
+    has none (Dapr's rule for components and resiliency); a skipped one is logged."""
+    scopes = doc.get("scopes")
+    if scopes is not None and not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):
+        raise ConfigError(f"{where}: scopes: expected a list of app ids, got {scopes!r}")
+    if scopes and app_id not in scopes:
+        log.info("%s: %s scoped to %s, not to app %r: skipped", where, what, ", ".join(scopes), app_id)
+        return False
+    return True
 
 
 def load_secret_scopes(directory: Path) -> list[tuple[str, Any]]:
@@ -181,11 +197,7 @@ def load_resiliency(directory: Path, app_id: str) -> list[tuple[str, Any]]:
             continue
         if not str(doc.get("apiVersion", "")).startswith("dapr.io/"):
             raise ConfigError(f"{where}: apiVersion: expected dapr.io/v1alpha1, got {doc.get('apiVersion')!r}")
-        scopes = doc.get("scopes")
-        if scopes is not None and not (isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)):
-            raise ConfigError(f"{where}: scopes: expected a list of app ids, got {scopes!r}")
-        if scopes and app_id not in scopes:
-            log.info("%s: resiliency scoped to %s, not to app %r: skipped", where, ", ".join(scopes), app_id)
+        if not _in_scope(doc, where, app_id, "resiliency"):
             continue
         if "spec" not in doc:
             raise ConfigError(f"{where}: spec is required (policies, targets)")
