@@ -44,6 +44,8 @@ DAPR_BLOCKS = {
 }
 #: the kinds of Dapr's manifests (dapr.io)
 DAPR_KINDS = ("Component", "Configuration", "Resiliency", "Subscription", "HTTPEndpoint")
+#: the kinds their own loaders read (load_secret_scopes, load_access_control, load_resiliency, load_subscriptions)
+READ_ELSEWHERE = ("Configuration", "Resiliency", "Subscription")
 #: the keys of Dapr's ComponentSpec
 SPEC_KEYS = frozenset({"type", "version", "metadata", "initTimeout", "ignoreErrors"})
 #: Dapr metadata keys that change nothing here and are accepted silently
@@ -133,11 +135,11 @@ def located_manifests(directory: Path, app_id: str | None = None) -> list[tuple[
     it or that have none (Dapr loads a scoped component only in the apps its scopes list)."""
     found = []
     for where, doc in _documents(directory):
-        if isinstance(doc, dict) and doc.get("kind") == "Subscription":
-            continue  # load_subscriptions reads them
-        if not isinstance(doc, dict) or doc.get("kind") != "Component":
-            kind = doc.get("kind") if isinstance(doc, dict) else None
-            if kind in DAPR_KINDS:  # read by their own loaders, or not served
+        kind = doc.get("kind") if isinstance(doc, dict) else None
+        if kind in READ_ELSEWHERE:
+            continue
+        if kind != "Component":
+            if kind in DAPR_KINDS:  # not served
                 log.info("%s: skipping kind %s", where, kind)
             else:  # a misspelt kind: Component would leave a component out without a word
                 log.warning("%s: kind %r is not a Dapr manifest kind (%s): skipped", where, kind, ", ".join(DAPR_KINDS))
