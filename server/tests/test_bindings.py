@@ -135,6 +135,33 @@ async def test_http_binding_non_2xx_fails_unless_the_request_says_not_to(http_ru
     assert answer.metadata["statusCode"] == "404" and answer.metadata["status"] == "404 Not Found"
 
 
+async def test_http_binding_answers_the_whole_of_a_large_response_body(http_runtime: Runtime) -> None:
+    layotto, _ = stubs(http_runtime)
+    body = bytes(range(256)) * 4096  # 1 MiB: more than one read of the socket
+    answer = await layotto.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="post", data=body))
+    assert answer.data == b"echo:" + body
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"X-Bad": "a\r\nInjected: 1"}, "metadata.X-Bad"),
+        ({"Bad Header": "a"}, "metadata.Bad Header"),
+        ({"path": "/x\r\nInjected: 1"}, "metadata.path"),
+    ],
+)
+async def test_http_binding_refuses_header_and_path_injection_naming_the_key(
+    http_runtime: Runtime, target: tuple[str, list[dict[str, Any]]], metadata: dict[str, str], field: str
+) -> None:
+    _, received = target
+    layotto, _ = stubs(http_runtime)
+    error = await call_error(
+        layotto.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="get", metadata=metadata))
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).metadata["field"] == field
+    assert received == []
+
+
 async def test_unknown_operation_is_invalid_argument_listing_the_operations(http_runtime: Runtime) -> None:
     layotto, dapr = stubs(http_runtime)
     error = await call_error(layotto.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="exec")))
