@@ -276,6 +276,41 @@ async def test_sql_bindings_bind_parameters_and_store_injection_strings_verbatim
         assert "closed by a 'close' operation" in (error.details() or "")
 
 
+SQL_BAD_PARAMS = {
+    "postgresql": [
+        ("SELECT $1::int, $2::int", "[1]"),  # fewer values than placeholders
+        ("SELECT $1", '[{"a": 1}]'),  # an object
+        ("SELECT $1::text", "[NaN]"),  # not JSON
+        ("SELECT $1::text", "[1e400]"),  # no float holds it
+        ("SELECT $1::text", '["a\\u0000b"]'),  # NUL in text
+    ],
+    "mysql": [
+        ("SELECT ?, ?", "[1]"),
+        ("SELECT ?", "[1, 2]"),
+        ("SELECT 1", "[1]"),
+        ("SELECT ?", '[{"a": 1}]'),
+        ("SELECT ?", "[Infinity]"),
+    ],
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(SQL_DIALECTS))
+async def test_sql_bindings_refuse_params_that_do_not_fit_naming_params(tmp_path: Path, dialect: str) -> None:
+    require(dialect)
+    config = bindings_config(tmp_path, {"db": {"type": dialect, "metadata": SQL_DIALECTS[dialect][0]()}})
+    async with Runtime(config) as rt:
+        layotto, _ = stubs(rt)
+        for statement, params in SQL_BAD_PARAMS[dialect]:
+            request = pb.InvokeBindingRequest(
+                name="db", operation="query", metadata={"sql": statement, "params": params}
+            )
+            error = await call_error(layotto.InvokeBinding(request))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (statement, params, error.details())
+            assert error_info(error).metadata["field"] == "metadata.params"
+        answer = await layotto.InvokeBinding(sql_request("query", "SELECT 1"))  # the connections are still good
+        assert json.loads(answer.data) in ([[1]], [{"1": 1}])
+
+
 def test_mysql_placeholders_outside_quotes_become_the_drivers() -> None:
     assert driver_placeholders("SELECT ? , '?', \"?\", `a?` FROM t WHERE x LIKE '10%' AND y = ?") == (
         "SELECT %s , '?', \"?\", `a?` FROM t WHERE x LIKE '10%%' AND y = %s"

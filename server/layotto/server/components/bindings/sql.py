@@ -2,7 +2,9 @@
 response metadata, and rows as JSON.
 
 The statement is sent as written and the values of ``params`` (a JSON array) travel as the
-driver's parameters, never spliced into the statement text.
+driver's parameters, never spliced into the statement text. Values no driver binds (an object,
+NaN, a number beyond a float) and a count that does not match the statement's placeholders are
+InvalidArgument naming ``metadata.params``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,12 +46,39 @@ def sql_call(request: BindingRequest) -> SqlCall:
     params: Any = []
     if raw:
         try:
-            params = json.loads(raw)
+            params = json.loads(raw, parse_constant=_refuse_constant)
         except ValueError as error:
             raise InvalidArgument("metadata.params", f"expected a JSON array, got {raw!r} ({error})") from None
         if not isinstance(params, list):
             raise InvalidArgument("metadata.params", f"expected a JSON array, got {raw!r}")
+        for position, value in enumerate(params):
+            _check_param(value, position)
     return SqlCall(request.operation, sql, params, dt.datetime.now(dt.UTC), time.monotonic())
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_param(value: Any, position: int) -> None:
+    """InvalidArgument naming ``metadata.params`` for a value no driver binds: an object, a number too
+    large for a float (``1e400``)."""
+    if isinstance(value, dict):
+        raise InvalidArgument(
+            "metadata.params", f"value {position + 1} is an object: expected a string, number, boolean, null or array"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgument("metadata.params", f"value {position + 1} is out of a float's range")
+    if isinstance(value, list):
+        for item in value:
+            _check_param(item, position)
+
+
+def params_mismatch(placeholders: int, params: list[Any]) -> InvalidArgument:
+    """The error of a statement with ``placeholders`` placeholders called with ``params``."""
+    return InvalidArgument(
+        "metadata.params", f"the statement has {placeholders} placeholders but {len(params)} values were given"
+    )
 
 
 def sql_response(call: SqlCall, data: bytes = b"", rows_affected: int | None = None) -> BindingResponse:

@@ -14,7 +14,14 @@ from typing import Any
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature
 from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
-from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
+from layotto.server.components.bindings.sql import (
+    SQL_OPERATIONS,
+    closed,
+    params_mismatch,
+    rows_json,
+    sql_call,
+    sql_response,
+)
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection
 
 #: Dapr's mysql binding names the DSN ``url``; the rest is the shared connection metadata
@@ -24,6 +31,12 @@ _METADATA = tuple(replace(f, name="url") if f.name == "connectionString" else f 
 def driver_placeholders(sql: str) -> str:
     """``sql`` with each ``?`` outside quotes, backquotes and comments turned into the driver's
     ``%s``, and every other ``%`` doubled (the driver formats the statement with its escaped values)."""
+    return _translate(sql)[0]
+
+
+def _translate(sql: str) -> tuple[str, int]:
+    """:func:`driver_placeholders` of ``sql``, and how many placeholders it has."""
+    placeholders = 0
     out: list[str] = []
     quote = ""
     i = 0
@@ -40,6 +53,7 @@ def driver_placeholders(sql: str) -> str:
             quote = char
         elif char == "?":
             out.append("%s")
+            placeholders += 1
             i += 1
             continue
         elif sql.startswith(("-- ", "#"), i) or sql.startswith("/*", i):
@@ -49,7 +63,7 @@ def driver_placeholders(sql: str) -> str:
             continue
         out.append("%%" if char == "%" else char)
         i += 1
-    return "".join(out)
+    return "".join(out), placeholders
 
 
 def _comment_end(sql: str, start: int) -> int:
@@ -95,7 +109,11 @@ class MysqlBinding(OutputBinding):
         if self._closed:
             raise closed(self.name)
         call = sql_call(request)
-        statement = driver_placeholders(call.sql) if call.params else call.sql
+        statement, placeholders = _translate(call.sql)
+        if placeholders != len(call.params):
+            raise params_mismatch(placeholders, call.params)
+        if not call.params:
+            statement = call.sql
         async with self._mysql.cursor() as cursor:
             affected = await cursor.execute(statement, call.params or None)
             if request.operation == "exec":

@@ -33,6 +33,7 @@ from layotto.server.components.bindings import (
 )
 from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, TracedCursor
+from layotto.server.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,13 @@ class PostgresBinding(OutputBinding, InputBinding):
         if self._closed:
             raise closed(self.name)
         call = sql_call(request)
+        if any(isinstance(value, str) and "\x00" in value for value in call.params):
+            raise InvalidArgument("metadata.params", "PostgreSQL text cannot hold NUL (\\u0000)")
         async with self._postgres.connection() as conn, _TracedRawCursor(conn) as cursor:
-            await cursor.execute(call.sql, call.params or None)
+            try:
+                await cursor.execute(call.sql, call.params or None)
+            except psycopg.errors.ProtocolViolation as error:  # "bind message supplies 1 parameters, but ..."
+                raise InvalidArgument("metadata.params", str(error).strip()) from None
             if request.operation == "exec":
                 return sql_response(call, rows_affected=cursor.rowcount)
             rows = await cursor.fetchall() if cursor.description is not None else []
