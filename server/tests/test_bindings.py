@@ -311,6 +311,17 @@ async def test_sql_bindings_refuse_params_that_do_not_fit_naming_params(tmp_path
         assert json.loads(answer.data) in ([[1]], [{"1": 1}])
 
 
+async def test_postgresql_binding_answers_nan_and_infinity_as_valid_json(tmp_path: Path) -> None:
+    require("postgresql")
+    config = bindings_config(tmp_path, {"db": {"type": "postgresql", "metadata": SQL_DIALECTS["postgresql"][0]()}})
+    async with Runtime(config) as rt:
+        layotto, _ = stubs(rt)
+        statement = "SELECT 'NaN'::float8, '-Infinity'::float8, ARRAY['Infinity'::float8, 1.5]"
+        answer = await layotto.InvokeBinding(sql_request("query", statement))
+        rows = json.loads(answer.data, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+        assert rows == [["NaN", "-Infinity", ["Infinity", 1.5]]]
+
+
 def test_mysql_placeholders_outside_quotes_become_the_drivers() -> None:
     assert driver_placeholders("SELECT ? , '?', \"?\", `a?` FROM t WHERE x LIKE '10%' AND y = ?") == (
         "SELECT %s , '?', \"?\", `a?` FROM t WHERE x LIKE '10%%' AND y = %s"

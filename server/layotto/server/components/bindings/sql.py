@@ -114,8 +114,25 @@ def _json_value(value: Any) -> Any:
 
 
 def rows_json(rows: Any) -> bytes:
-    """Rows (lists, or mappings of column to value) as a JSON array; dates in ISO 8601, bytes in base64."""
-    return json.dumps(list(rows), default=_json_value, ensure_ascii=False).encode()
+    """Rows (lists, or mappings of column to value) as a JSON array; dates in ISO 8601, bytes in base64,
+    NaN and infinite floats as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (JSON has no such numbers)."""
+    values = list(rows)
+    try:
+        text = json.dumps(values, default=_json_value, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or an infinity somewhere
+        text = json.dumps(_finite(values), default=_json_value, ensure_ascii=False, allow_nan=False)
+    return text.encode()
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (in lists and mappings too) replaced by its name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
 
 
 def closed(component: str) -> BackendUnavailable:
