@@ -215,6 +215,14 @@ async def test_redis_binding_create_get_delete_with_ttl(tmp_path: Path) -> None:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details() == (
             "metadata.key: required by the 'get' operation"
         )
+        for ttl in ("0", "99999999999999999999", "9223372036854775"):  # the last: Redis's own "invalid expire time"
+            for operation in ("create", "increment"):
+                request = pb.InvokeBindingRequest(
+                    name="cache", operation=operation, data=b"1", metadata={"key": key, "ttlInSeconds": ttl}
+                )
+                error = await call_error(layotto.InvokeBinding(request))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (ttl, error.details())
+                assert error_info(error).metadata["field"] == "metadata.ttlInSeconds"
 
 
 def sql_request(operation: str, sql: str, params: list[Any] | None = None) -> pb.InvokeBindingRequest:

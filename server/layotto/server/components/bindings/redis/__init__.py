@@ -2,7 +2,7 @@
 input binding reading a Redis list (Layotto's own: Dapr has no Redis input binding).
 
 Request metadata: ``key`` (required), ``ttlInSeconds`` (create and increment: the key expires
-after it), ``delete`` ("true" on get: read and delete the key at once). ``get`` of a missing
+after it, 1 .. 315360000: ten years), ``delete`` ("true" on get: read and delete the key at once). ``get`` of a missing
 key answers empty data, as Dapr does.
 
 As an input binding (``listKey`` set), items pushed to the list's head (LPUSH) are delivered
@@ -31,8 +31,12 @@ from layotto.server.components.bindings import (
 )
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.errors import InvalidArgument, LayottoError
+from layotto.server.runtime.validation import require_range
 
 log = logging.getLogger(__name__)
+
+#: the longest ttlInSeconds taken: ten years (as the rabbitmq binding; Redis refuses EX past ~2**63 ms)
+MAX_TTL_SECONDS = 315_360_000
 
 
 class RedisBinding(OutputBinding, InputBinding):
@@ -137,9 +141,7 @@ def _ttl(metadata: Mapping[str, str]) -> int | None:
         ttl = int(raw)
     except ValueError:
         raise InvalidArgument("metadata.ttlInSeconds", f"expected a whole number of seconds, got {raw!r}") from None
-    if ttl <= 0:
-        raise InvalidArgument("metadata.ttlInSeconds", f"must be at least 1, got {ttl}")
-    return ttl
+    return require_range(ttl, "metadata.ttlInSeconds", 1, MAX_TTL_SECONDS)
 
 
 def _as_bytes(value: bytes | str) -> bytes:
