@@ -412,6 +412,7 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
         ("cron", {"schedule": "@every 99999999999h"}, "bindings.c.metadata.schedule: '@every 99999999999h' is more"),
         ("http", {"url": "ftp://x"}, "bindings.c.metadata.url: expected an http:// or https:// URL"),
         ("http", {"url": "http://x", "responseTimeout": "soon"}, "bindings.c.metadata.responseTimeout: 'soon'"),
+        ("http", {"url": "http://x", "responseTimeout": "9999999h"}, "bindings.c.metadata.responseTimeout: '9999999h'"),
         ("mysql", {"url": "u@tcp(h:1)/d?tls=bogus"}, "bindings.c.metadata.url: tls='bogus' is not one of"),
         ("ftp", {}, "bindings.c.type: unknown binding type 'ftp'"),
     ],

@@ -27,6 +27,8 @@ from layotto.tracing import backend_span
 
 _TRUTHY = ("true", "1", "yes", "on", "y")
 _WITH_BODY = ("POST", "PUT", "PATCH")
+#: the longest responseTimeout taken: a day
+MAX_RESPONSE_TIMEOUT_SECONDS = 24 * 3600
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
@@ -42,7 +44,8 @@ class HttpBinding(OutputBinding):
             MetadataField("url", "Base URL of the requests.", required=True, example="http://127.0.0.1:8080/api"),
             MetadataField(
                 "responseTimeout",
-                "Longest wait for a whole response, as a Go duration (Dapr waits for ever; a call here never does).",
+                "Longest wait for a whole response, as a Go duration, at most 24h (Dapr waits for ever; a call "
+                "here never does).",
                 default="60s",
             ),
             MetadataField(
@@ -80,6 +83,11 @@ class HttpBinding(OutputBinding):
             timeout = parse_duration(str(metadata["responseTimeout"]))
         except ValueError as error:
             raise ConfigError(f"bindings.{self.name}.metadata.responseTimeout: {error}") from None
+        if timeout > MAX_RESPONSE_TIMEOUT_SECONDS:
+            raise ConfigError(
+                f"bindings.{self.name}.metadata.responseTimeout: {metadata['responseTimeout']!r} is over the "
+                f"longest wait, {MAX_RESPONSE_TIMEOUT_SECONDS // 3600}h"
+            )
         self._max_body = int(metadata["maxResponseBodySize"])
         self._error_if_not_2xx = bool(metadata["errorIfNot2XX"])
         if metadata["securityToken"] and metadata["securityTokenHeader"]:
