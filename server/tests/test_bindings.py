@@ -368,6 +368,10 @@ async def test_mqtt3_binding_publishes_to_the_request_topic_or_the_components(tm
             )
             got = [await asyncio.wait_for(received.get(), 10) for _ in range(2)]
             assert sorted(got) == [(f"{prefix}/default", b"one"), (f"{prefix}/orders", b"two")]
+            wildcard = pb.InvokeBindingRequest(name="out", operation="create", metadata={"topic": f"{prefix}/#"})
+            error = await call_error(layotto.InvokeBinding(wildcard))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_info(error).metadata["field"] == "metadata.topic"
     finally:
         subscriber.loop_stop()
         subscriber.disconnect()
