@@ -181,6 +181,45 @@ async def test_an_input_binding_read_while_its_backend_is_down_reads_once_it_is_
         backend.stop()
 
 
+async def test_redis_list_input_binding_with_a_short_timeout_waits_without_timing_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    require("redis")
+    import redis.asyncio as aioredis
+
+    key = f"binding-input-{uuid.uuid4().hex}"
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+    app = SubscriberApp()
+
+    @app.binding("jobs")
+    async def on_job(event: BindingEvent) -> None:
+        await got.put(event.data)
+
+    metadata = {"redisHost": address("redis"), "listKey": key, "timeoutInSeconds": "0.3"}
+    client = aioredis.Redis.from_url(f"redis://{address('redis')}")
+    try:
+        async with app.serve("127.0.0.1:0") as port:
+            config: Any = from_mapping(
+                {
+                    "data_dir": str(tmp_path),
+                    "grpc_address": "127.0.0.1:0",
+                    "http_address": "127.0.0.1:0",
+                    "app_callback_address": f"127.0.0.1:{port}",
+                    "bindings": {"jobs": {"type": "redis", "metadata": metadata}},
+                }
+            )
+            async with Runtime(config):
+                await client.lpush(key, b"first")
+                assert await asyncio.wait_for(got.get(), 10) == b"first"
+                await asyncio.sleep(0.7)  # more than two timeouts of 0.3 s with the list empty
+                await client.lpush(key, b"second")
+                assert await asyncio.wait_for(got.get(), 10) == b"second"
+        assert not [r.getMessage() for r in caplog.records if "cannot read" in r.getMessage()]
+    finally:
+        await client.delete(key)
+        await client.aclose()
+
+
 async def test_postgresql_input_binding_delivers_each_notify_on_its_channel(tmp_path: Path) -> None:
     require("postgresql")
     channel = f"binding_{uuid.uuid4().hex[:12]}"

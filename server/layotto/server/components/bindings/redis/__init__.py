@@ -70,11 +70,14 @@ class RedisBinding(OutputBinding, InputBinding):
         self._list = ""
         self._processing = ""
         self._redeliver_interval = 1.0
+        self._block = 1.0
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._list = str(metadata["listKey"])
         self._processing = f"{self._list}:processing:{context.app_id}"
         self._redeliver_interval = float(metadata["redeliverIntervalInSeconds"])
+        # a BLMOVE blocks for less than the client's read timeout, or every wait ends in a timeout
+        self._block = min(1.0, float(metadata["timeoutInSeconds"]) / 2)
         await self.connect(self._redis).open(metadata)
 
     async def read(self, handler: EventHandler) -> None:
@@ -87,7 +90,7 @@ class RedisBinding(OutputBinding, InputBinding):
         while True:
             try:
                 async with self._redis.errors("BLMOVE"):
-                    item = await client.blmove(self._list, self._processing, 1, "RIGHT", "LEFT")
+                    item = await client.blmove(self._list, self._processing, self._block, "RIGHT", "LEFT")
                 if item is not None:
                     await self._deliver(handler, _as_bytes(item))
             except LayottoError as error:  # what was moved stays in the processing list until the next start
