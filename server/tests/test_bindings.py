@@ -330,6 +330,27 @@ async def test_postgresql_binding_answers_nan_and_infinity_as_valid_json(tmp_pat
         assert rows == [["NaN", "-Infinity", ["Infinity", 1.5]]]
 
 
+SQL_MANY_ROWS = {
+    "postgresql": "SELECT g FROM generate_series(1, 100000) g",
+    "mysql": "SELECT seq FROM seq_1_to_100000",  # MariaDB's sequence engine
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(SQL_DIALECTS))
+async def test_sql_query_rows_over_max_result_bytes_fail_and_leave_the_connection_usable(
+    tmp_path: Path, dialect: str
+) -> None:
+    require(dialect)
+    metadata = {**SQL_DIALECTS[dialect][0](), "maxResultBytes": "1000", "maxConns": "1"}
+    async with Runtime(bindings_config(tmp_path, {"db": {"type": dialect, "metadata": metadata}})) as rt:
+        layotto, _ = stubs(rt)
+        error = await call_error(layotto.InvokeBinding(sql_request("query", SQL_MANY_ROWS[dialect])))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_info(error).metadata["field"] == "data"
+        assert "1000-byte maxResultBytes" in (error.details() or "")
+        answer = await layotto.InvokeBinding(sql_request("query", "SELECT 1"))  # the one connection is good again
+        assert json.loads(answer.data) in ([[1]], [{"1": 1}])
+
+
 def test_mysql_placeholders_outside_quotes_become_the_drivers() -> None:
     assert driver_placeholders("SELECT ? , '?', \"?\", `a?` FROM t WHERE x LIKE '10%' AND y = ?") == (
         "SELECT %s , '?', \"?\", `a?` FROM t WHERE x LIKE '10%%' AND y = %s"

@@ -19,10 +19,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from layotto.server.components.base import MetadataField, MiB
 from layotto.server.components.bindings import BindingRequest, BindingResponse
-from layotto.server.errors import BackendUnavailable, InvalidArgument
+from layotto.server.errors import BackendUnavailable, InvalidArgument, LayottoError, ResponseTooLarge
 
 SQL_OPERATIONS = ("exec", "query", "close")
+MAX_RESULT_BYTES = MetadataField(
+    "maxResultBytes",
+    "The most bytes of JSON a query answers; rows are read from the server as they are encoded, and a query "
+    "whose rows are larger fails with PAYLOAD_TOO_LARGE. Keep it below the runtime's max_message_bytes.",
+    type=int,
+    default=16 * MiB - 64 * 1024,
+    minimum=2,
+    maximum=2**31 - 1,
+)
 
 
 @dataclass(frozen=True)
@@ -113,15 +123,49 @@ def _json_value(value: Any) -> Any:
     return encoded
 
 
-def rows_json(rows: Any) -> bytes:
-    """Rows (lists, or mappings of column to value) as a JSON array; dates in ISO 8601, bytes in base64,
-    NaN and infinite floats as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (JSON has no such numbers)."""
-    values = list(rows)
-    try:
-        text = json.dumps(values, default=_json_value, ensure_ascii=False, allow_nan=False)
-    except ValueError:  # a NaN or an infinity somewhere
-        text = json.dumps(_finite(values), default=_json_value, ensure_ascii=False, allow_nan=False)
-    return text.encode()
+class RowsTooLarge(ResponseTooLarge):
+    """The rows of a query are over the binding's ``maxResultBytes``."""
+
+    def __init__(self, limit: int) -> None:
+        LayottoError.__init__(
+            self,
+            f"data: the rows are over the binding's {limit}-byte maxResultBytes; select fewer at a time",
+            metadata={"field": "data"},
+        )
+
+
+class RowsJson:
+    """Rows (lists, or mappings of column to value) encoded one at a time into a JSON array of at most
+    ``limit`` bytes (RowsTooLarge past it); dates in ISO 8601, bytes in base64, NaN and infinite floats
+    as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (JSON has no such numbers)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._parts: list[bytes] = []
+        self._size = 2  # the brackets
+
+    def add(self, row: Any) -> None:
+        try:
+            text = json.dumps(row, default=_json_value, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # a NaN or an infinity somewhere
+            text = json.dumps(_finite(row), default=_json_value, ensure_ascii=False, allow_nan=False)
+        encoded = text.encode()
+        self._size += len(encoded) + (1 if self._parts else 0)
+        if self._size > self._limit:
+            raise RowsTooLarge(self._limit)
+        self._parts.append(encoded)
+
+    @property
+    def data(self) -> bytes:
+        return b"[" + b",".join(self._parts) + b"]"
+
+
+def rows_json(rows: Any, limit: int = 2**63) -> bytes:
+    """:class:`RowsJson` of ``rows``."""
+    encoder = RowsJson(limit)
+    for row in rows:
+        encoder.add(row)
+    return encoder.data
 
 
 def _finite(value: Any) -> Any:
