@@ -419,6 +419,14 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
                 )
             )
             assert error.details() == "metadata.ttlInSeconds: expected a whole number, got 'soon'"
+            for headers, field in (
+                ({"big": "v" * 300_000}, "metadata"),
+                ({"contentType": "x" * 300}, "metadata.contentType"),
+            ):
+                oversized = pb.InvokeBindingRequest(name="q", operation="create", metadata=headers)
+                error = await call_error(layotto.InvokeBinding(oversized))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).metadata["field"] == field
+            await layotto.InvokeBinding(pb.InvokeBindingRequest(name="q", operation="create", data=b"still up"))
         channel = await connection.channel()
         queue = await channel.get_queue(queue_name)
         message = await queue.get(timeout=5)
