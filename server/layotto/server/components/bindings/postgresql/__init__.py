@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -137,7 +137,8 @@ class PostgresBinding(OutputBinding, InputBinding):
                 operation = statement_operation(call.sql)
                 with backend_span("postgresql", operation, statement=call.sql, peer=info.host, port=info.port):
                     # row by row (single-row mode): a query's rows are never all in memory at once
-                    async with contextlib.aclosing(cursor.stream(call.sql, call.params or None)) as stream:
+                    stream = cast(AsyncGenerator[Any, None], cursor.stream(call.sql, call.params or None))
+                    async with contextlib.aclosing(stream):
                         async for row in stream:
                             rows.add(list(row))
         except BackendUnavailable as error:

@@ -90,7 +90,9 @@ class RedisBinding(OutputBinding, InputBinding):
         while True:
             try:
                 async with self._redis.errors("BLMOVE"):
-                    item = await client.blmove(self._list, self._processing, self._block, "RIGHT", "LEFT")
+                    # Redis takes a fractional timeout; redis-py types it int
+                    block: Any = self._block
+                    item = await client.blmove(self._list, self._processing, block, "RIGHT", "LEFT")
                 if item is not None:
                     await self._deliver(handler, _as_bytes(item))
             except LayottoError as error:  # what was moved stays in the processing list until the next start
