@@ -349,6 +349,8 @@ async def test_sql_query_rows_over_max_result_bytes_fail_and_leave_the_connectio
         assert "1000-byte maxResultBytes" in (error.details() or "")
         answer = await layotto.InvokeBinding(sql_request("query", "SELECT 1"))  # the one connection is good again
         assert json.loads(answer.data) in ([[1]], [{"1": 1}])
+        statement = "CREATE TEMPORARY TABLE no_rows (x INT)"  # a query of a statement without rows: none
+        assert json.loads((await layotto.InvokeBinding(sql_request("query", statement))).data) == []
 
 
 def test_mysql_placeholders_outside_quotes_become_the_drivers() -> None:

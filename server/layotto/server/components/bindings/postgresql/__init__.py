@@ -138,9 +138,13 @@ class PostgresBinding(OutputBinding, InputBinding):
                 with backend_span("postgresql", operation, statement=call.sql, peer=info.host, port=info.port):
                     # row by row (single-row mode): a query's rows are never all in memory at once
                     stream = cast(AsyncGenerator[Any, None], cursor.stream(call.sql, call.params or None))
-                    async with contextlib.aclosing(stream):
-                        async for row in stream:
-                            rows.add(list(row))
+                    try:
+                        async with contextlib.aclosing(stream):
+                            async for row in stream:
+                                rows.add(list(row))
+                    except psycopg.ProgrammingError as error:  # a statement without rows (an INSERT): none
+                        if "didn't produce a result" not in str(error):
+                            raise
         except BackendUnavailable as error:
             if isinstance(error.__cause__, psycopg.errors.ProtocolViolation):  # "bind message supplies 1 ..."
                 raise InvalidArgument("metadata.params", str(error.__cause__).strip()) from None
