@@ -449,6 +449,7 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
         ("http", {"url": "http://x", "responseTimeout": "soon"}, "bindings.c.metadata.responseTimeout: 'soon'"),
         ("http", {"url": "http://x", "responseTimeout": "9999999h"}, "bindings.c.metadata.responseTimeout: '9999999h'"),
         ("mysql", {"url": "u@tcp(h:1)/d?tls=bogus"}, "bindings.c.metadata.url: tls='bogus' is not one of"),
+        ("postgresql", {"connectionString": "host=x", "channel": "c" * 64}, "bindings.c.metadata.channel: 64 bytes"),
         ("ftp", {}, "bindings.c.type: unknown binding type 'ftp'"),
     ],
 )

@@ -52,6 +52,8 @@ class _TracedRawCursor(psycopg.AsyncRawCursor[Any], TracedCursor):
 
 
 RECONNECT_SECONDS = 1.0
+#: the longest channel name (an identifier: NAMEDATALEN - 1)
+MAX_CHANNEL_BYTES = 63
 
 
 class PostgresBinding(OutputBinding, InputBinding):
@@ -81,6 +83,11 @@ class PostgresBinding(OutputBinding, InputBinding):
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._dsn = str(metadata["connectionString"])
         self._channel = str(metadata["channel"])
+        if len(self._channel.encode()) > MAX_CHANNEL_BYTES:  # LISTEN would truncate it; pg_notify refuses it
+            raise ConfigError(
+                f"bindings.{self.name}.metadata.channel: {len(self._channel.encode())} bytes is over PostgreSQL's "
+                f"{MAX_CHANNEL_BYTES}-byte limit of a channel name"
+            )
         self._max_result = int(metadata[MAX_RESULT_BYTES.name])
         await self.connect(self._postgres).open(metadata)
 
