@@ -444,6 +444,7 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
     ("type_name", "metadata", "message"),
     [
         ("cron", {"schedule": "every 1s"}, "bindings.c.metadata.schedule: 'every 1s' is not a schedule"),
+        ("cron", {"schedule": "@every 1ns"}, "bindings.c.metadata.schedule: '@every 1ns' is under 100ms"),
         ("cron", {"schedule": "@every 99999999999h"}, "bindings.c.metadata.schedule: '@every 99999999999h' is more"),
         ("http", {"url": "ftp://x"}, "bindings.c.metadata.url: expected an http:// or https:// URL"),
         ("http", {"url": "http://x", "responseTimeout": "soon"}, "bindings.c.metadata.responseTimeout: 'soon'"),
