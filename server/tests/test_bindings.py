@@ -135,6 +135,33 @@ async def test_http_binding_non_2xx_fails_unless_the_request_says_not_to(http_ru
     assert answer.metadata["statusCode"] == "404" and answer.metadata["status"] == "404 Not Found"
 
 
+async def test_http_binding_answers_the_whole_of_a_large_response_body(http_runtime: Runtime) -> None:
+    layotto, _ = stubs(http_runtime)
+    body = bytes(range(256)) * 4096  # 1 MiB: more than one read of the socket
+    answer = await layotto.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="post", data=body))
+    assert answer.data == b"echo:" + body
+
+
+@pytest.mark.parametrize(
+    ("metadata", "field"),
+    [
+        ({"X-Bad": "a\r\nInjected: 1"}, "metadata.X-Bad"),
+        ({"Bad Header": "a"}, "metadata.Bad Header"),
+        ({"path": "/x\r\nInjected: 1"}, "metadata.path"),
+    ],
+)
+async def test_http_binding_refuses_header_and_path_injection_naming_the_key(
+    http_runtime: Runtime, target: tuple[str, list[dict[str, Any]]], metadata: dict[str, str], field: str
+) -> None:
+    _, received = target
+    layotto, _ = stubs(http_runtime)
+    error = await call_error(
+        layotto.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="get", metadata=metadata))
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).metadata["field"] == field
+    assert received == []
+
+
 async def test_unknown_operation_is_invalid_argument_listing_the_operations(http_runtime: Runtime) -> None:
     layotto, dapr = stubs(http_runtime)
     error = await call_error(layotto.InvokeBinding(pb.InvokeBindingRequest(name="web", operation="exec")))
@@ -188,6 +215,14 @@ async def test_redis_binding_create_get_delete_with_ttl(tmp_path: Path) -> None:
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details() == (
             "metadata.key: required by the 'get' operation"
         )
+        for ttl in ("0", "99999999999999999999", "9223372036854775"):  # the last: Redis's own "invalid expire time"
+            for operation in ("create", "increment"):
+                request = pb.InvokeBindingRequest(
+                    name="cache", operation=operation, data=b"1", metadata={"key": key, "ttlInSeconds": ttl}
+                )
+                error = await call_error(layotto.InvokeBinding(request))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (ttl, error.details())
+                assert error_info(error).metadata["field"] == "metadata.ttlInSeconds"
 
 
 def sql_request(operation: str, sql: str, params: list[Any] | None = None) -> pb.InvokeBindingRequest:
@@ -249,6 +284,75 @@ async def test_sql_bindings_bind_parameters_and_store_injection_strings_verbatim
         assert "closed by a 'close' operation" in (error.details() or "")
 
 
+SQL_BAD_PARAMS = {
+    "postgresql": [
+        ("SELECT $1::int, $2::int", "[1]"),  # fewer values than placeholders
+        ("SELECT $1", '[{"a": 1}]'),  # an object
+        ("SELECT $1::text", "[NaN]"),  # not JSON
+        ("SELECT $1::text", "[1e400]"),  # no float holds it
+        ("SELECT $1::text", '["a\\u0000b"]'),  # NUL in text
+    ],
+    "mysql": [
+        ("SELECT ?, ?", "[1]"),
+        ("SELECT ?", "[1, 2]"),
+        ("SELECT 1", "[1]"),
+        ("SELECT ?", '[{"a": 1}]'),
+        ("SELECT ?", "[Infinity]"),
+    ],
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(SQL_DIALECTS))
+async def test_sql_bindings_refuse_params_that_do_not_fit_naming_params(tmp_path: Path, dialect: str) -> None:
+    require(dialect)
+    config = bindings_config(tmp_path, {"db": {"type": dialect, "metadata": SQL_DIALECTS[dialect][0]()}})
+    async with Runtime(config) as rt:
+        layotto, _ = stubs(rt)
+        for statement, params in SQL_BAD_PARAMS[dialect]:
+            request = pb.InvokeBindingRequest(
+                name="db", operation="query", metadata={"sql": statement, "params": params}
+            )
+            error = await call_error(layotto.InvokeBinding(request))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (statement, params, error.details())
+            assert error_info(error).metadata["field"] == "metadata.params"
+        answer = await layotto.InvokeBinding(sql_request("query", "SELECT 1"))  # the connections are still good
+        assert json.loads(answer.data) in ([[1]], [{"1": 1}])
+
+
+async def test_postgresql_binding_answers_nan_and_infinity_as_valid_json(tmp_path: Path) -> None:
+    require("postgresql")
+    config = bindings_config(tmp_path, {"db": {"type": "postgresql", "metadata": SQL_DIALECTS["postgresql"][0]()}})
+    async with Runtime(config) as rt:
+        layotto, _ = stubs(rt)
+        statement = "SELECT 'NaN'::float8, '-Infinity'::float8, ARRAY['Infinity'::float8, 1.5]"
+        answer = await layotto.InvokeBinding(sql_request("query", statement))
+        rows = json.loads(answer.data, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+        assert rows == [["NaN", "-Infinity", ["Infinity", 1.5]]]
+
+
+SQL_MANY_ROWS = {
+    "postgresql": "SELECT g FROM generate_series(1, 100000) g",
+    "mysql": "SELECT seq FROM seq_1_to_100000",  # MariaDB's sequence engine
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(SQL_DIALECTS))
+async def test_sql_query_rows_over_max_result_bytes_fail_and_leave_the_connection_usable(
+    tmp_path: Path, dialect: str
+) -> None:
+    require(dialect)
+    metadata = {**SQL_DIALECTS[dialect][0](), "maxResultBytes": "1000", "maxConns": "1"}
+    async with Runtime(bindings_config(tmp_path, {"db": {"type": dialect, "metadata": metadata}})) as rt:
+        layotto, _ = stubs(rt)
+        error = await call_error(layotto.InvokeBinding(sql_request("query", SQL_MANY_ROWS[dialect])))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_info(error).metadata["field"] == "data"
+        assert "1000-byte maxResultBytes" in (error.details() or "")
+        answer = await layotto.InvokeBinding(sql_request("query", "SELECT 1"))  # the one connection is good again
+        assert json.loads(answer.data) in ([[1]], [{"1": 1}])
+        statement = "CREATE TEMPORARY TABLE no_rows (x INT)"  # a query of a statement without rows: none
+        assert json.loads((await layotto.InvokeBinding(sql_request("query", statement))).data) == []
+
+
 def test_mysql_placeholders_outside_quotes_become_the_drivers() -> None:
     assert driver_placeholders("SELECT ? , '?', \"?\", `a?` FROM t WHERE x LIKE '10%' AND y = ?") == (
         "SELECT %s , '?', \"?\", `a?` FROM t WHERE x LIKE '10%%' AND y = %s"
@@ -287,6 +391,10 @@ async def test_mqtt3_binding_publishes_to_the_request_topic_or_the_components(tm
             )
             got = [await asyncio.wait_for(received.get(), 10) for _ in range(2)]
             assert sorted(got) == [(f"{prefix}/default", b"one"), (f"{prefix}/orders", b"two")]
+            wildcard = pb.InvokeBindingRequest(name="out", operation="create", metadata={"topic": f"{prefix}/#"})
+            error = await call_error(layotto.InvokeBinding(wildcard))
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_info(error).metadata["field"] == "metadata.topic"
     finally:
         subscriber.loop_stop()
         subscriber.disconnect()
@@ -313,6 +421,14 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
                 )
             )
             assert error.details() == "metadata.ttlInSeconds: expected a whole number, got 'soon'"
+            for headers, field in (
+                ({"big": "v" * 300_000}, "metadata"),
+                ({"contentType": "x" * 300}, "metadata.contentType"),
+            ):
+                oversized = pb.InvokeBindingRequest(name="q", operation="create", metadata=headers)
+                error = await call_error(layotto.InvokeBinding(oversized))
+                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(error).metadata["field"] == field
+            await layotto.InvokeBinding(pb.InvokeBindingRequest(name="q", operation="create", data=b"still up"))
         channel = await connection.channel()
         queue = await channel.get_queue(queue_name)
         message = await queue.get(timeout=5)
@@ -328,9 +444,13 @@ async def test_rabbitmq_binding_publishes_persistent_messages_to_its_queue(tmp_p
     ("type_name", "metadata", "message"),
     [
         ("cron", {"schedule": "every 1s"}, "bindings.c.metadata.schedule: 'every 1s' is not a schedule"),
+        ("cron", {"schedule": "@every 1ns"}, "bindings.c.metadata.schedule: '@every 1ns' is under 100ms"),
+        ("cron", {"schedule": "@every 99999999999h"}, "bindings.c.metadata.schedule: '@every 99999999999h' is more"),
         ("http", {"url": "ftp://x"}, "bindings.c.metadata.url: expected an http:// or https:// URL"),
         ("http", {"url": "http://x", "responseTimeout": "soon"}, "bindings.c.metadata.responseTimeout: 'soon'"),
+        ("http", {"url": "http://x", "responseTimeout": "9999999h"}, "bindings.c.metadata.responseTimeout: '9999999h'"),
         ("mysql", {"url": "u@tcp(h:1)/d?tls=bogus"}, "bindings.c.metadata.url: tls='bogus' is not one of"),
+        ("postgresql", {"connectionString": "host=x", "channel": "c" * 64}, "bindings.c.metadata.channel: 64 bytes"),
         ("ftp", {}, "bindings.c.type: unknown binding type 'ftp'"),
     ],
 )

@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from backends import address, require
-from server_helpers import start_server
+import pytest
+from backends import address, require, require_installed
+from server_helpers import PrivateBackend, start_server
 from test_bindings import http_target
 
 from layotto.client import BindingEvent, BindingReply, SubscriberApp
@@ -130,6 +132,91 @@ async def test_redis_list_input_binding_delivers_at_least_once_in_order(tmp_path
                 assert await client.llen(processing) == 0 and await client.llen(key) == 0
     finally:
         await client.delete(key, processing)
+        await client.aclose()
+
+
+async def test_an_input_binding_read_while_its_backend_is_down_reads_once_it_is_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not shutil.which("redis-server"):
+        require_installed("redis-server")
+    import redis.asyncio as aioredis
+
+    backend = PrivateBackend("redis", tmp_path / "redis")
+    backend.start()
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+    app = SubscriberApp()
+    metadata = {**backend.metadata, "listKey": "jobs"}
+    try:
+        async with app.serve("127.0.0.1:0") as port:
+            config: Any = from_mapping(
+                {
+                    "data_dir": str(tmp_path),
+                    "grpc_address": "127.0.0.1:0",
+                    "http_address": "127.0.0.1:0",
+                    "app_callback_address": f"127.0.0.1:{port}",
+                    "subscriptions_refresh_seconds": 0.1,
+                    "bindings": {"jobs": {"type": "redis", "metadata": metadata}},
+                }
+            )
+            async with Runtime(config) as rt:
+                assert rt.app_bindings is not None
+                await asyncio.wait_for(rt.app_bindings.listed.wait(), 10)  # the app lists no binding yet
+                backend.stop()
+
+                @app.binding("jobs")
+                async def on_job(event: BindingEvent) -> None:
+                    await got.put(event.data)
+
+                for _ in range(200):  # the reader began while Redis was down
+                    if any("stopped reading" in record.getMessage() for record in caplog.records):
+                        break
+                    await asyncio.sleep(0.05)
+                backend.start()
+                client = aioredis.Redis(host="127.0.0.1", port=backend.port)
+                await client.lpush("jobs", b"after the outage")
+                await client.aclose()
+                assert await asyncio.wait_for(got.get(), 15) == b"after the outage"
+    finally:
+        backend.stop()
+
+
+async def test_redis_list_input_binding_with_a_short_timeout_waits_without_timing_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    require("redis")
+    import redis.asyncio as aioredis
+
+    key = f"binding-input-{uuid.uuid4().hex}"
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+    app = SubscriberApp()
+
+    @app.binding("jobs")
+    async def on_job(event: BindingEvent) -> None:
+        await got.put(event.data)
+
+    metadata = {"redisHost": address("redis"), "listKey": key, "timeoutInSeconds": "0.3"}
+    client = aioredis.Redis.from_url(f"redis://{address('redis')}")
+    try:
+        async with app.serve("127.0.0.1:0") as port:
+            config: Any = from_mapping(
+                {
+                    "data_dir": str(tmp_path),
+                    "grpc_address": "127.0.0.1:0",
+                    "http_address": "127.0.0.1:0",
+                    "app_callback_address": f"127.0.0.1:{port}",
+                    "bindings": {"jobs": {"type": "redis", "metadata": metadata}},
+                }
+            )
+            async with Runtime(config):
+                await client.lpush(key, b"first")
+                assert await asyncio.wait_for(got.get(), 10) == b"first"
+                await asyncio.sleep(0.7)  # more than two timeouts of 0.3 s with the list empty
+                await client.lpush(key, b"second")
+                assert await asyncio.wait_for(got.get(), 10) == b"second"
+        assert not [r.getMessage() for r in caplog.records if "cannot read" in r.getMessage()]
+    finally:
+        await client.delete(key)
         await client.aclose()
 
 

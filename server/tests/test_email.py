@@ -308,6 +308,8 @@ async def test_smtp_binding_uses_the_components_defaults(dapr: dapr_pb2_grpc.Dap
     [
         ("create", {"emailTo": "ok@layotto.test;bad"}, "metadata.emailTo"),
         ("create", {"priority": "9"}, "metadata.priority"),
+        ("create", {"subject": "a\u2028Bcc: evil@layotto.test"}, "metadata.subject"),
+        ("create", {"emailCC": '"a\x85b" <c@layotto.test>'}, "metadata.emailCC"),
         ("get", {}, "operation"),
     ],
 )

@@ -104,6 +104,10 @@ class TracedCursor(aiomysql.Cursor):  # type: ignore[misc]
             return int(await super().execute(query, args))
 
 
+class TracedStreamCursor(TracedCursor, aiomysql.SSCursor):  # type: ignore[misc]
+    """A traced cursor reading rows from the server as they are fetched (not all at execute)."""
+
+
 def table_name(value: str, where: str) -> str:
     if not value.replace("_", "").isalnum():
         raise ConfigError(f"{where}: {value!r} must be letters, digits and _")
@@ -168,14 +172,14 @@ class MysqlConnection:
             await self._pool.wait_closed()
 
     @contextlib.asynccontextmanager
-    async def cursor(self, transaction: bool = False) -> AsyncIterator[aiomysql.Cursor]:
+    async def cursor(self, transaction: bool = False, streaming: bool = False) -> AsyncIterator[aiomysql.Cursor]:
         assert self._pool is not None, "open() first"
         try:
             conn = await asyncio.wait_for(self._pool.acquire(), self.timeout)
         except (TimeoutError, pymysql.err.OperationalError, OSError) as error:
             raise BackendUnavailable(self.component, f"no connection within {self.timeout}s: {error}") from error
         try:
-            async with conn.cursor(TracedCursor) as cur:
+            async with conn.cursor(TracedStreamCursor if streaming else TracedCursor) as cur:
                 if transaction:
                     await conn.begin()
                 try:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from layotto.server.aio import stop_task
-from layotto.server.components.base import Feature
+from layotto.server.components.base import ConfigError, Feature
 from layotto.server.components.bindings import (
     BindingEvent,
     BindingRequest,
@@ -29,6 +29,10 @@ from layotto.server.errors import InvalidArgument, LayottoError
 log = logging.getLogger(__name__)
 
 BLOCK = "bindings"
+
+#: the wait before an input binding whose reader failed is read again (doubling up to the max)
+RESTART_SECONDS = 0.5
+RESTART_MAX_SECONDS = 10.0
 
 
 def find_output_binding(components: ComponentSet, name: str, field: str = "name") -> OutputBinding:
@@ -126,15 +130,35 @@ class InputBindingReaders:
             log.info("reading input binding %r (%s) for the app", name, binding.spec.type)
 
     async def _read(self, binding: InputBinding) -> None:
+        """Run ``binding.read`` until cancelled: a reader that fails (its backend went away) starts
+        again after :data:`RESTART_SECONDS`, doubling up to :data:`RESTART_MAX_SECONDS`; one that
+        cannot read by its configuration (ConfigError) stops."""
+
         async def handle(event: BindingEvent) -> None:
             await self._deliver(binding.name, event)
 
-        try:
-            await binding.read(handle)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("input binding %r stopped reading", binding.name)
+        loop = asyncio.get_running_loop()
+        wait = RESTART_SECONDS
+        while True:
+            started = loop.time()
+            try:
+                await binding.read(handle)
+                return
+            except asyncio.CancelledError:
+                raise
+            except ConfigError as error:
+                log.error("input binding %r cannot be read: %s", binding.name, error)
+                return
+            except LayottoError as error:
+                reason = error.message
+            except Exception as error:  # a client library's own error: the reader is restarted all the same
+                log.debug("input binding %r failed", binding.name, exc_info=True)
+                reason = f"{type(error).__name__}: {error}"
+            if loop.time() - started > RESTART_MAX_SECONDS:  # it had been reading: a new failure
+                wait = RESTART_SECONDS
+            log.warning("input binding %r stopped reading (%s); reading again in %gs", binding.name, reason, wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RESTART_MAX_SECONDS)
 
     async def aclose(self) -> None:
         await self.apply(())

@@ -25,9 +25,15 @@ MAX_SUBJECT_CHARS = 998  # RFC 5322's line limit
 MAX_ADDRESS_CHARS = 254  # RFC 5321's longest forward-path, without its angle brackets
 
 
+def _breaks_a_header(text: str) -> bool:
+    """Whether ``text`` holds NUL or anything Python's email headers take as a line break (CR, LF,
+    and also U+2028, U+2029, U+0085, VT, FF, FS, GS, RS: str.splitlines)."""
+    return "\0" in text or len(f"{text}.".splitlines()) != 1
+
+
 def parse_address(value: str, field: str) -> str:
     """``value`` (``user@host`` or ``Name <user@host>``) checked, as it goes into a header."""
-    if any(c in value for c in "\r\n\0"):
+    if _breaks_a_header(value):
         raise InvalidArgument(field, "an email address cannot contain line breaks or NUL")
     parsed = getaddresses([value])
     name, spec = parsed[0] if len(parsed) == 1 else ("", "")
@@ -51,7 +57,7 @@ def parse_addresses(values: Sequence[str], field: str) -> tuple[str, ...]:
 
 
 def check_subject(subject: str, field: str = "subject") -> str:
-    if any(c in subject for c in "\r\n\0"):
+    if _breaks_a_header(subject):
         raise InvalidArgument(field, "a subject cannot contain line breaks or NUL")
     if len(subject) > MAX_SUBJECT_CHARS:
         raise InvalidArgument(field, f"{len(subject)} characters is over the {MAX_SUBJECT_CHARS}-character limit")

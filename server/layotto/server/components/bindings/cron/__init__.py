@@ -3,7 +3,7 @@
 Schedules as Dapr's (robfig/cron with optional seconds) takes them: five fields
 (``*/5 * * * *``), six fields whose first is the second (``*/2 * * * * *``), the descriptors
 ``@yearly``, ``@annually``, ``@monthly``, ``@weekly``, ``@daily``, ``@midnight``, ``@hourly``,
-and ``@every <Go duration>`` (``@every 1s``, ``@every 1m30s``). Times are the runtime's local
+and ``@every <Go duration>`` (``@every 1s``, ``@every 1m30s``; 100ms .. ten years). Times are the runtime's local
 time. Each event has empty data and the metadata ``timeZone`` and ``readTimeUTC``.
 
 Delivery is at most once: a tick the app fails to take is not delivered again (as in Dapr),
@@ -26,6 +26,11 @@ from layotto.server.components.bindings.duration import parse_duration
 
 log = logging.getLogger(__name__)
 
+#: the longest ``@every`` interval: ten years (as a job's schedule takes)
+MAX_EVERY_SECONDS = 10 * 365 * 24 * 3600
+#: the shortest: Dapr rounds anything under a second up to 1s; here 100ms (an @every 1ns spun a core)
+MIN_EVERY_SECONDS = 0.1
+
 _DESCRIPTORS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -47,6 +52,10 @@ class Schedule:
         self._cron = ""
         if stripped.startswith("@every "):
             self._every = parse_duration(stripped.removeprefix("@every "))
+            if self._every > MAX_EVERY_SECONDS:
+                raise ValueError(f"{text!r} is more than 10 years: the longest @every is {MAX_EVERY_SECONDS}s")
+            if self._every < MIN_EVERY_SECONDS:
+                raise ValueError(f"{text!r} is under 100ms, the shortest @every (each tick is a call to the app)")
             return
         expression = _DESCRIPTORS.get(stripped, stripped)
         fields = len(expression.split())

@@ -2,13 +2,15 @@
 
 Operations are the HTTP methods (``create`` is ``post``, as in Dapr). Request metadata:
 ``path`` (appended to the component's ``url``), ``errorIfNot2XX`` (overrides the component's),
-and every key starting with a capital letter is sent as a header. The response's data is the
-body; its metadata holds ``statusCode``, ``status`` and every response header (several values
-joined with ", ").
+and every key starting with a capital letter is sent as a header (a key that is no HTTP header
+name, or a value or path with a control character, is InvalidArgument naming it). The response's
+data is the whole body (up to ``maxResponseBodySize``); its metadata holds ``statusCode``,
+``status`` and every response header (several values joined with ", ").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -19,11 +21,15 @@ from yarl import URL
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature, MetadataField
 from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
 from layotto.server.components.bindings.duration import parse_duration
-from layotto.server.errors import BackendError, BackendUnavailable
+from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
+from layotto.server.runtime.validation import has_control_characters
 from layotto.tracing import backend_span
 
 _TRUTHY = ("true", "1", "yes", "on", "y")
 _WITH_BODY = ("POST", "PUT", "PATCH")
+#: the longest responseTimeout taken: a day
+MAX_RESPONSE_TIMEOUT_SECONDS = 24 * 3600
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class HttpBinding(OutputBinding):
@@ -38,7 +44,8 @@ class HttpBinding(OutputBinding):
             MetadataField("url", "Base URL of the requests.", required=True, example="http://127.0.0.1:8080/api"),
             MetadataField(
                 "responseTimeout",
-                "Longest wait for a whole response, as a Go duration (Dapr waits for ever; a call here never does).",
+                "Longest wait for a whole response, as a Go duration, at most 24h (Dapr waits for ever; a call "
+                "here never does).",
                 default="60s",
             ),
             MetadataField(
@@ -76,6 +83,11 @@ class HttpBinding(OutputBinding):
             timeout = parse_duration(str(metadata["responseTimeout"]))
         except ValueError as error:
             raise ConfigError(f"bindings.{self.name}.metadata.responseTimeout: {error}") from None
+        if timeout > MAX_RESPONSE_TIMEOUT_SECONDS:
+            raise ConfigError(
+                f"bindings.{self.name}.metadata.responseTimeout: {metadata['responseTimeout']!r} is over the "
+                f"longest wait, {MAX_RESPONSE_TIMEOUT_SECONDS // 3600}h"
+            )
         self._max_body = int(metadata["maxResponseBodySize"])
         self._error_if_not_2xx = bool(metadata["errorIfNot2XX"])
         if metadata["securityToken"] and metadata["securityTokenHeader"]:
@@ -88,6 +100,8 @@ class HttpBinding(OutputBinding):
 
     def _target(self, request: BindingRequest) -> str:
         path = request.metadata.get("path", "")
+        if has_control_characters(path):
+            raise InvalidArgument("metadata.path", "must not contain control characters (CR, LF, NUL, ...)")
         return self._url.rstrip("/") + "/" + path.lstrip("/") if path else self._url
 
     def _headers(self, request: BindingRequest, method: str) -> dict[str, str]:
@@ -96,7 +110,9 @@ class HttpBinding(OutputBinding):
             headers["Content-Type"] = "application/json; charset=utf-8"
         if self._token is not None:
             headers[self._token[0]] = self._token[1]
-        headers.update({key: value for key, value in request.metadata.items() if key[:1].isupper()})
+        for key, value in request.metadata.items():
+            if key[:1].isupper():
+                headers[key] = _header_value(key, value)
         return headers
 
     async def invoke(self, request: BindingRequest) -> BindingResponse:
@@ -119,10 +135,12 @@ class HttpBinding(OutputBinding):
     ) -> tuple[bytes, dict[str, str], int]:
         assert self._session is not None, "init() first"
         async with self._session.request(method, url, data=body, headers=headers) as reply:
-            data = await reply.content.read(self._max_body + 1)
-            if len(data) > self._max_body:
-                raise BackendError(self.name, f"{method} {url}: response body over {self._max_body} bytes")
-            return data, {key: ", ".join(reply.headers.getall(key)) for key in reply.headers}, reply.status
+            data = bytearray()
+            async for chunk in reply.content.iter_any():  # read() answers what has arrived, not the whole body
+                data += chunk
+                if len(data) > self._max_body:
+                    raise BackendError(self.name, f"{method} {url}: response body over {self._max_body} bytes")
+            return bytes(data), {key: ", ".join(reply.headers.getall(key)) for key in reply.headers}, reply.status
 
     def _answer(self, request: BindingRequest, call: str, reply: tuple[bytes, dict[str, str], int]) -> BindingResponse:
         """The binding's answer to ``reply`` (body, headers, status) of ``call`` ("GET http://...")."""
@@ -135,6 +153,16 @@ class HttpBinding(OutputBinding):
         if error_if_not_2xx and status // 100 != 2:
             raise BackendError(self.name, f"{call}: received status code {status}")
         return BindingResponse(data=data, metadata=metadata)
+
+
+def _header_value(key: str, value: str) -> str:
+    """``value`` of the header ``key`` (request metadata); InvalidArgument naming ``metadata.<key>`` when
+    the name is not an HTTP token or the value holds a control character (header injection)."""
+    if not _HEADER_NAME.fullmatch(key):
+        raise InvalidArgument(f"metadata.{key}", "is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")
+    if has_control_characters(value.replace("\t", " ")):
+        raise InvalidArgument(f"metadata.{key}", "a header value must not contain control characters (CR, LF, NUL)")
+    return value
 
 
 def _phrase(status: int) -> str:

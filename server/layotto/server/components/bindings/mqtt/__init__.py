@@ -28,6 +28,7 @@ from layotto.server.components.bindings import (
 )
 from layotto.server.components.pubsub import BrokerMessage
 from layotto.server.components.pubsub.mqtt import MqttPubSub
+from layotto.server.errors import InvalidArgument
 
 
 class MqttBinding(OutputBinding, InputBinding):
@@ -107,5 +108,13 @@ class MqttBinding(OutputBinding, InputBinding):
         return await self._mqtt.health()
 
     async def invoke(self, request: BindingRequest) -> BindingResponse:
-        await self._mqtt.publish(request.metadata.get("topic") or self._topic, request.data, {})
+        topic = request.metadata.get("topic") or self._topic
+        if not topic:
+            raise InvalidArgument("metadata.topic", "required: neither the request nor the component names one")
+        try:
+            await self._mqtt.publish(topic, request.data, {})
+        except InvalidArgument as error:  # the shared client names the topic as pub/sub does; here it is metadata
+            if error.field != "topic":
+                raise
+            raise InvalidArgument("metadata.topic", error.message.removeprefix("topic: ")) from None
         return BindingResponse()

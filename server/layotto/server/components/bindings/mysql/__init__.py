@@ -14,8 +14,19 @@ from typing import Any
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, ConfigError, Feature
 from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
-from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
+from layotto.server.components.bindings.sql import (
+    MAX_RESULT_BYTES,
+    SQL_OPERATIONS,
+    RowsJson,
+    closed,
+    params_mismatch,
+    sql_call,
+    sql_response,
+)
 from layotto.server.components.mysql_client import MYSQL_METADATA, MysqlConnection
+
+#: rows fetched from the server at a time by a query
+FETCH_ROWS = 500
 
 #: Dapr's mysql binding names the DSN ``url``; the rest is the shared connection metadata
 _METADATA = tuple(replace(f, name="url") if f.name == "connectionString" else f for f in MYSQL_METADATA)
@@ -24,6 +35,12 @@ _METADATA = tuple(replace(f, name="url") if f.name == "connectionString" else f 
 def driver_placeholders(sql: str) -> str:
     """``sql`` with each ``?`` outside quotes, backquotes and comments turned into the driver's
     ``%s``, and every other ``%`` doubled (the driver formats the statement with its escaped values)."""
+    return _translate(sql)[0]
+
+
+def _translate(sql: str) -> tuple[str, int]:
+    """:func:`driver_placeholders` of ``sql``, and how many placeholders it has."""
+    placeholders = 0
     out: list[str] = []
     quote = ""
     i = 0
@@ -40,6 +57,7 @@ def driver_placeholders(sql: str) -> str:
             quote = char
         elif char == "?":
             out.append("%s")
+            placeholders += 1
             i += 1
             continue
         elif sql.startswith(("-- ", "#"), i) or sql.startswith("/*", i):
@@ -49,7 +67,7 @@ def driver_placeholders(sql: str) -> str:
             continue
         out.append("%%" if char == "%" else char)
         i += 1
-    return "".join(out)
+    return "".join(out), placeholders
 
 
 def _comment_end(sql: str, start: int) -> int:
@@ -68,15 +86,17 @@ class MysqlBinding(OutputBinding):
         "JSON array) on MySQL or MariaDB: exec answers the rows affected, query the rows as JSON objects.",
         features=frozenset({Feature.OUTPUT_BINDING}),
         operations=SQL_OPERATIONS,
-        metadata=_METADATA,
+        metadata=(*_METADATA, MAX_RESULT_BYTES),
     )
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._mysql = MysqlConnection(name)
         self._closed = False
+        self._max_result = int(MAX_RESULT_BYTES.default)
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
+        self._max_result = int(metadata[MAX_RESULT_BYTES.name])
         connection = {**metadata, "connectionString": metadata["url"]}
         try:
             await self.connect(self._mysql).open(connection, f"bindings.{self.name}.metadata")
@@ -95,11 +115,19 @@ class MysqlBinding(OutputBinding):
         if self._closed:
             raise closed(self.name)
         call = sql_call(request)
-        statement = driver_placeholders(call.sql) if call.params else call.sql
-        async with self._mysql.cursor() as cursor:
+        statement, placeholders = _translate(call.sql)
+        if placeholders != len(call.params):
+            raise params_mismatch(placeholders, call.params)
+        if not call.params:
+            statement = call.sql
+        streaming = request.operation == "query"  # rows read as they are encoded, never all at once
+        async with self._mysql.cursor(streaming=streaming) as cursor:
             affected = await cursor.execute(statement, call.params or None)
             if request.operation == "exec":
                 return sql_response(call, rows_affected=int(affected))
             columns = [column[0] for column in cursor.description or ()]
-            rows = await cursor.fetchall()
-        return sql_response(call, data=rows_json(dict(zip(columns, row, strict=True)) for row in rows))
+            rows = RowsJson(self._max_result)
+            while batch := await cursor.fetchmany(FETCH_ROWS):
+                for row in batch:
+                    rows.add(dict(zip(columns, row, strict=True)))
+        return sql_response(call, data=rows.data)

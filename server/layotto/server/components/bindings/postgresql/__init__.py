@@ -15,9 +15,10 @@ while the runtime is down or reconnecting, or what the app fails to take, is not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -31,8 +32,17 @@ from layotto.server.components.bindings import (
     InputBinding,
     OutputBinding,
 )
-from layotto.server.components.bindings.sql import SQL_OPERATIONS, closed, rows_json, sql_call, sql_response
+from layotto.server.components.bindings.sql import (
+    MAX_RESULT_BYTES,
+    SQL_OPERATIONS,
+    RowsJson,
+    closed,
+    sql_call,
+    sql_response,
+)
 from layotto.server.components.postgres_client import POSTGRES_METADATA, PostgresConnection, TracedCursor
+from layotto.server.errors import BackendUnavailable, InvalidArgument
+from layotto.tracing import backend_span, statement_operation
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,8 @@ class _TracedRawCursor(psycopg.AsyncRawCursor[Any], TracedCursor):
 
 
 RECONNECT_SECONDS = 1.0
+#: the longest channel name (an identifier: NAMEDATALEN - 1)
+MAX_CHANNEL_BYTES = 63
 
 
 class PostgresBinding(OutputBinding, InputBinding):
@@ -56,6 +68,7 @@ class PostgresBinding(OutputBinding, InputBinding):
         metadata=(
             *POSTGRES_METADATA,
             MetadataField("channel", "Input: the channel to LISTEN on (empty: no input).", default=""),
+            MAX_RESULT_BYTES,
         ),
     )
 
@@ -65,10 +78,17 @@ class PostgresBinding(OutputBinding, InputBinding):
         self._closed = False
         self._dsn = ""
         self._channel = ""
+        self._max_result = int(MAX_RESULT_BYTES.default)
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._dsn = str(metadata["connectionString"])
         self._channel = str(metadata["channel"])
+        if len(self._channel.encode()) > MAX_CHANNEL_BYTES:  # LISTEN would truncate it; pg_notify refuses it
+            raise ConfigError(
+                f"bindings.{self.name}.metadata.channel: {len(self._channel.encode())} bytes is over PostgreSQL's "
+                f"{MAX_CHANNEL_BYTES}-byte limit of a channel name"
+            )
+        self._max_result = int(metadata[MAX_RESULT_BYTES.name])
         await self.connect(self._postgres).open(metadata)
 
     async def read(self, handler: EventHandler) -> None:
@@ -112,9 +132,28 @@ class PostgresBinding(OutputBinding, InputBinding):
         if self._closed:
             raise closed(self.name)
         call = sql_call(request)
-        async with self._postgres.connection() as conn, _TracedRawCursor(conn) as cursor:
-            await cursor.execute(call.sql, call.params or None)
-            if request.operation == "exec":
-                return sql_response(call, rows_affected=cursor.rowcount)
-            rows = await cursor.fetchall() if cursor.description is not None else []
-        return sql_response(call, data=rows_json(list(row) for row in rows))
+        if any(isinstance(value, str) and "\x00" in value for value in call.params):
+            raise InvalidArgument("metadata.params", "PostgreSQL text cannot hold NUL (\\u0000)")
+        try:
+            async with self._postgres.connection() as conn, _TracedRawCursor(conn) as cursor:
+                if request.operation == "exec":
+                    await cursor.execute(call.sql, call.params or None)
+                    return sql_response(call, rows_affected=cursor.rowcount)
+                rows = RowsJson(self._max_result)
+                info = conn.info
+                operation = statement_operation(call.sql)
+                with backend_span("postgresql", operation, statement=call.sql, peer=info.host, port=info.port):
+                    # row by row (single-row mode): a query's rows are never all in memory at once
+                    stream = cast(AsyncGenerator[Any, None], cursor.stream(call.sql, call.params or None))
+                    try:
+                        async with contextlib.aclosing(stream):
+                            async for row in stream:
+                                rows.add(list(row))
+                    except psycopg.ProgrammingError as error:  # a statement without rows (an INSERT): none
+                        if "didn't produce a result" not in str(error):
+                            raise
+        except BackendUnavailable as error:
+            if isinstance(error.__cause__, psycopg.errors.ProtocolViolation):  # "bind message supplies 1 ..."
+                raise InvalidArgument("metadata.params", str(error.__cause__).strip()) from None
+            raise
+        return sql_response(call, data=rows.data)

@@ -3,7 +3,8 @@ it delivers that queue's messages.
 
 The queue (``queueName``) is declared at start with the component's settings; each message is
 persistent, carries the request metadata as AMQP headers, and takes ``ttlInSeconds``,
-``priority`` and ``contentType`` from the request metadata, as in Dapr. The call answers once
+``priority`` and ``contentType`` from the request metadata, as in Dapr (at most 64 KiB of
+metadata, header names and contentType at most 255 bytes: InvalidArgument past them). The call answers once
 the broker confirmed the message. As an input, a message is acknowledged only once the app took
 it; one the app fails is requeued (after ``redeliverIntervalInSeconds``), and one in flight when
 the runtime stops is requeued by the broker: at least once. Its AMQP headers are the event's
@@ -20,6 +21,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
+from aiormq.exceptions import ChannelInvalidStateError
 
 from layotto.server.components.base import ComponentContext, ComponentSpec, Feature, Health, MetadataField
 from layotto.server.components.bindings import (
@@ -33,6 +35,11 @@ from layotto.server.components.bindings import (
 from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
 
 log = logging.getLogger(__name__)
+
+#: the longest AMQP short string (a header name, the content type)
+MAX_SHORT_STRING = 255
+#: the most bytes of request metadata a message carries as headers (the broker's frames are 128 KiB)
+MAX_HEADER_BYTES = 64 * 1024
 
 
 class RabbitMqBinding(OutputBinding, InputBinding):
@@ -157,6 +164,7 @@ class RabbitMqBinding(OutputBinding, InputBinding):
     async def invoke(self, request: BindingRequest) -> BindingResponse:
         if self._channel is None:
             raise BackendUnavailable(self.name, "not connected to the broker")
+        _check_headers(request.metadata)
         message = aio_pika.Message(
             request.data,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -167,9 +175,26 @@ class RabbitMqBinding(OutputBinding, InputBinding):
         )
         try:
             await self._channel.default_exchange.publish(message, routing_key=self._queue, timeout=5)
+        except ChannelInvalidStateError as error:  # the connection is down: the robust one is reopening it
+            raise BackendUnavailable(self.name, f"publish to {self._queue!r}: {error}") from error
         except (AMQPError, OSError, TimeoutError) as error:
             raise BackendError(self.name, f"publish to {self._queue!r}: {error or type(error).__name__}") from error
         return BindingResponse()
+
+
+def _check_headers(metadata: Mapping[str, str]) -> None:
+    """InvalidArgument naming the request metadata that AMQP cannot carry: a key or ``contentType`` over
+    255 bytes (a short string), or headers over :data:`MAX_HEADER_BYTES` in all (the broker closes the
+    whole connection on a content header larger than its frame)."""
+    total = 0
+    for key, value in metadata.items():
+        if len(key.encode()) > MAX_SHORT_STRING:
+            raise InvalidArgument(f"metadata.{key[:40]}", f"a header name is at most {MAX_SHORT_STRING} bytes")
+        total += len(key.encode()) + len(value.encode()) + 6
+    if len(metadata.get("contentType", "").encode()) > MAX_SHORT_STRING:
+        raise InvalidArgument("metadata.contentType", f"is at most {MAX_SHORT_STRING} bytes")
+    if total > MAX_HEADER_BYTES:
+        raise InvalidArgument("metadata", f"{total} bytes of headers is over the {MAX_HEADER_BYTES}-byte limit")
 
 
 def _seconds(metadata: Mapping[str, str], key: str, low: int, high: int) -> int | None:

@@ -2,7 +2,7 @@
 input binding reading a Redis list (Layotto's own: Dapr has no Redis input binding).
 
 Request metadata: ``key`` (required), ``ttlInSeconds`` (create and increment: the key expires
-after it), ``delete`` ("true" on get: read and delete the key at once). ``get`` of a missing
+after it, 1 .. 315360000: ten years), ``delete`` ("true" on get: read and delete the key at once). ``get`` of a missing
 key answers empty data, as Dapr does.
 
 As an input binding (``listKey`` set), items pushed to the list's head (LPUSH) are delivered
@@ -31,8 +31,12 @@ from layotto.server.components.bindings import (
 )
 from layotto.server.components.redis_client import REDIS_METADATA, RedisConnection
 from layotto.server.errors import InvalidArgument, LayottoError
+from layotto.server.runtime.validation import require_range
 
 log = logging.getLogger(__name__)
+
+#: the longest ttlInSeconds taken: ten years (as the rabbitmq binding; Redis refuses EX past ~2**63 ms)
+MAX_TTL_SECONDS = 315_360_000
 
 
 class RedisBinding(OutputBinding, InputBinding):
@@ -66,11 +70,14 @@ class RedisBinding(OutputBinding, InputBinding):
         self._list = ""
         self._processing = ""
         self._redeliver_interval = 1.0
+        self._block = 1.0
 
     async def init(self, metadata: Mapping[str, Any], context: ComponentContext) -> None:
         self._list = str(metadata["listKey"])
         self._processing = f"{self._list}:processing:{context.app_id}"
         self._redeliver_interval = float(metadata["redeliverIntervalInSeconds"])
+        # a BLMOVE blocks for less than the client's read timeout, or every wait ends in a timeout
+        self._block = min(1.0, float(metadata["timeoutInSeconds"]) / 2)
         await self.connect(self._redis).open(metadata)
 
     async def read(self, handler: EventHandler) -> None:
@@ -83,7 +90,9 @@ class RedisBinding(OutputBinding, InputBinding):
         while True:
             try:
                 async with self._redis.errors("BLMOVE"):
-                    item = await client.blmove(self._list, self._processing, 1, "RIGHT", "LEFT")
+                    # Redis takes a fractional timeout; redis-py types it int
+                    block: Any = self._block
+                    item = await client.blmove(self._list, self._processing, block, "RIGHT", "LEFT")
                 if item is not None:
                     await self._deliver(handler, _as_bytes(item))
             except LayottoError as error:  # what was moved stays in the processing list until the next start
@@ -137,9 +146,7 @@ def _ttl(metadata: Mapping[str, str]) -> int | None:
         ttl = int(raw)
     except ValueError:
         raise InvalidArgument("metadata.ttlInSeconds", f"expected a whole number of seconds, got {raw!r}") from None
-    if ttl <= 0:
-        raise InvalidArgument("metadata.ttlInSeconds", f"must be at least 1, got {ttl}")
-    return ttl
+    return require_range(ttl, "metadata.ttlInSeconds", 1, MAX_TTL_SECONDS)
 
 
 def _as_bytes(value: bytes | str) -> bytes:
