@@ -20,7 +20,7 @@ from layotto.server.api.flow_gate import FlowGate
 from layotto.server.api.services import SERVED_SERVICES, SERVICE_NAMES, api_handlers
 from layotto.server.api_token import ApiTokenGuard, app_token, runtime_token
 from layotto.server.app_health import AppHealth
-from layotto.server.appbindings import AppBindings
+from layotto.server.appbindings import AppBindings, InputBindingsKeeper
 from layotto.server.appchannel import AppSubscriptions
 from layotto.server.appjobs import AppJobs
 from layotto.server.components.base import ComponentContext, ConfigError, LocatedConfigError
@@ -34,6 +34,7 @@ from layotto.server.grpc_proxy import build_grpc_proxy
 from layotto.server.hot_reload import ConfigWatcher, restart_keys
 from layotto.server.http import DaprHttpApi
 from layotto.server.http_app import HttpApp, HttpAppSubscriptions
+from layotto.server.http_appbindings import HttpAppBindings
 from layotto.server.http_appjobs import HttpAppJobs
 from layotto.server.invoke_channels import build_invoker
 from layotto.server.listeners import owner_only_umask, prepare_socket_path, remove_socket_file, set_socket_mode
@@ -96,7 +97,7 @@ class Runtime:
         self.invoker: Invoker | None = None
         self.resiliency: Resiliency | None = None  # the policies (and breakers) of apps and components
         self.services: RuntimeServices | None = None  # the runtime layer, once started
-        self.app_bindings: AppBindings | None = None
+        self.app_bindings: InputBindingsKeeper[Any] | None = None
         self.scheduler_loop: SchedulerLoop | None = None
         self.app_jobs: AppJobs | HttpAppJobs | None = None  # delivers due jobs: the app's HTTP port or callback
         self.api_token = runtime_token(config.api_token)  # required of callers ("": none); DAPR_API_TOKEN
@@ -258,8 +259,7 @@ class Runtime:
         for name in ("", *SERVICE_NAMES, *self.api_plugins.handlers()):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._start_app_subscriptions()
-        if cfg.app_callback_address:
-            self._start_app_bindings()
+        self._start_app_bindings()
         if cfg.hot_reload:
             self._watcher = ConfigWatcher(cfg, self._reread, self.reconfigure)
             self._watcher.start()
@@ -468,20 +468,33 @@ class Runtime:
         keeper.start()
 
     def _start_app_bindings(self) -> None:
+        """Input bindings go to the app's HTTP port (``app_protocol: http``) or its AppCallback server."""
         cfg = self.config
-        assert cfg.app_callback_address
         if not input_binding_names(self.components):
             return
         assert self.services is not None
-        self.app_bindings = AppBindings(
-            self.components,
-            self.services.state,
-            address=cfg.app_callback_address,
-            refresh_seconds=cfg.subscriptions_refresh_seconds,
-            tracing=self.tracing,
-            app_api_token=self.app_api_token,
-            resiliency=self.resiliency,
-        )
+        if cfg.app_protocol == "http" and cfg.app_port:
+            self.app_bindings = HttpAppBindings(
+                self.components,
+                self.services.state,
+                app_id=cfg.app_id,
+                app_port=cfg.app_port,
+                refresh_seconds=cfg.subscriptions_refresh_seconds,
+                app_api_token=self.app_api_token,
+                resiliency=self.resiliency,
+            )
+        elif cfg.app_callback_address:
+            self.app_bindings = AppBindings(
+                self.components,
+                self.services.state,
+                address=cfg.app_callback_address,
+                refresh_seconds=cfg.subscriptions_refresh_seconds,
+                tracing=self.tracing,
+                app_api_token=self.app_api_token,
+                resiliency=self.resiliency,
+            )
+        else:
+            return
         self.app_bindings.start()
 
     async def reconfigure(self, new: RuntimeConfig) -> None:

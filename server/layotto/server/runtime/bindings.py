@@ -3,8 +3,8 @@
 :func:`invoke_binding` serves InvokeBinding (Layotto's and Dapr's): find the output binding,
 check the operation against the ones its spec declares, invoke it. :class:`InputBindingReaders`
 runs the input bindings the app asked for, handing each event to a delivery function the app
-channel supplies, and :func:`forward_reply` sends what the app answered an event with on to
-output bindings (Dapr's ``to`` and ``data``).
+channel supplies, and :func:`apply_reply` does what the app answered an event with, whichever
+protocol it speaks: saves its states, sends its data on to output bindings (Dapr's ``to``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from layotto.server.components.bindings import (
     OutputBinding,
 )
 from layotto.server.components.loader import ComponentSet
+from layotto.server.components.state import WriteRequest
 from layotto.server.errors import InvalidArgument, LayottoError
+from layotto.server.runtime.state import StateService
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,25 @@ async def invoke_binding(
 
 @dataclass(frozen=True)
 class EventReply:
-    """What the app answered an input event with: output bindings to send ``data`` to, and whether
-    to send to them one after another or all at once."""
+    """What the app answered an input event with (Dapr's BindingEventResponse, or an HTTP app's JSON
+    answer): ``states`` to save to ``store_name`` (``fields[i]`` names ``states[i]`` in errors),
+    then ``data`` to send to each output binding of ``to``, one after another or all at once."""
 
+    store_name: str = ""
+    states: tuple[WriteRequest, ...] = ()
+    fields: tuple[str, ...] = ()
     to: tuple[str, ...] = ()
     data: bytes = b""
     parallel: bool = False
+
+
+async def apply_reply(components: ComponentSet, state: StateService, reply: EventReply) -> None:
+    """Save ``reply.states`` as Dapr's SaveState would (the same checks, errors and etags: a failure
+    raises, so the event fails and a source that can redeliver does), then :func:`forward_reply`."""
+    if reply.states:
+        await state.write(reply.store_name, reply.states, reply.fields)
+    if reply.to:
+        await forward_reply(components, reply)
 
 
 async def forward_reply(components: ComponentSet, reply: EventReply) -> None:
