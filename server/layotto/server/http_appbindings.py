@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from typing import Any
 from urllib.parse import quote
 
@@ -44,13 +43,13 @@ from layotto.server.http_app import HttpApp
 from layotto.server.runtime.bindings import EventReply, input_binding_names
 from layotto.server.runtime.resiliency import Resiliency
 from layotto.server.runtime.state import StateService
+from layotto.server.runtime.validation import is_http_token
 from layotto.tracing import current_traceparent
 
 log = logging.getLogger(__name__)
 
 LIST_TIMEOUT_SECONDS = 5.0
 WANTED, UNWANTED = True, False
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
 _RESERVED = {"content-type", "content-length", "transfer-encoding", "host", "connection", "traceparent", TOKEN_HEADER}
 
 
@@ -59,7 +58,7 @@ def event_headers(metadata: dict[str, str]) -> dict[str, str]:
     breaks or NUL, not a header the runtime sets itself); the others are logged and left out."""
     headers: dict[str, str] = {}
     for name, value in metadata.items():
-        if _TOKEN.match(name) and name.lower() not in _RESERVED and not set(value) & {"\r", "\n", "\0"}:
+        if is_http_token(name) and name.lower() not in _RESERVED and not set(value) & {"\r", "\n", "\0"}:
             headers[name] = value
         else:
             log.debug("input binding metadata %r cannot be an HTTP header: left out", name[:60])

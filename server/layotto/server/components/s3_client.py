@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from layotto.server.components.base import ConfigError, MetadataField
 from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
+from layotto.server.runtime.validation import is_http_token
 
 MiB = 1024 * 1024
 #: the error codes S3 answers for a missing object, bucket or upload
@@ -27,8 +27,6 @@ MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSu
 
 #: S3's limit on an object's user metadata: its keys and values, in bytes
 MAX_METADATA_BYTES = 2 * 1024
-#: an HTTP header field name (RFC 9110's token), which an S3 metadata key travels as
-_HEADER_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 
 def check_user_metadata(metadata: Mapping[str, str], field: str) -> None:
@@ -38,7 +36,7 @@ def check_user_metadata(metadata: Mapping[str, str], field: str) -> None:
     :data:`MAX_METADATA_BYTES` (InvalidArgument naming ``field``)."""
     for key, value in metadata.items():
         entry = f"{field}[{key!r}]"
-        if not _HEADER_TOKEN.fullmatch(key):
+        if not is_http_token(key):  # it travels as a header's name
             raise InvalidArgument(entry, "an S3 metadata key must be a non-empty HTTP token (letters, digits, -_.)")
         if not (value.isascii() and value.isprintable()) or value != value.strip():
             raise InvalidArgument(

@@ -40,12 +40,19 @@ MAX_BULK_ITEMS = 10_000
 MAX_NAME_BYTES = 256
 #: an integer as clients write it: an optional minus sign and at most 19 digits (int64 range)
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def require_text(value: str, field: str) -> str:
     if not value:
         raise InvalidArgument(field, "is empty")
     return value
+
+
+def is_http_token(name: str) -> bool:
+    """Whether ``name`` can be an HTTP header field name: a non-empty token of RFC 9110 (section
+    5.6.2: letters, digits and ``!#$%&'*+-.^_`|~``)."""
+    return _HTTP_TOKEN.fullmatch(name) is not None
 
 
 def has_control_characters(text: str) -> bool:

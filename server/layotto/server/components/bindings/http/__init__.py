@@ -10,7 +10,6 @@ data is the whole body (up to ``maxResponseBodySize``); its metadata holds ``sta
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -22,14 +21,13 @@ from layotto.server.components.base import ComponentContext, ComponentSpec, Conf
 from layotto.server.components.bindings import BindingRequest, BindingResponse, OutputBinding
 from layotto.server.components.bindings.duration import parse_duration
 from layotto.server.errors import BackendError, BackendUnavailable, InvalidArgument
-from layotto.server.runtime.validation import has_control_characters
+from layotto.server.runtime.validation import has_control_characters, is_http_token
 from layotto.tracing import backend_span
 
 _TRUTHY = ("true", "1", "yes", "on", "y")
 _WITH_BODY = ("POST", "PUT", "PATCH")
 #: the longest responseTimeout taken: a day
 MAX_RESPONSE_TIMEOUT_SECONDS = 24 * 3600
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class HttpBinding(OutputBinding):
@@ -158,7 +156,7 @@ class HttpBinding(OutputBinding):
 def _header_value(key: str, value: str) -> str:
     """``value`` of the header ``key`` (request metadata); InvalidArgument naming ``metadata.<key>`` when
     the name is not an HTTP token or the value holds a control character (header injection)."""
-    if not _HEADER_NAME.fullmatch(key):
+    if not is_http_token(key):
         raise InvalidArgument(f"metadata.{key}", "is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)")
     if has_control_characters(value.replace("\t", " ")):
         raise InvalidArgument(f"metadata.{key}", "a header value must not contain control characters (CR, LF, NUL)")
