@@ -62,6 +62,11 @@ HOP_HEADERS = frozenset(
 TRACE_HEADERS = frozenset({"traceparent", "tracestate", "sw8", "sw8-correlation", "sw8-x"})
 
 
+def _grpc_own(key: str, passed: frozenset[str] = frozenset()) -> bool:
+    """Whether ``key`` (lower-case) is a pseudo-header, gRPC's own or reserved (unless in ``passed``)."""
+    return key.startswith((":", "grpc-")) or (key in RESERVED_HEADERS and key not in passed)
+
+
 def app_headers(
     metadata: Iterable[tuple[str, str | bytes]], *, strip_trace: bool = False, passed: frozenset[str] = frozenset()
 ) -> tuple[tuple[str, str], ...]:
@@ -70,8 +75,7 @@ def app_headers(
     out = []
     for name, value in metadata:
         key = name.lower()
-        reserved = key in RESERVED_HEADERS and key not in passed
-        if isinstance(value, bytes) or key.startswith((":", "grpc-")) or reserved:
+        if isinstance(value, bytes) or _grpc_own(key, passed):
             continue
         if key in HOP_HEADERS or (strip_trace and key in TRACE_HEADERS):
             continue
@@ -94,9 +98,7 @@ def grpc_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], .
     out = []
     for name, value in headers:
         key = name.lower()
-        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
-            continue
-        if _text_metadata_key(key) and _text_metadata_value(value):
+        if not _grpc_own(key) and _text_metadata_key(key) and _text_metadata_value(value):
             out.append((key, value))
     return tuple(out)
 
@@ -107,9 +109,10 @@ def grpc_app_metadata(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, st
     refuses it). gRPC's own and the reserved headers are dropped as ever.
 
     Raises InvalidArgument (field ``metadata``) naming the header."""
+    out = []
     for name, value in headers:
         key = name.lower()
-        if key.startswith((":", "grpc-")) or key in RESERVED_HEADERS:
+        if _grpc_own(key):
             continue
         if not _text_metadata_key(key):
             raise InvalidArgument(
@@ -117,7 +120,8 @@ def grpc_app_metadata(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, st
             )
         if not _text_metadata_value(value):
             raise InvalidArgument("metadata", f"header {key!r}: a gRPC app's metadata values are printable ASCII")
-    return grpc_headers(headers)
+        out.append((key, value))
+    return tuple(out)
 
 
 #: the hop's one binary metadata entry for the headers text metadata cannot carry as they are: a
@@ -182,7 +186,7 @@ def to_invoke_request(message: Any, metadata: Iterable[tuple[str, str | bytes]],
             continue
         if key in HOP_HEADERS:
             hop_facts[key] = value
-        elif not (key.startswith((":", "grpc-")) or key in RESERVED_HEADERS or (strip_trace and key in TRACE_HEADERS)):
+        elif not (_grpc_own(key) or (strip_trace and key in TRACE_HEADERS)):
             headers.append((key, value))
     body = message.message
     hop = HOP_HEADER in hop_facts
@@ -207,8 +211,7 @@ def _carried_request_headers(value: bytes, *, strip_trace: bool) -> list[tuple[s
     return [
         (key, text)
         for key, text in carried_headers(value)
-        if not (key.startswith((":", "grpc-")) or key in HOP_HEADERS or (strip_trace and key in TRACE_HEADERS))
-        and (key not in RESERVED_HEADERS or key in PASSED_RESERVED_HEADERS)
+        if not (_grpc_own(key, PASSED_RESERVED_HEADERS) or key in HOP_HEADERS or (strip_trace and key in TRACE_HEADERS))
     ]
 
 
