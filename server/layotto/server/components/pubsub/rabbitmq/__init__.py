@@ -41,6 +41,10 @@ from layotto.tracing import backend_span
 log = logging.getLogger(__name__)
 TTL_METADATA = "ttlInSeconds"
 WATCH_SECONDS = 0.5  # how often a subscription checks that RabbitMQ still has its consumer
+#: the longest a cancelled delivery waits to hand its message back (nack): on a channel aio-pika is
+#: reopening the nack would wait for the reconnection, holding up the cancellation; RabbitMQ
+#: requeues a message whose channel closed anyway
+CANCELLED_NACK_SECONDS = 1.0
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,120}")
 MAX_HEADER_KEY_BYTES = 128  # longer header names are truncated by the client library
 ROUTING_HEADERS = ("CC", "BCC")  # RabbitMQ routes by these and closes the channel unless they are arrays
@@ -231,8 +235,9 @@ class RabbitMqPubSub(PubSub):
         try:
             await deliver(BrokerMessage(topic, message.body, metadata, broker_id))
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
+            with contextlib.suppress(Exception):  # TimeoutError included
+                async with asyncio.timeout(CANCELLED_NACK_SECONDS):
+                    await message.nack(requeue=True)
             raise
         except Exception:
             log.debug("message %s on %s not delivered; requeued", broker_id, topic, exc_info=True)
